@@ -1,0 +1,407 @@
+//! The command line: argument parsing and the glue between the layers.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::apply::{self, Walk};
+use crate::config::Stack;
+use crate::plan::{self, Plan, Refreshed, StackValues};
+use crate::providers::{effective_region, Ctx};
+use crate::state::{Lock, State, StateFile};
+use crate::validate::{self, Validated};
+
+#[derive(Parser, Debug)]
+#[command(name = "stackctl", version, about = "Infrastructure as code for AWS: stack.yaml -> plan -> apply")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct FileArgs {
+    /// The stack file.
+    #[arg(short = 'f', long = "file", default_value = "stack.yaml")]
+    file: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct VarArgs {
+    /// Set a variable: --var name=value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = validate::parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check the stack file offline: schema, types, references, cycles, AWS's rules.
+    Validate {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Show what apply would change.
+    Plan {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Save the plan to apply it later exactly as shown.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the plan as JSON (format in docs/plan-json.md).
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Read recorded resources from AWS first (--refresh=false to skip).
+        #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        refresh: bool,
+        /// How many AWS reads run at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+    },
+    /// Make AWS match the stack file (or apply a saved plan).
+    Apply {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// How many resources are changed at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// A plan saved by `stackctl plan --out`.
+        plan: Option<PathBuf>,
+    },
+    /// Delete every resource recorded in the state, dependents first.
+    Destroy {
+        #[command(flatten)]
+        file: FileArgs,
+        #[arg(long)]
+        auto_approve: bool,
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+    },
+    /// Print the stack's outputs.
+    Output {
+        #[command(flatten)]
+        file: FileArgs,
+        /// One output, printed raw.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect the state.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// Remove a lock left by a run that died.
+    ForceUnlock {
+        #[command(flatten)]
+        file: FileArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// List the recorded resources.
+    List {
+        #[command(flatten)]
+        file: FileArgs,
+    },
+    /// Show one recorded resource.
+    Show {
+        #[command(flatten)]
+        file: FileArgs,
+        id: String,
+    },
+}
+
+/// A plan saved with `--out`: the plan plus everything needed to apply exactly it.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlanFile {
+    plan: Plan,
+    stack_path: PathBuf,
+    stack_source: String,
+    vars: Vec<(String, String)>,
+    region: Option<String>,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { file, vars } => {
+            let v = load(&file.file, &vars.vars)?;
+            let resources = v.stack.decls.values().filter(|d| !d.is_data).count();
+            let data = v.stack.decls.len() - resources;
+            println!("The stack file is valid: {resources} resources, {data} data sources, {} outputs.", v.stack.outputs.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file, vars, out, json, detailed_exitcode, refresh, parallelism } => {
+            let v = load(&file.file, &vars.vars)?;
+            runtime()?.block_on(async {
+                let sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
+                let _lock = Lock::acquire(&sf, "plan")?;
+                let state = sf.load(&v.stack.name)?;
+                let cx = Ctx::new(&v.stack.name, v.stack.region.as_deref()).await;
+                let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&plan::to_json(&plan))?);
+                } else {
+                    print!("{}", plan::render(&plan));
+                }
+                if let Some(out) = out {
+                    let saved = PlanFile {
+                        plan: plan.clone(),
+                        stack_path: v.stack.path.clone(),
+                        stack_source: v.stack.source.clone(),
+                        vars: vars.vars.clone(),
+                        region: Some(cx.region()),
+                    };
+                    std::fs::write(&out, serde_json::to_vec_pretty(&saved)?)
+                        .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+                    if !json {
+                        println!("\nSaved the plan to {}; apply it with `stackctl apply {}`.", out.display(), out.display());
+                    }
+                }
+                Ok(if detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            })
+        }
+        Command::Apply { file, vars, auto_approve, parallelism, plan: saved } => {
+            let (v, saved) = match saved {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read plan {}", path.display()))?;
+                    let saved: PlanFile = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a plan saved by `stackctl plan --out`", path.display()))?;
+                    let stack = Stack::parse(&saved.stack_path, &saved.stack_source)?;
+                    (validate::validate(stack, &saved.vars, effective_region(None).as_deref())?, Some(saved))
+                }
+                None => (load(&file.file, &vars.vars)?, None),
+            };
+            runtime()?.block_on(apply_command(v, saved, auto_approve, parallelism))
+        }
+        Command::Destroy { file, auto_approve, parallelism } => {
+            let v = load(&file.file, &[])?;
+            runtime()?.block_on(destroy_command(v, auto_approve, parallelism))
+        }
+        Command::Output { file, name, json } => {
+            let (stack, state) = read_state(&file.file)?;
+            let _ = stack;
+            match name {
+                Some(name) => {
+                    let value = state
+                        .outputs
+                        .get(&name)
+                        .with_context(|| format!("no output `{name}` (outputs: {})", keys(&state.outputs)))?;
+                    match (json, value) {
+                        (false, Value::String(s)) => println!("{s}"),
+                        _ => println!("{}", serde_json::to_string_pretty(value)?),
+                    }
+                }
+                None if json => println!("{}", serde_json::to_string_pretty(&state.outputs)?),
+                None => {
+                    for (k, v) in &state.outputs {
+                        println!("{k} = {}", serde_json::to_string(v)?);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State { command: StateCommand::List { file } } => {
+            let (_, state) = read_state(&file.file)?;
+            for (id, rec) in &state.resources {
+                let pid = rec.physical_id.as_deref().unwrap_or("(create interrupted)");
+                println!("{id}\t{}\t{pid}", rec.type_name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State { command: StateCommand::Show { file, id } } => {
+            let (_, state) = read_state(&file.file)?;
+            let rec = state
+                .resources
+                .get(&id)
+                .with_context(|| format!("no resource `{id}` in the state (recorded: {})", keys(&state.resources)))?;
+            println!("{}", serde_json::to_string_pretty(rec)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ForceUnlock { file } => {
+            let stack = Stack::load(&file.file)?;
+            let sf = StateFile::for_stack(&stack.dir(), &stack.name);
+            if Lock::force_unlock(&sf)? {
+                println!("Removed the lock {}.", sf.lock_path().display());
+            } else {
+                println!("The state was not locked.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn keys<V>(m: &BTreeMap<String, V>) -> String {
+    if m.is_empty() {
+        "none".into()
+    } else {
+        m.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn load(path: &Path, vars: &[(String, String)]) -> Result<Validated> {
+    let stack = Stack::load(path)?;
+    let region = effective_region(stack.region.as_deref());
+    Ok(validate::validate(stack, vars, region.as_deref())?)
+}
+
+fn read_state(path: &Path) -> Result<(Stack, State)> {
+    let stack = Stack::load(path)?;
+    let state = StateFile::for_stack(&stack.dir(), &stack.name).load(&stack.name)?;
+    Ok((stack, state))
+}
+
+async fn stack_values(v: &Validated, cx: &Ctx) -> Result<StackValues> {
+    let account_id = if v.uses_account_id() { Some(cx.account_id().await.context("looking up the account id")?) } else { None };
+    Ok(StackValues { name: v.stack.name.clone(), region: Some(cx.region()), account_id })
+}
+
+async fn make_plan(v: &Validated, state: &State, cx: &Ctx, refresh: bool, parallelism: usize) -> Result<(Plan, StackValues)> {
+    let values = stack_values(v, cx).await?;
+    let live = if refresh {
+        plan::refresh(cx, state, parallelism)
+            .await
+            .map_err(|(id, e)| anyhow::anyhow!("refreshing `{id}` from AWS: {e}"))?
+    } else {
+        BTreeMap::new()
+    };
+    Ok((plan::make(v, state, &live, &values), values))
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change infrastructure without confirmation: stdin is not a terminal; pass --auto-approve");
+    }
+    print!("\n{question}\n  Only 'yes' will be accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+async fn apply_command(v: Validated, saved: Option<PlanFile>, auto_approve: bool, parallelism: usize) -> Result<ExitCode> {
+    let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
+    let _lock = Lock::acquire(&sf, "apply")?;
+    let mut state = sf.load(&v.stack.name)?;
+    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref()).await);
+    let (plan, values) = match saved {
+        Some(saved) => {
+            if saved.plan.lineage != state.lineage || saved.plan.serial != state.serial {
+                bail!(
+                    "the saved plan is stale: it was made against state serial {} but the state is now at serial {}{}; run `stackctl plan --out` again",
+                    saved.plan.serial,
+                    state.serial,
+                    if saved.plan.lineage != state.lineage { " of another lineage" } else { "" }
+                );
+            }
+            if saved.region.as_deref() != Some(cx.region().as_str()) {
+                bail!("the saved plan was made for region {:?}, this run uses {}", saved.region, cx.region());
+            }
+            let values = stack_values(&v, &cx).await?;
+            print!("{}", plan::render(&saved.plan));
+            (saved.plan, values)
+        }
+        None => {
+            let (plan, values) = make_plan(&v, &state, &cx, true, parallelism).await?;
+            print!("{}", plan::render(&plan));
+            if plan.has_changes() && !auto_approve && !confirm("Do you want to perform these actions?")? {
+                println!("Apply cancelled.");
+                return Ok(ExitCode::from(1));
+            }
+            (plan, values)
+        }
+    };
+    let changed = plan.has_changes();
+    if changed {
+        println!();
+    }
+    let started = std::time::Instant::now();
+    let outcome = Walk { v: &v, values: &values, cx, file: &mut sf, state: &mut state, parallelism }.run(&plan).await?;
+    if !changed && state.outputs != apply::outputs(&v, &state, &values) {
+        // Outputs added or edited without any resource change still land in the state.
+        state.outputs = apply::outputs(&v, &state, &values);
+        sf.save(&mut state)?;
+    }
+    finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Apply")?;
+    if !state.outputs.is_empty() {
+        println!("\nOutputs:\n");
+        for (k, val) in &state.outputs {
+            println!("{k} = {}", serde_json::to_string(val)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Result<()> {
+    if outcome.ok() {
+        let s = &plan.summary;
+        println!("\n{what} complete! Resources: {} added, {} changed, {} destroyed. [{secs:.1}s]", s.add, s.change, s.destroy);
+        return Ok(());
+    }
+    let mut msg = String::new();
+    for (_, m) in &outcome.failed {
+        msg.push_str(&format!("\n  error {m}"));
+    }
+    if !outcome.skipped.is_empty() {
+        msg.push_str(&format!("\n  not attempted (their dependencies failed or the run was interrupted): {}", outcome.skipped.join(", ")));
+    }
+    if outcome.interrupted {
+        bail!("{what} interrupted; the state records everything done so far.{msg}");
+    }
+    bail!("{what} failed; the state records everything that succeeded, run the command again once fixed:{msg}")
+}
+
+async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -> Result<ExitCode> {
+    let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
+    let _lock = Lock::acquire(&sf, "destroy")?;
+    let mut state = sf.load(&v.stack.name)?;
+    if state.resources.is_empty() {
+        println!("Nothing to destroy: the state records no resources.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref()).await);
+    // Only creates that were interrupted need a look in AWS: they may exist.
+    let mut pending = state.clone();
+    pending.resources.retain(|_, r| r.is_pending());
+    let live: BTreeMap<String, Refreshed> = plan::refresh(&cx, &pending, parallelism)
+        .await
+        .map_err(|(id, e)| anyhow::anyhow!("looking for `{id}` in AWS: {e}"))?;
+    let plan = plan::destroy(&state, &live);
+    print!("{}", plan::render(&plan));
+    if !auto_approve && !confirm("Do you really want to destroy all resources of this stack?")? {
+        println!("Destroy cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    println!();
+    let values = stack_values(&v, &cx).await.unwrap_or_default();
+    let started = std::time::Instant::now();
+    let outcome = Walk { v: &v, values: &values, cx, file: &mut sf, state: &mut state, parallelism }.run(&plan).await?;
+    if outcome.ok() {
+        state.outputs.clear();
+        sf.save(&mut state)?;
+    }
+    finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Destroy")?;
+    Ok(ExitCode::SUCCESS)
+}

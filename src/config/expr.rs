@@ -1,0 +1,260 @@
+//! `${...}` references inside string values, and the "known after apply" marker.
+
+use serde_json::Value;
+
+use super::yaml::{Node, NodeKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ref {
+    /// `${id.attribute}`: an attribute or property of a resource or data source.
+    Resource { id: String, attr: String },
+    /// `${var.NAME}`
+    Var(String),
+    /// `${stack.name}`, `${stack.region}`, `${stack.account_id}`
+    Stack(StackField),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StackField {
+    Name,
+    Region,
+    AccountId,
+}
+
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ref::Resource { id, attr } => write!(f, "${{{id}.{attr}}}"),
+            Ref::Var(name) => write!(f, "${{var.{name}}}"),
+            Ref::Stack(StackField::Name) => write!(f, "${{stack.name}}"),
+            Ref::Stack(StackField::Region) => write!(f, "${{stack.region}}"),
+            Ref::Stack(StackField::AccountId) => write!(f, "${{stack.account_id}}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Lit(String),
+    Ref(Ref),
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn parse_ref(inner: &str) -> Result<Ref, String> {
+    let inner = inner.trim();
+    let Some((head, tail)) = inner.split_once('.') else {
+        return Err(format!(
+            "reference `${{{inner}}}` must be `${{resource.attribute}}`, `${{var.NAME}}` or `${{stack.name|region|account_id}}`"
+        ));
+    };
+    match head {
+        "var" if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Ok(Ref::Var(tail.to_string()))
+        }
+        "stack" => match tail {
+            "name" => Ok(Ref::Stack(StackField::Name)),
+            "region" => Ok(Ref::Stack(StackField::Region)),
+            "account_id" => Ok(Ref::Stack(StackField::AccountId)),
+            other => Err(format!(
+                "`${{stack.{other}}}` is not a stack value; use stack.name, stack.region or stack.account_id"
+            )),
+        },
+        id if is_ident(id) && is_ident(tail) => Ok(Ref::Resource {
+            id: id.to_string(),
+            attr: tail.to_string(),
+        }),
+        _ => Err(format!("`${{{inner}}}` is not a valid reference")),
+    }
+}
+
+/// Splits a string into literal text and references. `$${` is a literal `${`.
+pub fn parse_template(s: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        lit.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(escaped) = after.strip_prefix("$${") {
+            lit.push_str("${");
+            rest = escaped;
+        } else if let Some(open) = after.strip_prefix("${") {
+            let end = open
+                .find('}')
+                .ok_or_else(|| format!("unterminated reference in `{s}`: missing `}}`"))?;
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Ref(parse_ref(&open[..end])?));
+            rest = &open[end + 1..];
+        } else {
+            lit.push('$');
+            rest = &after[1..];
+        }
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(Part::Lit(lit));
+    }
+    Ok(parts)
+}
+
+/// Every reference in a node tree, with the node that holds it.
+pub fn refs_in(node: &Node) -> Vec<(Ref, &Node)> {
+    let mut out = Vec::new();
+    collect(node, &mut out);
+    out
+}
+
+fn collect<'a>(node: &'a Node, out: &mut Vec<(Ref, &'a Node)>) {
+    match &node.kind {
+        NodeKind::Str(s) => {
+            if let Ok(parts) = parse_template(s) {
+                out.extend(parts.into_iter().filter_map(|p| match p {
+                    Part::Ref(r) => Some((r, node)),
+                    Part::Lit(_) => None,
+                }));
+            }
+        }
+        NodeKind::Seq(items) => items.iter().for_each(|n| collect(n, out)),
+        NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| collect(v, out)),
+        _ => {}
+    }
+}
+
+/// Syntax errors of every template in a node tree.
+pub fn template_errors(node: &Node) -> Vec<(String, &Node)> {
+    let mut out = Vec::new();
+    walk_strings(node, &mut |s, n| {
+        if let Err(e) = parse_template(s) {
+            out.push((e, n));
+        }
+    });
+    out
+}
+
+fn walk_strings<'a>(node: &'a Node, f: &mut dyn FnMut(&'a str, &'a Node)) {
+    match &node.kind {
+        NodeKind::Str(s) => f(s, node),
+        NodeKind::Seq(items) => items.iter().for_each(|n| walk_strings(n, f)),
+        NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| walk_strings(v, f)),
+        _ => {}
+    }
+}
+
+pub use crate::schema::{contains_unknown, is_unknown, unknown};
+
+/// Resolves every reference in `node`. A string that is only a reference keeps
+/// the referenced value's type; references inside longer strings become text. A
+/// string with any unknown part is unknown as a whole.
+pub fn resolve<E>(node: &Node, lookup: &mut dyn FnMut(&Ref) -> Result<Value, E>) -> Result<Value, E> {
+    Ok(match &node.kind {
+        NodeKind::Str(s) => {
+            let parts = match parse_template(s) {
+                Ok(p) => p,
+                // Syntax was checked by validation; keep the text as written.
+                Err(_) => return Ok(Value::String(s.clone())),
+            };
+            match parts.as_slice() {
+                [Part::Ref(r)] => lookup(r)?,
+                _ => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match part {
+                            Part::Lit(l) => text.push_str(&l),
+                            Part::Ref(r) => {
+                                let v = lookup(&r)?;
+                                if contains_unknown(&v) {
+                                    return Ok(unknown());
+                                }
+                                match v {
+                                    Value::String(s) => text.push_str(&s),
+                                    Value::Null => {}
+                                    other => text.push_str(&other.to_string()),
+                                }
+                            }
+                        }
+                    }
+                    Value::String(text)
+                }
+            }
+        }
+        NodeKind::Seq(items) => Value::Array(
+            items
+                .iter()
+                .map(|n| resolve(n, lookup))
+                .collect::<Result<_, _>>()?,
+        ),
+        NodeKind::Map(entries) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in entries {
+                m.insert(k.key_text(), resolve(v, lookup)?);
+            }
+            Value::Object(m)
+        }
+        _ => node.to_json(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+    use serde_json::json;
+
+    fn r(id: &str, attr: &str) -> Ref {
+        Ref::Resource { id: id.into(), attr: attr.into() }
+    }
+
+    #[test]
+    fn templates_split_literals_and_refs() {
+        assert_eq!(
+            parse_template("arn:${stack.region}:${topic.arn}/x").unwrap(),
+            vec![
+                Part::Lit("arn:".into()),
+                Part::Ref(Ref::Stack(StackField::Region)),
+                Part::Lit(":".into()),
+                Part::Ref(r("topic", "arn")),
+                Part::Lit("/x".into()),
+            ]
+        );
+        assert_eq!(parse_template("cost $5 $${raw}").unwrap(), vec![Part::Lit("cost $5 ${raw}".into())]);
+        assert_eq!(parse_template("${var.instance_name}").unwrap(), vec![Part::Ref(Ref::Var("instance_name".into()))]);
+    }
+
+    #[test]
+    fn bad_references_are_explained() {
+        assert!(parse_template("${topic}").unwrap_err().contains("resource.attribute"));
+        assert!(parse_template("${topic.arn").unwrap_err().contains("unterminated"));
+        assert!(parse_template("${stack.owner}").unwrap_err().contains("not a stack value"));
+        assert!(parse_template("${Topic.arn}").unwrap_err().contains("not a valid reference"));
+    }
+
+    #[test]
+    fn whole_reference_keeps_type_and_partial_becomes_text() {
+        let node = yaml::parse("a: ${var.n}\nb: \"n=${var.n}\"\nc: [\"${q.arn}\"]\n").unwrap();
+        let mut lookup = |r: &Ref| -> Result<Value, ()> {
+            Ok(match r {
+                Ref::Var(_) => json!(30),
+                _ => unknown(),
+            })
+        };
+        let v = resolve(&node, &mut lookup).unwrap();
+        assert_eq!(v["a"], json!(30));
+        assert_eq!(v["b"], json!("n=30"));
+        assert!(is_unknown(&v["c"][0]));
+        assert!(contains_unknown(&v));
+    }
+
+    #[test]
+    fn unknown_inside_a_longer_string_makes_it_unknown() {
+        let node = yaml::parse("x: \"prefix-${q.arn}\"").unwrap();
+        let v = resolve(&node, &mut |_: &Ref| -> Result<Value, ()> { Ok(unknown()) }).unwrap();
+        assert!(is_unknown(&v["x"]));
+    }
+}

@@ -1,0 +1,350 @@
+//! The stack file: its structure, with the position of everything in it.
+
+pub mod expr;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use yaml::{Node, NodeKind, Span};
+
+/// One problem in the stack file, located precisely enough to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub span: Span,
+    pub resource: Option<String>,
+    pub property: Option<String>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(span: Span, message: impl Into<String>) -> Self {
+        Diagnostic { span, resource: None, property: None, message: message.into() }
+    }
+    pub fn at(mut self, resource: &str) -> Self {
+        self.resource = Some(resource.to_string());
+        self
+    }
+    pub fn prop(mut self, property: &str) -> Self {
+        self.property = Some(property.to_string());
+        self
+    }
+}
+
+/// All problems found in one stack file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}: ", self.file.display(), d.span.line)?;
+            match (&d.resource, &d.property) {
+                (Some(r), Some(p)) => write!(f, "`{r}`, property `{p}`: ")?,
+                (Some(r), None) => write!(f, "`{r}`: ")?,
+                (None, Some(p)) => write!(f, "`{p}`: ")?,
+                (None, None) => {}
+            }
+            write!(f, "{}", d.message)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Variable {
+    pub default: Option<Node>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Property {
+    pub name: String,
+    pub key_span: Span,
+    pub value: Node,
+}
+
+/// A resource or data source as written.
+#[derive(Debug, Clone)]
+pub struct Decl {
+    pub id: String,
+    pub type_name: String,
+    pub is_data: bool,
+    pub span: Span,
+    pub type_span: Span,
+    pub depends_on: Vec<(String, Span)>,
+    pub properties: Vec<Property>,
+}
+
+impl Decl {
+    pub fn property(&self, name: &str) -> Option<&Property> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub path: PathBuf,
+    /// The file as read: saved plans carry it so they apply exactly what was planned.
+    pub source: String,
+    pub name: String,
+    pub region: Option<String>,
+    pub variables: BTreeMap<String, Variable>,
+    /// Resources and data sources share one namespace of logical ids.
+    pub decls: BTreeMap<String, Decl>,
+    pub outputs: BTreeMap<String, Node>,
+}
+
+impl Stack {
+    pub fn load(path: &Path) -> Result<Stack, ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            diagnostics: vec![Diagnostic::new(
+                Span { line: 0, col: 0 },
+                format!("cannot read the stack file: {e} (pass another one with -f FILE)"),
+            )],
+        })?;
+        Stack::parse(path, &source)
+    }
+
+    pub fn parse(path: &Path, source: &str) -> Result<Stack, ConfigError> {
+        let fail = |diagnostics| ConfigError { file: path.to_path_buf(), diagnostics };
+        let root = yaml::parse(source).map_err(|e| fail(vec![Diagnostic::new(e.span, e.message)]))?;
+        let mut diags = Vec::new();
+        let stack = structure(&root, &mut diags);
+        if !diags.is_empty() {
+            return Err(fail(diags));
+        }
+        let (name, region, variables, decls, outputs) = stack;
+        Ok(Stack {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            name,
+            region,
+            variables,
+            decls,
+            outputs,
+        })
+    }
+
+    /// The stack file's directory: state lives in `state/` beside it.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+type Parsed = (
+    String,
+    Option<String>,
+    BTreeMap<String, Variable>,
+    BTreeMap<String, Decl>,
+    BTreeMap<String, Node>,
+);
+
+const TOP_KEYS: &[&str] = &["stack", "region", "variables", "resources", "data", "outputs"];
+const DECL_KEYS: &[&str] = &["type", "properties", "depends_on"];
+
+fn is_logical_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
+    let mut name = String::new();
+    let mut region = None;
+    let mut variables = BTreeMap::new();
+    let mut decls = BTreeMap::new();
+    let mut outputs = BTreeMap::new();
+
+    let Some(entries) = root.as_map() else {
+        diags.push(Diagnostic::new(root.span, "the stack file must be a map with `stack:` and `resources:`"));
+        return (name, region, variables, decls, outputs);
+    };
+    for (key, value) in entries {
+        match key.as_str().unwrap_or_default() {
+            "stack" => match value.as_str() {
+                Some(s) if !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                    name = s.to_string()
+                }
+                _ => diags.push(
+                    Diagnostic::new(value.span, "must be a name of letters, digits, `-` and `_` (it names the state file)")
+                        .prop("stack"),
+                ),
+            },
+            "region" => match value.as_str() {
+                Some(s) if !s.is_empty() => region = Some(s.to_string()),
+                _ => diags.push(Diagnostic::new(value.span, "must be an AWS region such as us-east-2").prop("region")),
+            },
+            "variables" => match &value.kind {
+                NodeKind::Map(vars) => {
+                    for (k, v) in vars {
+                        let var = k.key_text();
+                        if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                            diags.push(Diagnostic::new(k.span, format!("variable name `{var}` may hold only letters, digits and `_`")));
+                        }
+                        let default = (v.kind != NodeKind::Null).then(|| v.clone());
+                        variables.insert(var, Variable { default, span: k.span });
+                    }
+                }
+                NodeKind::Null => {}
+                _ => diags.push(Diagnostic::new(value.span, "must be a map of variable names to default values").prop("variables")),
+            },
+            "resources" | "data" => {
+                let is_data = key.as_str() == Some("data");
+                match &value.kind {
+                    NodeKind::Map(items) => {
+                        for (k, v) in items {
+                            if let Some(decl) = declaration(k, v, is_data, diags) {
+                                if let Some(prev) = decls.get(&decl.id) {
+                                    let prev: &Decl = prev;
+                                    diags.push(
+                                        Diagnostic::new(k.span, format!("logical id already used on line {}", prev.span.line))
+                                            .at(&decl.id),
+                                    );
+                                } else {
+                                    decls.insert(decl.id.clone(), decl);
+                                }
+                            }
+                        }
+                    }
+                    NodeKind::Null => {}
+                    _ => diags.push(Diagnostic::new(value.span, "must be a map of logical ids to declarations").prop(&key.key_text())),
+                }
+            }
+            "outputs" => match &value.kind {
+                NodeKind::Map(items) => {
+                    for (k, v) in items {
+                        outputs.insert(k.key_text(), v.clone());
+                    }
+                }
+                NodeKind::Null => {}
+                _ => diags.push(Diagnostic::new(value.span, "must be a map of output names to values").prop("outputs")),
+            },
+            other => diags.push(Diagnostic::new(
+                key.span,
+                format!("unknown top-level key `{other}` (expected one of {})", TOP_KEYS.join(", ")),
+            )),
+        }
+    }
+    if name.is_empty() && !diags.iter().any(|d| d.property.as_deref() == Some("stack")) {
+        diags.push(Diagnostic::new(root.span, "missing `stack: <name>` (it names the state file and tags every resource)"));
+    }
+    (name, region, variables, decls, outputs)
+}
+
+fn declaration(key: &Node, value: &Node, is_data: bool, diags: &mut Vec<Diagnostic>) -> Option<Decl> {
+    let id = key.key_text();
+    if !is_logical_id(&id) {
+        diags.push(Diagnostic::new(key.span, "logical ids must match [a-z][a-z0-9_]*").at(&id));
+        return None;
+    }
+    let Some(entries) = value.as_map() else {
+        diags.push(Diagnostic::new(value.span, "must be a map with `type:` and `properties:`").at(&id));
+        return None;
+    };
+    let mut decl = Decl {
+        id: id.clone(),
+        type_name: String::new(),
+        is_data,
+        span: key.span,
+        type_span: key.span,
+        depends_on: Vec::new(),
+        properties: Vec::new(),
+    };
+    for (k, v) in entries {
+        match k.as_str().unwrap_or_default() {
+            "type" => match v.as_str() {
+                Some(t) => {
+                    decl.type_name = t.to_string();
+                    decl.type_span = v.span;
+                }
+                None => diags.push(Diagnostic::new(v.span, "`type` must be a resource type name such as aws_sns_topic").at(&id)),
+            },
+            "properties" => match &v.kind {
+                NodeKind::Map(props) => {
+                    decl.properties = props
+                        .iter()
+                        .map(|(pk, pv)| Property { name: pk.key_text(), key_span: pk.span, value: pv.clone() })
+                        .collect()
+                }
+                NodeKind::Null => {}
+                _ => diags.push(Diagnostic::new(v.span, "`properties` must be a map").at(&id)),
+            },
+            "depends_on" => match &v.kind {
+                NodeKind::Seq(items) => {
+                    for item in items {
+                        match item.as_str() {
+                            Some(dep) => decl.depends_on.push((dep.to_string(), item.span)),
+                            None => diags.push(Diagnostic::new(item.span, "`depends_on` lists logical ids").at(&id)),
+                        }
+                    }
+                }
+                NodeKind::Null => {}
+                _ => diags.push(Diagnostic::new(v.span, "`depends_on` must be a list of logical ids").at(&id)),
+            },
+            other => diags.push(
+                Diagnostic::new(k.span, format!("unknown key `{other}` (expected one of {})", DECL_KEYS.join(", "))).at(&id),
+            ),
+        }
+    }
+    if decl.type_name.is_empty() && !diags.iter().any(|d| d.resource.as_deref() == Some(&id)) {
+        diags.push(Diagnostic::new(key.span, "missing `type:`").at(&id));
+    }
+    Some(decl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Stack, ConfigError> {
+        Stack::parse(Path::new("stack.yaml"), src)
+    }
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let s = parse(
+            "stack: demo\nregion: us-east-2\nvariables:\n  n: 3\nresources:\n  alerts:\n    type: aws_sns_topic\n    depends_on: []\n    properties:\n      name: t\noutputs:\n  arn: ${alerts.arn}\n",
+        )
+        .unwrap();
+        assert_eq!(s.name, "demo");
+        assert_eq!(s.region.as_deref(), Some("us-east-2"));
+        let alerts = &s.decls["alerts"];
+        assert_eq!(alerts.type_name, "aws_sns_topic");
+        assert_eq!(alerts.property("name").unwrap().key_span.line, 10);
+        assert!(s.outputs.contains_key("arn"));
+    }
+
+    #[test]
+    fn structural_errors_name_resource_and_line() {
+        let err = parse("stack: demo\nresources:\n  Bad-Id:\n    type: x\n  ok:\n    typo: 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("stack.yaml:3: `Bad-Id`: logical ids must match"), "{text}");
+        assert!(text.contains("stack.yaml:6: `ok`: unknown key `typo`"), "{text}");
+    }
+
+    #[test]
+    fn missing_stack_name_is_reported() {
+        let err = parse("resources: {}\n").unwrap_err();
+        assert!(err.to_string().contains("missing `stack: <name>`"), "{err}");
+    }
+
+    #[test]
+    fn malformed_yaml_reports_line() {
+        let err = parse("stack: demo\nresources:\n  a: {type: x\n").unwrap_err();
+        let d = &err.diagnostics[0];
+        assert!(d.message.starts_with("malformed YAML"), "{err}");
+        assert!(d.span.line >= 3, "{err}");
+    }
+}

@@ -1,0 +1,317 @@
+//! A YAML tree that remembers where every node came from.
+//!
+//! serde_yaml (archived upstream) and its forks only report positions for syntax
+//! errors; stackctl must name the line of any bad property, so it builds its own
+//! tree from yaml-rust2's marked event stream.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// 1-based line and column in the stack file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Span {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}", self.line)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Keys are kept in file order; duplicates are rejected while loading.
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub span: Span,
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "null",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Int(_) => "an integer",
+            NodeKind::Float(_) => "a number",
+            NodeKind::Str(_) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a map",
+        }
+    }
+
+    /// Plain JSON view of the node (references left as text).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            NodeKind::Null => Value::Null,
+            NodeKind::Bool(b) => Value::Bool(*b),
+            NodeKind::Int(i) => Value::from(*i),
+            NodeKind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            NodeKind::Str(s) => Value::String(s.clone()),
+            NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeKind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_text(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A map key as text: YAML allows `1: x`, JSON and AWS want strings.
+    pub fn key_text(&self) -> String {
+        match &self.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Bool(b) => b.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            NodeKind::Null => "null".to_string(),
+            NodeKind::Seq(_) | NodeKind::Map(_) => "<complex key>".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message} (line {}, column {})", span.line, span.col)]
+pub struct YamlError {
+    pub message: String,
+    pub span: Span,
+}
+
+fn span_of(mark: Marker) -> Span {
+    Span {
+        line: mark.line(),
+        col: mark.col() + 1,
+    }
+}
+
+enum Frame {
+    Seq(Vec<Node>, Span, usize),
+    Map(Vec<(Node, Node)>, Option<Node>, Span, usize),
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    docs: Vec<Node>,
+    anchors: HashMap<usize, Node>,
+    error: Option<YamlError>,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.docs.push(node),
+            Some(Frame::Seq(items, _, _)) => items.push(node),
+            Some(Frame::Map(entries, pending_key, _, _)) => match pending_key.take() {
+                None => {
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.kind == node.kind) {
+                        if self.error.is_none() {
+                            self.error = Some(YamlError {
+                                message: format!(
+                                    "duplicate key `{}` (first defined on line {})",
+                                    node.key_text(),
+                                    first.span.line
+                                ),
+                                span: node.span,
+                            });
+                        }
+                    }
+                    *pending_key = Some(node);
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let span = span_of(mark);
+        match ev {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let kind = if style == TScalarStyle::Plain {
+                    plain_scalar(&text)
+                } else {
+                    NodeKind::Str(text)
+                };
+                self.push_value(Node { kind, span }, anchor);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), span, anchor)),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map(Vec::new(), None, span, anchor))
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq(items, span, anchor)) = self.stack.pop() {
+                    self.push_value(Node { kind: NodeKind::Seq(items), span }, anchor);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map(entries, _, span, anchor)) = self.stack.pop() {
+                    self.push_value(Node { kind: NodeKind::Map(entries), span }, anchor);
+                }
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(mut node) => {
+                    node.span = span;
+                    self.push_value(node, 0);
+                }
+                None => {
+                    if self.error.is_none() {
+                        self.error = Some(YamlError { message: "unknown alias".into(), span });
+                    }
+                }
+            },
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+/// YAML 1.2 core schema for plain (unquoted) scalars.
+fn plain_scalar(text: &str) -> NodeKind {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
+        "true" | "True" | "TRUE" => return NodeKind::Bool(true),
+        "false" | "False" | "FALSE" => return NodeKind::Bool(false),
+        _ => {}
+    }
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = text.parse::<i64>() {
+            return NodeKind::Int(i);
+        }
+    }
+    let looks_numeric = unsigned
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && unsigned
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if looks_numeric {
+        if let Ok(f) = text.parse::<f64>() {
+            return NodeKind::Float(f);
+        }
+    }
+    NodeKind::Str(text.to_string())
+}
+
+/// Parses one YAML document. An empty file yields a null node.
+pub fn parse(source: &str) -> Result<Node, YamlError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        docs: Vec::new(),
+        anchors: HashMap::new(),
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(source);
+    parser.load(&mut builder, true).map_err(|e| YamlError {
+        message: format!("malformed YAML: {}", e.info()),
+        span: span_of(*e.marker()),
+    })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    let mut docs = builder.docs.into_iter();
+    let first = docs.next().unwrap_or(Node {
+        kind: NodeKind::Null,
+        span: Span { line: 1, col: 1 },
+    });
+    if let Some(extra) = docs.next() {
+        return Err(YamlError {
+            message: "a stack file holds one YAML document; remove the extra `---` document".into(),
+            span: extra.span,
+        });
+    }
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        let doc = parse("a: 1\nb: '1'\nc: true\nd: 1.5\ne: ~\nf: text\ng: -7\nh: 1e3\n").unwrap();
+        let get = |k| doc.get(k).unwrap().kind.clone();
+        assert_eq!(get("a"), NodeKind::Int(1));
+        assert_eq!(get("b"), NodeKind::Str("1".into()));
+        assert_eq!(get("c"), NodeKind::Bool(true));
+        assert_eq!(get("d"), NodeKind::Float(1.5));
+        assert_eq!(get("e"), NodeKind::Null);
+        assert_eq!(get("f"), NodeKind::Str("text".into()));
+        assert_eq!(get("g"), NodeKind::Int(-7));
+        assert_eq!(get("h"), NodeKind::Float(1000.0));
+    }
+
+    #[test]
+    fn nodes_carry_their_line() {
+        let doc = parse("top:\n  inner:\n    - x\n    - y: 2\n").unwrap();
+        let inner = doc.get("top").unwrap().get("inner").unwrap();
+        let NodeKind::Seq(items) = &inner.kind else { panic!("not a list") };
+        assert_eq!(items[0].span.line, 3);
+        assert_eq!(items[1].get("y").unwrap().span.line, 4);
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let err = parse("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        assert!(err.message.starts_with("malformed YAML"), "{err}");
+        assert!(err.span.line >= 2, "{err:?}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_both_lines() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.span.line, 3);
+        assert!(err.message.contains("first defined on line 1"), "{err}");
+    }
+
+    #[test]
+    fn aliases_are_expanded() {
+        let doc = parse("base: &b {x: 1}\ncopy: *b\n").unwrap();
+        assert_eq!(doc.get("copy").unwrap().get("x").unwrap().kind, NodeKind::Int(1));
+    }
+}

@@ -1,0 +1,16 @@
+//! stackctl: infrastructure as code for AWS, without Terraform underneath.
+//!
+//! Layers, each depending only on those before it: `config` (the YAML with
+//! positions and `${...}` references) → `validate` + `graph` → `plan` (diff) →
+//! `apply` (the graph walk) → `providers` (AWS); `schema` describes resource
+//! types for all of them and `state` records what exists.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod graph;
+pub mod plan;
+pub mod providers;
+pub mod schema;
+pub mod state;
+pub mod validate;

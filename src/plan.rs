@@ -1,0 +1,667 @@
+//! Diffing: what the stack file asks for against what AWS has and the state
+//! recorded, decided per resource by the type's schema.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::expr::{self, Ref, StackField};
+use crate::graph::Graph;
+use crate::providers::{self, AwsError, Ctx, Observed, Resource};
+use crate::schema::{self, contains_unknown, is_unknown, unknown, Props, Schema};
+use crate::state::State;
+use crate::validate::Validated;
+
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+/// What will happen to one resource, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub action: Action,
+    /// Why a resource that exists in the state is created again, or adopted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The physical id the change acts on (for a replace: the old one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_id: Option<String>,
+    /// Properties as AWS has them now (`null` for a create).
+    pub before: Option<Props>,
+    /// Properties as they will be (`null` for a delete); unknown values render
+    /// as "(known after apply)".
+    pub after: Option<Props>,
+    /// Properties whose value changes.
+    pub changed: Vec<String>,
+    /// The changed properties that force a replacement.
+    pub replace_because: Vec<String>,
+    /// Properties changed outside stackctl since the last apply.
+    pub drift: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// Attributes of a resource adopted from an interrupted run.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub adopted_attrs: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub stack: String,
+    /// The state this plan was made against: applying it to any other is refused.
+    pub lineage: String,
+    pub serial: u64,
+    /// In dependency order; deletions last, dependents first.
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+}
+
+/// What a refresh learned about one recorded resource.
+#[derive(Debug, Clone)]
+pub enum Refreshed {
+    Live { physical_id: String, observed: Observed },
+    Gone,
+}
+
+/// The values of `${stack.*}`.
+#[derive(Debug, Clone, Default)]
+pub struct StackValues {
+    pub name: String,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// Reads every recorded resource from AWS, `parallelism` at a time. Entries left
+/// by an interrupted create are looked for with the properties of their intent.
+pub async fn refresh(cx: &Ctx, state: &State, parallelism: usize) -> Result<BTreeMap<String, Refreshed>, (String, AwsError)> {
+    let jobs = state.resources.iter().filter_map(|(id, rec)| {
+        let provider = providers::lookup(&rec.type_name)?;
+        Some(async move {
+            let result = async {
+                let physical_id = match &rec.physical_id {
+                    Some(pid) => Some(pid.clone()),
+                    None => provider.find(cx, &Resource { logical_id: id, props: &rec.props }).await?,
+                };
+                let Some(physical_id) = physical_id else {
+                    return Ok(Refreshed::Gone);
+                };
+                Ok(match provider.read(cx, &physical_id).await? {
+                    Some(observed) => Refreshed::Live { physical_id, observed },
+                    None => Refreshed::Gone,
+                })
+            }
+            .await;
+            (id.clone(), result)
+        })
+    });
+    let results: Vec<_> = stream::iter(jobs).buffer_unordered(parallelism.max(1)).collect().await;
+    results
+        .into_iter()
+        .map(|(id, r)| r.map(|v| (id.clone(), v)).map_err(|e| (id, e)))
+        .collect()
+}
+
+/// Resolves a resource's properties against what is known so far.
+pub fn resolve_props(
+    v: &Validated,
+    id: &str,
+    values: &StackValues,
+    known: &dyn Fn(&str, &str) -> Option<Value>,
+) -> Props {
+    let decl = &v.stack.decls[id];
+    let schema = v.schema(id);
+    let mut lookup = |r: &Ref| -> Result<Value, ()> {
+        Ok(match r {
+            Ref::Var(name) => v.vars.get(name).cloned().unwrap_or(Value::Null),
+            Ref::Stack(StackField::Name) => Value::String(values.name.clone()),
+            Ref::Stack(StackField::Region) => values.region.clone().map_or_else(unknown, Value::String),
+            Ref::Stack(StackField::AccountId) => values.account_id.clone().map_or_else(unknown, Value::String),
+            Ref::Resource { id, attr } => known(id, attr).unwrap_or_else(unknown),
+        })
+    };
+    let mut props = Props::new();
+    for p in &decl.properties {
+        let value = expr::resolve(&p.value, &mut lookup).unwrap_or_else(|()| unknown());
+        let prop = schema.prop(&p.name);
+        // Validation already checked what was knowable offline; a value that only
+        // now became known and is mistyped fails at the AWS call instead.
+        let value = match prop {
+            Some(prop) => schema::coerce(&prop.ty, value.clone()).unwrap_or(value),
+            None => value,
+        };
+        props.insert(p.name.clone(), value);
+    }
+    schema.with_defaults(&props)
+}
+
+/// The properties whose desired value differs from `before`, and which of those
+/// force a replacement.
+pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, Vec<String>) {
+    let mut changed = Vec::new();
+    let mut replace = Vec::new();
+    for prop in schema.props {
+        let Some(want) = desired.get(prop.name) else {
+            continue; // not managed: AWS decides
+        };
+        let differs = match before.get(prop.name) {
+            _ if contains_unknown(want) => true,
+            Some(have) => !schema::equivalent(prop.compare, want, have),
+            None => true,
+        };
+        if differs {
+            changed.push(prop.name.to_string());
+            if prop.force_new {
+                replace.push(prop.name.to_string());
+            }
+        }
+    }
+    (changed, replace)
+}
+
+/// Decides the action for every resource. Pure: the AWS side comes in `live`.
+pub fn make(v: &Validated, state: &State, live: &BTreeMap<String, Refreshed>, values: &StackValues) -> Plan {
+    let mut changes: Vec<Change> = Vec::new();
+    // What later resources may resolve references against.
+    let mut resolved: HashMap<String, (Action, Props, Map<String, Value>)> = HashMap::new();
+
+    for id in &v.graph.order {
+        let schema = v.schema(id);
+        let record = state.resources.get(id);
+        let refreshed = live.get(id);
+        let known = |dep: &str, attr: &str| -> Option<Value> {
+            let (action, props, attrs) = resolved.get(dep)?;
+            let dep_schema = v.schema(dep);
+            if dep_schema.attr(attr).is_none() {
+                return props.get(attr).cloned();
+            }
+            match action {
+                Action::Create | Action::Replace => None,
+                _ => attrs.get(attr).cloned(),
+            }
+        };
+        let desired = resolve_props(v, id, values, &known);
+
+        // What exists now, as far as we know.
+        let mut reason = None;
+        let current: Option<(Option<String>, Props, Map<String, Value>)> = match (record, refreshed) {
+            (None, _) => None,
+            (Some(_), Some(Refreshed::Gone)) => {
+                reason = Some("it no longer exists in AWS (deleted outside stackctl)".to_string());
+                None
+            }
+            (Some(rec), Some(Refreshed::Live { physical_id, observed })) => {
+                if rec.is_pending() {
+                    reason = Some(format!("adopting {physical_id}, created by an interrupted run"));
+                }
+                let mut props = rec.props.clone();
+                props.extend(observed.props.clone());
+                let mut attrs = rec.attrs.clone();
+                attrs.extend(observed.attrs.clone());
+                Some((Some(physical_id.clone()), props, attrs))
+            }
+            (Some(rec), None) if rec.is_pending() => {
+                reason = Some("an earlier create was interrupted; it will be retried".to_string());
+                None
+            }
+            (Some(rec), None) => Some((rec.physical_id.clone(), rec.props.clone(), rec.attrs.clone())),
+        };
+
+        let drift = match (record, refreshed) {
+            (Some(rec), Some(Refreshed::Live { observed, .. })) if !rec.is_pending() => schema
+                .props
+                .iter()
+                .filter(|p| match (rec.props.get(p.name), observed.props.get(p.name)) {
+                    (Some(applied), Some(now)) => !schema::equivalent(p.compare, applied, now),
+                    _ => false,
+                })
+                .map(|p| p.name.to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+
+        let depends_on: Vec<String> = v.graph.deps.get(id).map(|d| d.iter().cloned().collect()).unwrap_or_default();
+        let change = match current {
+            None => Change {
+                id: id.clone(),
+                type_name: schema.type_name.to_string(),
+                action: Action::Create,
+                reason,
+                physical_id: None,
+                before: None,
+                changed: desired.keys().cloned().collect(),
+                after: Some(desired.clone()),
+                replace_because: Vec::new(),
+                drift,
+                depends_on,
+                adopted_attrs: Map::new(),
+            },
+            Some((physical_id, before, attrs)) => {
+                let adopted_attrs = if record.is_some_and(|r| r.is_pending()) { attrs.clone() } else { Map::new() };
+                let (changed, replace_because) = diff(schema, &desired, &before);
+                let action = if !replace_because.is_empty() {
+                    Action::Replace
+                } else if !changed.is_empty() {
+                    Action::Update
+                } else {
+                    Action::NoOp
+                };
+                resolved.insert(id.clone(), (action, desired.clone(), attrs));
+                Change {
+                    id: id.clone(),
+                    type_name: schema.type_name.to_string(),
+                    action,
+                    reason,
+                    physical_id,
+                    before: Some(before),
+                    after: Some(desired.clone()),
+                    changed,
+                    replace_because,
+                    drift,
+                    depends_on,
+                    adopted_attrs,
+                }
+            }
+        };
+        resolved.entry(id.clone()).or_insert_with(|| (Action::Create, desired, Map::new()));
+        changes.push(change);
+    }
+
+    changes.extend(deletions(state, live, &|id| !v.stack.decls.contains_key(id)));
+    finish(v.stack.name.clone(), state, changes)
+}
+
+/// A plan that deletes everything in the state, dependents first.
+pub fn destroy(state: &State, live: &BTreeMap<String, Refreshed>) -> Plan {
+    finish(state.stack.clone(), state, deletions(state, live, &|_| true))
+}
+
+fn finish(stack: String, state: &State, changes: Vec<Change>) -> Plan {
+    let mut summary = Summary::default();
+    for c in &changes {
+        match c.action {
+            Action::Create => summary.add += 1,
+            Action::Update => summary.change += 1,
+            Action::Replace => {
+                summary.add += 1;
+                summary.destroy += 1;
+            }
+            Action::Delete => summary.destroy += 1,
+            Action::NoOp => {}
+        }
+    }
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        stack,
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        changes,
+        summary,
+    }
+}
+
+/// Deletions of the recorded resources `doomed` picks, dependents first.
+fn deletions(state: &State, live: &BTreeMap<String, Refreshed>, doomed: &dyn Fn(&str) -> bool) -> Vec<Change> {
+    let gone: BTreeMap<String, BTreeSet<String>> = state
+        .resources
+        .iter()
+        .filter(|(id, _)| doomed(id))
+        .map(|(id, rec)| (id.clone(), rec.depends_on.iter().cloned().collect()))
+        .collect();
+    let restricted = gone
+        .iter()
+        .map(|(id, ds)| (id.clone(), ds.iter().filter(|d| gone.contains_key(*d)).cloned().collect()))
+        .collect();
+    // The state's recorded dependencies cannot form a cycle; fall back to name order.
+    let order = Graph::build(restricted).map(|g| g.order).unwrap_or_else(|_| gone.keys().cloned().collect());
+    order
+        .into_iter()
+        .rev()
+        .map(|id| {
+            let rec = &state.resources[&id];
+            let (physical_id, before, reason) = match live.get(&id) {
+                Some(Refreshed::Gone) => (None, rec.props.clone(), Some("it is already gone from AWS; only its record is removed".to_string())),
+                Some(Refreshed::Live { physical_id, observed }) => (Some(physical_id.clone()), observed.props.clone(), None),
+                None => (rec.physical_id.clone(), rec.props.clone(), None),
+            };
+            Change {
+                id: id.clone(),
+                type_name: rec.type_name.clone(),
+                action: Action::Delete,
+                reason,
+                physical_id,
+                before: Some(before),
+                after: None,
+                changed: Vec::new(),
+                replace_because: Vec::new(),
+                drift: Vec::new(),
+                depends_on: rec.depends_on.clone(),
+                adopted_attrs: Map::new(),
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- rendering
+
+fn render_value(schema: Option<&Schema>, prop: &str, v: &Value) -> String {
+    if schema.and_then(|s| s.prop(prop)).is_some_and(|p| p.sensitive) {
+        return "(sensitive value)".into();
+    }
+    if is_unknown(v) {
+        return "(known after apply)".into();
+    }
+    match v {
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        other => {
+            let mut out = other.clone();
+            mask_unknowns(&mut out);
+            out.to_string()
+        }
+    }
+}
+
+fn mask_unknowns(v: &mut Value) {
+    match v {
+        s @ Value::String(_) if is_unknown(s) => *s = Value::String("(known after apply)".into()),
+        Value::Array(items) => items.iter_mut().for_each(mask_unknowns),
+        Value::Object(m) => m.values_mut().for_each(mask_unknowns),
+        _ => {}
+    }
+}
+
+/// The plan as JSON for machines: unknown values become "(known after apply)".
+pub fn to_json(plan: &Plan) -> Value {
+    let mut v = serde_json::to_value(plan).unwrap_or(Value::Null);
+    mask_unknowns(&mut v);
+    v
+}
+
+/// Drift found by the refresh, for the note printed above a plan.
+pub fn render_drift(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in &plan.changes {
+        if !c.drift.is_empty() {
+            let _ = writeln!(out, "  ~ {} ({}): {} changed outside stackctl", c.id, c.type_name, c.drift.join(", "));
+        }
+        if let Some(reason) = c.reason.as_deref().filter(|r| r.contains("deleted outside")) {
+            let _ = writeln!(out, "  - {} ({}): {reason}", c.id, c.type_name);
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("Note: objects have changed outside of stackctl since the last apply:\n{out}\n")
+    }
+}
+
+/// The plan the way Terraform users read one.
+pub fn render(plan: &Plan) -> String {
+    let mut out = render_drift(plan);
+    if !plan.has_changes() {
+        out.push_str("No changes. The infrastructure matches the stack file.\n");
+        return out;
+    }
+    out.push_str("stackctl will perform the following actions:\n\n");
+    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        let schema = providers::lookup(&c.type_name).map(|p| p.schema());
+        let (symbol, headline) = match c.action {
+            Action::Create => ("  +", "will be created"),
+            Action::Update => ("  ~", "will be updated in place"),
+            Action::Replace => ("-/+", "must be replaced"),
+            Action::Delete => ("  -", "will be destroyed"),
+            Action::NoOp => continue,
+        };
+        let _ = writeln!(out, "  # {} ({}) {headline}", c.id, c.type_name);
+        if let Some(reason) = &c.reason {
+            let _ = writeln!(out, "  # because {reason}");
+        }
+        let _ = writeln!(out, "{symbol} resource \"{}\" \"{}\" {{", c.type_name, c.id);
+        let mut lines: Vec<(String, String, String)> = Vec::new(); // (sign, name, text)
+        match c.action {
+            Action::Create => {
+                if let Some(after) = &c.after {
+                    for (k, v) in after {
+                        lines.push(("+".into(), k.clone(), render_value(schema, k, v)));
+                    }
+                }
+                for a in schema.map(|s| s.attrs).unwrap_or_default() {
+                    if !c.after.as_ref().is_some_and(|p| p.contains_key(a.name)) {
+                        lines.push(("+".into(), a.name.to_string(), "(known after apply)".into()));
+                    }
+                }
+            }
+            Action::Delete => {
+                if let Some(before) = &c.before {
+                    for (k, v) in before {
+                        lines.push(("-".into(), k.clone(), render_value(schema, k, v)));
+                    }
+                }
+            }
+            Action::Update | Action::Replace => {
+                let before = c.before.clone().unwrap_or_default();
+                let after = c.after.clone().unwrap_or_default();
+                for k in &c.changed {
+                    let old = before.get(k).map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
+                    let new = after.get(k).map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
+                    let note = if c.replace_because.contains(k) { " # forces replacement" } else { "" };
+                    lines.push(("~".into(), k.clone(), format!("{old} -> {new}{note}")));
+                }
+                let hidden = after.len().saturating_sub(c.changed.len());
+                if hidden > 0 {
+                    lines.push((" ".into(), String::new(), format!("# ({hidden} unchanged properties hidden)")));
+                }
+            }
+            Action::NoOp => {}
+        }
+        let width = lines.iter().map(|(_, k, _)| k.len()).max().unwrap_or(0);
+        for (sign, k, text) in lines {
+            if k.is_empty() {
+                let _ = writeln!(out, "        {text}");
+            } else {
+                let _ = writeln!(out, "      {sign} {k:width$} = {text}");
+            }
+        }
+        out.push_str("    }\n\n");
+    }
+    let s = &plan.summary;
+    let _ = writeln!(out, "Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Stack;
+    use crate::state::ResourceState;
+    use serde_json::json;
+    use std::path::Path;
+
+    const STACK: &str = "stack: demo\nregion: us-east-2\nresources:\n  topic:\n    type: aws_sns_topic\n    properties: {name: t1}\n  queue:\n    type: aws_sqs_queue\n    properties: {name: q1, visibility_timeout_seconds: 60}\n  sub:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${topic.arn}\n      protocol: sqs\n      endpoint: ${queue.arn}\n";
+
+    fn validated(src: &str) -> Validated {
+        crate::validate::validate(Stack::parse(Path::new("stack.yaml"), src).unwrap(), &[], None).unwrap()
+    }
+
+    fn values() -> StackValues {
+        StackValues { name: "demo".into(), region: Some("us-east-2".into()), account_id: None }
+    }
+
+    fn applied(v: &Validated) -> State {
+        let mut state = State::new("demo");
+        let plan = make(v, &state, &BTreeMap::new(), &values());
+        for c in &plan.changes {
+            let mut props = c.after.clone().unwrap();
+            for val in props.values_mut() {
+                if is_unknown(val) {
+                    *val = json!(format!("arn:{}", c.id == "sub"));
+                }
+            }
+            if c.id == "sub" {
+                props.insert("topic_arn".into(), json!("arn:aws:sns:us-east-2:1:t1"));
+                props.insert("endpoint".into(), json!("arn:aws:sqs:us-east-2:1:q1"));
+            }
+            let arn = match c.id.as_str() {
+                "topic" => "arn:aws:sns:us-east-2:1:t1",
+                "queue" => "arn:aws:sqs:us-east-2:1:q1",
+                _ => "arn:aws:sns:us-east-2:1:t1:sub",
+            };
+            state.resources.insert(
+                c.id.clone(),
+                ResourceState {
+                    type_name: c.type_name.clone(),
+                    physical_id: Some(arn.into()),
+                    props,
+                    attrs: [("arn".to_string(), json!(arn))].into_iter().collect(),
+                    depends_on: c.depends_on.clone(),
+                },
+            );
+        }
+        state
+    }
+
+    #[test]
+    fn first_plan_creates_everything_with_unknown_references() {
+        let v = validated(STACK);
+        let plan = make(&v, &State::new("demo"), &BTreeMap::new(), &values());
+        assert_eq!(plan.summary, Summary { add: 3, change: 0, destroy: 0 });
+        let sub = plan.changes.iter().find(|c| c.id == "sub").unwrap();
+        assert!(is_unknown(&sub.after.as_ref().unwrap()["topic_arn"]));
+        let text = render(&plan);
+        assert!(text.contains("+ topic_arn            = (known after apply)"), "{text}");
+        assert!(text.contains("Plan: 3 to add, 0 to change, 0 to destroy."), "{text}");
+        let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
+        assert_eq!(queue.after.as_ref().unwrap()["delay_seconds"], json!(0), "defaults are filled");
+    }
+
+    #[test]
+    fn unchanged_stack_plans_no_changes() {
+        let v = validated(STACK);
+        let state = applied(&v);
+        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        assert!(!plan.has_changes(), "{}", render(&plan));
+        assert!(render(&plan).contains("No changes."));
+    }
+
+    #[test]
+    fn a_changed_property_updates_in_place_and_a_name_replaces() {
+        let v = validated(&STACK.replace("visibility_timeout_seconds: 60", "visibility_timeout_seconds: 90"));
+        let state = applied(&validated(STACK));
+        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
+        assert_eq!(queue.action, Action::Update);
+        assert_eq!(queue.changed, vec!["visibility_timeout_seconds"]);
+        assert!(render(&plan).contains("~ visibility_timeout_seconds = 60 -> 90"), "{}", render(&plan));
+
+        let v = validated(&STACK.replace("name: t1", "name: t2"));
+        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        let topic = plan.changes.iter().find(|c| c.id == "topic").unwrap();
+        assert_eq!(topic.action, Action::Replace);
+        assert_eq!(topic.replace_because, vec!["name"]);
+        // The subscription's topic_arn becomes unknown and forces it to follow.
+        let sub = plan.changes.iter().find(|c| c.id == "sub").unwrap();
+        assert_eq!(sub.action, Action::Replace);
+        assert_eq!(plan.summary, Summary { add: 2, change: 0, destroy: 2 });
+        let text = render(&plan);
+        assert!(text.contains("-/+ resource \"aws_sns_topic\" \"topic\""), "{text}");
+        assert!(text.contains("~ name = \"t1\" -> \"t2\" # forces replacement"), "{text}");
+    }
+
+    #[test]
+    fn resource_gone_from_aws_is_recreated_and_removed_one_is_deleted_dependents_first() {
+        let v = validated(STACK);
+        let state = applied(&v);
+        let live: BTreeMap<_, _> = [("queue".to_string(), Refreshed::Gone)].into_iter().collect();
+        let plan = make(&v, &state, &live, &values());
+        let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
+        assert_eq!(queue.action, Action::Create);
+        assert!(queue.reason.as_deref().unwrap().contains("deleted outside"));
+        assert!(render(&plan).contains("deleted outside stackctl"));
+
+        let only_topic = validated("stack: demo\nresources:\n  topic:\n    type: aws_sns_topic\n    properties: {name: t1}\n");
+        let plan = make(&only_topic, &state, &BTreeMap::new(), &values());
+        let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).map(|c| c.id.as_str()).collect();
+        assert_eq!(deletes, vec!["sub", "queue"]);
+    }
+
+    #[test]
+    fn drift_is_reported_and_corrected() {
+        let v = validated(STACK);
+        let state = applied(&v);
+        let mut observed_props = state.resources["queue"].props.clone();
+        observed_props.insert("visibility_timeout_seconds".into(), json!(5));
+        let live: BTreeMap<_, _> = [(
+            "queue".to_string(),
+            Refreshed::Live {
+                physical_id: "q".into(),
+                observed: Observed { props: observed_props, attrs: Map::new() },
+            },
+        )]
+        .into_iter()
+        .collect();
+        let plan = make(&v, &state, &live, &values());
+        let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
+        assert_eq!(queue.drift, vec!["visibility_timeout_seconds"]);
+        assert_eq!(queue.action, Action::Update);
+        assert!(render(&plan).contains("visibility_timeout_seconds changed outside stackctl"));
+    }
+
+    #[test]
+    fn policy_written_differently_is_not_a_change() {
+        let src = "stack: demo\nresources:\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: https://q\n      policy:\n        Version: '2012-10-17'\n        Statement:\n          - Effect: Allow\n            Principal: {Service: sns.amazonaws.com}\n            Action: [sqs:SendMessage]\n            Resource: arn:q\n";
+        let v = validated(src);
+        let mut state = State::new("demo");
+        let aws_text = r#"{"Version":"2012-10-17","Statement":[{"Resource":"arn:q","Action":"sqs:SendMessage","Principal":{"Service":"sns.amazonaws.com"},"Effect":"Allow"}]}"#;
+        state.resources.insert(
+            "p".into(),
+            ResourceState {
+                type_name: "aws_sqs_queue_policy".into(),
+                physical_id: Some("https://q".into()),
+                props: [("queue_url".to_string(), json!("https://q")), ("policy".to_string(), json!(aws_text))]
+                    .into_iter()
+                    .collect(),
+                attrs: Map::new(),
+                depends_on: vec![],
+            },
+        );
+        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        assert!(!plan.has_changes(), "{}", render(&plan));
+    }
+
+    #[test]
+    fn json_plan_is_stable_and_masks_unknowns() {
+        let v = validated(STACK);
+        let plan = make(&v, &State::new("demo"), &BTreeMap::new(), &values());
+        let j = to_json(&plan);
+        assert_eq!(j["format_version"], json!(1));
+        assert_eq!(j["summary"], json!({"add": 3, "change": 0, "destroy": 0}));
+        let sub = j["changes"].as_array().unwrap().iter().find(|c| c["id"] == "sub").unwrap();
+        assert_eq!(sub["action"], json!("create"));
+        assert_eq!(sub["after"]["topic_arn"], json!("(known after apply)"));
+    }
+}

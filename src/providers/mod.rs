@@ -1,0 +1,393 @@
+//! Resource types: one module per type, each a schema plus the AWS calls that
+//! create, read, update and delete it. `REGISTRY` is the only list of them.
+
+mod sns_topic;
+mod sns_topic_subscription;
+mod sqs_queue;
+mod sqs_queue_policy;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+
+use crate::schema::{Props, Schema};
+
+/// Every resource type stackctl knows. Adding a type means adding its module and
+/// one line here.
+static REGISTRY: &[&dyn Provider] = &[
+    &sns_topic::SnsTopic,
+    &sns_topic_subscription::SnsTopicSubscription,
+    &sqs_queue::SqsQueue,
+    &sqs_queue_policy::SqsQueuePolicy,
+];
+
+pub fn lookup(type_name: &str) -> Option<&'static dyn Provider> {
+    REGISTRY.iter().copied().find(|p| p.schema().type_name == type_name)
+}
+
+pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
+    REGISTRY.iter().copied()
+}
+
+/// Tag keys stackctl puts on everything it creates, so that a run after a crash
+/// can find what an earlier run made.
+pub const TAG_STACK: &str = "stackctl:stack";
+pub const TAG_ID: &str = "stackctl:id";
+
+/// What the engine hands a provider for one resource.
+pub struct Resource<'a> {
+    pub logical_id: &'a str,
+    /// Resolved properties with schema defaults filled in; no unknowns.
+    pub props: &'a Props,
+}
+
+impl Resource<'_> {
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.props.get(name).and_then(Value::as_str)
+    }
+
+    pub fn required_str(&self, name: &str) -> Result<&str, AwsError> {
+        self.str(name)
+            .ok_or_else(|| AwsError::local(format!("property `{name}` is missing")))
+    }
+
+    pub fn i64(&self, name: &str) -> Option<i64> {
+        self.props.get(name).and_then(Value::as_i64)
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.props.get(name).and_then(Value::as_bool)
+    }
+
+    /// The user's tags plus stackctl's ownership tags.
+    pub fn tags_with_ownership(&self, cx: &Ctx) -> Vec<(String, String)> {
+        let mut tags = string_map(self.props.get("tags"));
+        tags.retain(|(k, _)| !k.starts_with("stackctl:"));
+        tags.push((TAG_STACK.to_string(), cx.stack.clone()));
+        tags.push((TAG_ID.to_string(), self.logical_id.to_string()));
+        tags
+    }
+}
+
+/// A resource as AWS reports it, in schema property names.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub props: Props,
+    pub attrs: Map<String, Value>,
+}
+
+/// A resource that now exists.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub physical_id: String,
+    pub attrs: Map<String, Value>,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn schema(&self) -> &'static Schema;
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError>;
+
+    /// `Ok(None)` when the resource no longer exists.
+    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, AwsError>;
+
+    /// Changes the properties named in `changed` in place; returns the attributes.
+    async fn update(
+        &self,
+        cx: &Ctx,
+        physical_id: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError>;
+
+    /// Succeeds when the resource is already gone.
+    async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props) -> Result<(), AwsError>;
+
+    /// Looks for the resource a create with these properties would have made, so
+    /// a run after a crash between the create call and the state write adopts it.
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError>;
+}
+
+/// AWS clients for one run, built from the standard configuration chain.
+pub struct Ctx {
+    pub sdk: SdkConfig,
+    pub stack: String,
+    sns: aws_sdk_sns::Client,
+    sqs: aws_sdk_sqs::Client,
+    account_id: OnceCell<String>,
+}
+
+impl Ctx {
+    /// `stack_region` applies only when the environment names no region.
+    pub async fn new(stack: &str, stack_region: Option<&str>) -> Ctx {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = effective_region(stack_region) {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() && std::env::var_os("AWS_RETRY_MODE").is_none() {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_max_backoff(Duration::from_secs(20)),
+            );
+        }
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        );
+        let sdk = loader.load().await;
+        Ctx {
+            sns: aws_sdk_sns::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+            stack: stack.to_string(),
+            account_id: OnceCell::new(),
+        }
+    }
+
+    pub fn sns(&self) -> &aws_sdk_sns::Client {
+        &self.sns
+    }
+
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+
+    pub fn region(&self) -> String {
+        self.sdk.region().map(|r| r.to_string()).unwrap_or_default()
+    }
+
+    /// Asked of STS once, and only by stacks that use `${stack.account_id}`.
+    pub async fn account_id(&self) -> Result<String, AwsError> {
+        self.account_id
+            .get_or_try_init(|| async {
+                let out = aws_sdk_sts::Client::new(&self.sdk)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(aws)?;
+                out.account
+                    .ok_or_else(|| AwsError::local("STS GetCallerIdentity returned no account"))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// The region a run uses: AWS_REGION (or AWS_DEFAULT_REGION) over the stack's
+/// `region`; `None` leaves it to the profile.
+pub fn effective_region(stack_region: Option<&str>) -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(|| stack_region.map(str::to_string))
+}
+
+/// An AWS error reduced to what stackctl reasons about: its code and message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct AwsError {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn local(message: impl Into<String>) -> AwsError {
+        AwsError { code: None, message: message.into() }
+    }
+
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+pub fn aws<E, R>(err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_string);
+    let message = match (&code, err.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.clone(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    AwsError { code, message }
+}
+
+/// Retries an operation while AWS answers with an error that only means "not yet"
+/// (eventual consistency: a role not yet assumable, a queue name not yet free).
+/// Throttling and 5xx are already retried by the SDK's standard retry mode.
+pub async fn retry_eventual<T, F, Fut>(
+    budget: Duration,
+    is_transient: impl Fn(&AwsError) -> bool,
+    mut op: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match op().await {
+            Err(e) if is_transient(&e) && start.elapsed() + delay <= budget => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `{"k": "v"}` as ordered key/value pairs.
+pub fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Tags as the user sees them: stackctl's own are hidden from diffs.
+pub fn user_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> Value {
+    let mut sorted: Vec<_> = tags.into_iter().filter(|(k, _)| !k.starts_with("stackctl:")).collect();
+    sorted.sort();
+    Value::Object(sorted.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+}
+
+/// Which tags to set and which keys to remove to go from `old` to `new`.
+pub fn tag_changes(old: Option<&Value>, new: Option<&Value>) -> (Vec<(String, String)>, Vec<String>) {
+    let old = string_map(old);
+    let new = string_map(new);
+    let set = new.iter().filter(|kv| !old.contains(kv)).cloned().collect();
+    let remove = old
+        .iter()
+        .filter(|(k, _)| !new.iter().any(|(nk, _)| nk == k))
+        .map(|(k, _)| k.clone())
+        .collect();
+    (set, remove)
+}
+
+/// A policy or JSON property as the text AWS stores.
+pub fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a JSON document AWS returned as text, keeping the text if it is not JSON.
+pub fn parse_json_text(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+pub fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Name checks shared by several types: AWS's length and character rules.
+pub fn check_name(v: &Value, max: usize, extra: &str, what: &str) -> Result<(), String> {
+    let s = v.as_str().unwrap_or_default();
+    if s.is_empty() || s.chars().count() > max {
+        return Err(format!("must be 1 to {max} characters long ({what})"));
+    }
+    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || extra.contains(*c))) {
+        return Err(format!("contains `{bad}`; {what}"));
+    }
+    Ok(())
+}
+
+pub fn check_range(v: &Value, min: i64, max: i64) -> Result<(), String> {
+    match v.as_i64() {
+        Some(n) if (min..=max).contains(&n) => Ok(()),
+        Some(n) => Err(format!("must be between {min} and {max}, got {n}")),
+        None => Err(format!("must be an integer between {min} and {max}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn registry_names_are_unique_and_schemas_consistent() {
+        let mut names: Vec<_> = all().map(|p| p.schema().type_name).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        for p in all() {
+            let s = p.schema();
+            assert_eq!(s.taggable, s.prop("tags").is_some(), "{}: taggable iff it has tags", s.type_name);
+            for prop in s.props {
+                assert!(!(prop.required && prop.default.is_some()), "{}.{} required with default", s.type_name, prop.name);
+            }
+        }
+    }
+
+    #[test]
+    fn tag_changes_split_set_and_remove() {
+        let (set, remove) = tag_changes(Some(&json!({"a": "1", "b": "2"})), Some(&json!({"a": "1", "b": "3", "c": "4"})));
+        assert_eq!(set, vec![("b".into(), "3".into()), ("c".into(), "4".into())]);
+        assert!(remove.is_empty());
+        let (set, remove) = tag_changes(Some(&json!({"a": "1"})), Some(&json!({})));
+        assert!(set.is_empty());
+        assert_eq!(remove, vec!["a".to_string()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_eventual_retries_transient_errors_within_budget() {
+        let mut calls = 0;
+        let out = retry_eventual(
+            Duration::from_secs(60),
+            |e| e.is("NotYet"),
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 4 {
+                        Err(AwsError { code: Some("NotYet".into()), message: "not yet".into() })
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(out.unwrap(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_eventual_gives_up_after_budget_and_on_other_errors() {
+        let start = tokio::time::Instant::now();
+        let out: Result<(), _> = retry_eventual(Duration::from_secs(5), |e| e.is("NotYet"), || async {
+            Err(AwsError { code: Some("NotYet".into()), message: "still not".into() })
+        })
+        .await;
+        assert!(out.is_err());
+        assert!(start.elapsed() <= Duration::from_secs(5));
+        let mut calls = 0;
+        let out: Result<(), _> = retry_eventual(Duration::from_secs(60), |e| e.is("NotYet"), || {
+            calls += 1;
+            async { Err(AwsError::local("fatal")) }
+        })
+        .await;
+        assert!(out.is_err());
+        assert_eq!(calls, 1);
+    }
+}

@@ -1,0 +1,139 @@
+use async_trait::async_trait;
+use aws_sdk_sns::types::Tag;
+use serde_json::{Map, Value};
+
+use super::{attrs, aws, check_name, tag_changes, user_tags, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+
+pub struct SnsTopic;
+
+fn check_topic_name(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or_default();
+    let base = s.strip_suffix(".fifo").unwrap_or(s);
+    check_name(&Value::from(base), 256, "-_", "topic names use letters, digits, `-` and `_` (FIFO topics end in .fifo)")
+}
+
+fn check_display_name(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if s.chars().count() <= 100 => Ok(()),
+        _ => Err("must be at most 100 characters".into()),
+    }
+}
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_sns_topic",
+    kind: Kind::Resource,
+    doc: "An SNS topic.",
+    props: &[
+        Prop::new("name", Type::String, "Topic name.").required().force_new().check(check_topic_name),
+        Prop::new("display_name", Type::String, "Display name (used as the sender of SMS and email).")
+            .default(Default::Str(""))
+            .check(check_display_name),
+        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+    ],
+    attrs: &[
+        Attr { name: "arn", doc: "Topic ARN." },
+        Attr { name: "id", doc: "Topic ARN (Terraform's id)." },
+    ],
+    taggable: true,
+    cross_check: None,
+};
+
+fn sns_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| AwsError::local(e.to_string())))
+        .collect()
+}
+
+fn topic_attrs(arn: &str) -> Map<String, Value> {
+    attrs([("arn", Value::from(arn)), ("id", Value::from(arn))])
+}
+
+#[async_trait]
+impl Provider for SnsTopic {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        // CreateTopic is idempotent by name: a retry after a crash returns the same topic.
+        let mut req = cx
+            .sns()
+            .create_topic()
+            .name(r.required_str("name")?)
+            .set_tags(Some(sns_tags(r.tags_with_ownership(cx))?));
+        if let Some(d) = r.str("display_name").filter(|d| !d.is_empty()) {
+            req = req.attributes("DisplayName", d);
+        }
+        let out = req.send().await.map_err(aws)?;
+        let arn = out.topic_arn.ok_or_else(|| AwsError::local("CreateTopic returned no TopicArn"))?;
+        Ok(Created { attrs: topic_attrs(&arn), physical_id: arn })
+    }
+
+    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
+        let out = match cx.sns().get_topic_attributes().topic_arn(arn).send().await.map_err(aws) {
+            Ok(out) => out,
+            Err(e) if e.is("NotFound") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let attributes = out.attributes.unwrap_or_default();
+        let tags = cx
+            .sns()
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(aws)?
+            .tags
+            .unwrap_or_default();
+        let mut props = Props::new();
+        props.insert("name".into(), Value::from(arn.rsplit(':').next().unwrap_or_default()));
+        props.insert(
+            "display_name".into(),
+            Value::from(attributes.get("DisplayName").cloned().unwrap_or_default()),
+        );
+        props.insert("tags".into(), user_tags(tags.into_iter().map(|t| (t.key, t.value))));
+        Ok(Some(Observed { props, attrs: topic_attrs(arn) }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        arn: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        if changed.contains(&"display_name") {
+            cx.sns()
+                .set_topic_attributes()
+                .topic_arn(arn)
+                .attribute_name("DisplayName")
+                .attribute_value(r.str("display_name").unwrap_or_default())
+                .send()
+                .await
+                .map_err(aws)?;
+        }
+        if changed.contains(&"tags") {
+            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
+            if !remove.is_empty() {
+                cx.sns().untag_resource().resource_arn(arn).set_tag_keys(Some(remove)).send().await.map_err(aws)?;
+            }
+            if !set.is_empty() {
+                cx.sns().tag_resource().resource_arn(arn).set_tags(Some(sns_tags(set)?)).send().await.map_err(aws)?;
+            }
+        }
+        Ok(topic_attrs(arn))
+    }
+
+    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
+        // DeleteTopic succeeds for a topic that no longer exists.
+        cx.sns().delete_topic().topic_arn(arn).send().await.map_err(aws)?;
+        Ok(())
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let arn = format!("arn:aws:sns:{}:{}:{}", cx.region(), cx.account_id().await?, r.required_str("name")?);
+        Ok(self.read(cx, &arn).await?.map(|_| arn))
+    }
+}

@@ -1,0 +1,171 @@
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::{attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+
+pub struct SnsTopicSubscription;
+
+const PROTOCOLS: &[&str] = &["sqs", "lambda", "firehose", "application", "sms", "http", "https", "email", "email-json"];
+
+fn check_protocol(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(p) if PROTOCOLS.contains(&p) => Ok(()),
+        _ => Err(format!("must be one of {}", PROTOCOLS.join(", "))),
+    }
+}
+
+fn check_filter_policy(v: &Value) -> Result<(), String> {
+    let doc = match v {
+        Value::String(s) if s.is_empty() => return Ok(()),
+        Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| format!("must be valid JSON: {e}"))?,
+        other => other.clone(),
+    };
+    match doc {
+        Value::Object(m) if m.len() <= 5 => Ok(()),
+        Value::Object(_) => Err("may have at most 5 keys (an SNS limit)".into()),
+        _ => Err("must be a JSON object".into()),
+    }
+}
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_sns_topic_subscription",
+    kind: Kind::Resource,
+    doc: "A subscription of an endpoint (for sqs: the queue ARN) to an SNS topic.",
+    props: &[
+        Prop::new("topic_arn", Type::String, "ARN of the topic.").required().force_new(),
+        Prop::new("protocol", Type::String, "Delivery protocol.").required().force_new().check(check_protocol),
+        Prop::new("endpoint", Type::String, "Where to deliver (queue ARN for sqs, function ARN for lambda).")
+            .required()
+            .force_new(),
+        Prop::new("raw_message_delivery", Type::Bool, "Deliver the message without the SNS envelope.")
+            .default(Default::Bool(false)),
+        Prop::new("filter_policy", Type::Json, "Filter policy (map or JSON string); empty for none.")
+            .default(Default::Str(""))
+            .check(check_filter_policy),
+    ],
+    attrs: &[
+        Attr { name: "arn", doc: "Subscription ARN." },
+        Attr { name: "id", doc: "Subscription ARN (Terraform's id)." },
+    ],
+    taggable: false,
+    cross_check: None,
+};
+
+fn filter_policy_text(r: &Resource<'_>) -> String {
+    r.props.get("filter_policy").map(json_text).unwrap_or_default()
+}
+
+fn sub_attrs(arn: &str) -> Map<String, Value> {
+    attrs([("arn", Value::from(arn)), ("id", Value::from(arn))])
+}
+
+async fn set_attribute(cx: &Ctx, arn: &str, name: &str, value: String) -> Result<(), AwsError> {
+    cx.sns()
+        .set_subscription_attributes()
+        .subscription_arn(arn)
+        .attribute_name(name)
+        .attribute_value(value)
+        .send()
+        .await
+        .map_err(aws)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Provider for SnsTopicSubscription {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        // Subscribe is idempotent for the same topic, protocol and endpoint.
+        let mut req = cx
+            .sns()
+            .subscribe()
+            .topic_arn(r.required_str("topic_arn")?)
+            .protocol(r.required_str("protocol")?)
+            .endpoint(r.required_str("endpoint")?)
+            .return_subscription_arn(true);
+        if r.bool("raw_message_delivery") == Some(true) {
+            req = req.attributes("RawMessageDelivery", "true");
+        }
+        let filter = filter_policy_text(r);
+        if !filter.is_empty() {
+            req = req.attributes("FilterPolicy", filter);
+        }
+        let out = req.send().await.map_err(aws)?;
+        let arn = out.subscription_arn.ok_or_else(|| AwsError::local("Subscribe returned no SubscriptionArn"))?;
+        Ok(Created { attrs: sub_attrs(&arn), physical_id: arn })
+    }
+
+    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
+        let out = match cx.sns().get_subscription_attributes().subscription_arn(arn).send().await.map_err(aws) {
+            Ok(out) => out,
+            Err(e) if e.is("NotFound") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let a = out.attributes.unwrap_or_default();
+        let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+        let mut props = Props::new();
+        props.insert("topic_arn".into(), Value::from(get("TopicArn")));
+        props.insert("protocol".into(), Value::from(get("Protocol")));
+        props.insert("endpoint".into(), Value::from(get("Endpoint")));
+        props.insert("raw_message_delivery".into(), Value::Bool(get("RawMessageDelivery") == "true"));
+        let filter = get("FilterPolicy");
+        props.insert(
+            "filter_policy".into(),
+            if filter.is_empty() { Value::from("") } else { parse_json_text(&filter) },
+        );
+        Ok(Some(Observed { props, attrs: sub_attrs(arn) }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        arn: &str,
+        _old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        if changed.contains(&"raw_message_delivery") {
+            let raw = r.bool("raw_message_delivery").unwrap_or(false);
+            set_attribute(cx, arn, "RawMessageDelivery", raw.to_string()).await?;
+        }
+        if changed.contains(&"filter_policy") {
+            set_attribute(cx, arn, "FilterPolicy", filter_policy_text(r)).await?;
+        }
+        Ok(sub_attrs(arn))
+    }
+
+    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
+        match cx.sns().unsubscribe().subscription_arn(arn).send().await.map_err(aws) {
+            Err(e) if !e.is("NotFound") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let (protocol, endpoint) = (r.required_str("protocol")?, r.required_str("endpoint")?);
+        let mut pages = cx
+            .sns()
+            .list_subscriptions_by_topic()
+            .topic_arn(r.required_str("topic_arn")?)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page.map_err(aws) {
+                Ok(p) => p,
+                Err(e) if e.is("NotFound") => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let found = page.subscriptions.unwrap_or_default().into_iter().find(|s| {
+                s.protocol.as_deref() == Some(protocol) && s.endpoint.as_deref() == Some(endpoint)
+            });
+            if let Some(arn) = found.and_then(|s| s.subscription_arn) {
+                return Ok(Some(arn));
+            }
+        }
+        Ok(None)
+    }
+}

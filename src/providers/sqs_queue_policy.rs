@@ -1,0 +1,105 @@
+use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName as Qa;
+use serde_json::{Map, Value};
+
+use super::sqs_queue::is_missing_queue;
+use super::{attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{check_policy_document, Attr, Kind, Prop, Props, Schema, Type};
+
+/// The queue's access policy; without one, an SNS topic cannot deliver to the queue.
+pub struct SqsQueuePolicy;
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_sqs_queue_policy",
+    kind: Kind::Resource,
+    doc: "The access policy of an SQS queue. Its id is the queue URL.",
+    props: &[
+        Prop::new("queue_url", Type::String, "URL of the queue.").required().force_new(),
+        Prop::new("policy", Type::Policy, "Policy document (map or JSON string).")
+            .required()
+            .check(check_policy_document),
+    ],
+    attrs: &[Attr { name: "id", doc: "Queue URL." }],
+    taggable: false,
+    cross_check: None,
+};
+
+async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), AwsError> {
+    cx.sqs()
+        .set_queue_attributes()
+        .queue_url(url)
+        .attributes(Qa::Policy, policy)
+        .send()
+        .await
+        .map_err(aws)?;
+    Ok(())
+}
+
+fn policy_text(r: &Resource<'_>) -> Result<String, AwsError> {
+    let policy = r.props.get("policy").ok_or_else(|| AwsError::local("property `policy` is missing"))?;
+    // Send compact JSON whatever the user's layout: AWS stores the text as given.
+    Ok(match policy {
+        Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| v.to_string()),
+        other => json_text(other),
+    })
+}
+
+#[async_trait]
+impl Provider for SqsQueuePolicy {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let url = r.required_str("queue_url")?;
+        put_policy(cx, url, &policy_text(r)?).await?;
+        Ok(Created { physical_id: url.to_string(), attrs: attrs([("id", Value::from(url))]) })
+    }
+
+    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
+        let out = match cx
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(Qa::Policy)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Ok(out) => out,
+            Err(e) if is_missing_queue(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(policy) = out.attributes.and_then(|mut a| a.remove(&Qa::Policy)).filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let mut props = Props::new();
+        props.insert("queue_url".into(), Value::from(url));
+        props.insert("policy".into(), parse_json_text(&policy));
+        Ok(Some(Observed { props, attrs: attrs([("id", Value::from(url))]) }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        url: &str,
+        _old: &Props,
+        r: &Resource<'_>,
+        _changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        put_policy(cx, url, &policy_text(r)?).await?;
+        Ok(attrs([("id", Value::from(url))]))
+    }
+
+    async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
+        match put_policy(cx, url, "").await {
+            Err(e) if !is_missing_queue(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let url = r.required_str("queue_url")?;
+        Ok(self.read(cx, url).await?.map(|_| url.to_string()))
+    }
+}

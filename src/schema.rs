@@ -1,0 +1,479 @@
+//! The declarative description of a resource type. Validation, diffing, plan
+//! rendering and the generated docs all read it; provider code only talks to AWS.
+
+use serde_json::{Map, Value};
+
+/// Properties of one resource as resolved JSON, keyed by schema property name.
+pub type Props = Map<String, Value>;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Type {
+    String,
+    Int,
+    Float,
+    Bool,
+    List(&'static Type),
+    /// String keys to string values (tags, environment variables, dimensions).
+    StringMap,
+    /// A nested block with its own properties.
+    Object(&'static [Prop]),
+    /// An IAM-style policy document: a YAML map or a JSON string.
+    Policy,
+    /// Any JSON document: a YAML map or a JSON string (filter policies).
+    Json,
+}
+
+impl Type {
+    pub fn describe(&self) -> String {
+        match self {
+            Type::String => "a string".into(),
+            Type::Int => "an integer".into(),
+            Type::Float => "a number".into(),
+            Type::Bool => "a boolean".into(),
+            Type::List(inner) => format!("a list of {}", inner.describe_plural()),
+            Type::StringMap => "a map of strings".into(),
+            Type::Object(_) => "a map".into(),
+            Type::Policy => "a policy document (map or JSON string)".into(),
+            Type::Json => "a JSON document (map or JSON string)".into(),
+        }
+    }
+
+    fn describe_plural(&self) -> String {
+        match self {
+            Type::String => "strings".into(),
+            Type::Int => "integers".into(),
+            Type::Float => "numbers".into(),
+            Type::Bool => "booleans".into(),
+            other => format!("({})", other.describe()),
+        }
+    }
+}
+
+/// How two values of a property are compared when diffing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Exact,
+    /// IAM policy semantics: key order, whitespace, one-item list vs scalar and
+    /// statement order do not matter.
+    Policy,
+    /// JSON by value (key order and whitespace do not matter).
+    Json,
+    /// A list whose order AWS does not keep.
+    Set,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Default {
+    Int(i64),
+    Bool(bool),
+    Str(&'static str),
+    EmptyMap,
+}
+
+impl Default {
+    pub fn to_json(self) -> Value {
+        match self {
+            Default::Int(i) => Value::from(i),
+            Default::Bool(b) => Value::Bool(b),
+            Default::Str(s) => Value::from(s),
+            Default::EmptyMap => Value::Object(Map::new()),
+        }
+    }
+}
+
+/// A check of one value against AWS's rules; the error completes "must ...".
+pub type Check = fn(&Value) -> Result<(), String>;
+
+/// A check across properties; returns (property, message) pairs.
+pub type CrossCheck = fn(&Props) -> Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Prop {
+    pub name: &'static str,
+    pub ty: Type,
+    pub required: bool,
+    pub default: Option<Default>,
+    pub force_new: bool,
+    pub compare: Compare,
+    pub sensitive: bool,
+    pub check: Option<Check>,
+    pub doc: &'static str,
+}
+
+impl Prop {
+    pub const fn new(name: &'static str, ty: Type, doc: &'static str) -> Prop {
+        let compare = match ty {
+            Type::Policy => Compare::Policy,
+            Type::Json => Compare::Json,
+            _ => Compare::Exact,
+        };
+        Prop {
+            name,
+            ty,
+            required: false,
+            default: None,
+            force_new: false,
+            compare,
+            sensitive: false,
+            check: None,
+            doc,
+        }
+    }
+    pub const fn required(mut self) -> Prop {
+        self.required = true;
+        self
+    }
+    pub const fn default(mut self, d: Default) -> Prop {
+        self.default = Some(d);
+        self
+    }
+    pub const fn force_new(mut self) -> Prop {
+        self.force_new = true;
+        self
+    }
+    pub const fn compare(mut self, c: Compare) -> Prop {
+        self.compare = c;
+        self
+    }
+    pub const fn sensitive(mut self) -> Prop {
+        self.sensitive = true;
+        self
+    }
+    pub const fn check(mut self, c: Check) -> Prop {
+        self.check = Some(c);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    pub name: &'static str,
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Resource,
+    /// Read on every plan, never created or destroyed.
+    Data,
+}
+
+#[derive(Debug)]
+pub struct Schema {
+    pub type_name: &'static str,
+    pub kind: Kind,
+    pub doc: &'static str,
+    pub props: &'static [Prop],
+    /// Attributes known only after create (besides the properties themselves).
+    pub attrs: &'static [Attr],
+    /// Whether stackctl adds its ownership tags (the type has a `tags` property).
+    pub taggable: bool,
+    pub cross_check: Option<CrossCheck>,
+}
+
+impl Schema {
+    pub fn prop(&self, name: &str) -> Option<&'static Prop> {
+        self.props.iter().find(|p| p.name == name)
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&'static Attr> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+
+    /// Whether `${id.name}` may refer to this name: an attribute or a property.
+    pub fn is_referenceable(&self, name: &str) -> bool {
+        self.attr(name).is_some() || self.prop(name).is_some()
+    }
+
+    /// Fills schema defaults for properties the user left out.
+    pub fn with_defaults(&self, props: &Props) -> Props {
+        let mut out = props.clone();
+        for p in self.props {
+            if let (None, Some(d)) = (out.get(p.name), p.default) {
+                out.insert(p.name.to_string(), d.to_json());
+            }
+        }
+        out
+    }
+}
+
+/// Marks a value that only AWS can tell, once the resource behind it exists.
+const UNKNOWN: &str = "\u{0}(known after apply)";
+
+pub fn unknown() -> Value {
+    Value::String(UNKNOWN.to_string())
+}
+
+pub fn is_unknown(v: &Value) -> bool {
+    v.as_str() == Some(UNKNOWN)
+}
+
+pub fn contains_unknown(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s == UNKNOWN,
+        Value::Array(items) => items.iter().any(contains_unknown),
+        Value::Object(m) => m.values().any(contains_unknown),
+        _ => false,
+    }
+}
+
+/// Converts a resolved value to the property's type where the conversion is
+/// lossless (a `--var` always arrives as a string), or explains the mismatch.
+pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
+    let mismatch = |v: &Value| Err(format!("must be {}, got {}", ty.describe(), json_kind(v)));
+    if is_unknown(&value) {
+        return Ok(value);
+    }
+    match (ty, value) {
+        (Type::String, Value::String(s)) => Ok(Value::String(s)),
+        (Type::String, v @ (Value::Number(_) | Value::Bool(_))) => Ok(Value::String(scalar_text(&v))),
+        (Type::Int, Value::Number(n)) if n.is_i64() => Ok(Value::Number(n)),
+        (Type::Int, Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
+            _ => mismatch(&Value::Number(n)),
+        },
+        (Type::Int, Value::String(s)) => match s.trim().parse::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => mismatch(&Value::String(s)),
+        },
+        (Type::Float, Value::Number(n)) => Ok(Value::Number(n)),
+        (Type::Float, Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(f) => Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            Err(_) => mismatch(&Value::String(s)),
+        },
+        (Type::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
+        (Type::Bool, Value::String(s)) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
+        (Type::List(inner), Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| coerce(inner, v).map_err(|e| format!("item {}: {e}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        (Type::StringMap, Value::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, Value::String(s))),
+                v @ (Value::Number(_) | Value::Bool(_)) => Ok((k, Value::String(scalar_text(&v)))),
+                other => Err(format!("value of `{k}` must be a string, got {}", json_kind(&other))),
+            })
+            .collect::<Result<Map<_, _>, _>>()
+            .map(Value::Object),
+        (Type::Object(props), Value::Object(m)) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let Some(p) = props.iter().find(|p| p.name == k) else {
+                    return Err(format!("has unknown key `{k}` (expected one of {})", names(props)));
+                };
+                out.insert(k, coerce(&p.ty, v).map_err(|e| format!("`{}` {e}", p.name))?);
+            }
+            for p in props.iter().filter(|p| p.required) {
+                if !out.contains_key(p.name) {
+                    return Err(format!("is missing required key `{}`", p.name));
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        (Type::Policy | Type::Json, Value::String(s)) => match serde_json::from_str::<Value>(&s) {
+            Ok(_) => Ok(Value::String(s)),
+            Err(e) => Err(format!("must be valid JSON: {e}")),
+        },
+        (Type::Policy | Type::Json, v @ Value::Object(_)) => Ok(v),
+        (_, v) => mismatch(&v),
+    }
+}
+
+pub fn names(props: &[Prop]) -> String {
+    props.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
+}
+
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The canonical form two values are compared in.
+pub fn normalize(compare: Compare, value: &Value) -> Value {
+    match compare {
+        Compare::Exact => value.clone(),
+        Compare::Json => sort_keys(&parse_if_text(value)),
+        Compare::Policy => normalize_policy(&parse_if_text(value), ""),
+        Compare::Set => match value {
+            Value::Array(items) => {
+                let mut items = items.clone();
+                items.sort_by_key(|v| v.to_string());
+                items.dedup();
+                Value::Array(items)
+            }
+            other => other.clone(),
+        },
+    }
+}
+
+pub fn equivalent(compare: Compare, a: &Value, b: &Value) -> bool {
+    normalize(compare, a) == normalize(compare, b)
+}
+
+fn parse_if_text(value: &Value) -> Value {
+    match value {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| value.clone()),
+        other => other.clone(),
+    }
+}
+
+fn sort_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => {
+            let mut entries: Vec<_> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sort_keys(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+/// IAM evaluates `"Action": "x"` and `"Action": ["x"]` alike, ignores the order of
+/// values in a list and of statements, and AWS hands back scalars as strings.
+fn normalize_policy(value: &Value, key: &str) -> Value {
+    match value {
+        Value::Object(_) if key == "Statement" => Value::Array(vec![normalize_policy(value, "")]),
+        Value::Object(m) => {
+            let mut entries: Vec<_> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), normalize_policy(v, k)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(|v| normalize_policy(v, key)).collect();
+            items.sort_by_key(|v| v.to_string());
+            items.dedup();
+            if items.len() == 1 && key != "Statement" {
+                items.pop().unwrap_or(Value::Null)
+            } else {
+                Value::Array(items)
+            }
+        }
+        Value::Bool(_) | Value::Number(_) => Value::String(value.to_string()),
+        other => other.clone(),
+    }
+}
+
+/// `Version` and `Statement` are what AWS requires of every policy document.
+pub fn check_policy_document(value: &Value) -> Result<(), String> {
+    let doc = parse_if_text(value);
+    let Value::Object(m) = &doc else {
+        return Err("must be a JSON object with `Version` and `Statement`".into());
+    };
+    match m.get("Version").and_then(Value::as_str) {
+        Some("2012-10-17") | Some("2008-10-17") => {}
+        Some(other) => return Err(format!("has Version `{other}`; use \"2012-10-17\"")),
+        None => return Err("must have `Version: \"2012-10-17\"`".into()),
+    }
+    let statements = match m.get("Statement") {
+        Some(Value::Array(s)) if !s.is_empty() => s.clone(),
+        Some(s @ Value::Object(_)) => vec![s.clone()],
+        _ => return Err("must have a non-empty `Statement`".into()),
+    };
+    for (i, st) in statements.iter().enumerate() {
+        let n = i + 1;
+        let Value::Object(st) = st else {
+            return Err(format!("statement {n} must be a map"));
+        };
+        match st.get("Effect").and_then(Value::as_str) {
+            Some("Allow") | Some("Deny") => {}
+            _ => return Err(format!("statement {n} must have `Effect: Allow` or `Effect: Deny`")),
+        }
+        if !st.contains_key("Action") && !st.contains_key("NotAction") {
+            return Err(format!("statement {n} must have `Action` or `NotAction`"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn policy_key_order_and_whitespace_do_not_matter() {
+        let a = json!(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:SendMessage","Resource":"*"}]}"#);
+        let b = json!({"Statement": [{"Resource": "*", "Action": "sqs:SendMessage", "Effect": "Allow"}],
+                       "Version": "2012-10-17"});
+        assert!(equivalent(Compare::Policy, &a, &b));
+        let spaced = json!("{ \"Version\" : \"2012-10-17\",\n  \"Statement\" : { \"Effect\":\"Allow\", \"Action\":\"sqs:SendMessage\", \"Resource\":\"*\" } }");
+        assert!(equivalent(Compare::Policy, &a, &spaced));
+    }
+
+    #[test]
+    fn policy_one_item_list_equals_scalar_and_order_is_ignored() {
+        let a = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["ec2:StopInstances", "ec2:StartInstances"], "Resource": ["arn:x"]}]});
+        let b = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["ec2:StartInstances", "ec2:StopInstances"], "Resource": "arn:x"}]});
+        assert!(equivalent(Compare::Policy, &a, &b));
+    }
+
+    #[test]
+    fn policy_difference_in_meaning_is_seen() {
+        let a = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sns:Publish", "Resource": "arn:a"}]});
+        let b = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sns:Publish", "Resource": "arn:b"}]});
+        assert!(!equivalent(Compare::Policy, &a, &b));
+    }
+
+    #[test]
+    fn policy_condition_scalars_compare_as_text() {
+        let a = json!({"Statement": [{"Condition": {"Bool": {"aws:SecureTransport": false}}}]});
+        let b = json!({"Statement": [{"Condition": {"Bool": {"aws:SecureTransport": "false"}}}]});
+        assert!(equivalent(Compare::Policy, &a, &b));
+    }
+
+    #[test]
+    fn json_compare_ignores_key_order_not_values() {
+        assert!(equivalent(Compare::Json, &json!(r#"{"b":[1],"a":"x"}"#), &json!({"a": "x", "b": [1]})));
+        assert!(!equivalent(Compare::Json, &json!(r#"{"a":"x"}"#), &json!({"a": "y"})));
+    }
+
+    #[test]
+    fn set_compare_ignores_order() {
+        assert!(equivalent(Compare::Set, &json!(["b", "a"]), &json!(["a", "b"])));
+        assert!(!equivalent(Compare::Exact, &json!(["b", "a"]), &json!(["a", "b"])));
+    }
+
+    #[test]
+    fn coerce_converts_var_strings_and_rejects_garbage() {
+        assert_eq!(coerce(&Type::Int, json!("60")).unwrap(), json!(60));
+        assert_eq!(coerce(&Type::Bool, json!("true")).unwrap(), json!(true));
+        assert_eq!(coerce(&Type::String, json!(5)).unwrap(), json!("5"));
+        assert_eq!(coerce(&Type::Int, json!("sixty")).unwrap_err(), "must be an integer, got a string");
+        assert!(coerce(&Type::Policy, json!("{not json")).unwrap_err().starts_with("must be valid JSON"));
+    }
+
+    #[test]
+    fn policy_document_needs_version_and_statement() {
+        assert!(check_policy_document(&json!({"Statement": []})).unwrap_err().contains("Version"));
+        assert!(check_policy_document(&json!({"Version": "2012-10-17"})).unwrap_err().contains("Statement"));
+        let no_effect = json!({"Version": "2012-10-17", "Statement": [{"Action": "x"}]});
+        assert!(check_policy_document(&no_effect).unwrap_err().contains("Effect"));
+        let ok = json!(r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"x","Resource":"*"}}"#);
+        assert!(check_policy_document(&ok).is_ok());
+    }
+}

@@ -1,0 +1,352 @@
+//! Everything that can be checked without AWS: types, properties, references,
+//! cycles and AWS's own rules for values. Runs before any AWS call.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::config::expr::{self, Ref, StackField};
+use crate::config::yaml::{Node, Span};
+use crate::config::{ConfigError, Decl, Diagnostic, Stack};
+use crate::graph::Graph;
+use crate::providers;
+use crate::schema::{self, contains_unknown, unknown, Kind, Props, Schema};
+
+/// A stack that passed validation, with its variables and dependency graph.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub stack: Stack,
+    pub vars: BTreeMap<String, Value>,
+    pub graph: Graph,
+}
+
+impl Validated {
+    pub fn schema(&self, id: &str) -> &'static Schema {
+        let decl = &self.stack.decls[id];
+        providers::lookup(&decl.type_name)
+            .map(|p| p.schema())
+            .unwrap_or_else(|| unreachable!("validated type {}", decl.type_name))
+    }
+
+    pub fn uses_account_id(&self) -> bool {
+        let all_nodes = self
+            .stack
+            .decls
+            .values()
+            .flat_map(|d| d.properties.iter().map(|p| &p.value))
+            .chain(self.stack.outputs.values());
+        all_nodes
+            .flat_map(expr::refs_in)
+            .any(|(r, _)| r == Ref::Stack(StackField::AccountId))
+    }
+}
+
+/// `--var name=value` pairs, parsed.
+pub fn parse_var(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`--var {arg}` must be `--var name=value`"))
+}
+
+pub fn validate(stack: Stack, cli_vars: &[(String, String)], region: Option<&str>) -> Result<Validated, ConfigError> {
+    let mut diags = Vec::new();
+    let vars = variables(&stack, cli_vars, &mut diags);
+
+    let mut deps = BTreeMap::new();
+    for decl in stack.decls.values() {
+        let schema = match providers::lookup(&decl.type_name) {
+            Some(p) => p.schema(),
+            None => {
+                let known: Vec<_> = providers::all().map(|p| p.schema().type_name).collect();
+                diags.push(
+                    Diagnostic::new(decl.type_span, format!("unknown type `{}` (known types: {})", decl.type_name, known.join(", ")))
+                        .at(&decl.id),
+                );
+                continue;
+            }
+        };
+        match (schema.kind, decl.is_data) {
+            (Kind::Data, false) => diags.push(
+                Diagnostic::new(decl.type_span, format!("`{}` is a data source; declare it under `data:`", schema.type_name)).at(&decl.id),
+            ),
+            (Kind::Resource, true) => diags.push(
+                Diagnostic::new(decl.type_span, format!("`{}` is a resource; declare it under `resources:`", schema.type_name)).at(&decl.id),
+            ),
+            _ => {}
+        }
+        check_properties(&stack, decl, schema, &vars, region, &mut diags);
+        let mut ds: BTreeSet<String> = decl
+            .properties
+            .iter()
+            .flat_map(|p| expr::refs_in(&p.value))
+            .filter_map(|(r, _)| match r {
+                Ref::Resource { id, .. } if stack.decls.contains_key(&id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        for (dep, span) in &decl.depends_on {
+            if stack.decls.contains_key(dep) {
+                ds.insert(dep.clone());
+            } else {
+                diags.push(Diagnostic::new(*span, format!("`depends_on` names `{dep}`, which is not declared")).at(&decl.id));
+            }
+        }
+        deps.insert(decl.id.clone(), ds);
+    }
+    for (name, node) in &stack.outputs {
+        for (message, n) in expr::template_errors(node) {
+            diags.push(Diagnostic::new(n.span, message).prop(&format!("outputs.{name}")));
+        }
+        for (r, n) in expr::refs_in(node) {
+            if let Some(message) = reference_error(&stack, &r, None, &vars) {
+                diags.push(Diagnostic::new(n.span, message).prop(&format!("outputs.{name}")));
+            }
+        }
+    }
+    // Only ids of declared, known types are in `deps`; drop edges to the rest so
+    // the graph is built over what exists.
+    let known: BTreeSet<String> = deps.keys().cloned().collect();
+    for ds in deps.values_mut() {
+        ds.retain(|d| known.contains(d));
+    }
+    let graph = match Graph::build(deps) {
+        Ok(g) => g,
+        Err(cycle) => {
+            let first = cycle.0.first().cloned().unwrap_or_default();
+            let span = stack.decls.get(&first).map(|d| d.span).unwrap_or_default();
+            diags.push(Diagnostic::new(span, format!("dependency cycle: {cycle}")).at(&first));
+            Graph::default()
+        }
+    };
+    if !diags.is_empty() {
+        diags.sort_by_key(|d| (d.span.line, d.span.col));
+        return Err(ConfigError { file: stack.path.clone(), diagnostics: diags });
+    }
+    Ok(Validated { stack, vars, graph })
+}
+
+fn variables(stack: &Stack, cli_vars: &[(String, String)], diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Value> {
+    let mut vars = BTreeMap::new();
+    for (name, value) in cli_vars {
+        if !stack.variables.contains_key(name) {
+            let declared: Vec<_> = stack.variables.keys().map(String::as_str).collect();
+            diags.push(Diagnostic::new(
+                Span { line: 0, col: 0 },
+                format!(
+                    "--var {name}: the stack declares no variable `{name}` (declared: {})",
+                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                ),
+            ));
+        }
+        vars.insert(name.clone(), Value::String(value.clone()));
+    }
+    for (name, var) in &stack.variables {
+        if vars.contains_key(name) {
+            continue;
+        }
+        match &var.default {
+            Some(node) => {
+                vars.insert(name.clone(), node.to_json());
+            }
+            None => diags.push(Diagnostic::new(
+                var.span,
+                format!("variable `{name}` has no default; pass --var {name}=VALUE"),
+            )),
+        }
+    }
+    vars
+}
+
+fn reference_error(stack: &Stack, r: &Ref, this: Option<&str>, vars: &BTreeMap<String, Value>) -> Option<String> {
+    match r {
+        Ref::Var(name) if !stack.variables.contains_key(name) => {
+            Some(format!("`{r}` names an undeclared variable; declare it under `variables:`"))
+        }
+        Ref::Var(name) if !vars.contains_key(name) => None, // reported once, at the variable
+        Ref::Resource { id, .. } if Some(id.as_str()) == this => Some(format!("`{r}` refers to the resource itself")),
+        Ref::Resource { id, attr } => match stack.decls.get(id) {
+            None => Some(format!("`{r}` refers to `{id}`, which is not declared")),
+            Some(target) => match providers::lookup(&target.type_name).map(|p| p.schema()) {
+                Some(schema) if !schema.is_referenceable(attr) => Some(format!(
+                    "`{r}`: `{}` has no attribute `{attr}` (attributes: {})",
+                    schema.type_name,
+                    schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                )),
+                _ => None,
+            },
+        },
+        _ => None,
+    }
+}
+
+/// The value as far as it is known offline: variables and the stack's name and
+/// region resolve, everything from AWS is unknown.
+fn offline_value(stack: &Stack, node: &Node, vars: &BTreeMap<String, Value>, region: Option<&str>) -> Value {
+    let mut lookup = |r: &Ref| -> Result<Value, ()> {
+        Ok(match r {
+            Ref::Var(name) => vars.get(name).cloned().unwrap_or_else(unknown),
+            Ref::Stack(StackField::Name) => Value::String(stack.name.clone()),
+            Ref::Stack(StackField::Region) => region.map_or_else(unknown, |r| Value::String(r.to_string())),
+            Ref::Stack(StackField::AccountId) | Ref::Resource { .. } => unknown(),
+        })
+    };
+    expr::resolve(node, &mut lookup).unwrap_or_else(|()| unknown())
+}
+
+fn check_properties(
+    stack: &Stack,
+    decl: &Decl,
+    schema: &Schema,
+    vars: &BTreeMap<String, Value>,
+    region: Option<&str>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut props = Props::new();
+    for p in &decl.properties {
+        let Some(prop) = schema.prop(&p.name) else {
+            diags.push(
+                Diagnostic::new(
+                    p.key_span,
+                    format!("`{}` has no property `{}` (properties: {})", schema.type_name, p.name, schema::names(schema.props)),
+                )
+                .at(&decl.id)
+                .prop(&p.name),
+            );
+            continue;
+        };
+        let mut ok = true;
+        for (message, n) in expr::template_errors(&p.value) {
+            diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
+            ok = false;
+        }
+        for (r, n) in expr::refs_in(&p.value) {
+            if let Some(message) = reference_error(stack, &r, Some(&decl.id), vars) {
+                diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
+                ok = false;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let value = offline_value(stack, &p.value, vars, region);
+        match schema::coerce(&prop.ty, value) {
+            Err(message) => diags.push(Diagnostic::new(p.value.span, message).at(&decl.id).prop(&p.name)),
+            Ok(v) => {
+                if let (Some(check), false) = (prop.check, contains_unknown(&v)) {
+                    if let Err(message) = check(&v) {
+                        diags.push(Diagnostic::new(p.value.span, message).at(&decl.id).prop(&p.name));
+                    }
+                }
+                props.insert(p.name.clone(), v);
+            }
+        }
+    }
+    for prop in schema.props.iter().filter(|p| p.required) {
+        if decl.property(prop.name).is_none() {
+            diags.push(
+                Diagnostic::new(decl.span, format!("missing required property `{}` ({})", prop.name, prop.doc))
+                    .at(&decl.id)
+                    .prop(prop.name),
+            );
+        }
+    }
+    if let Some(cross) = schema.cross_check {
+        for (name, message) in cross(&schema.with_defaults(&props)) {
+            let span = decl.property(name).map_or(decl.span, |p| p.value.span);
+            diags.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn check(src: &str) -> Result<Validated, String> {
+        let stack = Stack::parse(Path::new("stack.yaml"), src).map_err(|e| e.to_string())?;
+        validate(stack, &[], Some("us-east-2")).map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "stack: demo\nregion: us-east-2\n";
+
+    #[test]
+    fn a_valid_messaging_stack_passes() {
+        let v = check(&format!(
+            "{HEAD}resources:\n  topic:\n    type: aws_sns_topic\n    properties: {{name: t1}}\n  queue:\n    type: aws_sqs_queue\n    properties: {{name: q1}}\n  sub:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${{topic.arn}}\n      protocol: sqs\n      endpoint: ${{queue.arn}}\n"
+        ))
+        .unwrap();
+        let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
+        assert!(pos("topic") < pos("sub") && pos("queue") < pos("sub"));
+    }
+
+    #[test]
+    fn unknown_type_names_resource_and_line() {
+        let err = check(&format!("{HEAD}resources:\n  t:\n    type: aws_sns_topik\n")).unwrap_err();
+        assert!(err.contains("stack.yaml:5: `t`: unknown type `aws_sns_topik`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_missing_properties() {
+        let err = check(&format!("{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties:\n      nam: x\n")).unwrap_err();
+        assert!(err.contains("stack.yaml:7: `t`, property `nam`: `aws_sns_topic` has no property `nam`"), "{err}");
+        assert!(err.contains("stack.yaml:4: `t`, property `name`: missing required property `name`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_aws_rule_violations() {
+        let err = check(&format!(
+            "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties:\n      name: \"bad name\"\n      visibility_timeout_seconds: soon\n      delay_seconds: 901\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("stack.yaml:7: `q`, property `name`: contains ` `"), "{err}");
+        assert!(err.contains("stack.yaml:8: `q`, property `visibility_timeout_seconds`: must be an integer, got a string"), "{err}");
+        assert!(err.contains("stack.yaml:9: `q`, property `delay_seconds`: must be between 0 and 900, got 901"), "{err}");
+    }
+
+    #[test]
+    fn references_to_missing_resources_and_attributes() {
+        let err = check(&format!(
+            "{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties: {{name: t}}\n  s:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${{t.url}}\n      protocol: sqs\n      endpoint: ${{nope.arn}}\noutputs:\n  x: ${{var.missing}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("stack.yaml:10: `s`, property `topic_arn`: `${t.url}`: `aws_sns_topic` has no attribute `url`"), "{err}");
+        assert!(err.contains("stack.yaml:12: `s`, property `endpoint`: `${nope.arn}` refers to `nope`, which is not declared"), "{err}");
+        assert!(err.contains("stack.yaml:14: `outputs.x`: `${var.missing}` names an undeclared variable"), "{err}");
+    }
+
+    #[test]
+    fn cycles_are_printed() {
+        let err = check(&format!(
+            "{HEAD}resources:\n  a:\n    type: aws_sqs_queue\n    properties: {{name: \"${{b.name}}\"}}\n  b:\n    type: aws_sqs_queue\n    properties: {{name: \"${{a.name}}\"}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("stack.yaml:4: `a`: dependency cycle: a -> b -> a"), "{err}");
+    }
+
+    #[test]
+    fn variables_resolve_and_are_checked() {
+        let stack = Stack::parse(
+            Path::new("stack.yaml"),
+            &format!("{HEAD}variables:\n  vis: 30\n  need:\nresources:\n  q:\n    type: aws_sqs_queue\n    properties:\n      name: q\n      visibility_timeout_seconds: ${{var.vis}}\n"),
+        )
+        .unwrap();
+        let err = validate(stack.clone(), &[], None).unwrap_err().to_string();
+        assert!(err.contains("stack.yaml:5: variable `need` has no default; pass --var need=VALUE"), "{err}");
+        let vars = vec![("need".to_string(), "x".to_string()), ("vis".to_string(), "99999".to_string())];
+        let err = validate(stack.clone(), &vars, None).unwrap_err().to_string();
+        assert!(err.contains("must be between 0 and 43200, got 99999"), "{err}");
+        let err = validate(stack, &[("nope".into(), "1".into())], None).unwrap_err().to_string();
+        assert!(err.contains("--var nope: the stack declares no variable `nope`"), "{err}");
+    }
+
+    #[test]
+    fn policies_must_have_version_and_statement() {
+        let err = check(&format!(
+            "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties: {{name: q}}\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: ${{q.url}}\n      policy: {{Statement: []}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("stack.yaml:11: `p`, property `policy`: must have `Version: \"2012-10-17\"`"), "{err}");
+    }
+}
