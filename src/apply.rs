@@ -40,8 +40,16 @@ impl Outcome {
 
 /// What a finished AWS step reports back to the walk.
 enum Done {
-    Created { physical_id: String, attrs: Map<String, Value>, props: Props },
-    Updated { physical_id: String, attrs: Map<String, Value>, props: Props },
+    Created {
+        physical_id: String,
+        attrs: Map<String, Value>,
+        props: Props,
+    },
+    Updated {
+        physical_id: String,
+        attrs: Map<String, Value>,
+        props: Props,
+    },
     Deleted,
 }
 
@@ -61,7 +69,8 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
     }
     let has: HashSet<Step> = steps.iter().cloned().collect();
     let changes: HashMap<&str, &Change> = plan.changes.iter().map(|c| (c.id.as_str(), c)).collect();
-    let mut needs: HashMap<Step, HashSet<Step>> = steps.iter().map(|s| (s.clone(), HashSet::new())).collect();
+    let mut needs: HashMap<Step, HashSet<Step>> =
+        steps.iter().map(|s| (s.clone(), HashSet::new())).collect();
     for step in &steps {
         let (kind, id) = step;
         let mut add = |other: Step| {
@@ -85,7 +94,10 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
                     }
                     if has.contains(&(StepKind::Delete, other.clone())) {
                         add((StepKind::Delete, other.clone()));
-                    } else if changes.get(other.as_str()).is_some_and(|c| !c.depends_on.contains(id)) {
+                    } else if changes
+                        .get(other.as_str())
+                        .is_some_and(|c| !c.depends_on.contains(id))
+                    {
                         add((StepKind::Apply, other.clone()));
                     }
                 }
@@ -96,7 +108,10 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
 }
 
 /// Resolves a reference against what the state holds now.
-fn known_from_state<'a>(v: &'a Validated, state: &'a State) -> impl Fn(&str, &str) -> Option<Value> + 'a {
+fn known_from_state<'a>(
+    v: &'a Validated,
+    state: &'a State,
+) -> impl Fn(&str, &str) -> Option<Value> + 'a {
     move |dep: &str, attr: &str| {
         let rec = state.resources.get(dep).filter(|r| !r.is_pending())?;
         if v.schema(dep).attr(attr).is_some() {
@@ -123,7 +138,11 @@ impl Walk<'_> {
     }
 
     pub async fn run(mut self, plan: &Plan) -> Result<Outcome, StateError> {
-        let changes: HashMap<String, Change> = plan.changes.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        let changes: HashMap<String, Change> = plan
+            .changes
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
         self.adopt(plan)?;
         let (steps, mut needs) = build_steps(plan, self.state);
         let mut dependents: HashMap<Step, Vec<Step>> = HashMap::new();
@@ -132,7 +151,11 @@ impl Walk<'_> {
                 dependents.entry(n.clone()).or_default().push(step.clone());
             }
         }
-        let mut ready: Vec<Step> = steps.iter().filter(|s| needs[*s].is_empty()).cloned().collect();
+        let mut ready: Vec<Step> = steps
+            .iter()
+            .filter(|s| needs[*s].is_empty())
+            .cloned()
+            .collect();
         let mut outcome = Outcome::default();
         let mut running: JoinSet<(Step, Result<Done, AwsError>, Instant)> = JoinSet::new();
         let interrupt = tokio::signal::ctrl_c();
@@ -169,7 +192,12 @@ impl Walk<'_> {
             let Some(joined) = joined else { break };
             let (step, result, started) = match joined {
                 Ok(r) => r,
-                Err(e) => return Err(StateError::Write { path: self.file.path.clone(), source: std::io::Error::other(e) }),
+                Err(e) => {
+                    return Err(StateError::Write {
+                        path: self.file.path.clone(),
+                        source: std::io::Error::other(e),
+                    })
+                }
             };
             let change = &changes[&step.1];
             let elapsed = started.elapsed().as_secs_f64();
@@ -208,8 +236,13 @@ impl Walk<'_> {
     fn adopt(&mut self, plan: &Plan) -> Result<(), StateError> {
         let mut changed = false;
         for c in &plan.changes {
-            let Some(rec) = self.state.resources.get_mut(&c.id) else { continue };
-            if rec.is_pending() && c.physical_id.is_some() && matches!(c.action, Action::NoOp | Action::Update) {
+            let Some(rec) = self.state.resources.get_mut(&c.id) else {
+                continue;
+            };
+            if rec.is_pending()
+                && c.physical_id.is_some()
+                && matches!(c.action, Action::NoOp | Action::Update)
+            {
                 rec.physical_id = c.physical_id.clone();
                 rec.attrs.extend(c.adopted_attrs.clone());
                 changed = true;
@@ -227,7 +260,10 @@ impl Walk<'_> {
         &mut self,
         step: &Step,
         change: &Change,
-    ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, AwsError>> + Send>>, AwsError> {
+    ) -> Result<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, AwsError>> + Send>>,
+        AwsError,
+    > {
         let provider = providers::lookup(&change.type_name)
             .ok_or_else(|| AwsError::local(format!("unknown type `{}`", change.type_name)))?;
         let cx = self.cx.clone();
@@ -246,12 +282,24 @@ impl Walk<'_> {
                 }))
             }
             StepKind::Apply => {
-                let props = plan::resolve_props(self.v, &id, self.values, &known_from_state(self.v, self.state));
+                let props = plan::resolve_props(
+                    self.v,
+                    &id,
+                    self.values,
+                    &known_from_state(self.v, self.state),
+                );
                 if let Some((name, _)) = props.iter().find(|(_, v)| contains_unknown(v)) {
-                    return Err(AwsError::local(format!("property `{name}` is still unknown after its dependencies were applied")));
+                    return Err(AwsError::local(format!(
+                        "property `{name}` is still unknown after its dependencies were applied"
+                    )));
                 }
-                let existing = self.state.resources.get(&id).and_then(|r| r.physical_id.clone());
-                let create = matches!(change.action, Action::Create | Action::Replace) || existing.is_none();
+                let existing = self
+                    .state
+                    .resources
+                    .get(&id)
+                    .and_then(|r| r.physical_id.clone());
+                let create =
+                    matches!(change.action, Action::Create | Action::Replace) || existing.is_none();
                 if create {
                     self.state.resources.insert(
                         id.clone(),
@@ -265,8 +313,20 @@ impl Walk<'_> {
                     );
                     println!("{id}: creating...");
                     Ok(Box::pin(async move {
-                        let created = provider.create(&cx, &Resource { logical_id: &id, props: &props }).await?;
-                        Ok(Done::Created { physical_id: created.physical_id, attrs: created.attrs, props })
+                        let created = provider
+                            .create(
+                                &cx,
+                                &Resource {
+                                    logical_id: &id,
+                                    props: &props,
+                                },
+                            )
+                            .await?;
+                        Ok(Done::Created {
+                            physical_id: created.physical_id,
+                            attrs: created.attrs,
+                            props,
+                        })
                     }))
                 } else {
                     let physical_id = existing.unwrap_or_default();
@@ -275,9 +335,18 @@ impl Walk<'_> {
                     println!("{id}: updating ({})...", changed.join(", "));
                     Ok(Box::pin(async move {
                         let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-                        let r = Resource { logical_id: &id, props: &props };
-                        let attrs = provider.update(&cx, &physical_id, &before, &r, &changed).await?;
-                        Ok(Done::Updated { physical_id, attrs, props })
+                        let r = Resource {
+                            logical_id: &id,
+                            props: &props,
+                        };
+                        let attrs = provider
+                            .update(&cx, &physical_id, &before, &r, &changed)
+                            .await?;
+                        Ok(Done::Updated {
+                            physical_id,
+                            attrs,
+                            props,
+                        })
                     }))
                 }
             }
@@ -291,16 +360,33 @@ impl Walk<'_> {
                 self.state.resources.remove(id);
                 println!("{id}: destroyed [{elapsed:.1}s]");
             }
-            Done::Created { physical_id, attrs, props } | Done::Updated { physical_id, attrs, props } => {
-                let verb = if self.state.resources.get(id).is_some_and(|r| r.is_pending()) { "created" } else { "updated" };
+            Done::Created {
+                physical_id,
+                attrs,
+                props,
+            }
+            | Done::Updated {
+                physical_id,
+                attrs,
+                props,
+            } => {
+                let verb = if self.state.resources.get(id).is_some_and(|r| r.is_pending()) {
+                    "created"
+                } else {
+                    "updated"
+                };
                 println!("{id}: {verb} {physical_id} [{elapsed:.1}s]");
-                let rec = self.state.resources.entry(id.clone()).or_insert_with(|| ResourceState {
-                    type_name: change.type_name.clone(),
-                    physical_id: None,
-                    props: Props::new(),
-                    attrs: Map::new(),
-                    depends_on: Vec::new(),
-                });
+                let rec = self
+                    .state
+                    .resources
+                    .entry(id.clone())
+                    .or_insert_with(|| ResourceState {
+                        type_name: change.type_name.clone(),
+                        physical_id: None,
+                        props: Props::new(),
+                        attrs: Map::new(),
+                        depends_on: Vec::new(),
+                    });
                 rec.physical_id = Some(physical_id);
                 rec.props = props;
                 rec.attrs.extend(attrs);
@@ -333,7 +419,10 @@ impl Walk<'_> {
             }
         }
         eprintln!("{id}: error {verb} {}: {err}", change.type_name);
-        outcome.failed.push((id.clone(), format!("{verb} `{id}` ({}): {err}", change.type_name)));
+        outcome.failed.push((
+            id.clone(),
+            format!("{verb} `{id}` ({}): {err}", change.type_name),
+        ));
         let mut stack = vec![step.clone()];
         while let Some(s) = stack.pop() {
             for d in dependents.get(&s).cloned().unwrap_or_default() {
@@ -359,12 +448,19 @@ pub fn outputs(v: &Validated, state: &State, values: &StackValues) -> BTreeMap<S
                 Ok(match r {
                     Ref::Var(n) => v.vars.get(n).cloned().unwrap_or(Value::Null),
                     Ref::Stack(StackField::Name) => Value::String(values.name.clone()),
-                    Ref::Stack(StackField::Region) => values.region.clone().map_or(Value::Null, Value::String),
-                    Ref::Stack(StackField::AccountId) => values.account_id.clone().map_or(Value::Null, Value::String),
+                    Ref::Stack(StackField::Region) => {
+                        values.region.clone().map_or(Value::Null, Value::String)
+                    }
+                    Ref::Stack(StackField::AccountId) => {
+                        values.account_id.clone().map_or(Value::Null, Value::String)
+                    }
                     Ref::Resource { id, attr } => known(id, attr).unwrap_or(Value::Null),
                 })
             };
-            (name.clone(), expr::resolve(node, &mut lookup).unwrap_or(Value::Null))
+            (
+                name.clone(),
+                expr::resolve(node, &mut lookup).unwrap_or(Value::Null),
+            )
         })
         .collect()
 }
@@ -404,7 +500,14 @@ mod tests {
     }
 
     fn plan_of(changes: Vec<Change>) -> Plan {
-        Plan { format_version: 1, stack: "s".into(), lineage: "l".into(), serial: 0, changes, summary: Default::default() }
+        Plan {
+            format_version: 1,
+            stack: "s".into(),
+            lineage: "l".into(),
+            serial: 0,
+            changes,
+            summary: Default::default(),
+        }
     }
 
     #[test]
@@ -412,7 +515,10 @@ mod tests {
         let mut state = State::new("s");
         recorded(&mut state, "topic", &[]);
         recorded(&mut state, "sub", &["topic"]);
-        let plan = plan_of(vec![change("topic", Action::Replace, &[]), change("sub", Action::Replace, &["topic"])]);
+        let plan = plan_of(vec![
+            change("topic", Action::Replace, &[]),
+            change("sub", Action::Replace, &["topic"]),
+        ]);
         let (_, needs) = build_steps(&plan, &state);
         let del = |id: &str| (StepKind::Delete, id.to_string());
         let app = |id: &str| (StepKind::Apply, id.to_string());
@@ -428,8 +534,12 @@ mod tests {
         recorded(&mut state, "old", &[]);
         recorded(&mut state, "policy", &["old"]);
         // `policy` no longer refers to `old`, which is removed from the file.
-        let plan = plan_of(vec![change("policy", Action::Update, &[]), change("old", Action::Delete, &[])]);
+        let plan = plan_of(vec![
+            change("policy", Action::Update, &[]),
+            change("old", Action::Delete, &[]),
+        ]);
         let (_, needs) = build_steps(&plan, &state);
-        assert!(needs[&(StepKind::Delete, "old".to_string())].contains(&(StepKind::Apply, "policy".to_string())));
+        assert!(needs[&(StepKind::Delete, "old".to_string())]
+            .contains(&(StepKind::Apply, "policy".to_string())));
     }
 }

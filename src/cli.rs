@@ -19,7 +19,11 @@ use crate::state::{Lock, State, StateFile};
 use crate::validate::{self, Validated};
 
 #[derive(Parser, Debug)]
-#[command(name = "stackctl", version, about = "Infrastructure as code for AWS: stack.yaml -> plan -> apply")]
+#[command(
+    name = "stackctl",
+    version,
+    about = "Infrastructure as code for AWS: stack.yaml -> plan -> apply"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,10 +150,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let v = load(&file.file, &vars.vars)?;
             let resources = v.stack.decls.values().filter(|d| !d.is_data).count();
             let data = v.stack.decls.len() - resources;
-            println!("The stack file is valid: {resources} resources, {data} data sources, {} outputs.", v.stack.outputs.len());
+            println!(
+                "The stack file is valid: {resources} resources, {data} data sources, {} outputs.",
+                v.stack.outputs.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { file, vars, out, json, detailed_exitcode, refresh, parallelism } => {
+        Command::Plan {
+            file,
+            vars,
+            out,
+            json,
+            detailed_exitcode,
+            refresh,
+            parallelism,
+        } => {
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(async {
                 let sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
@@ -173,26 +188,52 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     std::fs::write(&out, serde_json::to_vec_pretty(&saved)?)
                         .with_context(|| format!("cannot write the plan to {}", out.display()))?;
                     if !json {
-                        println!("\nSaved the plan to {}; apply it with `stackctl apply {}`.", out.display(), out.display());
+                        println!(
+                            "\nSaved the plan to {}; apply it with `stackctl apply {}`.",
+                            out.display(),
+                            out.display()
+                        );
                     }
                 }
-                Ok(if detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+                Ok(if detailed_exitcode && plan.has_changes() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                })
             })
         }
-        Command::Apply { file, vars, auto_approve, parallelism, plan: saved } => {
+        Command::Apply {
+            file,
+            vars,
+            auto_approve,
+            parallelism,
+            plan: saved,
+        } => {
             let (v, saved) = match saved {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read plan {}", path.display()))?;
-                    let saved: PlanFile = serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not a plan saved by `stackctl plan --out`", path.display()))?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read plan {}", path.display()))?;
+                    let saved: PlanFile = serde_json::from_str(&text).with_context(|| {
+                        format!(
+                            "{} is not a plan saved by `stackctl plan --out`",
+                            path.display()
+                        )
+                    })?;
                     let stack = Stack::parse(&saved.stack_path, &saved.stack_source)?;
-                    (validate::validate(stack, &saved.vars, effective_region(None).as_deref())?, Some(saved))
+                    (
+                        validate::validate(stack, &saved.vars, effective_region(None).as_deref())?,
+                        Some(saved),
+                    )
                 }
                 None => (load(&file.file, &vars.vars)?, None),
             };
             runtime()?.block_on(apply_command(v, saved, auto_approve, parallelism))
         }
-        Command::Destroy { file, auto_approve, parallelism } => {
+        Command::Destroy {
+            file,
+            auto_approve,
+            parallelism,
+        } => {
             let v = load(&file.file, &[])?;
             runtime()?.block_on(destroy_command(v, auto_approve, parallelism))
         }
@@ -201,10 +242,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let _ = stack;
             match name {
                 Some(name) => {
-                    let value = state
-                        .outputs
-                        .get(&name)
-                        .with_context(|| format!("no output `{name}` (outputs: {})", keys(&state.outputs)))?;
+                    let value = state.outputs.get(&name).with_context(|| {
+                        format!("no output `{name}` (outputs: {})", keys(&state.outputs))
+                    })?;
                     match (json, value) {
                         (false, Value::String(s)) => println!("{s}"),
                         _ => println!("{}", serde_json::to_string_pretty(value)?),
@@ -219,7 +259,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::State { command: StateCommand::List { file } } => {
+        Command::State {
+            command: StateCommand::List { file },
+        } => {
             let (_, state) = read_state(&file.file)?;
             for (id, rec) in &state.resources {
                 let pid = rec.physical_id.as_deref().unwrap_or("(create interrupted)");
@@ -227,12 +269,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::State { command: StateCommand::Show { file, id } } => {
+        Command::State {
+            command: StateCommand::Show { file, id },
+        } => {
             let (_, state) = read_state(&file.file)?;
-            let rec = state
-                .resources
-                .get(&id)
-                .with_context(|| format!("no resource `{id}` in the state (recorded: {})", keys(&state.resources)))?;
+            let rec = state.resources.get(&id).with_context(|| {
+                format!(
+                    "no resource `{id}` in the state (recorded: {})",
+                    keys(&state.resources)
+                )
+            })?;
             println!("{}", serde_json::to_string_pretty(rec)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -258,7 +304,9 @@ fn keys<V>(m: &BTreeMap<String, V>) -> String {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn load(path: &Path, vars: &[(String, String)]) -> Result<Validated> {
@@ -274,11 +322,25 @@ fn read_state(path: &Path) -> Result<(Stack, State)> {
 }
 
 async fn stack_values(v: &Validated, cx: &Ctx) -> Result<StackValues> {
-    let account_id = if v.uses_account_id() { Some(cx.account_id().await.context("looking up the account id")?) } else { None };
-    Ok(StackValues { name: v.stack.name.clone(), region: Some(cx.region()), account_id })
+    let account_id = if v.uses_account_id() {
+        Some(cx.account_id().await.context("looking up the account id")?)
+    } else {
+        None
+    };
+    Ok(StackValues {
+        name: v.stack.name.clone(),
+        region: Some(cx.region()),
+        account_id,
+    })
 }
 
-async fn make_plan(v: &Validated, state: &State, cx: &Ctx, refresh: bool, parallelism: usize) -> Result<(Plan, StackValues)> {
+async fn make_plan(
+    v: &Validated,
+    state: &State,
+    cx: &Ctx,
+    refresh: bool,
+    parallelism: usize,
+) -> Result<(Plan, StackValues)> {
     let values = stack_values(v, cx).await?;
     let live = if refresh {
         plan::refresh(cx, state, parallelism)
@@ -301,7 +363,12 @@ fn confirm(question: &str) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-async fn apply_command(v: Validated, saved: Option<PlanFile>, auto_approve: bool, parallelism: usize) -> Result<ExitCode> {
+async fn apply_command(
+    v: Validated,
+    saved: Option<PlanFile>,
+    auto_approve: bool,
+    parallelism: usize,
+) -> Result<ExitCode> {
     let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
     let _lock = Lock::acquire(&sf, "apply")?;
     let mut state = sf.load(&v.stack.name)?;
@@ -317,7 +384,11 @@ async fn apply_command(v: Validated, saved: Option<PlanFile>, auto_approve: bool
                 );
             }
             if saved.region.as_deref() != Some(cx.region().as_str()) {
-                bail!("the saved plan was made for region {:?}, this run uses {}", saved.region, cx.region());
+                bail!(
+                    "the saved plan was made for region {:?}, this run uses {}",
+                    saved.region,
+                    cx.region()
+                );
             }
             let values = stack_values(&v, &cx).await?;
             print!("{}", plan::render(&saved.plan));
@@ -326,7 +397,10 @@ async fn apply_command(v: Validated, saved: Option<PlanFile>, auto_approve: bool
         None => {
             let (plan, values) = make_plan(&v, &state, &cx, true, parallelism).await?;
             print!("{}", plan::render(&plan));
-            if plan.has_changes() && !auto_approve && !confirm("Do you want to perform these actions?")? {
+            if plan.has_changes()
+                && !auto_approve
+                && !confirm("Do you want to perform these actions?")?
+            {
                 println!("Apply cancelled.");
                 return Ok(ExitCode::from(1));
             }
@@ -338,7 +412,16 @@ async fn apply_command(v: Validated, saved: Option<PlanFile>, auto_approve: bool
         println!();
     }
     let started = std::time::Instant::now();
-    let outcome = Walk { v: &v, values: &values, cx, file: &mut sf, state: &mut state, parallelism }.run(&plan).await?;
+    let outcome = Walk {
+        v: &v,
+        values: &values,
+        cx,
+        file: &mut sf,
+        state: &mut state,
+        parallelism,
+    }
+    .run(&plan)
+    .await?;
     if !changed && state.outputs != apply::outputs(&v, &state, &values) {
         // Outputs added or edited without any resource change still land in the state.
         state.outputs = apply::outputs(&v, &state, &values);
@@ -357,7 +440,10 @@ async fn apply_command(v: Validated, saved: Option<PlanFile>, auto_approve: bool
 fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Result<()> {
     if outcome.ok() {
         let s = &plan.summary;
-        println!("\n{what} complete! Resources: {} added, {} changed, {} destroyed. [{secs:.1}s]", s.add, s.change, s.destroy);
+        println!(
+            "\n{what} complete! Resources: {} added, {} changed, {} destroyed. [{secs:.1}s]",
+            s.add, s.change, s.destroy
+        );
         return Ok(());
     }
     let mut msg = String::new();
@@ -365,7 +451,10 @@ fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Resul
         msg.push_str(&format!("\n  error {m}"));
     }
     if !outcome.skipped.is_empty() {
-        msg.push_str(&format!("\n  not attempted (their dependencies failed or the run was interrupted): {}", outcome.skipped.join(", ")));
+        msg.push_str(&format!(
+            "\n  not attempted (their dependencies failed or the run was interrupted): {}",
+            outcome.skipped.join(", ")
+        ));
     }
     if outcome.interrupted {
         bail!("{what} interrupted; the state records everything done so far.{msg}");
@@ -397,7 +486,16 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
     println!();
     let values = stack_values(&v, &cx).await.unwrap_or_default();
     let started = std::time::Instant::now();
-    let outcome = Walk { v: &v, values: &values, cx, file: &mut sf, state: &mut state, parallelism }.run(&plan).await?;
+    let outcome = Walk {
+        v: &v,
+        values: &values,
+        cx,
+        file: &mut sf,
+        state: &mut state,
+        parallelism,
+    }
+    .run(&plan)
+    .await?;
     if outcome.ok() {
         state.outputs.clear();
         sf.save(&mut state)?;

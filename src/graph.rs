@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::tarjan_scc;
 use petgraph::graphmap::DiGraphMap;
+use petgraph::Direction;
 
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
@@ -26,8 +27,13 @@ impl std::fmt::Display for Cycle {
 }
 
 impl Graph {
-    /// `deps` must only name ids that are keys of `deps`.
-    pub fn build(deps: BTreeMap<String, BTreeSet<String>>) -> Result<Graph, Cycle> {
+    /// `deps` must only name ids that are keys of `deps`. Among resources that
+    /// could go in any order, the one with the lower `rank` (its line in the
+    /// file) comes first, so plans read in file order.
+    pub fn build(
+        deps: BTreeMap<String, BTreeSet<String>>,
+        rank: &dyn Fn(&str) -> usize,
+    ) -> Result<Graph, Cycle> {
         let mut g: DiGraphMap<&str, ()> = DiGraphMap::new();
         for (id, ds) in &deps {
             g.add_node(id.as_str());
@@ -35,18 +41,41 @@ impl Graph {
                 g.add_edge(d.as_str(), id.as_str(), ());
             }
         }
-        match toposort(&g, None) {
-            Ok(order) => {
-                let order = order.into_iter().map(str::to_string).collect();
-                Ok(Graph { order, deps })
+        // Kahn's algorithm with a rank-ordered ready set.
+        let mut waiting: BTreeMap<&str, usize> = g
+            .nodes()
+            .map(|n| (n, g.neighbors_directed(n, Direction::Incoming).count()))
+            .collect();
+        let mut ready: BTreeSet<(usize, &str)> = waiting
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(id, _)| (rank(id), *id))
+            .collect();
+        let mut order = Vec::with_capacity(waiting.len());
+        while let Some(next) = ready.pop_first() {
+            let id = next.1;
+            order.push(id.to_string());
+            for dependent in g.neighbors_directed(id, Direction::Outgoing) {
+                if let Some(n) = waiting.get_mut(dependent) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.insert((rank(dependent), dependent));
+                    }
+                }
             }
-            Err(_) => Err(find_cycle(&g, &deps)),
         }
+        if order.len() < g.node_count() {
+            return Err(find_cycle(&g, &deps));
+        }
+        Ok(Graph { order, deps })
     }
 
     /// Ids that depend on `id`, directly.
     pub fn dependents<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        self.deps.iter().filter(move |(_, ds)| ds.contains(id)).map(|(k, _)| k)
+        self.deps
+            .iter()
+            .filter(move |(_, ds)| ds.contains(id))
+            .map(|(k, _)| k)
     }
 }
 
@@ -95,7 +124,16 @@ mod tests {
 
     #[test]
     fn order_puts_dependencies_first() {
-        let g = Graph::build(deps(&[("sub", &["topic", "queue"]), ("topic", &[]), ("queue", &[]), ("policy", &["queue", "topic"])])).unwrap();
+        let g = Graph::build(
+            deps(&[
+                ("sub", &["topic", "queue"]),
+                ("topic", &[]),
+                ("queue", &[]),
+                ("policy", &["queue", "topic"]),
+            ]),
+            &|_| 0,
+        )
+        .unwrap();
         let pos = |id: &str| g.order.iter().position(|x| x == id).unwrap();
         assert!(pos("topic") < pos("sub"));
         assert!(pos("queue") < pos("sub"));
@@ -106,14 +144,29 @@ mod tests {
     }
 
     #[test]
+    fn independent_resources_keep_their_rank_order() {
+        let ranks = |id: &str| match id {
+            "z" => 1,
+            "a" => 2,
+            _ => 3,
+        };
+        let g = Graph::build(deps(&[("a", &[]), ("z", &[]), ("m", &["a"])]), &ranks).unwrap();
+        assert_eq!(g.order, vec!["z", "a", "m"]);
+    }
+
+    #[test]
     fn cycles_are_reported_as_a_path() {
-        let err = Graph::build(deps(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &[])])).unwrap_err();
+        let err = Graph::build(
+            deps(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &[])]),
+            &|_| 0,
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "a -> b -> c -> a");
     }
 
     #[test]
     fn self_reference_is_a_cycle() {
-        let err = Graph::build(deps(&[("a", &["a"])])).unwrap_err();
+        let err = Graph::build(deps(&[("a", &["a"])]), &|_| 0).unwrap_err();
         assert_eq!(err.to_string(), "a -> a");
     }
 }

@@ -85,7 +85,10 @@ impl Plan {
 /// What a refresh learned about one recorded resource.
 #[derive(Debug, Clone)]
 pub enum Refreshed {
-    Live { physical_id: String, observed: Observed },
+    Live {
+        physical_id: String,
+        observed: Observed,
+    },
     Gone,
 }
 
@@ -99,20 +102,37 @@ pub struct StackValues {
 
 /// Reads every recorded resource from AWS, `parallelism` at a time. Entries left
 /// by an interrupted create are looked for with the properties of their intent.
-pub async fn refresh(cx: &Ctx, state: &State, parallelism: usize) -> Result<BTreeMap<String, Refreshed>, (String, AwsError)> {
+pub async fn refresh(
+    cx: &Ctx,
+    state: &State,
+    parallelism: usize,
+) -> Result<BTreeMap<String, Refreshed>, (String, AwsError)> {
     let jobs = state.resources.iter().filter_map(|(id, rec)| {
         let provider = providers::lookup(&rec.type_name)?;
         Some(async move {
             let result = async {
                 let physical_id = match &rec.physical_id {
                     Some(pid) => Some(pid.clone()),
-                    None => provider.find(cx, &Resource { logical_id: id, props: &rec.props }).await?,
+                    None => {
+                        provider
+                            .find(
+                                cx,
+                                &Resource {
+                                    logical_id: id,
+                                    props: &rec.props,
+                                },
+                            )
+                            .await?
+                    }
                 };
                 let Some(physical_id) = physical_id else {
                     return Ok(Refreshed::Gone);
                 };
                 Ok(match provider.read(cx, &physical_id).await? {
-                    Some(observed) => Refreshed::Live { physical_id, observed },
+                    Some(observed) => Refreshed::Live {
+                        physical_id,
+                        observed,
+                    },
                     None => Refreshed::Gone,
                 })
             }
@@ -120,7 +140,10 @@ pub async fn refresh(cx: &Ctx, state: &State, parallelism: usize) -> Result<BTre
             (id.clone(), result)
         })
     });
-    let results: Vec<_> = stream::iter(jobs).buffer_unordered(parallelism.max(1)).collect().await;
+    let results: Vec<_> = stream::iter(jobs)
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
     results
         .into_iter()
         .map(|(id, r)| r.map(|v| (id.clone(), v)).map_err(|e| (id, e)))
@@ -140,12 +163,17 @@ pub fn resolve_props(
         Ok(match r {
             Ref::Var(name) => v.vars.get(name).cloned().unwrap_or(Value::Null),
             Ref::Stack(StackField::Name) => Value::String(values.name.clone()),
-            Ref::Stack(StackField::Region) => values.region.clone().map_or_else(unknown, Value::String),
-            Ref::Stack(StackField::AccountId) => values.account_id.clone().map_or_else(unknown, Value::String),
+            Ref::Stack(StackField::Region) => {
+                values.region.clone().map_or_else(unknown, Value::String)
+            }
+            Ref::Stack(StackField::AccountId) => values
+                .account_id
+                .clone()
+                .map_or_else(unknown, Value::String),
             Ref::Resource { id, attr } => known(id, attr).unwrap_or_else(unknown),
         })
     };
-    let mut props = Props::new();
+    let mut written = Props::new();
     for p in &decl.properties {
         let value = expr::resolve(&p.value, &mut lookup).unwrap_or_else(|()| unknown());
         let prop = schema.prop(&p.name);
@@ -155,9 +183,17 @@ pub fn resolve_props(
             Some(prop) => schema::coerce(&prop.ty, value.clone()).unwrap_or(value),
             None => value,
         };
-        props.insert(p.name.clone(), value);
+        written.insert(p.name.clone(), value);
     }
-    schema.with_defaults(&props)
+    // Schema order, so plans and state list properties the same way every time.
+    let mut all = schema.with_defaults(&written);
+    let mut props: Props = schema
+        .props
+        .iter()
+        .filter_map(|p| all.remove_entry(p.name))
+        .collect();
+    props.extend(all);
+    props
 }
 
 /// The properties whose desired value differs from `before`, and which of those
@@ -185,7 +221,12 @@ pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, V
 }
 
 /// Decides the action for every resource. Pure: the AWS side comes in `live`.
-pub fn make(v: &Validated, state: &State, live: &BTreeMap<String, Refreshed>, values: &StackValues) -> Plan {
+pub fn make(
+    v: &Validated,
+    state: &State,
+    live: &BTreeMap<String, Refreshed>,
+    values: &StackValues,
+) -> Plan {
     let mut changes: Vec<Change> = Vec::new();
     // What later resources may resolve references against.
     let mut resolved: HashMap<String, (Action, Props, Map<String, Value>)> = HashMap::new();
@@ -209,15 +250,24 @@ pub fn make(v: &Validated, state: &State, live: &BTreeMap<String, Refreshed>, va
 
         // What exists now, as far as we know.
         let mut reason = None;
-        let current: Option<(Option<String>, Props, Map<String, Value>)> = match (record, refreshed) {
+        let current: Option<(Option<String>, Props, Map<String, Value>)> = match (record, refreshed)
+        {
             (None, _) => None,
             (Some(_), Some(Refreshed::Gone)) => {
                 reason = Some("it no longer exists in AWS (deleted outside stackctl)".to_string());
                 None
             }
-            (Some(rec), Some(Refreshed::Live { physical_id, observed })) => {
+            (
+                Some(rec),
+                Some(Refreshed::Live {
+                    physical_id,
+                    observed,
+                }),
+            ) => {
                 if rec.is_pending() {
-                    reason = Some(format!("adopting {physical_id}, created by an interrupted run"));
+                    reason = Some(format!(
+                        "adopting {physical_id}, created by an interrupted run"
+                    ));
                 }
                 let mut props = rec.props.clone();
                 props.extend(observed.props.clone());
@@ -229,23 +279,34 @@ pub fn make(v: &Validated, state: &State, live: &BTreeMap<String, Refreshed>, va
                 reason = Some("an earlier create was interrupted; it will be retried".to_string());
                 None
             }
-            (Some(rec), None) => Some((rec.physical_id.clone(), rec.props.clone(), rec.attrs.clone())),
+            (Some(rec), None) => Some((
+                rec.physical_id.clone(),
+                rec.props.clone(),
+                rec.attrs.clone(),
+            )),
         };
 
         let drift = match (record, refreshed) {
             (Some(rec), Some(Refreshed::Live { observed, .. })) if !rec.is_pending() => schema
                 .props
                 .iter()
-                .filter(|p| match (rec.props.get(p.name), observed.props.get(p.name)) {
-                    (Some(applied), Some(now)) => !schema::equivalent(p.compare, applied, now),
-                    _ => false,
-                })
+                .filter(
+                    |p| match (rec.props.get(p.name), observed.props.get(p.name)) {
+                        (Some(applied), Some(now)) => !schema::equivalent(p.compare, applied, now),
+                        _ => false,
+                    },
+                )
                 .map(|p| p.name.to_string())
                 .collect(),
             _ => Vec::new(),
         };
 
-        let depends_on: Vec<String> = v.graph.deps.get(id).map(|d| d.iter().cloned().collect()).unwrap_or_default();
+        let depends_on: Vec<String> = v
+            .graph
+            .deps
+            .get(id)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default();
         let change = match current {
             None => Change {
                 id: id.clone(),
@@ -262,7 +323,11 @@ pub fn make(v: &Validated, state: &State, live: &BTreeMap<String, Refreshed>, va
                 adopted_attrs: Map::new(),
             },
             Some((physical_id, before, attrs)) => {
-                let adopted_attrs = if record.is_some_and(|r| r.is_pending()) { attrs.clone() } else { Map::new() };
+                let adopted_attrs = if record.is_some_and(|r| r.is_pending()) {
+                    attrs.clone()
+                } else {
+                    Map::new()
+                };
                 let (changed, replace_because) = diff(schema, &desired, &before);
                 let action = if !replace_because.is_empty() {
                     Action::Replace
@@ -288,17 +353,25 @@ pub fn make(v: &Validated, state: &State, live: &BTreeMap<String, Refreshed>, va
                 }
             }
         };
-        resolved.entry(id.clone()).or_insert_with(|| (Action::Create, desired, Map::new()));
+        resolved
+            .entry(id.clone())
+            .or_insert_with(|| (Action::Create, desired, Map::new()));
         changes.push(change);
     }
 
-    changes.extend(deletions(state, live, &|id| !v.stack.decls.contains_key(id)));
+    changes.extend(deletions(state, live, &|id| {
+        !v.stack.decls.contains_key(id)
+    }));
     finish(v.stack.name.clone(), state, changes)
 }
 
 /// A plan that deletes everything in the state, dependents first.
 pub fn destroy(state: &State, live: &BTreeMap<String, Refreshed>) -> Plan {
-    finish(state.stack.clone(), state, deletions(state, live, &|_| true))
+    finish(
+        state.stack.clone(),
+        state,
+        deletions(state, live, &|_| true),
+    )
 }
 
 fn finish(stack: String, state: &State, changes: Vec<Change>) -> Plan {
@@ -326,7 +399,11 @@ fn finish(stack: String, state: &State, changes: Vec<Change>) -> Plan {
 }
 
 /// Deletions of the recorded resources `doomed` picks, dependents first.
-fn deletions(state: &State, live: &BTreeMap<String, Refreshed>, doomed: &dyn Fn(&str) -> bool) -> Vec<Change> {
+fn deletions(
+    state: &State,
+    live: &BTreeMap<String, Refreshed>,
+    doomed: &dyn Fn(&str) -> bool,
+) -> Vec<Change> {
     let gone: BTreeMap<String, BTreeSet<String>> = state
         .resources
         .iter()
@@ -335,18 +412,35 @@ fn deletions(state: &State, live: &BTreeMap<String, Refreshed>, doomed: &dyn Fn(
         .collect();
     let restricted = gone
         .iter()
-        .map(|(id, ds)| (id.clone(), ds.iter().filter(|d| gone.contains_key(*d)).cloned().collect()))
+        .map(|(id, ds)| {
+            (
+                id.clone(),
+                ds.iter()
+                    .filter(|d| gone.contains_key(*d))
+                    .cloned()
+                    .collect(),
+            )
+        })
         .collect();
     // The state's recorded dependencies cannot form a cycle; fall back to name order.
-    let order = Graph::build(restricted).map(|g| g.order).unwrap_or_else(|_| gone.keys().cloned().collect());
+    let order = Graph::build(restricted, &|_| 0)
+        .map(|g| g.order)
+        .unwrap_or_else(|_| gone.keys().cloned().collect());
     order
         .into_iter()
         .rev()
         .map(|id| {
             let rec = &state.resources[&id];
             let (physical_id, before, reason) = match live.get(&id) {
-                Some(Refreshed::Gone) => (None, rec.props.clone(), Some("it is already gone from AWS; only its record is removed".to_string())),
-                Some(Refreshed::Live { physical_id, observed }) => (Some(physical_id.clone()), observed.props.clone(), None),
+                Some(Refreshed::Gone) => (
+                    None,
+                    rec.props.clone(),
+                    Some("it is already gone from AWS; only its record is removed".to_string()),
+                ),
+                Some(Refreshed::Live {
+                    physical_id,
+                    observed,
+                }) => (Some(physical_id.clone()), observed.props.clone(), None),
                 None => (rec.physical_id.clone(), rec.props.clone(), None),
             };
             Change {
@@ -370,7 +464,10 @@ fn deletions(state: &State, live: &BTreeMap<String, Refreshed>, doomed: &dyn Fn(
 // ---------------------------------------------------------------- rendering
 
 fn render_value(schema: Option<&Schema>, prop: &str, v: &Value) -> String {
-    if schema.and_then(|s| s.prop(prop)).is_some_and(|p| p.sensitive) {
+    if schema
+        .and_then(|s| s.prop(prop))
+        .is_some_and(|p| p.sensitive)
+    {
         return "(sensitive value)".into();
     }
     if is_unknown(v) {
@@ -407,9 +504,19 @@ pub fn render_drift(plan: &Plan) -> String {
     let mut out = String::new();
     for c in &plan.changes {
         if !c.drift.is_empty() {
-            let _ = writeln!(out, "  ~ {} ({}): {} changed outside stackctl", c.id, c.type_name, c.drift.join(", "));
+            let _ = writeln!(
+                out,
+                "  ~ {} ({}): {} changed outside stackctl",
+                c.id,
+                c.type_name,
+                c.drift.join(", ")
+            );
         }
-        if let Some(reason) = c.reason.as_deref().filter(|r| r.contains("deleted outside")) {
+        if let Some(reason) = c
+            .reason
+            .as_deref()
+            .filter(|r| r.contains("deleted outside"))
+        {
             let _ = writeln!(out, "  - {} ({}): {reason}", c.id, c.type_name);
         }
     }
@@ -467,14 +574,26 @@ pub fn render(plan: &Plan) -> String {
                 let before = c.before.clone().unwrap_or_default();
                 let after = c.after.clone().unwrap_or_default();
                 for k in &c.changed {
-                    let old = before.get(k).map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
-                    let new = after.get(k).map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
-                    let note = if c.replace_because.contains(k) { " # forces replacement" } else { "" };
+                    let old = before
+                        .get(k)
+                        .map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
+                    let new = after
+                        .get(k)
+                        .map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
+                    let note = if c.replace_because.contains(k) {
+                        " # forces replacement"
+                    } else {
+                        ""
+                    };
                     lines.push(("~".into(), k.clone(), format!("{old} -> {new}{note}")));
                 }
                 let hidden = after.len().saturating_sub(c.changed.len());
                 if hidden > 0 {
-                    lines.push((" ".into(), String::new(), format!("# ({hidden} unchanged properties hidden)")));
+                    lines.push((
+                        " ".into(),
+                        String::new(),
+                        format!("# ({hidden} unchanged properties hidden)"),
+                    ));
                 }
             }
             Action::NoOp => {}
@@ -490,7 +609,11 @@ pub fn render(plan: &Plan) -> String {
         out.push_str("    }\n\n");
     }
     let s = &plan.summary;
-    let _ = writeln!(out, "Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy);
+    let _ = writeln!(
+        out,
+        "Plan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.destroy
+    );
     out
 }
 
@@ -505,11 +628,20 @@ mod tests {
     const STACK: &str = "stack: demo\nregion: us-east-2\nresources:\n  topic:\n    type: aws_sns_topic\n    properties: {name: t1}\n  queue:\n    type: aws_sqs_queue\n    properties: {name: q1, visibility_timeout_seconds: 60}\n  sub:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${topic.arn}\n      protocol: sqs\n      endpoint: ${queue.arn}\n";
 
     fn validated(src: &str) -> Validated {
-        crate::validate::validate(Stack::parse(Path::new("stack.yaml"), src).unwrap(), &[], None).unwrap()
+        crate::validate::validate(
+            Stack::parse(Path::new("stack.yaml"), src).unwrap(),
+            &[],
+            None,
+        )
+        .unwrap()
     }
 
     fn values() -> StackValues {
-        StackValues { name: "demo".into(), region: Some("us-east-2".into()), account_id: None }
+        StackValues {
+            name: "demo".into(),
+            region: Some("us-east-2".into()),
+            account_id: None,
+        }
     }
 
     fn applied(v: &Validated) -> State {
@@ -549,14 +681,31 @@ mod tests {
     fn first_plan_creates_everything_with_unknown_references() {
         let v = validated(STACK);
         let plan = make(&v, &State::new("demo"), &BTreeMap::new(), &values());
-        assert_eq!(plan.summary, Summary { add: 3, change: 0, destroy: 0 });
+        assert_eq!(
+            plan.summary,
+            Summary {
+                add: 3,
+                change: 0,
+                destroy: 0
+            }
+        );
         let sub = plan.changes.iter().find(|c| c.id == "sub").unwrap();
         assert!(is_unknown(&sub.after.as_ref().unwrap()["topic_arn"]));
         let text = render(&plan);
-        assert!(text.contains("+ topic_arn            = (known after apply)"), "{text}");
-        assert!(text.contains("Plan: 3 to add, 0 to change, 0 to destroy."), "{text}");
+        assert!(
+            text.contains("+ topic_arn            = (known after apply)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Plan: 3 to add, 0 to change, 0 to destroy."),
+            "{text}"
+        );
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
-        assert_eq!(queue.after.as_ref().unwrap()["delay_seconds"], json!(0), "defaults are filled");
+        assert_eq!(
+            queue.after.as_ref().unwrap()["delay_seconds"],
+            json!(0),
+            "defaults are filled"
+        );
     }
 
     #[test]
@@ -570,13 +719,20 @@ mod tests {
 
     #[test]
     fn a_changed_property_updates_in_place_and_a_name_replaces() {
-        let v = validated(&STACK.replace("visibility_timeout_seconds: 60", "visibility_timeout_seconds: 90"));
+        let v = validated(&STACK.replace(
+            "visibility_timeout_seconds: 60",
+            "visibility_timeout_seconds: 90",
+        ));
         let state = applied(&validated(STACK));
         let plan = make(&v, &state, &BTreeMap::new(), &values());
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(queue.action, Action::Update);
         assert_eq!(queue.changed, vec!["visibility_timeout_seconds"]);
-        assert!(render(&plan).contains("~ visibility_timeout_seconds = 60 -> 90"), "{}", render(&plan));
+        assert!(
+            render(&plan).contains("~ visibility_timeout_seconds = 60 -> 90"),
+            "{}",
+            render(&plan)
+        );
 
         let v = validated(&STACK.replace("name: t1", "name: t2"));
         let plan = make(&v, &state, &BTreeMap::new(), &values());
@@ -586,17 +742,32 @@ mod tests {
         // The subscription's topic_arn becomes unknown and forces it to follow.
         let sub = plan.changes.iter().find(|c| c.id == "sub").unwrap();
         assert_eq!(sub.action, Action::Replace);
-        assert_eq!(plan.summary, Summary { add: 2, change: 0, destroy: 2 });
+        assert_eq!(
+            plan.summary,
+            Summary {
+                add: 2,
+                change: 0,
+                destroy: 2
+            }
+        );
         let text = render(&plan);
-        assert!(text.contains("-/+ resource \"aws_sns_topic\" \"topic\""), "{text}");
-        assert!(text.contains("~ name = \"t1\" -> \"t2\" # forces replacement"), "{text}");
+        assert!(
+            text.contains("-/+ resource \"aws_sns_topic\" \"topic\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("~ name = \"t1\" -> \"t2\" # forces replacement"),
+            "{text}"
+        );
     }
 
     #[test]
     fn resource_gone_from_aws_is_recreated_and_removed_one_is_deleted_dependents_first() {
         let v = validated(STACK);
         let state = applied(&v);
-        let live: BTreeMap<_, _> = [("queue".to_string(), Refreshed::Gone)].into_iter().collect();
+        let live: BTreeMap<_, _> = [("queue".to_string(), Refreshed::Gone)]
+            .into_iter()
+            .collect();
         let plan = make(&v, &state, &live, &values());
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(queue.action, Action::Create);
@@ -605,7 +776,12 @@ mod tests {
 
         let only_topic = validated("stack: demo\nresources:\n  topic:\n    type: aws_sns_topic\n    properties: {name: t1}\n");
         let plan = make(&only_topic, &state, &BTreeMap::new(), &values());
-        let deletes: Vec<_> = plan.changes.iter().filter(|c| c.action == Action::Delete).map(|c| c.id.as_str()).collect();
+        let deletes: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .map(|c| c.id.as_str())
+            .collect();
         assert_eq!(deletes, vec!["sub", "queue"]);
     }
 
@@ -619,7 +795,10 @@ mod tests {
             "queue".to_string(),
             Refreshed::Live {
                 physical_id: "q".into(),
-                observed: Observed { props: observed_props, attrs: Map::new() },
+                observed: Observed {
+                    props: observed_props,
+                    attrs: Map::new(),
+                },
             },
         )]
         .into_iter()
@@ -642,9 +821,12 @@ mod tests {
             ResourceState {
                 type_name: "aws_sqs_queue_policy".into(),
                 physical_id: Some("https://q".into()),
-                props: [("queue_url".to_string(), json!("https://q")), ("policy".to_string(), json!(aws_text))]
-                    .into_iter()
-                    .collect(),
+                props: [
+                    ("queue_url".to_string(), json!("https://q")),
+                    ("policy".to_string(), json!(aws_text)),
+                ]
+                .into_iter()
+                .collect(),
                 attrs: Map::new(),
                 depends_on: vec![],
             },
@@ -660,7 +842,12 @@ mod tests {
         let j = to_json(&plan);
         assert_eq!(j["format_version"], json!(1));
         assert_eq!(j["summary"], json!({"add": 3, "change": 0, "destroy": 0}));
-        let sub = j["changes"].as_array().unwrap().iter().find(|c| c["id"] == "sub").unwrap();
+        let sub = j["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "sub")
+            .unwrap();
         assert_eq!(sub["action"], json!("create"));
         assert_eq!(sub["after"]["topic_arn"], json!("(known after apply)"));
     }

@@ -226,7 +226,9 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
     }
     match (ty, value) {
         (Type::String, Value::String(s)) => Ok(Value::String(s)),
-        (Type::String, v @ (Value::Number(_) | Value::Bool(_))) => Ok(Value::String(scalar_text(&v))),
+        (Type::String, v @ (Value::Number(_) | Value::Bool(_))) => {
+            Ok(Value::String(scalar_text(&v)))
+        }
         (Type::Int, Value::Number(n)) if n.is_i64() => Ok(Value::Number(n)),
         (Type::Int, Value::Number(n)) => match n.as_f64() {
             Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
@@ -242,7 +244,9 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
             Err(_) => mismatch(&Value::String(s)),
         },
         (Type::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
-        (Type::Bool, Value::String(s)) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
+        (Type::Bool, Value::String(s)) if s == "true" || s == "false" => {
+            Ok(Value::Bool(s == "true"))
+        }
         (Type::List(inner), Value::Array(items)) => items
             .into_iter()
             .enumerate()
@@ -254,7 +258,10 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, Value::String(s))),
                 v @ (Value::Number(_) | Value::Bool(_)) => Ok((k, Value::String(scalar_text(&v)))),
-                other => Err(format!("value of `{k}` must be a string, got {}", json_kind(&other))),
+                other => Err(format!(
+                    "value of `{k}` must be a string, got {}",
+                    json_kind(&other)
+                )),
             })
             .collect::<Result<Map<_, _>, _>>()
             .map(Value::Object),
@@ -262,9 +269,15 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
             let mut out = Map::new();
             for (k, v) in m {
                 let Some(p) = props.iter().find(|p| p.name == k) else {
-                    return Err(format!("has unknown key `{k}` (expected one of {})", names(props)));
+                    return Err(format!(
+                        "has unknown key `{k}` (expected one of {})",
+                        names(props)
+                    ));
                 };
-                out.insert(k, coerce(&p.ty, v).map_err(|e| format!("`{}` {e}", p.name))?);
+                out.insert(
+                    k,
+                    coerce(&p.ty, v).map_err(|e| format!("`{}` {e}", p.name))?,
+                );
             }
             for p in props.iter().filter(|p| p.required) {
                 if !out.contains_key(p.name) {
@@ -283,7 +296,11 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
 }
 
 pub fn names(props: &[Prop]) -> String {
-    props.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
+    props
+        .iter()
+        .map(|p| format!("`{}`", p.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn json_kind(v: &Value) -> &'static str {
@@ -339,7 +356,12 @@ fn sort_keys(value: &Value) -> Value {
         Value::Object(m) => {
             let mut entries: Vec<_> = m.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sort_keys(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sort_keys(v)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
         other => other.clone(),
@@ -362,7 +384,11 @@ fn normalize_policy(value: &Value, key: &str) -> Value {
             )
         }
         Value::Array(items) => {
-            let mut items: Vec<Value> = items.iter().map(|v| normalize_policy(v, key)).collect();
+            let item_key = if key == "Statement" { "" } else { key };
+            let mut items: Vec<Value> = items
+                .iter()
+                .map(|v| normalize_policy(v, item_key))
+                .collect();
             items.sort_by_key(|v| v.to_string());
             items.dedup();
             if items.len() == 1 && key != "Statement" {
@@ -399,7 +425,11 @@ pub fn check_policy_document(value: &Value) -> Result<(), String> {
         };
         match st.get("Effect").and_then(Value::as_str) {
             Some("Allow") | Some("Deny") => {}
-            _ => return Err(format!("statement {n} must have `Effect: Allow` or `Effect: Deny`")),
+            _ => {
+                return Err(format!(
+                    "statement {n} must have `Effect: Allow` or `Effect: Deny`"
+                ))
+            }
         }
         if !st.contains_key("Action") && !st.contains_key("NotAction") {
             return Err(format!("statement {n} must have `Action` or `NotAction`"));
@@ -415,7 +445,9 @@ mod tests {
 
     #[test]
     fn policy_key_order_and_whitespace_do_not_matter() {
-        let a = json!(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:SendMessage","Resource":"*"}]}"#);
+        let a = json!(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:SendMessage","Resource":"*"}]}"#
+        );
         let b = json!({"Statement": [{"Resource": "*", "Action": "sqs:SendMessage", "Effect": "Allow"}],
                        "Version": "2012-10-17"});
         assert!(equivalent(Compare::Policy, &a, &b));
@@ -448,14 +480,30 @@ mod tests {
 
     #[test]
     fn json_compare_ignores_key_order_not_values() {
-        assert!(equivalent(Compare::Json, &json!(r#"{"b":[1],"a":"x"}"#), &json!({"a": "x", "b": [1]})));
-        assert!(!equivalent(Compare::Json, &json!(r#"{"a":"x"}"#), &json!({"a": "y"})));
+        assert!(equivalent(
+            Compare::Json,
+            &json!(r#"{"b":[1],"a":"x"}"#),
+            &json!({"a": "x", "b": [1]})
+        ));
+        assert!(!equivalent(
+            Compare::Json,
+            &json!(r#"{"a":"x"}"#),
+            &json!({"a": "y"})
+        ));
     }
 
     #[test]
     fn set_compare_ignores_order() {
-        assert!(equivalent(Compare::Set, &json!(["b", "a"]), &json!(["a", "b"])));
-        assert!(!equivalent(Compare::Exact, &json!(["b", "a"]), &json!(["a", "b"])));
+        assert!(equivalent(
+            Compare::Set,
+            &json!(["b", "a"]),
+            &json!(["a", "b"])
+        ));
+        assert!(!equivalent(
+            Compare::Exact,
+            &json!(["b", "a"]),
+            &json!(["a", "b"])
+        ));
     }
 
     #[test]
@@ -463,17 +511,30 @@ mod tests {
         assert_eq!(coerce(&Type::Int, json!("60")).unwrap(), json!(60));
         assert_eq!(coerce(&Type::Bool, json!("true")).unwrap(), json!(true));
         assert_eq!(coerce(&Type::String, json!(5)).unwrap(), json!("5"));
-        assert_eq!(coerce(&Type::Int, json!("sixty")).unwrap_err(), "must be an integer, got a string");
-        assert!(coerce(&Type::Policy, json!("{not json")).unwrap_err().starts_with("must be valid JSON"));
+        assert_eq!(
+            coerce(&Type::Int, json!("sixty")).unwrap_err(),
+            "must be an integer, got a string"
+        );
+        assert!(coerce(&Type::Policy, json!("{not json"))
+            .unwrap_err()
+            .starts_with("must be valid JSON"));
     }
 
     #[test]
     fn policy_document_needs_version_and_statement() {
-        assert!(check_policy_document(&json!({"Statement": []})).unwrap_err().contains("Version"));
-        assert!(check_policy_document(&json!({"Version": "2012-10-17"})).unwrap_err().contains("Statement"));
+        assert!(check_policy_document(&json!({"Statement": []}))
+            .unwrap_err()
+            .contains("Version"));
+        assert!(check_policy_document(&json!({"Version": "2012-10-17"}))
+            .unwrap_err()
+            .contains("Statement"));
         let no_effect = json!({"Version": "2012-10-17", "Statement": [{"Action": "x"}]});
-        assert!(check_policy_document(&no_effect).unwrap_err().contains("Effect"));
-        let ok = json!(r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"x","Resource":"*"}}"#);
+        assert!(check_policy_document(&no_effect)
+            .unwrap_err()
+            .contains("Effect"));
+        let ok = json!(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"x","Resource":"*"}}"#
+        );
         assert!(check_policy_document(&ok).is_ok());
     }
 }

@@ -26,7 +26,11 @@ pub enum StateError {
     #[error("cannot write state {path}: {source}; the previous state is untouched")]
     Write { path: PathBuf, source: io::Error },
     #[error("state {path} belongs to stack `{found}`, not `{expected}`")]
-    WrongStack { path: PathBuf, found: String, expected: String },
+    WrongStack {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,7 +87,10 @@ pub struct StateFile {
 
 impl StateFile {
     pub fn for_stack(stack_dir: &Path, stack: &str) -> StateFile {
-        StateFile { path: stack_dir.join("state").join(format!("{stack}.json")), backed_up: false }
+        StateFile {
+            path: stack_dir.join("state").join(format!("{stack}.json")),
+            backed_up: false,
+        }
     }
 
     pub fn lock_path(&self) -> PathBuf {
@@ -99,18 +106,32 @@ impl StateFile {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new(stack)),
-            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
         };
-        let state: State = serde_json::from_str(&text)
-            .map_err(|e| StateError::Corrupt { path: self.path.clone(), message: e.to_string() })?;
+        let state: State = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
         if state.version != STATE_VERSION {
             return Err(StateError::Corrupt {
                 path: self.path.clone(),
-                message: format!("version {} is not supported (expected {STATE_VERSION})", state.version),
+                message: format!(
+                    "version {} is not supported (expected {STATE_VERSION})",
+                    state.version
+                ),
             });
         }
         if state.stack != stack {
-            return Err(StateError::WrongStack { path: self.path.clone(), found: state.stack, expected: stack.into() });
+            return Err(StateError::WrongStack {
+                path: self.path.clone(),
+                found: state.stack,
+                expected: stack.into(),
+            });
         }
         Ok(state)
     }
@@ -119,7 +140,10 @@ impl StateFile {
     /// rename, fsync of the directory. The first save of a run keeps the file it
     /// replaces as `<stack>.json.backup`.
     pub fn save(&mut self, state: &mut State) -> Result<(), StateError> {
-        let fail = |source| StateError::Write { path: self.path.clone(), source };
+        let fail = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(fail)?;
         state.serial += 1;
@@ -127,7 +151,8 @@ impl StateFile {
         body.push(b'\n');
         if !self.backed_up {
             if self.path.exists() {
-                write_atomic(&self.backup_path(), &fs::read(&self.path).map_err(fail)?).map_err(fail)?;
+                write_atomic(&self.backup_path(), &fs::read(&self.path).map_err(fail)?)
+                    .map_err(fail)?;
             }
             self.backed_up = true;
         }
@@ -137,7 +162,12 @@ impl StateFile {
 
 fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(body)?;
     f.sync_all()?;
     drop(f);
@@ -166,22 +196,36 @@ impl Lock {
     pub fn acquire(file: &StateFile, operation: &str) -> Result<Lock, StateError> {
         let path = file.lock_path();
         let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|source| StateError::Write { path: path.clone(), source })?;
+        fs::create_dir_all(dir).map_err(|source| StateError::Write {
+            path: path.clone(),
+            source,
+        })?;
         let info = LockInfo {
             pid: std::process::id(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             operation: operation.to_string(),
         };
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
             Ok(mut f) => {
                 let body = serde_json::to_string(&info).unwrap_or_default();
                 f.write_all(body.as_bytes())
                     .and_then(|()| f.sync_all())
-                    .map_err(|source| StateError::Write { path: path.clone(), source })?;
+                    .map_err(|source| StateError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
                 Ok(Lock { path })
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StateError::Locked { holder: describe_holder(&path), path }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StateError::Locked {
+                holder: describe_holder(&path),
+                path,
+            }),
             Err(source) => Err(StateError::Write { path, source }),
         }
     }
@@ -203,7 +247,10 @@ impl Drop for Lock {
 }
 
 fn describe_holder(path: &Path) -> String {
-    let Ok(info) = fs::read_to_string(path).map_err(|_| ()).and_then(|t| serde_json::from_str::<LockInfo>(&t).map_err(|_| ())) else {
+    let Ok(info) = fs::read_to_string(path)
+        .map_err(|_| ())
+        .and_then(|t| serde_json::from_str::<LockInfo>(&t).map_err(|_| ()))
+    else {
         return "another run (unreadable lock file)".to_string();
     };
     let here = gethostname::gethostname().to_string_lossy().into_owned();
@@ -214,7 +261,11 @@ fn describe_holder(path: &Path) -> String {
         info.pid,
         info.host,
         info.time,
-        if gone { "; that process no longer runs" } else { "" }
+        if gone {
+            "; that process no longer runs"
+        } else {
+            ""
+        }
     )
 }
 
@@ -240,7 +291,10 @@ mod tests {
         let mut s = State::new("demo");
         f.save(&mut s).unwrap();
         assert_eq!(s.serial, 1);
-        assert!(!f.backup_path().exists(), "nothing to back up on the first write");
+        assert!(
+            !f.backup_path().exists(),
+            "nothing to back up on the first write"
+        );
         let mode = fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
@@ -250,7 +304,8 @@ mod tests {
         s.outputs.insert("x".into(), Value::from(1));
         f.save(&mut s).unwrap();
         f.save(&mut s).unwrap();
-        let backup: State = serde_json::from_str(&fs::read_to_string(f.backup_path()).unwrap()).unwrap();
+        let backup: State =
+            serde_json::from_str(&fs::read_to_string(f.backup_path()).unwrap()).unwrap();
         assert_eq!(backup.serial, 1);
         assert_eq!(f.load("demo").unwrap().serial, 3);
         let leftovers: Vec<_> = fs::read_dir(f.path.parent().unwrap())
@@ -278,7 +333,10 @@ mod tests {
         let lock = Lock::acquire(&f, "apply").unwrap();
         let err = Lock::acquire(&f, "plan").unwrap_err().to_string();
         assert!(err.contains("`stackctl apply`"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         assert!(err.contains("stackctl force-unlock"), "{err}");
         drop(lock);
         let again = Lock::acquire(&f, "plan").unwrap();

@@ -49,7 +49,11 @@ pub fn parse_var(arg: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`--var {arg}` must be `--var name=value`"))
 }
 
-pub fn validate(stack: Stack, cli_vars: &[(String, String)], region: Option<&str>) -> Result<Validated, ConfigError> {
+pub fn validate(
+    stack: Stack,
+    cli_vars: &[(String, String)],
+    region: Option<&str>,
+) -> Result<Validated, ConfigError> {
     let mut diags = Vec::new();
     let vars = variables(&stack, cli_vars, &mut diags);
 
@@ -60,18 +64,39 @@ pub fn validate(stack: Stack, cli_vars: &[(String, String)], region: Option<&str
             None => {
                 let known: Vec<_> = providers::all().map(|p| p.schema().type_name).collect();
                 diags.push(
-                    Diagnostic::new(decl.type_span, format!("unknown type `{}` (known types: {})", decl.type_name, known.join(", ")))
-                        .at(&decl.id),
+                    Diagnostic::new(
+                        decl.type_span,
+                        format!(
+                            "unknown type `{}` (known types: {})",
+                            decl.type_name,
+                            known.join(", ")
+                        ),
+                    )
+                    .at(&decl.id),
                 );
                 continue;
             }
         };
         match (schema.kind, decl.is_data) {
             (Kind::Data, false) => diags.push(
-                Diagnostic::new(decl.type_span, format!("`{}` is a data source; declare it under `data:`", schema.type_name)).at(&decl.id),
+                Diagnostic::new(
+                    decl.type_span,
+                    format!(
+                        "`{}` is a data source; declare it under `data:`",
+                        schema.type_name
+                    ),
+                )
+                .at(&decl.id),
             ),
             (Kind::Resource, true) => diags.push(
-                Diagnostic::new(decl.type_span, format!("`{}` is a resource; declare it under `resources:`", schema.type_name)).at(&decl.id),
+                Diagnostic::new(
+                    decl.type_span,
+                    format!(
+                        "`{}` is a resource; declare it under `resources:`",
+                        schema.type_name
+                    ),
+                )
+                .at(&decl.id),
             ),
             _ => {}
         }
@@ -89,7 +114,13 @@ pub fn validate(stack: Stack, cli_vars: &[(String, String)], region: Option<&str
             if stack.decls.contains_key(dep) {
                 ds.insert(dep.clone());
             } else {
-                diags.push(Diagnostic::new(*span, format!("`depends_on` names `{dep}`, which is not declared")).at(&decl.id));
+                diags.push(
+                    Diagnostic::new(
+                        *span,
+                        format!("`depends_on` names `{dep}`, which is not declared"),
+                    )
+                    .at(&decl.id),
+                );
             }
         }
         deps.insert(decl.id.clone(), ds);
@@ -110,7 +141,8 @@ pub fn validate(stack: Stack, cli_vars: &[(String, String)], region: Option<&str
     for ds in deps.values_mut() {
         ds.retain(|d| known.contains(d));
     }
-    let graph = match Graph::build(deps) {
+    let rank = |id: &str| stack.decls.get(id).map_or(usize::MAX, |d| d.span.line);
+    let graph = match Graph::build(deps, &rank) {
         Ok(g) => g,
         Err(cycle) => {
             let first = cycle.0.first().cloned().unwrap_or_default();
@@ -121,12 +153,19 @@ pub fn validate(stack: Stack, cli_vars: &[(String, String)], region: Option<&str
     };
     if !diags.is_empty() {
         diags.sort_by_key(|d| (d.span.line, d.span.col));
-        return Err(ConfigError { file: stack.path.clone(), diagnostics: diags });
+        return Err(ConfigError {
+            file: stack.path.clone(),
+            diagnostics: diags,
+        });
     }
     Ok(Validated { stack, vars, graph })
 }
 
-fn variables(stack: &Stack, cli_vars: &[(String, String)], diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Value> {
+fn variables(
+    stack: &Stack,
+    cli_vars: &[(String, String)],
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Value> {
     let mut vars = BTreeMap::new();
     for (name, value) in cli_vars {
         if !stack.variables.contains_key(name) {
@@ -135,7 +174,11 @@ fn variables(stack: &Stack, cli_vars: &[(String, String)], diags: &mut Vec<Diagn
                 Span { line: 0, col: 0 },
                 format!(
                     "--var {name}: the stack declares no variable `{name}` (declared: {})",
-                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
                 ),
             ));
         }
@@ -158,20 +201,32 @@ fn variables(stack: &Stack, cli_vars: &[(String, String)], diags: &mut Vec<Diagn
     vars
 }
 
-fn reference_error(stack: &Stack, r: &Ref, this: Option<&str>, vars: &BTreeMap<String, Value>) -> Option<String> {
+fn reference_error(
+    stack: &Stack,
+    r: &Ref,
+    this: Option<&str>,
+    vars: &BTreeMap<String, Value>,
+) -> Option<String> {
     match r {
-        Ref::Var(name) if !stack.variables.contains_key(name) => {
-            Some(format!("`{r}` names an undeclared variable; declare it under `variables:`"))
-        }
+        Ref::Var(name) if !stack.variables.contains_key(name) => Some(format!(
+            "`{r}` names an undeclared variable; declare it under `variables:`"
+        )),
         Ref::Var(name) if !vars.contains_key(name) => None, // reported once, at the variable
-        Ref::Resource { id, .. } if Some(id.as_str()) == this => Some(format!("`{r}` refers to the resource itself")),
+        Ref::Resource { id, .. } if Some(id.as_str()) == this => {
+            Some(format!("`{r}` refers to the resource itself"))
+        }
         Ref::Resource { id, attr } => match stack.decls.get(id) {
             None => Some(format!("`{r}` refers to `{id}`, which is not declared")),
             Some(target) => match providers::lookup(&target.type_name).map(|p| p.schema()) {
                 Some(schema) if !schema.is_referenceable(attr) => Some(format!(
                     "`{r}`: `{}` has no attribute `{attr}` (attributes: {})",
                     schema.type_name,
-                    schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    schema
+                        .attrs
+                        .iter()
+                        .map(|a| a.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
                 _ => None,
             },
@@ -182,12 +237,19 @@ fn reference_error(stack: &Stack, r: &Ref, this: Option<&str>, vars: &BTreeMap<S
 
 /// The value as far as it is known offline: variables and the stack's name and
 /// region resolve, everything from AWS is unknown.
-fn offline_value(stack: &Stack, node: &Node, vars: &BTreeMap<String, Value>, region: Option<&str>) -> Value {
+fn offline_value(
+    stack: &Stack,
+    node: &Node,
+    vars: &BTreeMap<String, Value>,
+    region: Option<&str>,
+) -> Value {
     let mut lookup = |r: &Ref| -> Result<Value, ()> {
         Ok(match r {
             Ref::Var(name) => vars.get(name).cloned().unwrap_or_else(unknown),
             Ref::Stack(StackField::Name) => Value::String(stack.name.clone()),
-            Ref::Stack(StackField::Region) => region.map_or_else(unknown, |r| Value::String(r.to_string())),
+            Ref::Stack(StackField::Region) => {
+                region.map_or_else(unknown, |r| Value::String(r.to_string()))
+            }
             Ref::Stack(StackField::AccountId) | Ref::Resource { .. } => unknown(),
         })
     };
@@ -208,7 +270,12 @@ fn check_properties(
             diags.push(
                 Diagnostic::new(
                     p.key_span,
-                    format!("`{}` has no property `{}` (properties: {})", schema.type_name, p.name, schema::names(schema.props)),
+                    format!(
+                        "`{}` has no property `{}` (properties: {})",
+                        schema.type_name,
+                        p.name,
+                        schema::names(schema.props)
+                    ),
                 )
                 .at(&decl.id)
                 .prop(&p.name),
@@ -231,11 +298,19 @@ fn check_properties(
         }
         let value = offline_value(stack, &p.value, vars, region);
         match schema::coerce(&prop.ty, value) {
-            Err(message) => diags.push(Diagnostic::new(p.value.span, message).at(&decl.id).prop(&p.name)),
+            Err(message) => diags.push(
+                Diagnostic::new(p.value.span, message)
+                    .at(&decl.id)
+                    .prop(&p.name),
+            ),
             Ok(v) => {
                 if let (Some(check), false) = (prop.check, contains_unknown(&v)) {
                     if let Err(message) = check(&v) {
-                        diags.push(Diagnostic::new(p.value.span, message).at(&decl.id).prop(&p.name));
+                        diags.push(
+                            Diagnostic::new(p.value.span, message)
+                                .at(&decl.id)
+                                .prop(&p.name),
+                        );
                     }
                 }
                 props.insert(p.name.clone(), v);
@@ -245,9 +320,12 @@ fn check_properties(
     for prop in schema.props.iter().filter(|p| p.required) {
         if decl.property(prop.name).is_none() {
             diags.push(
-                Diagnostic::new(decl.span, format!("missing required property `{}` ({})", prop.name, prop.doc))
-                    .at(&decl.id)
-                    .prop(prop.name),
+                Diagnostic::new(
+                    decl.span,
+                    format!("missing required property `{}` ({})", prop.name, prop.doc),
+                )
+                .at(&decl.id)
+                .prop(prop.name),
             );
         }
     }
@@ -283,15 +361,32 @@ mod tests {
 
     #[test]
     fn unknown_type_names_resource_and_line() {
-        let err = check(&format!("{HEAD}resources:\n  t:\n    type: aws_sns_topik\n")).unwrap_err();
-        assert!(err.contains("stack.yaml:5: `t`: unknown type `aws_sns_topik`"), "{err}");
+        let err = check(&format!(
+            "{HEAD}resources:\n  t:\n    type: aws_sns_topik\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("stack.yaml:5: `t`: unknown type `aws_sns_topik`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_and_missing_properties() {
-        let err = check(&format!("{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties:\n      nam: x\n")).unwrap_err();
-        assert!(err.contains("stack.yaml:7: `t`, property `nam`: `aws_sns_topic` has no property `nam`"), "{err}");
-        assert!(err.contains("stack.yaml:4: `t`, property `name`: missing required property `name`"), "{err}");
+        let err = check(&format!(
+            "{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties:\n      nam: x\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "stack.yaml:7: `t`, property `nam`: `aws_sns_topic` has no property `nam`"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("stack.yaml:4: `t`, property `name`: missing required property `name`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -300,9 +395,17 @@ mod tests {
             "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties:\n      name: \"bad name\"\n      visibility_timeout_seconds: soon\n      delay_seconds: 901\n"
         ))
         .unwrap_err();
-        assert!(err.contains("stack.yaml:7: `q`, property `name`: contains ` `"), "{err}");
+        assert!(
+            err.contains("stack.yaml:7: `q`, property `name`: contains ` `"),
+            "{err}"
+        );
         assert!(err.contains("stack.yaml:8: `q`, property `visibility_timeout_seconds`: must be an integer, got a string"), "{err}");
-        assert!(err.contains("stack.yaml:9: `q`, property `delay_seconds`: must be between 0 and 900, got 901"), "{err}");
+        assert!(
+            err.contains(
+                "stack.yaml:9: `q`, property `delay_seconds`: must be between 0 and 900, got 901"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -313,7 +416,12 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("stack.yaml:10: `s`, property `topic_arn`: `${t.url}`: `aws_sns_topic` has no attribute `url`"), "{err}");
         assert!(err.contains("stack.yaml:12: `s`, property `endpoint`: `${nope.arn}` refers to `nope`, which is not declared"), "{err}");
-        assert!(err.contains("stack.yaml:14: `outputs.x`: `${var.missing}` names an undeclared variable"), "{err}");
+        assert!(
+            err.contains(
+                "stack.yaml:14: `outputs.x`: `${var.missing}` names an undeclared variable"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -322,7 +430,10 @@ mod tests {
             "{HEAD}resources:\n  a:\n    type: aws_sqs_queue\n    properties: {{name: \"${{b.name}}\"}}\n  b:\n    type: aws_sqs_queue\n    properties: {{name: \"${{a.name}}\"}}\n"
         ))
         .unwrap_err();
-        assert!(err.contains("stack.yaml:4: `a`: dependency cycle: a -> b -> a"), "{err}");
+        assert!(
+            err.contains("stack.yaml:4: `a`: dependency cycle: a -> b -> a"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -333,12 +444,28 @@ mod tests {
         )
         .unwrap();
         let err = validate(stack.clone(), &[], None).unwrap_err().to_string();
-        assert!(err.contains("stack.yaml:5: variable `need` has no default; pass --var need=VALUE"), "{err}");
-        let vars = vec![("need".to_string(), "x".to_string()), ("vis".to_string(), "99999".to_string())];
-        let err = validate(stack.clone(), &vars, None).unwrap_err().to_string();
-        assert!(err.contains("must be between 0 and 43200, got 99999"), "{err}");
-        let err = validate(stack, &[("nope".into(), "1".into())], None).unwrap_err().to_string();
-        assert!(err.contains("--var nope: the stack declares no variable `nope`"), "{err}");
+        assert!(
+            err.contains("stack.yaml:5: variable `need` has no default; pass --var need=VALUE"),
+            "{err}"
+        );
+        let vars = vec![
+            ("need".to_string(), "x".to_string()),
+            ("vis".to_string(), "99999".to_string()),
+        ];
+        let err = validate(stack.clone(), &vars, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be between 0 and 43200, got 99999"),
+            "{err}"
+        );
+        let err = validate(stack, &[("nope".into(), "1".into())], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--var nope: the stack declares no variable `nope`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -347,6 +474,11 @@ mod tests {
             "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties: {{name: q}}\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: ${{q.url}}\n      policy: {{Statement: []}}\n"
         ))
         .unwrap_err();
-        assert!(err.contains("stack.yaml:11: `p`, property `policy`: must have `Version: \"2012-10-17\"`"), "{err}");
+        assert!(
+            err.contains(
+                "stack.yaml:11: `p`, property `policy`: must have `Version: \"2012-10-17\"`"
+            ),
+            "{err}"
+        );
     }
 }

@@ -152,7 +152,10 @@ pub use crate::schema::{contains_unknown, is_unknown, unknown};
 /// Resolves every reference in `node`. A string that is only a reference keeps
 /// the referenced value's type; references inside longer strings become text. A
 /// string with any unknown part is unknown as a whole.
-pub fn resolve<E>(node: &Node, lookup: &mut dyn FnMut(&Ref) -> Result<Value, E>) -> Result<Value, E> {
+pub fn resolve<E>(
+    node: &Node,
+    lookup: &mut dyn FnMut(&Ref) -> Result<Value, E>,
+) -> Result<Value, E> {
     Ok(match &node.kind {
         NodeKind::Str(s) => {
             let parts = match parse_template(s) {
@@ -208,7 +211,10 @@ mod tests {
     use serde_json::json;
 
     fn r(id: &str, attr: &str) -> Ref {
-        Ref::Resource { id: id.into(), attr: attr.into() }
+        Ref::Resource {
+            id: id.into(),
+            attr: attr.into(),
+        }
     }
 
     #[test]
@@ -223,16 +229,30 @@ mod tests {
                 Part::Lit("/x".into()),
             ]
         );
-        assert_eq!(parse_template("cost $5 $${raw}").unwrap(), vec![Part::Lit("cost $5 ${raw}".into())]);
-        assert_eq!(parse_template("${var.instance_name}").unwrap(), vec![Part::Ref(Ref::Var("instance_name".into()))]);
+        assert_eq!(
+            parse_template("cost $5 $${raw}").unwrap(),
+            vec![Part::Lit("cost $5 ${raw}".into())]
+        );
+        assert_eq!(
+            parse_template("${var.instance_name}").unwrap(),
+            vec![Part::Ref(Ref::Var("instance_name".into()))]
+        );
     }
 
     #[test]
     fn bad_references_are_explained() {
-        assert!(parse_template("${topic}").unwrap_err().contains("resource.attribute"));
-        assert!(parse_template("${topic.arn").unwrap_err().contains("unterminated"));
-        assert!(parse_template("${stack.owner}").unwrap_err().contains("not a stack value"));
-        assert!(parse_template("${Topic.arn}").unwrap_err().contains("not a valid reference"));
+        assert!(parse_template("${topic}")
+            .unwrap_err()
+            .contains("resource.attribute"));
+        assert!(parse_template("${topic.arn")
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(parse_template("${stack.owner}")
+            .unwrap_err()
+            .contains("not a stack value"));
+        assert!(parse_template("${Topic.arn}")
+            .unwrap_err()
+            .contains("not a valid reference"));
     }
 
     #[test]

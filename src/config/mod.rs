@@ -20,7 +20,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { span, resource: None, property: None, message: message.into() }
+        Diagnostic {
+            span,
+            resource: None,
+            property: None,
+            message: message.into(),
+        }
     }
     pub fn at(mut self, resource: &str) -> Self {
         self.resource = Some(resource.to_string());
@@ -115,8 +120,12 @@ impl Stack {
     }
 
     pub fn parse(path: &Path, source: &str) -> Result<Stack, ConfigError> {
-        let fail = |diagnostics| ConfigError { file: path.to_path_buf(), diagnostics };
-        let root = yaml::parse(source).map_err(|e| fail(vec![Diagnostic::new(e.span, e.message)]))?;
+        let fail = |diagnostics| ConfigError {
+            file: path.to_path_buf(),
+            diagnostics,
+        };
+        let root =
+            yaml::parse(source).map_err(|e| fail(vec![Diagnostic::new(e.span, e.message)]))?;
         let mut diags = Vec::new();
         let stack = structure(&root, &mut diags);
         if !diags.is_empty() {
@@ -151,7 +160,14 @@ type Parsed = (
     BTreeMap<String, Node>,
 );
 
-const TOP_KEYS: &[&str] = &["stack", "region", "variables", "resources", "data", "outputs"];
+const TOP_KEYS: &[&str] = &[
+    "stack",
+    "region",
+    "variables",
+    "resources",
+    "data",
+    "outputs",
+];
 const DECL_KEYS: &[&str] = &["type", "properties", "depends_on"];
 
 fn is_logical_id(s: &str) -> bool {
@@ -168,38 +184,66 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
     let mut outputs = BTreeMap::new();
 
     let Some(entries) = root.as_map() else {
-        diags.push(Diagnostic::new(root.span, "the stack file must be a map with `stack:` and `resources:`"));
+        diags.push(Diagnostic::new(
+            root.span,
+            "the stack file must be a map with `stack:` and `resources:`",
+        ));
         return (name, region, variables, decls, outputs);
     };
     for (key, value) in entries {
         match key.as_str().unwrap_or_default() {
             "stack" => match value.as_str() {
-                Some(s) if !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                Some(s)
+                    if !s.is_empty()
+                        && s.len() <= 128
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
                     name = s.to_string()
                 }
                 _ => diags.push(
-                    Diagnostic::new(value.span, "must be a name of letters, digits, `-` and `_` (it names the state file)")
-                        .prop("stack"),
+                    Diagnostic::new(
+                        value.span,
+                        "must be a name of letters, digits, `-` and `_` (it names the state file)",
+                    )
+                    .prop("stack"),
                 ),
             },
             "region" => match value.as_str() {
                 Some(s) if !s.is_empty() => region = Some(s.to_string()),
-                _ => diags.push(Diagnostic::new(value.span, "must be an AWS region such as us-east-2").prop("region")),
+                _ => diags.push(
+                    Diagnostic::new(value.span, "must be an AWS region such as us-east-2")
+                        .prop("region"),
+                ),
             },
-            "variables" => match &value.kind {
-                NodeKind::Map(vars) => {
-                    for (k, v) in vars {
-                        let var = k.key_text();
-                        if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                            diags.push(Diagnostic::new(k.span, format!("variable name `{var}` may hold only letters, digits and `_`")));
+            "variables" => {
+                match &value.kind {
+                    NodeKind::Map(vars) => {
+                        for (k, v) in vars {
+                            let var = k.key_text();
+                            if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                                diags.push(Diagnostic::new(k.span, format!("variable name `{var}` may hold only letters, digits and `_`")));
+                            }
+                            let default = (v.kind != NodeKind::Null).then(|| v.clone());
+                            variables.insert(
+                                var,
+                                Variable {
+                                    default,
+                                    span: k.span,
+                                },
+                            );
                         }
-                        let default = (v.kind != NodeKind::Null).then(|| v.clone());
-                        variables.insert(var, Variable { default, span: k.span });
                     }
+                    NodeKind::Null => {}
+                    _ => diags.push(
+                        Diagnostic::new(
+                            value.span,
+                            "must be a map of variable names to default values",
+                        )
+                        .prop("variables"),
+                    ),
                 }
-                NodeKind::Null => {}
-                _ => diags.push(Diagnostic::new(value.span, "must be a map of variable names to default values").prop("variables")),
-            },
+            }
             "resources" | "data" => {
                 let is_data = key.as_str() == Some("data");
                 match &value.kind {
@@ -209,8 +253,14 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
                                 if let Some(prev) = decls.get(&decl.id) {
                                     let prev: &Decl = prev;
                                     diags.push(
-                                        Diagnostic::new(k.span, format!("logical id already used on line {}", prev.span.line))
-                                            .at(&decl.id),
+                                        Diagnostic::new(
+                                            k.span,
+                                            format!(
+                                                "logical id already used on line {}",
+                                                prev.span.line
+                                            ),
+                                        )
+                                        .at(&decl.id),
                                     );
                                 } else {
                                     decls.insert(decl.id.clone(), decl);
@@ -219,7 +269,10 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
                         }
                     }
                     NodeKind::Null => {}
-                    _ => diags.push(Diagnostic::new(value.span, "must be a map of logical ids to declarations").prop(&key.key_text())),
+                    _ => diags.push(
+                        Diagnostic::new(value.span, "must be a map of logical ids to declarations")
+                            .prop(&key.key_text()),
+                    ),
                 }
             }
             "outputs" => match &value.kind {
@@ -229,28 +282,44 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
                     }
                 }
                 NodeKind::Null => {}
-                _ => diags.push(Diagnostic::new(value.span, "must be a map of output names to values").prop("outputs")),
+                _ => diags.push(
+                    Diagnostic::new(value.span, "must be a map of output names to values")
+                        .prop("outputs"),
+                ),
             },
             other => diags.push(Diagnostic::new(
                 key.span,
-                format!("unknown top-level key `{other}` (expected one of {})", TOP_KEYS.join(", ")),
+                format!(
+                    "unknown top-level key `{other}` (expected one of {})",
+                    TOP_KEYS.join(", ")
+                ),
             )),
         }
     }
     if name.is_empty() && !diags.iter().any(|d| d.property.as_deref() == Some("stack")) {
-        diags.push(Diagnostic::new(root.span, "missing `stack: <name>` (it names the state file and tags every resource)"));
+        diags.push(Diagnostic::new(
+            root.span,
+            "missing `stack: <name>` (it names the state file and tags every resource)",
+        ));
     }
     (name, region, variables, decls, outputs)
 }
 
-fn declaration(key: &Node, value: &Node, is_data: bool, diags: &mut Vec<Diagnostic>) -> Option<Decl> {
+fn declaration(
+    key: &Node,
+    value: &Node,
+    is_data: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Decl> {
     let id = key.key_text();
     if !is_logical_id(&id) {
         diags.push(Diagnostic::new(key.span, "logical ids must match [a-z][a-z0-9_]*").at(&id));
         return None;
     }
     let Some(entries) = value.as_map() else {
-        diags.push(Diagnostic::new(value.span, "must be a map with `type:` and `properties:`").at(&id));
+        diags.push(
+            Diagnostic::new(value.span, "must be a map with `type:` and `properties:`").at(&id),
+        );
         return None;
     };
     let mut decl = Decl {
@@ -269,13 +338,23 @@ fn declaration(key: &Node, value: &Node, is_data: bool, diags: &mut Vec<Diagnost
                     decl.type_name = t.to_string();
                     decl.type_span = v.span;
                 }
-                None => diags.push(Diagnostic::new(v.span, "`type` must be a resource type name such as aws_sns_topic").at(&id)),
+                None => diags.push(
+                    Diagnostic::new(
+                        v.span,
+                        "`type` must be a resource type name such as aws_sns_topic",
+                    )
+                    .at(&id),
+                ),
             },
             "properties" => match &v.kind {
                 NodeKind::Map(props) => {
                     decl.properties = props
                         .iter()
-                        .map(|(pk, pv)| Property { name: pk.key_text(), key_span: pk.span, value: pv.clone() })
+                        .map(|(pk, pv)| Property {
+                            name: pk.key_text(),
+                            key_span: pk.span,
+                            value: pv.clone(),
+                        })
                         .collect()
                 }
                 NodeKind::Null => {}
@@ -286,15 +365,27 @@ fn declaration(key: &Node, value: &Node, is_data: bool, diags: &mut Vec<Diagnost
                     for item in items {
                         match item.as_str() {
                             Some(dep) => decl.depends_on.push((dep.to_string(), item.span)),
-                            None => diags.push(Diagnostic::new(item.span, "`depends_on` lists logical ids").at(&id)),
+                            None => diags.push(
+                                Diagnostic::new(item.span, "`depends_on` lists logical ids")
+                                    .at(&id),
+                            ),
                         }
                     }
                 }
                 NodeKind::Null => {}
-                _ => diags.push(Diagnostic::new(v.span, "`depends_on` must be a list of logical ids").at(&id)),
+                _ => diags.push(
+                    Diagnostic::new(v.span, "`depends_on` must be a list of logical ids").at(&id),
+                ),
             },
             other => diags.push(
-                Diagnostic::new(k.span, format!("unknown key `{other}` (expected one of {})", DECL_KEYS.join(", "))).at(&id),
+                Diagnostic::new(
+                    k.span,
+                    format!(
+                        "unknown key `{other}` (expected one of {})",
+                        DECL_KEYS.join(", ")
+                    ),
+                )
+                .at(&id),
             ),
         }
     }
@@ -328,10 +419,17 @@ mod tests {
 
     #[test]
     fn structural_errors_name_resource_and_line() {
-        let err = parse("stack: demo\nresources:\n  Bad-Id:\n    type: x\n  ok:\n    typo: 1\n").unwrap_err();
+        let err = parse("stack: demo\nresources:\n  Bad-Id:\n    type: x\n  ok:\n    typo: 1\n")
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("stack.yaml:3: `Bad-Id`: logical ids must match"), "{text}");
-        assert!(text.contains("stack.yaml:6: `ok`: unknown key `typo`"), "{text}");
+        assert!(
+            text.contains("stack.yaml:3: `Bad-Id`: logical ids must match"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stack.yaml:6: `ok`: unknown key `typo`"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ impl Node {
             NodeKind::Null => Value::Null,
             NodeKind::Bool(b) => Value::Bool(*b),
             NodeKind::Int(i) => Value::from(*i),
-            NodeKind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            NodeKind::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
             NodeKind::Str(s) => Value::String(s.clone()),
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeKind::Map(entries) => Value::Object(
@@ -175,18 +177,32 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.push_value(Node { kind, span }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), span, anchor)),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq(Vec::new(), span, anchor))
+            }
             Event::MappingStart(anchor, _) => {
                 self.stack.push(Frame::Map(Vec::new(), None, span, anchor))
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, span, anchor)) = self.stack.pop() {
-                    self.push_value(Node { kind: NodeKind::Seq(items), span }, anchor);
+                    self.push_value(
+                        Node {
+                            kind: NodeKind::Seq(items),
+                            span,
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(entries, _, span, anchor)) = self.stack.pop() {
-                    self.push_value(Node { kind: NodeKind::Map(entries), span }, anchor);
+                    self.push_value(
+                        Node {
+                            kind: NodeKind::Map(entries),
+                            span,
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
@@ -196,7 +212,10 @@ impl MarkedEventReceiver for Builder {
                 }
                 None => {
                     if self.error.is_none() {
-                        self.error = Some(YamlError { message: "unknown alias".into(), span });
+                        self.error = Some(YamlError {
+                            message: "unknown alias".into(),
+                            span,
+                        });
                     }
                 }
             },
@@ -290,7 +309,9 @@ mod tests {
     fn nodes_carry_their_line() {
         let doc = parse("top:\n  inner:\n    - x\n    - y: 2\n").unwrap();
         let inner = doc.get("top").unwrap().get("inner").unwrap();
-        let NodeKind::Seq(items) = &inner.kind else { panic!("not a list") };
+        let NodeKind::Seq(items) = &inner.kind else {
+            panic!("not a list")
+        };
         assert_eq!(items[0].span.line, 3);
         assert_eq!(items[1].get("y").unwrap().span.line, 4);
     }
@@ -312,6 +333,9 @@ mod tests {
     #[test]
     fn aliases_are_expanded() {
         let doc = parse("base: &b {x: 1}\ncopy: *b\n").unwrap();
-        assert_eq!(doc.get("copy").unwrap().get("x").unwrap().kind, NodeKind::Int(1));
+        assert_eq!(
+            doc.get("copy").unwrap().get("x").unwrap().kind,
+            NodeKind::Int(1)
+        );
     }
 }

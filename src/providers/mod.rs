@@ -12,7 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
@@ -29,7 +28,10 @@ static REGISTRY: &[&dyn Provider] = &[
 ];
 
 pub fn lookup(type_name: &str) -> Option<&'static dyn Provider> {
-    REGISTRY.iter().copied().find(|p| p.schema().type_name == type_name)
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|p| p.schema().type_name == type_name)
 }
 
 pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
@@ -133,7 +135,9 @@ impl Ctx {
         if let Some(region) = effective_region(stack_region) {
             loader = loader.region(aws_config::Region::new(region));
         }
-        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() && std::env::var_os("AWS_RETRY_MODE").is_none() {
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+            && std::env::var_os("AWS_RETRY_MODE").is_none()
+        {
             loader = loader.retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(6)
@@ -204,7 +208,10 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn local(message: impl Into<String>) -> AwsError {
-        AwsError { code: None, message: message.into() }
+        AwsError {
+            code: None,
+            message: message.into(),
+        }
     }
 
     pub fn is(&self, code: &str) -> bool {
@@ -221,7 +228,23 @@ where
     let message = match (&code, err.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.clone(),
-        _ => DisplayErrorContext(&err).to_string(),
+        _ => {
+            // No answer from AWS: say what failed on the way, without the Debug dump.
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                let part = s.to_string();
+                if !text.contains(&part) {
+                    text.push_str(": ");
+                    text.push_str(&part);
+                }
+                source = s.source();
+            }
+            if text.contains("credentials") {
+                text.push_str(" (configure credentials with AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)");
+            }
+            text
+        }
     };
     AwsError { code, message }
 }
@@ -256,7 +279,12 @@ pub fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
     match v {
         Some(Value::Object(m)) => m
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
             .collect(),
         _ => Vec::new(),
     }
@@ -264,13 +292,24 @@ pub fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
 
 /// Tags as the user sees them: stackctl's own are hidden from diffs.
 pub fn user_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> Value {
-    let mut sorted: Vec<_> = tags.into_iter().filter(|(k, _)| !k.starts_with("stackctl:")).collect();
+    let mut sorted: Vec<_> = tags
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("stackctl:"))
+        .collect();
     sorted.sort();
-    Value::Object(sorted.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+    Value::Object(
+        sorted
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
 }
 
 /// Which tags to set and which keys to remove to go from `old` to `new`.
-pub fn tag_changes(old: Option<&Value>, new: Option<&Value>) -> (Vec<(String, String)>, Vec<String>) {
+pub fn tag_changes(
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> (Vec<(String, String)>, Vec<String>) {
     let old = string_map(old);
     let new = string_map(new);
     let set = new.iter().filter(|kv| !old.contains(kv)).cloned().collect();
@@ -305,7 +344,10 @@ pub fn check_name(v: &Value, max: usize, extra: &str, what: &str) -> Result<(), 
     if s.is_empty() || s.chars().count() > max {
         return Err(format!("must be 1 to {max} characters long ({what})"));
     }
-    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || extra.contains(*c))) {
+    if let Some(bad) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(*c)))
+    {
         return Err(format!("contains `{bad}`; {what}"));
     }
     Ok(())
@@ -333,17 +375,33 @@ mod tests {
         assert_eq!(names.len(), n);
         for p in all() {
             let s = p.schema();
-            assert_eq!(s.taggable, s.prop("tags").is_some(), "{}: taggable iff it has tags", s.type_name);
+            assert_eq!(
+                s.taggable,
+                s.prop("tags").is_some(),
+                "{}: taggable iff it has tags",
+                s.type_name
+            );
             for prop in s.props {
-                assert!(!(prop.required && prop.default.is_some()), "{}.{} required with default", s.type_name, prop.name);
+                assert!(
+                    !(prop.required && prop.default.is_some()),
+                    "{}.{} required with default",
+                    s.type_name,
+                    prop.name
+                );
             }
         }
     }
 
     #[test]
     fn tag_changes_split_set_and_remove() {
-        let (set, remove) = tag_changes(Some(&json!({"a": "1", "b": "2"})), Some(&json!({"a": "1", "b": "3", "c": "4"})));
-        assert_eq!(set, vec![("b".into(), "3".into()), ("c".into(), "4".into())]);
+        let (set, remove) = tag_changes(
+            Some(&json!({"a": "1", "b": "2"})),
+            Some(&json!({"a": "1", "b": "3", "c": "4"})),
+        );
+        assert_eq!(
+            set,
+            vec![("b".into(), "3".into()), ("c".into(), "4".into())]
+        );
         assert!(remove.is_empty());
         let (set, remove) = tag_changes(Some(&json!({"a": "1"})), Some(&json!({})));
         assert!(set.is_empty());
@@ -361,7 +419,10 @@ mod tests {
                 let n = calls;
                 async move {
                     if n < 4 {
-                        Err(AwsError { code: Some("NotYet".into()), message: "not yet".into() })
+                        Err(AwsError {
+                            code: Some("NotYet".into()),
+                            message: "not yet".into(),
+                        })
                     } else {
                         Ok(n)
                     }
@@ -375,17 +436,28 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_eventual_gives_up_after_budget_and_on_other_errors() {
         let start = tokio::time::Instant::now();
-        let out: Result<(), _> = retry_eventual(Duration::from_secs(5), |e| e.is("NotYet"), || async {
-            Err(AwsError { code: Some("NotYet".into()), message: "still not".into() })
-        })
+        let out: Result<(), _> = retry_eventual(
+            Duration::from_secs(5),
+            |e| e.is("NotYet"),
+            || async {
+                Err(AwsError {
+                    code: Some("NotYet".into()),
+                    message: "still not".into(),
+                })
+            },
+        )
         .await;
         assert!(out.is_err());
         assert!(start.elapsed() <= Duration::from_secs(5));
         let mut calls = 0;
-        let out: Result<(), _> = retry_eventual(Duration::from_secs(60), |e| e.is("NotYet"), || {
-            calls += 1;
-            async { Err(AwsError::local("fatal")) }
-        })
+        let out: Result<(), _> = retry_eventual(
+            Duration::from_secs(60),
+            |e| e.is("NotYet"),
+            || {
+                calls += 1;
+                async { Err(AwsError::local("fatal")) }
+            },
+        )
         .await;
         assert!(out.is_err());
         assert_eq!(calls, 1);

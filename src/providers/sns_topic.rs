@@ -2,7 +2,10 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 use serde_json::{Map, Value};
 
-use super::{attrs, aws, check_name, tag_changes, user_tags, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{
+    attrs, aws, check_name, tag_changes, user_tags, AwsError, Created, Ctx, Observed, Provider,
+    Resource,
+};
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
 pub struct SnsTopic;
@@ -10,7 +13,12 @@ pub struct SnsTopic;
 fn check_topic_name(v: &Value) -> Result<(), String> {
     let s = v.as_str().unwrap_or_default();
     let base = s.strip_suffix(".fifo").unwrap_or(s);
-    check_name(&Value::from(base), 256, "-_", "topic names use letters, digits, `-` and `_` (FIFO topics end in .fifo)")
+    check_name(
+        &Value::from(base),
+        256,
+        "-_",
+        "topic names use letters, digits, `-` and `_` (FIFO topics end in .fifo)",
+    )
 }
 
 fn check_display_name(v: &Value) -> Result<(), String> {
@@ -25,15 +33,28 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "An SNS topic.",
     props: &[
-        Prop::new("name", Type::String, "Topic name.").required().force_new().check(check_topic_name),
-        Prop::new("display_name", Type::String, "Display name (used as the sender of SMS and email).")
-            .default(Default::Str(""))
-            .check(check_display_name),
+        Prop::new("name", Type::String, "Topic name.")
+            .required()
+            .force_new()
+            .check(check_topic_name),
+        Prop::new(
+            "display_name",
+            Type::String,
+            "Display name (used as the sender of SMS and email).",
+        )
+        .default(Default::Str(""))
+        .check(check_display_name),
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr { name: "arn", doc: "Topic ARN." },
-        Attr { name: "id", doc: "Topic ARN (Terraform's id)." },
+        Attr {
+            name: "arn",
+            doc: "Topic ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Topic ARN (Terraform's id).",
+        },
     ],
     taggable: true,
     cross_check: None,
@@ -41,7 +62,13 @@ static SCHEMA: Schema = Schema {
 
 fn sns_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
     tags.into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| AwsError::local(e.to_string())))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| AwsError::local(e.to_string()))
+        })
         .collect()
 }
 
@@ -66,12 +93,24 @@ impl Provider for SnsTopic {
             req = req.attributes("DisplayName", d);
         }
         let out = req.send().await.map_err(aws)?;
-        let arn = out.topic_arn.ok_or_else(|| AwsError::local("CreateTopic returned no TopicArn"))?;
-        Ok(Created { attrs: topic_attrs(&arn), physical_id: arn })
+        let arn = out
+            .topic_arn
+            .ok_or_else(|| AwsError::local("CreateTopic returned no TopicArn"))?;
+        Ok(Created {
+            attrs: topic_attrs(&arn),
+            physical_id: arn,
+        })
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx.sns().get_topic_attributes().topic_arn(arn).send().await.map_err(aws) {
+        let out = match cx
+            .sns()
+            .get_topic_attributes()
+            .topic_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
             Ok(out) => out,
             Err(e) if e.is("NotFound") => return Ok(None),
             Err(e) => return Err(e),
@@ -87,13 +126,22 @@ impl Provider for SnsTopic {
             .tags
             .unwrap_or_default();
         let mut props = Props::new();
-        props.insert("name".into(), Value::from(arn.rsplit(':').next().unwrap_or_default()));
+        props.insert(
+            "name".into(),
+            Value::from(arn.rsplit(':').next().unwrap_or_default()),
+        );
         props.insert(
             "display_name".into(),
             Value::from(attributes.get("DisplayName").cloned().unwrap_or_default()),
         );
-        props.insert("tags".into(), user_tags(tags.into_iter().map(|t| (t.key, t.value))));
-        Ok(Some(Observed { props, attrs: topic_attrs(arn) }))
+        props.insert(
+            "tags".into(),
+            user_tags(tags.into_iter().map(|t| (t.key, t.value))),
+        );
+        Ok(Some(Observed {
+            props,
+            attrs: topic_attrs(arn),
+        }))
     }
 
     async fn update(
@@ -117,10 +165,22 @@ impl Provider for SnsTopic {
         if changed.contains(&"tags") {
             let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
             if !remove.is_empty() {
-                cx.sns().untag_resource().resource_arn(arn).set_tag_keys(Some(remove)).send().await.map_err(aws)?;
+                cx.sns()
+                    .untag_resource()
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(aws)?;
             }
             if !set.is_empty() {
-                cx.sns().tag_resource().resource_arn(arn).set_tags(Some(sns_tags(set)?)).send().await.map_err(aws)?;
+                cx.sns()
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .set_tags(Some(sns_tags(set)?))
+                    .send()
+                    .await
+                    .map_err(aws)?;
             }
         }
         Ok(topic_attrs(arn))
@@ -128,12 +188,22 @@ impl Provider for SnsTopic {
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
         // DeleteTopic succeeds for a topic that no longer exists.
-        cx.sns().delete_topic().topic_arn(arn).send().await.map_err(aws)?;
+        cx.sns()
+            .delete_topic()
+            .topic_arn(arn)
+            .send()
+            .await
+            .map_err(aws)?;
         Ok(())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let arn = format!("arn:aws:sns:{}:{}:{}", cx.region(), cx.account_id().await?, r.required_str("name")?);
+        let arn = format!(
+            "arn:aws:sns:{}:{}:{}",
+            cx.region(),
+            cx.account_id().await?,
+            r.required_str("name")?
+        );
         Ok(self.read(cx, &arn).await?.map(|_| arn))
     }
 }

@@ -1,12 +1,24 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{
+    attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource,
+};
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
 pub struct SnsTopicSubscription;
 
-const PROTOCOLS: &[&str] = &["sqs", "lambda", "firehose", "application", "sms", "http", "https", "email", "email-json"];
+const PROTOCOLS: &[&str] = &[
+    "sqs",
+    "lambda",
+    "firehose",
+    "application",
+    "sms",
+    "http",
+    "https",
+    "email",
+    "email-json",
+];
 
 fn check_protocol(v: &Value) -> Result<(), String> {
     match v.as_str() {
@@ -18,7 +30,9 @@ fn check_protocol(v: &Value) -> Result<(), String> {
 fn check_filter_policy(v: &Value) -> Result<(), String> {
     let doc = match v {
         Value::String(s) if s.is_empty() => return Ok(()),
-        Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| format!("must be valid JSON: {e}"))?,
+        Value::String(s) => {
+            serde_json::from_str::<Value>(s).map_err(|e| format!("must be valid JSON: {e}"))?
+        }
         other => other.clone(),
     };
     match doc {
@@ -33,27 +47,53 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "A subscription of an endpoint (for sqs: the queue ARN) to an SNS topic.",
     props: &[
-        Prop::new("topic_arn", Type::String, "ARN of the topic.").required().force_new(),
-        Prop::new("protocol", Type::String, "Delivery protocol.").required().force_new().check(check_protocol),
-        Prop::new("endpoint", Type::String, "Where to deliver (queue ARN for sqs, function ARN for lambda).")
+        Prop::new("topic_arn", Type::String, "ARN of the topic.")
             .required()
             .force_new(),
-        Prop::new("raw_message_delivery", Type::Bool, "Deliver the message without the SNS envelope.")
-            .default(Default::Bool(false)),
-        Prop::new("filter_policy", Type::Json, "Filter policy (map or JSON string); empty for none.")
-            .default(Default::Str(""))
-            .check(check_filter_policy),
+        Prop::new("protocol", Type::String, "Delivery protocol.")
+            .required()
+            .force_new()
+            .check(check_protocol),
+        Prop::new(
+            "endpoint",
+            Type::String,
+            "Where to deliver (queue ARN for sqs, function ARN for lambda).",
+        )
+        .required()
+        .force_new(),
+        Prop::new(
+            "raw_message_delivery",
+            Type::Bool,
+            "Deliver the message without the SNS envelope.",
+        )
+        .default(Default::Bool(false)),
+        Prop::new(
+            "filter_policy",
+            Type::Json,
+            "Filter policy (map or JSON string); empty for none.",
+        )
+        .default(Default::Str(""))
+        .check(check_filter_policy),
     ],
     attrs: &[
-        Attr { name: "arn", doc: "Subscription ARN." },
-        Attr { name: "id", doc: "Subscription ARN (Terraform's id)." },
+        Attr {
+            name: "arn",
+            doc: "Subscription ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Subscription ARN (Terraform's id).",
+        },
     ],
     taggable: false,
     cross_check: None,
 };
 
 fn filter_policy_text(r: &Resource<'_>) -> String {
-    r.props.get("filter_policy").map(json_text).unwrap_or_default()
+    r.props
+        .get("filter_policy")
+        .map(json_text)
+        .unwrap_or_default()
 }
 
 fn sub_attrs(arn: &str) -> Map<String, Value> {
@@ -95,12 +135,24 @@ impl Provider for SnsTopicSubscription {
             req = req.attributes("FilterPolicy", filter);
         }
         let out = req.send().await.map_err(aws)?;
-        let arn = out.subscription_arn.ok_or_else(|| AwsError::local("Subscribe returned no SubscriptionArn"))?;
-        Ok(Created { attrs: sub_attrs(&arn), physical_id: arn })
+        let arn = out
+            .subscription_arn
+            .ok_or_else(|| AwsError::local("Subscribe returned no SubscriptionArn"))?;
+        Ok(Created {
+            attrs: sub_attrs(&arn),
+            physical_id: arn,
+        })
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx.sns().get_subscription_attributes().subscription_arn(arn).send().await.map_err(aws) {
+        let out = match cx
+            .sns()
+            .get_subscription_attributes()
+            .subscription_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
             Ok(out) => out,
             Err(e) if e.is("NotFound") => return Ok(None),
             Err(e) => return Err(e),
@@ -111,13 +163,23 @@ impl Provider for SnsTopicSubscription {
         props.insert("topic_arn".into(), Value::from(get("TopicArn")));
         props.insert("protocol".into(), Value::from(get("Protocol")));
         props.insert("endpoint".into(), Value::from(get("Endpoint")));
-        props.insert("raw_message_delivery".into(), Value::Bool(get("RawMessageDelivery") == "true"));
+        props.insert(
+            "raw_message_delivery".into(),
+            Value::Bool(get("RawMessageDelivery") == "true"),
+        );
         let filter = get("FilterPolicy");
         props.insert(
             "filter_policy".into(),
-            if filter.is_empty() { Value::from("") } else { parse_json_text(&filter) },
+            if filter.is_empty() {
+                Value::from("")
+            } else {
+                parse_json_text(&filter)
+            },
         );
-        Ok(Some(Observed { props, attrs: sub_attrs(arn) }))
+        Ok(Some(Observed {
+            props,
+            attrs: sub_attrs(arn),
+        }))
     }
 
     async fn update(
@@ -139,7 +201,14 @@ impl Provider for SnsTopicSubscription {
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx.sns().unsubscribe().subscription_arn(arn).send().await.map_err(aws) {
+        match cx
+            .sns()
+            .unsubscribe()
+            .subscription_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
             Err(e) if !e.is("NotFound") => Err(e),
             _ => Ok(()),
         }
@@ -159,9 +228,14 @@ impl Provider for SnsTopicSubscription {
                 Err(e) if e.is("NotFound") => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let found = page.subscriptions.unwrap_or_default().into_iter().find(|s| {
-                s.protocol.as_deref() == Some(protocol) && s.endpoint.as_deref() == Some(endpoint)
-            });
+            let found = page
+                .subscriptions
+                .unwrap_or_default()
+                .into_iter()
+                .find(|s| {
+                    s.protocol.as_deref() == Some(protocol)
+                        && s.endpoint.as_deref() == Some(endpoint)
+                });
             if let Some(arn) = found.and_then(|s| s.subscription_arn) {
                 return Ok(Some(arn));
             }

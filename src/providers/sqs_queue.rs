@@ -6,8 +6,8 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, check_name, check_range, retry_eventual, tag_changes, user_tags, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    attrs, aws, check_name, check_range, retry_eventual, tag_changes, user_tags, AwsError, Created,
+    Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -16,7 +16,12 @@ pub struct SqsQueue;
 fn check_queue_name(v: &Value) -> Result<(), String> {
     let s = v.as_str().unwrap_or_default();
     let base = s.strip_suffix(".fifo").unwrap_or(s);
-    check_name(&Value::from(base), 80, "-_", "queue names use letters, digits, `-` and `_` (FIFO queues end in .fifo)")
+    check_name(
+        &Value::from(base),
+        80,
+        "-_",
+        "queue names use letters, digits, `-` and `_` (FIFO queues end in .fifo)",
+    )
 }
 
 /// Schema property ↔ SQS queue attribute, for the integer attributes.
@@ -31,22 +36,42 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "An SQS queue. Its id is the queue URL.",
     props: &[
-        Prop::new("name", Type::String, "Queue name.").required().force_new().check(check_queue_name),
-        Prop::new("visibility_timeout_seconds", Type::Int, "Visibility timeout, 0-43200 s.")
-            .default(Default::Int(30))
-            .check(|v| check_range(v, 0, 43_200)),
-        Prop::new("message_retention_seconds", Type::Int, "Retention, 60-1209600 s.")
-            .default(Default::Int(345_600))
-            .check(|v| check_range(v, 60, 1_209_600)),
+        Prop::new("name", Type::String, "Queue name.")
+            .required()
+            .force_new()
+            .check(check_queue_name),
+        Prop::new(
+            "visibility_timeout_seconds",
+            Type::Int,
+            "Visibility timeout, 0-43200 s.",
+        )
+        .default(Default::Int(30))
+        .check(|v| check_range(v, 0, 43_200)),
+        Prop::new(
+            "message_retention_seconds",
+            Type::Int,
+            "Retention, 60-1209600 s.",
+        )
+        .default(Default::Int(345_600))
+        .check(|v| check_range(v, 60, 1_209_600)),
         Prop::new("delay_seconds", Type::Int, "Delivery delay, 0-900 s.")
             .default(Default::Int(0))
             .check(|v| check_range(v, 0, 900)),
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr { name: "arn", doc: "Queue ARN." },
-        Attr { name: "id", doc: "Queue URL (Terraform's id)." },
-        Attr { name: "url", doc: "Queue URL." },
+        Attr {
+            name: "arn",
+            doc: "Queue ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Queue URL (Terraform's id).",
+        },
+        Attr {
+            name: "url",
+            doc: "Queue URL.",
+        },
     ],
     taggable: true,
     cross_check: None,
@@ -57,7 +82,11 @@ pub fn is_missing_queue(e: &AwsError) -> bool {
 }
 
 fn queue_attrs(url: &str, arn: &str) -> Map<String, Value> {
-    attrs([("arn", Value::from(arn)), ("id", Value::from(url)), ("url", Value::from(url))])
+    attrs([
+        ("arn", Value::from(arn)),
+        ("id", Value::from(url)),
+        ("url", Value::from(url)),
+    ])
 }
 
 async fn queue_arn(cx: &Ctx, url: &str) -> Result<String, AwsError> {
@@ -109,7 +138,10 @@ impl Provider for SqsQueue {
         .queue_url
         .ok_or_else(|| AwsError::local("CreateQueue returned no QueueUrl"))?;
         let arn = queue_arn(cx, &url).await?;
-        Ok(Created { attrs: queue_attrs(&url, &arn), physical_id: url })
+        Ok(Created {
+            attrs: queue_attrs(&url, &arn),
+            physical_id: url,
+        })
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
@@ -127,17 +159,31 @@ impl Provider for SqsQueue {
             Err(e) => return Err(e),
         };
         let attributes = out.attributes.unwrap_or_default();
-        let tags = cx.sqs().list_queue_tags().queue_url(url).send().await.map_err(aws)?.tags.unwrap_or_default();
+        let tags = cx
+            .sqs()
+            .list_queue_tags()
+            .queue_url(url)
+            .send()
+            .await
+            .map_err(aws)?
+            .tags
+            .unwrap_or_default();
         let arn = attributes.get(&Qa::QueueArn).cloned().unwrap_or_default();
         let mut props = Props::new();
-        props.insert("name".into(), Value::from(arn.rsplit(':').next().unwrap_or_default()));
+        props.insert(
+            "name".into(),
+            Value::from(arn.rsplit(':').next().unwrap_or_default()),
+        );
         for (prop, attr) in INT_ATTRS {
             if let Some(n) = attributes.get(attr).and_then(|s| s.parse::<i64>().ok()) {
                 props.insert(prop.to_string(), Value::from(n));
             }
         }
         props.insert("tags".into(), user_tags(tags));
-        Ok(Some(Observed { props, attrs: queue_attrs(url, &arn) }))
+        Ok(Some(Observed {
+            props,
+            attrs: queue_attrs(url, &arn),
+        }))
     }
 
     async fn update(
@@ -154,15 +200,33 @@ impl Provider for SqsQueue {
             .filter_map(|(prop, attr)| Some((attr.clone(), r.i64(prop)?.to_string())))
             .collect();
         if !attributes.is_empty() {
-            cx.sqs().set_queue_attributes().queue_url(url).set_attributes(Some(attributes)).send().await.map_err(aws)?;
+            cx.sqs()
+                .set_queue_attributes()
+                .queue_url(url)
+                .set_attributes(Some(attributes))
+                .send()
+                .await
+                .map_err(aws)?;
         }
         if changed.contains(&"tags") {
             let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
             if !remove.is_empty() {
-                cx.sqs().untag_queue().queue_url(url).set_tag_keys(Some(remove)).send().await.map_err(aws)?;
+                cx.sqs()
+                    .untag_queue()
+                    .queue_url(url)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(aws)?;
             }
             if !set.is_empty() {
-                cx.sqs().tag_queue().queue_url(url).set_tags(Some(set.into_iter().collect())).send().await.map_err(aws)?;
+                cx.sqs()
+                    .tag_queue()
+                    .queue_url(url)
+                    .set_tags(Some(set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(aws)?;
             }
         }
         let arn = queue_arn(cx, url).await?;
@@ -170,14 +234,28 @@ impl Provider for SqsQueue {
     }
 
     async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx.sqs().delete_queue().queue_url(url).send().await.map_err(aws) {
+        match cx
+            .sqs()
+            .delete_queue()
+            .queue_url(url)
+            .send()
+            .await
+            .map_err(aws)
+        {
             Err(e) if !is_missing_queue(&e) => Err(e),
             _ => Ok(()),
         }
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        match cx.sqs().get_queue_url().queue_name(r.required_str("name")?).send().await.map_err(aws) {
+        match cx
+            .sqs()
+            .get_queue_url()
+            .queue_name(r.required_str("name")?)
+            .send()
+            .await
+            .map_err(aws)
+        {
             Ok(out) => Ok(out.queue_url),
             Err(e) if is_missing_queue(&e) => Ok(None),
             Err(e) => Err(e),

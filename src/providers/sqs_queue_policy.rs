@@ -3,7 +3,9 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
 use super::sqs_queue::is_missing_queue;
-use super::{attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{
+    attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource,
+};
 use crate::schema::{check_policy_document, Attr, Kind, Prop, Props, Schema, Type};
 
 /// The queue's access policy; without one, an SNS topic cannot deliver to the queue.
@@ -14,12 +16,21 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "The access policy of an SQS queue. Its id is the queue URL.",
     props: &[
-        Prop::new("queue_url", Type::String, "URL of the queue.").required().force_new(),
-        Prop::new("policy", Type::Policy, "Policy document (map or JSON string).")
+        Prop::new("queue_url", Type::String, "URL of the queue.")
             .required()
-            .check(check_policy_document),
+            .force_new(),
+        Prop::new(
+            "policy",
+            Type::Policy,
+            "Policy document (map or JSON string).",
+        )
+        .required()
+        .check(check_policy_document),
     ],
-    attrs: &[Attr { name: "id", doc: "Queue URL." }],
+    attrs: &[Attr {
+        name: "id",
+        doc: "Queue URL.",
+    }],
     taggable: false,
     cross_check: None,
 };
@@ -36,10 +47,15 @@ async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), AwsError> {
 }
 
 fn policy_text(r: &Resource<'_>) -> Result<String, AwsError> {
-    let policy = r.props.get("policy").ok_or_else(|| AwsError::local("property `policy` is missing"))?;
+    let policy = r
+        .props
+        .get("policy")
+        .ok_or_else(|| AwsError::local("property `policy` is missing"))?;
     // Send compact JSON whatever the user's layout: AWS stores the text as given.
     Ok(match policy {
-        Value::String(s) => serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| v.to_string()),
+        Value::String(s) => {
+            serde_json::from_str::<Value>(s).map_or_else(|_| s.clone(), |v| v.to_string())
+        }
         other => json_text(other),
     })
 }
@@ -53,7 +69,10 @@ impl Provider for SqsQueuePolicy {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
         let url = r.required_str("queue_url")?;
         put_policy(cx, url, &policy_text(r)?).await?;
-        Ok(Created { physical_id: url.to_string(), attrs: attrs([("id", Value::from(url))]) })
+        Ok(Created {
+            physical_id: url.to_string(),
+            attrs: attrs([("id", Value::from(url))]),
+        })
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
@@ -70,13 +89,20 @@ impl Provider for SqsQueuePolicy {
             Err(e) if is_missing_queue(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(policy) = out.attributes.and_then(|mut a| a.remove(&Qa::Policy)).filter(|p| !p.is_empty()) else {
+        let Some(policy) = out
+            .attributes
+            .and_then(|mut a| a.remove(&Qa::Policy))
+            .filter(|p| !p.is_empty())
+        else {
             return Ok(None);
         };
         let mut props = Props::new();
         props.insert("queue_url".into(), Value::from(url));
         props.insert("policy".into(), parse_json_text(&policy));
-        Ok(Some(Observed { props, attrs: attrs([("id", Value::from(url))]) }))
+        Ok(Some(Observed {
+            props,
+            attrs: attrs([("id", Value::from(url))]),
+        }))
     }
 
     async fn update(

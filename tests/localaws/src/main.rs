@@ -1,1 +1,33 @@
-fn main(){}
+//! `localaws [--calls-log FILE]`: starts moto behind the recording proxy, prints
+//! `AWS_ENDPOINT_URL=<url>` on stdout and runs until SIGINT or SIGTERM, then
+//! stops moto.
+
+use std::io::Write;
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let aws = localaws::LocalAws::start()?;
+    if let Some(pos) = args.iter().position(|a| a == "--calls-log") {
+        let path = args
+            .get(pos + 1)
+            .ok_or_else(|| std::io::Error::other("--calls-log needs a file"))?;
+        aws.log_calls_to(std::path::Path::new(path))?;
+    }
+    println!("AWS_ENDPOINT_URL={}", aws.endpoint);
+    std::io::stdout().flush()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    drop(aws);
+    std::process::exit(0)
+}
