@@ -225,6 +225,8 @@ impl Walk<'_> {
                 outcome.skipped.push(step.1);
             }
         }
+        outcome.skipped.sort();
+        outcome.skipped.dedup();
         if outcome.ok() {
             self.state.outputs = outputs(self.v, self.state, self.values);
             self.save()?;

@@ -58,7 +58,8 @@ pub struct State {
     pub version: u32,
     /// Increases with every write: a saved plan made against another serial is stale.
     pub serial: u64,
-    /// Identifies this state's history across copies and backups.
+    /// Identifies this state's history across copies and backups; assigned at
+    /// the first write, so plans made before any state exists agree on it.
     pub lineage: String,
     pub stack: String,
     pub resources: BTreeMap<String, ResourceState>,
@@ -70,7 +71,7 @@ impl State {
         State {
             version: STATE_VERSION,
             serial: 0,
-            lineage: uuid::Uuid::new_v4().to_string(),
+            lineage: String::new(),
             stack: stack.to_string(),
             resources: BTreeMap::new(),
             outputs: BTreeMap::new(),
@@ -147,6 +148,9 @@ impl StateFile {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(fail)?;
         state.serial += 1;
+        if state.lineage.is_empty() {
+            state.lineage = uuid::Uuid::new_v4().to_string();
+        }
         let mut body = serde_json::to_vec_pretty(state).map_err(|e| fail(io::Error::other(e)))?;
         body.push(b'\n');
         if !self.backed_up {
@@ -275,13 +279,15 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn missing_state_is_empty_with_fresh_lineage() {
+    fn missing_state_is_empty_and_gets_a_lineage_when_first_written() {
         let dir = tempfile::tempdir().unwrap();
-        let f = StateFile::for_stack(dir.path(), "demo");
-        let s = f.load("demo").unwrap();
-        assert_eq!(s.serial, 0);
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut s = f.load("demo").unwrap();
+        assert_eq!((s.serial, s.lineage.as_str()), (0, ""));
         assert!(s.resources.is_empty());
-        assert_ne!(s.lineage, f.load("demo").unwrap().lineage);
+        f.save(&mut s).unwrap();
+        assert_eq!(s.lineage.len(), 36);
+        assert_eq!(f.load("demo").unwrap().lineage, s.lineage);
     }
 
     #[test]

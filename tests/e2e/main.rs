@@ -1,0 +1,4 @@
+//! End-to-end tests: the real binary against moto behind the recording proxy.
+
+mod messaging;
+mod support;

@@ -1,0 +1,493 @@
+//! The messaging part of the seed stack through its whole life.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use localaws::Fault;
+use serde_json::Value;
+
+use crate::support::{count, mutating, Env};
+
+const STACK: &str = r#"stack: messaging
+region: us-east-2
+resources:
+  alerts:
+    type: aws_sns_topic
+    properties:
+      name: lambda_topic01
+      tags: {team: sre}
+  inbox:
+    type: aws_sqs_queue
+    properties:
+      name: lambda_inbox01
+      visibility_timeout_seconds: 60
+  inbox_policy:
+    type: aws_sqs_queue_policy
+    properties:
+      queue_url: ${inbox.url}
+      policy:
+        Version: "2012-10-17"
+        Statement:
+          - Sid: AllowAlertsTopic
+            Effect: Allow
+            Principal: {Service: sns.amazonaws.com}
+            Action: sqs:SendMessage
+            Resource: ${inbox.arn}
+            Condition:
+              ArnEquals: {"aws:SourceArn": "${alerts.arn}"}
+  inbox_subscription:
+    type: aws_sns_topic_subscription
+    depends_on: [inbox_policy]
+    properties:
+      topic_arn: ${alerts.arn}
+      protocol: sqs
+      endpoint: ${inbox.arn}
+      raw_message_delivery: true
+outputs:
+  topic_arn: ${alerts.arn}
+  queue_url: ${inbox.url}
+"#;
+
+fn queue_attr(env: &Env, url: &str, name: QueueAttributeName) -> Option<String> {
+    let out = env
+        .rt
+        .block_on(
+            env.sqs()
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(name.clone())
+                .send(),
+        )
+        .ok()?;
+    out.attributes?.remove(&name)
+}
+
+fn topic_exists(env: &Env, arn: &str) -> bool {
+    env.rt
+        .block_on(env.sns().get_topic_attributes().topic_arn(arn).send())
+        .is_ok()
+}
+
+fn subscription(env: &Env, arn: &str) -> std::collections::HashMap<String, String> {
+    env.rt
+        .block_on(
+            env.sns()
+                .get_subscription_attributes()
+                .subscription_arn(arn)
+                .send(),
+        )
+        .expect("subscription exists")
+        .attributes
+        .unwrap_or_default()
+}
+
+#[test]
+fn messaging_stack_lifecycle() {
+    let env = Env::new();
+    env.write_stack(STACK);
+
+    // Apply: everything exists and is linked.
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout
+            .contains("Apply complete! Resources: 4 added, 0 changed, 0 destroyed."),
+        "{}",
+        out.stdout
+    );
+    let state = env.state("messaging");
+    let topic_arn = state["resources"]["alerts"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queue_url = state["resources"]["inbox"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sub_arn = state["resources"]["inbox_subscription"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queue_arn = queue_attr(&env, &queue_url, QueueAttributeName::QueueArn).unwrap();
+    let sub = subscription(&env, &sub_arn);
+    assert_eq!(sub["Endpoint"], queue_arn);
+    assert_eq!(sub["TopicArn"], topic_arn);
+    assert_eq!(sub["RawMessageDelivery"], "true");
+    let policy: Value =
+        serde_json::from_str(&queue_attr(&env, &queue_url, QueueAttributeName::Policy).unwrap())
+            .unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Principal"]["Service"], "sns.amazonaws.com");
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+        topic_arn.as_str()
+    );
+    assert_eq!(statement["Resource"], queue_arn.as_str());
+    let tags = env
+        .rt
+        .block_on(
+            env.sns()
+                .list_tags_for_resource()
+                .resource_arn(&topic_arn)
+                .send(),
+        )
+        .unwrap()
+        .tags
+        .unwrap();
+    let tag = |k: &str| tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
+    assert_eq!(tag("stackctl:stack").as_deref(), Some("messaging"));
+    assert_eq!(tag("stackctl:id").as_deref(), Some("alerts"));
+    assert_eq!(tag("team").as_deref(), Some("sre"));
+    assert_eq!(
+        env.stackctl(&["output", "topic_arn"]).ok().stdout.trim(),
+        topic_arn
+    );
+
+    // No change: plan says so, exits 0 with --detailed-exitcode, and neither plan
+    // nor apply makes a mutating call.
+    env.take_calls();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let calls = env.take_calls();
+    assert!(!calls.is_empty(), "the refresh reads from AWS");
+    assert!(
+        mutating(&calls).is_empty(),
+        "no-op plan+apply mutated: {:?}",
+        mutating(&calls)
+    );
+
+    // A property changes: updated in place, same queue.
+    env.write_stack(&STACK.replace(
+        "visibility_timeout_seconds: 60",
+        "visibility_timeout_seconds: 90",
+    ));
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("~ visibility_timeout_seconds = 60 -> 90"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        env.state("messaging")["resources"]["inbox"]["physical_id"],
+        queue_url.as_str()
+    );
+    assert_eq!(
+        queue_attr(&env, &queue_url, QueueAttributeName::VisibilityTimeout).as_deref(),
+        Some("90")
+    );
+
+    // A name changes: the topic is replaced and the subscription follows it.
+    let renamed = STACK
+        .replace(
+            "visibility_timeout_seconds: 60",
+            "visibility_timeout_seconds: 90",
+        )
+        .replace("name: lambda_topic01", "name: lambda_topic02");
+    env.write_stack(&renamed);
+    let out = env.stackctl(&["plan"]).ok();
+    assert!(
+        out.stdout
+            .contains("~ name = \"lambda_topic01\" -> \"lambda_topic02\" # forces replacement"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("# inbox_subscription (aws_sns_topic_subscription) must be replaced"),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let state = env.state("messaging");
+    let new_topic = state["resources"]["alerts"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(new_topic.ends_with(":lambda_topic02"));
+    assert!(!topic_exists(&env, &topic_arn), "the old topic is deleted");
+    let sub_arn = state["resources"]["inbox_subscription"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(subscription(&env, &sub_arn)["TopicArn"], new_topic);
+    let policy: Value =
+        serde_json::from_str(&queue_attr(&env, &queue_url, QueueAttributeName::Policy).unwrap())
+            .unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+        new_topic.as_str()
+    );
+
+    // Deleted and changed outside stackctl: the plan shows it, apply restores it.
+    env.rt
+        .block_on(env.sns().unsubscribe().subscription_arn(&sub_arn).send())
+        .unwrap();
+    env.rt
+        .block_on(
+            env.sqs()
+                .set_queue_attributes()
+                .queue_url(&queue_url)
+                .attributes(QueueAttributeName::VisibilityTimeout, "5")
+                .send(),
+        )
+        .unwrap();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stdout.contains(
+            "inbox_subscription (aws_sns_topic_subscription): it no longer exists in AWS"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("inbox (aws_sqs_queue): visibility_timeout_seconds changed outside stackctl"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("~ visibility_timeout_seconds = 5 -> 90"),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let sub_arn = env.state("messaging")["resources"]["inbox_subscription"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(subscription(&env, &sub_arn)["Endpoint"], queue_arn);
+    assert_eq!(
+        queue_attr(&env, &queue_url, QueueAttributeName::VisibilityTimeout).as_deref(),
+        Some("90")
+    );
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+
+    // Destroy removes what the stack made and nothing else.
+    let bystander = env
+        .rt
+        .block_on(env.sqs().create_queue().queue_name("not-ours").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let out = env.stackctl(&["destroy", "--auto-approve"]).ok();
+    assert!(out.stdout.contains("4 destroyed"), "{}", out.stdout);
+    assert!(!topic_exists(&env, &new_topic));
+    assert!(
+        queue_attr(&env, &queue_url, QueueAttributeName::QueueArn).is_none(),
+        "queue deleted"
+    );
+    assert!(
+        queue_attr(&env, &bystander, QueueAttributeName::QueueArn).is_some(),
+        "bystander untouched"
+    );
+    let state = env.state("messaging");
+    assert_eq!(state["resources"], serde_json::json!({}));
+    env.take_calls();
+    let out = env.stackctl(&["destroy", "--auto-approve"]).ok();
+    assert!(out.stdout.contains("Nothing to destroy"), "{}", out.stdout);
+    assert!(
+        env.take_calls().is_empty(),
+        "destroying an empty state calls nothing"
+    );
+}
+
+#[test]
+fn bad_stack_never_reaches_aws_and_names_resource_and_line() {
+    let env = Env::new();
+    env.write_stack(
+        &STACK
+            .replace(
+                "visibility_timeout_seconds: 60",
+                "visibility_timeout_seconds: 99999",
+            )
+            .replace("protocol: sqs", "protocol: carrier-pigeon"),
+    );
+    for cmd in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
+        let out = env.stackctl(cmd);
+        assert_eq!(out.code, 1, "{cmd:?}");
+        assert!(
+            out.stderr.contains("stack.yaml:13: `inbox`, property `visibility_timeout_seconds`: must be between 0 and 43200, got 99999"),
+            "{cmd:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(
+                "stack.yaml:33: `inbox_subscription`, property `protocol`: must be one of"
+            ),
+            "{}",
+            out.stderr
+        );
+    }
+    env.write_stack("stack: messaging\nresources:\n  alerts:\n    type: aws_sns_topic\n    properties: name: lambda_topic01\n");
+    let out = env.stackctl(&["plan"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("stack.yaml:5: malformed YAML"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        env.take_calls().is_empty(),
+        "no AWS call for an invalid stack"
+    );
+
+    env.write_stack(STACK);
+    let out = env.stackctl(&["validate"]).ok();
+    assert!(out.stdout.contains("valid: 4 resources"), "{}", out.stdout);
+    assert!(env.take_calls().is_empty(), "validate makes no AWS call");
+}
+
+#[test]
+fn a_failure_stops_dependents_lets_others_finish_and_is_resumed() {
+    let env = Env::new();
+    env.write_stack(STACK);
+    env.aws.inject(Fault {
+        service: "sqs".into(),
+        operation: "CreateQueue".into(),
+        times: 1,
+        status: 400,
+        headers: vec![
+            ("content-type".into(), "application/x-amz-json-1.0".into()),
+            ("x-amzn-query-error".into(), "InvalidParameterValue;Sender".into()),
+        ],
+        body: r#"{"__type":"com.amazonaws.sqs#InvalidParameterValue","message":"Value for parameter is invalid."}"#.into(),
+    });
+    let out = env.stackctl(&["apply", "--auto-approve"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error creating `inbox` (aws_sqs_queue): InvalidParameterValue: Value for parameter is invalid."), "{}", out.stderr);
+    assert!(out.stderr.contains("not attempted (their dependencies failed or the run was interrupted): inbox_policy, inbox_subscription"), "{}", out.stderr);
+    let state = env.state("messaging");
+    assert!(
+        state["resources"]["alerts"]["physical_id"].is_string(),
+        "the independent topic was created and recorded"
+    );
+    assert!(
+        state["resources"].get("inbox").is_none(),
+        "a refused create leaves no intent behind"
+    );
+
+    env.take_calls();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let calls = env.take_calls();
+    assert_eq!(
+        count(&calls, "CreateTopic"),
+        0,
+        "the topic is not created twice"
+    );
+    assert_eq!(count(&calls, "CreateQueue"), 1);
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn throttling_is_retried_and_an_interrupted_create_is_adopted() {
+    let env = Env::new();
+    env.write_stack(STACK);
+    env.aws.inject(Fault {
+        service: "sns".into(),
+        operation: "CreateTopic".into(),
+        times: 2,
+        status: 400,
+        headers: vec![("content-type".into(), "text/xml".into())],
+        body: "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>".into(),
+    });
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        count(&env.take_calls(), "CreateTopic"),
+        3,
+        "two throttled attempts, then success"
+    );
+
+    // A crash between CreateQueue and the state write leaves only the intent.
+    let state_path = env.path("state/messaging.json");
+    let mut state = env.state("messaging");
+    state["resources"]["inbox"]["physical_id"] = Value::Null;
+    state["resources"]["inbox"]["attrs"] = serde_json::json!({});
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let out = env.stackctl(&["plan"]).ok();
+    assert!(out.stdout.contains("No changes."), "{}", out.stdout);
+    env.take_calls();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        count(&env.take_calls(), "CreateQueue"),
+        0,
+        "adopted, not created again"
+    );
+    assert!(env.state("messaging")["resources"]["inbox"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/lambda_inbox01"));
+}
+
+#[test]
+fn saved_plans_locks_and_json() {
+    let env = Env::new();
+    env.write_stack(STACK);
+
+    let out = env.stackctl(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&out.stdout).expect("plan --json is JSON");
+    assert_eq!(plan["format_version"], 1);
+    assert_eq!(
+        plan["summary"],
+        serde_json::json!({"add": 4, "change": 0, "destroy": 0})
+    );
+    let sub = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "inbox_subscription")
+        .unwrap();
+    assert_eq!(sub["after"]["topic_arn"], "(known after apply)");
+
+    env.stackctl(&["plan", "--out", "first.plan"]).ok();
+    env.stackctl(&["plan", "--out", "second.plan"]).ok();
+    let out = env.stackctl(&["apply", "first.plan"]).ok();
+    assert!(out.stdout.contains("4 added"), "{}", out.stdout);
+    let out = env.stackctl(&["apply", "second.plan"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("the saved plan is stale"),
+        "{}",
+        out.stderr
+    );
+
+    // A second run fails fast, naming the holder; force-unlock clears a dead one.
+    let lock = env.path("state/messaging.json.lock");
+    std::fs::write(
+        &lock,
+        r#"{"pid":4194303,"host":"elsewhere","time":"2026-11-25T10:00:00Z","operation":"apply"}"#,
+    )
+    .unwrap();
+    let out = env.stackctl(&["plan"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("the state is locked by `stackctl apply` (pid 4194303 on elsewhere"),
+        "{}",
+        out.stderr
+    );
+    env.stackctl(&["force-unlock"]).ok();
+    env.stackctl(&["plan"]).ok();
+
+    let out = env.stackctl(&["state", "list"]).ok();
+    assert!(
+        out.stdout.contains("alerts\taws_sns_topic\tarn:aws:sns:"),
+        "{}",
+        out.stdout
+    );
+    let out = env.stackctl(&["output", "--json"]).ok();
+    let outputs: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(outputs["queue_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/lambda_inbox01"));
+}

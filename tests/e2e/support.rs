@@ -1,0 +1,115 @@
+//! Drives the real `stackctl` binary against a local endpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+use localaws::{Call, LocalAws, REGION};
+
+pub struct Env {
+    pub aws: LocalAws,
+    pub dir: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            aws: LocalAws::start().expect("start moto and the proxy"),
+            dir: tempfile::tempdir().expect("temp dir"),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write_stack(&self, yaml: &str) {
+        std::fs::write(self.path("stack.yaml"), yaml).expect("write stack.yaml");
+    }
+
+    pub fn stackctl(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_stackctl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.aws.env())
+            .output()
+            .expect("run stackctl");
+        Run::from(out)
+    }
+
+    pub fn state(&self, stack: &str) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.path(&format!("state/{stack}.json"))).expect("state file");
+        serde_json::from_str(&text).expect("state json")
+    }
+
+    pub fn take_calls(&self) -> Vec<Call> {
+        self.aws.take_calls()
+    }
+
+    /// SDK configuration that talks to moto directly, so checks are not recorded.
+    pub fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.aws.moto_endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(
+                Credentials::new("testing", "testing", None, None, "tests"),
+            ))
+            .build()
+    }
+
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.sdk())
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk())
+    }
+}
+
+pub fn mutating(calls: &[Call]) -> Vec<&Call> {
+    calls.iter().filter(|c| c.is_mutating()).collect()
+}
+
+pub fn count(calls: &[Call], operation: &str) -> usize {
+    calls.iter().filter(|c| c.operation == operation).count()
+}
+
+#[allow(dead_code)]
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
