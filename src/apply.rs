@@ -111,8 +111,12 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
 fn known_from_state<'a>(
     v: &'a Validated,
     state: &'a State,
+    data: &'a BTreeMap<String, Map<String, Value>>,
 ) -> impl Fn(&str, &str) -> Option<Value> + 'a {
     move |dep: &str, attr: &str| {
+        if let Some(attrs) = data.get(dep) {
+            return attrs.get(attr).cloned();
+        }
         let rec = state.resources.get(dep).filter(|r| !r.is_pending())?;
         if v.schema(dep).attr(attr).is_some() {
             rec.attrs.get(attr).cloned()
@@ -167,7 +171,7 @@ impl Walk<'_> {
             while running.len() < self.parallelism.max(1) && !outcome.interrupted {
                 let Some(step) = ready.pop() else { break };
                 let change = &changes[&step.1];
-                match self.start(&step, change) {
+                match self.start(&step, change, &plan.data) {
                     Ok(job) => {
                         let started = Instant::now();
                         running.spawn(async move { (step, job.await, started) });
@@ -228,7 +232,7 @@ impl Walk<'_> {
         outcome.skipped.sort();
         outcome.skipped.dedup();
         if outcome.ok() {
-            self.state.outputs = outputs(self.v, self.state, self.values);
+            self.state.outputs = outputs(self.v, self.state, self.values, &plan.data);
             self.save()?;
         }
         Ok(outcome)
@@ -262,6 +266,7 @@ impl Walk<'_> {
         &mut self,
         step: &Step,
         change: &Change,
+        data: &BTreeMap<String, Map<String, Value>>,
     ) -> Result<
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, AwsError>> + Send>>,
         AwsError,
@@ -288,7 +293,7 @@ impl Walk<'_> {
                     self.v,
                     &id,
                     self.values,
-                    &known_from_state(self.v, self.state),
+                    &known_from_state(self.v, self.state, data),
                 );
                 if let Some((name, _)) = props.iter().find(|(_, v)| contains_unknown(v)) {
                     return Err(AwsError::local(format!(
@@ -440,8 +445,13 @@ impl Walk<'_> {
 }
 
 /// The stack's outputs, resolved against the state.
-pub fn outputs(v: &Validated, state: &State, values: &StackValues) -> BTreeMap<String, Value> {
-    let known = known_from_state(v, state);
+pub fn outputs(
+    v: &Validated,
+    state: &State,
+    values: &StackValues,
+    data: &BTreeMap<String, Map<String, Value>>,
+) -> BTreeMap<String, Value> {
+    let known = known_from_state(v, state, data);
     v.stack
         .outputs
         .iter()
@@ -509,6 +519,7 @@ mod tests {
             serial: 0,
             changes,
             summary: Default::default(),
+            data: BTreeMap::new(),
         }
     }
 

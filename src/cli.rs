@@ -170,7 +170,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
                 let _lock = Lock::acquire(&sf, "plan")?;
                 let state = sf.load(&v.stack.name)?;
-                let cx = Ctx::new(&v.stack.name, v.stack.region.as_deref()).await;
+                let cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
                 let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&plan::to_json(&plan))?);
@@ -349,7 +349,10 @@ async fn make_plan(
     } else {
         BTreeMap::new()
     };
-    Ok((plan::make(v, state, &live, &values), values))
+    let data = plan::read_data(cx, v, &values)
+        .await
+        .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+    Ok((plan::make(v, state, &live, &data, &values), values))
 }
 
 fn confirm(question: &str) -> Result<bool> {
@@ -372,7 +375,7 @@ async fn apply_command(
     let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
     let _lock = Lock::acquire(&sf, "apply")?;
     let mut state = sf.load(&v.stack.name)?;
-    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref()).await);
+    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await);
     let (plan, values) = match saved {
         Some(saved) => {
             if saved.plan.lineage != state.lineage || saved.plan.serial != state.serial {
@@ -422,9 +425,10 @@ async fn apply_command(
     }
     .run(&plan)
     .await?;
-    if !changed && state.outputs != apply::outputs(&v, &state, &values) {
+    let outputs = apply::outputs(&v, &state, &values, &plan.data);
+    if !changed && state.outputs != outputs {
         // Outputs added or edited without any resource change still land in the state.
-        state.outputs = apply::outputs(&v, &state, &values);
+        state.outputs = outputs;
         sf.save(&mut state)?;
     }
     finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Apply")?;
@@ -470,7 +474,7 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
         println!("Nothing to destroy: the state records no resources.");
         return Ok(ExitCode::SUCCESS);
     }
-    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref()).await);
+    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await);
     // Only creates that were interrupted need a look in AWS: they may exist.
     let mut pending = state.clone();
     pending.resources.retain(|_, r| r.is_pending());

@@ -74,6 +74,9 @@ pub struct Plan {
     /// In dependency order; deletions last, dependents first.
     pub changes: Vec<Change>,
     pub summary: Summary,
+    /// Attributes of the data sources as read for this plan.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, Map<String, Value>>,
 }
 
 impl Plan {
@@ -150,6 +153,27 @@ pub async fn refresh(
         .collect()
 }
 
+/// Reads every data source. Their properties may only use variables and stack
+/// values (validation enforces it), so they are known before anything exists.
+pub async fn read_data(
+    cx: &Ctx,
+    v: &Validated,
+    values: &StackValues,
+) -> Result<BTreeMap<String, Map<String, Value>>, (String, AwsError)> {
+    let mut out = BTreeMap::new();
+    for decl in v.stack.decls.values().filter(|d| d.is_data) {
+        let props = resolve_props(v, &decl.id, values, &|_, _| None);
+        let provider = providers::lookup(&decl.type_name)
+            .ok_or_else(|| (decl.id.clone(), AwsError::local("unknown data source type")))?;
+        let attrs = provider
+            .read_data(cx, &props)
+            .await
+            .map_err(|e| (decl.id.clone(), e))?;
+        out.insert(decl.id.clone(), attrs);
+    }
+    Ok(out)
+}
+
 /// Resolves a resource's properties against what is known so far.
 pub fn resolve_props(
     v: &Validated,
@@ -193,6 +217,10 @@ pub fn resolve_props(
         .filter_map(|p| all.remove_entry(p.name))
         .collect();
     props.extend(all);
+    if let Some(provider) = providers::lookup(&decl.type_name) {
+        // A failure here was reported by validation; the create will say it again.
+        let _ = provider.derive(&mut props, &v.stack.dir());
+    }
     props
 }
 
@@ -225,6 +253,7 @@ pub fn make(
     v: &Validated,
     state: &State,
     live: &BTreeMap<String, Refreshed>,
+    data: &BTreeMap<String, Map<String, Value>>,
     values: &StackValues,
 ) -> Plan {
     let mut changes: Vec<Change> = Vec::new();
@@ -233,6 +262,18 @@ pub fn make(
 
     for id in &v.graph.order {
         let schema = v.schema(id);
+        if v.stack.decls[id].is_data {
+            let props = resolve_props(v, id, values, &|_, _| None);
+            resolved.insert(
+                id.clone(),
+                (
+                    Action::NoOp,
+                    props,
+                    data.get(id).cloned().unwrap_or_default(),
+                ),
+            );
+            continue;
+        }
         let record = state.resources.get(id);
         let refreshed = live.get(id);
         let known = |dep: &str, attr: &str| -> Option<Value> {
@@ -362,7 +403,9 @@ pub fn make(
     changes.extend(deletions(state, live, &|id| {
         !v.stack.decls.contains_key(id)
     }));
-    finish(v.stack.name.clone(), state, changes)
+    let mut plan = finish(v.stack.name.clone(), state, changes);
+    plan.data = data.clone();
+    plan
 }
 
 /// A plan that deletes everything in the state, dependents first.
@@ -395,6 +438,7 @@ fn finish(stack: String, state: &State, changes: Vec<Change>) -> Plan {
         serial: state.serial,
         changes,
         summary,
+        data: BTreeMap::new(),
     }
 }
 
@@ -646,7 +690,7 @@ mod tests {
 
     fn applied(v: &Validated) -> State {
         let mut state = State::new("demo");
-        let plan = make(v, &state, &BTreeMap::new(), &values());
+        let plan = make(v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         for c in &plan.changes {
             let mut props = c.after.clone().unwrap();
             for val in props.values_mut() {
@@ -680,7 +724,13 @@ mod tests {
     #[test]
     fn first_plan_creates_everything_with_unknown_references() {
         let v = validated(STACK);
-        let plan = make(&v, &State::new("demo"), &BTreeMap::new(), &values());
+        let plan = make(
+            &v,
+            &State::new("demo"),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &values(),
+        );
         assert_eq!(
             plan.summary,
             Summary {
@@ -712,7 +762,7 @@ mod tests {
     fn unchanged_stack_plans_no_changes() {
         let v = validated(STACK);
         let state = applied(&v);
-        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         assert!(!plan.has_changes(), "{}", render(&plan));
         assert!(render(&plan).contains("No changes."));
     }
@@ -724,7 +774,7 @@ mod tests {
             "visibility_timeout_seconds: 90",
         ));
         let state = applied(&validated(STACK));
-        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(queue.action, Action::Update);
         assert_eq!(queue.changed, vec!["visibility_timeout_seconds"]);
@@ -735,7 +785,7 @@ mod tests {
         );
 
         let v = validated(&STACK.replace("name: t1", "name: t2"));
-        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         let topic = plan.changes.iter().find(|c| c.id == "topic").unwrap();
         assert_eq!(topic.action, Action::Replace);
         assert_eq!(topic.replace_because, vec!["name"]);
@@ -768,14 +818,20 @@ mod tests {
         let live: BTreeMap<_, _> = [("queue".to_string(), Refreshed::Gone)]
             .into_iter()
             .collect();
-        let plan = make(&v, &state, &live, &values());
+        let plan = make(&v, &state, &live, &BTreeMap::new(), &values());
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(queue.action, Action::Create);
         assert!(queue.reason.as_deref().unwrap().contains("deleted outside"));
         assert!(render(&plan).contains("deleted outside stackctl"));
 
         let only_topic = validated("stack: demo\nresources:\n  topic:\n    type: aws_sns_topic\n    properties: {name: t1}\n");
-        let plan = make(&only_topic, &state, &BTreeMap::new(), &values());
+        let plan = make(
+            &only_topic,
+            &state,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &values(),
+        );
         let deletes: Vec<_> = plan
             .changes
             .iter()
@@ -803,7 +859,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let plan = make(&v, &state, &live, &values());
+        let plan = make(&v, &state, &live, &BTreeMap::new(), &values());
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(queue.drift, vec!["visibility_timeout_seconds"]);
         assert_eq!(queue.action, Action::Update);
@@ -831,14 +887,20 @@ mod tests {
                 depends_on: vec![],
             },
         );
-        let plan = make(&v, &state, &BTreeMap::new(), &values());
+        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         assert!(!plan.has_changes(), "{}", render(&plan));
     }
 
     #[test]
     fn json_plan_is_stable_and_masks_unknowns() {
         let v = validated(STACK);
-        let plan = make(&v, &State::new("demo"), &BTreeMap::new(), &values());
+        let plan = make(
+            &v,
+            &State::new("demo"),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &values(),
+        );
         let j = to_json(&plan);
         assert_eq!(j["format_version"], json!(1));
         assert_eq!(j["summary"], json!({"add": 3, "change": 0, "destroy": 0}));

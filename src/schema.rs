@@ -238,7 +238,7 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
             Ok(i) => Ok(Value::from(i)),
             Err(_) => mismatch(&Value::String(s)),
         },
-        (Type::Float, Value::Number(n)) => Ok(Value::Number(n)),
+        (Type::Float, Value::Number(n)) => Ok(n.as_f64().map_or(Value::Number(n), Value::from)),
         (Type::Float, Value::String(s)) => match s.trim().parse::<f64>() {
             Ok(f) => Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
             Err(_) => mismatch(&Value::String(s)),
@@ -328,20 +328,42 @@ pub fn normalize(compare: Compare, value: &Value) -> Value {
         Compare::Exact => value.clone(),
         Compare::Json => sort_keys(&parse_if_text(value)),
         Compare::Policy => normalize_policy(&parse_if_text(value), ""),
-        Compare::Set => match value {
-            Value::Array(items) => {
-                let mut items = items.clone();
-                items.sort_by_key(|v| v.to_string());
-                items.dedup();
-                Value::Array(items)
-            }
-            other => other.clone(),
-        },
+        Compare::Set => sort_sets(&sort_keys(value)),
+    }
+}
+
+/// A set's members may themselves hold sets (the CIDR blocks of a rule).
+fn sort_sets(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(sort_sets).collect();
+            items.sort_by_key(|v| v.to_string());
+            items.dedup();
+            Value::Array(items)
+        }
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), sort_sets(v))).collect())
+        }
+        other => other.clone(),
     }
 }
 
 pub fn equivalent(compare: Compare, a: &Value, b: &Value) -> bool {
-    normalize(compare, a) == normalize(compare, b)
+    same(&normalize(compare, a), &normalize(compare, b))
+}
+
+/// JSON equality where 5 and 5.0 are the same number (AWS returns doubles).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 fn parse_if_text(value: &Value) -> Value {
@@ -490,6 +512,23 @@ mod tests {
             &json!(r#"{"a":"x"}"#),
             &json!({"a": "y"})
         ));
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(equivalent(
+            Compare::Exact,
+            &json!({"t": 5}),
+            &json!({"t": 5.0})
+        ));
+        assert!(!equivalent(Compare::Exact, &json!(5), &json!(6)));
+    }
+
+    #[test]
+    fn sets_of_sets_ignore_inner_order() {
+        let a = json!([{"protocol": "tcp", "cidr_blocks": ["b", "a"]}, {"protocol": "udp", "cidr_blocks": ["c"]}]);
+        let b = json!([{"cidr_blocks": ["c"], "protocol": "udp"}, {"protocol": "tcp", "cidr_blocks": ["a", "b"]}]);
+        assert!(equivalent(Compare::Set, &a, &b));
     }
 
     #[test]

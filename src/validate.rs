@@ -291,6 +291,16 @@ fn check_properties(
             if let Some(message) = reference_error(stack, &r, Some(&decl.id), vars) {
                 diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
                 ok = false;
+            } else if decl.is_data && matches!(r, Ref::Resource { .. }) {
+                diags.push(
+                    Diagnostic::new(
+                        n.span,
+                        format!("`{r}`: data sources are read before anything is created, so they may only use variables and stack values"),
+                    )
+                    .at(&decl.id)
+                    .prop(&p.name),
+                );
+                ok = false;
             }
         }
         if !ok {
@@ -329,10 +339,19 @@ fn check_properties(
             );
         }
     }
+    let mut props = schema.with_defaults(&props);
     if let Some(cross) = schema.cross_check {
-        for (name, message) in cross(&schema.with_defaults(&props)) {
+        for (name, message) in cross(&props) {
             let span = decl.property(name).map_or(decl.span, |p| p.value.span);
             diags.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+        }
+    }
+    if !props.values().any(contains_unknown) {
+        if let Some(provider) = providers::lookup(&decl.type_name) {
+            if let Err((name, message)) = provider.derive(&mut props, &stack.dir()) {
+                let span = decl.property(name).map_or(decl.span, |p| p.value.span);
+                diags.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+            }
         }
     }
 }

@@ -1,6 +1,19 @@
 //! Resource types: one module per type, each a schema plus the AWS calls that
 //! create, read, update and delete it. `REGISTRY` is the only list of them.
 
+mod ami;
+mod cloudwatch_log_group;
+mod cloudwatch_log_metric_filter;
+mod cloudwatch_log_stream;
+mod cloudwatch_metric_alarm;
+mod cloudwatch_query_definition;
+mod iam_policy;
+mod iam_role;
+mod iam_role_policy_attachment;
+mod instance;
+mod lambda_function;
+mod lambda_permission;
+mod security_group;
 mod sns_topic;
 mod sns_topic_subscription;
 mod sqs_queue;
@@ -21,6 +34,19 @@ use crate::schema::{Props, Schema};
 /// Every resource type stackctl knows. Adding a type means adding its module and
 /// one line here.
 static REGISTRY: &[&dyn Provider] = &[
+    &ami::Ami,
+    &cloudwatch_log_group::LogGroup,
+    &cloudwatch_log_metric_filter::MetricFilter,
+    &cloudwatch_log_stream::LogStream,
+    &cloudwatch_metric_alarm::MetricAlarm,
+    &cloudwatch_query_definition::QueryDefinition,
+    &iam_policy::IamPolicy,
+    &iam_role::IamRole,
+    &iam_role_policy_attachment::RolePolicyAttachment,
+    &instance::Instance,
+    &lambda_function::LambdaFunction,
+    &lambda_permission::LambdaPermission,
+    &security_group::SecurityGroup,
     &sns_topic::SnsTopic,
     &sns_topic_subscription::SnsTopicSubscription,
     &sqs_queue::SqsQueue,
@@ -117,20 +143,51 @@ pub trait Provider: Send + Sync {
     /// Looks for the resource a create with these properties would have made, so
     /// a run after a crash between the create call and the state write adopts it.
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError>;
+
+    /// Adds properties computed offline from the others (a code hash from a
+    /// file). An error names what is wrong with the property it returns.
+    fn derive(
+        &self,
+        _props: &mut Props,
+        _stack_dir: &std::path::Path,
+    ) -> Result<(), (&'static str, String)> {
+        Ok(())
+    }
+
+    /// For data sources: looks the thing up and returns its attributes.
+    async fn read_data(&self, _cx: &Ctx, _props: &Props) -> Result<Map<String, Value>, AwsError> {
+        Err(AwsError::local(format!(
+            "`{}` is not a data source",
+            self.schema().type_name
+        )))
+    }
+}
+
+/// Resource types that are not data sources implement these with the rule
+/// that a resource without a lookup key cannot be found.
+pub async fn not_findable() -> Result<Option<String>, AwsError> {
+    Ok(None)
 }
 
 /// AWS clients for one run, built from the standard configuration chain.
 pub struct Ctx {
     pub sdk: SdkConfig,
     pub stack: String,
+    /// Where relative paths in the stack file (code zips, crates) start.
+    pub stack_dir: std::path::PathBuf,
     sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
+    iam: aws_sdk_iam::Client,
+    ec2: aws_sdk_ec2::Client,
+    lambda: aws_sdk_lambda::Client,
+    logs: aws_sdk_cloudwatchlogs::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
     account_id: OnceCell<String>,
 }
 
 impl Ctx {
     /// `stack_region` applies only when the environment names no region.
-    pub async fn new(stack: &str, stack_region: Option<&str>) -> Ctx {
+    pub async fn new(stack: &str, stack_region: Option<&str>, stack_dir: &std::path::Path) -> Ctx {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = effective_region(stack_region) {
             loader = loader.region(aws_config::Region::new(region));
@@ -154,8 +211,14 @@ impl Ctx {
         Ctx {
             sns: aws_sdk_sns::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             sdk,
             stack: stack.to_string(),
+            stack_dir: stack_dir.to_path_buf(),
             account_id: OnceCell::new(),
         }
     }
@@ -166,6 +229,26 @@ impl Ctx {
 
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {
         &self.sqs
+    }
+
+    pub fn iam(&self) -> &aws_sdk_iam::Client {
+        &self.iam
+    }
+
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.ec2
+    }
+
+    pub fn lambda(&self) -> &aws_sdk_lambda::Client {
+        &self.lambda
+    }
+
+    pub fn logs(&self) -> &aws_sdk_cloudwatchlogs::Client {
+        &self.logs
+    }
+
+    pub fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        &self.cloudwatch
     }
 
     pub fn region(&self) -> String {
@@ -271,6 +354,80 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Polls `check` until it returns `Some`, with short capped intervals (the
+/// SDK waiters' 15 s first delay is far longer than most of these waits).
+pub async fn wait_for<T, F, Fut>(what: &str, budget: Duration, mut check: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, AwsError>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if start.elapsed() + delay > budget {
+            return Err(AwsError::local(format!(
+                "timed out after {}s waiting for {what}",
+                budget.as_secs()
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(5));
+    }
+}
+
+/// IAM returns policy documents URL-encoded.
+pub fn decode_policy(text: &str) -> Value {
+    let decoded = if text.trim_start().starts_with('%') || !text.trim_start().starts_with('{') {
+        percent_decode(text)
+    } else {
+        text.to_string()
+    };
+    parse_json_text(&decoded)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A list property of strings.
+pub fn str_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -390,6 +547,13 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn iam_policies_are_url_decoded() {
+        let v = decode_policy("%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D");
+        assert_eq!(v, json!({"Version": "2012-10-17", "Statement": []}));
+        assert_eq!(decode_policy(r#"{"a":1}"#), json!({"a": 1}));
     }
 
     #[test]

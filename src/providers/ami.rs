@@ -1,0 +1,175 @@
+use async_trait::async_trait;
+use aws_sdk_ec2::types::Filter;
+use serde_json::{Map, Value};
+
+use super::{
+    attrs, aws, not_findable, str_list, AwsError, Created, Ctx, Observed, Provider, Resource,
+};
+use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+
+/// Data source: looks up an AMI, typically the latest Amazon Linux.
+pub struct Ami;
+
+static FILTER: &[Prop] = &[
+    Prop::new(
+        "name",
+        Type::String,
+        "Filter name, e.g. name or architecture.",
+    )
+    .required(),
+    Prop::new(
+        "values",
+        Type::List(&Type::String),
+        "Accepted values (wildcards * and ?).",
+    )
+    .required(),
+];
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_ami",
+    kind: Kind::Data,
+    doc: "Looks up an AMI on every plan.",
+    props: &[
+        Prop::new(
+            "most_recent",
+            Type::Bool,
+            "Pick the newest of several matches.",
+        )
+        .default(Default::Bool(false)),
+        Prop::new(
+            "owners",
+            Type::List(&Type::String),
+            "Owner account ids or aliases (amazon, self).",
+        )
+        .required(),
+        Prop::new(
+            "filter",
+            Type::List(&Type::Object(FILTER)),
+            "DescribeImages filters.",
+        ),
+    ],
+    attrs: &[
+        Attr {
+            name: "id",
+            doc: "AMI id.",
+        },
+        Attr {
+            name: "image_id",
+            doc: "AMI id.",
+        },
+        Attr {
+            name: "arn",
+            doc: "AMI ARN.",
+        },
+        Attr {
+            name: "name",
+            doc: "AMI name.",
+        },
+        Attr {
+            name: "architecture",
+            doc: "x86_64 or arm64.",
+        },
+        Attr {
+            name: "creation_date",
+            doc: "When the AMI was made.",
+        },
+    ],
+    taggable: false,
+    cross_check: None,
+};
+
+#[async_trait]
+impl Provider for Ami {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn read_data(&self, cx: &Ctx, props: &Props) -> Result<Map<String, Value>, AwsError> {
+        let filters = props
+            .get("filter")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                Filter::builder()
+                    .name(f.get("name").and_then(Value::as_str).unwrap_or_default())
+                    .set_values(Some(str_list(f.get("values"))))
+                    .build()
+            })
+            .collect();
+        let out = cx
+            .ec2()
+            .describe_images()
+            .set_owners(Some(str_list(props.get("owners"))))
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(aws)?;
+        let mut images = out.images.unwrap_or_default();
+        if images.is_empty() {
+            return Err(AwsError::local("no AMI matches the owners and filters"));
+        }
+        if images.len() > 1 && props.get("most_recent").and_then(Value::as_bool) != Some(true) {
+            return Err(AwsError::local(format!(
+                "{} AMIs match; narrow the filters or set most_recent: true",
+                images.len()
+            )));
+        }
+        // ISO-8601 creation dates sort as text.
+        images.sort_by(|a, b| a.creation_date.cmp(&b.creation_date));
+        let Some(image) = images.pop() else {
+            return Err(AwsError::local("no AMI matches"));
+        };
+        let id = image.image_id.unwrap_or_default();
+        let arn = format!("arn:aws:ec2:{}::image/{id}", cx.region());
+        Ok(attrs([
+            ("id", id.clone().into()),
+            ("image_id", id.into()),
+            ("arn", arn.into()),
+            ("name", image.name.unwrap_or_default().into()),
+            (
+                "architecture",
+                image
+                    .architecture
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            (
+                "creation_date",
+                image.creation_date.unwrap_or_default().into(),
+            ),
+        ]))
+    }
+
+    async fn create(&self, _: &Ctx, _: &Resource<'_>) -> Result<Created, AwsError> {
+        Err(AwsError::local(
+            "aws_ami is a data source; it is read, never created",
+        ))
+    }
+
+    async fn read(&self, _: &Ctx, _: &str) -> Result<Option<Observed>, AwsError> {
+        Ok(None)
+    }
+
+    async fn update(
+        &self,
+        _: &Ctx,
+        _: &str,
+        _: &Props,
+        _: &Resource<'_>,
+        _: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        Err(AwsError::local(
+            "aws_ami is a data source; it is read, never updated",
+        ))
+    }
+
+    async fn delete(&self, _: &Ctx, _: &str, _: &Props) -> Result<(), AwsError> {
+        Ok(())
+    }
+
+    async fn find(&self, _: &Ctx, _: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        not_findable().await
+    }
+}

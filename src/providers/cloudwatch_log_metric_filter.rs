@@ -1,0 +1,276 @@
+use async_trait::async_trait;
+use aws_sdk_cloudwatchlogs::types::{MetricTransformation, StandardUnit};
+use serde_json::{Map, Value};
+
+use super::cloudwatch_log_group::check_log_group_name;
+use super::{attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
+
+pub struct MetricFilter;
+
+fn check_pattern(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or_default();
+    if s.chars().count() > 1024 {
+        return Err("must be at most 1024 characters".into());
+    }
+    // In `%regex%` terms AWS rejects groups.
+    let mut in_regex = false;
+    for c in s.chars() {
+        match c {
+            '%' => in_regex = !in_regex,
+            '(' | ')' if in_regex => {
+                return Err(
+                    "uses parentheses inside `%regex%`, which metric filter patterns do not allow"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_metric_name(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if !s.is_empty() && s.chars().count() <= 255 && !s.contains([':', '*', '$']) => {
+            Ok(())
+        }
+        _ => Err("must be 1 to 255 characters without `:`, `*` or `$`".into()),
+    }
+}
+
+const UNITS: &[&str] = &[
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+fn check_unit(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(u) if UNITS.contains(&u) => Ok(()),
+        _ => Err(format!("must be one of {}", UNITS.join(", "))),
+    }
+}
+
+static TRANSFORMATION: &[Prop] = &[
+    Prop::new("name", Type::String, "Metric name.")
+        .required()
+        .check(check_metric_name),
+    Prop::new("namespace", Type::String, "Metric namespace.")
+        .required()
+        .check(check_metric_name),
+    Prop::new(
+        "value",
+        Type::String,
+        "What to publish per matching event: a number, or `$field`.",
+    )
+    .required(),
+    Prop::new(
+        "default_value",
+        Type::Float,
+        "Published when events arrive but none match.",
+    ),
+    Prop::new("unit", Type::String, "Unit of the metric.").check(check_unit),
+];
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_cloudwatch_log_metric_filter",
+    kind: Kind::Resource,
+    doc: "Turns matching log events into a metric. Its id is `<log group>:<name>`.",
+    props: &[
+        Prop::new("name", Type::String, "Filter name.")
+            .required()
+            .force_new()
+            .check(|v| match v.as_str() {
+                Some(s) if !s.is_empty() && s.chars().count() <= 512 && !s.contains([':', '*']) => {
+                    Ok(())
+                }
+                _ => Err("must be 1 to 512 characters without `:` or `*`".into()),
+            }),
+        Prop::new("log_group_name", Type::String, "The log group.")
+            .required()
+            .force_new()
+            .check(check_log_group_name),
+        Prop::new("pattern", Type::String, "Filter pattern.")
+            .required()
+            .check(check_pattern),
+        Prop::new(
+            "metric_transformation",
+            Type::Object(TRANSFORMATION),
+            "The metric published.",
+        )
+        .required(),
+    ],
+    attrs: &[Attr {
+        name: "id",
+        doc: "Filter name.",
+    }],
+    taggable: false,
+    cross_check: None,
+};
+
+fn transformation(v: Option<&Value>) -> Result<MetricTransformation, AwsError> {
+    let t = v
+        .and_then(Value::as_object)
+        .ok_or_else(|| AwsError::local("metric_transformation is missing"))?;
+    let s = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string);
+    MetricTransformation::builder()
+        .set_metric_name(s("name"))
+        .set_metric_namespace(s("namespace"))
+        .set_metric_value(s("value"))
+        .set_default_value(t.get("default_value").and_then(Value::as_f64))
+        .set_unit(s("unit").map(|u| StandardUnit::from(u.as_str())))
+        .build()
+        .map_err(|e| AwsError::local(e.to_string()))
+}
+
+fn split(id: &str) -> Result<(&str, &str), AwsError> {
+    id.split_once(':')
+        .ok_or_else(|| AwsError::local(format!("malformed metric filter id `{id}`")))
+}
+
+async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), AwsError> {
+    let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
+    cx.logs()
+        .put_metric_filter()
+        .log_group_name(group)
+        .filter_name(name)
+        .filter_pattern(r.str("pattern").unwrap_or_default())
+        .metric_transformations(transformation(r.props.get("metric_transformation"))?)
+        .send()
+        .await
+        .map_err(aws)?;
+    Ok((group.to_string(), name.to_string()))
+}
+
+#[async_trait]
+impl Provider for MetricFilter {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let (group, name) = put(cx, r).await?;
+        Ok(Created {
+            attrs: attrs([("id", Value::from(name.clone()))]),
+            physical_id: format!("{group}:{name}"),
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        let (group, name) = split(id)?;
+        let out = match cx
+            .logs()
+            .describe_metric_filters()
+            .log_group_name(group)
+            .filter_name_prefix(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Ok(out) => out,
+            Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(f) = out
+            .metric_filters
+            .unwrap_or_default()
+            .into_iter()
+            .find(|f| f.filter_name.as_deref() == Some(name))
+        else {
+            return Ok(None);
+        };
+        let mut props = Props::new();
+        props.insert("name".into(), Value::from(name));
+        props.insert("log_group_name".into(), Value::from(group));
+        props.insert(
+            "pattern".into(),
+            Value::from(f.filter_pattern.unwrap_or_default()),
+        );
+        if let Some(t) = f
+            .metric_transformations
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+        {
+            let mut m = Map::new();
+            m.insert("name".into(), Value::from(t.metric_name));
+            m.insert("namespace".into(), Value::from(t.metric_namespace));
+            m.insert("value".into(), Value::from(t.metric_value));
+            if let Some(d) = t.default_value {
+                m.insert("default_value".into(), Value::from(d));
+            }
+            // AWS reports an unset unit as None.
+            if let Some(u) = t.unit.filter(|u| u.as_str() != "None") {
+                m.insert("unit".into(), Value::from(u.as_str()));
+            }
+            props.insert("metric_transformation".into(), Value::Object(m));
+        }
+        Ok(Some(Observed {
+            props,
+            attrs: attrs([("id", Value::from(name))]),
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        _id: &str,
+        _: &Props,
+        r: &Resource<'_>,
+        _: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        // PutMetricFilter with the same name replaces the filter's definition.
+        let (_, name) = put(cx, r).await?;
+        Ok(attrs([("id", Value::from(name))]))
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        let (group, name) = split(id)?;
+        match cx
+            .logs()
+            .delete_metric_filter()
+            .log_group_name(group)
+            .filter_name(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let id = format!(
+            "{}:{}",
+            r.required_str("log_group_name")?,
+            r.required_str("name")?
+        );
+        Ok(self.read(cx, &id).await?.map(|_| id))
+    }
+}

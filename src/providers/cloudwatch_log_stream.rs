@@ -1,0 +1,176 @@
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::cloudwatch_log_group::check_log_group_name;
+use super::{attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
+
+pub struct LogStream;
+
+fn check_stream_name(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s)
+            if !s.is_empty()
+                && s.chars().count() <= 512
+                && !s.contains(':')
+                && !s.contains('*') =>
+        {
+            Ok(())
+        }
+        _ => Err("must be 1 to 512 characters without `:` or `*`".into()),
+    }
+}
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_cloudwatch_log_stream",
+    kind: Kind::Resource,
+    doc: "A log stream in a log group. Its id is `<log group>:<stream>`.",
+    props: &[
+        Prop::new("name", Type::String, "Stream name.")
+            .required()
+            .force_new()
+            .check(check_stream_name),
+        Prop::new("log_group_name", Type::String, "The log group.")
+            .required()
+            .force_new()
+            .check(check_log_group_name),
+    ],
+    attrs: &[
+        Attr {
+            name: "arn",
+            doc: "Stream ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Stream name.",
+        },
+    ],
+    taggable: false,
+    cross_check: None,
+};
+
+fn split(id: &str) -> Result<(&str, &str), AwsError> {
+    id.split_once(':')
+        .ok_or_else(|| AwsError::local(format!("malformed log stream id `{id}`")))
+}
+
+async fn describe(
+    cx: &Ctx,
+    group: &str,
+    stream: &str,
+) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogStream>, AwsError> {
+    let out = match cx
+        .logs()
+        .describe_log_streams()
+        .log_group_name(group)
+        .log_stream_name_prefix(stream)
+        .send()
+        .await
+        .map_err(aws)
+    {
+        Ok(out) => out,
+        Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(out
+        .log_streams
+        .unwrap_or_default()
+        .into_iter()
+        .find(|s| s.log_stream_name.as_deref() == Some(stream)))
+}
+
+fn stream_attrs(
+    cx: &Ctx,
+    stream: &aws_sdk_cloudwatchlogs::types::LogStream,
+    name: &str,
+) -> Map<String, Value> {
+    let arn = stream
+        .arn
+        .clone()
+        .unwrap_or_else(|| format!("arn:aws:logs:{}:log-stream:{name}", cx.region()));
+    attrs([("arn", arn.into()), ("id", name.into())])
+}
+
+#[async_trait]
+impl Provider for LogStream {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
+        match cx
+            .logs()
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceAlreadyExistsException") => return Err(e),
+            _ => {}
+        }
+        let stream = describe(cx, group, name)
+            .await?
+            .ok_or_else(|| AwsError::local("the new log stream cannot be read back"))?;
+        Ok(Created {
+            attrs: stream_attrs(cx, &stream, name),
+            physical_id: format!("{group}:{name}"),
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        let (group, name) = split(id)?;
+        let Some(stream) = describe(cx, group, name).await? else {
+            return Ok(None);
+        };
+        let mut props = Props::new();
+        props.insert("name".into(), Value::from(name));
+        props.insert("log_group_name".into(), Value::from(group));
+        Ok(Some(Observed {
+            attrs: stream_attrs(cx, &stream, name),
+            props,
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        id: &str,
+        _: &Props,
+        _: &Resource<'_>,
+        _: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        Ok(self
+            .read(cx, id)
+            .await?
+            .map(|o| o.attrs)
+            .unwrap_or_default())
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        let (group, name) = split(id)?;
+        match cx
+            .logs()
+            .delete_log_stream()
+            .log_group_name(group)
+            .log_stream_name(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let id = format!(
+            "{}:{}",
+            r.required_str("log_group_name")?,
+            r.required_str("name")?
+        );
+        Ok(self.read(cx, &id).await?.map(|_| id))
+    }
+}

@@ -1,0 +1,521 @@
+use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+use serde_json::{Map, Value};
+
+use super::{
+    attrs, aws, str_list, string_map, tag_changes, user_tags, AwsError, Created, Ctx, Observed,
+    Provider, Resource,
+};
+use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+
+pub struct MetricAlarm;
+
+const STATISTICS: &[&str] = &["SampleCount", "Average", "Sum", "Minimum", "Maximum"];
+const OPERATORS: &[&str] = &[
+    "GreaterThanOrEqualToThreshold",
+    "GreaterThanThreshold",
+    "LessThanThreshold",
+    "LessThanOrEqualToThreshold",
+    "LessThanLowerOrGreaterThanUpperThreshold",
+    "LessThanLowerThreshold",
+    "GreaterThanUpperThreshold",
+];
+const MISSING_DATA: &[&str] = &["breaching", "notBreaching", "ignore", "missing"];
+
+fn one_of(allowed: &'static [&'static str]) -> impl Fn(&Value) -> Result<(), String> {
+    move |v| match v.as_str() {
+        Some(s) if allowed.contains(&s) => Ok(()),
+        _ => Err(format!("must be one of {}", allowed.join(", "))),
+    }
+}
+
+fn check_alarm_name(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s)
+            if !s.is_empty() && s.chars().count() <= 255 && !s.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
+        _ => Err("must be 1 to 255 characters without control characters".into()),
+    }
+}
+
+fn check_period(v: &Value) -> Result<(), String> {
+    match v.as_i64() {
+        Some(10 | 20 | 30) => Ok(()),
+        Some(p) if p >= 60 && p % 60 == 0 => Ok(()),
+        _ => Err("must be 10, 20, 30 or a multiple of 60 seconds".into()),
+    }
+}
+
+fn check_actions(v: &Value) -> Result<(), String> {
+    let actions = str_list(Some(v));
+    if actions.len() > 5 {
+        return Err("may list at most 5 actions".into());
+    }
+    match actions
+        .iter()
+        .find(|a| !a.starts_with("arn:") || a.len() > 1024)
+    {
+        Some(bad) => Err(format!("`{bad}` is not an action ARN")),
+        None => Ok(()),
+    }
+}
+
+/// AWS's rules that span properties (PutMetricAlarm answers ValidationError).
+fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
+    let mut errors = Vec::new();
+    let int = |k: &str| p.get(k).and_then(Value::as_i64);
+    let (period, evaluation, datapoints) = (
+        int("period"),
+        int("evaluation_periods"),
+        int("datapoints_to_alarm"),
+    );
+    if let (Some(m), Some(n)) = (datapoints, evaluation) {
+        if m > n {
+            errors.push((
+                "datapoints_to_alarm",
+                format!("DatapointsToAlarm must be less than or equal to EvaluationPeriods ({m} > {n}): alarm on {m} of the last {n} periods is impossible"),
+            ));
+        }
+    }
+    if let (Some(p), Some(n)) = (period, evaluation) {
+        let limit = if p < 3600 { 86_400 } else { 604_800 };
+        if p * n > limit {
+            errors.push((
+                "evaluation_periods",
+                format!("period × evaluation_periods is {} s; AWS allows at most {limit} s for a {p} s period", p * n),
+            ));
+        }
+    }
+    if let Some(n) = evaluation {
+        if n < 1 {
+            errors.push(("evaluation_periods", "must be at least 1".into()));
+        }
+    }
+    if let Some(m) = datapoints {
+        if m < 1 {
+            errors.push(("datapoints_to_alarm", "must be at least 1".into()));
+        }
+    }
+    match (
+        p.contains_key("statistic"),
+        p.contains_key("extended_statistic"),
+    ) {
+        (true, true) => errors.push((
+            "extended_statistic",
+            "set either `statistic` or `extended_statistic`, not both".into(),
+        )),
+        (false, false) => errors.push((
+            "statistic",
+            "set `statistic` (or `extended_statistic` for a percentile)".into(),
+        )),
+        _ => {}
+    }
+    errors
+}
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_cloudwatch_metric_alarm",
+    kind: Kind::Resource,
+    doc: "A CloudWatch alarm on one metric. Its id is the alarm name.",
+    props: &[
+        Prop::new("alarm_name", Type::String, "Alarm name.")
+            .required()
+            .force_new()
+            .check(check_alarm_name),
+        Prop::new("alarm_description", Type::String, "Description.")
+            .default(Default::Str(""))
+            .check(|v| {
+                if v.as_str().is_some_and(|s| s.chars().count() <= 1024) {
+                    Ok(())
+                } else {
+                    Err("must be at most 1024 characters".into())
+                }
+            }),
+        Prop::new("namespace", Type::String, "Metric namespace.").required(),
+        Prop::new("metric_name", Type::String, "Metric name.").required(),
+        Prop::new(
+            "statistic",
+            Type::String,
+            "SampleCount, Average, Sum, Minimum or Maximum.",
+        )
+        .check(|v| one_of(STATISTICS)(v)),
+        Prop::new(
+            "extended_statistic",
+            Type::String,
+            "A percentile such as p99 (instead of statistic).",
+        ),
+        Prop::new(
+            "period",
+            Type::Int,
+            "Seconds per datapoint: 10, 20, 30 or a multiple of 60.",
+        )
+        .required()
+        .check(check_period),
+        Prop::new(
+            "evaluation_periods",
+            Type::Int,
+            "How many recent periods are evaluated.",
+        )
+        .required(),
+        Prop::new(
+            "datapoints_to_alarm",
+            Type::Int,
+            "How many of them must breach (default: all).",
+        ),
+        Prop::new("threshold", Type::Float, "The value compared against.").required(),
+        Prop::new(
+            "comparison_operator",
+            Type::String,
+            "How the statistic is compared with the threshold.",
+        )
+        .required()
+        .check(|v| one_of(OPERATORS)(v)),
+        Prop::new(
+            "treat_missing_data",
+            Type::String,
+            "breaching, notBreaching, ignore or missing.",
+        )
+        .default(Default::Str("missing"))
+        .check(|v| one_of(MISSING_DATA)(v)),
+        Prop::new("dimensions", Type::StringMap, "Metric dimensions.").default(Default::EmptyMap),
+        Prop::new(
+            "alarm_actions",
+            Type::List(&Type::String),
+            "ARNs notified on ALARM.",
+        )
+        .compare(Compare::Set)
+        .check(check_actions),
+        Prop::new(
+            "ok_actions",
+            Type::List(&Type::String),
+            "ARNs notified on OK.",
+        )
+        .compare(Compare::Set)
+        .check(check_actions),
+        Prop::new(
+            "insufficient_data_actions",
+            Type::List(&Type::String),
+            "ARNs notified on INSUFFICIENT_DATA.",
+        )
+        .compare(Compare::Set)
+        .check(check_actions),
+        Prop::new("actions_enabled", Type::Bool, "Whether actions run.")
+            .default(Default::Bool(true)),
+        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+    ],
+    attrs: &[
+        Attr {
+            name: "arn",
+            doc: "Alarm ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Alarm name.",
+        },
+    ],
+    taggable: true,
+    cross_check: Some(cross_check),
+};
+
+fn alarm_attrs(arn: &str, name: &str) -> Map<String, Value> {
+    attrs([("arn", arn.into()), ("id", name.into())])
+}
+
+/// PutMetricAlarm creates and updates alike: it replaces the whole configuration.
+async fn put(
+    cx: &Ctx,
+    r: &Resource<'_>,
+    tags: Option<Vec<(String, String)>>,
+) -> Result<(), AwsError> {
+    let mut req = cx
+        .cloudwatch()
+        .put_metric_alarm()
+        .alarm_name(r.required_str("alarm_name")?)
+        .namespace(r.required_str("namespace")?)
+        .metric_name(r.required_str("metric_name")?)
+        .period(r.i64("period").unwrap_or(60) as i32)
+        .evaluation_periods(r.i64("evaluation_periods").unwrap_or(1) as i32)
+        .set_datapoints_to_alarm(r.i64("datapoints_to_alarm").map(|n| n as i32))
+        .threshold(
+            r.props
+                .get("threshold")
+                .and_then(Value::as_f64)
+                .unwrap_or_default(),
+        )
+        .comparison_operator(ComparisonOperator::from(
+            r.required_str("comparison_operator")?,
+        ))
+        .treat_missing_data(r.str("treat_missing_data").unwrap_or("missing"))
+        .actions_enabled(r.bool("actions_enabled").unwrap_or(true))
+        .set_alarm_actions(Some(str_list(r.props.get("alarm_actions"))))
+        .set_ok_actions(Some(str_list(r.props.get("ok_actions"))))
+        .set_insufficient_data_actions(Some(str_list(r.props.get("insufficient_data_actions"))))
+        .set_dimensions(Some(
+            string_map(r.props.get("dimensions"))
+                .into_iter()
+                .map(|(k, v)| Dimension::builder().name(k).value(v).build())
+                .collect(),
+        ))
+        .set_statistic(r.str("statistic").map(Statistic::from))
+        .set_extended_statistic(r.str("extended_statistic").map(str::to_string));
+    if let Some(d) = r.str("alarm_description").filter(|d| !d.is_empty()) {
+        req = req.alarm_description(d);
+    }
+    if let Some(tags) = tags {
+        req = req.set_tags(Some(
+            tags.into_iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ));
+    }
+    req.send().await.map_err(aws)?;
+    Ok(())
+}
+
+async fn describe(
+    cx: &Ctx,
+    name: &str,
+) -> Result<Option<aws_sdk_cloudwatch::types::MetricAlarm>, AwsError> {
+    let out = cx
+        .cloudwatch()
+        .describe_alarms()
+        .alarm_names(name)
+        .send()
+        .await
+        .map_err(aws)?;
+    Ok(out
+        .metric_alarms
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a.alarm_name.as_deref() == Some(name)))
+}
+
+#[async_trait]
+impl Provider for MetricAlarm {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        put(cx, r, Some(r.tags_with_ownership(cx))).await?;
+        let name = r.required_str("alarm_name")?;
+        let alarm = describe(cx, name)
+            .await?
+            .ok_or_else(|| AwsError::local("the new alarm cannot be read back"))?;
+        Ok(Created {
+            attrs: alarm_attrs(alarm.alarm_arn.as_deref().unwrap_or_default(), name),
+            physical_id: name.to_string(),
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
+        let Some(a) = describe(cx, name).await? else {
+            return Ok(None);
+        };
+        let arn = a.alarm_arn.clone().unwrap_or_default();
+        let tags = cx
+            .cloudwatch()
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .map_err(aws)?
+            .tags
+            .unwrap_or_default();
+        let mut p = Props::new();
+        let list = |v: Option<Vec<String>>| {
+            Value::Array(v.unwrap_or_default().into_iter().map(Value::from).collect())
+        };
+        p.insert("alarm_name".into(), Value::from(name));
+        p.insert(
+            "alarm_description".into(),
+            Value::from(a.alarm_description.unwrap_or_default()),
+        );
+        p.insert(
+            "namespace".into(),
+            Value::from(a.namespace.unwrap_or_default()),
+        );
+        p.insert(
+            "metric_name".into(),
+            Value::from(a.metric_name.unwrap_or_default()),
+        );
+        if let Some(s) = a.statistic {
+            p.insert("statistic".into(), Value::from(s.as_str()));
+        }
+        if let Some(s) = a.extended_statistic {
+            p.insert("extended_statistic".into(), Value::from(s));
+        }
+        p.insert("period".into(), Value::from(a.period.unwrap_or_default()));
+        p.insert(
+            "evaluation_periods".into(),
+            Value::from(a.evaluation_periods.unwrap_or_default()),
+        );
+        if let Some(m) = a.datapoints_to_alarm {
+            p.insert("datapoints_to_alarm".into(), Value::from(m));
+        }
+        p.insert(
+            "threshold".into(),
+            Value::from(a.threshold.unwrap_or_default()),
+        );
+        if let Some(op) = a.comparison_operator {
+            p.insert("comparison_operator".into(), Value::from(op.as_str()));
+        }
+        p.insert(
+            "treat_missing_data".into(),
+            Value::from(a.treat_missing_data.unwrap_or_else(|| "missing".into())),
+        );
+        p.insert(
+            "dimensions".into(),
+            user_tags(
+                a.dimensions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|d| (d.name.unwrap_or_default(), d.value.unwrap_or_default())),
+            ),
+        );
+        p.insert("alarm_actions".into(), list(a.alarm_actions));
+        p.insert("ok_actions".into(), list(a.ok_actions));
+        p.insert(
+            "insufficient_data_actions".into(),
+            list(a.insufficient_data_actions),
+        );
+        p.insert(
+            "actions_enabled".into(),
+            Value::from(a.actions_enabled.unwrap_or(true)),
+        );
+        p.insert(
+            "tags".into(),
+            user_tags(tags.into_iter().filter_map(|t| Some((t.key?, t.value?)))),
+        );
+        Ok(Some(Observed {
+            props: p,
+            attrs: alarm_attrs(&arn, name),
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        name: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        let arn = describe(cx, name)
+            .await?
+            .and_then(|a| a.alarm_arn)
+            .unwrap_or_default();
+        if changed.iter().any(|c| *c != "tags") {
+            put(cx, r, None).await?;
+        }
+        if changed.contains(&"tags") {
+            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
+            if !remove.is_empty() {
+                cx.cloudwatch()
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(aws)?;
+            }
+            if !set.is_empty() {
+                let tags = set
+                    .into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect();
+                cx.cloudwatch()
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(aws)?;
+            }
+        }
+        Ok(alarm_attrs(&arn, name))
+    }
+
+    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
+        match cx
+            .cloudwatch()
+            .delete_alarms()
+            .alarm_names(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceNotFound") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let name = r.required_str("alarm_name")?;
+        Ok(describe(cx, name).await?.map(|_| name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn props(v: Value) -> Props {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_tutorials_five_of_one_alarm_is_rejected() {
+        let errors = cross_check(&props(
+            json!({"statistic": "Sum", "period": 600, "evaluation_periods": 1, "datapoints_to_alarm": 5}),
+        ));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, "datapoints_to_alarm");
+        assert!(errors[0].1.starts_with(
+            "DatapointsToAlarm must be less than or equal to EvaluationPeriods (5 > 1)"
+        ));
+    }
+
+    #[test]
+    fn period_times_evaluations_is_bounded() {
+        let errors = cross_check(&props(
+            json!({"statistic": "Sum", "period": 600, "evaluation_periods": 145}),
+        ));
+        assert_eq!(errors[0].0, "evaluation_periods");
+        assert!(errors[0].1.contains("at most 86400 s"), "{}", errors[0].1);
+        assert!(cross_check(&props(
+            json!({"statistic": "Sum", "period": 3600, "evaluation_periods": 168})
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn statistic_xor_extended_statistic() {
+        let both = cross_check(&props(
+            json!({"statistic": "Sum", "extended_statistic": "p99", "period": 60, "evaluation_periods": 1}),
+        ));
+        assert!(both[0].1.contains("not both"));
+        let neither = cross_check(&props(json!({"period": 60, "evaluation_periods": 1})));
+        assert_eq!(neither[0].0, "statistic");
+    }
+
+    #[test]
+    fn value_rules() {
+        assert!(check_period(&json!(600)).is_ok());
+        assert!(check_period(&json!(30)).is_ok());
+        assert_eq!(
+            check_period(&json!(90)).unwrap_err(),
+            "must be 10, 20, 30 or a multiple of 60 seconds"
+        );
+        assert!(one_of(OPERATORS)(&json!("GreaterThanThreshold")).is_ok());
+        assert!(one_of(OPERATORS)(&json!("Above"))
+            .unwrap_err()
+            .starts_with("must be one of GreaterThanOrEqualToThreshold"));
+        assert!(one_of(MISSING_DATA)(&json!("notBreaching")).is_ok());
+        assert!(one_of(MISSING_DATA)(&json!("zero")).is_err());
+        assert!(check_actions(&json!(["not-an-arn"])).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Attr, Compare, Kind, Prop, Props, Schema, Type};
+
+/// A saved CloudWatch Logs Insights query.
+pub struct QueryDefinition;
+
+fn check_query(v: &Value) -> Result<(), String> {
+    let q = v.as_str().unwrap_or_default();
+    if q.trim().is_empty() || q.chars().count() > 10_000 {
+        return Err("must be 1 to 10000 characters".into());
+    }
+    // A glob `parse` needs as many `*` as aliases; a mismatch is a compile error.
+    for command in q.split('|').map(str::trim) {
+        let Some(rest) = command.strip_prefix("parse ") else {
+            continue;
+        };
+        let Some(open) = rest.find(['"', '\'']) else {
+            continue;
+        };
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        let Some(len) = rest[open + 1..].find(quote) else {
+            return Err(format!("has an unterminated string in `{command}`"));
+        };
+        let glob = &rest[open + 1..open + 1 + len];
+        let aliases = rest[open + 2 + len..]
+            .trim()
+            .strip_prefix("as ")
+            .map_or(0, |a| a.split(',').count());
+        let stars = glob.matches('*').count();
+        if stars != aliases {
+            return Err(format!(
+                "`{command}` has {stars} `*` but {aliases} names after `as`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_cloudwatch_query_definition",
+    kind: Kind::Resource,
+    doc: "A saved Logs Insights query. Its id is the query definition id.",
+    props: &[
+        Prop::new(
+            "name",
+            Type::String,
+            "Query name (may contain / for folders).",
+        )
+        .required()
+        .check(|v| match v.as_str() {
+            Some(s) if !s.is_empty() && s.chars().count() <= 255 => Ok(()),
+            _ => Err("must be 1 to 255 characters".into()),
+        }),
+        Prop::new(
+            "log_group_names",
+            Type::List(&Type::String),
+            "Log groups the query runs on.",
+        )
+        .compare(Compare::Set),
+        Prop::new("query_string", Type::String, "The query.")
+            .required()
+            .check(check_query),
+    ],
+    attrs: &[
+        Attr {
+            name: "id",
+            doc: "Query definition id.",
+        },
+        Attr {
+            name: "query_definition_id",
+            doc: "Query definition id.",
+        },
+    ],
+    taggable: false,
+    cross_check: None,
+};
+
+async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, AwsError> {
+    let out = cx
+        .logs()
+        .put_query_definition()
+        .name(r.required_str("name")?)
+        .query_string(r.required_str("query_string")?)
+        .set_log_group_names(Some(str_list(r.props.get("log_group_names"))))
+        .set_query_definition_id(id.map(str::to_string))
+        .send()
+        .await
+        .map_err(aws)?;
+    out.query_definition_id
+        .ok_or_else(|| AwsError::local("PutQueryDefinition returned no id"))
+}
+
+fn qd_attrs(id: &str) -> Map<String, Value> {
+    attrs([
+        ("id", Value::from(id)),
+        ("query_definition_id", Value::from(id)),
+    ])
+}
+
+async fn list(
+    cx: &Ctx,
+    prefix: &str,
+) -> Result<Vec<aws_sdk_cloudwatchlogs::types::QueryDefinition>, AwsError> {
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let out = cx
+            .logs()
+            .describe_query_definitions()
+            .query_definition_name_prefix(prefix)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(aws)?;
+        all.extend(out.query_definitions.unwrap_or_default());
+        token = out.next_token;
+        if token.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for QueryDefinition {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let id = put(cx, r, None).await?;
+        Ok(Created {
+            attrs: qd_attrs(&id),
+            physical_id: id,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        // DescribeQueryDefinitions filters by name only: list and pick the id.
+        let found = list(cx, "")
+            .await?
+            .into_iter()
+            .find(|q| q.query_definition_id.as_deref() == Some(id));
+        let Some(q) = found else { return Ok(None) };
+        let mut props = Props::new();
+        props.insert("name".into(), Value::from(q.name.unwrap_or_default()));
+        props.insert(
+            "log_group_names".into(),
+            Value::Array(
+                q.log_group_names
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Value::from)
+                    .collect(),
+            ),
+        );
+        props.insert(
+            "query_string".into(),
+            Value::from(q.query_string.unwrap_or_default()),
+        );
+        Ok(Some(Observed {
+            props,
+            attrs: qd_attrs(id),
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        id: &str,
+        _: &Props,
+        r: &Resource<'_>,
+        _: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        put(cx, r, Some(id)).await?;
+        Ok(qd_attrs(id))
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        match cx
+            .logs()
+            .delete_query_definition()
+            .query_definition_id(id)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let (name, query) = (r.required_str("name")?, r.required_str("query_string")?);
+        Ok(list(cx, name)
+            .await?
+            .into_iter()
+            .find(|q| q.name.as_deref() == Some(name) && q.query_string.as_deref() == Some(query))
+            .and_then(|q| q.query_definition_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_globs_need_one_name_per_star() {
+        assert!(check_query(&Value::from(
+            "fields @message | parse @message \"time for *: * ms\" as endpoint, rt"
+        ))
+        .is_ok());
+        let err = check_query(&Value::from(
+            "parse @message 'for /api/data: * (\\\\d+) ms' as a, b",
+        ))
+        .unwrap_err();
+        assert!(err.contains("has 1 `*` but 2 names"), "{err}");
+        assert!(check_query(&Value::from("")).is_err());
+    }
+}

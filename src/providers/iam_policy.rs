@@ -1,0 +1,235 @@
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::iam_role::is_no_such_entity;
+use super::{
+    attrs, aws, check_name, decode_policy, json_text, AwsError, Created, Ctx, Observed, Provider,
+    Resource,
+};
+use crate::schema::{check_policy_document, Attr, Default, Kind, Prop, Props, Schema, Type};
+
+/// A customer managed policy. Its id is its ARN.
+pub struct IamPolicy;
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_iam_policy",
+    kind: Kind::Resource,
+    doc: "A customer managed IAM policy. Its id is the policy ARN.",
+    props: &[
+        Prop::new("name", Type::String, "Policy name.")
+            .required()
+            .force_new()
+            .check(|v| {
+                check_name(
+                    v,
+                    128,
+                    "+=,.@_-",
+                    "policy names use letters, digits and +=,.@_-",
+                )
+            }),
+        Prop::new(
+            "description",
+            Type::String,
+            "Description (cannot be changed after creation).",
+        )
+        .default(Default::Str(""))
+        .force_new(),
+        Prop::new("policy", Type::Policy, "Policy document.")
+            .required()
+            .check(check_policy_document),
+    ],
+    attrs: &[
+        Attr {
+            name: "arn",
+            doc: "Policy ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Policy ARN.",
+        },
+        Attr {
+            name: "policy_id",
+            doc: "The policy's stable unique id.",
+        },
+    ],
+    taggable: false,
+    cross_check: None,
+};
+
+fn policy_attrs(arn: &str, policy_id: &str) -> Map<String, Value> {
+    attrs([
+        ("arn", arn.into()),
+        ("id", arn.into()),
+        ("policy_id", policy_id.into()),
+    ])
+}
+
+#[async_trait]
+impl Provider for IamPolicy {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let mut req = cx
+            .iam()
+            .create_policy()
+            .policy_name(r.required_str("name")?)
+            .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)));
+        if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
+            req = req.description(d);
+        }
+        let policy = req
+            .send()
+            .await
+            .map_err(aws)?
+            .policy
+            .ok_or_else(|| AwsError::local("CreatePolicy returned no policy"))?;
+        let arn = policy.arn.unwrap_or_default();
+        Ok(Created {
+            attrs: policy_attrs(&arn, policy.policy_id.as_deref().unwrap_or_default()),
+            physical_id: arn,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
+        let policy = match cx
+            .iam()
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Ok(out) => out
+                .policy
+                .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?,
+            Err(e) if is_no_such_entity(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let version = cx
+            .iam()
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(policy.default_version_id.clone().unwrap_or_default())
+            .send()
+            .await
+            .map_err(aws)?
+            .policy_version;
+        let mut props = Props::new();
+        props.insert(
+            "name".into(),
+            Value::from(policy.policy_name.clone().unwrap_or_default()),
+        );
+        props.insert(
+            "description".into(),
+            Value::from(policy.description.clone().unwrap_or_default()),
+        );
+        if let Some(doc) = version.and_then(|v| v.document) {
+            props.insert("policy".into(), decode_policy(&doc));
+        }
+        Ok(Some(Observed {
+            props,
+            attrs: policy_attrs(arn, policy.policy_id.as_deref().unwrap_or_default()),
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        arn: &str,
+        _old: &Props,
+        r: &Resource<'_>,
+        _changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        // A policy keeps at most 5 versions: drop the oldest non-default one first.
+        let versions = cx
+            .iam()
+            .list_policy_versions()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)?
+            .versions
+            .unwrap_or_default();
+        if versions.len() >= 5 {
+            let oldest = versions
+                .iter()
+                .filter(|v| !v.is_default_version)
+                .min_by_key(|v| v.create_date.map(|d| d.secs()).unwrap_or(i64::MAX));
+            if let Some(id) = oldest.and_then(|v| v.version_id.clone()) {
+                cx.iam()
+                    .delete_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .map_err(aws)?;
+            }
+        }
+        cx.iam()
+            .create_policy_version()
+            .policy_arn(arn)
+            .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
+            .set_as_default(true)
+            .send()
+            .await
+            .map_err(aws)?;
+        let policy_id = cx
+            .iam()
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)?
+            .policy
+            .and_then(|p| p.policy_id);
+        Ok(policy_attrs(arn, policy_id.as_deref().unwrap_or_default()))
+    }
+
+    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
+        let versions = match cx
+            .iam()
+            .list_policy_versions()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Ok(out) => out.versions.unwrap_or_default(),
+            Err(e) if is_no_such_entity(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for v in versions.into_iter().filter(|v| !v.is_default_version) {
+            if let Some(id) = v.version_id {
+                cx.iam()
+                    .delete_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .map_err(aws)?;
+            }
+        }
+        match cx
+            .iam()
+            .delete_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !is_no_such_entity(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let arn = format!(
+            "arn:aws:iam::{}:policy/{}",
+            cx.account_id().await?,
+            r.required_str("name")?
+        );
+        Ok(self.read(cx, &arn).await?.map(|_| arn))
+    }
+}

@@ -1,0 +1,124 @@
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::iam_role::is_no_such_entity;
+use super::{attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
+
+/// Attaches a managed policy (customer or AWS managed) to a role.
+pub struct RolePolicyAttachment;
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_iam_role_policy_attachment",
+    kind: Kind::Resource,
+    doc: "Attaches a managed policy to a role. Its id is `<role>/<policy_arn>`.",
+    props: &[
+        Prop::new("role", Type::String, "Role name.").required().force_new(),
+        Prop::new("policy_arn", Type::String, "ARN of the managed policy, e.g. arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole.")
+            .required()
+            .force_new()
+            .check(|v| match v.as_str() {
+                Some(s) if s.starts_with("arn:") && s.contains(":policy/") => Ok(()),
+                _ => Err("must be a policy ARN such as arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".into()),
+            }),
+    ],
+    attrs: &[Attr { name: "id", doc: "`<role>/<policy_arn>`." }],
+    taggable: false,
+    cross_check: None,
+};
+
+fn split(id: &str) -> Result<(&str, &str), AwsError> {
+    id.split_once('/')
+        .ok_or_else(|| AwsError::local(format!("malformed attachment id `{id}`")))
+}
+
+#[async_trait]
+impl Provider for RolePolicyAttachment {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let (role, arn) = (r.required_str("role")?, r.required_str("policy_arn")?);
+        cx.iam()
+            .attach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)?;
+        let id = format!("{role}/{arn}");
+        Ok(Created {
+            attrs: attrs([("id", Value::from(id.clone()))]),
+            physical_id: id,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        let (role, arn) = split(id)?;
+        let mut pages = cx
+            .iam()
+            .list_attached_role_policies()
+            .role_name(role)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page.map_err(aws) {
+                Ok(p) => p,
+                Err(e) if is_no_such_entity(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if page
+                .attached_policies
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p.policy_arn.as_deref() == Some(arn))
+            {
+                let mut props = Props::new();
+                props.insert("role".into(), Value::from(role));
+                props.insert("policy_arn".into(), Value::from(arn));
+                return Ok(Some(Observed {
+                    props,
+                    attrs: attrs([("id", Value::from(id))]),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn update(
+        &self,
+        _: &Ctx,
+        id: &str,
+        _: &Props,
+        _: &Resource<'_>,
+        _: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        Ok(attrs([("id", Value::from(id))]))
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        let (role, arn) = split(id)?;
+        match cx
+            .iam()
+            .detach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !is_no_such_entity(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let id = format!(
+            "{}/{}",
+            r.required_str("role")?,
+            r.required_str("policy_arn")?
+        );
+        Ok(self.read(cx, &id).await?.map(|_| id))
+    }
+}

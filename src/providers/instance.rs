@@ -1,0 +1,326 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType, ResourceType};
+use serde_json::{Map, Value};
+
+use super::security_group::{retag, tag_spec};
+use super::{
+    attrs, aws, str_list, user_tags, wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
+};
+use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+
+pub struct Instance;
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_instance",
+    kind: Kind::Resource,
+    doc: "An EC2 instance. Its id is the instance id. Changing the AMI or the instance type replaces it.",
+    props: &[
+        Prop::new("ami", Type::String, "Image id.").required().force_new().check(|v| match v.as_str() {
+            Some(s) if s.starts_with("ami-") && s.len() > 4 => Ok(()),
+            _ => Err("must be an image id such as ami-0123456789abcdef0".into()),
+        }),
+        Prop::new("instance_type", Type::String, "Instance type, e.g. t3.micro.").required().force_new().check(|v| {
+            match v.as_str() {
+                Some(s) if s.contains('.') => Ok(()),
+                _ => Err("must be an instance type such as t3.micro".into()),
+            }
+        }),
+        Prop::new("vpc_security_group_ids", Type::List(&Type::String), "Security groups.").compare(Compare::Set),
+        Prop::new("subnet_id", Type::String, "Subnet (default: one of the default VPC).").force_new(),
+        Prop::new("key_name", Type::String, "EC2 key pair for SSH.").force_new(),
+        Prop::new("tags", Type::StringMap, "Tags; `Name` is what the console shows.").default(Default::EmptyMap),
+    ],
+    attrs: &[
+        Attr { name: "id", doc: "Instance id." },
+        Attr { name: "arn", doc: "Instance ARN." },
+        Attr { name: "public_ip", doc: "Public IPv4 address, if any." },
+        Attr { name: "private_ip", doc: "Private IPv4 address." },
+        Attr { name: "instance_state", doc: "State when last read (running, stopped, ...)." },
+    ],
+    taggable: true,
+    cross_check: None,
+};
+
+async fn describe(
+    cx: &Ctx,
+    id: &str,
+) -> Result<Option<(aws_sdk_ec2::types::Instance, String)>, AwsError> {
+    let out = match cx
+        .ec2()
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .map_err(aws)
+    {
+        Ok(out) => out,
+        Err(e) if e.is("InvalidInstanceID.NotFound") || e.is("InvalidInstanceID.Malformed") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    for reservation in out.reservations.unwrap_or_default() {
+        let owner = reservation.owner_id.unwrap_or_default();
+        if let Some(i) = reservation.instances.unwrap_or_default().into_iter().next() {
+            return Ok(Some((i, owner)));
+        }
+    }
+    Ok(None)
+}
+
+fn state_of(i: &aws_sdk_ec2::types::Instance) -> Option<InstanceStateName> {
+    i.state.as_ref().and_then(|s| s.name.clone())
+}
+
+fn gone(i: &aws_sdk_ec2::types::Instance) -> bool {
+    matches!(
+        state_of(i),
+        Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+    )
+}
+
+fn instance_attrs(cx: &Ctx, i: &aws_sdk_ec2::types::Instance, owner: &str) -> Map<String, Value> {
+    let id = i.instance_id.clone().unwrap_or_default();
+    let arn = format!("arn:aws:ec2:{}:{owner}:instance/{id}", cx.region());
+    attrs([
+        ("id", id.into()),
+        ("arn", arn.into()),
+        (
+            "public_ip",
+            i.public_ip_address.clone().unwrap_or_default().into(),
+        ),
+        (
+            "private_ip",
+            i.private_ip_address.clone().unwrap_or_default().into(),
+        ),
+        (
+            "instance_state",
+            state_of(i)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
+                .into(),
+        ),
+    ])
+}
+
+async fn wait_state(
+    cx: &Ctx,
+    id: &str,
+    want: InstanceStateName,
+    budget: Duration,
+) -> Result<Map<String, Value>, AwsError> {
+    wait_for(
+        &format!("instance {id} to be {}", want.as_str()),
+        budget,
+        || async {
+            let Some((i, owner)) = describe(cx, id).await? else {
+                return if want == InstanceStateName::Terminated {
+                    Ok(Some(Map::new()))
+                } else {
+                    Ok(None)
+                };
+            };
+            let state = state_of(&i);
+            if state.as_ref() == Some(&want) {
+                return Ok(Some(instance_attrs(cx, &i, &owner)));
+            }
+            if want == InstanceStateName::Running && gone(&i) {
+                let reason = i.state_reason.and_then(|r| r.message).unwrap_or_default();
+                return Err(AwsError::local(format!(
+                    "instance {id} terminated while starting: {reason}"
+                )));
+            }
+            Ok(None)
+        },
+    )
+    .await
+}
+
+#[async_trait]
+impl Provider for Instance {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let groups = str_list(r.props.get("vpc_security_group_ids"));
+        let out = cx
+            .ec2()
+            .run_instances()
+            .image_id(r.required_str("ami")?)
+            .instance_type(InstanceType::from(r.required_str("instance_type")?))
+            .min_count(1)
+            .max_count(1)
+            .set_security_group_ids((!groups.is_empty()).then_some(groups))
+            .set_subnet_id(r.str("subnet_id").map(str::to_string))
+            .set_key_name(r.str("key_name").map(str::to_string))
+            .tag_specifications(tag_spec(ResourceType::Instance, r.tags_with_ownership(cx)))
+            .tag_specifications(tag_spec(ResourceType::Volume, r.tags_with_ownership(cx)))
+            .send()
+            .await
+            .map_err(aws)?;
+        let id = out
+            .instances
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|i| i.instance_id)
+            .ok_or_else(|| AwsError::local("RunInstances returned no instance"))?;
+        let attrs = wait_state(
+            cx,
+            &id,
+            InstanceStateName::Running,
+            Duration::from_secs(600),
+        )
+        .await?;
+        Ok(Created {
+            attrs,
+            physical_id: id,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        let Some((i, owner)) = describe(cx, id).await? else {
+            return Ok(None);
+        };
+        if gone(&i) {
+            return Ok(None);
+        }
+        let mut p = Props::new();
+        p.insert(
+            "ami".into(),
+            Value::from(i.image_id.clone().unwrap_or_default()),
+        );
+        p.insert(
+            "instance_type".into(),
+            Value::from(
+                i.instance_type
+                    .as_ref()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
+        );
+        p.insert(
+            "vpc_security_group_ids".into(),
+            Value::Array(
+                i.security_groups
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|g| g.group_id)
+                    .map(Value::from)
+                    .collect(),
+            ),
+        );
+        p.insert(
+            "subnet_id".into(),
+            Value::from(i.subnet_id.clone().unwrap_or_default()),
+        );
+        if let Some(k) = &i.key_name {
+            p.insert("key_name".into(), Value::from(k.clone()));
+        }
+        p.insert(
+            "tags".into(),
+            user_tags(
+                i.tags
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value?))),
+            ),
+        );
+        Ok(Some(Observed {
+            attrs: instance_attrs(cx, &i, &owner),
+            props: p,
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        id: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        if changed.contains(&"vpc_security_group_ids") {
+            cx.ec2()
+                .modify_instance_attribute()
+                .instance_id(id)
+                .set_groups(Some(str_list(r.props.get("vpc_security_group_ids"))))
+                .send()
+                .await
+                .map_err(aws)?;
+        }
+        if changed.contains(&"tags") {
+            retag(cx, id, old.get("tags"), r.props.get("tags")).await?;
+        }
+        let (i, owner) = describe(cx, id)
+            .await?
+            .ok_or_else(|| AwsError::local(format!("instance {id} is gone")))?;
+        Ok(instance_attrs(cx, &i, &owner))
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        match cx
+            .ec2()
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if e.is("InvalidInstanceID.NotFound") => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        // Its security group can only be deleted once the instance is gone.
+        wait_state(
+            cx,
+            id,
+            InstanceStateName::Terminated,
+            Duration::from_secs(600),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let out = cx
+            .ec2()
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", super::TAG_STACK))
+                    .values(&cx.stack)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", super::TAG_ID))
+                    .values(r.logical_id)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped"]
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok(out
+            .reservations
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+            .find_map(|i| i.instance_id))
+    }
+}

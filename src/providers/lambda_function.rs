@@ -1,0 +1,528 @@
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
+};
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    attrs, aws, retry_eventual, str_list, string_map, tag_changes, user_tags, wait_for, AwsError,
+    Created, Ctx, Observed, Provider, Resource,
+};
+use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+
+pub struct LambdaFunction;
+
+/// Variables the Lambda platform sets itself; AWS rejects them.
+const RESERVED_ENV: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+fn check_function_name(v: &Value) -> Result<(), String> {
+    super::check_name(
+        v,
+        64,
+        "-_",
+        "function names use letters, digits, `-` and `_`",
+    )
+}
+
+fn check_role(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or_default();
+    let mut parts = s.splitn(6, ':');
+    let ok = parts.next() == Some("arn")
+        && parts.next().is_some_and(|p| p.starts_with("aws"))
+        && parts.next() == Some("iam")
+        && parts.next() == Some("")
+        && parts
+            .next()
+            .is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .next()
+            .is_some_and(|r| r.starts_with("role/") && r.len() > 5);
+    if ok {
+        Ok(())
+    } else {
+        Err("must be a role ARN: arn:aws:iam::<account>:role/<name>".into())
+    }
+}
+
+fn check_runtime(v: &Value) -> Result<(), String> {
+    let r = v.as_str().unwrap_or_default();
+    let known = ["provided.al2023", "provided.al2", "provided"].contains(&r)
+        || ["python3.", "nodejs", "java", "dotnet", "ruby3."]
+            .iter()
+            .any(|p| r.starts_with(p));
+    if known {
+        Ok(())
+    } else {
+        Err("must be a Lambda runtime such as provided.al2023 or python3.12".into())
+    }
+}
+
+fn check_architectures(v: &Value) -> Result<(), String> {
+    match str_list(Some(v)).as_slice() {
+        [a] if a == "x86_64" || a == "arm64" => Ok(()),
+        _ => Err("must be [x86_64] or [arm64]".into()),
+    }
+}
+
+fn check_environment(v: &Value) -> Result<(), String> {
+    let vars = string_map(v.get("variables"));
+    let mut size = 0;
+    for (k, val) in &vars {
+        let mut chars = k.chars();
+        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && k.len() >= 2
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(format!("variable `{k}` must match [a-zA-Z][a-zA-Z0-9_]+"));
+        }
+        if RESERVED_ENV.contains(&k.as_str()) {
+            return Err(format!("variable `{k}` is reserved by the Lambda platform"));
+        }
+        size += k.len() + val.len();
+    }
+    if size > 4096 {
+        return Err(format!("variables total {size} bytes; Lambda allows 4 KB"));
+    }
+    Ok(())
+}
+
+static ENVIRONMENT: &[Prop] = &[Prop::new(
+    "variables",
+    Type::StringMap,
+    "Environment variables.",
+)];
+
+fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
+    match (p.contains_key("filename"), p.contains_key("source")) {
+        (true, true) => vec![(
+            "source",
+            "set either `source` (a crate stackctl builds) or `filename` (a zip), not both".into(),
+        )],
+        (false, false) => vec![(
+            "filename",
+            "set `source: <crate dir>` or `filename: <zip>` for the function's code".into(),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_lambda_function",
+    kind: Kind::Resource,
+    doc: "A Lambda function. Its id is the function name.",
+    props: &[
+        Prop::new("function_name", Type::String, "Function name.")
+            .required()
+            .force_new()
+            .check(check_function_name),
+        Prop::new("role", Type::String, "ARN of the execution role.")
+            .required()
+            .check(check_role),
+        Prop::new(
+            "handler",
+            Type::String,
+            "Handler (custom runtimes: the executable, `bootstrap`).",
+        )
+        .default(Default::Str("bootstrap")),
+        Prop::new("runtime", Type::String, "Runtime, e.g. provided.al2023.")
+            .required()
+            .check(check_runtime),
+        Prop::new(
+            "architectures",
+            Type::List(&Type::String),
+            "[x86_64] or [arm64].",
+        )
+        .compare(Compare::Set)
+        .check(check_architectures),
+        Prop::new("timeout", Type::Int, "Seconds, 1-900.")
+            .default(Default::Int(3))
+            .check(|v| super::check_range(v, 1, 900)),
+        Prop::new("memory_size", Type::Int, "MB, 128-10240.")
+            .default(Default::Int(128))
+            .check(|v| super::check_range(v, 128, 10_240)),
+        Prop::new(
+            "environment",
+            Type::Object(ENVIRONMENT),
+            "Environment: {variables: {...}}.",
+        )
+        .check(check_environment),
+        Prop::new("description", Type::String, "Description.").default(Default::Str("")),
+        Prop::new(
+            "filename",
+            Type::String,
+            "Path of a zip with the code, relative to the stack file.",
+        ),
+        Prop::new(
+            "source",
+            Type::String,
+            "Path of a Rust crate stackctl builds into the code, relative to the stack file.",
+        ),
+        Prop::new(
+            "source_code_hash",
+            Type::String,
+            "Base64 SHA-256 of the zip (computed; AWS's CodeSha256).",
+        ),
+        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+    ],
+    attrs: &[
+        Attr {
+            name: "arn",
+            doc: "Function ARN.",
+        },
+        Attr {
+            name: "id",
+            doc: "Function name.",
+        },
+        Attr {
+            name: "invoke_arn",
+            doc: "ARN for API Gateway integrations.",
+        },
+        Attr {
+            name: "version",
+            doc: "Latest version ($LATEST).",
+        },
+    ],
+    taggable: true,
+    cross_check: Some(cross_check),
+};
+
+/// base64(SHA-256(zip)), the way Lambda reports CodeSha256.
+pub fn code_sha256(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+fn zip_path(cx: &Ctx, r: &Resource<'_>) -> Result<std::path::PathBuf, AwsError> {
+    let f = r
+        .str("filename")
+        .ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
+    Ok(cx.stack_dir.join(f))
+}
+
+fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
+    let path = zip_path(cx, r)?;
+    std::fs::read(&path)
+        .map_err(|e| AwsError::local(format!("cannot read {}: {e}", path.display())))
+}
+
+fn function_attrs(arn: &str, name: &str, region: &str) -> Map<String, Value> {
+    let invoke =
+        format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations");
+    attrs([
+        ("arn", arn.into()),
+        ("id", name.into()),
+        ("invoke_arn", invoke.into()),
+        ("version", "$LATEST".into()),
+    ])
+}
+
+fn environment(r: &Resource<'_>) -> Option<Environment> {
+    let vars = r.props.get("environment")?.get("variables")?;
+    Some(
+        Environment::builder()
+            .set_variables(Some(string_map(Some(vars)).into_iter().collect()))
+            .build(),
+    )
+}
+
+fn architectures(r: &Resource<'_>) -> Option<Vec<Architecture>> {
+    let list = str_list(r.props.get("architectures"));
+    (!list.is_empty()).then(|| {
+        list.iter()
+            .map(|a| Architecture::from(a.as_str()))
+            .collect()
+    })
+}
+
+/// Lambda refuses calls on a function that is Pending or mid-update: wait for
+/// State Active and LastUpdateStatus Successful.
+async fn wait_ready(cx: &Ctx, name: &str) -> Result<(), AwsError> {
+    wait_for(
+        &format!("function {name} to become Active"),
+        Duration::from_secs(300),
+        || async {
+            let c = cx
+                .lambda()
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await
+                .map_err(aws)?;
+            match (c.state, c.last_update_status) {
+                (Some(State::Failed), _) | (_, Some(LastUpdateStatus::Failed)) => {
+                    Err(AwsError::local(format!(
+                        "function {name} failed: {}",
+                        c.state_reason
+                            .or(c.last_update_status_reason)
+                            .unwrap_or_default()
+                    )))
+                }
+                (Some(State::Active) | None, Some(LastUpdateStatus::Successful) | None) => {
+                    Ok(Some(()))
+                }
+                _ => Ok(None),
+            }
+        },
+    )
+    .await
+}
+
+/// Right after a role is created Lambda may not be able to assume it yet.
+fn role_not_ready(e: &AwsError) -> bool {
+    e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
+}
+
+fn conflict(e: &AwsError) -> bool {
+    e.is("ResourceConflictException")
+}
+
+#[async_trait]
+impl Provider for LambdaFunction {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    fn derive(&self, props: &mut Props, stack_dir: &Path) -> Result<(), (&'static str, String)> {
+        if let Some(f) = props.get("filename").and_then(Value::as_str) {
+            let path = stack_dir.join(f);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| ("filename", format!("cannot read {}: {e}", path.display())))?;
+            props.insert("source_code_hash".into(), Value::from(code_sha256(&bytes)));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let name = r.required_str("function_name")?;
+        let zip = read_zip(cx, r)?;
+        let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
+            cx.lambda()
+                .create_function()
+                .function_name(name)
+                .role(r.required_str("role")?)
+                .handler(r.str("handler").unwrap_or("bootstrap"))
+                .runtime(Runtime::from(r.required_str("runtime")?))
+                .code(
+                    FunctionCode::builder()
+                        .zip_file(Blob::new(zip.clone()))
+                        .build(),
+                )
+                .set_architectures(architectures(r))
+                .timeout(r.i64("timeout").unwrap_or(3) as i32)
+                .memory_size(r.i64("memory_size").unwrap_or(128) as i32)
+                .set_environment(environment(r))
+                .description(r.str("description").unwrap_or_default())
+                .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect()))
+                .send()
+                .await
+                .map_err(aws)
+        })
+        .await?;
+        wait_ready(cx, name).await?;
+        let arn = out.function_arn.unwrap_or_default();
+        Ok(Created {
+            attrs: function_attrs(&arn, name, &cx.region()),
+            physical_id: name.to_string(),
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
+        let out = match cx
+            .lambda()
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Ok(out) => out,
+            Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let c = out
+            .configuration
+            .ok_or_else(|| AwsError::local("GetFunction returned no configuration"))?;
+        let mut p = Props::new();
+        p.insert("function_name".into(), Value::from(name));
+        p.insert("role".into(), Value::from(c.role.unwrap_or_default()));
+        p.insert("handler".into(), Value::from(c.handler.unwrap_or_default()));
+        p.insert(
+            "runtime".into(),
+            Value::from(
+                c.runtime
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
+        );
+        p.insert(
+            "architectures".into(),
+            Value::Array(
+                c.architectures
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| Value::from(a.as_str()))
+                    .collect(),
+            ),
+        );
+        p.insert("timeout".into(), Value::from(c.timeout.unwrap_or(3)));
+        p.insert(
+            "memory_size".into(),
+            Value::from(c.memory_size.unwrap_or(128)),
+        );
+        let vars = c.environment.and_then(|e| e.variables).unwrap_or_default();
+        p.insert(
+            "environment".into(),
+            serde_json::json!({"variables": user_tags(vars)}),
+        );
+        p.insert(
+            "description".into(),
+            Value::from(c.description.unwrap_or_default()),
+        );
+        if let Some(sha) = c.code_sha256 {
+            p.insert("source_code_hash".into(), Value::from(sha));
+        }
+        p.insert("tags".into(), user_tags(out.tags.unwrap_or_default()));
+        let arn = c.function_arn.unwrap_or_default();
+        Ok(Some(Observed {
+            props: p,
+            attrs: function_attrs(&arn, name, &cx.region()),
+        }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        name: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        const CONFIG: &[&str] = &[
+            "role",
+            "handler",
+            "runtime",
+            "timeout",
+            "memory_size",
+            "environment",
+            "description",
+        ];
+        if changed.iter().any(|c| CONFIG.contains(c)) {
+            wait_ready(cx, name).await?;
+            retry_eventual(
+                Duration::from_secs(180),
+                |e| role_not_ready(e) || conflict(e),
+                || async {
+                    cx.lambda()
+                        .update_function_configuration()
+                        .function_name(name)
+                        .role(r.required_str("role")?)
+                        .handler(r.str("handler").unwrap_or("bootstrap"))
+                        .runtime(Runtime::from(r.required_str("runtime")?))
+                        .timeout(r.i64("timeout").unwrap_or(3) as i32)
+                        .memory_size(r.i64("memory_size").unwrap_or(128) as i32)
+                        .environment(
+                            environment(r).unwrap_or_else(|| Environment::builder().build()),
+                        )
+                        .description(r.str("description").unwrap_or_default())
+                        .send()
+                        .await
+                        .map_err(aws)
+                },
+            )
+            .await?;
+        }
+        if changed
+            .iter()
+            .any(|c| ["source_code_hash", "architectures", "filename", "source"].contains(c))
+        {
+            let zip = read_zip(cx, r)?;
+            wait_ready(cx, name).await?;
+            retry_eventual(Duration::from_secs(60), conflict, || async {
+                cx.lambda()
+                    .update_function_code()
+                    .function_name(name)
+                    .zip_file(Blob::new(zip.clone()))
+                    .set_architectures(architectures(r))
+                    .send()
+                    .await
+                    .map_err(aws)
+            })
+            .await?;
+        }
+        wait_ready(cx, name).await?;
+        let arn = cx
+            .lambda()
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(aws)?
+            .function_arn
+            .unwrap_or_default();
+        if changed.contains(&"tags") {
+            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
+            if !remove.is_empty() {
+                cx.lambda()
+                    .untag_resource()
+                    .resource(&arn)
+                    .set_tag_keys(Some(remove))
+                    .send()
+                    .await
+                    .map_err(aws)?;
+            }
+            if !set.is_empty() {
+                cx.lambda()
+                    .tag_resource()
+                    .resource(&arn)
+                    .set_tags(Some(set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(aws)?;
+            }
+        }
+        Ok(function_attrs(&arn, name, &cx.region()))
+    }
+
+    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
+        match cx
+            .lambda()
+            .delete_function()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let name = r.required_str("function_name")?;
+        Ok(self.read(cx, name).await?.map(|_| name.to_string()))
+    }
+}

@@ -1,0 +1,181 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::{
+    attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed, Provider,
+    Resource,
+};
+use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+
+/// A statement in a function's resource policy: who may invoke it.
+pub struct LambdaPermission;
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_lambda_permission",
+    kind: Kind::Resource,
+    doc: "Lets a principal (a service such as lambda.alarms.cloudwatch.amazonaws.com) invoke a function. Its id is `<function>/<statement_id>`.",
+    props: &[
+        Prop::new("statement_id", Type::String, "Statement id, unique in the function's policy.")
+            .required()
+            .force_new()
+            .check(|v| super::check_name(v, 100, "-_.", "statement ids use letters, digits and -_.")),
+        Prop::new("action", Type::String, "The action allowed.").default(Default::Str("lambda:InvokeFunction")).force_new(),
+        Prop::new("function_name", Type::String, "Function name or ARN.").required().force_new(),
+        Prop::new("principal", Type::String, "Who is allowed: a service principal or an account.").required().force_new(),
+        Prop::new("source_arn", Type::String, "Only this resource (an alarm's ARN) may invoke.").force_new(),
+        Prop::new("source_account", Type::String, "Only resources of this account may invoke.").force_new(),
+    ],
+    attrs: &[Attr { name: "id", doc: "`<function>/<statement_id>`." }],
+    taggable: false,
+    cross_check: None,
+};
+
+fn split(id: &str) -> Result<(&str, &str), AwsError> {
+    id.rsplit_once('/')
+        .ok_or_else(|| AwsError::local(format!("malformed permission id `{id}`")))
+}
+
+fn condition<'a>(st: &'a Value, op: &str, key: &str) -> Option<&'a Value> {
+    let cond = st.get("Condition")?.get(op)?;
+    cond.get(key).or_else(|| {
+        cond.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+#[async_trait]
+impl Provider for LambdaPermission {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let (function, sid) = (
+            r.required_str("function_name")?,
+            r.required_str("statement_id")?,
+        );
+        // The function may still be finishing an update: that is a conflict, not a refusal.
+        retry_eventual(
+            Duration::from_secs(60),
+            |e| e.is("ResourceConflictException") && !e.message.contains("already exists"),
+            || async {
+                cx.lambda()
+                    .add_permission()
+                    .function_name(function)
+                    .statement_id(sid)
+                    .action(r.str("action").unwrap_or("lambda:InvokeFunction"))
+                    .principal(r.required_str("principal")?)
+                    .set_source_arn(r.str("source_arn").map(str::to_string))
+                    .set_source_account(r.str("source_account").map(str::to_string))
+                    .send()
+                    .await
+                    .map_err(aws)
+            },
+        )
+        .await?;
+        let id = format!("{function}/{sid}");
+        Ok(Created {
+            attrs: attrs([("id", Value::from(id.clone()))]),
+            physical_id: id,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        let (function, sid) = split(id)?;
+        let policy = match cx
+            .lambda()
+            .get_policy()
+            .function_name(function)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Ok(out) => parse_json_text(&out.policy.unwrap_or_default()),
+            Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let statements = match policy.get("Statement") {
+            Some(Value::Array(s)) => s.clone(),
+            Some(s @ Value::Object(_)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        let Some(st) = statements
+            .into_iter()
+            .find(|s| s.get("Sid").and_then(Value::as_str) == Some(sid))
+        else {
+            return Ok(None);
+        };
+        let principal = match st.get("Principal") {
+            Some(Value::String(p)) => p.clone(),
+            Some(p) => p
+                .get("Service")
+                .or_else(|| p.get("AWS"))
+                .and_then(Value::as_str)
+                .map(|s| {
+                    s.trim_start_matches("arn:aws:iam::")
+                        .trim_end_matches(":root")
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let mut props = Props::new();
+        props.insert("statement_id".into(), Value::from(sid));
+        props.insert(
+            "action".into(),
+            st.get("Action").cloned().unwrap_or(Value::Null),
+        );
+        props.insert("function_name".into(), Value::from(function));
+        props.insert("principal".into(), Value::from(principal));
+        if let Some(arn) = condition(&st, "ArnLike", "AWS:SourceArn") {
+            props.insert("source_arn".into(), arn.clone());
+        }
+        if let Some(account) = condition(&st, "StringEquals", "AWS:SourceAccount") {
+            props.insert("source_account".into(), account.clone());
+        }
+        Ok(Some(Observed {
+            props,
+            attrs: attrs([("id", Value::from(id))]),
+        }))
+    }
+
+    async fn update(
+        &self,
+        _: &Ctx,
+        id: &str,
+        _: &Props,
+        _: &Resource<'_>,
+        _: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        Ok(attrs([("id", Value::from(id))])) // every property forces a replacement
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        let (function, sid) = split(id)?;
+        match cx
+            .lambda()
+            .remove_permission()
+            .function_name(function)
+            .statement_id(sid)
+            .send()
+            .await
+            .map_err(aws)
+        {
+            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let id = format!(
+            "{}/{}",
+            r.required_str("function_name")?,
+            r.required_str("statement_id")?
+        );
+        Ok(self.read(cx, &id).await?.map(|_| id))
+    }
+}

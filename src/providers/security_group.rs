@@ -1,0 +1,445 @@
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+use serde_json::{json, Map, Value};
+
+use super::{
+    attrs, aws, retry_eventual, str_list, tag_changes, user_tags, AwsError, Created, Ctx, Observed,
+    Provider, Resource,
+};
+use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+
+pub struct SecurityGroup;
+
+fn check_cidrs(v: &Value) -> Result<(), String> {
+    for c in str_list(Some(v)) {
+        let (ip, bits) = c
+            .split_once('/')
+            .ok_or_else(|| format!("`{c}` is not a CIDR block such as 203.0.113.0/24"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| format!("`{c}` has a bad prefix length"))?;
+        let v4 = ip.parse::<std::net::Ipv4Addr>().is_ok() && bits <= 32;
+        let v6 = ip.parse::<std::net::Ipv6Addr>().is_ok() && bits <= 128;
+        if !v4 && !v6 {
+            return Err(format!("`{c}` is not a CIDR block such as 203.0.113.0/24"));
+        }
+    }
+    Ok(())
+}
+
+static RULE: &[Prop] = &[
+    Prop::new("from_port", Type::Int, "First port (0 with protocol -1).").required(),
+    Prop::new("to_port", Type::Int, "Last port (0 with protocol -1).").required(),
+    Prop::new("protocol", Type::String, "tcp, udp, icmp or -1 (all).")
+        .required()
+        .check(|v| match v.as_str() {
+            Some("tcp" | "udp" | "icmp" | "icmpv6" | "-1") => Ok(()),
+            _ => Err("must be tcp, udp, icmp, icmpv6 or -1".into()),
+        }),
+    Prop::new(
+        "cidr_blocks",
+        Type::List(&Type::String),
+        "IPv4 CIDR blocks.",
+    )
+    .required()
+    .check(check_cidrs),
+    Prop::new("description", Type::String, "Rule description."),
+];
+
+static RULES: Type = Type::List(&Type::Object(RULE));
+
+static SCHEMA: Schema = Schema {
+    type_name: "aws_security_group",
+    kind: Kind::Resource,
+    doc: "An EC2 security group. Its id is the group id. Without `egress`, AWS's default allow-all egress rule stays.",
+    props: &[
+        Prop::new("name", Type::String, "Group name.").required().force_new().check(|v| match v.as_str() {
+            Some(s) if !s.is_empty() && s.len() <= 255 && !s.starts_with("sg-") => Ok(()),
+            _ => Err("must be 1 to 255 characters and not start with sg-".into()),
+        }),
+        Prop::new("description", Type::String, "Description.").default(Default::Str("Managed by stackctl")).force_new(),
+        Prop::new("vpc_id", Type::String, "VPC (default: the default VPC).").force_new(),
+        Prop::new("ingress", RULES, "Inbound rules.").compare(Compare::Set),
+        Prop::new("egress", RULES, "Outbound rules.").compare(Compare::Set),
+        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+    ],
+    attrs: &[
+        Attr { name: "id", doc: "Group id (sg-...)." },
+        Attr { name: "arn", doc: "Group ARN." },
+        Attr { name: "owner_id", doc: "Owning account." },
+    ],
+    taggable: true,
+    cross_check: None,
+};
+
+pub fn ec2_tags(tags: Vec<(String, String)>) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub fn tag_spec(kind: ResourceType, tags: Vec<(String, String)>) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(ec2_tags(tags)))
+        .build()
+}
+
+pub async fn retag(
+    cx: &Ctx,
+    id: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Result<(), AwsError> {
+    let (set, remove) = tag_changes(old, new);
+    if !remove.is_empty() {
+        let keys = remove
+            .into_iter()
+            .map(|k| Tag::builder().key(k).build())
+            .collect();
+        cx.ec2()
+            .delete_tags()
+            .resources(id)
+            .set_tags(Some(keys))
+            .send()
+            .await
+            .map_err(aws)?;
+    }
+    if !set.is_empty() {
+        cx.ec2()
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(ec2_tags(set)))
+            .send()
+            .await
+            .map_err(aws)?;
+    }
+    Ok(())
+}
+
+/// One rule per CIDR block: the unit AWS authorizes and revokes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    protocol: String,
+    from: i64,
+    to: i64,
+    cidr: String,
+    description: Option<String>,
+}
+
+fn rules_of(v: Option<&Value>) -> BTreeSet<Rule> {
+    let mut out = BTreeSet::new();
+    for r in v.and_then(Value::as_array).into_iter().flatten() {
+        for cidr in str_list(r.get("cidr_blocks")) {
+            out.insert(Rule {
+                protocol: r
+                    .get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-1")
+                    .to_string(),
+                from: r.get("from_port").and_then(Value::as_i64).unwrap_or(0),
+                to: r.get("to_port").and_then(Value::as_i64).unwrap_or(0),
+                cidr,
+                description: r
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            });
+        }
+    }
+    out
+}
+
+fn permissions(rules: &BTreeSet<Rule>) -> Vec<IpPermission> {
+    rules
+        .iter()
+        .map(|r| {
+            let all = r.protocol == "-1";
+            IpPermission::builder()
+                .ip_protocol(&r.protocol)
+                .set_from_port((!all).then_some(r.from as i32))
+                .set_to_port((!all).then_some(r.to as i32))
+                .ip_ranges(
+                    IpRange::builder()
+                        .cidr_ip(&r.cidr)
+                        .set_description(r.description.clone())
+                        .build(),
+                )
+                .build()
+        })
+        .collect()
+}
+
+/// AWS's rules in the shape of the schema, CIDRs grouped per port range.
+fn rules_value(perms: Vec<IpPermission>) -> Value {
+    let mut rules = Vec::new();
+    for p in perms {
+        let protocol = p.ip_protocol.unwrap_or_else(|| "-1".into());
+        let (from, to) = if protocol == "-1" {
+            (0, 0)
+        } else {
+            (p.from_port.unwrap_or(0), p.to_port.unwrap_or(0))
+        };
+        for range in p.ip_ranges.unwrap_or_default() {
+            let mut rule = json!({"from_port": from, "to_port": to, "protocol": protocol, "cidr_blocks": [range.cidr_ip.unwrap_or_default()]});
+            if let Some(d) = range.description.filter(|d| !d.is_empty()) {
+                rule["description"] = Value::from(d);
+            }
+            rules.push(rule);
+        }
+    }
+    Value::Array(rules)
+}
+
+async fn describe(
+    cx: &Ctx,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, AwsError> {
+    match cx
+        .ec2()
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .map_err(aws)
+    {
+        Ok(out) => Ok(out.security_groups.unwrap_or_default().into_iter().next()),
+        Err(e) if e.is("InvalidGroup.NotFound") || e.is("InvalidGroupId.Malformed") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn group_attrs(cx: &Ctx, g: &aws_sdk_ec2::types::SecurityGroup) -> Map<String, Value> {
+    let id = g.group_id.clone().unwrap_or_default();
+    let owner = g.owner_id.clone().unwrap_or_default();
+    let arn = g
+        .security_group_arn
+        .clone()
+        .unwrap_or_else(|| format!("arn:aws:ec2:{}:{owner}:security-group/{id}", cx.region()));
+    attrs([
+        ("id", id.into()),
+        ("arn", arn.into()),
+        ("owner_id", owner.into()),
+    ])
+}
+
+/// Makes the group's rules in one direction match `want`.
+async fn sync_rules(
+    cx: &Ctx,
+    id: &str,
+    egress: bool,
+    have: &BTreeSet<Rule>,
+    want: &BTreeSet<Rule>,
+) -> Result<(), AwsError> {
+    let revoke: BTreeSet<Rule> = have.difference(want).cloned().collect();
+    let grant: BTreeSet<Rule> = want.difference(have).cloned().collect();
+    if !revoke.is_empty() {
+        let perms = Some(permissions(&revoke));
+        if egress {
+            cx.ec2()
+                .revoke_security_group_egress()
+                .group_id(id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map_err(aws)?;
+        } else {
+            cx.ec2()
+                .revoke_security_group_ingress()
+                .group_id(id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map_err(aws)?;
+        }
+    }
+    if !grant.is_empty() {
+        let perms = Some(permissions(&grant));
+        if egress {
+            cx.ec2()
+                .authorize_security_group_egress()
+                .group_id(id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map_err(aws)?;
+        } else {
+            cx.ec2()
+                .authorize_security_group_ingress()
+                .group_id(id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map_err(aws)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Provider for SecurityGroup {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let out = cx
+            .ec2()
+            .create_security_group()
+            .group_name(r.required_str("name")?)
+            .description(r.str("description").unwrap_or("Managed by stackctl"))
+            .set_vpc_id(r.str("vpc_id").map(str::to_string))
+            .tag_specifications(tag_spec(
+                ResourceType::SecurityGroup,
+                r.tags_with_ownership(cx),
+            ))
+            .send()
+            .await
+            .map_err(aws)?;
+        let id = out
+            .group_id
+            .ok_or_else(|| AwsError::local("CreateSecurityGroup returned no GroupId"))?;
+        sync_rules(
+            cx,
+            &id,
+            false,
+            &BTreeSet::new(),
+            &rules_of(r.props.get("ingress")),
+        )
+        .await?;
+        if r.props.contains_key("egress") {
+            let g = describe(cx, &id)
+                .await?
+                .ok_or_else(|| AwsError::local("the new group cannot be read back"))?;
+            let have = rules_of(Some(&rules_value(
+                g.ip_permissions_egress.unwrap_or_default(),
+            )));
+            sync_rules(cx, &id, true, &have, &rules_of(r.props.get("egress"))).await?;
+        }
+        let g = describe(cx, &id)
+            .await?
+            .ok_or_else(|| AwsError::local("the new group cannot be read back"))?;
+        Ok(Created {
+            attrs: group_attrs(cx, &g),
+            physical_id: id,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+        let Some(g) = describe(cx, id).await? else {
+            return Ok(None);
+        };
+        let attrs = group_attrs(cx, &g);
+        let mut p = Props::new();
+        p.insert("name".into(), Value::from(g.group_name.unwrap_or_default()));
+        p.insert(
+            "description".into(),
+            Value::from(g.description.unwrap_or_default()),
+        );
+        p.insert("vpc_id".into(), Value::from(g.vpc_id.unwrap_or_default()));
+        p.insert(
+            "ingress".into(),
+            rules_value(g.ip_permissions.unwrap_or_default()),
+        );
+        p.insert(
+            "egress".into(),
+            rules_value(g.ip_permissions_egress.unwrap_or_default()),
+        );
+        p.insert(
+            "tags".into(),
+            user_tags(
+                g.tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value?))),
+            ),
+        );
+        Ok(Some(Observed { props: p, attrs }))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        id: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        let g = describe(cx, id)
+            .await?
+            .ok_or_else(|| AwsError::local(format!("security group {id} is gone")))?;
+        if changed.contains(&"ingress") {
+            let have = rules_of(Some(&rules_value(
+                g.ip_permissions.clone().unwrap_or_default(),
+            )));
+            sync_rules(cx, id, false, &have, &rules_of(r.props.get("ingress"))).await?;
+        }
+        if changed.contains(&"egress") {
+            let have = rules_of(Some(&rules_value(
+                g.ip_permissions_egress.clone().unwrap_or_default(),
+            )));
+            sync_rules(cx, id, true, &have, &rules_of(r.props.get("egress"))).await?;
+        }
+        if changed.contains(&"tags") {
+            retag(cx, id, old.get("tags"), r.props.get("tags")).await?;
+        }
+        Ok(group_attrs(cx, &g))
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+        // An instance that was just terminated still holds the group for a while.
+        let result = retry_eventual(
+            Duration::from_secs(300),
+            |e| e.is("DependencyViolation"),
+            || async {
+                cx.ec2()
+                    .delete_security_group()
+                    .group_id(id)
+                    .send()
+                    .await
+                    .map_err(aws)
+            },
+        )
+        .await;
+        match result {
+            Err(e) if !e.is("InvalidGroup.NotFound") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let out = cx
+            .ec2()
+            .describe_security_groups()
+            .filters(
+                Filter::builder()
+                    .name("group-name")
+                    .values(r.required_str("name")?)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", super::TAG_STACK))
+                    .values(&cx.stack)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", super::TAG_ID))
+                    .values(r.logical_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok(out
+            .security_groups
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .and_then(|g| g.group_id))
+    }
+}
