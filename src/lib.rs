@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod package;
 pub mod plan;
 pub mod providers;
 pub mod schema;

@@ -58,7 +58,10 @@ struct Shared {
     calls: Mutex<Vec<Call>>,
     faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Option<std::fs::File>>,
+    bridge: bridge::Bridge,
 }
+
+mod bridge;
 
 pub struct LocalAws {
     /// The proxy's URL: what AWS_ENDPOINT_URL should be.
@@ -371,31 +374,37 @@ async fn proxy(
         }
         b.body(Full::new(Bytes::from(fault.body)))
             .unwrap_or_default()
+    } else if let Some(answer) = shared.bridge.serve(&service, &operation, &body) {
+        answer
     } else {
-        let uri = format!(
-            "{upstream}{}",
-            parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
-        let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
-        for (k, v) in &parts.headers {
-            forward = forward.header(k, v);
-        }
-        let forwarded = match forward.body(Full::new(body)) {
-            Ok(r) => client.request(r).await,
-            Err(e) => return Ok(error_response(502, &e.to_string())),
+        let moto = Moto {
+            client: &client,
+            upstream: &upstream,
+            headers: &parts.headers,
         };
-        match forwarded {
-            Ok(resp) => {
-                let (p, b) = resp.into_parts();
-                let bytes = b.collect().await?.to_bytes();
-                Response::from_parts(p, Full::new(bytes))
-            }
+        let follow_up = bridge::before_forwarding(&moto, &service, &operation, &body).await;
+        let response = match moto
+            .send(
+                parts.method.clone(),
+                parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/"),
+                None,
+                body,
+            )
+            .await
+        {
+            Ok(r) => r,
             Err(e) => error_response(502, &format!("proxy could not reach moto: {e}")),
+        };
+        if response.status().is_success() {
+            for (target, request) in follow_up {
+                let _ = moto.json(&target, &request).await;
+            }
         }
+        response
     };
     let call = Call {
         service,
@@ -416,6 +425,63 @@ async fn proxy(
         .unwrap_or_else(|e| e.into_inner())
         .push(call);
     Ok(response)
+}
+
+/// Requests the proxy itself sends to moto, signed as the request it serves.
+pub(crate) struct Moto<'a> {
+    client: &'a Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    upstream: &'a str,
+    headers: &'a hyper::HeaderMap,
+}
+
+impl Moto<'_> {
+    async fn send(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        target: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response<Full<Bytes>>, String> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.upstream));
+        for (k, v) in self.headers {
+            if target.is_some() && (k == "x-amz-target" || k == "content-length") {
+                continue;
+            }
+            req = req.header(k, v);
+        }
+        if let Some(t) = target {
+            req = req.header("x-amz-target", t);
+        }
+        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (p, b) = resp.into_parts();
+        let bytes = b.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Response::from_parts(p, Full::new(bytes)))
+    }
+
+    /// A JSON-protocol call to moto; the answer's body when it succeeded.
+    pub(crate) async fn json(
+        &self,
+        target: &str,
+        input: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        let resp = self
+            .send(
+                hyper::Method::POST,
+                "/",
+                Some(target),
+                Bytes::from(input.to_string()),
+            )
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
+    }
 }
 
 fn error_response(status: u16, message: &str) -> Response<Full<Bytes>> {

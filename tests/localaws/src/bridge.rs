@@ -1,0 +1,203 @@
+//! Operations moto 5.2.5 lacks, served by the proxy itself, faithfully to the
+//! AWS API reference (shapes, validation and error codes).
+//!
+//! - CloudWatch Logs query definitions: PutQueryDefinition,
+//!   DescribeQueryDefinitions, DeleteQueryDefinition (moto answers HTTP 500).
+//! - PutMetricFilter with the name of an existing filter replaces it on AWS;
+//!   moto adds a second filter of the same name. The proxy deletes the old one
+//!   first.
+//! - SetQueueAttributes changes only the attributes it names on AWS; moto also
+//!   clears the queue's Policy when it is not among them. The proxy puts the
+//!   policy back.
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use serde_json::{json, Value};
+
+/// Calls to make before forwarding a request so moto behaves as AWS does, and
+/// the calls to make after it succeeded.
+pub(crate) async fn before_forwarding(
+    moto: &crate::Moto<'_>,
+    service: &str,
+    operation: &str,
+    body: &[u8],
+) -> Vec<(String, Value)> {
+    let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match (service, operation) {
+        ("logs", "PutMetricFilter") => {
+            let delete =
+                json!({"logGroupName": input["logGroupName"], "filterName": input["filterName"]});
+            let _ = moto.json("Logs_20140328.DeleteMetricFilter", &delete).await;
+            Vec::new()
+        }
+        ("sqs", "SetQueueAttributes") if input["Attributes"].get("Policy").is_none() => {
+            let get = json!({"QueueUrl": input["QueueUrl"], "AttributeNames": ["Policy"]});
+            let policy = moto
+                .json("AmazonSQS.GetQueueAttributes", &get)
+                .await
+                .and_then(|v| v["Attributes"]["Policy"].as_str().map(str::to_string));
+            match policy.filter(|p| !p.is_empty()) {
+                Some(p) => vec![(
+                    "AmazonSQS.SetQueueAttributes".into(),
+                    json!({"QueueUrl": input["QueueUrl"], "Attributes": {"Policy": p}}),
+                )],
+                None => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[derive(Default)]
+pub struct Bridge {
+    query_definitions: Mutex<Vec<Value>>,
+    next_id: Mutex<u64>,
+}
+
+fn logs_response(status: u16, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amzn-requestid", "00000000-0000-4000-8000-000000000000")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_default()
+}
+
+fn logs_error(code: &str, message: &str) -> Response<Full<Bytes>> {
+    logs_response(400, json!({"__type": code, "message": message}))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Bridge {
+    pub fn serve(
+        &self,
+        service: &str,
+        operation: &str,
+        body: &[u8],
+    ) -> Option<Response<Full<Bytes>>> {
+        if service != "logs" {
+            return None;
+        }
+        let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        match operation {
+            "PutQueryDefinition" => Some(self.put(&input)),
+            "DescribeQueryDefinitions" => Some(self.describe(&input)),
+            "DeleteQueryDefinition" => Some(self.delete(&input)),
+            _ => None,
+        }
+    }
+
+    fn put(&self, input: &Value) -> Response<Full<Bytes>> {
+        let name = input["name"].as_str().unwrap_or_default();
+        let query = input["queryString"].as_str().unwrap_or_default();
+        if name.is_empty() || name.chars().count() > 255 {
+            return logs_error(
+                "InvalidParameterException",
+                "name must be 1 to 255 characters",
+            );
+        }
+        if query.is_empty() || query.chars().count() > 10_000 {
+            return logs_error(
+                "InvalidParameterException",
+                "queryString must be 1 to 10000 characters",
+            );
+        }
+        let groups = input
+            .get("logGroupNames")
+            .cloned()
+            .unwrap_or_else(|| json!([]));
+        let mut defs = self
+            .query_definitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let id = match input["queryDefinitionId"].as_str() {
+            Some(id) => {
+                let Some(def) = defs.iter_mut().find(|d| d["queryDefinitionId"] == id) else {
+                    return logs_error(
+                        "ResourceNotFoundException",
+                        "The specified query definition does not exist.",
+                    );
+                };
+                def["name"] = json!(name);
+                def["queryString"] = json!(query);
+                def["logGroupNames"] = groups;
+                def["lastModified"] = json!(now_ms());
+                id.to_string()
+            }
+            None => {
+                let mut n = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
+                *n += 1;
+                let id = format!("{:08x}-0000-4000-8000-{:012x}", now_ms() & 0xffff_ffff, *n);
+                defs.push(json!({
+                    "queryDefinitionId": id, "name": name, "queryString": query,
+                    "logGroupNames": groups, "lastModified": now_ms(), "queryLanguage": "CWLI"
+                }));
+                id
+            }
+        };
+        logs_response(200, json!({"queryDefinitionId": id}))
+    }
+
+    fn describe(&self, input: &Value) -> Response<Full<Bytes>> {
+        let prefix = input["queryDefinitionNamePrefix"]
+            .as_str()
+            .unwrap_or_default();
+        let max = input["maxResults"].as_u64().unwrap_or(1000);
+        if !(1..=1000).contains(&max) {
+            return logs_error(
+                "InvalidParameterException",
+                "maxResults must be between 1 and 1000",
+            );
+        }
+        let start: usize = input["nextToken"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let defs = self
+            .query_definitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<&Value> = defs
+            .iter()
+            .filter(|d| d["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(start)
+            .take(max as usize)
+            .map(|d| (*d).clone())
+            .collect();
+        let mut out = json!({"queryDefinitions": page});
+        if start + (max as usize) < matching.len() {
+            out["nextToken"] = json!((start + max as usize).to_string());
+        }
+        logs_response(200, out)
+    }
+
+    fn delete(&self, input: &Value) -> Response<Full<Bytes>> {
+        let id = input["queryDefinitionId"].as_str().unwrap_or_default();
+        let mut defs = self
+            .query_definitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let before = defs.len();
+        defs.retain(|d| d["queryDefinitionId"] != id);
+        if defs.len() == before {
+            return logs_error(
+                "ResourceNotFoundException",
+                "The specified query definition does not exist.",
+            );
+        }
+        logs_response(200, json!({"success": true}))
+    }
+}
