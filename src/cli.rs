@@ -93,6 +93,8 @@ enum Command {
     Destroy {
         #[command(flatten)]
         file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
         #[arg(long)]
         auto_approve: bool,
         #[arg(long, default_value_t = 10)]
@@ -231,10 +233,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Destroy {
             file,
+            vars,
             auto_approve,
             parallelism,
         } => {
-            let v = load(&file.file, &[])?;
+            let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(destroy_command(v, auto_approve, parallelism))
         }
         Command::Output { file, name, json } => {

@@ -314,7 +314,13 @@ fn check_properties(
                     .prop(&p.name),
             ),
             Ok(v) => {
-                if let (Some(check), false) = (prop.check, contains_unknown(&v)) {
+                // A document's shape can be checked while some of its values are
+                // still unknown; other rules need the whole value.
+                let checkable = match prop.ty {
+                    schema::Type::Policy | schema::Type::Json => !schema::is_unknown(&v),
+                    _ => !contains_unknown(&v),
+                };
+                if let (Some(check), true) = (prop.check, checkable) {
                     if let Err(message) = check(&v) {
                         diags.push(
                             Diagnostic::new(p.value.span, message)
@@ -346,7 +352,7 @@ fn check_properties(
             diags.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
         }
     }
-    if !props.values().any(contains_unknown) {
+    {
         if let Some(provider) = providers::lookup(&decl.type_name) {
             if let Err((name, message)) = provider.derive(&mut props, &stack.dir()) {
                 let span = decl.property(name).map_or(decl.span, |p| p.value.span);

@@ -14,7 +14,7 @@ use super::{
     attrs, aws, retry_eventual, str_list, string_map, tag_changes, user_tags, wait_for, AwsError,
     Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{is_unknown, Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
 pub struct LambdaFunction;
 
@@ -307,7 +307,11 @@ impl Provider for LambdaFunction {
     }
 
     fn derive(&self, props: &mut Props, stack_dir: &Path) -> Result<(), (&'static str, String)> {
-        if let Some(f) = props.get("filename").and_then(Value::as_str) {
+        if let Some(f) = props
+            .get("filename")
+            .filter(|f| !is_unknown(f))
+            .and_then(Value::as_str)
+        {
             let path = stack_dir.join(f);
             let bytes = std::fs::read(&path)
                 .map_err(|e| ("filename", format!("cannot read {}: {e}", path.display())))?;

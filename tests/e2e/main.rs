@@ -1,4 +1,5 @@
 //! End-to-end tests: the real binary against moto behind the recording proxy.
 
 mod messaging;
+mod seed;
 mod support;

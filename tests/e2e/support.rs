@@ -80,11 +80,12 @@ impl Env {
         self.aws.take_calls()
     }
 
-    /// SDK configuration that talks to moto directly, so checks are not recorded.
+    /// SDK configuration for the tests' own checks. It goes through the proxy,
+    /// which serves what moto lacks; take_calls() before asserting on calls.
     pub fn sdk(&self) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&self.aws.moto_endpoint)
+            .endpoint_url(&self.aws.endpoint)
             .region(Region::new(REGION))
             .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(
                 Credentials::new("testing", "testing", None, None, "tests"),
@@ -99,6 +100,41 @@ impl Env {
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk())
     }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk())
+    }
+
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk())
+    }
+
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.sdk())
+    }
+
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.sdk())
+    }
+
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        aws_sdk_cloudwatch::Client::new(&self.sdk())
+    }
+}
+
+/// The repository's stack.yaml with the function's code as a small zip, so the
+/// stack's tests do not build the Rust Lambda (its own tests do).
+pub fn seed_stack_with_zip(env: &Env) -> String {
+    let zip = stackctl::package::zip(&mut [stackctl::package::Entry {
+        name: "bootstrap",
+        data: b"#!/bin/sh\nexit 0\n",
+        mode: 0o755,
+    }])
+    .expect("zip");
+    std::fs::write(env.path("fn.zip"), zip).expect("write zip");
+    let stack = include_str!("../../stack.yaml");
+    assert!(stack.contains("      source: lambda\n"));
+    stack.replace("      source: lambda\n", "      filename: fn.zip\n")
 }
 
 pub fn mutating(calls: &[Call]) -> Vec<&Call> {

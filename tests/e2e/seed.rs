@@ -1,0 +1,624 @@
+//! The repository's stack.yaml: the whole monitoring pipeline.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
+
+use crate::support::{mutating, seed_stack_with_zip, Env};
+
+fn rid(state: &Value, id: &str) -> String {
+    state["resources"][id]["physical_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id} in state"))
+        .to_string()
+}
+
+fn attr(state: &Value, id: &str, name: &str) -> String {
+    state["resources"][id]["attrs"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id}.{name}"))
+        .to_string()
+}
+
+/// What a Logs Insights glob `parse` captures: each `*` is a lazy `(.*?)`, the
+/// last one greedy when nothing follows it; an unanchored search.
+fn glob_parse(glob: &str, line: &str) -> Option<Vec<String>> {
+    let parts: Vec<&str> = glob.split('*').collect();
+    let mut pos = line.find(parts[0])? + parts[0].len();
+    let mut captures = Vec::new();
+    for (i, lit) in parts.iter().enumerate().skip(1) {
+        if lit.is_empty() && i == parts.len() - 1 {
+            captures.push(line[pos..].to_string());
+            return Some(captures);
+        }
+        let at = line[pos..].find(lit)? + pos;
+        captures.push(line[pos..at].to_string());
+        pos = at + lit.len();
+    }
+    Some(captures)
+}
+
+#[test]
+fn seed_stack_applies_links_updates_in_place_and_destroys() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    env.take_calls();
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout
+            .contains("Apply complete! Resources: 17 added, 0 changed, 0 destroyed."),
+        "{}",
+        out.stdout
+    );
+    let apply_calls = env.take_calls();
+    let state = env.state("automate-monitoring");
+    let function_arn = attr(&state, "remediation", "arn");
+    let alarm_arn = attr(&state, "slow_response_alarm", "arn");
+    let topic_arn = rid(&state, "lambda_topic");
+    let instance_id = rid(&state, "dev_instance");
+    let instance_arn = attr(&state, "dev_instance", "arn");
+    let queue_url = rid(&state, "notifications");
+    let rt = &env.rt;
+
+    // The alarm: more than 5 slow responses in 10 minutes invokes the function.
+    let alarms = rt
+        .block_on(
+            env.cloudwatch()
+                .describe_alarms()
+                .alarm_names("slow-responses")
+                .send(),
+        )
+        .unwrap();
+    let alarm = &alarms.metric_alarms.unwrap()[0];
+    assert_eq!(
+        alarm.alarm_actions.as_deref(),
+        Some(&[function_arn.clone()][..])
+    );
+    assert_eq!(
+        (
+            alarm.period,
+            alarm.evaluation_periods,
+            alarm.datapoints_to_alarm
+        ),
+        (Some(600), Some(1), Some(1))
+    );
+    assert_eq!(alarm.threshold, Some(5.0));
+    assert_eq!(
+        alarm.comparison_operator.as_ref().map(|c| c.as_str()),
+        Some("GreaterThanThreshold")
+    );
+    assert_eq!(alarm.statistic.as_ref().map(|s| s.as_str()), Some("Sum"));
+    assert_eq!(alarm.treat_missing_data.as_deref(), Some("notBreaching"));
+    assert_eq!(
+        (alarm.namespace.as_deref(), alarm.metric_name.as_deref()),
+        (Some("MyApp"), Some("SlowResponses"))
+    );
+
+    // The alarm may invoke the function, and only that alarm.
+    let policy = rt
+        .block_on(
+            env.lambda()
+                .get_policy()
+                .function_name("lambda_function01")
+                .send(),
+        )
+        .unwrap()
+        .policy
+        .unwrap();
+    let policy: Value = serde_json::from_str(&policy).unwrap();
+    let statement = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "AllowSlowResponseAlarm")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        statement["Principal"]["Service"],
+        "lambda.alarms.cloudwatch.amazonaws.com"
+    );
+    assert_eq!(statement["Action"], "lambda:InvokeFunction");
+    assert_eq!(
+        statement["Condition"]["ArnLike"]["AWS:SourceArn"],
+        alarm_arn.as_str()
+    );
+
+    // The function: its role, its code, and the instance and topic by reference.
+    let function = rt
+        .block_on(
+            env.lambda()
+                .get_function()
+                .function_name("lambda_function01")
+                .send(),
+        )
+        .unwrap();
+    let config = function.configuration.unwrap();
+    let vars = config.environment.unwrap().variables.unwrap();
+    assert_eq!(vars["INSTANCE_IDS"], instance_id);
+    assert_eq!(vars["TOPIC_ARN"], topic_arn);
+    assert_eq!(config.runtime.unwrap().as_str(), "provided.al2023");
+    assert_eq!(config.handler.as_deref(), Some("bootstrap"));
+    assert_eq!(config.timeout, Some(300));
+    let role_arn = config.role.unwrap();
+    assert!(role_arn.ends_with(":role/lambda_iam_role01"), "{role_arn}");
+
+    // The role: trusted by Lambda, with exactly the policy it needs plus logging.
+    let role = rt
+        .block_on(env.iam().get_role().role_name("lambda_iam_role01").send())
+        .unwrap()
+        .role
+        .unwrap();
+    let trust = stackctl::providers::decode_policy(&role.assume_role_policy_document.unwrap());
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"],
+        "lambda.amazonaws.com"
+    );
+    assert_eq!(trust["Statement"][0]["Action"], "sts:AssumeRole");
+    let attached = rt
+        .block_on(
+            env.iam()
+                .list_attached_role_policies()
+                .role_name("lambda_iam_role01")
+                .send(),
+        )
+        .unwrap();
+    let mut attached: Vec<String> = attached
+        .attached_policies
+        .unwrap()
+        .into_iter()
+        .filter_map(|p| p.policy_arn)
+        .collect();
+    attached.sort();
+    assert_eq!(
+        attached,
+        vec![
+            "arn:aws:iam::123456789012:policy/lambda_policy01".to_string(),
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".to_string(),
+        ]
+    );
+    let policy_arn = rid(&state, "lambda_policy");
+    let version = rt
+        .block_on(env.iam().get_policy().policy_arn(&policy_arn).send())
+        .unwrap()
+        .policy
+        .unwrap()
+        .default_version_id
+        .unwrap();
+    let doc = rt
+        .block_on(
+            env.iam()
+                .get_policy_version()
+                .policy_arn(&policy_arn)
+                .version_id(version)
+                .send(),
+        )
+        .unwrap();
+    let doc = stackctl::providers::decode_policy(&doc.policy_version.unwrap().document.unwrap());
+    for st in doc["Statement"].as_array().unwrap() {
+        let actions: Vec<&str> = match &st["Action"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            other => panic!("{other}"),
+        };
+        for action in actions {
+            let expected = match action {
+                "ec2:StopInstances"
+                | "ec2:StartInstances"
+                | "ec2:RebootInstances"
+                | "ec2:CreateTags" => instance_arn.as_str(),
+                "ec2:DescribeInstances" => "*",
+                "sns:Publish" => topic_arn.as_str(),
+                other => panic!("the function is granted {other}, which it does not need"),
+            };
+            assert_eq!(st["Resource"], expected, "{action}");
+        }
+    }
+
+    // Messaging: the queue subscribes to the topic and only that topic may send.
+    let queue_attrs = rt
+        .block_on(
+            env.sqs()
+                .get_queue_attributes()
+                .queue_url(&queue_url)
+                .attribute_names(QueueAttributeName::All)
+                .send(),
+        )
+        .unwrap()
+        .attributes
+        .unwrap();
+    let queue_arn = queue_attrs[&QueueAttributeName::QueueArn].clone();
+    let qpolicy: Value = serde_json::from_str(&queue_attrs[&QueueAttributeName::Policy]).unwrap();
+    assert_eq!(
+        qpolicy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+        topic_arn.as_str()
+    );
+    assert_eq!(
+        qpolicy["Statement"][0]["Principal"]["Service"],
+        "sns.amazonaws.com"
+    );
+    let sub = rt
+        .block_on(
+            env.sns()
+                .get_subscription_attributes()
+                .subscription_arn(rid(&state, "notifications_subscription"))
+                .send(),
+        )
+        .unwrap()
+        .attributes
+        .unwrap();
+    assert_eq!(
+        (sub["TopicArn"].as_str(), sub["Endpoint"].as_str()),
+        (topic_arn.as_str(), queue_arn.as_str())
+    );
+
+    // The instance: tagged, in its security group; SSH only from the variable's range.
+    let instances = rt
+        .block_on(
+            env.ec2()
+                .describe_instances()
+                .instance_ids(&instance_id)
+                .send(),
+        )
+        .unwrap();
+    let instance = instances.reservations.unwrap()[0]
+        .instances
+        .clone()
+        .unwrap()[0]
+        .clone();
+    let tags: Vec<(String, String)> = instance
+        .tags
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.key.unwrap(), t.value.unwrap()))
+        .collect();
+    assert!(
+        tags.contains(&("Name".into(), "dev-instance".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("stackctl:stack".into(), "automate-monitoring".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("stackctl:id".into(), "dev_instance".into())),
+        "{tags:?}"
+    );
+    let sg_id = rid(&state, "ssh_access");
+    assert_eq!(
+        instance.security_groups.unwrap()[0].group_id.as_deref(),
+        Some(sg_id.as_str())
+    );
+    let sg = rt
+        .block_on(
+            env.ec2()
+                .describe_security_groups()
+                .group_ids(&sg_id)
+                .send(),
+        )
+        .unwrap()
+        .security_groups
+        .unwrap()
+        .remove(0);
+    let ingress = sg.ip_permissions.unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        (ingress[0].from_port, ingress[0].to_port),
+        (Some(22), Some(22))
+    );
+    let cidrs: Vec<_> = ingress[0]
+        .ip_ranges
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.cidr_ip)
+        .collect();
+    assert_eq!(
+        cidrs,
+        vec!["203.0.113.0/24"],
+        "never 0.0.0.0/0 for SSH by default"
+    );
+
+    // Logs: the group and stream, the metric filter, and a saved query that finds
+    // the slow lines and extracts the number.
+    let filters = rt
+        .block_on(
+            env.logs()
+                .describe_metric_filters()
+                .log_group_name("myloggroup")
+                .send(),
+        )
+        .unwrap();
+    let filter = &filters.metric_filters.unwrap()[0];
+    let t = &filter.metric_transformations.as_ref().unwrap()[0];
+    assert_eq!(
+        (
+            t.metric_name.as_str(),
+            t.metric_namespace.as_str(),
+            t.metric_value.as_str()
+        ),
+        ("SlowResponses", "MyApp", "1")
+    );
+    assert_eq!(t.default_value, Some(0.0));
+    let streams = rt
+        .block_on(
+            env.logs()
+                .describe_log_streams()
+                .log_group_name("myloggroup")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        streams.log_streams.unwrap()[0].log_stream_name.as_deref(),
+        Some("mystream")
+    );
+    let queries = rt
+        .block_on(
+            env.logs()
+                .describe_query_definitions()
+                .query_definition_name_prefix("ResponseTime")
+                .send(),
+        )
+        .unwrap();
+    let query = queries.query_definitions.unwrap()[0].clone();
+    assert_eq!(query.log_group_names.unwrap(), vec!["myloggroup"]);
+    let text = query.query_string.unwrap();
+    let glob = text.split('"').nth(1).unwrap();
+    assert_eq!(
+        glob_parse(glob, "High response time for /api/data: 3500 ms"),
+        Some(vec!["/api/data".to_string(), "3500".to_string()])
+    );
+    assert!(text.contains("filter responseTime > 3000"));
+
+    // No change: no perpetual diff from policy formatting, tags, defaults or
+    // normalised values, and no mutating call.
+    env.take_calls();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let noop_calls = env.take_calls();
+    assert!(
+        mutating(&noop_calls).is_empty(),
+        "{:?}",
+        mutating(&noop_calls)
+    );
+    eprintln!(
+        "seed stack: apply made {} AWS calls; a no-op plan+apply {} (all reads)",
+        apply_calls.len(),
+        noop_calls.len()
+    );
+
+    // Every type that AWS can change in place is changed in place.
+    let edited = seed_stack_with_zip(&env)
+        .replace("retention_in_days: 14", "retention_in_days: 30")
+        .replace("| sort @timestamp desc", "| sort responseTime desc")
+        .replace("response_time>3000", "response_time>3500")
+        .replace("threshold: 5\n", "threshold: 6\n")
+        .replace(
+            "display_name: Remediation",
+            "display_name: Remediation notices",
+        )
+        .replace(
+            "message_retention_seconds: 1209600",
+            "message_retention_seconds: 604800",
+        )
+        .replace(
+            "description: Execution role of the remediation function",
+            "description: Runs the remediation",
+        )
+        .replace("ec2:RebootInstances, ec2:CreateTags", "ec2:CreateTags")
+        .replace("timeout: 300", "timeout: 240")
+        .replace(
+            "      endpoint: ${notifications.arn}\n",
+            "      endpoint: ${notifications.arn}\n      raw_message_delivery: true\n",
+        )
+        .replace(
+            "Sid: AllowOnlyTheRemediationTopic",
+            "Sid: OnlyTheRemediationTopic",
+        );
+    env.write_stack(&edited);
+    let vars = [
+        "--var",
+        "ssh_cidr=198.51.100.7/32",
+        "--var",
+        "instance_name=dev2",
+    ];
+    let out = env.stackctl(&[&["plan"][..], &vars].concat()).ok();
+    assert!(
+        out.stdout
+            .contains("Plan: 0 to add, 13 to change, 0 to destroy."),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&[&["apply", "--auto-approve"][..], &vars].concat())
+        .ok();
+    assert_eq!(
+        env.stackctl(&[&["plan", "--detailed-exitcode"][..], &vars].concat())
+            .code,
+        0
+    );
+    let state = env.state("automate-monitoring");
+    assert_eq!(
+        rid(&state, "dev_instance"),
+        instance_id,
+        "the instance was updated, not replaced"
+    );
+    assert_eq!(rid(&state, "remediation"), "lambda_function01");
+    let config = rt
+        .block_on(
+            env.lambda()
+                .get_function_configuration()
+                .function_name("lambda_function01")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(config.timeout, Some(240));
+    let alarm = rt
+        .block_on(
+            env.cloudwatch()
+                .describe_alarms()
+                .alarm_names("slow-responses")
+                .send(),
+        )
+        .unwrap()
+        .metric_alarms
+        .unwrap()
+        .remove(0);
+    assert_eq!(alarm.threshold, Some(6.0));
+    let sg = rt
+        .block_on(
+            env.ec2()
+                .describe_security_groups()
+                .group_ids(&sg_id)
+                .send(),
+        )
+        .unwrap()
+        .security_groups
+        .unwrap()
+        .remove(0);
+    let cidrs: Vec<_> = sg.ip_permissions.unwrap()[0]
+        .ip_ranges
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.cidr_ip)
+        .collect();
+    assert_eq!(cidrs, vec!["198.51.100.7/32"]);
+    let group = rt
+        .block_on(
+            env.logs()
+                .describe_log_groups()
+                .log_group_name_prefix("myloggroup")
+                .send(),
+        )
+        .unwrap()
+        .log_groups
+        .unwrap()
+        .remove(0);
+    assert_eq!(group.retention_in_days, Some(30));
+
+    // Destroy in an order AWS accepts; nothing is left.
+    let out = env
+        .stackctl(&[&["destroy", "--auto-approve"][..], &vars].concat())
+        .ok();
+    assert!(out.stdout.contains("17 destroyed"), "{}", out.stdout);
+    assert!(rt
+        .block_on(
+            env.lambda()
+                .get_function()
+                .function_name("lambda_function01")
+                .send()
+        )
+        .is_err());
+    assert!(rt
+        .block_on(env.iam().get_role().role_name("lambda_iam_role01").send())
+        .is_err());
+    let alarms = rt
+        .block_on(
+            env.cloudwatch()
+                .describe_alarms()
+                .alarm_names("slow-responses")
+                .send(),
+        )
+        .unwrap();
+    assert!(alarms.metric_alarms.unwrap_or_default().is_empty());
+    let groups = rt
+        .block_on(
+            env.logs()
+                .describe_log_groups()
+                .log_group_name_prefix("myloggroup")
+                .send(),
+        )
+        .unwrap();
+    assert!(groups.log_groups.unwrap_or_default().is_empty());
+    let instances = rt
+        .block_on(
+            env.ec2()
+                .describe_instances()
+                .instance_ids(&instance_id)
+                .send(),
+        )
+        .unwrap();
+    let state_name = instances
+        .reservations
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.instances.unwrap_or_default())
+        .next()
+        .and_then(|i| i.state)
+        .and_then(|s| s.name);
+    assert!(
+        matches!(
+            state_name.as_ref().map(|s| s.as_str()),
+            None | Some("terminated")
+        ),
+        "{state_name:?}"
+    );
+    assert!(rt
+        .block_on(
+            env.ec2()
+                .describe_security_groups()
+                .group_ids(&sg_id)
+                .send()
+        )
+        .is_err());
+    assert_eq!(
+        env.state("automate-monitoring")["resources"],
+        serde_json::json!({})
+    );
+}
+
+#[test]
+fn seed_stack_rules_are_enforced_before_any_call() {
+    let env = Env::new();
+    let good = seed_stack_with_zip(&env);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "      evaluation_periods: 1\n      datapoints_to_alarm: 1\n",
+            "      evaluation_periods: 1\n      datapoints_to_alarm: 5\n",
+            "`slow_response_alarm`, property `datapoints_to_alarm`: DatapointsToAlarm must be less than or equal to EvaluationPeriods (5 > 1)",
+        ),
+        ("      period: 600\n", "      period: 90\n", "`slow_response_alarm`, property `period`: must be 10, 20, 30 or a multiple of 60 seconds"),
+        ("treat_missing_data: notBreaching", "treat_missing_data: zero", "property `treat_missing_data`: must be one of breaching, notBreaching, ignore, missing"),
+        ("      statistic: Sum\n", "      statistic: Sum\n      extended_statistic: p99\n", "set either `statistic` or `extended_statistic`, not both"),
+        ("retention_in_days: 14", "retention_in_days: 15", "`app_logs`, property `retention_in_days`: must be 0 (never expire) or one of 1, 3, 5"),
+        ("timeout: 300", "timeout: 901", "`remediation`, property `timeout`: must be between 1 and 900, got 901"),
+        ("memory_size: 128", "memory_size: 64", "`remediation`, property `memory_size`: must be between 128 and 10240, got 64"),
+        ("comparison_operator: GreaterThanThreshold", "comparison_operator: Above", "property `comparison_operator`: must be one of"),
+        ("        Version: \"2012-10-17\"\n        Statement:\n          - Sid: RestartTheInstance", "        Statement:\n          - Sid: RestartTheInstance", "`lambda_policy`, property `policy`: must have `Version: \"2012-10-17\"`"),
+        ("name: lambda_iam_role01", "name: lambda iam role", "`lambda_role`, property `name`: contains ` `"),
+        ("      filename: fn.zip\n", "      filename: missing.zip\n", "`remediation`, property `filename`: cannot read"),
+    ];
+    for (from, to, expected) in cases {
+        assert!(good.contains(from), "{from}");
+        env.write_stack(&good.replacen(from, to, 1));
+        let out = env.stackctl(&["validate"]);
+        assert_eq!(out.code, 1, "{to}");
+        assert!(
+            out.stderr.contains(expected),
+            "expected {expected:?} in:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.starts_with("error: stack.yaml:"),
+            "names the line: {}",
+            out.stderr
+        );
+    }
+    // The line is the offending one.
+    env.write_stack(&good.replace(
+        "      datapoints_to_alarm: 1\n",
+        "      datapoints_to_alarm: 5\n",
+    ));
+    let line = good
+        .lines()
+        .position(|l| l == "      datapoints_to_alarm: 1")
+        .unwrap()
+        + 1;
+    let out = env.stackctl(&["plan"]);
+    assert!(
+        out.stderr
+            .contains(&format!("stack.yaml:{line}: `slow_response_alarm`")),
+        "{}",
+        out.stderr
+    );
+    assert!(env.take_calls().is_empty(), "nothing reached AWS");
+}
