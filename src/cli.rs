@@ -100,6 +100,13 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
     },
+    /// Build the code of every function with `source:`; print each artifact.
+    Build {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
     /// Print the stack's outputs.
     Output {
         #[command(flatten)]
@@ -239,6 +246,39 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(destroy_command(v, auto_approve, parallelism))
+        }
+        Command::Build { file, vars } => {
+            let v = load(&file.file, &vars.vars)?;
+            let values = StackValues { name: v.stack.name.clone(), ..StackValues::default() };
+            let mut any = false;
+            for decl in v.stack.decls.values().filter(|d| d.type_name == "aws_lambda_function") {
+                let props = plan::resolve_props(&v, &decl.id, &values, &|_, _| None);
+                let Some(source) = props.get("source").and_then(Value::as_str) else { continue };
+                let arch = props
+                    .get("architectures")
+                    .and_then(|a| a.get(0))
+                    .and_then(Value::as_str)
+                    .unwrap_or("x86_64")
+                    .to_string();
+                let started = std::time::Instant::now();
+                let artifact = crate::build::build(&v.stack.dir().join(source), &arch)?;
+                any = true;
+                println!("{}: {}", decl.id, artifact.zip_path.display());
+                println!("  zip size:   {} bytes", artifact.zip_size);
+                if artifact.built {
+                    println!("  bootstrap:  {} bytes", artifact.bootstrap_size);
+                }
+                println!("  CodeSha256: {}", artifact.code_sha256);
+                println!(
+                    "  {} in {:.1}s",
+                    if artifact.built { "built" } else { "unchanged sources: reused, nothing built" },
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            if !any {
+                println!("No aws_lambda_function with `source:` in {}.", v.stack.path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Output { file, name, json } => {
             let (stack, state) = read_state(&file.file)?;

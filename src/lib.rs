@@ -6,6 +6,7 @@
 //! types for all of them and `state` records what exists.
 
 pub mod apply;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod graph;

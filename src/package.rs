@@ -16,6 +16,13 @@ pub struct Entry<'a> {
     pub mode: u32,
 }
 
+/// base64(SHA-256(zip)), the way Lambda reports CodeSha256.
+pub fn code_sha256(zip: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip))
+}
+
 /// 1980-01-01 00:00:00, the earliest time a zip can hold.
 const DOS_TIME: u16 = 0;
 const DOS_DATE: u16 = (1 << 5) | 1;

@@ -6,9 +6,9 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
 };
-use base64::Engine as _;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+
+use crate::{build, package};
 
 use super::{
     attrs, aws, retry_eventual, str_list, string_map, tag_changes, user_tags, wait_for, AwsError,
@@ -211,25 +211,28 @@ static SCHEMA: Schema = Schema {
     cross_check: Some(cross_check),
 };
 
-/// base64(SHA-256(zip)), the way Lambda reports CodeSha256.
-pub fn code_sha256(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+fn architecture(props: &Props) -> String {
+    str_list(props.get("architectures")).into_iter().next().unwrap_or_else(|| "x86_64".into())
 }
 
-fn zip_path(cx: &Ctx, r: &Resource<'_>) -> Result<std::path::PathBuf, AwsError> {
-    let f = r
-        .str("filename")
-        .ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
-    Ok(cx.stack_dir.join(f))
+/// The code to upload: the zip named by `filename`, or the crate named by
+/// `source`, built (or taken from the artifact cache) off the async runtime.
+async fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
+    if let Some(f) = r.str("filename") {
+        let path = cx.stack_dir.join(f);
+        return std::fs::read(&path).map_err(|e| AwsError::local(format!("cannot read {}: {e}", path.display())));
+    }
+    let source = r.str("source").ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
+    let (crate_dir, arch) = (cx.stack_dir.join(source), architecture(r.props));
+    let artifact = tokio::task::spawn_blocking(move || build::build(&crate_dir, &arch))
+        .await
+        .map_err(|e| AwsError::local(e.to_string()))?
+        .map_err(|e| AwsError::local(e.to_string()))?;
+    std::fs::read(&artifact.zip_path)
+        .map_err(|e| AwsError::local(format!("cannot read {}: {e}", artifact.zip_path.display())))
 }
 
-fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
-    let path = zip_path(cx, r)?;
-    std::fs::read(&path)
-        .map_err(|e| AwsError::local(format!("cannot read {}: {e}", path.display())))
-}
-
-fn function_attrs(arn: &str, name: &str, region: &str) -> Map<String, Value> {
+fn function_attrs(arn: &str, name: &str, region: &str, code_sha256: &str) -> Map<String, Value> {
     let invoke =
         format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations");
     attrs([
@@ -237,6 +240,7 @@ fn function_attrs(arn: &str, name: &str, region: &str) -> Map<String, Value> {
         ("id", name.into()),
         ("invoke_arn", invoke.into()),
         ("version", "$LATEST".into()),
+        ("code_sha256", code_sha256.into()),
     ])
 }
 
@@ -315,14 +319,18 @@ impl Provider for LambdaFunction {
             let path = stack_dir.join(f);
             let bytes = std::fs::read(&path)
                 .map_err(|e| ("filename", format!("cannot read {}: {e}", path.display())))?;
-            props.insert("source_code_hash".into(), Value::from(code_sha256(&bytes)));
+            props.insert("source_code_hash".into(), Value::from(package::code_sha256(&bytes)));
+        }
+        if let Some(source) = props.get("source").filter(|s| !is_unknown(s)).and_then(Value::as_str) {
+            let hash = build::source_hash(&stack_dir.join(source), &architecture(props)).map_err(|e| ("source", e.0))?;
+            props.insert("source_hash".into(), Value::from(hash));
         }
         Ok(())
     }
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
         let name = r.required_str("function_name")?;
-        let zip = read_zip(cx, r)?;
+        let zip = read_zip(cx, r).await?;
         let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
             cx.lambda()
                 .create_function()
@@ -348,8 +356,9 @@ impl Provider for LambdaFunction {
         .await?;
         wait_ready(cx, name).await?;
         let arn = out.function_arn.unwrap_or_default();
+        let sha = out.code_sha256.unwrap_or_default();
         Ok(Created {
-            attrs: function_attrs(&arn, name, &cx.region()),
+            attrs: function_attrs(&arn, name, &cx.region(), &sha),
             physical_id: name.to_string(),
         })
     }
@@ -406,14 +415,13 @@ impl Provider for LambdaFunction {
             "description".into(),
             Value::from(c.description.unwrap_or_default()),
         );
-        if let Some(sha) = c.code_sha256 {
-            p.insert("source_code_hash".into(), Value::from(sha));
-        }
+        let sha = c.code_sha256.unwrap_or_default();
+        p.insert("source_code_hash".into(), Value::from(sha.clone()));
         p.insert("tags".into(), user_tags(out.tags.unwrap_or_default()));
         let arn = c.function_arn.unwrap_or_default();
         Ok(Some(Observed {
             props: p,
-            attrs: function_attrs(&arn, name, &cx.region()),
+            attrs: function_attrs(&arn, name, &cx.region(), &sha),
         }))
     }
 
@@ -461,9 +469,11 @@ impl Provider for LambdaFunction {
         }
         if changed
             .iter()
-            .any(|c| ["source_code_hash", "architectures", "filename", "source"].contains(c))
+            .any(|c| {
+                ["source_code_hash", "source_hash", "architectures", "filename", "source"].contains(c)
+            })
         {
-            let zip = read_zip(cx, r)?;
+            let zip = read_zip(cx, r).await?;
             wait_ready(cx, name).await?;
             retry_eventual(Duration::from_secs(60), conflict, || async {
                 cx.lambda()
@@ -478,15 +488,8 @@ impl Provider for LambdaFunction {
             .await?;
         }
         wait_ready(cx, name).await?;
-        let arn = cx
-            .lambda()
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-            .map_err(aws)?
-            .function_arn
-            .unwrap_or_default();
+        let config = cx.lambda().get_function_configuration().function_name(name).send().await.map_err(aws)?;
+        let (arn, sha) = (config.function_arn.unwrap_or_default(), config.code_sha256.unwrap_or_default());
         if changed.contains(&"tags") {
             let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
             if !remove.is_empty() {
@@ -508,7 +511,7 @@ impl Provider for LambdaFunction {
                     .map_err(aws)?;
             }
         }
-        Ok(function_attrs(&arn, name, &cx.region()))
+        Ok(function_attrs(&arn, name, &cx.region(), &sha))
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {

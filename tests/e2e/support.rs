@@ -63,7 +63,7 @@ impl Env {
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(passthrough())
             .envs(self.aws.env())
             .output()
             .expect("run stackctl");
@@ -135,6 +135,15 @@ pub fn seed_stack_with_zip(env: &Env) -> String {
     let stack = include_str!("../../stack.yaml");
     assert!(stack.contains("      source: lambda\n"));
     stack.replace("      source: lambda\n", "      filename: fn.zip\n")
+}
+
+/// What stackctl needs from the test's environment besides AWS: PATH, and
+/// cargo's and rustup's homes, for the Lambda builds it runs.
+fn passthrough() -> Vec<(&'static str, std::ffi::OsString)> {
+    ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"]
+        .into_iter()
+        .filter_map(|k| Some((k, std::env::var_os(k)?)))
+        .collect()
 }
 
 pub fn mutating(calls: &[Call]) -> Vec<&Call> {

@@ -62,6 +62,7 @@ struct Shared {
 }
 
 mod bridge;
+pub mod runtime_api;
 
 pub struct LocalAws {
     /// The proxy's URL: what AWS_ENDPOINT_URL should be.

@@ -1,0 +1,269 @@
+//! The remediation Lambda: its handler against the local endpoint, the real
+//! built `bootstrap` under a Lambda Runtime API, and reproducible packaging.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use localaws::runtime_api::{Outcome, RuntimeApi};
+use localaws::REGION;
+use serde_json::{json, Value};
+
+use crate::support::{count, Env};
+
+const ALARM_ARN: &str = "arn:aws:cloudwatch:us-east-2:123456789012:alarm:slow-responses";
+
+fn alarm_event(state: &str) -> Value {
+    json!({
+        "source": "aws.cloudwatch",
+        "alarmArn": ALARM_ARN,
+        "accountId": "123456789012",
+        "time": "2026-11-25T10:20:08.431+0000",
+        "region": REGION,
+        "alarmData": {
+            "alarmName": "slow-responses",
+            "state": {"value": state, "reason": "Threshold Crossed: 1 out of the last 1 datapoints [6.0 (25/11/26 10:10:00)] was greater than the threshold (5.0) (minimum 1 datapoint for OK -> ALARM transition).", "timestamp": "2026-11-25T10:20:08.431+0000"},
+            "previousState": {"value": "OK", "reason": "Threshold Crossed", "timestamp": "2026-11-25T09:20:08.431+0000"},
+            "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "MyApp", "name": "SlowResponses", "dimensions": {}}, "period": 600, "stat": "Sum"}, "returnData": true}]}
+        }
+    })
+}
+
+fn sns_wrapped_alarm() -> Value {
+    let message = json!({
+        "AlarmName": "slow-responses", "AlarmArn": ALARM_ARN, "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed", "OldStateValue": "OK", "Region": "US East (Ohio)",
+    });
+    json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": {
+        "Type": "Notification", "TopicArn": "arn:aws:sns:us-east-2:123456789012:alarms", "Subject": "ALARM: \"slow-responses\" in US East (Ohio)",
+        "Message": message.to_string(), "Timestamp": "2026-11-25T10:20:09.655Z"}}]})
+}
+
+/// An instance, a topic and a queue subscribed to it, as the function expects.
+struct World {
+    instance_id: String,
+    topic_arn: String,
+    queue_url: String,
+}
+
+fn world(env: &Env) -> World {
+    let rt = &env.rt;
+    let images = rt.block_on(env.ec2().describe_images().owners("amazon").send()).unwrap().images.unwrap();
+    let ami = images[0].image_id.clone().unwrap();
+    let run = rt.block_on(env.ec2().run_instances().image_id(ami).min_count(1).max_count(1).send()).unwrap();
+    let instance_id = run.instances.unwrap()[0].instance_id.clone().unwrap();
+    let topic_arn = rt.block_on(env.sns().create_topic().name("lambda_topic01").send()).unwrap().topic_arn.unwrap();
+    let queue_url = rt.block_on(env.sqs().create_queue().queue_name("notifications").send()).unwrap().queue_url.unwrap();
+    let queue_arn = rt
+        .block_on(env.sqs().get_queue_attributes().queue_url(&queue_url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send())
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    rt.block_on(env.sns().subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send()).unwrap();
+    env.take_calls();
+    World { instance_id, topic_arn, queue_url }
+}
+
+/// The notifications the function published, as the queue received them.
+fn notifications(env: &Env, queue_url: &str) -> Vec<Value> {
+    let out = env.rt.block_on(env.sqs().receive_message().queue_url(queue_url).max_number_of_messages(10).send()).unwrap();
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let envelope: Value = serde_json::from_str(&m.body.unwrap()).unwrap();
+            serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap()
+        })
+        .collect()
+}
+
+fn instance_state(env: &Env, id: &str) -> String {
+    let out = env.rt.block_on(env.ec2().describe_instances().instance_ids(id).send()).unwrap();
+    out.reservations.unwrap()[0].instances.clone().unwrap()[0].state.clone().unwrap().name.unwrap().as_str().to_string()
+}
+
+#[test]
+fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events() {
+    let env = Env::new();
+    let w = world(&env);
+    let clients = remediation::Clients::new(&env.sdk());
+    let config = |cooldown: &str| {
+        let pairs = [("INSTANCE_IDS", w.instance_id.clone()), ("TOPIC_ARN", w.topic_arn.clone()), ("COOLDOWN_SECONDS", cooldown.to_string())];
+        remediation::Config::from_env(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap()
+    };
+    let deadline = || remediation::Deadline::after(Duration::from_secs(120));
+    let handle = |cfg: &remediation::Config, event: &Value| env.rt.block_on(remediation::handle(&clients, cfg, event, deadline(), "req-1"));
+
+    // OK and INSUFFICIENT_DATA: logged and ignored, nothing touched.
+    for state in ["OK", "INSUFFICIENT_DATA"] {
+        let out = handle(&config("900"), &alarm_event(state)).unwrap();
+        assert_eq!(out["outcome"], "ignored");
+    }
+    let calls = env.take_calls();
+    assert_eq!(count(&calls, "StopInstances") + count(&calls, "StartInstances") + count(&calls, "Publish"), 0, "{calls:?}");
+
+    // ALARM: stop, wait for stopped, start, wait for running, report.
+    let out = handle(&config("900"), &alarm_event("ALARM")).unwrap();
+    assert_eq!(out["outcome"], "succeeded", "{out}");
+    let steps: Vec<&str> = out["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["stop", "stopped", "start", "running", "remember-restart"]);
+    let calls = env.take_calls();
+    let ec2_ops: Vec<&str> = calls.iter().filter(|c| c.service == "ec2" && c.is_mutating()).map(|c| c.operation.as_str()).collect();
+    assert_eq!(ec2_ops, ["StopInstances", "StartInstances", "CreateTags"]);
+    assert_eq!(instance_state(&env, &w.instance_id), "running");
+    let notes = notifications(&env, &w.queue_url);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["outcome"], "succeeded");
+    assert_eq!(notes[0]["alarm"], "slow-responses");
+    assert_eq!(notes[0]["instances"], json!([w.instance_id]));
+    assert!(notes[0]["reason"].as_str().unwrap().starts_with("Threshold Crossed"));
+    assert_eq!(notes[0]["steps"].as_array().unwrap().len(), 5, "how long each step took");
+
+    // The same alarm again, through SNS, within the cooldown: nothing restarted.
+    let out = handle(&config("900"), &sns_wrapped_alarm()).unwrap();
+    assert_eq!(out["outcome"], "skipped");
+    assert!(out["why"].as_str().unwrap().contains("cooldown is 900s"), "{out}");
+    let calls = env.take_calls();
+    assert_eq!(count(&calls, "StopInstances"), 0);
+    assert_eq!(notifications(&env, &w.queue_url)[0]["outcome"], "skipped");
+
+    // Without a cooldown the SNS-delivered alarm restarts too.
+    let out = handle(&config("0"), &sns_wrapped_alarm()).unwrap();
+    assert_eq!(out["outcome"], "succeeded");
+
+    // Malformed: an error naming what is missing, no instance touched.
+    env.take_calls();
+    let bad = json!({"source": "aws.cloudwatch", "alarmArn": ALARM_ARN, "alarmData": {"alarmName": "slow-responses"}});
+    let e = handle(&config("0"), &bad).unwrap_err();
+    assert!(e.0.contains("`alarmData.state.value` is missing"), "{e}");
+    assert!(env.take_calls().is_empty());
+
+    // A failed remediation reports the error and fails the invocation.
+    let missing = remediation::Config { instance_ids: vec!["i-00000000000000000".into()], ..config("0") };
+    let e = handle(&missing, &alarm_event("ALARM")).unwrap_err();
+    assert!(e.0.contains("i-00000000000000000"), "{e}");
+    let notes = notifications(&env, &w.queue_url);
+    assert!(notes.iter().any(|n| n["outcome"] == "failed" && n["error"].as_str().unwrap().contains("i-00000000000000000")), "{notes:?}");
+}
+
+fn repo() -> PathBuf {
+    localaws::repo_root()
+}
+
+/// The `bootstrap` inside a zip made by stackctl (one deflated entry).
+fn unzip_bootstrap(zip: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    assert_eq!(&zip[..4], b"PK\x03\x04");
+    let u16_at = |i: usize| u16::from_le_bytes([zip[i], zip[i + 1]]) as usize;
+    let csize = u32::from_le_bytes([zip[18], zip[19], zip[20], zip[21]]) as usize;
+    let start = 30 + u16_at(26) + u16_at(28);
+    assert_eq!(&zip[30..30 + u16_at(26)], b"bootstrap");
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&zip[start..start + csize]).read_to_end(&mut out).unwrap();
+    out
+}
+
+struct Bootstrap(Child);
+
+impl Drop for Bootstrap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_bootstrap(env: &Env, exe: &Path, api: &RuntimeApi, w: &World) -> Bootstrap {
+    let child = Command::new(exe)
+        .env_clear()
+        .envs(env.aws.env())
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "lambda_function01")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/lambda_function01")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/25/[$LATEST]0123456789abcdef")
+        .env("_HANDLER", "bootstrap")
+        .env("INSTANCE_IDS", &w.instance_id)
+        .env("TOPIC_ARN", &w.topic_arn)
+        .env("COOLDOWN_SECONDS", "0")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start bootstrap");
+    Bootstrap(child)
+}
+
+#[test]
+fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
+    let crate_dir = repo().join("lambda");
+    let artifact = stackctl::build::build(&crate_dir, "x86_64").expect("build the Lambda");
+    let zip = std::fs::read(&artifact.zip_path).unwrap();
+    assert_eq!(stackctl::package::code_sha256(&zip), artifact.code_sha256);
+    eprintln!("lambda: zip {} bytes, CodeSha256 {}", artifact.zip_size, artifact.code_sha256);
+
+    // Rebuilt from the same sources (new file times, artifact cache gone): the
+    // same bytes, so the same CodeSha256 and no upload.
+    std::fs::remove_file(&artifact.zip_path).unwrap();
+    let main = crate_dir.join("src/main.rs");
+    let text = std::fs::read(&main).unwrap();
+    std::fs::write(&main, &text).unwrap();
+    let again = stackctl::build::build(&crate_dir, "x86_64").unwrap();
+    assert!(again.built);
+    assert_eq!(again.code_sha256, artifact.code_sha256);
+    let cached = stackctl::build::build(&crate_dir, "x86_64").unwrap();
+    assert!(!cached.built, "unchanged sources are not built again");
+
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("bootstrap");
+    std::fs::write(&exe, unzip_bootstrap(&zip)).unwrap();
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let env = Env::new();
+    let w = world(&env);
+    let api = RuntimeApi::start().unwrap();
+    let _bootstrap = run_bootstrap(&env, &exe, &api, &w);
+    let wait = Duration::from_secs(60);
+
+    let out = api.invoke("req-alarm", alarm_event("ALARM"), Duration::from_secs(120), wait).expect("an answer");
+    let Outcome::Response(body) = out else { panic!("{out:?}") };
+    assert_eq!(body["outcome"], "succeeded", "{body}");
+    let calls = env.take_calls();
+    assert_eq!((count(&calls, "StopInstances"), count(&calls, "StartInstances")), (1, 1), "{calls:?}");
+    assert_eq!(instance_state(&env, &w.instance_id), "running");
+    let notes = notifications(&env, &w.queue_url);
+    assert_eq!(notes[0]["outcome"], "succeeded");
+
+    let out = api.invoke("req-ok", alarm_event("OK"), Duration::from_secs(120), wait).expect("an answer");
+    assert!(matches!(&out, Outcome::Response(b) if b["outcome"] == "ignored"), "{out:?}");
+    let calls = env.take_calls();
+    assert_eq!(count(&calls, "StopInstances") + count(&calls, "StartInstances"), 0);
+
+    let out = api.invoke("req-bad", json!({"hello": "world"}), Duration::from_secs(120), wait).expect("an answer");
+    let Outcome::Error { body, .. } = out else { panic!("{out:?}") };
+    assert!(body["errorMessage"].as_str().unwrap().contains("`source` is not aws.cloudwatch"), "{body}");
+}
+
+#[test]
+fn the_seed_stack_builds_and_uploads_the_function_once() {
+    let env = Env::new();
+    let source = repo().join("lambda");
+    let stack = include_str!("../../stack.yaml").replace("      source: lambda\n", &format!("      source: {}\n", source.display()));
+    env.write_stack(&stack);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let artifact = stackctl::build::build(&source, "x86_64").unwrap();
+    let state = env.state("automate-monitoring");
+    assert_eq!(state["resources"]["remediation"]["attrs"]["code_sha256"], artifact.code_sha256.as_str());
+    let config = env.rt.block_on(env.lambda().get_function_configuration().function_name("lambda_function01").send()).unwrap();
+    assert_eq!(config.code_sha256.as_deref(), Some(artifact.code_sha256.as_str()), "AWS runs the zip stackctl built");
+
+    // Unchanged sources: no change planned, no cargo build, nothing uploaded.
+    env.take_calls();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("building"), "plan never builds: {}", out.stderr);
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(!out.stderr.contains("building"), "{}", out.stderr);
+    let calls = env.take_calls();
+    assert_eq!(count(&calls, "UpdateFunctionCode"), 0);
+    assert!(crate::support::mutating(&calls).is_empty(), "{:?}", crate::support::mutating(&calls));
+}
