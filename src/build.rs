@@ -35,21 +35,33 @@ pub fn target_triple(arch: &str) -> Result<&'static str, BuildError> {
     match arch {
         "x86_64" => Ok("x86_64-unknown-linux-musl"),
         "arm64" => Ok("aarch64-unknown-linux-musl"),
-        other => Err(fail(format!("unknown architecture `{other}` (x86_64 or arm64)"))),
+        other => Err(fail(format!(
+            "unknown architecture `{other}` (x86_64 or arm64)"
+        ))),
     }
 }
 
 /// The directory with the Cargo.lock that governs `crate_dir`.
 fn workspace_root(crate_dir: &Path) -> Result<PathBuf, BuildError> {
-    let start = crate_dir.canonicalize().map_err(|e| fail(format!("cannot open {}: {e}", crate_dir.display())))?;
+    let start = crate_dir
+        .canonicalize()
+        .map_err(|e| fail(format!("cannot open {}: {e}", crate_dir.display())))?;
     if !start.join("Cargo.toml").is_file() {
-        return Err(fail(format!("{} is not a Rust crate (no Cargo.toml)", crate_dir.display())));
+        return Err(fail(format!(
+            "{} is not a Rust crate (no Cargo.toml)",
+            crate_dir.display()
+        )));
     }
     start
         .ancestors()
         .find(|d| d.join("Cargo.lock").is_file())
         .map(Path::to_path_buf)
-        .ok_or_else(|| fail(format!("no Cargo.lock above {}; run `cargo generate-lockfile` there", crate_dir.display())))
+        .ok_or_else(|| {
+            fail(format!(
+                "no Cargo.lock above {}; run `cargo generate-lockfile` there",
+                crate_dir.display()
+            ))
+        })
 }
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -76,14 +88,19 @@ pub fn source_hash(crate_dir: &Path, arch: &str) -> Result<String, BuildError> {
     let root = workspace_root(crate_dir)?;
     let crate_dir = crate_dir.canonicalize().map_err(|e| fail(e.to_string()))?;
     let mut paths = Vec::new();
-    files(&crate_dir, &mut paths).map_err(|e| fail(format!("cannot read {}: {e}", crate_dir.display())))?;
+    files(&crate_dir, &mut paths)
+        .map_err(|e| fail(format!("cannot read {}: {e}", crate_dir.display())))?;
     paths.sort();
     let mut h = Sha256::new();
     h.update(RECIPE.as_bytes());
     h.update(target_triple(arch)?.as_bytes());
-    for p in paths.iter().chain([root.join("Cargo.toml"), root.join("Cargo.lock")].iter()) {
+    for p in paths
+        .iter()
+        .chain([root.join("Cargo.toml"), root.join("Cargo.lock")].iter())
+    {
         let rel = p.strip_prefix(&root).unwrap_or(p);
-        let data = std::fs::read(p).map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?;
+        let data =
+            std::fs::read(p).map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?;
         h.update(rel.to_string_lossy().as_bytes());
         h.update([0]);
         h.update((data.len() as u64).to_le_bytes());
@@ -95,7 +112,34 @@ pub fn source_hash(crate_dir: &Path, arch: &str) -> Result<String, BuildError> {
 /// Where builds and artifacts go: a directory of the workspace's target dir, so
 /// a build run from inside `cargo test` does not wait on the outer cargo's lock.
 fn build_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("stackctl-lambda")
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("stackctl-lambda")
+}
+
+/// The environment of the nested cargo: only what finds the toolchain and the
+/// C compiler. Whatever else the caller has (cargo's own variables when run
+/// from `cargo test`, for one) would make cargo see changed inputs and rebuild
+/// the SDK from scratch, and could make the bytes differ.
+fn build_env() -> Vec<(String, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+        .filter(|(k, _)| {
+            [
+                "PATH",
+                "HOME",
+                "CARGO_HOME",
+                "RUSTUP_HOME",
+                "RUSTUP_TOOLCHAIN",
+                "TMPDIR",
+                "LANG",
+            ]
+            .contains(&k.as_str())
+                || k.starts_with("CC_")
+                || k.starts_with("AR_")
+        })
+        .collect()
 }
 
 /// The zip for these sources: reused when it was built before, else built.
@@ -118,7 +162,10 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     if arch == "arm64" {
         // Cross-linking for aarch64 needs a linker: zig through cargo-zigbuild.
-        let has_zigbuild = Command::new("cargo-zigbuild").arg("--version").output().is_ok_and(|o| o.status.success());
+        let has_zigbuild = Command::new("cargo-zigbuild")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !has_zigbuild {
             return Err(fail("building for arm64 needs cargo-zigbuild and zig: `cargo install cargo-zigbuild` and `pip install ziglang`, or use architectures: [x86_64]"));
         }
@@ -128,29 +175,61 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
     }
     eprintln!("building {} for {triple}...", crate_dir.display());
     let out = cmd
-        .args(["--release", "--locked", "--target", triple, "--bin", "bootstrap", "--manifest-path"])
+        .args([
+            "--release",
+            "--locked",
+            "--target",
+            triple,
+            "--bin",
+            "bootstrap",
+            "--manifest-path",
+        ])
         .arg(crate_dir.join("Cargo.toml"))
+        .env_clear()
+        .envs(build_env())
         .env("CARGO_TARGET_DIR", &dir)
         .output()
         .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `std`") {
+        let hint = if stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `std`")
+        {
             format!("\nthe Rust target is missing: run `rustup target add {triple}` (scripts/setup does)")
         } else if stderr.contains("musl-gcc") {
-            "\nthe musl C compiler is missing: `apt-get install musl-tools` (scripts/setup does)".to_string()
+            "\nthe musl C compiler is missing: `apt-get install musl-tools` (scripts/setup does)"
+                .to_string()
         } else {
             String::new()
         };
-        let tail: Vec<&str> = stderr.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(fail(format!("cargo build of {} failed:\n{}{hint}", crate_dir.display(), tail.join("\n"))));
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(fail(format!(
+            "cargo build of {} failed:\n{}{hint}",
+            crate_dir.display(),
+            tail.join("\n")
+        )));
     }
     let binary = dir.join(triple).join("release").join("bootstrap");
-    let bytes = std::fs::read(&binary).map_err(|e| fail(format!("cannot read {}: {e}", binary.display())))?;
-    let zip = package::zip(&mut [package::Entry { name: "bootstrap", data: &bytes, mode: 0o755 }]).map_err(|e| fail(e.to_string()))?;
+    let bytes = std::fs::read(&binary)
+        .map_err(|e| fail(format!("cannot read {}: {e}", binary.display())))?;
+    let zip = package::zip(&mut [package::Entry {
+        name: "bootstrap",
+        data: &bytes,
+        mode: 0o755,
+    }])
+    .map_err(|e| fail(e.to_string()))?;
     std::fs::create_dir_all(zip_path.parent().unwrap_or(&dir)).map_err(|e| fail(e.to_string()))?;
     let tmp = zip_path.with_extension("zip.tmp");
-    std::fs::write(&tmp, &zip).and_then(|()| std::fs::rename(&tmp, &zip_path)).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&tmp, &zip)
+        .and_then(|()| std::fs::rename(&tmp, &zip_path))
+        .map_err(|e| fail(e.to_string()))?;
     Ok(Artifact {
         zip_size: zip.len() as u64,
         bootstrap_size: bytes.len() as u64,
@@ -180,10 +259,18 @@ mod tests {
         // Same bytes written again: a new mtime, the same hash.
         std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
         assert_eq!(source_hash(dir.path(), "x86_64").unwrap(), a);
-        std::fs::write(dir.path().join("src/main.rs"), "fn main() { println!(); }\n").unwrap();
+        std::fs::write(
+            dir.path().join("src/main.rs"),
+            "fn main() { println!(); }\n",
+        )
+        .unwrap();
         let b = source_hash(dir.path(), "x86_64").unwrap();
         assert_ne!(a, b);
-        assert_ne!(source_hash(dir.path(), "arm64").unwrap(), b, "the target is part of the hash");
+        assert_ne!(
+            source_hash(dir.path(), "arm64").unwrap(),
+            b,
+            "the target is part of the hash"
+        );
         // Build output inside the crate does not count.
         std::fs::create_dir_all(dir.path().join("target")).unwrap();
         std::fs::write(dir.path().join("target/junk"), "x").unwrap();
@@ -193,7 +280,10 @@ mod tests {
     #[test]
     fn a_directory_that_is_not_a_crate_is_explained() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(source_hash(dir.path(), "x86_64").unwrap_err().0.contains("is not a Rust crate"));
+        assert!(source_hash(dir.path(), "x86_64")
+            .unwrap_err()
+            .0
+            .contains("is not a Rust crate"));
         assert!(target_triple("sparc").is_err());
     }
 }

@@ -249,11 +249,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Build { file, vars } => {
             let v = load(&file.file, &vars.vars)?;
-            let values = StackValues { name: v.stack.name.clone(), ..StackValues::default() };
+            let values = StackValues {
+                name: v.stack.name.clone(),
+                ..StackValues::default()
+            };
             let mut any = false;
-            for decl in v.stack.decls.values().filter(|d| d.type_name == "aws_lambda_function") {
+            for decl in v
+                .stack
+                .decls
+                .values()
+                .filter(|d| d.type_name == "aws_lambda_function")
+            {
                 let props = plan::resolve_props(&v, &decl.id, &values, &|_, _| None);
-                let Some(source) = props.get("source").and_then(Value::as_str) else { continue };
+                let Some(source) = props.get("source").and_then(Value::as_str) else {
+                    continue;
+                };
                 let arch = props
                     .get("architectures")
                     .and_then(|a| a.get(0))
@@ -271,12 +281,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("  CodeSha256: {}", artifact.code_sha256);
                 println!(
                     "  {} in {:.1}s",
-                    if artifact.built { "built" } else { "unchanged sources: reused, nothing built" },
+                    if artifact.built {
+                        "built"
+                    } else {
+                        "unchanged sources: reused, nothing built"
+                    },
                     started.elapsed().as_secs_f64()
                 );
             }
             if !any {
-                println!("No aws_lambda_function with `source:` in {}.", v.stack.path.display());
+                println!(
+                    "No aws_lambda_function with `source:` in {}.",
+                    v.stack.path.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

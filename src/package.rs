@@ -32,7 +32,7 @@ pub fn zip(entries: &mut [Entry<'_>]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for e in entries.iter() {
-        let mut enc = DeflateEncoder::new(Vec::new(), Compression::best());
+        let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
         enc.write_all(e.data)?;
         let compressed = enc.finish()?;
         let crc = crc32fast::hash(e.data);

@@ -56,25 +56,54 @@ impl Config {
     /// Reads the function's environment; a missing or invalid variable is an
     /// error that names it.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Config, RemediationError> {
-        let ids = var("INSTANCE_IDS").filter(|v| !v.trim().is_empty()).ok_or_else(|| err("INSTANCE_IDS is not set: give the instance ids to restart, comma-separated"))?;
-        let instance_ids: Vec<String> = ids.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        if let Some(bad) = instance_ids.iter().find(|id| !id.starts_with("i-") || id.len() < 3 || !id[2..].bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(err(format!("INSTANCE_IDS has `{bad}`, which is not an instance id (i-0123456789abcdef0)")));
+        let ids = var("INSTANCE_IDS")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                err("INSTANCE_IDS is not set: give the instance ids to restart, comma-separated")
+            })?;
+        let instance_ids: Vec<String> = ids
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad) = instance_ids.iter().find(|id| {
+            !id.starts_with("i-") || id.len() < 3 || !id[2..].bytes().all(|b| b.is_ascii_hexdigit())
+        }) {
+            return Err(err(format!(
+                "INSTANCE_IDS has `{bad}`, which is not an instance id (i-0123456789abcdef0)"
+            )));
         }
-        let topic_arn = var("TOPIC_ARN").filter(|v| !v.is_empty()).ok_or_else(|| err("TOPIC_ARN is not set: give the SNS topic to report on"))?;
+        let topic_arn = var("TOPIC_ARN")
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| err("TOPIC_ARN is not set: give the SNS topic to report on"))?;
         if !topic_arn.starts_with("arn:") || topic_arn.split(':').nth(2) != Some("sns") {
-            return Err(err(format!("TOPIC_ARN `{topic_arn}` is not an SNS topic ARN")));
+            return Err(err(format!(
+                "TOPIC_ARN `{topic_arn}` is not an SNS topic ARN"
+            )));
         }
         let action = match var("REMEDIATION_ACTION").as_deref().map(str::trim) {
             None | Some("") | Some("stop-start") => Action::StopStart,
             Some("reboot") => Action::Reboot,
-            Some(other) => return Err(err(format!("REMEDIATION_ACTION `{other}` is not `stop-start` or `reboot`"))),
+            Some(other) => {
+                return Err(err(format!(
+                    "REMEDIATION_ACTION `{other}` is not `stop-start` or `reboot`"
+                )))
+            }
         };
         let cooldown = match var("COOLDOWN_SECONDS").as_deref().map(str::trim) {
             None | Some("") => 900,
-            Some(s) => s.parse::<u64>().map_err(|_| err(format!("COOLDOWN_SECONDS `{s}` is not a whole number of seconds")))?,
+            Some(s) => s.parse::<u64>().map_err(|_| {
+                err(format!(
+                    "COOLDOWN_SECONDS `{s}` is not a whole number of seconds"
+                ))
+            })?,
         };
-        Ok(Config { instance_ids, topic_arn, action, cooldown: Duration::from_secs(cooldown) })
+        Ok(Config {
+            instance_ids,
+            topic_arn,
+            action,
+            cooldown: Duration::from_secs(cooldown),
+        })
     }
 }
 
@@ -84,7 +113,10 @@ pub struct Deadline(Instant);
 
 impl Deadline {
     pub fn from_epoch_ms(ms: u64) -> Deadline {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
         Deadline(Instant::now() + Duration::from_millis(ms.saturating_sub(now_ms)))
     }
 
@@ -112,7 +144,12 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 fn required(v: &Value, path: &[&str], envelope: &str) -> Result<String, RemediationError> {
-    text(v, path).map(str::to_string).ok_or_else(|| err(format!("malformed {envelope}: `{}` is missing", path.join("."))))
+    text(v, path).map(str::to_string).ok_or_else(|| {
+        err(format!(
+            "malformed {envelope}: `{}` is missing",
+            path.join(".")
+        ))
+    })
 }
 
 /// Reads a CloudWatch alarm event: the Lambda alarm action's payload, or the
@@ -120,16 +157,27 @@ fn required(v: &Value, path: &[&str], envelope: &str) -> Result<String, Remediat
 /// SNS alarm notification format).
 pub fn parse_event(event: &Value) -> Result<Alarm, RemediationError> {
     if let Some(records) = event.get("Records") {
-        let record = records.as_array().and_then(|r| r.first()).ok_or_else(|| err("malformed SNS event: `Records` is empty"))?;
+        let record = records
+            .as_array()
+            .and_then(|r| r.first())
+            .ok_or_else(|| err("malformed SNS event: `Records` is empty"))?;
         let message = required(record, &["Sns", "Message"], "SNS event")?;
-        let inner: Value = serde_json::from_str(&message).map_err(|e| err(format!("malformed SNS event: `Records.0.Sns.Message` is not JSON: {e}")))?;
+        let inner: Value = serde_json::from_str(&message).map_err(|e| {
+            err(format!(
+                "malformed SNS event: `Records.0.Sns.Message` is not JSON: {e}"
+            ))
+        })?;
         if inner.get("AlarmName").is_some() {
             return Ok(Alarm {
                 name: required(&inner, &["AlarmName"], "SNS alarm message")?,
                 arn: text(&inner, &["AlarmArn"]).unwrap_or_default().to_string(),
                 state: required(&inner, &["NewStateValue"], "SNS alarm message")?,
-                previous_state: text(&inner, &["OldStateValue"]).unwrap_or_default().to_string(),
-                reason: text(&inner, &["NewStateReason"]).unwrap_or_default().to_string(),
+                previous_state: text(&inner, &["OldStateValue"])
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: text(&inner, &["NewStateReason"])
+                    .unwrap_or_default()
+                    .to_string(),
             });
         }
         return parse_event(&inner);
@@ -141,8 +189,12 @@ pub fn parse_event(event: &Value) -> Result<Alarm, RemediationError> {
         name: required(event, &["alarmData", "alarmName"], "alarm event")?,
         arn: required(event, &["alarmArn"], "alarm event")?,
         state: required(event, &["alarmData", "state", "value"], "alarm event")?,
-        previous_state: text(event, &["alarmData", "previousState", "value"]).unwrap_or_default().to_string(),
-        reason: text(event, &["alarmData", "state", "reason"]).unwrap_or_default().to_string(),
+        previous_state: text(event, &["alarmData", "previousState", "value"])
+            .unwrap_or_default()
+            .to_string(),
+        reason: text(event, &["alarmData", "state", "reason"])
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 
@@ -153,7 +205,10 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
-        Clients { ec2: aws_sdk_ec2::Client::new(sdk), sns: aws_sdk_sns::Client::new(sdk) }
+        Clients {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
+        }
     }
 }
 
@@ -188,7 +243,10 @@ where
     err(format!("{what} failed: {detail}"))
 }
 
-async fn states(c: &Clients, ids: &[String]) -> Result<Vec<(String, InstanceStateName, Option<u64>)>, RemediationError> {
+async fn states(
+    c: &Clients,
+    ids: &[String],
+) -> Result<Vec<(String, InstanceStateName, Option<u64>)>, RemediationError> {
     let out = c
         .ec2
         .describe_instances()
@@ -197,9 +255,17 @@ async fn states(c: &Clients, ids: &[String]) -> Result<Vec<(String, InstanceStat
         .await
         .map_err(|e| sdk_error("DescribeInstances", e))?;
     let mut found = Vec::new();
-    for instance in out.reservations.unwrap_or_default().into_iter().flat_map(|r| r.instances.unwrap_or_default()) {
+    for instance in out
+        .reservations
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.instances.unwrap_or_default())
+    {
         let id = instance.instance_id.unwrap_or_default();
-        let state = instance.state.and_then(|s| s.name).unwrap_or(InstanceStateName::Pending);
+        let state = instance
+            .state
+            .and_then(|s| s.name)
+            .unwrap_or(InstanceStateName::Pending);
         let last = instance
             .tags
             .unwrap_or_default()
@@ -208,7 +274,10 @@ async fn states(c: &Clients, ids: &[String]) -> Result<Vec<(String, InstanceStat
             .and_then(|t| t.value?.parse().ok());
         found.push((id, state, last));
     }
-    if let Some(missing) = ids.iter().find(|id| !found.iter().any(|(f, _, _)| f == *id)) {
+    if let Some(missing) = ids
+        .iter()
+        .find(|id| !found.iter().any(|(f, _, _)| f == *id))
+    {
         return Err(err(format!("instance {missing} does not exist")));
     }
     Ok(found)
@@ -216,15 +285,29 @@ async fn states(c: &Clients, ids: &[String]) -> Result<Vec<(String, InstanceStat
 
 /// Polls until every instance is in `want`, failing early on a state it cannot
 /// leave for `want` and before the deadline would pass.
-async fn wait_for(c: &Clients, ids: &[String], want: InstanceStateName, deadline: Deadline) -> Result<(), RemediationError> {
+async fn wait_for(
+    c: &Clients,
+    ids: &[String],
+    want: InstanceStateName,
+    deadline: Deadline,
+) -> Result<(), RemediationError> {
     let mut delay = Duration::from_millis(500);
     loop {
         let now = states(c, ids).await?;
         if now.iter().all(|(_, s, _)| *s == want) {
             return Ok(());
         }
-        if let Some((id, s, _)) = now.iter().find(|(_, s, _)| matches!(s, InstanceStateName::Terminated | InstanceStateName::ShuttingDown)) {
-            return Err(err(format!("instance {id} is {}; it cannot become {}", s.as_str(), want.as_str())));
+        if let Some((id, s, _)) = now.iter().find(|(_, s, _)| {
+            matches!(
+                s,
+                InstanceStateName::Terminated | InstanceStateName::ShuttingDown
+            )
+        }) {
+            return Err(err(format!(
+                "instance {id} is {}; it cannot become {}",
+                s.as_str(),
+                want.as_str()
+            )));
         }
         if deadline.remaining() < delay + SAFETY_MARGIN {
             return Err(err(format!(
@@ -239,7 +322,10 @@ async fn wait_for(c: &Clients, ids: &[String], want: InstanceStateName, deadline
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 struct Report {
@@ -259,7 +345,13 @@ impl Report {
     }
 }
 
-async fn restart(c: &Clients, cfg: &Config, deadline: Deadline, report: &mut Report, request_id: &str) -> Result<(), RemediationError> {
+async fn restart(
+    c: &Clients,
+    cfg: &Config,
+    deadline: Deadline,
+    report: &mut Report,
+    request_id: &str,
+) -> Result<(), RemediationError> {
     let ids = &cfg.instance_ids;
     match cfg.action {
         Action::Reboot => {
@@ -276,7 +368,10 @@ async fn restart(c: &Clients, cfg: &Config, deadline: Deadline, report: &mut Rep
             // An instance still starting cannot be stopped cleanly: let it settle.
             let t = Instant::now();
             let before = states(c, ids).await?;
-            if before.iter().any(|(_, s, _)| *s == InstanceStateName::Pending) {
+            if before
+                .iter()
+                .any(|(_, s, _)| *s == InstanceStateName::Pending)
+            {
                 wait_for(c, ids, InstanceStateName::Running, deadline).await?;
             }
             c.ec2
@@ -308,7 +403,12 @@ async fn restart(c: &Clients, cfg: &Config, deadline: Deadline, report: &mut Rep
     c.ec2
         .create_tags()
         .set_resources(Some(ids.clone()))
-        .tags(Tag::builder().key(LAST_RESTART_TAG).value(now_secs().to_string()).build())
+        .tags(
+            Tag::builder()
+                .key(LAST_RESTART_TAG)
+                .value(now_secs().to_string())
+                .build(),
+        )
         .send()
         .await
         .map_err(|e| sdk_error("CreateTags", e))?;
@@ -316,9 +416,18 @@ async fn restart(c: &Clients, cfg: &Config, deadline: Deadline, report: &mut Rep
     Ok(())
 }
 
-async fn publish(c: &Clients, cfg: &Config, subject: &str, message: &Value) -> Result<(), RemediationError> {
+async fn publish(
+    c: &Clients,
+    cfg: &Config,
+    subject: &str,
+    message: &Value,
+) -> Result<(), RemediationError> {
     // SNS subjects: at most 100 characters, no line breaks.
-    let subject: String = subject.chars().filter(|c| !c.is_control()).take(100).collect();
+    let subject: String = subject
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
     c.sns
         .publish()
         .topic_arn(&cfg.topic_arn)
@@ -332,7 +441,13 @@ async fn publish(c: &Clients, cfg: &Config, subject: &str, message: &Value) -> R
 
 /// Handles one invocation. The result is what the invocation returns; an error
 /// fails the invocation so that Lambda's retries apply.
-pub async fn handle(c: &Clients, cfg: &Config, event: &Value, deadline: Deadline, request_id: &str) -> Result<Value, RemediationError> {
+pub async fn handle(
+    c: &Clients,
+    cfg: &Config,
+    event: &Value,
+    deadline: Deadline,
+    request_id: &str,
+) -> Result<Value, RemediationError> {
     let alarm = match parse_event(event) {
         Ok(a) => a,
         Err(e) => {
@@ -340,12 +455,23 @@ pub async fn handle(c: &Clients, cfg: &Config, event: &Value, deadline: Deadline
             return Err(e);
         }
     };
-    log(request_id, "received", json!({"alarm": alarm.name, "state": alarm.state, "previous_state": alarm.previous_state}));
+    log(
+        request_id,
+        "received",
+        json!({"alarm": alarm.name, "state": alarm.state, "previous_state": alarm.previous_state}),
+    );
     if alarm.state != "ALARM" {
-        log(request_id, "ignored", json!({"alarm": alarm.name, "state": alarm.state}));
+        log(
+            request_id,
+            "ignored",
+            json!({"alarm": alarm.name, "state": alarm.state}),
+        );
         return Ok(json!({"outcome": "ignored", "alarm": alarm.name, "state": alarm.state}));
     }
-    let mut report = Report { steps: Vec::new(), started: Instant::now() };
+    let mut report = Report {
+        steps: Vec::new(),
+        started: Instant::now(),
+    };
     let base = json!({
         "alarm": alarm.name, "alarm_arn": alarm.arn, "reason": alarm.reason,
         "instances": cfg.instance_ids, "action": cfg.action.as_str(),
@@ -361,7 +487,10 @@ pub async fn handle(c: &Clients, cfg: &Config, event: &Value, deadline: Deadline
     // Cooldown: a flapping alarm must not restart the instance over and over.
     let now = now_secs();
     let recent = match states(c, &cfg.instance_ids).await {
-        Ok(s) => s.into_iter().filter_map(|(id, _, last)| Some((id, last?))).find(|(_, last)| now.saturating_sub(*last) < cfg.cooldown.as_secs()),
+        Ok(s) => s
+            .into_iter()
+            .filter_map(|(id, _, last)| Some((id, last?)))
+            .find(|(_, last)| now.saturating_sub(*last) < cfg.cooldown.as_secs()),
         Err(e) => return fail(c, cfg, &alarm, &with, &report, e, request_id).await,
     };
     if let Some((id, last)) = recent {
@@ -370,7 +499,14 @@ pub async fn handle(c: &Clients, cfg: &Config, event: &Value, deadline: Deadline
             "why": format!("{id} was restarted by this function {}s ago; the cooldown is {}s", now - last, cfg.cooldown.as_secs()),
         }));
         log(request_id, "cooldown", message.clone());
-        if let Err(e) = publish(c, cfg, &format!("Remediation skipped (cooldown): {}", alarm.name), &message).await {
+        if let Err(e) = publish(
+            c,
+            cfg,
+            &format!("Remediation skipped (cooldown): {}", alarm.name),
+            &message,
+        )
+        .await
+        {
             log(request_id, "publish-failed", json!({"error": e.0}));
         }
         return Ok(message);
@@ -378,8 +514,16 @@ pub async fn handle(c: &Clients, cfg: &Config, event: &Value, deadline: Deadline
 
     match restart(c, cfg, deadline, &mut report, request_id).await {
         Ok(()) => {
-            let message = with(json!({"outcome": "succeeded", "steps": report.steps, "ms": report.started.elapsed().as_millis() as u64}));
-            publish(c, cfg, &format!("Remediation succeeded: {}", alarm.name), &message).await?;
+            let message = with(
+                json!({"outcome": "succeeded", "steps": report.steps, "ms": report.started.elapsed().as_millis() as u64}),
+            );
+            publish(
+                c,
+                cfg,
+                &format!("Remediation succeeded: {}", alarm.name),
+                &message,
+            )
+            .await?;
             log(request_id, "done", json!({"outcome": "succeeded"}));
             Ok(message)
         }
@@ -398,7 +542,14 @@ async fn fail(
 ) -> Result<Value, RemediationError> {
     let message = with(json!({"outcome": "failed", "error": e.0, "steps": report.steps}));
     log(request_id, "failed", json!({"error": e.0}));
-    if let Err(p) = publish(c, cfg, &format!("Remediation FAILED: {}", alarm.name), &message).await {
+    if let Err(p) = publish(
+        c,
+        cfg,
+        &format!("Remediation FAILED: {}", alarm.name),
+        &message,
+    )
+    .await
+    {
         log(request_id, "publish-failed", json!({"error": p.0}));
     }
     Err(e)
@@ -409,36 +560,85 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     const TOPIC: &str = "arn:aws:sns:us-east-2:123456789012:lambda_topic01";
 
     #[test]
     fn config_defaults_and_errors_name_the_variable() {
-        let c = Config::from_env(env(&[("INSTANCE_IDS", "i-0abc, i-0def"), ("TOPIC_ARN", TOPIC)])).unwrap();
+        let c = Config::from_env(env(&[
+            ("INSTANCE_IDS", "i-0abc, i-0def"),
+            ("TOPIC_ARN", TOPIC),
+        ]))
+        .unwrap();
         assert_eq!(c.instance_ids, vec!["i-0abc", "i-0def"]);
-        assert_eq!((c.action, c.cooldown), (Action::StopStart, Duration::from_secs(900)));
-        assert!(Config::from_env(env(&[("TOPIC_ARN", TOPIC)])).unwrap_err().0.starts_with("INSTANCE_IDS is not set"));
-        assert!(Config::from_env(env(&[("INSTANCE_IDS", "web-1"), ("TOPIC_ARN", TOPIC)])).unwrap_err().0.contains("INSTANCE_IDS has `web-1`"));
-        assert!(Config::from_env(env(&[("INSTANCE_IDS", "i-0abc")])).unwrap_err().0.starts_with("TOPIC_ARN is not set"));
-        let bad = Config::from_env(env(&[("INSTANCE_IDS", "i-0abc"), ("TOPIC_ARN", TOPIC), ("REMEDIATION_ACTION", "kick")]));
+        assert_eq!(
+            (c.action, c.cooldown),
+            (Action::StopStart, Duration::from_secs(900))
+        );
+        assert!(Config::from_env(env(&[("TOPIC_ARN", TOPIC)]))
+            .unwrap_err()
+            .0
+            .starts_with("INSTANCE_IDS is not set"));
+        assert!(
+            Config::from_env(env(&[("INSTANCE_IDS", "web-1"), ("TOPIC_ARN", TOPIC)]))
+                .unwrap_err()
+                .0
+                .contains("INSTANCE_IDS has `web-1`")
+        );
+        assert!(Config::from_env(env(&[("INSTANCE_IDS", "i-0abc")]))
+            .unwrap_err()
+            .0
+            .starts_with("TOPIC_ARN is not set"));
+        let bad = Config::from_env(env(&[
+            ("INSTANCE_IDS", "i-0abc"),
+            ("TOPIC_ARN", TOPIC),
+            ("REMEDIATION_ACTION", "kick"),
+        ]));
         assert!(bad.unwrap_err().0.contains("REMEDIATION_ACTION `kick`"));
-        let bad = Config::from_env(env(&[("INSTANCE_IDS", "i-0abc"), ("TOPIC_ARN", TOPIC), ("COOLDOWN_SECONDS", "soon")]));
+        let bad = Config::from_env(env(&[
+            ("INSTANCE_IDS", "i-0abc"),
+            ("TOPIC_ARN", TOPIC),
+            ("COOLDOWN_SECONDS", "soon"),
+        ]));
         assert!(bad.unwrap_err().0.contains("COOLDOWN_SECONDS `soon`"));
-        let reboot = Config::from_env(env(&[("INSTANCE_IDS", "i-0abc"), ("TOPIC_ARN", TOPIC), ("REMEDIATION_ACTION", "reboot"), ("COOLDOWN_SECONDS", "0")]));
+        let reboot = Config::from_env(env(&[
+            ("INSTANCE_IDS", "i-0abc"),
+            ("TOPIC_ARN", TOPIC),
+            ("REMEDIATION_ACTION", "reboot"),
+            ("COOLDOWN_SECONDS", "0"),
+        ]));
         assert_eq!(reboot.unwrap().action, Action::Reboot);
     }
 
     #[test]
     fn malformed_events_name_what_is_missing() {
-        assert!(parse_event(&json!({"source": "aws.cloudwatch", "alarmArn": "a", "alarmData": {"alarmName": "x"}}))
+        assert!(parse_event(
+            &json!({"source": "aws.cloudwatch", "alarmArn": "a", "alarmData": {"alarmName": "x"}})
+        )
+        .unwrap_err()
+        .0
+        .contains("`alarmData.state.value` is missing"));
+        assert!(parse_event(&json!({"hello": 1}))
             .unwrap_err()
             .0
-            .contains("`alarmData.state.value` is missing"));
-        assert!(parse_event(&json!({"hello": 1})).unwrap_err().0.contains("`source` is not aws.cloudwatch"));
-        assert!(parse_event(&json!({"Records": []})).unwrap_err().0.contains("`Records` is empty"));
-        assert!(parse_event(&json!({"Records": [{"Sns": {"Message": "not json"}}]})).unwrap_err().0.contains("is not JSON"));
+            .contains("`source` is not aws.cloudwatch"));
+        assert!(parse_event(&json!({"Records": []}))
+            .unwrap_err()
+            .0
+            .contains("`Records` is empty"));
+        assert!(
+            parse_event(&json!({"Records": [{"Sns": {"Message": "not json"}}]}))
+                .unwrap_err()
+                .0
+                .contains("is not JSON")
+        );
     }
 
     #[test]
@@ -447,6 +647,9 @@ mod tests {
             "alarmName": "slow-responses", "state": {"value": "ALARM", "reason": "r"}, "previousState": {"value": "OK"}}});
         let via_sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": serde_json::to_string(&json!({
             "AlarmName": "slow-responses", "AlarmArn": "arn:a", "NewStateValue": "ALARM", "NewStateReason": "r", "OldStateValue": "OK"})).unwrap()}}]});
-        assert_eq!(parse_event(&direct).unwrap(), parse_event(&via_sns).unwrap());
+        assert_eq!(
+            parse_event(&direct).unwrap(),
+            parse_event(&via_sns).unwrap()
+        );
     }
 }

@@ -12,9 +12,15 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let config = remediation::Config::from_env(|k| std::env::var(k).ok())?;
         let deadline = remediation::Deadline::from_epoch_ms(event.context.deadline);
-        remediation::handle(clients, &config, &event.payload, deadline, &event.context.request_id)
-            .await
-            .map_err(Error::from)
+        remediation::handle(
+            clients,
+            &config,
+            &event.payload,
+            deadline,
+            &event.context.request_id,
+        )
+        .await
+        .map_err(Error::from)
     }))
     .await
 }

@@ -212,7 +212,10 @@ static SCHEMA: Schema = Schema {
 };
 
 fn architecture(props: &Props) -> String {
-    str_list(props.get("architectures")).into_iter().next().unwrap_or_else(|| "x86_64".into())
+    str_list(props.get("architectures"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "x86_64".into())
 }
 
 /// The code to upload: the zip named by `filename`, or the crate named by
@@ -220,9 +223,12 @@ fn architecture(props: &Props) -> String {
 async fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
     if let Some(f) = r.str("filename") {
         let path = cx.stack_dir.join(f);
-        return std::fs::read(&path).map_err(|e| AwsError::local(format!("cannot read {}: {e}", path.display())));
+        return std::fs::read(&path)
+            .map_err(|e| AwsError::local(format!("cannot read {}: {e}", path.display())));
     }
-    let source = r.str("source").ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
+    let source = r
+        .str("source")
+        .ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
     let (crate_dir, arch) = (cx.stack_dir.join(source), architecture(r.props));
     let artifact = tokio::task::spawn_blocking(move || build::build(&crate_dir, &arch))
         .await
@@ -319,10 +325,18 @@ impl Provider for LambdaFunction {
             let path = stack_dir.join(f);
             let bytes = std::fs::read(&path)
                 .map_err(|e| ("filename", format!("cannot read {}: {e}", path.display())))?;
-            props.insert("source_code_hash".into(), Value::from(package::code_sha256(&bytes)));
+            props.insert(
+                "source_code_hash".into(),
+                Value::from(package::code_sha256(&bytes)),
+            );
         }
-        if let Some(source) = props.get("source").filter(|s| !is_unknown(s)).and_then(Value::as_str) {
-            let hash = build::source_hash(&stack_dir.join(source), &architecture(props)).map_err(|e| ("source", e.0))?;
+        if let Some(source) = props
+            .get("source")
+            .filter(|s| !is_unknown(s))
+            .and_then(Value::as_str)
+        {
+            let hash = build::source_hash(&stack_dir.join(source), &architecture(props))
+                .map_err(|e| ("source", e.0))?;
             props.insert("source_hash".into(), Value::from(hash));
         }
         Ok(())
@@ -467,12 +481,16 @@ impl Provider for LambdaFunction {
             )
             .await?;
         }
-        if changed
-            .iter()
-            .any(|c| {
-                ["source_code_hash", "source_hash", "architectures", "filename", "source"].contains(c)
-            })
-        {
+        if changed.iter().any(|c| {
+            [
+                "source_code_hash",
+                "source_hash",
+                "architectures",
+                "filename",
+                "source",
+            ]
+            .contains(c)
+        }) {
             let zip = read_zip(cx, r).await?;
             wait_ready(cx, name).await?;
             retry_eventual(Duration::from_secs(60), conflict, || async {
@@ -488,8 +506,17 @@ impl Provider for LambdaFunction {
             .await?;
         }
         wait_ready(cx, name).await?;
-        let config = cx.lambda().get_function_configuration().function_name(name).send().await.map_err(aws)?;
-        let (arn, sha) = (config.function_arn.unwrap_or_default(), config.code_sha256.unwrap_or_default());
+        let config = cx
+            .lambda()
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(aws)?;
+        let (arn, sha) = (
+            config.function_arn.unwrap_or_default(),
+            config.code_sha256.unwrap_or_default(),
+        );
         if changed.contains(&"tags") {
             let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
             if !remove.is_empty() {

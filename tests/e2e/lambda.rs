@@ -48,26 +48,74 @@ struct World {
 
 fn world(env: &Env) -> World {
     let rt = &env.rt;
-    let images = rt.block_on(env.ec2().describe_images().owners("amazon").send()).unwrap().images.unwrap();
+    let images = rt
+        .block_on(env.ec2().describe_images().owners("amazon").send())
+        .unwrap()
+        .images
+        .unwrap();
     let ami = images[0].image_id.clone().unwrap();
-    let run = rt.block_on(env.ec2().run_instances().image_id(ami).min_count(1).max_count(1).send()).unwrap();
+    let run = rt
+        .block_on(
+            env.ec2()
+                .run_instances()
+                .image_id(ami)
+                .min_count(1)
+                .max_count(1)
+                .send(),
+        )
+        .unwrap();
     let instance_id = run.instances.unwrap()[0].instance_id.clone().unwrap();
-    let topic_arn = rt.block_on(env.sns().create_topic().name("lambda_topic01").send()).unwrap().topic_arn.unwrap();
-    let queue_url = rt.block_on(env.sqs().create_queue().queue_name("notifications").send()).unwrap().queue_url.unwrap();
+    let topic_arn = rt
+        .block_on(env.sns().create_topic().name("lambda_topic01").send())
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let queue_url = rt
+        .block_on(env.sqs().create_queue().queue_name("notifications").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
     let queue_arn = rt
-        .block_on(env.sqs().get_queue_attributes().queue_url(&queue_url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send())
+        .block_on(
+            env.sqs()
+                .get_queue_attributes()
+                .queue_url(&queue_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send(),
+        )
         .unwrap()
         .attributes
         .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    rt.block_on(env.sns().subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send()).unwrap();
+    rt.block_on(
+        env.sns()
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send(),
+    )
+    .unwrap();
     env.take_calls();
-    World { instance_id, topic_arn, queue_url }
+    World {
+        instance_id,
+        topic_arn,
+        queue_url,
+    }
 }
 
 /// The notifications the function published, as the queue received them.
 fn notifications(env: &Env, queue_url: &str) -> Vec<Value> {
-    let out = env.rt.block_on(env.sqs().receive_message().queue_url(queue_url).max_number_of_messages(10).send()).unwrap();
+    let out = env
+        .rt
+        .block_on(
+            env.sqs()
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .send(),
+        )
+        .unwrap();
     out.messages
         .unwrap_or_default()
         .into_iter()
@@ -79,8 +127,18 @@ fn notifications(env: &Env, queue_url: &str) -> Vec<Value> {
 }
 
 fn instance_state(env: &Env, id: &str) -> String {
-    let out = env.rt.block_on(env.ec2().describe_instances().instance_ids(id).send()).unwrap();
-    out.reservations.unwrap()[0].instances.clone().unwrap()[0].state.clone().unwrap().name.unwrap().as_str().to_string()
+    let out = env
+        .rt
+        .block_on(env.ec2().describe_instances().instance_ids(id).send())
+        .unwrap();
+    out.reservations.unwrap()[0].instances.clone().unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .name
+        .unwrap()
+        .as_str()
+        .to_string()
 }
 
 #[test]
@@ -89,11 +147,26 @@ fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events
     let w = world(&env);
     let clients = remediation::Clients::new(&env.sdk());
     let config = |cooldown: &str| {
-        let pairs = [("INSTANCE_IDS", w.instance_id.clone()), ("TOPIC_ARN", w.topic_arn.clone()), ("COOLDOWN_SECONDS", cooldown.to_string())];
-        remediation::Config::from_env(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap()
+        let pairs = [
+            ("INSTANCE_IDS", w.instance_id.clone()),
+            ("TOPIC_ARN", w.topic_arn.clone()),
+            ("COOLDOWN_SECONDS", cooldown.to_string()),
+        ];
+        remediation::Config::from_env(|k| {
+            pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap()
     };
     let deadline = || remediation::Deadline::after(Duration::from_secs(120));
-    let handle = |cfg: &remediation::Config, event: &Value| env.rt.block_on(remediation::handle(&clients, cfg, event, deadline(), "req-1"));
+    let handle = |cfg: &remediation::Config, event: &Value| {
+        env.rt.block_on(remediation::handle(
+            &clients,
+            cfg,
+            event,
+            deadline(),
+            "req-1",
+        ))
+    };
 
     // OK and INSUFFICIENT_DATA: logged and ignored, nothing touched.
     for state in ["OK", "INSUFFICIENT_DATA"] {
@@ -101,15 +174,31 @@ fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events
         assert_eq!(out["outcome"], "ignored");
     }
     let calls = env.take_calls();
-    assert_eq!(count(&calls, "StopInstances") + count(&calls, "StartInstances") + count(&calls, "Publish"), 0, "{calls:?}");
+    assert_eq!(
+        count(&calls, "StopInstances") + count(&calls, "StartInstances") + count(&calls, "Publish"),
+        0,
+        "{calls:?}"
+    );
 
     // ALARM: stop, wait for stopped, start, wait for running, report.
     let out = handle(&config("900"), &alarm_event("ALARM")).unwrap();
     assert_eq!(out["outcome"], "succeeded", "{out}");
-    let steps: Vec<&str> = out["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["stop", "stopped", "start", "running", "remember-restart"]);
+    let steps: Vec<&str> = out["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["stop", "stopped", "start", "running", "remember-restart"]
+    );
     let calls = env.take_calls();
-    let ec2_ops: Vec<&str> = calls.iter().filter(|c| c.service == "ec2" && c.is_mutating()).map(|c| c.operation.as_str()).collect();
+    let ec2_ops: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.service == "ec2" && c.is_mutating())
+        .map(|c| c.operation.as_str())
+        .collect();
     assert_eq!(ec2_ops, ["StopInstances", "StartInstances", "CreateTags"]);
     assert_eq!(instance_state(&env, &w.instance_id), "running");
     let notes = notifications(&env, &w.queue_url);
@@ -117,13 +206,23 @@ fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events
     assert_eq!(notes[0]["outcome"], "succeeded");
     assert_eq!(notes[0]["alarm"], "slow-responses");
     assert_eq!(notes[0]["instances"], json!([w.instance_id]));
-    assert!(notes[0]["reason"].as_str().unwrap().starts_with("Threshold Crossed"));
-    assert_eq!(notes[0]["steps"].as_array().unwrap().len(), 5, "how long each step took");
+    assert!(notes[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("Threshold Crossed"));
+    assert_eq!(
+        notes[0]["steps"].as_array().unwrap().len(),
+        5,
+        "how long each step took"
+    );
 
     // The same alarm again, through SNS, within the cooldown: nothing restarted.
     let out = handle(&config("900"), &sns_wrapped_alarm()).unwrap();
     assert_eq!(out["outcome"], "skipped");
-    assert!(out["why"].as_str().unwrap().contains("cooldown is 900s"), "{out}");
+    assert!(
+        out["why"].as_str().unwrap().contains("cooldown is 900s"),
+        "{out}"
+    );
     let calls = env.take_calls();
     assert_eq!(count(&calls, "StopInstances"), 0);
     assert_eq!(notifications(&env, &w.queue_url)[0]["outcome"], "skipped");
@@ -140,11 +239,18 @@ fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events
     assert!(env.take_calls().is_empty());
 
     // A failed remediation reports the error and fails the invocation.
-    let missing = remediation::Config { instance_ids: vec!["i-00000000000000000".into()], ..config("0") };
+    let missing = remediation::Config {
+        instance_ids: vec!["i-00000000000000000".into()],
+        ..config("0")
+    };
     let e = handle(&missing, &alarm_event("ALARM")).unwrap_err();
     assert!(e.0.contains("i-00000000000000000"), "{e}");
     let notes = notifications(&env, &w.queue_url);
-    assert!(notes.iter().any(|n| n["outcome"] == "failed" && n["error"].as_str().unwrap().contains("i-00000000000000000")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n["outcome"] == "failed"
+            && n["error"].as_str().unwrap().contains("i-00000000000000000")),
+        "{notes:?}"
+    );
 }
 
 fn repo() -> PathBuf {
@@ -160,7 +266,9 @@ fn unzip_bootstrap(zip: &[u8]) -> Vec<u8> {
     let start = 30 + u16_at(26) + u16_at(28);
     assert_eq!(&zip[30..30 + u16_at(26)], b"bootstrap");
     let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(&zip[start..start + csize]).read_to_end(&mut out).unwrap();
+    flate2::read::DeflateDecoder::new(&zip[start..start + csize])
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -182,7 +290,10 @@ fn run_bootstrap(env: &Env, exe: &Path, api: &RuntimeApi, w: &World) -> Bootstra
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/lambda_function01")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/25/[$LATEST]0123456789abcdef")
+        .env(
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2026/11/25/[$LATEST]0123456789abcdef",
+        )
         .env("_HANDLER", "bootstrap")
         .env("INSTANCE_IDS", &w.instance_id)
         .env("TOPIC_ARN", &w.topic_arn)
@@ -199,7 +310,10 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
     let artifact = stackctl::build::build(&crate_dir, "x86_64").expect("build the Lambda");
     let zip = std::fs::read(&artifact.zip_path).unwrap();
     assert_eq!(stackctl::package::code_sha256(&zip), artifact.code_sha256);
-    eprintln!("lambda: zip {} bytes, CodeSha256 {}", artifact.zip_size, artifact.code_sha256);
+    eprintln!(
+        "lambda: zip {} bytes, CodeSha256 {}",
+        artifact.zip_size, artifact.code_sha256
+    );
 
     // Rebuilt from the same sources (new file times, artifact cache gone): the
     // same bytes, so the same CodeSha256 and no upload.
@@ -224,46 +338,111 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
     let _bootstrap = run_bootstrap(&env, &exe, &api, &w);
     let wait = Duration::from_secs(60);
 
-    let out = api.invoke("req-alarm", alarm_event("ALARM"), Duration::from_secs(120), wait).expect("an answer");
-    let Outcome::Response(body) = out else { panic!("{out:?}") };
+    let out = api
+        .invoke(
+            "req-alarm",
+            alarm_event("ALARM"),
+            Duration::from_secs(120),
+            wait,
+        )
+        .expect("an answer");
+    let Outcome::Response(body) = out else {
+        panic!("{out:?}")
+    };
     assert_eq!(body["outcome"], "succeeded", "{body}");
     let calls = env.take_calls();
-    assert_eq!((count(&calls, "StopInstances"), count(&calls, "StartInstances")), (1, 1), "{calls:?}");
+    assert_eq!(
+        (
+            count(&calls, "StopInstances"),
+            count(&calls, "StartInstances")
+        ),
+        (1, 1),
+        "{calls:?}"
+    );
     assert_eq!(instance_state(&env, &w.instance_id), "running");
     let notes = notifications(&env, &w.queue_url);
     assert_eq!(notes[0]["outcome"], "succeeded");
 
-    let out = api.invoke("req-ok", alarm_event("OK"), Duration::from_secs(120), wait).expect("an answer");
-    assert!(matches!(&out, Outcome::Response(b) if b["outcome"] == "ignored"), "{out:?}");
+    let out = api
+        .invoke("req-ok", alarm_event("OK"), Duration::from_secs(120), wait)
+        .expect("an answer");
+    assert!(
+        matches!(&out, Outcome::Response(b) if b["outcome"] == "ignored"),
+        "{out:?}"
+    );
     let calls = env.take_calls();
-    assert_eq!(count(&calls, "StopInstances") + count(&calls, "StartInstances"), 0);
+    assert_eq!(
+        count(&calls, "StopInstances") + count(&calls, "StartInstances"),
+        0
+    );
 
-    let out = api.invoke("req-bad", json!({"hello": "world"}), Duration::from_secs(120), wait).expect("an answer");
-    let Outcome::Error { body, .. } = out else { panic!("{out:?}") };
-    assert!(body["errorMessage"].as_str().unwrap().contains("`source` is not aws.cloudwatch"), "{body}");
+    let out = api
+        .invoke(
+            "req-bad",
+            json!({"hello": "world"}),
+            Duration::from_secs(120),
+            wait,
+        )
+        .expect("an answer");
+    let Outcome::Error { body, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("`source` is not aws.cloudwatch"),
+        "{body}"
+    );
 }
 
 #[test]
 fn the_seed_stack_builds_and_uploads_the_function_once() {
     let env = Env::new();
     let source = repo().join("lambda");
-    let stack = include_str!("../../stack.yaml").replace("      source: lambda\n", &format!("      source: {}\n", source.display()));
+    let stack = include_str!("../../stack.yaml").replace(
+        "      source: lambda\n",
+        &format!("      source: {}\n", source.display()),
+    );
     env.write_stack(&stack);
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let artifact = stackctl::build::build(&source, "x86_64").unwrap();
     let state = env.state("automate-monitoring");
-    assert_eq!(state["resources"]["remediation"]["attrs"]["code_sha256"], artifact.code_sha256.as_str());
-    let config = env.rt.block_on(env.lambda().get_function_configuration().function_name("lambda_function01").send()).unwrap();
-    assert_eq!(config.code_sha256.as_deref(), Some(artifact.code_sha256.as_str()), "AWS runs the zip stackctl built");
+    assert_eq!(
+        state["resources"]["remediation"]["attrs"]["code_sha256"],
+        artifact.code_sha256.as_str()
+    );
+    let config = env
+        .rt
+        .block_on(
+            env.lambda()
+                .get_function_configuration()
+                .function_name("lambda_function01")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        config.code_sha256.as_deref(),
+        Some(artifact.code_sha256.as_str()),
+        "AWS runs the zip stackctl built"
+    );
 
     // Unchanged sources: no change planned, no cargo build, nothing uploaded.
     env.take_calls();
     let out = env.stackctl(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(!out.stderr.contains("building"), "plan never builds: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("building"),
+        "plan never builds: {}",
+        out.stderr
+    );
     let out = env.stackctl(&["apply", "--auto-approve"]).ok();
     assert!(!out.stderr.contains("building"), "{}", out.stderr);
     let calls = env.take_calls();
     assert_eq!(count(&calls, "UpdateFunctionCode"), 0);
-    assert!(crate::support::mutating(&calls).is_empty(), "{:?}", crate::support::mutating(&calls));
+    assert!(
+        crate::support::mutating(&calls).is_empty(),
+        "{:?}",
+        crate::support::mutating(&calls)
+    );
 }

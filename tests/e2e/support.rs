@@ -140,10 +140,16 @@ pub fn seed_stack_with_zip(env: &Env) -> String {
 /// What stackctl needs from the test's environment besides AWS: PATH, and
 /// cargo's and rustup's homes, for the Lambda builds it runs.
 fn passthrough() -> Vec<(&'static str, std::ffi::OsString)> {
-    ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"]
-        .into_iter()
-        .filter_map(|k| Some((k, std::env::var_os(k)?)))
-        .collect()
+    [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+    ]
+    .into_iter()
+    .filter_map(|k| Some((k, std::env::var_os(k)?)))
+    .collect()
 }
 
 pub fn mutating(calls: &[Call]) -> Vec<&Call> {
