@@ -38,6 +38,9 @@ impl Outcome {
     }
 }
 
+/// One step's AWS calls, ready to run on the runtime.
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, AwsError>> + Send>>;
+
 /// What a finished AWS step reports back to the walk.
 enum Done {
     Created {
@@ -267,10 +270,7 @@ impl Walk<'_> {
         step: &Step,
         change: &Change,
         data: &BTreeMap<String, Map<String, Value>>,
-    ) -> Result<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, AwsError>> + Send>>,
-        AwsError,
-    > {
+    ) -> Result<Job, AwsError> {
         let provider = providers::lookup(&change.type_name)
             .ok_or_else(|| AwsError::local(format!("unknown type `{}`", change.type_name)))?;
         let cx = self.cx.clone();
@@ -420,10 +420,11 @@ impl Walk<'_> {
         // AWS refused the create outright: nothing was made, so drop the intent.
         // Without an error code (timeout, connection lost) the outcome is unknown
         // and the intent stays for the next run to look for.
-        if step.0 == StepKind::Apply && err.code.is_some() {
-            if self.state.resources.get(id).is_some_and(|r| r.is_pending()) {
-                self.state.resources.remove(id);
-            }
+        if step.0 == StepKind::Apply
+            && err.code.is_some()
+            && self.state.resources.get(id).is_some_and(|r| r.is_pending())
+        {
+            self.state.resources.remove(id);
         }
         eprintln!("{id}: error {verb} {}: {err}", change.type_name);
         outcome.failed.push((

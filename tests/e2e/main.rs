@@ -1,4 +1,5 @@
 //! End-to-end tests: the real binary against moto behind the recording proxy.
+#![allow(clippy::unwrap_used)]
 
 mod lambda;
 mod messaging;
