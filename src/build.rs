@@ -126,16 +126,7 @@ fn build_env() -> Vec<(String, std::ffi::OsString)> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
         .filter(|(k, _)| {
-            [
-                "PATH",
-                "HOME",
-                "CARGO_HOME",
-                "RUSTUP_HOME",
-                "RUSTUP_TOOLCHAIN",
-                "TMPDIR",
-                "LANG",
-            ]
-            .contains(&k.as_str())
+            ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "TMPDIR"].contains(&k.as_str())
                 || k.starts_with("CC_")
                 || k.starts_with("AR_")
         })
@@ -185,6 +176,9 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
             "--manifest-path",
         ])
         .arg(crate_dir.join("Cargo.toml"))
+        // From the workspace root, so its .cargo/config.toml (the musl C
+        // compiler) applies wherever stackctl was started.
+        .current_dir(&root)
         .env_clear()
         .envs(build_env())
         .env("CARGO_TARGET_DIR", &dir)
