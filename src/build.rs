@@ -121,12 +121,16 @@ fn build_dir(root: &Path) -> PathBuf {
 /// The environment of the nested cargo: only what finds the toolchain and the
 /// C compiler. Whatever else the caller has (cargo's own variables when run
 /// from `cargo test`, for one) would make cargo see changed inputs and rebuild
-/// the SDK from scratch, and could make the bytes differ.
-fn build_env() -> Vec<(String, std::ffi::OsString)> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+/// the SDK from scratch, and could make the bytes differ. The RUSTUP_*
+/// variables stay: without the caller's RUSTUP_TOOLCHAIN, rustup resolves the
+/// toolchain afresh and may pick, or try to download, another one.
+fn build_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(String, std::ffi::OsString)> {
+    vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
         .filter(|(k, _)| {
-            ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "TMPDIR"].contains(&k.as_str())
+            ["PATH", "HOME", "CARGO_HOME", "TMPDIR"].contains(&k.as_str())
+                || k.starts_with("RUSTUP_")
                 || k.starts_with("CC_")
                 || k.starts_with("AR_")
         })
@@ -180,7 +184,7 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
         // compiler) applies wherever stackctl was started.
         .current_dir(&root)
         .env_clear()
-        .envs(build_env())
+        .envs(build_env(std::env::vars_os()))
         .env("CARGO_TARGET_DIR", &dir)
         .output()
         .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
@@ -235,6 +239,34 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nested_cargo_keeps_the_callers_toolchain_and_drops_cargos_variables() {
+        let vars = [
+            ("RUSTUP_TOOLCHAIN", "1.95.0-x86_64-unknown-linux-gnu"),
+            ("RUSTUP_HOME", "/root/.rustup"),
+            ("PATH", "/usr/bin"),
+            ("CC_x86_64_unknown_linux_musl", "musl-gcc"),
+            ("CARGO_PKG_NAME", "stackctl"),
+            ("CARGO_MANIFEST_DIR", "/src"),
+            ("RUSTFLAGS", "-Cdebuginfo=2"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let mut kept: Vec<String> = build_env(vars.into_iter())
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "CC_x86_64_unknown_linux_musl",
+                "PATH",
+                "RUSTUP_HOME",
+                "RUSTUP_TOOLCHAIN"
+            ]
+        );
+    }
+
     use super::*;
 
     fn scratch_crate() -> tempfile::TempDir {
