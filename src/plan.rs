@@ -571,6 +571,64 @@ pub fn render_drift(plan: &Plan) -> String {
     }
 }
 
+/// A document or list that changed, as a line diff of its canonical JSON (the
+/// form values are compared in), so one changed statement of a policy reads as
+/// one line rather than two long ones. None for scalars, unknown or sensitive
+/// values, and documents too big to diff cheaply.
+fn render_structured_change(
+    schema: Option<&Schema>,
+    prop: &str,
+    old: &Value,
+    new: &Value,
+) -> Option<String> {
+    let p = schema?.prop(prop)?;
+    if p.sensitive || contains_unknown(old) || contains_unknown(new) {
+        return None;
+    }
+    let (old, new) = (
+        schema::normalize(p.compare, old),
+        schema::normalize(p.compare, new),
+    );
+    if !(old.is_object() || old.is_array()) || !(new.is_object() || new.is_array()) {
+        return None;
+    }
+    let old = serde_json::to_string_pretty(&old).ok()?;
+    let new = serde_json::to_string_pretty(&new).ok()?;
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    if a.len().saturating_mul(b.len()) > 250_000 {
+        return None;
+    }
+    // Longest common subsequence of lines, filled from the end.
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut out = String::from("(canonical JSON; - before, + after)");
+    let (mut i, mut j) = (0, 0);
+    let mut line = |sign: char, text: &str| {
+        let _ = write!(out, "\n          {sign} {text}");
+    };
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            line(' ', a[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            line('-', a[i]);
+            i += 1;
+        } else {
+            line('+', b[j]);
+            j += 1;
+        }
+    }
+    Some(out)
+}
+
 /// The plan the way Terraform users read one.
 pub fn render(plan: &Plan) -> String {
     let mut out = render_drift(plan);
@@ -629,7 +687,12 @@ pub fn render(plan: &Plan) -> String {
                     } else {
                         ""
                     };
-                    lines.push(("~".into(), k.clone(), format!("{old} -> {new}{note}")));
+                    let text = before
+                        .get(k)
+                        .zip(after.get(k))
+                        .and_then(|(old, new)| render_structured_change(schema, k, old, new))
+                        .unwrap_or_else(|| format!("{old} -> {new}"));
+                    lines.push(("~".into(), k.clone(), format!("{text}{note}")));
                 }
                 let hidden = after.len().saturating_sub(c.changed.len());
                 if hidden > 0 {
@@ -889,6 +952,26 @@ mod tests {
         );
         let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         assert!(!plan.has_changes(), "{}", render(&plan));
+    }
+
+    #[test]
+    fn a_changed_policy_renders_as_a_line_diff_of_what_changed() {
+        let src = "stack: demo\nresources:\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: https://q\n      policy:\n        Version: '2012-10-17'\n        Statement:\n          - Effect: Allow\n            Principal: {Service: sns.amazonaws.com}\n            Action: sqs:SendMessage\n            Resource: arn:q\n";
+        let state = applied(&validated(src));
+        let v = validated(&src.replace("Resource: arn:q", "Resource: arn:q2"));
+        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let text = render(&plan);
+        let changed: Vec<String> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(['-', '+']))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(
+            changed,
+            [r#"- "Resource": "arn:q""#, r#"+ "Resource": "arn:q2""#],
+            "{text}"
+        );
+        assert!(text.contains(r#"  "Effect": "Allow","#), "{text}");
     }
 
     #[test]
