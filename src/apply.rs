@@ -3,6 +3,7 @@
 //! The state is written after every AWS call that changed something, and the
 //! intent of a create is written before the call.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -110,6 +111,43 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
     (steps, needs)
 }
 
+/// Which ready step starts first: the head of the longest chain of steps that
+/// wait on it, then the one earlier in the plan (dependency order, then file
+/// order). When more steps are ready than may run, starting the longest chains
+/// first shortens the whole walk.
+type Priority = (usize, Reverse<usize>);
+
+fn priorities(steps: &[Step], dependents: &HashMap<Step, Vec<Step>>) -> HashMap<Step, Priority> {
+    fn chain(
+        step: &Step,
+        dependents: &HashMap<Step, Vec<Step>>,
+        memo: &mut HashMap<Step, usize>,
+    ) -> usize {
+        if let Some(&n) = memo.get(step) {
+            return n;
+        }
+        let below = dependents.get(step).map_or(0, |ds| {
+            ds.iter()
+                .map(|d| chain(d, dependents, memo))
+                .max()
+                .unwrap_or(0)
+        });
+        memo.insert(step.clone(), below + 1);
+        below + 1
+    }
+    let mut memo = HashMap::new();
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            (
+                step.clone(),
+                (chain(step, dependents, &mut memo), Reverse(i)),
+            )
+        })
+        .collect()
+}
+
 /// Resolves a reference against what the state holds now.
 fn known_from_state<'a>(
     v: &'a Validated,
@@ -168,9 +206,10 @@ impl Walk<'_> {
         let interrupt = tokio::signal::ctrl_c();
         tokio::pin!(interrupt);
 
+        let priority = priorities(&steps, &dependents);
         loop {
-            // Longest chains first would be better; dependency order is what matters.
-            ready.sort_by(|a, b| b.cmp(a));
+            // `pop` below takes the last: the highest priority.
+            ready.sort_by_key(|s| priority.get(s).copied());
             while running.len() < self.parallelism.max(1) && !outcome.interrupted {
                 let Some(step) = ready.pop() else { break };
                 let change = &changes[&step.1];
@@ -540,6 +579,37 @@ mod tests {
         assert!(needs[&app("topic")].contains(&del("topic")));
         assert!(needs[&app("sub")].contains(&app("topic")));
         assert!(needs[&app("sub")].contains(&del("sub")));
+    }
+
+    #[test]
+    fn the_head_of_the_longest_chain_starts_first() {
+        let state = State::new("s");
+        let plan = plan_of(vec![
+            change("alone", Action::Create, &[]),
+            change("role", Action::Create, &[]),
+            change("function", Action::Create, &["role"]),
+            change("permission", Action::Create, &["function"]),
+        ]);
+        let (steps, needs) = build_steps(&plan, &state);
+        let mut dependents: HashMap<Step, Vec<Step>> = HashMap::new();
+        for (step, ns) in &needs {
+            for n in ns {
+                dependents.entry(n.clone()).or_default().push(step.clone());
+            }
+        }
+        let priority = priorities(&steps, &dependents);
+        let app = |id: &str| (StepKind::Apply, id.to_string());
+        assert_eq!(priority[&app("role")].0, 3);
+        assert_eq!(priority[&app("alone")].0, 1);
+        assert!(priority[&app("role")] > priority[&app("alone")]);
+        // Equal chains: the one earlier in the plan first.
+        let plan = plan_of(vec![
+            change("b", Action::Create, &[]),
+            change("a", Action::Create, &[]),
+        ]);
+        let (steps, _) = build_steps(&plan, &state);
+        let priority = priorities(&steps, &HashMap::new());
+        assert!(priority[&app("b")] > priority[&app("a")]);
     }
 
     #[test]
