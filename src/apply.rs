@@ -111,6 +111,17 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
     (steps, needs)
 }
 
+/// For each step, the steps that wait on it.
+fn dependents_of(needs: &HashMap<Step, HashSet<Step>>) -> HashMap<Step, Vec<Step>> {
+    let mut dependents: HashMap<Step, Vec<Step>> = HashMap::new();
+    for (step, ns) in needs {
+        for n in ns {
+            dependents.entry(n.clone()).or_default().push(step.clone());
+        }
+    }
+    dependents
+}
+
 /// Which ready step starts first: the head of the longest chain of steps that
 /// wait on it, then the one earlier in the plan (dependency order, then file
 /// order). When more steps are ready than may run, starting the longest chains
@@ -190,12 +201,7 @@ impl Walk<'_> {
             .collect();
         self.adopt(plan)?;
         let (steps, mut needs) = build_steps(plan, self.state);
-        let mut dependents: HashMap<Step, Vec<Step>> = HashMap::new();
-        for (step, ns) in &needs {
-            for n in ns {
-                dependents.entry(n.clone()).or_default().push(step.clone());
-            }
-        }
+        let dependents = dependents_of(&needs);
         let mut ready: Vec<Step> = steps
             .iter()
             .filter(|s| needs[*s].is_empty())
@@ -591,13 +597,7 @@ mod tests {
             change("permission", Action::Create, &["function"]),
         ]);
         let (steps, needs) = build_steps(&plan, &state);
-        let mut dependents: HashMap<Step, Vec<Step>> = HashMap::new();
-        for (step, ns) in &needs {
-            for n in ns {
-                dependents.entry(n.clone()).or_default().push(step.clone());
-            }
-        }
-        let priority = priorities(&steps, &dependents);
+        let priority = priorities(&steps, &dependents_of(&needs));
         let app = |id: &str| (StepKind::Apply, id.to_string());
         assert_eq!(priority[&app("role")].0, 3);
         assert_eq!(priority[&app("alone")].0, 1);
