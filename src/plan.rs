@@ -589,7 +589,10 @@ fn render_structured_change(
         schema::normalize(p.compare, old),
         schema::normalize(p.compare, new),
     );
-    if !(old.is_object() || old.is_array()) || !(new.is_object() || new.is_array()) {
+    let structured = |v: &Value| v.is_object() || v.is_array();
+    // Short values read best on one line: ["a"] -> ["a", "b"].
+    if !structured(&old) || !structured(&new) || old.to_string().len() + new.to_string().len() <= 80
+    {
         return None;
     }
     let old = serde_json::to_string_pretty(&old).ok()?;
@@ -598,11 +601,14 @@ fn render_structured_change(
     if a.len().saturating_mul(b.len()) > 250_000 {
         return None;
     }
+    // A line that only gained or lost its trailing comma (a member added or
+    // removed after it) is unchanged.
+    let same = |x: &str, y: &str| x.trim_end_matches(',') == y.trim_end_matches(',');
     // Longest common subsequence of lines, filled from the end.
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
+            lcs[i][j] = if same(a[i], b[j]) {
                 lcs[i + 1][j + 1] + 1
             } else {
                 lcs[i + 1][j].max(lcs[i][j + 1])
@@ -615,8 +621,8 @@ fn render_structured_change(
         let _ = write!(out, "\n          {sign} {text}");
     };
     while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            line(' ', a[i]);
+        if i < a.len() && j < b.len() && same(a[i], b[j]) {
+            line(' ', b[j]);
             (i, j) = (i + 1, j + 1);
         } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             line('-', a[i]);
@@ -972,6 +978,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"  "Effect": "Allow","#), "{text}");
+
+        // A member added at the end: only its line is marked, not the one
+        // before it that gained a comma.
+        let v = validated(&src.replace(
+            "Resource: arn:q\n",
+            "Resource: arn:q\n            Sid: FromTopic\n",
+        ));
+        let text = render(&make(
+            &v,
+            &state,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &values(),
+        ));
+        let marked: Vec<String> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(['-', '+']))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(marked, [r#"+ "Sid": "FromTopic""#], "{text}");
+    }
+
+    #[test]
+    fn a_short_list_change_stays_on_one_line() {
+        let src = "stack: demo\nresources:\n  q:\n    type: aws_cloudwatch_query_definition\n    properties:\n      name: q\n      log_group_names: [a]\n      query_string: fields @message\n";
+        let state = applied(&validated(src));
+        let v = validated(&src.replace("[a]", "[a, b]"));
+        let text = render(&make(
+            &v,
+            &state,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &values(),
+        ));
+        assert!(
+            text.contains(r#"~ log_group_names = ["a"] -> ["a","b"]"#),
+            "{text}"
+        );
     }
 
     #[test]
