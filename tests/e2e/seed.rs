@@ -1,5 +1,7 @@
 //! The repository's stack.yaml: the whole monitoring pipeline.
 
+use aws_sdk_cloudwatch::types::MetricAlarm;
+use aws_sdk_ec2::types::SecurityGroup;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
@@ -17,6 +19,31 @@ fn attr(state: &Value, id: &str, name: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("{id}.{name}"))
         .to_string()
+}
+
+/// The seed stack's alarm as CloudWatch has it, if it exists.
+fn slow_responses_alarm(env: &Env) -> Option<MetricAlarm> {
+    env.rt
+        .block_on(
+            env.cloudwatch()
+                .describe_alarms()
+                .alarm_names("slow-responses")
+                .send(),
+        )
+        .unwrap()
+        .metric_alarms
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+}
+
+fn security_group(env: &Env, id: &str) -> SecurityGroup {
+    env.rt
+        .block_on(env.ec2().describe_security_groups().group_ids(id).send())
+        .unwrap()
+        .security_groups
+        .unwrap()
+        .remove(0)
 }
 
 /// What a Logs Insights glob `parse` captures: each `*` is a lazy `(.*?)`, the
@@ -60,15 +87,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
     let rt = &env.rt;
 
     // The alarm: more than 5 slow responses in 10 minutes invokes the function.
-    let alarms = rt
-        .block_on(
-            env.cloudwatch()
-                .describe_alarms()
-                .alarm_names("slow-responses")
-                .send(),
-        )
-        .unwrap();
-    let alarm = &alarms.metric_alarms.unwrap()[0];
+    let alarm = slow_responses_alarm(&env).expect("the alarm exists");
     assert_eq!(
         alarm.alarm_actions.as_deref(),
         Some(&[function_arn.clone()][..])
@@ -287,17 +306,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         instance.security_groups.unwrap()[0].group_id.as_deref(),
         Some(sg_id.as_str())
     );
-    let sg = rt
-        .block_on(
-            env.ec2()
-                .describe_security_groups()
-                .group_ids(&sg_id)
-                .send(),
-        )
-        .unwrap()
-        .security_groups
-        .unwrap()
-        .remove(0);
+    let sg = security_group(&env, &sg_id);
     let ingress = sg.ip_permissions.unwrap();
     assert_eq!(ingress.len(), 1);
     assert_eq!(
@@ -451,29 +460,9 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         )
         .unwrap();
     assert_eq!(config.timeout, Some(240));
-    let alarm = rt
-        .block_on(
-            env.cloudwatch()
-                .describe_alarms()
-                .alarm_names("slow-responses")
-                .send(),
-        )
-        .unwrap()
-        .metric_alarms
-        .unwrap()
-        .remove(0);
+    let alarm = slow_responses_alarm(&env).expect("the alarm exists");
     assert_eq!(alarm.threshold, Some(6.0));
-    let sg = rt
-        .block_on(
-            env.ec2()
-                .describe_security_groups()
-                .group_ids(&sg_id)
-                .send(),
-        )
-        .unwrap()
-        .security_groups
-        .unwrap()
-        .remove(0);
+    let sg = security_group(&env, &sg_id);
     let cidrs: Vec<_> = sg.ip_permissions.unwrap()[0]
         .ip_ranges
         .clone()
@@ -511,15 +500,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
     assert!(rt
         .block_on(env.iam().get_role().role_name("lambda_iam_role01").send())
         .is_err());
-    let alarms = rt
-        .block_on(
-            env.cloudwatch()
-                .describe_alarms()
-                .alarm_names("slow-responses")
-                .send(),
-        )
-        .unwrap();
-    assert!(alarms.metric_alarms.unwrap_or_default().is_empty());
+    assert!(slow_responses_alarm(&env).is_none());
     let groups = rt
         .block_on(
             env.logs()
