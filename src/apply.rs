@@ -122,12 +122,14 @@ fn dependents_of(needs: &HashMap<Step, HashSet<Step>>) -> HashMap<Step, Vec<Step
     dependents
 }
 
+/// The length of the longest chain of steps a step heads, then its place in
+/// the plan (earlier first).
+type Priority = (usize, Reverse<usize>);
+
 /// Which ready step starts first: the head of the longest chain of steps that
 /// wait on it, then the one earlier in the plan (dependency order, then file
 /// order). When more steps are ready than may run, starting the longest chains
 /// first shortens the whole walk.
-type Priority = (usize, Reverse<usize>);
-
 fn priorities(steps: &[Step], dependents: &HashMap<Step, Vec<Step>>) -> HashMap<Step, Priority> {
     fn chain(
         step: &Step,
