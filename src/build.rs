@@ -239,6 +239,8 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn nested_cargo_keeps_the_callers_toolchain_and_drops_cargos_variables() {
         let vars = [
@@ -266,8 +268,6 @@ mod tests {
             ]
         );
     }
-
-    use super::*;
 
     fn scratch_crate() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
