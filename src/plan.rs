@@ -960,6 +960,14 @@ mod tests {
         assert!(!plan.has_changes(), "{}", render(&plan));
     }
 
+    /// The lines of a rendered diff marked - or +, whitespace collapsed.
+    fn marked_lines(text: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(['-', '+']))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
     #[test]
     fn a_changed_policy_renders_as_a_line_diff_of_what_changed() {
         let src = "stack: demo\nresources:\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: https://q\n      policy:\n        Version: '2012-10-17'\n        Statement:\n          - Effect: Allow\n            Principal: {Service: sns.amazonaws.com}\n            Action: sqs:SendMessage\n            Resource: arn:q\n";
@@ -967,13 +975,8 @@ mod tests {
         let v = validated(&src.replace("Resource: arn:q", "Resource: arn:q2"));
         let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
         let text = render(&plan);
-        let changed: Vec<String> = text
-            .lines()
-            .filter(|l| l.trim_start().starts_with(['-', '+']))
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
         assert_eq!(
-            changed,
+            marked_lines(&text),
             [r#"- "Resource": "arn:q""#, r#"+ "Resource": "arn:q2""#],
             "{text}"
         );
@@ -992,12 +995,7 @@ mod tests {
             &BTreeMap::new(),
             &values(),
         ));
-        let marked: Vec<String> = text
-            .lines()
-            .filter(|l| l.trim_start().starts_with(['-', '+']))
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        assert_eq!(marked, [r#"+ "Sid": "FromTopic""#], "{text}");
+        assert_eq!(marked_lines(&text), [r#"+ "Sid": "FromTopic""#], "{text}");
     }
 
     #[test]

@@ -2,6 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
@@ -269,8 +270,9 @@ fn architectures(r: &Resource<'_>) -> Option<Vec<Architecture>> {
 }
 
 /// Lambda refuses calls on a function that is Pending or mid-update: wait for
-/// State Active and LastUpdateStatus Successful.
-async fn wait_ready(cx: &Ctx, name: &str) -> Result<(), AwsError> {
+/// State Active and LastUpdateStatus Successful. Returns the configuration
+/// that showed it ready.
+async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutput, AwsError> {
     wait_for(
         &format!("function {name} to become Active"),
         Duration::from_secs(300),
@@ -282,7 +284,7 @@ async fn wait_ready(cx: &Ctx, name: &str) -> Result<(), AwsError> {
                 .send()
                 .await
                 .map_err(aws)?;
-            match (c.state, c.last_update_status) {
+            match (&c.state, &c.last_update_status) {
                 (Some(State::Failed), _) | (_, Some(LastUpdateStatus::Failed)) => {
                     Err(AwsError::local(format!(
                         "function {name} failed: {}",
@@ -292,7 +294,7 @@ async fn wait_ready(cx: &Ctx, name: &str) -> Result<(), AwsError> {
                     )))
                 }
                 (Some(State::Active) | None, Some(LastUpdateStatus::Successful) | None) => {
-                    Ok(Some(()))
+                    Ok(Some(c))
                 }
                 _ => Ok(None),
             }
@@ -505,14 +507,7 @@ impl Provider for LambdaFunction {
             })
             .await?;
         }
-        wait_ready(cx, name).await?;
-        let config = cx
-            .lambda()
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-            .map_err(aws)?;
+        let config = wait_ready(cx, name).await?;
         let (arn, sha) = (
             config.function_arn.unwrap_or_default(),
             config.code_sha256.unwrap_or_default(),

@@ -412,15 +412,7 @@ fn the_seed_stack_builds_and_uploads_the_function_once() {
         state["resources"]["remediation"]["attrs"]["code_sha256"],
         artifact.code_sha256.as_str()
     );
-    let config = env
-        .rt
-        .block_on(
-            env.lambda()
-                .get_function_configuration()
-                .function_name("lambda_function01")
-                .send(),
-        )
-        .unwrap();
+    let config = env.function_config();
     assert_eq!(
         config.code_sha256.as_deref(),
         Some(artifact.code_sha256.as_str()),

@@ -451,14 +451,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         "the instance was updated, not replaced"
     );
     assert_eq!(rid(&state, "remediation"), "lambda_function01");
-    let config = rt
-        .block_on(
-            env.lambda()
-                .get_function_configuration()
-                .function_name("lambda_function01")
-                .send(),
-        )
-        .unwrap();
+    let config = env.function_config();
     assert_eq!(config.timeout, Some(240));
     let alarm = slow_responses_alarm(&env).expect("the alarm exists");
     assert_eq!(alarm.threshold, Some(6.0));

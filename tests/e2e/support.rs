@@ -113,6 +113,20 @@ impl Env {
         aws_sdk_lambda::Client::new(&self.sdk())
     }
 
+    /// The seed stack's function as Lambda describes it.
+    pub fn function_config(
+        &self,
+    ) -> aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput {
+        self.rt
+            .block_on(
+                self.lambda()
+                    .get_function_configuration()
+                    .function_name("lambda_function01")
+                    .send(),
+            )
+            .unwrap()
+    }
+
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
         aws_sdk_cloudwatchlogs::Client::new(&self.sdk())
     }
