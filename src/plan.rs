@@ -757,9 +757,14 @@ mod tests {
         }
     }
 
+    /// The plan with nothing refreshed from AWS.
+    fn planned(v: &Validated, state: &State) -> Plan {
+        make(v, state, &BTreeMap::new(), &BTreeMap::new(), &values())
+    }
+
     fn applied(v: &Validated) -> State {
         let mut state = State::new("demo");
-        let plan = make(v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let plan = planned(v, &state);
         for c in &plan.changes {
             let mut props = c.after.clone().unwrap();
             for val in props.values_mut() {
@@ -793,13 +798,7 @@ mod tests {
     #[test]
     fn first_plan_creates_everything_with_unknown_references() {
         let v = validated(STACK);
-        let plan = make(
-            &v,
-            &State::new("demo"),
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &values(),
-        );
+        let plan = planned(&v, &State::new("demo"));
         assert_eq!(
             plan.summary,
             Summary {
@@ -831,7 +830,7 @@ mod tests {
     fn unchanged_stack_plans_no_changes() {
         let v = validated(STACK);
         let state = applied(&v);
-        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let plan = planned(&v, &state);
         assert!(!plan.has_changes(), "{}", render(&plan));
         assert!(render(&plan).contains("No changes."));
     }
@@ -843,7 +842,7 @@ mod tests {
             "visibility_timeout_seconds: 90",
         ));
         let state = applied(&validated(STACK));
-        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let plan = planned(&v, &state);
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(queue.action, Action::Update);
         assert_eq!(queue.changed, vec!["visibility_timeout_seconds"]);
@@ -854,7 +853,7 @@ mod tests {
         );
 
         let v = validated(&STACK.replace("name: t1", "name: t2"));
-        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let plan = planned(&v, &state);
         let topic = plan.changes.iter().find(|c| c.id == "topic").unwrap();
         assert_eq!(topic.action, Action::Replace);
         assert_eq!(topic.replace_because, vec!["name"]);
@@ -894,13 +893,7 @@ mod tests {
         assert!(render(&plan).contains("deleted outside stackctl"));
 
         let only_topic = validated("stack: demo\nresources:\n  topic:\n    type: aws_sns_topic\n    properties: {name: t1}\n");
-        let plan = make(
-            &only_topic,
-            &state,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &values(),
-        );
+        let plan = planned(&only_topic, &state);
         let deletes: Vec<_> = plan
             .changes
             .iter()
@@ -956,7 +949,7 @@ mod tests {
                 depends_on: vec![],
             },
         );
-        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let plan = planned(&v, &state);
         assert!(!plan.has_changes(), "{}", render(&plan));
     }
 
@@ -973,7 +966,7 @@ mod tests {
         let src = "stack: demo\nresources:\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: https://q\n      policy:\n        Version: '2012-10-17'\n        Statement:\n          - Effect: Allow\n            Principal: {Service: sns.amazonaws.com}\n            Action: sqs:SendMessage\n            Resource: arn:q\n";
         let state = applied(&validated(src));
         let v = validated(&src.replace("Resource: arn:q", "Resource: arn:q2"));
-        let plan = make(&v, &state, &BTreeMap::new(), &BTreeMap::new(), &values());
+        let plan = planned(&v, &state);
         let text = render(&plan);
         assert_eq!(
             marked_lines(&text),
@@ -988,13 +981,7 @@ mod tests {
             "Resource: arn:q\n",
             "Resource: arn:q\n            Sid: FromTopic\n",
         ));
-        let text = render(&make(
-            &v,
-            &state,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &values(),
-        ));
+        let text = render(&planned(&v, &state));
         assert_eq!(marked_lines(&text), [r#"+ "Sid": "FromTopic""#], "{text}");
     }
 
@@ -1003,13 +990,7 @@ mod tests {
         let src = "stack: demo\nresources:\n  q:\n    type: aws_cloudwatch_query_definition\n    properties:\n      name: q\n      log_group_names: [a]\n      query_string: fields @message\n";
         let state = applied(&validated(src));
         let v = validated(&src.replace("[a]", "[a, b]"));
-        let text = render(&make(
-            &v,
-            &state,
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &values(),
-        ));
+        let text = render(&planned(&v, &state));
         assert!(
             text.contains(r#"~ log_group_names = ["a"] -> ["a","b"]"#),
             "{text}"
@@ -1019,13 +1000,7 @@ mod tests {
     #[test]
     fn json_plan_is_stable_and_masks_unknowns() {
         let v = validated(STACK);
-        let plan = make(
-            &v,
-            &State::new("demo"),
-            &BTreeMap::new(),
-            &BTreeMap::new(),
-            &values(),
-        );
+        let plan = planned(&v, &State::new("demo"));
         let j = to_json(&plan);
         assert_eq!(j["format_version"], json!(1));
         assert_eq!(j["summary"], json!({"add": 3, "change": 0, "destroy": 0}));
