@@ -1,7 +1,12 @@
 //! Executes a plan: a walk of the dependency graph that starts each step as
 //! soon as the steps it needs have finished, at most `parallelism` at a time.
-//! The state is written after every AWS call that changed something, and the
-//! intent of a create is written before the call.
+//!
+//! Whatever fails, nothing is lost, made twice or taken over: the intent of a
+//! create (with its idempotency token) is written, fsynced, before the call is
+//! sent, and stays until this run or a later one has found what the call made
+//! or proved it absent; a create first looks for the resource by its identity
+//! and refuses to take over one this stack did not make; every other change
+//! is written to the state as soon as AWS confirmed it.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,15 +18,20 @@ use tokio::task::JoinSet;
 
 use crate::config::expr::{self, Ref, StackField};
 use crate::plan::{self, Action, Change, Plan, StackValues};
-use crate::providers::{self, AwsError, Ctx, Resource};
-use crate::schema::{contains_unknown, Props};
-use crate::state::{ResourceState, State, StateError, StateFile};
+use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
+use crate::schema::{self, contains_unknown, Compare, Props, Schema};
+use crate::state::{Deposed, ResourceState, State, StateError, StateFile};
 use crate::validate::Validated;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum StepKind {
+    /// Deletes the recorded object (a removal, or a replacement that must
+    /// free its identity first).
     Delete,
+    /// Creates or updates.
     Apply,
+    /// Deletes the objects a create-before-destroy replacement superseded.
+    DeleteDeposed,
 }
 
 type Step = (StepKind, String);
@@ -48,6 +58,8 @@ enum Done {
         physical_id: String,
         attrs: Map<String, Value>,
         props: Props,
+        /// Found by identity rather than made by this step's call.
+        adopted: bool,
     },
     Updated {
         physical_id: String,
@@ -55,55 +67,94 @@ enum Done {
         props: Props,
     },
     Deleted,
+    DeposedDeleted(Vec<String>),
 }
 
 /// The order constraints between steps: who must finish before whom.
 fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<Step>>) {
     let mut steps = Vec::new();
     for c in &plan.changes {
-        match c.action {
-            Action::Delete => steps.push((StepKind::Delete, c.id.clone())),
-            Action::Replace => {
-                steps.push((StepKind::Delete, c.id.clone()));
-                steps.push((StepKind::Apply, c.id.clone()));
+        let id = c.id.clone();
+        match (c.action, c.create_first, c.deposed.is_some()) {
+            (Action::Delete, _, true) => steps.push((StepKind::DeleteDeposed, id)),
+            (Action::Delete, _, false) => steps.push((StepKind::Delete, id)),
+            (Action::Replace, true, _) => {
+                steps.push((StepKind::Apply, id.clone()));
+                steps.push((StepKind::DeleteDeposed, id));
             }
-            Action::Create | Action::Update => steps.push((StepKind::Apply, c.id.clone())),
-            Action::NoOp => {}
+            (Action::Replace, false, _) => {
+                steps.push((StepKind::Delete, id.clone()));
+                steps.push((StepKind::Apply, id));
+            }
+            (Action::Create | Action::Update, _, _) => steps.push((StepKind::Apply, id)),
+            (Action::NoOp, _, _) => {}
         }
     }
+    steps.dedup();
     let has: HashSet<Step> = steps.iter().cloned().collect();
-    let changes: HashMap<&str, &Change> = plan.changes.iter().map(|c| (c.id.as_str(), c)).collect();
+    let changes: HashMap<&str, &Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.deposed.is_none())
+        .map(|c| (c.id.as_str(), c))
+        .collect();
+    // Who used a resource: as recorded, and as the plan will have it.
+    let users_of = |id: &str| -> Vec<String> {
+        let recorded = state
+            .resources
+            .iter()
+            .filter(|(_, r)| r.depends_on.iter().any(|d| d == id))
+            .map(|(o, _)| o.clone());
+        let planned = changes
+            .values()
+            .filter(|c| c.depends_on.iter().any(|d| d == id))
+            .map(|c| c.id.clone());
+        let mut all: Vec<String> = recorded.chain(planned).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
     let mut needs: HashMap<Step, HashSet<Step>> =
         steps.iter().map(|s| (s.clone(), HashSet::new())).collect();
     for step in &steps {
         let (kind, id) = step;
         let mut add = |other: Step| {
-            if has.contains(&other) {
+            if has.contains(&other) && other != *step {
                 needs.entry(step.clone()).or_default().insert(other);
             }
         };
         match kind {
             StepKind::Apply => {
-                add((StepKind::Delete, id.clone())); // a replacement deletes first
-                for d in &changes[id.as_str()].depends_on {
+                add((StepKind::Delete, id.clone())); // a replacement that frees its identity first
+                for d in changes
+                    .get(id.as_str())
+                    .map_or(&[][..], |c| &c.depends_on[..])
+                {
                     add((StepKind::Apply, d.clone()));
                 }
             }
             StepKind::Delete => {
-                // Whatever depended on this resource when it was applied goes first:
-                // deleted itself, or updated so that it no longer refers to it.
-                for (other, rec) in &state.resources {
-                    if !rec.depends_on.contains(id) {
-                        continue;
-                    }
-                    if has.contains(&(StepKind::Delete, other.clone())) {
-                        add((StepKind::Delete, other.clone()));
-                    } else if changes
+                // Whatever used this resource goes first: deleted itself, or
+                // updated so that it no longer refers to it.
+                for other in users_of(id) {
+                    add((StepKind::Delete, other.clone()));
+                    add((StepKind::DeleteDeposed, other.clone()));
+                    if changes
                         .get(other.as_str())
                         .is_some_and(|c| !c.depends_on.contains(id))
                     {
-                        add((StepKind::Apply, other.clone()));
+                        add((StepKind::Apply, other));
                     }
+                }
+            }
+            StepKind::DeleteDeposed => {
+                // The successor exists, and everything that used the old
+                // object has moved to it or gone.
+                add((StepKind::Apply, id.clone()));
+                for other in users_of(id) {
+                    add((StepKind::Apply, other.clone()));
+                    add((StepKind::Delete, other.clone()));
+                    add((StepKind::DeleteDeposed, other));
                 }
             }
         }
@@ -189,6 +240,14 @@ pub struct Walk<'a> {
     pub parallelism: usize,
 }
 
+/// The record a create leaves while its call is in flight.
+struct Intent {
+    props: Props,
+    token: String,
+    /// An earlier run's intent: what its call made may be found and adopted.
+    inherited: bool,
+}
+
 impl Walk<'_> {
     fn save(&mut self) -> Result<(), StateError> {
         // A few KB written and fsynced: cheap next to the AWS call it records.
@@ -199,6 +258,7 @@ impl Walk<'_> {
         let changes: HashMap<String, Change> = plan
             .changes
             .iter()
+            .filter(|c| c.deposed.is_none())
             .map(|c| (c.id.clone(), c.clone()))
             .collect();
         self.adopt(plan)?;
@@ -210,9 +270,10 @@ impl Walk<'_> {
             .cloned()
             .collect();
         let mut outcome = Outcome::default();
-        let mut running: JoinSet<(Step, Result<Done, AwsError>, Instant)> = JoinSet::new();
-        let interrupt = tokio::signal::ctrl_c();
-        tokio::pin!(interrupt);
+        let mut running: JoinSet<(Result<Done, AwsError>, Instant)> = JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, Step> = HashMap::new();
+        let mut signals = Signals::new();
+        let mut aborted = false;
 
         let priority = priorities(&steps, &dependents);
         loop {
@@ -220,32 +281,46 @@ impl Walk<'_> {
             ready.sort_by_key(|s| priority.get(s).copied());
             while running.len() < self.parallelism.max(1) && !outcome.interrupted {
                 let Some(step) = ready.pop() else { break };
-                let change = &changes[&step.1];
-                match self.start(&step, change, &plan.data) {
+                match self.start(&step, changes.get(&step.1), plan) {
                     Ok(job) => {
+                        // The intent is on disk before the call can be sent.
+                        self.save()?;
                         let started = Instant::now();
-                        running.spawn(async move { (step, job.await, started) });
+                        let handle = running.spawn(async move { (job.await, started) });
+                        in_flight.insert(handle.id(), step);
                     }
                     Err(e) => {
-                        self.fail(&step, change, e, &mut outcome, &dependents, &mut needs);
+                        self.fail(&step, e, &mut outcome, &dependents, &mut needs);
+                        self.save()?;
                     }
                 }
-                self.save()?;
             }
             if running.is_empty() {
                 break;
             }
             let joined = tokio::select! {
-                j = running.join_next() => j,
-                _ = &mut interrupt, if !outcome.interrupted => {
-                    outcome.interrupted = true;
-                    eprintln!("\nInterrupted: waiting for {} operation(s) in flight to finish; no new ones start.", running.len());
+                j = running.join_next_with_id() => j,
+                _ = signals.next() => {
+                    if outcome.interrupted {
+                        eprintln!("\nAborting {} operation(s) in flight; the creates among them stay recorded as intents for the next run to look for.", running.len());
+                        running.abort_all();
+                        aborted = true;
+                    } else {
+                        outcome.interrupted = true;
+                        eprintln!("\nInterrupted: waiting for {} operation(s) in flight to finish; no new ones start. Interrupt again to stop waiting.", running.len());
+                    }
                     continue;
                 }
             };
             let Some(joined) = joined else { break };
-            let (step, result, started) = match joined {
-                Ok(r) => r,
+            let (task, (result, started)) = match joined {
+                Ok((task, out)) => (task, out),
+                Err(e) if e.is_cancelled() => {
+                    if let Some(step) = in_flight.remove(&e.id()) {
+                        outcome.skipped.push(step.1);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     return Err(StateError::Write {
                         path: self.file.path.clone(),
@@ -253,11 +328,17 @@ impl Walk<'_> {
                     })
                 }
             };
-            let change = &changes[&step.1];
-            let elapsed = started.elapsed().as_secs_f64();
+            let Some(step) = in_flight.remove(&task) else {
+                continue;
+            };
             match result {
                 Ok(done) => {
-                    self.record(&step, change, done, elapsed);
+                    self.record(
+                        &step,
+                        changes.get(&step.1),
+                        done,
+                        started.elapsed().as_secs_f64(),
+                    );
                     self.save()?;
                     for d in dependents.get(&step).cloned().unwrap_or_default() {
                         if let Some(ns) = needs.get_mut(&d) {
@@ -269,16 +350,15 @@ impl Walk<'_> {
                     }
                 }
                 Err(e) => {
-                    self.fail(&step, change, e, &mut outcome, &dependents, &mut needs);
+                    self.fail(&step, e, &mut outcome, &dependents, &mut needs);
                     self.save()?;
                 }
             }
         }
         if outcome.interrupted {
-            for step in ready {
-                outcome.skipped.push(step.1);
-            }
+            outcome.skipped.extend(ready.into_iter().map(|s| s.1));
         }
+        let _ = aborted;
         outcome.skipped.sort();
         outcome.skipped.dedup();
         if outcome.ok() {
@@ -288,26 +368,21 @@ impl Walk<'_> {
         Ok(outcome)
     }
 
-    /// Records the physical ids of resources adopted from an interrupted run.
+    /// Records the physical ids of resources an interrupted run created, as
+    /// the refresh found them: whatever the plan does next (keep, update,
+    /// replace, destroy) acts on them.
     fn adopt(&mut self, plan: &Plan) -> Result<(), StateError> {
-        let mut changed = false;
-        for c in &plan.changes {
+        for c in plan.changes.iter().filter(|c| c.deposed.is_none()) {
             let Some(rec) = self.state.resources.get_mut(&c.id) else {
                 continue;
             };
-            if rec.is_pending()
-                && c.physical_id.is_some()
-                && matches!(c.action, Action::NoOp | Action::Update)
-            {
+            if rec.is_pending() && c.physical_id.is_some() && c.action != Action::Create {
                 rec.physical_id = c.physical_id.clone();
                 rec.attrs.extend(c.adopted_attrs.clone());
-                changed = true;
+                rec.create_token = None;
             }
         }
-        if changed {
-            self.save()?;
-        }
-        Ok(())
+        self.save()
     }
 
     /// Prepares one step: resolves its properties and, for a create, records the
@@ -315,168 +390,298 @@ impl Walk<'_> {
     fn start(
         &mut self,
         step: &Step,
-        change: &Change,
-        data: &BTreeMap<String, Map<String, Value>>,
+        change: Option<&Change>,
+        plan: &Plan,
     ) -> Result<Job, AwsError> {
-        let provider = providers::lookup(&change.type_name)
-            .ok_or_else(|| AwsError::local(format!("unknown type `{}`", change.type_name)))?;
-        let cx = self.cx.clone();
-        let id = change.id.clone();
+        let id = step.1.clone();
         match step.0 {
-            StepKind::Delete => {
-                let rec = self.state.resources.get(&id);
-                let physical_id = rec.and_then(|r| r.physical_id.clone());
-                let props = rec.map(|r| r.props.clone()).unwrap_or_default();
-                println!("{id}: destroying...");
-                Ok(Box::pin(async move {
-                    if let Some(pid) = physical_id {
-                        provider.delete(&cx, &pid, &props).await?;
-                    }
-                    Ok(Done::Deleted)
-                }))
-            }
+            StepKind::Delete => self.start_delete(id),
+            StepKind::DeleteDeposed => self.start_delete_deposed(id),
             StepKind::Apply => {
-                let props = plan::resolve_props(
-                    self.v,
-                    &id,
-                    self.values,
-                    &known_from_state(self.v, self.state, data),
-                );
-                if let Some((name, _)) = props.iter().find(|(_, v)| contains_unknown(v)) {
-                    return Err(AwsError::local(format!(
-                        "property `{name}` is still unknown after its dependencies were applied"
-                    )));
-                }
-                let existing = self
-                    .state
-                    .resources
-                    .get(&id)
-                    .and_then(|r| r.physical_id.clone());
-                let create =
-                    matches!(change.action, Action::Create | Action::Replace) || existing.is_none();
-                if create {
-                    self.state.resources.insert(
-                        id.clone(),
-                        ResourceState {
-                            type_name: change.type_name.clone(),
-                            physical_id: None,
-                            props: props.clone(),
-                            attrs: Map::new(),
-                            depends_on: change.depends_on.clone(),
-                        },
-                    );
-                    println!("{id}: creating...");
-                    Ok(Box::pin(async move {
-                        let created = provider
-                            .create(
-                                &cx,
-                                &Resource {
-                                    logical_id: &id,
-                                    props: &props,
-                                },
-                            )
-                            .await?;
-                        Ok(Done::Created {
-                            physical_id: created.physical_id,
-                            attrs: created.attrs,
-                            props,
-                        })
-                    }))
-                } else {
-                    let physical_id = existing.unwrap_or_default();
-                    let before = change.before.clone().unwrap_or_default();
-                    let (changed, _) = plan::diff(self.v.schema(&id), &props, &before);
-                    println!("{id}: updating ({})...", changed.join(", "));
-                    Ok(Box::pin(async move {
-                        let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-                        let r = Resource {
-                            logical_id: &id,
-                            props: &props,
-                        };
-                        let attrs = provider
-                            .update(&cx, &physical_id, &before, &r, &changed)
-                            .await?;
-                        Ok(Done::Updated {
-                            physical_id,
-                            attrs,
-                            props,
-                        })
-                    }))
-                }
+                let change = change
+                    .ok_or_else(|| AwsError::local(format!("no change planned for `{id}`")))?;
+                self.start_apply(change, &plan.data)
             }
         }
     }
 
-    fn record(&mut self, step: &Step, change: &Change, done: Done, elapsed: f64) {
+    fn provider(type_name: &str) -> Result<&'static dyn Provider, AwsError> {
+        providers::lookup(type_name)
+            .ok_or_else(|| AwsError::local(format!("unknown type `{type_name}`")))
+    }
+
+    fn start_delete(&mut self, id: String) -> Result<Job, AwsError> {
+        let rec = self
+            .state
+            .resources
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| AwsError::local(format!("`{id}` is not in the state")))?;
+        let provider = Self::provider(&rec.type_name)?;
+        let cx = self.cx.clone();
+        println!("{id}: destroying...");
+        Ok(Box::pin(async move {
+            if let Some(pid) = &rec.physical_id {
+                provider.delete(&cx, pid, &rec.props).await?;
+            }
+            Ok(Done::Deleted)
+        }))
+    }
+
+    fn start_delete_deposed(&mut self, id: String) -> Result<Job, AwsError> {
+        let deposed: Vec<ResourceState> = self
+            .state
+            .deposed
+            .iter()
+            .filter(|d| d.id == id)
+            .map(|d| d.record.clone())
+            .collect();
+        let cx = self.cx.clone();
+        println!("{id}: destroying the object it replaced...");
+        Ok(Box::pin(async move {
+            let mut gone = Vec::new();
+            for rec in deposed {
+                let provider = Self::provider(&rec.type_name)?;
+                if let Some(pid) = &rec.physical_id {
+                    provider.delete(&cx, pid, &rec.props).await?;
+                    gone.push(pid.clone());
+                }
+            }
+            Ok(Done::DeposedDeleted(gone))
+        }))
+    }
+
+    fn start_apply(
+        &mut self,
+        change: &Change,
+        data: &BTreeMap<String, Map<String, Value>>,
+    ) -> Result<Job, AwsError> {
+        let id = change.id.clone();
+        let provider = Self::provider(&change.type_name)?;
+        let schema = provider.schema();
+        let mut props = plan::resolve_props(
+            self.v,
+            &id,
+            self.values,
+            &known_from_state(self.v, self.state, data),
+        );
+        plan::keep_derived(schema, &mut props, self.state.resources.get(&id));
+        // Computed values (a code hash, a generated name) become known in the
+        // step itself.
+        let settles = |name: &str| {
+            schema
+                .prop(name)
+                .is_some_and(|p| p.computed || p.derived_from.is_some())
+        };
+        if let Some((name, _)) = props
+            .iter()
+            .find(|(k, v)| contains_unknown(v) && !settles(k))
+        {
+            return Err(AwsError::local(format!(
+                "property `{name}` is still unknown after its dependencies were applied"
+            )));
+        }
+        if let Some(name) = differs_from_plan(schema, change, &props) {
+            return Err(AwsError::local(format!(
+                "`{name}` is no longer what the plan showed (its sources or inputs changed since); run `stackctl plan` again"
+            )));
+        }
+        let existing = self.state.resources.get(&id).cloned();
+        let create = matches!(change.action, Action::Create | Action::Replace)
+            || existing.as_ref().is_none_or(|r| r.is_pending());
+        let cx = self.cx.clone();
+        if !create {
+            let physical_id = existing.and_then(|r| r.physical_id).unwrap_or_default();
+            let before = change.before.clone().unwrap_or_default();
+            let (changed, _) = plan::diff(schema, &props, &before);
+            println!("{id}: updating ({})...", changed.join(", "));
+            return Ok(Box::pin(async move {
+                let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+                let r = Resource {
+                    logical_id: &id,
+                    props: &props,
+                    token: "",
+                };
+                let attrs = provider
+                    .update(&cx, &physical_id, &before, &r, &changed)
+                    .await?;
+                Ok(Done::Updated {
+                    physical_id,
+                    attrs,
+                    props,
+                })
+            }));
+        }
+        let intent = self.record_intent(change, existing, &props);
+        println!("{id}: creating...");
+        Ok(Box::pin(async move {
+            create_or_adopt(provider, &cx, &id, props, intent).await
+        }))
+    }
+
+    /// Writes the intent of a create into the state: the properties, and the
+    /// token every retry of this create (in this run or a later one) uses. A
+    /// replacement created first moves the old object aside as deposed.
+    fn record_intent(
+        &mut self,
+        change: &Change,
+        existing: Option<ResourceState>,
+        props: &Props,
+    ) -> Intent {
+        let id = &change.id;
+        let inherited = existing.as_ref().filter(|r| r.is_pending());
+        let token = inherited
+            .and_then(|r| r.create_token.clone())
+            .unwrap_or_else(|| self.state.new_create_token(id));
+        let intent = Intent {
+            props: props.clone(),
+            token: token.clone(),
+            inherited: inherited.is_some(),
+        };
+        if let Some(old) = existing.filter(|r| !r.is_pending() && change.create_first) {
+            self.state.deposed.push(Deposed {
+                id: id.clone(),
+                record: old,
+            });
+        }
+        let mut recorded = props.clone();
+        recorded.retain(|_, v| !contains_unknown(v));
+        self.state.resources.insert(
+            id.clone(),
+            ResourceState {
+                type_name: change.type_name.clone(),
+                physical_id: None,
+                props: recorded,
+                attrs: Map::new(),
+                depends_on: change.depends_on.clone(),
+                create_token: Some(token),
+            },
+        );
+        intent
+    }
+
+    fn record(&mut self, step: &Step, change: Option<&Change>, done: Done, elapsed: f64) {
         let id = &step.1;
         match done {
             Done::Deleted => {
                 self.state.resources.remove(id);
                 println!("{id}: destroyed [{elapsed:.1}s]");
             }
+            Done::DeposedDeleted(gone) => {
+                self.state.deposed.retain(|d| {
+                    !(d.id == *id
+                        && d.record
+                            .physical_id
+                            .as_ref()
+                            .is_some_and(|p| gone.contains(p)))
+                });
+                println!(
+                    "{id}: destroyed the object it replaced ({}) [{elapsed:.1}s]",
+                    gone.join(", ")
+                );
+            }
             Done::Created {
                 physical_id,
                 attrs,
                 props,
+                adopted,
+            } => {
+                let verb = if adopted {
+                    "found and adopted"
+                } else {
+                    "created"
+                };
+                println!("{id}: {verb} {physical_id} [{elapsed:.1}s]");
+                self.set_record(id, change, physical_id, props, attrs);
             }
-            | Done::Updated {
+            Done::Updated {
                 physical_id,
                 attrs,
                 props,
             } => {
-                let verb = if self.state.resources.get(id).is_some_and(|r| r.is_pending()) {
-                    "created"
-                } else {
-                    "updated"
-                };
-                println!("{id}: {verb} {physical_id} [{elapsed:.1}s]");
-                let rec = self
-                    .state
-                    .resources
-                    .entry(id.clone())
-                    .or_insert_with(|| ResourceState {
-                        type_name: change.type_name.clone(),
-                        physical_id: None,
-                        props: Props::new(),
-                        attrs: Map::new(),
-                        depends_on: Vec::new(),
-                    });
-                rec.physical_id = Some(physical_id);
-                rec.props = props;
-                rec.attrs.extend(attrs);
-                rec.depends_on = change.depends_on.clone();
+                println!("{id}: updated {physical_id} [{elapsed:.1}s]");
+                self.set_record(id, change, physical_id, props, attrs);
             }
+        }
+    }
+
+    fn set_record(
+        &mut self,
+        id: &str,
+        change: Option<&Change>,
+        physical_id: String,
+        props: Props,
+        mut attrs: Map<String, Value>,
+    ) {
+        let type_name = change.map(|c| c.type_name.clone()).unwrap_or_default();
+        let props = settle_computed(&type_name, props, &mut attrs, &self.cx.stack_dir);
+        let rec = self
+            .state
+            .resources
+            .entry(id.to_string())
+            .or_insert_with(|| ResourceState {
+                type_name: type_name.clone(),
+                physical_id: None,
+                props: Props::new(),
+                attrs: Map::new(),
+                depends_on: Vec::new(),
+                create_token: None,
+            });
+        rec.physical_id = Some(physical_id);
+        rec.props = props;
+        rec.attrs.extend(attrs);
+        rec.create_token = None;
+        if let Some(c) = change {
+            rec.depends_on = c.depends_on.clone();
         }
     }
 
     fn fail(
         &mut self,
         step: &Step,
-        change: &Change,
         err: AwsError,
         outcome: &mut Outcome,
         dependents: &HashMap<Step, Vec<Step>>,
         needs: &mut HashMap<Step, HashSet<Step>>,
     ) {
         let id = &step.1;
-        let verb = match (step.0, change.action) {
-            (StepKind::Delete, _) => "destroying",
-            (_, Action::Update) => "updating",
-            _ => "creating",
+        let type_name = self
+            .state
+            .resources
+            .get(id)
+            .map(|r| r.type_name.clone())
+            .unwrap_or_default();
+        let pending = self.state.resources.get(id).is_some_and(|r| r.is_pending());
+        let verb = match step.0 {
+            StepKind::Delete | StepKind::DeleteDeposed => "destroying",
+            StepKind::Apply if pending => "creating",
+            StepKind::Apply => "updating",
         };
-        // AWS refused the create outright: nothing was made, so drop the intent.
-        // Without an error code (timeout, connection lost) the outcome is unknown
-        // and the intent stays for the next run to look for.
-        if step.0 == StepKind::Apply
-            && err.code.is_some()
-            && self.state.resources.get(id).is_some_and(|r| r.is_pending())
-        {
-            self.state.resources.remove(id);
+        let mut note = String::new();
+        if step.0 == StepKind::Apply && pending {
+            if let Some(pid) = err.created.clone() {
+                // The resource exists; a later step of its create failed.
+                if let Some(rec) = self.state.resources.get_mut(id) {
+                    rec.physical_id = Some(pid.clone());
+                    rec.create_token = None;
+                }
+                note = format!(" ({pid} was created and is recorded; the next apply finishes it)");
+            } else if err.reach == Reach::NotSent {
+                // Nothing reached AWS: the intent goes, and an object moved
+                // aside for a replacement is the live one again.
+                self.state.resources.remove(id);
+                if let Some(pos) = self.state.deposed.iter().rposition(|d| d.id == *id) {
+                    let d = self.state.deposed.remove(pos);
+                    self.state.resources.insert(d.id, d.record);
+                }
+            } else {
+                note = " (its intent stays recorded: the next run looks for what the call may have made before creating anything)".into();
+            }
         }
-        eprintln!("{id}: error {verb} {}: {err}", change.type_name);
+        eprintln!("{id}: error {verb} {type_name}: {err}{note}");
         outcome.failed.push((
             id.clone(),
-            format!("{verb} `{id}` ({}): {err}", change.type_name),
+            format!("{verb} `{id}` ({type_name}): {err}{note}"),
         ));
         let mut stack = vec![step.clone()];
         while let Some(s) = stack.pop() {
@@ -490,6 +695,160 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// A create that never takes over and never makes twice: it looks first for
+/// the resource by its identity (adopting what an earlier run of this stack
+/// made, refusing what someone else made), creates, and when the answer is
+/// lost looks again for what the call made.
+async fn create_or_adopt(
+    provider: &'static dyn Provider,
+    cx: &Ctx,
+    id: &str,
+    props: Props,
+    intent: Intent,
+) -> Result<Done, AwsError> {
+    let r = Resource {
+        logical_id: id,
+        props: &props,
+        token: &intent.token,
+    };
+    let adopted =
+        |physical_id: String, observed: providers::Observed, props: Props| Done::Created {
+            physical_id,
+            attrs: observed.attrs,
+            props,
+            adopted: true,
+        };
+    match providers::locate(provider, cx, &r, intent.inherited).await? {
+        Found::Ours(pid, observed) => return Ok(adopted(pid, observed, intent.props)),
+        Found::Foreign(pid) => {
+            return Err(AwsError::local(format!(
+                "a {} with this identity ({}) already exists and was not created by this stack: {pid}. stackctl does not take over what it did not make; import it with `stackctl import {id} {pid}`, or give `{id}` another name",
+                provider.schema().type_name,
+                identity_of(provider.schema(), &props),
+            )))
+        }
+        Found::Absent => {}
+    }
+    match provider.create(cx, &r).await {
+        Ok(c) => Ok(Done::Created {
+            physical_id: c.physical_id,
+            attrs: c.attrs,
+            props: intent.props,
+            adopted: false,
+        }),
+        Err(e) if e.created.is_some() || e.reach == Reach::NotSent => Err(e),
+        Err(e) => match providers::locate(provider, cx, &r, true).await {
+            // The call reached AWS after all (its answer was lost, or a retry
+            // met "already exists"): what it made is this stack's.
+            Ok(Found::Ours(pid, observed)) => Ok(adopted(pid, observed, intent.props)),
+            _ => Err(e),
+        },
+    }
+}
+
+/// `name = "x", vpc_id = "y"` for an error message.
+fn identity_of(schema: &Schema, props: &Props) -> String {
+    schema
+        .identity
+        .iter()
+        .filter_map(|k| props.get(*k).map(|v| format!("{k} = {v}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SIGINT and SIGTERM, however many arrive.
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.int) => {}
+            _ = recv(&mut self.term) => {}
+        }
+    }
+}
+
+/// The first computed property (a hash of local sources) whose value the plan
+/// showed and that now is something else: applying it would not deploy what
+/// was reviewed.
+fn differs_from_plan(schema: &Schema, change: &Change, props: &Props) -> Option<String> {
+    let shown = change.after.as_ref()?;
+    shown
+        .iter()
+        .filter(|(k, _)| schema.prop(k).is_some_and(|p| p.computed))
+        .find(|(k, planned)| {
+            !contains_unknown(planned)
+                && props
+                    .get(*k)
+                    .is_some_and(|now| !schema::equivalent(Compare::Exact, now, planned))
+        })
+        .map(|(k, _)| k.clone())
+}
+
+/// Before anything is changed: the resources whose sources changed since the
+/// plan was made, with the property that shows it.
+pub fn stale_sources(
+    v: &Validated,
+    state: &State,
+    values: &StackValues,
+    plan: &Plan,
+) -> Vec<(String, String)> {
+    let known = known_from_state(v, state, &plan.data);
+    plan.changes
+        .iter()
+        .filter(|c| c.after.is_some() && v.stack.decls.contains_key(&c.id))
+        .filter_map(|c| {
+            let props = plan::resolve_props(v, &c.id, values, &known);
+            differs_from_plan(v.schema(&c.id), c, &props).map(|p| (c.id.clone(), p))
+        })
+        .collect()
+}
+
+/// Computed values the step made known (the code hash once built, a name
+/// generated from a prefix) go into the recorded properties: derived again,
+/// or as the step reported them; any still unknown is left out.
+fn settle_computed(
+    type_name: &str,
+    mut props: Props,
+    attrs: &mut Map<String, Value>,
+    stack_dir: &std::path::Path,
+) -> Props {
+    if !props.values().any(contains_unknown) {
+        return props;
+    }
+    if let Some(provider) = providers::lookup(type_name) {
+        let _ = provider.derive(&mut props, stack_dir);
+    }
+    for (k, v) in props.iter_mut() {
+        if contains_unknown(v) {
+            if let Some(reported) = attrs.get(k) {
+                *v = reported.clone();
+            }
+        }
+    }
+    props.retain(|_, v| !contains_unknown(v));
+    props
 }
 
 /// The stack's outputs, resolved against the state.
@@ -543,6 +902,8 @@ mod tests {
             drift: vec![],
             depends_on: deps.iter().map(|s| s.to_string()).collect(),
             adopted_attrs: Map::new(),
+            create_first: false,
+            deposed: None,
         }
     }
 
@@ -555,6 +916,7 @@ mod tests {
                 props: Props::new(),
                 attrs: Map::new(),
                 depends_on: deps.iter().map(|s| s.to_string()).collect(),
+                create_token: None,
             },
         );
     }

@@ -121,10 +121,13 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
-    /// Remove a lock left by a run that died.
+    /// Clear the lock of a run that ended without releasing it, by the lock id
+    /// its error printed.
     ForceUnlock {
         #[command(flatten)]
         file: FileArgs,
+        /// The lock id, as the "state is locked" error printed it.
+        lock_id: String,
     },
 }
 
@@ -176,10 +179,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(async {
-                let sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
+                let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
                 let _lock = Lock::acquire(&sf, "plan")?;
-                let state = sf.load(&v.stack.name)?;
+                let mut state = sf.load(&v.stack.name)?;
                 let cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
+                pin_location(&mut state, &cx, &sf).await?;
                 let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&plan::to_json(&plan))?);
@@ -342,14 +346,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(rec)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::ForceUnlock { file } => {
+        Command::ForceUnlock { file, lock_id } => {
             let stack = Stack::load(&file.file)?;
             let sf = StateFile::for_stack(&stack.dir(), &stack.name);
-            if Lock::force_unlock(&sf)? {
-                println!("Removed the lock {}.", sf.lock_path().display());
-            } else {
-                println!("The state was not locked.");
-            }
+            println!("{}", Lock::force_unlock(&sf, &lock_id)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -379,6 +379,18 @@ fn read_state(path: &Path) -> Result<(Stack, State)> {
     let stack = Stack::load(path)?;
     let state = StateFile::for_stack(&stack.dir(), &stack.name).load(&stack.name)?;
     Ok((stack, state))
+}
+
+/// Refuses to go on with credentials or a region other than those the state's
+/// resources live in (before any change: with them, everything would look
+/// deleted and be created again).
+async fn pin_location(state: &mut State, cx: &Ctx, sf: &StateFile) -> Result<()> {
+    let here = cx
+        .location()
+        .await
+        .context("asking STS which account these credentials belong to")?;
+    state.pin_location(&here, &sf.path)?;
+    Ok(())
 }
 
 async fn stack_values(v: &Validated, cx: &Ctx) -> Result<StackValues> {
@@ -412,7 +424,11 @@ async fn make_plan(
     let data = plan::read_data(cx, v, &values)
         .await
         .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
-    Ok((plan::make(v, state, &live, &data, &values), values))
+    let plan = plan::make(v, state, &live, &data, &values);
+    if let Some(problem) = plan::blocked_replacements(&plan).first() {
+        bail!("{problem}");
+    }
+    Ok((plan, values))
 }
 
 fn confirm(question: &str) -> Result<bool> {
@@ -436,6 +452,7 @@ async fn apply_command(
     let _lock = Lock::acquire(&sf, "apply")?;
     let mut state = sf.load(&v.stack.name)?;
     let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await);
+    pin_location(&mut state, &cx, &sf).await?;
     let (plan, values) = match saved {
         Some(saved) => {
             if saved.plan.lineage != state.lineage || saved.plan.serial != state.serial {
@@ -470,6 +487,9 @@ async fn apply_command(
             (plan, values)
         }
     };
+    if let Some((id, prop)) = apply::stale_sources(&v, &state, &values, &plan).first() {
+        bail!("`{id}`: `{prop}` is no longer what the plan showed (its sources changed since); run `stackctl plan` again");
+    }
     let changed = plan.has_changes();
     if changed {
         println!();
@@ -535,6 +555,7 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
         return Ok(ExitCode::SUCCESS);
     }
     let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await);
+    pin_location(&mut state, &cx, &sf).await?;
     // Only creates that were interrupted need a look in AWS: they may exist.
     let mut pending = state.clone();
     pending.resources.retain(|_, r| r.is_pending());

@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::config::expr::{self, Ref, StackField};
 use crate::graph::Graph;
-use crate::providers::{self, AwsError, Ctx, Observed, Resource};
+use crate::providers::{self, AwsError, Ctx, Found, Observed, Resource};
 use crate::schema::{self, contains_unknown, is_unknown, unknown, Props, Schema};
-use crate::state::State;
+use crate::state::{ResourceState, State};
 use crate::validate::Validated;
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -55,6 +55,15 @@ pub struct Change {
     /// Attributes of a resource adopted from an interrupted run.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub adopted_attrs: Map<String, Value>,
+    /// A replacement whose new object can exist beside the old one (their
+    /// identities differ): it is created first, whatever uses the old one
+    /// moves over, and then the old one is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_first: bool,
+    /// The deletion of an object replaced create-before-destroy by an earlier
+    /// run that did not finish: its physical id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposed: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +99,7 @@ impl Plan {
 pub enum Refreshed {
     Live {
         physical_id: String,
-        observed: Observed,
+        observed: Box<Observed>,
     },
     Gone,
 }
@@ -104,7 +113,8 @@ pub struct StackValues {
 }
 
 /// Reads every recorded resource from AWS, `parallelism` at a time. Entries left
-/// by an interrupted create are looked for with the properties of their intent.
+/// by an interrupted create are looked up by identity with the properties and
+/// token of their intent; only what is provably this stack's is adopted.
 pub async fn refresh(
     cx: &Ctx,
     state: &State,
@@ -114,27 +124,27 @@ pub async fn refresh(
         let provider = providers::lookup(&rec.type_name)?;
         Some(async move {
             let result = async {
-                let physical_id = match &rec.physical_id {
-                    Some(pid) => Some(pid.clone()),
+                let found = match &rec.physical_id {
+                    Some(pid) => provider
+                        .read(cx, pid)
+                        .await?
+                        .map(|observed| (pid.clone(), observed)),
                     None => {
-                        provider
-                            .find(
-                                cx,
-                                &Resource {
-                                    logical_id: id,
-                                    props: &rec.props,
-                                },
-                            )
-                            .await?
+                        let r = Resource {
+                            logical_id: id,
+                            props: &rec.props,
+                            token: rec.create_token.as_deref().unwrap_or_default(),
+                        };
+                        match providers::locate(provider, cx, &r, true).await? {
+                            Found::Ours(pid, observed) => Some((pid, observed)),
+                            Found::Foreign(_) | Found::Absent => None,
+                        }
                     }
                 };
-                let Some(physical_id) = physical_id else {
-                    return Ok(Refreshed::Gone);
-                };
-                Ok(match provider.read(cx, &physical_id).await? {
-                    Some(observed) => Refreshed::Live {
+                Ok(match found {
+                    Some((physical_id, observed)) => Refreshed::Live {
                         physical_id,
-                        observed,
+                        observed: Box::new(observed),
                     },
                     None => Refreshed::Gone,
                 })
@@ -224,6 +234,24 @@ pub fn resolve_props(
     props
 }
 
+/// A computed value that is still unknown (the code hash of sources not built
+/// on this machine) keeps what the last apply recorded, as long as the
+/// property it is derived from (the source hash) is unchanged.
+pub fn keep_derived(schema: &Schema, desired: &mut Props, record: Option<&ResourceState>) {
+    let Some(rec) = record.filter(|r| !r.is_pending()) else {
+        return;
+    };
+    for p in schema.props {
+        let Some(from) = p.derived_from else { continue };
+        let unchanged = desired.get(from).is_some() && desired.get(from) == rec.props.get(from);
+        if unchanged && desired.get(p.name).is_some_and(is_unknown) {
+            if let Some(v) = rec.props.get(p.name) {
+                desired.insert(p.name.to_string(), v.clone());
+            }
+        }
+    }
+}
+
 /// The properties whose desired value differs from `before`, and which of those
 /// force a replacement.
 pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, Vec<String>) {
@@ -246,6 +274,18 @@ pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, V
         }
     }
     (changed, replace)
+}
+
+/// Whether the replacement of a resource can be created while the old one
+/// still exists: some part of its identity is known to differ, or is
+/// generated unique (a name from a prefix).
+fn can_create_first(schema: &Schema, desired: &Props, before: &Props) -> bool {
+    schema.identity.is_empty()
+        || schema.identity.iter().any(|k| match desired.get(*k) {
+            Some(v) if is_unknown(v) => schema.prop(k).is_some_and(|p| p.derived_from.is_some()),
+            Some(v) => before.get(*k).is_some_and(|old| old != v),
+            None => false,
+        })
 }
 
 /// Decides the action for every resource. Pure: the AWS side comes in `live`.
@@ -287,7 +327,8 @@ pub fn make(
                 _ => attrs.get(attr).cloned(),
             }
         };
-        let desired = resolve_props(v, id, values, &known);
+        let mut desired = resolve_props(v, id, values, &known);
+        keep_derived(schema, &mut desired, record);
 
         // What exists now, as far as we know.
         let mut reason = None;
@@ -317,7 +358,10 @@ pub fn make(
                 Some((Some(physical_id.clone()), props, attrs))
             }
             (Some(rec), None) if rec.is_pending() => {
-                reason = Some("an earlier create was interrupted; it will be retried".to_string());
+                reason = Some(
+                    "an earlier create did not finish and nothing it may have made was found; it is created now"
+                        .to_string(),
+                );
                 None
             }
             (Some(rec), None) => Some((
@@ -362,6 +406,8 @@ pub fn make(
                 drift,
                 depends_on,
                 adopted_attrs: Map::new(),
+                create_first: false,
+                deposed: None,
             },
             Some((physical_id, before, attrs)) => {
                 let adopted_attrs = if record.is_some_and(|r| r.is_pending()) {
@@ -378,6 +424,8 @@ pub fn make(
                     Action::NoOp
                 };
                 resolved.insert(id.clone(), (action, desired.clone(), attrs));
+                let create_first =
+                    action == Action::Replace && can_create_first(schema, &desired, &before);
                 Change {
                     id: id.clone(),
                     type_name: schema.type_name.to_string(),
@@ -391,6 +439,8 @@ pub fn make(
                     drift,
                     depends_on,
                     adopted_attrs,
+                    create_first,
+                    deposed: None,
                 }
             }
         };
@@ -500,8 +550,28 @@ fn deletions(
                 drift: Vec::new(),
                 depends_on: rec.depends_on.clone(),
                 adopted_attrs: Map::new(),
+                create_first: false,
+                deposed: None,
             }
         })
+        .chain(state.deposed.iter().map(|d| Change {
+            id: d.id.clone(),
+            type_name: d.record.type_name.clone(),
+            action: Action::Delete,
+            reason: Some(
+                "it was replaced by an earlier run, which ended before deleting it".to_string(),
+            ),
+            physical_id: d.record.physical_id.clone(),
+            before: Some(d.record.props.clone()),
+            after: None,
+            changed: Vec::new(),
+            replace_because: Vec::new(),
+            drift: Vec::new(),
+            depends_on: d.record.depends_on.clone(),
+            adopted_attrs: Map::new(),
+            create_first: false,
+            deposed: d.record.physical_id.clone(),
+        }))
         .collect()
 }
 
@@ -635,6 +705,38 @@ fn render_structured_change(
     Some(out)
 }
 
+/// Replacements AWS would refuse to carry out: the old object must go first
+/// (its successor needs its name) but AWS will not delete it while a resource
+/// that stays still uses it. Said before anything changes, with the way out.
+pub fn blocked_replacements(plan: &Plan) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action == Action::Replace && !c.create_first)
+        .filter(|c| providers::lookup(&c.type_name).is_some_and(|p| p.schema().in_use_blocks_delete))
+        .filter_map(|c| {
+            let users: Vec<&str> = plan
+                .changes
+                .iter()
+                .filter(|u| matches!(u.action, Action::NoOp | Action::Update))
+                .filter(|u| u.depends_on.contains(&c.id))
+                .map(|u| u.id.as_str())
+                .collect();
+            (!users.is_empty()).then(|| {
+                format!(
+                    "`{}` must be replaced ({} changed) but keeps its identity ({}), so the new one can only be created after the old one is deleted, and AWS will not delete it while {} uses it. Set `name_prefix` instead of `name` (a unique name lets stackctl create the new one first and move {} over), or change the name as well",
+                    c.id,
+                    c.replace_because.join(", "),
+                    providers::lookup(&c.type_name)
+                        .map(|p| p.schema().identity.join(", "))
+                        .unwrap_or_default(),
+                    users.join(", "),
+                    users.join(", "),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The plan the way Terraform users read one.
 pub fn render(plan: &Plan) -> String {
     let mut out = render_drift(plan);
@@ -648,11 +750,26 @@ pub fn render(plan: &Plan) -> String {
         let (symbol, headline) = match c.action {
             Action::Create => ("  +", "will be created"),
             Action::Update => ("  ~", "will be updated in place"),
+            Action::Replace if c.create_first => (
+                "+/-",
+                "must be replaced (the new one is created first, the old one destroyed once nothing uses it)",
+            ),
             Action::Replace => ("-/+", "must be replaced"),
             Action::Delete => ("  -", "will be destroyed"),
             Action::NoOp => continue,
         };
-        let _ = writeln!(out, "  # {} ({}) {headline}", c.id, c.type_name);
+        match &c.deposed {
+            Some(pid) => {
+                let _ = writeln!(
+                    out,
+                    "  # {} ({}) deposed object {pid} {headline}",
+                    c.id, c.type_name
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  # {} ({}) {headline}", c.id, c.type_name);
+            }
+        }
         if let Some(reason) = &c.reason {
             let _ = writeln!(out, "  # because {reason}");
         }
@@ -734,7 +851,6 @@ pub fn render(plan: &Plan) -> String {
 mod tests {
     use super::*;
     use crate::config::Stack;
-    use crate::state::ResourceState;
     use serde_json::json;
     use std::path::Path;
 
@@ -789,6 +905,7 @@ mod tests {
                     props,
                     attrs: [("arn".to_string(), json!(arn))].into_iter().collect(),
                     depends_on: c.depends_on.clone(),
+                    create_token: None,
                 },
             );
         }
@@ -869,8 +986,17 @@ mod tests {
             }
         );
         let text = render(&plan);
+        // A new name can exist beside the old one: the new topic comes first.
+        assert!(topic.create_first);
         assert!(
-            text.contains("-/+ resource \"aws_sns_topic\" \"topic\""),
+            text.contains("+/- resource \"aws_sns_topic\" \"topic\""),
+            "{text}"
+        );
+        // The subscription keeps topic, protocol and endpoint as far as is
+        // known: it cannot be made beside the old one.
+        assert!(!sub.create_first);
+        assert!(
+            text.contains("-/+ resource \"aws_sns_topic_subscription\" \"sub\""),
             "{text}"
         );
         assert!(
@@ -913,10 +1039,10 @@ mod tests {
             "queue".to_string(),
             Refreshed::Live {
                 physical_id: "q".into(),
-                observed: Observed {
+                observed: Box::new(Observed {
                     props: observed_props,
-                    attrs: Map::new(),
-                },
+                    ..Observed::default()
+                }),
             },
         )]
         .into_iter()
@@ -947,6 +1073,7 @@ mod tests {
                 .collect(),
                 attrs: Map::new(),
                 depends_on: vec![],
+                create_token: None,
             },
         );
         let plan = planned(&v, &state);

@@ -96,6 +96,12 @@ pub struct Prop {
     pub force_new: bool,
     pub compare: Compare,
     pub sensitive: bool,
+    /// Set by stackctl (a hash of the code), never written in the stack file.
+    pub computed: bool,
+    /// For a computed value known only after apply: the property that decides
+    /// it. While that one is unchanged, the value recorded at the last apply
+    /// stands (the code hash of unchanged sources, without building them).
+    pub derived_from: Option<&'static str>,
     pub check: Option<Check>,
     pub doc: &'static str,
 }
@@ -115,6 +121,8 @@ impl Prop {
             force_new: false,
             compare,
             sensitive: false,
+            computed: false,
+            derived_from: None,
             check: None,
             doc,
         }
@@ -137,6 +145,14 @@ impl Prop {
     }
     pub const fn sensitive(mut self) -> Prop {
         self.sensitive = true;
+        self
+    }
+    pub const fn computed(mut self) -> Prop {
+        self.computed = true;
+        self
+    }
+    pub const fn derived_from(mut self, prop: &'static str) -> Prop {
+        self.derived_from = Some(prop);
         self
     }
     pub const fn check(mut self, c: Check) -> Prop {
@@ -168,6 +184,13 @@ pub struct Schema {
     pub attrs: &'static [Attr],
     /// Whether stackctl adds its ownership tags (the type has a `tags` property).
     pub taggable: bool,
+    /// The properties AWS keys the resource by: two live objects cannot share
+    /// all of them. A replacement whose identity differs from the old one's is
+    /// created before the old one is deleted.
+    pub identity: &'static [&'static str],
+    /// AWS refuses to delete it while something uses it (a security group
+    /// attached to an instance).
+    pub in_use_blocks_delete: bool,
     pub cross_check: Option<CrossCheck>,
 }
 

@@ -1,10 +1,12 @@
 //! The state file: what stackctl created, as it applied it and as AWS reported
-//! it. Written atomically after every AWS call that changes something, with the
-//! file as it was before the run kept as a backup, and guarded by a lock.
+//! it. Written atomically after every AWS call that changes something (and
+//! only then: a run that changes nothing leaves serial and backups alone), with
+//! the file as it was before the run kept among a few numbered backups, and
+//! guarded by a lock that dies with the process holding it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -15,14 +17,26 @@ use crate::schema::Props;
 
 pub const STATE_VERSION: u32 = 1;
 
+/// How many earlier versions of the state are kept (`<stack>.backup.1` is the
+/// newest).
+pub const BACKUPS: usize = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("the state is locked by {holder}\n  lock file: {path}\n  if that run is no longer going on, run `stackctl force-unlock`")]
-    Locked { holder: String, path: PathBuf },
+    #[error("the state is locked by {holder}\n  lock file: {path}\n  the lock is released when that run ends; if it hangs, stop it (stackctl force-unlock {id} clears a lock only once its process is gone)")]
+    Locked {
+        holder: String,
+        id: String,
+        path: PathBuf,
+    },
     #[error("cannot read state {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("state {path} is not valid stackctl state: {message}; the previous state is in {path}.backup")]
-    Corrupt { path: PathBuf, message: String },
+    #[error("state {path} is not valid stackctl state: {message}; the newest backup is {backups}")]
+    Corrupt {
+        path: PathBuf,
+        message: String,
+        backups: String,
+    },
     #[error("cannot write state {path}: {source}; the previous state is untouched")]
     Write { path: PathBuf, source: io::Error },
     #[error("state {path} belongs to stack `{found}`, not `{expected}`")]
@@ -30,6 +44,12 @@ pub enum StateError {
         path: PathBuf,
         found: String,
         expected: String,
+    },
+    #[error("state {path} records resources in {recorded}, but this run uses {current}: with it, everything would look deleted and be created again. Use the credentials and region of {recorded} (AWS_PROFILE, AWS_REGION), or another stack name for {current}")]
+    WrongAccount {
+        path: PathBuf,
+        recorded: String,
+        current: String,
     },
 }
 
@@ -45,12 +65,28 @@ pub struct ResourceState {
     /// Attributes AWS reported (arn, url, ...).
     pub attrs: Map<String, Value>,
     pub depends_on: Vec<String>,
+    /// The idempotency token of the create in flight, derived from the
+    /// lineage, the logical id and the serial the intent was recorded at: a run
+    /// after a crash retries the create with the same token, so AWS returns
+    /// what the first call made instead of making another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_token: Option<String>,
 }
 
 impl ResourceState {
     pub fn is_pending(&self) -> bool {
         self.physical_id.is_none()
     }
+}
+
+/// An object replaced create-before-destroy: its successor exists, and it is
+/// deleted once whatever used it has moved over. Recorded so that a crash in
+/// between leaves nothing behind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deposed {
+    pub id: String,
+    #[serde(flatten)]
+    pub record: ResourceState,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,7 +98,14 @@ pub struct State {
     /// the first write, so plans made before any state exists agree on it.
     pub lineage: String,
     pub stack: String,
+    /// Where the resources live (`<account>/<region>`), recorded with the first
+    /// resource: the same state used with other credentials or another region
+    /// is refused instead of seeing everything as deleted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
     pub resources: BTreeMap<String, ResourceState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<Deposed>,
     pub outputs: BTreeMap<String, Value>,
 }
 
@@ -73,9 +116,64 @@ impl State {
             serial: 0,
             lineage: String::new(),
             stack: stack.to_string(),
+            location: String::new(),
             resources: BTreeMap::new(),
+            deposed: Vec::new(),
             outputs: BTreeMap::new(),
         }
+    }
+
+    /// Assigns the lineage of a state never written (token derivation needs it).
+    pub fn ensure_lineage(&mut self) {
+        if self.lineage.is_empty() {
+            self.lineage = uuid::Uuid::new_v4().to_string();
+        }
+    }
+
+    /// An idempotency token for a new create of `id`: unique in this lineage
+    /// (the serial grows with every write), the same on every retry that
+    /// reads it back from the intent.
+    pub fn new_create_token(&mut self, id: &str) -> String {
+        self.ensure_lineage();
+        let seed = format!("{}/{id}/{}", self.lineage, self.serial + 1);
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        // UUID-shaped: accepted by every API that takes a client token.
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+
+    /// Refuses a run against another account or region than the one the
+    /// resources were recorded in; records the location of a state that has
+    /// none yet.
+    pub fn pin_location(&mut self, current: &str, path: &Path) -> Result<(), StateError> {
+        if self.location.is_empty() {
+            self.location = current.to_string();
+            return Ok(());
+        }
+        if self.location != current && !(self.resources.is_empty() && self.deposed.is_empty()) {
+            return Err(StateError::WrongAccount {
+                path: path.to_path_buf(),
+                recorded: describe_location(&self.location),
+                current: describe_location(current),
+            });
+        }
+        self.location = current.to_string();
+        Ok(())
+    }
+}
+
+/// `<account>/<region>` as people read it.
+pub fn describe_location(location: &str) -> String {
+    match location.split_once('/') {
+        Some((account, region)) => format!("account {account}, region {region}"),
+        None => location.to_string(),
     }
 }
 
@@ -84,6 +182,9 @@ impl State {
 pub struct StateFile {
     pub path: PathBuf,
     backed_up: bool,
+    /// The state as last read or written: saving an unchanged state writes
+    /// nothing and keeps the serial, so a no-op run leaves saved plans valid.
+    last: Option<State>,
 }
 
 impl StateFile {
@@ -91,6 +192,7 @@ impl StateFile {
         StateFile {
             path: stack_dir.join("state").join(format!("{stack}.json")),
             backed_up: false,
+            last: None,
         }
     }
 
@@ -98,15 +200,25 @@ impl StateFile {
         self.path.with_extension("json.lock")
     }
 
-    pub fn backup_path(&self) -> PathBuf {
-        self.path.with_extension("json.backup")
+    /// `n` from 1 (the newest) to BACKUPS.
+    pub fn backup_path(&self, n: usize) -> PathBuf {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.path.with_file_name(format!("{stem}.backup.{n}"))
     }
 
     /// The recorded state, or an empty one for a stack never applied.
-    pub fn load(&self, stack: &str) -> Result<State, StateError> {
+    pub fn load(&mut self, stack: &str) -> Result<State, StateError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new(stack)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let state = State::new(stack);
+                self.last = Some(state.clone());
+                return Ok(state);
+            }
             Err(source) => {
                 return Err(StateError::Read {
                     path: self.path.clone(),
@@ -114,18 +226,17 @@ impl StateFile {
                 })
             }
         };
-        let state: State = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+        let corrupt = |message: String| StateError::Corrupt {
             path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+            backups: self.backup_path(1).display().to_string(),
+        };
+        let state: State = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
         if state.version != STATE_VERSION {
-            return Err(StateError::Corrupt {
-                path: self.path.clone(),
-                message: format!(
-                    "version {} is not supported (expected {STATE_VERSION})",
-                    state.version
-                ),
-            });
+            return Err(corrupt(format!(
+                "version {} is not supported (expected {STATE_VERSION})",
+                state.version
+            )));
         }
         if state.stack != stack {
             return Err(StateError::WrongStack {
@@ -134,143 +245,235 @@ impl StateFile {
                 expected: stack.into(),
             });
         }
+        self.last = Some(state.clone());
         Ok(state)
     }
 
-    /// Bumps the serial and replaces the file atomically: temp file, fsync,
-    /// rename, fsync of the directory. The first save of a run keeps the file it
-    /// replaces as `<stack>.json.backup`.
+    /// Writes the state if it changed since it was read or last written: bumps
+    /// the serial and replaces the file atomically (temp file, fsync, rename,
+    /// fsync of the directory). The first write of a run first keeps the file
+    /// it replaces as `<stack>.backup.1`, shifting older backups up.
     pub fn save(&mut self, state: &mut State) -> Result<(), StateError> {
+        if self.last.as_ref() == Some(state) {
+            return Ok(());
+        }
         let fail = |source| StateError::Write {
             path: self.path.clone(),
             source,
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(fail)?;
+        state.ensure_lineage();
         state.serial += 1;
-        if state.lineage.is_empty() {
-            state.lineage = uuid::Uuid::new_v4().to_string();
-        }
         let mut body = serde_json::to_vec_pretty(state).map_err(|e| fail(io::Error::other(e)))?;
         body.push(b'\n');
         if !self.backed_up {
-            if self.path.exists() {
-                write_atomic(&self.backup_path(), &fs::read(&self.path).map_err(fail)?)
-                    .map_err(fail)?;
-            }
+            self.rotate_backups().map_err(fail)?;
             self.backed_up = true;
         }
-        write_atomic(&self.path, &body).map_err(fail)
+        if let Err(e) = write_atomic(&self.path, &body) {
+            state.serial -= 1;
+            return Err(fail(e));
+        }
+        self.last = Some(state.clone());
+        Ok(())
+    }
+
+    fn rotate_backups(&self) -> io::Result<()> {
+        if !self.path.exists() {
+            return Ok(());
+        }
+        for n in (1..BACKUPS).rev() {
+            match fs::rename(self.backup_path(n), self.backup_path(n + 1)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        write_atomic(&self.backup_path(1), &fs::read(&self.path)?)
     }
 }
 
 fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(body)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct LockInfo {
-    pid: u32,
-    host: String,
-    time: String,
-    operation: String,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    pub time: String,
+    pub operation: String,
 }
 
-/// An exclusive lock on a stack's state, released on drop.
+impl LockInfo {
+    fn describe(&self) -> String {
+        format!(
+            "`stackctl {}` (pid {} on {}, since {}, lock id {})",
+            self.operation, self.pid, self.host, self.time, self.id
+        )
+    }
+}
+
+/// An exclusive lock on a stack's state: an OS advisory lock (flock) on the
+/// lock file, which the kernel releases when the process ends however it ends
+/// (kill -9 and out-of-memory kills included), so a crash never leaves a lock
+/// behind. The file also names the holder for the error a second run gets.
 #[derive(Debug)]
 pub struct Lock {
+    file: File,
     path: PathBuf,
+    pub info: LockInfo,
+}
+
+fn read_info(f: &mut File) -> Option<LockInfo> {
+    let mut text = String::new();
+    f.seek(io::SeekFrom::Start(0)).ok()?;
+    f.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }
 
 impl Lock {
     pub fn acquire(file: &StateFile, operation: &str) -> Result<Lock, StateError> {
         let path = file.lock_path();
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|source| StateError::Write {
+        let write_err = |source| StateError::Write {
             path: path.clone(),
             source,
-        })?;
+        };
+        let mut f = open_lock_file(&path).map_err(write_err)?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let info = read_info(&mut f);
+                return Err(StateError::Locked {
+                    holder: info.as_ref().map_or_else(
+                        || "another run (it has not named itself yet)".to_string(),
+                        LockInfo::describe,
+                    ),
+                    id: info.map(|i| i.id).unwrap_or_default(),
+                    path,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(write_err(e)),
+        }
+        // Whatever the file names, its process is gone: it held the flock.
+        if let Some(stale) = read_info(&mut f) {
+            eprintln!(
+                "note: took over the lock of {}, which ended without releasing it",
+                stale.describe()
+            );
+        }
         let info = LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
             pid: std::process::id(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             operation: operation.to_string(),
         };
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                let body = serde_json::to_string(&info).unwrap_or_default();
-                f.write_all(body.as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|source| StateError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Ok(Lock { path })
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StateError::Locked {
-                holder: describe_holder(&path),
-                path,
-            }),
-            Err(source) => Err(StateError::Write { path, source }),
-        }
+        let body = serde_json::to_vec(&info).map_err(|e| write_err(io::Error::other(e)))?;
+        f.set_len(0)
+            .and_then(|()| f.seek(io::SeekFrom::Start(0)))
+            .and_then(|_| f.write_all(&body))
+            .and_then(|()| f.sync_all())
+            .map_err(write_err)?;
+        Ok(Lock {
+            file: f,
+            path,
+            info,
+        })
     }
 
-    /// Removes a lock left by a run that died. Returns whether there was one.
-    pub fn force_unlock(file: &StateFile) -> io::Result<bool> {
-        match fs::remove_file(file.lock_path()) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+    /// Clears a lock whose holder is gone, given the id its error printed.
+    /// A lock held by a live process cannot be taken: it ends with it.
+    pub fn force_unlock(file: &StateFile, id: &str) -> Result<String, StateError> {
+        let path = file.lock_path();
+        let mut f = match File::options().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok("The state was not locked.".into())
+            }
+            Err(source) => return Err(StateError::Write { path, source }),
+        };
+        let info = read_info(&mut f);
+        if let Some(info) = info.as_ref().filter(|i| i.id != id) {
+            return Err(StateError::Write {
+                path,
+                source: io::Error::other(format!(
+                    "the lock's id is {}, not {id}: check which run holds it ({})",
+                    info.id,
+                    info.describe()
+                )),
+            });
+        }
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.set_len(0);
+                Ok(match info {
+                    Some(i) => format!("Cleared the lock of {}; that run had ended.", i.describe()),
+                    None => "The state was not locked.".into(),
+                })
+            }
+            Err(fs::TryLockError::WouldBlock) => Err(StateError::Locked {
+                holder: info
+                    .as_ref()
+                    .map_or_else(|| "another run".into(), LockInfo::describe),
+                id: id.to_string(),
+                path,
+            }),
+            Err(fs::TryLockError::Error(source)) => Err(StateError::Write { path, source }),
         }
     }
 }
 
 impl Drop for Lock {
+    /// Clears the holder's name if the lock is still this run's (the flock
+    /// itself goes with the file handle).
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-fn describe_holder(path: &Path) -> String {
-    let Ok(info) = fs::read_to_string(path)
-        .map_err(|_| ())
-        .and_then(|t| serde_json::from_str::<LockInfo>(&t).map_err(|_| ()))
-    else {
-        return "another run (unreadable lock file)".to_string();
-    };
-    let here = gethostname::gethostname().to_string_lossy().into_owned();
-    let gone = info.host == here && !Path::new("/proc").join(info.pid.to_string()).exists();
-    format!(
-        "`stackctl {}` (pid {} on {}, since {}){}",
-        info.operation,
-        info.pid,
-        info.host,
-        info.time,
-        if gone {
-            "; that process no longer runs"
-        } else {
-            ""
+        match read_info(&mut self.file) {
+            Some(info) if info.id == self.info.id => {
+                let _ = self.file.set_len(0);
+            }
+            Some(info) => eprintln!(
+                "warning: the lock file {} now names {}, not this run; left as it is",
+                self.path.display(),
+                info.describe()
+            ),
+            None => {}
         }
-    )
+    }
 }
 
 #[cfg(test)]
@@ -285,35 +488,52 @@ mod tests {
         let mut s = f.load("demo").unwrap();
         assert_eq!((s.serial, s.lineage.as_str()), (0, ""));
         assert!(s.resources.is_empty());
+        s.outputs.insert("x".into(), Value::from(1));
         f.save(&mut s).unwrap();
         assert_eq!(s.lineage.len(), 36);
         assert_eq!(f.load("demo").unwrap().lineage, s.lineage);
     }
 
+    fn saved_with_output(f: &mut StateFile, s: &mut State, n: i64) {
+        s.outputs.insert("n".into(), Value::from(n));
+        f.save(s).unwrap();
+    }
+
     #[test]
-    fn save_is_atomic_private_and_keeps_a_backup() {
+    fn save_is_atomic_private_and_keeps_bounded_backups() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = State::new("demo");
-        f.save(&mut s).unwrap();
+        let mut s = f.load("demo").unwrap();
+        saved_with_output(&mut f, &mut s, 0);
         assert_eq!(s.serial, 1);
         assert!(
-            !f.backup_path().exists(),
+            !f.backup_path(1).exists(),
             "nothing to back up on the first write"
         );
         let mode = fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
-        // A new run backs up what it found, once.
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.load("demo").unwrap();
-        s.outputs.insert("x".into(), Value::from(1));
-        f.save(&mut s).unwrap();
-        f.save(&mut s).unwrap();
-        let backup: State =
-            serde_json::from_str(&fs::read_to_string(f.backup_path()).unwrap()).unwrap();
-        assert_eq!(backup.serial, 1);
-        assert_eq!(f.load("demo").unwrap().serial, 3);
+        // Each run backs up what it found, once; older backups shift up and
+        // the oldest beyond BACKUPS goes.
+        for run in 1..=BACKUPS + 2 {
+            let mut f = StateFile::for_stack(dir.path(), "demo");
+            let mut s = f.load("demo").unwrap();
+            saved_with_output(&mut f, &mut s, run as i64);
+            saved_with_output(&mut f, &mut s, run as i64 + 100);
+        }
+        let serial_of = |p: PathBuf| -> u64 {
+            serde_json::from_str::<State>(&fs::read_to_string(p).unwrap())
+                .unwrap()
+                .serial
+        };
+        let f = StateFile::for_stack(dir.path(), "demo");
+        let newest = serial_of(f.path.clone());
+        assert_eq!(serial_of(f.backup_path(1)), newest - 2);
+        assert_eq!(
+            serial_of(f.backup_path(BACKUPS)),
+            newest - 2 * BACKUPS as u64
+        );
+        assert!(!f.backup_path(BACKUPS + 1).exists());
         let leftovers: Vec<_> = fs::read_dir(f.path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -323,13 +543,85 @@ mod tests {
     }
 
     #[test]
+    fn saving_an_unchanged_state_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut s = f.load("demo").unwrap();
+        saved_with_output(&mut f, &mut s, 1);
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut s = f.load("demo").unwrap();
+        f.save(&mut s).unwrap();
+        assert_eq!(s.serial, 1);
+        assert!(!f.backup_path(1).exists());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_and_the_serial_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut s = f.load("demo").unwrap();
+        saved_with_output(&mut f, &mut s, 1);
+        // The state file's place is taken by a directory: the rename fails.
+        fs::remove_file(&f.path).unwrap();
+        fs::create_dir_all(f.path.join("blocked")).unwrap();
+        s.outputs.insert("n".into(), Value::from(2));
+        assert!(matches!(f.save(&mut s), Err(StateError::Write { .. })));
+        assert_eq!(s.serial, 1);
+        let names: Vec<_> = fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    }
+
+    #[test]
     fn state_of_another_stack_or_garbage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = StateFile::for_stack(dir.path(), "demo");
-        f.save(&mut State::new("other")).unwrap();
+        let mut other = State::new("other");
+        other.outputs.insert("x".into(), Value::from(1));
+        f.save(&mut other).unwrap();
         assert!(matches!(f.load("demo"), Err(StateError::WrongStack { .. })));
         fs::write(&f.path, "{not json").unwrap();
         assert!(matches!(f.load("demo"), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn the_location_is_pinned_once_resources_are_recorded() {
+        let path = Path::new("state/demo.json");
+        let mut s = State::new("demo");
+        s.pin_location("111111111111/us-east-2", path).unwrap();
+        s.pin_location("222222222222/eu-west-1", path).unwrap(); // nothing recorded yet
+        s.resources.insert(
+            "topic".into(),
+            ResourceState {
+                type_name: "aws_sns_topic".into(),
+                physical_id: Some("arn".into()),
+                props: Props::new(),
+                attrs: Map::new(),
+                depends_on: vec![],
+                create_token: None,
+            },
+        );
+        let err = s
+            .pin_location("111111111111/us-east-2", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn create_tokens_are_stable_per_serial_and_unique_across_ids_and_serials() {
+        let mut s = State::new("demo");
+        let a = s.new_create_token("queue");
+        assert_eq!(a, s.new_create_token("queue"));
+        assert_ne!(a, s.new_create_token("topic"));
+        s.serial += 1;
+        assert_ne!(a, s.new_create_token("queue"));
+        assert_eq!(a.len(), 36);
     }
 
     #[test]
@@ -343,27 +635,40 @@ mod tests {
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
         );
-        assert!(err.contains("stackctl force-unlock"), "{err}");
+        assert!(err.contains(&format!("lock id {}", lock.info.id)), "{err}");
         drop(lock);
-        let again = Lock::acquire(&f, "plan").unwrap();
-        std::mem::forget(again); // as if the process died holding it
-        assert!(Lock::force_unlock(&f).unwrap());
-        assert!(!Lock::force_unlock(&f).unwrap());
         Lock::acquire(&f, "plan").unwrap();
     }
 
     #[test]
-    fn lock_of_a_dead_process_says_so() {
+    fn a_lock_left_by_a_dead_process_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::for_stack(dir.path(), "demo");
         fs::create_dir_all(f.lock_path().parent().unwrap()).unwrap();
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
         fs::write(
             f.lock_path(),
-            format!(r#"{{"pid":4194303,"host":"{host}","time":"2026-11-25T10:00:00Z","operation":"apply"}}"#),
+            r#"{"id":"dead","pid":4194303,"host":"h","time":"2026-11-25T10:00:00Z","operation":"apply"}"#,
         )
         .unwrap();
-        let err = Lock::acquire(&f, "plan").unwrap_err().to_string();
-        assert!(err.contains("that process no longer runs"), "{err}");
+        let lock = Lock::acquire(&f, "plan").unwrap();
+        assert_eq!(lock.info.operation, "plan");
+    }
+
+    #[test]
+    fn force_unlock_needs_the_lock_id_and_cannot_take_a_live_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::for_stack(dir.path(), "demo");
+        let lock = Lock::acquire(&f, "apply").unwrap();
+        let id = lock.info.id.clone();
+        assert!(Lock::force_unlock(&f, "wrong-id")
+            .unwrap_err()
+            .to_string()
+            .contains(&format!("the lock's id is {id}")));
+        assert!(matches!(
+            Lock::force_unlock(&f, &id),
+            Err(StateError::Locked { .. })
+        ));
+        std::mem::forget(lock); // as if the process had died: its info stays
+                                // (the flock of a forgotten handle stays too; a new process would not see it)
     }
 }

@@ -282,6 +282,21 @@ fn check_properties(
             );
             continue;
         };
+        if prop.computed {
+            diags.push(
+                Diagnostic::new(
+                    p.key_span,
+                    format!(
+                        "`{}` is computed by stackctl ({}); remove it",
+                        p.name,
+                        prop.doc.trim_end_matches('.')
+                    ),
+                )
+                .at(&decl.id)
+                .prop(&p.name),
+            );
+            continue;
+        }
         let mut ok = true;
         for (message, n) in expr::template_errors(&p.value) {
             diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));

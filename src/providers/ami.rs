@@ -2,9 +2,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::Filter;
 use serde_json::{Map, Value};
 
-use super::{
-    attrs, aws, not_findable, str_list, AwsError, Created, Ctx, Observed, Provider, Resource,
-};
+use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
@@ -75,6 +73,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: false,
+    identity: &[],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -170,6 +170,6 @@ impl Provider for Ami {
     }
 
     async fn find(&self, _: &Ctx, _: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        not_findable().await
+        Ok(None) // a data source is read, never created
     }
 }

@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, check_name, tag_changes, user_tags, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, check_name, split_tags, sync_tags, AwsError, Created, Ctx, Observed,
+    Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -68,6 +68,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: true,
+    identity: &["name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -134,26 +136,21 @@ impl Provider for LogGroup {
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
         let name = r.required_str("name")?;
-        match cx
-            .logs()
+        cx.logs()
             .create_log_group()
             .log_group_name(name)
             .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect()))
             .send()
             .await
-            .map_err(aws)
-        {
-            // A retry after a crash finds the group it made; tags say whose it is.
-            Err(e)
-                if e.is("ResourceAlreadyExistsException") && self.find(cx, r).await?.is_some() => {}
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-        if let Some(days) = r.i64("retention_in_days").filter(|d| *d != 0) {
-            set_retention(cx, name, days).await?;
-        }
-        let group = describe(cx, name).await?;
-        let account = account_of(group.as_ref().and_then(|g| g.arn.as_deref()));
+            .map_err(aws)?;
+        let finish = async {
+            if let Some(days) = r.i64("retention_in_days").filter(|d| *d != 0) {
+                set_retention(cx, name, days).await?;
+            }
+            let group = describe(cx, name).await?;
+            Ok(account_of(group.as_ref().and_then(|g| g.arn.as_deref())))
+        };
+        let account = finish.await.map_err(|e: AwsError| e.after_create(name))?;
         Ok(Created {
             attrs: group_attrs(cx, name, &account),
             physical_id: name.to_string(),
@@ -174,16 +171,18 @@ impl Provider for LogGroup {
             .map_err(aws)?
             .tags
             .unwrap_or_default();
+        let (tags, owner) = split_tags(tags);
         let mut props = Props::new();
         props.insert("name".into(), Value::from(name));
         props.insert(
             "retention_in_days".into(),
             Value::from(group.retention_in_days.unwrap_or(0)),
         );
-        props.insert("tags".into(), user_tags(tags));
+        props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
             attrs: group_attrs(cx, name, &account_of(group.arn.as_deref())),
+            owner,
         }))
     }
 
@@ -199,27 +198,32 @@ impl Provider for LogGroup {
             set_retention(cx, name, r.i64("retention_in_days").unwrap_or(0)).await?;
         }
         if changed.contains(&"tags") {
-            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
             #[allow(deprecated)]
-            if !remove.is_empty() {
-                cx.logs()
-                    .untag_log_group()
-                    .log_group_name(name)
-                    .set_tags(Some(remove))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
-            #[allow(deprecated)]
-            if !set.is_empty() {
-                cx.logs()
-                    .tag_log_group()
-                    .log_group_name(name)
-                    .set_tags(Some(set.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.logs()
+                        .untag_log_group()
+                        .log_group_name(name)
+                        .set_tags(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    cx.logs()
+                        .tag_log_group()
+                        .log_group_name(name)
+                        .set_tags(Some(tags.into_iter().collect()))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
         }
         let group = describe(cx, name).await?;
         Ok(group_attrs(
@@ -230,36 +234,17 @@ impl Provider for LogGroup {
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
+        let deleted = cx
             .logs()
             .delete_log_group()
             .log_group_name(name)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
         let name = r.required_str("name")?;
-        let Some(_) = describe(cx, name).await? else {
-            return Ok(None);
-        };
-        #[allow(deprecated)]
-        let tags = cx
-            .logs()
-            .list_tags_log_group()
-            .log_group_name(name)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags
-            .unwrap_or_default();
-        let ours = tags.get(super::TAG_STACK) == Some(&cx.stack)
-            && tags.get(super::TAG_ID).map(String::as_str) == Some(r.logical_id);
-        Ok(ours.then(|| name.to_string()))
+        Ok(describe(cx, name).await?.map(|_| name.to_string()))
     }
 }

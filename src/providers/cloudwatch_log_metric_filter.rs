@@ -3,7 +3,7 @@ use aws_sdk_cloudwatchlogs::types::{MetricTransformation, StandardUnit};
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
-use super::{attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
 use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
 
 pub struct MetricFilter;
@@ -130,6 +130,8 @@ static SCHEMA: Schema = Schema {
         doc: "Filter name.",
     }],
     taggable: false,
+    identity: &["log_group_name", "name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -183,18 +185,16 @@ impl Provider for MetricFilter {
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
         let (group, name) = split(id)?;
-        let out = match cx
+        let got = cx
             .logs()
             .describe_metric_filters()
             .log_group_name(group)
             .filter_name_prefix(name)
             .send()
             .await
-            .map_err(aws)
-        {
-            Ok(out) => out,
-            Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
-            Err(e) => return Err(e),
+            .map_err(aws);
+        let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
+            return Ok(None);
         };
         let Some(f) = out
             .metric_filters
@@ -233,6 +233,7 @@ impl Provider for MetricFilter {
         Ok(Some(Observed {
             props,
             attrs: attrs([("id", Value::from(name))]),
+            owner: None,
         }))
     }
 
@@ -251,18 +252,14 @@ impl Provider for MetricFilter {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
         let (group, name) = split(id)?;
-        match cx
+        let deleted = cx
             .logs()
             .delete_metric_filter()
             .log_group_name(group)
             .filter_name(name)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
-use super::{attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
 use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
 
 pub struct LogStream;
@@ -46,6 +46,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: false,
+    identity: &["log_group_name", "name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -59,18 +61,16 @@ async fn describe(
     group: &str,
     stream: &str,
 ) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogStream>, AwsError> {
-    let out = match cx
+    let got = cx
         .logs()
         .describe_log_streams()
         .log_group_name(group)
         .log_stream_name_prefix(stream)
         .send()
         .await
-        .map_err(aws)
-    {
-        Ok(out) => out,
-        Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
-        Err(e) => return Err(e),
+        .map_err(aws);
+    let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
+        return Ok(None);
     };
     Ok(out
         .log_streams
@@ -99,24 +99,23 @@ impl Provider for LogStream {
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
         let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
-        match cx
-            .logs()
+        cx.logs()
             .create_log_stream()
             .log_group_name(group)
             .log_stream_name(name)
             .send()
             .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceAlreadyExistsException") => return Err(e),
-            _ => {}
-        }
+            .map_err(aws)?;
+        let id = format!("{group}:{name}");
         let stream = describe(cx, group, name)
-            .await?
-            .ok_or_else(|| AwsError::local("the new log stream cannot be read back"))?;
+            .await
+            .and_then(|s| {
+                s.ok_or_else(|| AwsError::local("the new log stream cannot be read back"))
+            })
+            .map_err(|e| e.after_create(&id))?;
         Ok(Created {
             attrs: stream_attrs(cx, &stream, name),
-            physical_id: format!("{group}:{name}"),
+            physical_id: id,
         })
     }
 
@@ -131,6 +130,7 @@ impl Provider for LogStream {
         Ok(Some(Observed {
             attrs: stream_attrs(cx, &stream, name),
             props,
+            owner: None,
         }))
     }
 
@@ -151,18 +151,14 @@ impl Provider for LogStream {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
         let (group, name) = split(id)?;
-        match cx
+        let deleted = cx
             .logs()
             .delete_log_stream()
             .log_group_name(group)
             .log_stream_name(name)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

@@ -3,8 +3,8 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, str_list, string_map, tag_changes, user_tags, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    absent, attrs, aws, split_tags, str_list, string_map, sync_tags, user_tags, AwsError, Created,
+    Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
@@ -216,6 +216,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: true,
+    identity: &["alarm_name"],
+    in_use_blocks_delete: false,
     cross_check: Some(cross_check),
 };
 
@@ -299,11 +301,12 @@ impl Provider for MetricAlarm {
     }
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
-        put(cx, r, Some(r.tags_with_ownership(cx))).await?;
         let name = r.required_str("alarm_name")?;
+        put(cx, r, Some(r.tags_with_ownership(cx))).await?;
         let alarm = describe(cx, name)
-            .await?
-            .ok_or_else(|| AwsError::local("the new alarm cannot be read back"))?;
+            .await
+            .and_then(|a| a.ok_or_else(|| AwsError::local("the new alarm cannot be read back")))
+            .map_err(|e| e.after_create(name))?;
         Ok(Created {
             attrs: alarm_attrs(alarm.alarm_arn.as_deref().unwrap_or_default(), name),
             physical_id: name.to_string(),
@@ -385,13 +388,12 @@ impl Provider for MetricAlarm {
             "actions_enabled".into(),
             Value::from(a.actions_enabled.unwrap_or(true)),
         );
-        p.insert(
-            "tags".into(),
-            user_tags(tags.into_iter().filter_map(|t| Some((t.key?, t.value?)))),
-        );
+        let (tags, owner) = split_tags(tags.into_iter().filter_map(|t| Some((t.key?, t.value?))));
+        p.insert("tags".into(), tags);
         Ok(Some(Observed {
             props: p,
             attrs: alarm_attrs(&arn, name),
+            owner,
         }))
     }
 
@@ -411,45 +413,48 @@ impl Provider for MetricAlarm {
             put(cx, r, None).await?;
         }
         if changed.contains(&"tags") {
-            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
-            if !remove.is_empty() {
-                cx.cloudwatch()
-                    .untag_resource()
-                    .resource_arn(&arn)
-                    .set_tag_keys(Some(remove))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
-            if !set.is_empty() {
-                let tags = set
-                    .into_iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect();
-                cx.cloudwatch()
-                    .tag_resource()
-                    .resource_arn(&arn)
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+            let arn = arn.as_str();
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.cloudwatch()
+                        .untag_resource()
+                        .resource_arn(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    let tags = tags
+                        .into_iter()
+                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                        .collect();
+                    cx.cloudwatch()
+                        .tag_resource()
+                        .resource_arn(arn)
+                        .set_tags(Some(tags))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
         }
         Ok(alarm_attrs(&arn, name))
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
+        let deleted = cx
             .cloudwatch()
             .delete_alarms()
             .alarm_names(name)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFound") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(deleted.map_err(aws), &["ResourceNotFound"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{absent, attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
 use crate::schema::{Attr, Compare, Kind, Prop, Props, Schema, Type};
 
 /// A saved CloudWatch Logs Insights query.
@@ -75,6 +75,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: false,
+    identity: &["name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -86,6 +88,13 @@ async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, Aws
         .query_string(r.required_str("query_string")?)
         .set_log_group_names(Some(str_list(r.props.get("log_group_names"))))
         .set_query_definition_id(id.map(str::to_string))
+        // Only a create carries the token: a repeat, even from a run after a
+        // crash, returns the definition the first call made.
+        .set_client_token(
+            id.is_none()
+                .then(|| r.token.to_string())
+                .filter(|t| !t.is_empty()),
+        )
         .send()
         .await
         .map_err(aws)?;
@@ -163,6 +172,7 @@ impl Provider for QueryDefinition {
         Ok(Some(Observed {
             props,
             attrs: qd_attrs(id),
+            owner: None,
         }))
     }
 
@@ -179,25 +189,22 @@ impl Provider for QueryDefinition {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
+        let deleted = cx
             .logs()
             .delete_query_definition()
             .query_definition_id(id)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let (name, query) = (r.required_str("name")?, r.required_str("query_string")?);
+        // Query definitions are known by name in the console and the API.
+        let name = r.required_str("name")?;
         Ok(list(cx, name)
             .await?
             .into_iter()
-            .find(|q| q.name.as_deref() == Some(name) && q.query_string.as_deref() == Some(query))
+            .find(|q| q.name.as_deref() == Some(name))
             .and_then(|q| q.query_definition_id))
     }
 }

@@ -1,10 +1,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::iam_role::is_no_such_entity;
+use super::iam_role::{iam_tags, NO_SUCH_ENTITY};
 use super::{
-    attrs, aws, check_name, decode_policy, json_text, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, sync_tags, AwsError,
+    Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{check_policy_document, Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -37,6 +37,7 @@ static SCHEMA: Schema = Schema {
         Prop::new("policy", Type::Policy, "Policy document.")
             .required()
             .check(check_policy_document),
+        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
         Attr {
@@ -52,7 +53,9 @@ static SCHEMA: Schema = Schema {
             doc: "The policy's stable unique id.",
         },
     ],
-    taggable: false,
+    taggable: true,
+    identity: &["name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -62,6 +65,44 @@ fn policy_attrs(arn: &str, policy_id: &str) -> Map<String, Value> {
         ("id", arn.into()),
         ("policy_id", policy_id.into()),
     ])
+}
+
+/// A new default version with the policy document; a policy keeps at most 5
+/// versions, so the oldest non-default one goes first.
+async fn new_default_version(cx: &Ctx, arn: &str, r: &Resource<'_>) -> Result<(), AwsError> {
+    let versions = cx
+        .iam()
+        .list_policy_versions()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(aws)?
+        .versions
+        .unwrap_or_default();
+    if versions.len() >= 5 {
+        let oldest = versions
+            .iter()
+            .filter(|v| !v.is_default_version)
+            .min_by_key(|v| v.create_date.map(|d| d.secs()).unwrap_or(i64::MAX));
+        if let Some(id) = oldest.and_then(|v| v.version_id.clone()) {
+            cx.iam()
+                .delete_policy_version()
+                .policy_arn(arn)
+                .version_id(id)
+                .send()
+                .await
+                .map_err(aws)?;
+        }
+    }
+    cx.iam()
+        .create_policy_version()
+        .policy_arn(arn)
+        .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
+        .set_as_default(true)
+        .send()
+        .await
+        .map_err(aws)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -75,7 +116,8 @@ impl Provider for IamPolicy {
             .iam()
             .create_policy()
             .policy_name(r.required_str("name")?)
-            .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)));
+            .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
+            .set_tags(Some(iam_tags(r.tags_with_ownership(cx))?));
         if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
             req = req.description(d);
         }
@@ -93,20 +135,13 @@ impl Provider for IamPolicy {
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let policy = match cx
-            .iam()
-            .get_policy()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Ok(out) => out
-                .policy
-                .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?,
-            Err(e) if is_no_such_entity(&e) => return Ok(None),
-            Err(e) => return Err(e),
+        let got = cx.iam().get_policy().policy_arn(arn).send().await;
+        let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
+            return Ok(None);
         };
+        let policy = out
+            .policy
+            .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
         let version = cx
             .iam()
             .get_policy_version()
@@ -128,9 +163,20 @@ impl Provider for IamPolicy {
         if let Some(doc) = version.and_then(|v| v.document) {
             props.insert("policy".into(), decode_policy(&doc));
         }
+        let tags = cx
+            .iam()
+            .list_policy_tags()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(aws)?
+            .tags;
+        let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
+        props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
             attrs: policy_attrs(arn, policy.policy_id.as_deref().unwrap_or_default()),
+            owner,
         }))
     }
 
@@ -138,43 +184,40 @@ impl Provider for IamPolicy {
         &self,
         cx: &Ctx,
         arn: &str,
-        _old: &Props,
+        old: &Props,
         r: &Resource<'_>,
-        _changed: &[&str],
+        changed: &[&str],
     ) -> Result<Map<String, Value>, AwsError> {
-        // A policy keeps at most 5 versions: drop the oldest non-default one first.
-        let versions = cx
-            .iam()
-            .list_policy_versions()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)?
-            .versions
-            .unwrap_or_default();
-        if versions.len() >= 5 {
-            let oldest = versions
-                .iter()
-                .filter(|v| !v.is_default_version)
-                .min_by_key(|v| v.create_date.map(|d| d.secs()).unwrap_or(i64::MAX));
-            if let Some(id) = oldest.and_then(|v| v.version_id.clone()) {
-                cx.iam()
-                    .delete_policy_version()
-                    .policy_arn(arn)
-                    .version_id(id)
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+        if changed.contains(&"policy") {
+            new_default_version(cx, arn, r).await?;
         }
-        cx.iam()
-            .create_policy_version()
-            .policy_arn(arn)
-            .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
-            .set_as_default(true)
-            .send()
-            .await
-            .map_err(aws)?;
+        if changed.contains(&"tags") {
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.iam()
+                        .untag_policy()
+                        .policy_arn(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    cx.iam()
+                        .tag_policy()
+                        .policy_arn(arn)
+                        .set_tags(Some(iam_tags(tags)?))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
+        }
         let policy_id = cx
             .iam()
             .get_policy()
@@ -188,18 +231,11 @@ impl Provider for IamPolicy {
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
-        let versions = match cx
-            .iam()
-            .list_policy_versions()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Ok(out) => out.versions.unwrap_or_default(),
-            Err(e) if is_no_such_entity(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        let listed = cx.iam().list_policy_versions().policy_arn(arn).send().await;
+        let Some(out) = absent(listed.map_err(aws), NO_SUCH_ENTITY)? else {
+            return Ok(());
         };
+        let versions = out.versions.unwrap_or_default();
         for v in versions.into_iter().filter(|v| !v.is_default_version) {
             if let Some(id) = v.version_id {
                 cx.iam()
@@ -211,17 +247,8 @@ impl Provider for IamPolicy {
                     .map_err(aws)?;
             }
         }
-        match cx
-            .iam()
-            .delete_policy()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !is_no_such_entity(&e) => Err(e),
-            _ => Ok(()),
-        }
+        let deleted = cx.iam().delete_policy().policy_arn(arn).send().await;
+        absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

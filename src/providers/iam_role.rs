@@ -5,8 +5,8 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, check_name, decode_policy, json_text, tag_changes, user_tags, wait_for, AwsError,
-    Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, sync_tags, wait_for,
+    AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{check_policy_document, Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -55,10 +55,12 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: true,
+    identity: &["name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
-fn iam_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
+pub fn iam_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
     tags.into_iter()
         .map(|(k, v)| {
             Tag::builder()
@@ -70,9 +72,8 @@ fn iam_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
         .collect()
 }
 
-pub fn is_no_such_entity(e: &AwsError) -> bool {
-    e.is("NoSuchEntity")
-}
+/// What IAM answers for a role, policy or attachment that does not exist.
+pub const NO_SUCH_ENTITY: &[&str] = &["NoSuchEntity"];
 
 #[async_trait]
 impl Provider for IamRole {
@@ -105,21 +106,12 @@ impl Provider for IamRole {
             "the role to become visible",
             Duration::from_secs(60),
             || async {
-                match cx
-                    .iam()
-                    .get_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(aws)
-                {
-                    Ok(_) => Ok(Some(())),
-                    Err(e) if is_no_such_entity(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                let got = cx.iam().get_role().role_name(name).send().await;
+                Ok(absent(got.map_err(aws), NO_SUCH_ENTITY)?.map(|_| ()))
             },
         )
-        .await?;
+        .await
+        .map_err(|e| e.after_create(name))?;
         Ok(Created {
             physical_id: role.role_name.clone(),
             attrs: attrs([
@@ -131,20 +123,13 @@ impl Provider for IamRole {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
-        let role = match cx
-            .iam()
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Ok(out) => out
-                .role
-                .ok_or_else(|| AwsError::local("GetRole returned no role"))?,
-            Err(e) if is_no_such_entity(&e) => return Ok(None),
-            Err(e) => return Err(e),
+        let got = cx.iam().get_role().role_name(name).send().await;
+        let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
+            return Ok(None);
         };
+        let role = out
+            .role
+            .ok_or_else(|| AwsError::local("GetRole returned no role"))?;
         // GetRole may omit tags; ListRoleTags is authoritative.
         let tags = cx
             .iam()
@@ -163,10 +148,8 @@ impl Provider for IamRole {
         if let Some(doc) = &role.assume_role_policy_document {
             props.insert("assume_role_policy".into(), decode_policy(doc));
         }
-        props.insert(
-            "tags".into(),
-            user_tags(tags.into_iter().map(|t| (t.key, t.value))),
-        );
+        let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
+        props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
             attrs: attrs([
@@ -174,6 +157,7 @@ impl Provider for IamRole {
                 ("id", role.role_name.into()),
                 ("unique_id", role.role_id.into()),
             ]),
+            owner,
         }))
     }
 
@@ -206,25 +190,31 @@ impl Provider for IamRole {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
-            if !remove.is_empty() {
-                cx.iam()
-                    .untag_role()
-                    .role_name(name)
-                    .set_tag_keys(Some(remove))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
-            if !set.is_empty() {
-                cx.iam()
-                    .tag_role()
-                    .role_name(name)
-                    .set_tags(Some(iam_tags(set)?))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.iam()
+                        .untag_role()
+                        .role_name(name)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    cx.iam()
+                        .tag_role()
+                        .role_name(name)
+                        .set_tags(Some(iam_tags(tags)?))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
         }
         let role = cx
             .iam()
@@ -246,17 +236,8 @@ impl Provider for IamRole {
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
-            .iam()
-            .delete_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !is_no_such_entity(&e) => Err(e),
-            _ => Ok(()),
-        }
+        let deleted = cx.iam().delete_role().role_name(name).send().await;
+        absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::iam_role::is_no_such_entity;
-use super::{attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::iam_role::NO_SUCH_ENTITY;
+use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
 use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
@@ -24,6 +24,8 @@ static SCHEMA: Schema = Schema {
     ],
     attrs: &[Attr { name: "id", doc: "`<role>/<policy_arn>`." }],
     taggable: false,
+    identity: &["role", "policy_arn"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -63,10 +65,8 @@ impl Provider for RolePolicyAttachment {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = match page.map_err(aws) {
-                Ok(p) => p,
-                Err(e) if is_no_such_entity(&e) => return Ok(None),
-                Err(e) => return Err(e),
+            let Some(page) = absent(page.map_err(aws), NO_SUCH_ENTITY)? else {
+                return Ok(None);
             };
             if page
                 .attached_policies
@@ -80,6 +80,7 @@ impl Provider for RolePolicyAttachment {
                 return Ok(Some(Observed {
                     props,
                     attrs: attrs([("id", Value::from(id))]),
+                    owner: None,
                 }));
             }
         }
@@ -99,18 +100,14 @@ impl Provider for RolePolicyAttachment {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
         let (role, arn) = split(id)?;
-        match cx
+        let detached = cx
             .iam()
             .detach_role_policy()
             .role_name(role)
             .policy_arn(arn)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !is_no_such_entity(&e) => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(detached.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

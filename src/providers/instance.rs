@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 use super::security_group::{retag, tag_spec};
 use super::{
-    attrs, aws, str_list, user_tags, wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, split_tags, str_list, wait_for, AwsError, Created, Ctx, Observed, Provider,
+    Resource,
 };
 use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
@@ -40,26 +41,20 @@ static SCHEMA: Schema = Schema {
         Attr { name: "instance_state", doc: "State when last read (running, stopped, ...)." },
     ],
     taggable: true,
+    identity: &[],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
+
+const NO_INSTANCE: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
 
 async fn describe(
     cx: &Ctx,
     id: &str,
 ) -> Result<Option<(aws_sdk_ec2::types::Instance, String)>, AwsError> {
-    let out = match cx
-        .ec2()
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .map_err(aws)
-    {
-        Ok(out) => out,
-        Err(e) if e.is("InvalidInstanceID.NotFound") || e.is("InvalidInstanceID.Malformed") => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
+    let got = cx.ec2().describe_instances().instance_ids(id).send().await;
+    let Some(out) = absent(got.map_err(aws), NO_INSTANCE)? else {
+        return Ok(None);
     };
     for reservation in out.reservations.unwrap_or_default() {
         let owner = reservation.owner_id.unwrap_or_default();
@@ -153,6 +148,9 @@ impl Provider for Instance {
             .instance_type(InstanceType::from(r.required_str("instance_type")?))
             .min_count(1)
             .max_count(1)
+            // The same token on every retry of this create, across runs: AWS
+            // answers a repeat with the instance the first call launched.
+            .set_client_token(Some(r.token.to_string()).filter(|t| !t.is_empty()))
             .set_security_group_ids((!groups.is_empty()).then_some(groups))
             .set_subnet_id(r.str("subnet_id").map(str::to_string))
             .set_key_name(r.str("key_name").map(str::to_string))
@@ -173,7 +171,8 @@ impl Provider for Instance {
             InstanceStateName::Running,
             Duration::from_secs(600),
         )
-        .await?;
+        .await
+        .map_err(|e| e.after_create(&id))?;
         Ok(Created {
             attrs,
             physical_id: id,
@@ -220,19 +219,18 @@ impl Provider for Instance {
         if let Some(k) = &i.key_name {
             p.insert("key_name".into(), Value::from(k.clone()));
         }
-        p.insert(
-            "tags".into(),
-            user_tags(
-                i.tags
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|t| Some((t.key?, t.value?))),
-            ),
+        let (tags, tag_owner) = split_tags(
+            i.tags
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| Some((t.key?, t.value?))),
         );
+        p.insert("tags".into(), tags);
         Ok(Some(Observed {
             attrs: instance_attrs(cx, &i, &owner),
             props: p,
+            owner: tag_owner,
         }))
     }
 
@@ -263,17 +261,9 @@ impl Provider for Instance {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
-            .ec2()
-            .terminate_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if e.is("InvalidInstanceID.NotFound") => return Ok(()),
-            Err(e) => return Err(e),
-            Ok(_) => {}
+        let terminated = cx.ec2().terminate_instances().instance_ids(id).send().await;
+        if absent(terminated.map_err(aws), NO_INSTANCE)?.is_none() {
+            return Ok(());
         }
         // Its security group can only be deleted once the instance is gone.
         wait_state(

@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 use crate::{build, package};
 
 use super::{
-    attrs, aws, retry_eventual, str_list, string_map, tag_changes, user_tags, wait_for, AwsError,
-    Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, sync_tags, user_tags,
+    wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{is_unknown, Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{is_unknown, unknown, Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
 pub struct LambdaFunction;
 
@@ -186,8 +186,16 @@ static SCHEMA: Schema = Schema {
         Prop::new(
             "source_code_hash",
             Type::String,
-            "Base64 SHA-256 of the zip (computed; AWS's CodeSha256).",
-        ),
+            "Base64 SHA-256 of the zip, AWS's CodeSha256: of `filename`, or of the build of `source` (known once built).",
+        )
+        .computed()
+        .derived_from("source_hash"),
+        Prop::new(
+            "source_hash",
+            Type::String,
+            "SHA-256 of everything the build of `source` reads: the crate, its path dependencies, Cargo.lock, cargo configuration, toolchain, target and profile.",
+        )
+        .computed(),
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
@@ -207,8 +215,14 @@ static SCHEMA: Schema = Schema {
             name: "version",
             doc: "Latest version ($LATEST).",
         },
+        Attr {
+            name: "code_sha256",
+            doc: "CodeSha256 of the deployed code.",
+        },
     ],
     taggable: true,
+    identity: &["function_name"],
+    in_use_blocks_delete: false,
     cross_check: Some(cross_check),
 };
 
@@ -337,8 +351,14 @@ impl Provider for LambdaFunction {
             .filter(|s| !is_unknown(s))
             .and_then(Value::as_str)
         {
-            let hash = build::source_hash(&stack_dir.join(source), &architecture(props))
+            let crate_dir = stack_dir.join(source);
+            let hash = build::source_hash(&crate_dir, &architecture(props))
                 .map_err(|e| ("source", e.0))?;
+            // Known without building only when these sources were built before;
+            // else the plan takes it from the state while the sources are unchanged.
+            let sha =
+                build::cached_code_sha256(&crate_dir, &hash).map_or_else(unknown, Value::from);
+            props.insert("source_code_hash".into(), sha);
             props.insert("source_hash".into(), Value::from(hash));
         }
         Ok(())
@@ -370,7 +390,9 @@ impl Provider for LambdaFunction {
                 .map_err(aws)
         })
         .await?;
-        wait_ready(cx, name).await?;
+        wait_ready(cx, name)
+            .await
+            .map_err(|e| e.after_create(name))?;
         let arn = out.function_arn.unwrap_or_default();
         let sha = out.code_sha256.unwrap_or_default();
         Ok(Created {
@@ -380,17 +402,9 @@ impl Provider for LambdaFunction {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx
-            .lambda()
-            .get_function()
-            .function_name(name)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Ok(out) => out,
-            Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
-            Err(e) => return Err(e),
+        let got = cx.lambda().get_function().function_name(name).send().await;
+        let Some(out) = absent(got.map_err(aws), &["ResourceNotFoundException"])? else {
+            return Ok(None);
         };
         let c = out
             .configuration
@@ -433,11 +447,13 @@ impl Provider for LambdaFunction {
         );
         let sha = c.code_sha256.unwrap_or_default();
         p.insert("source_code_hash".into(), Value::from(sha.clone()));
-        p.insert("tags".into(), user_tags(out.tags.unwrap_or_default()));
+        let (tags, owner) = split_tags(out.tags.unwrap_or_default());
+        p.insert("tags".into(), tags);
         let arn = c.function_arn.unwrap_or_default();
         Ok(Some(Observed {
             props: p,
             attrs: function_attrs(&arn, name, &cx.region(), &sha),
+            owner,
         }))
     }
 
@@ -513,41 +529,44 @@ impl Provider for LambdaFunction {
             config.code_sha256.unwrap_or_default(),
         );
         if changed.contains(&"tags") {
-            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
-            if !remove.is_empty() {
-                cx.lambda()
-                    .untag_resource()
-                    .resource(&arn)
-                    .set_tag_keys(Some(remove))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
-            if !set.is_empty() {
-                cx.lambda()
-                    .tag_resource()
-                    .resource(&arn)
-                    .set_tags(Some(set.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+            let arn = arn.as_str();
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.lambda()
+                        .untag_resource()
+                        .resource(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    cx.lambda()
+                        .tag_resource()
+                        .resource(arn)
+                        .set_tags(Some(tags.into_iter().collect()))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
         }
         Ok(function_attrs(&arn, name, &cx.region(), &sha))
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
+        let deleted = cx
             .lambda()
             .delete_function()
             .function_name(name)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed,
+    Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -29,6 +29,8 @@ static SCHEMA: Schema = Schema {
     ],
     attrs: &[Attr { name: "id", doc: "`<function>/<statement_id>`." }],
     taggable: false,
+    identity: &["function_name", "statement_id"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -86,18 +88,16 @@ impl Provider for LambdaPermission {
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
         let (function, sid) = split(id)?;
-        let policy = match cx
+        let got = cx
             .lambda()
             .get_policy()
             .function_name(function)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Ok(out) => parse_json_text(&out.policy.unwrap_or_default()),
-            Err(e) if e.is("ResourceNotFoundException") => return Ok(None),
-            Err(e) => return Err(e),
+            .await;
+        let Some(out) = absent(got.map_err(aws), &["ResourceNotFoundException"])? else {
+            return Ok(None);
         };
+        let policy = parse_json_text(&out.policy.unwrap_or_default());
         let statements = match policy.get("Statement") {
             Some(Value::Array(s)) => s.clone(),
             Some(s @ Value::Object(_)) => vec![s.clone()],
@@ -140,6 +140,7 @@ impl Provider for LambdaPermission {
         Ok(Some(Observed {
             props,
             attrs: attrs([("id", Value::from(id))]),
+            owner: None,
         }))
     }
 
@@ -156,18 +157,14 @@ impl Provider for LambdaPermission {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
         let (function, sid) = split(id)?;
-        match cx
+        let removed = cx
             .lambda()
             .remove_permission()
             .function_name(function)
             .statement_id(sid)
             .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("ResourceNotFoundException") => Err(e),
-            _ => Ok(()),
-        }
+            .await;
+        absent(removed.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

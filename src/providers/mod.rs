@@ -25,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
@@ -64,6 +65,9 @@ pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
     REGISTRY.iter().copied()
 }
 
+/// The longest one AWS operation may take, all its retries included.
+pub const OPERATION_DEADLINE: Duration = Duration::from_secs(180);
+
 /// Tag keys stackctl puts on everything it creates, so that a run after a crash
 /// can find what an earlier run made.
 pub const TAG_STACK: &str = "stackctl:stack";
@@ -74,6 +78,9 @@ pub struct Resource<'a> {
     pub logical_id: &'a str,
     /// Resolved properties with schema defaults filled in; no unknowns.
     pub props: &'a Props,
+    /// The idempotency token of this create (the same on every retry of it,
+    /// across runs), for APIs that take one and for generated names.
+    pub token: &'a str,
 }
 
 impl Resource<'_> {
@@ -104,11 +111,32 @@ impl Resource<'_> {
     }
 }
 
+/// Which stack and logical id a resource's ownership tags name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub stack: String,
+    pub id: String,
+}
+
 /// A resource as AWS reports it, in schema property names.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub props: Props,
     pub attrs: Map<String, Value>,
+    /// For taggable types: the stack and logical id its ownership tags name,
+    /// if it has them.
+    pub owner: Option<Owner>,
+}
+
+/// Tags as AWS reports them, split into the user's (as the `tags` property,
+/// stackctl's own hidden from diffs) and the owner they name.
+pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, Option<Owner>) {
+    let tags: Vec<(String, String)> = tags.into_iter().collect();
+    let get = |k: &str| tags.iter().find(|(tk, _)| tk == k).map(|(_, v)| v.clone());
+    let owner = get(TAG_STACK)
+        .zip(get(TAG_ID))
+        .map(|(stack, id)| Owner { stack, id });
+    (user_tags(tags), owner)
 }
 
 /// A resource that now exists.
@@ -140,8 +168,10 @@ pub trait Provider: Send + Sync {
     /// Succeeds when the resource is already gone.
     async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props) -> Result<(), AwsError>;
 
-    /// Looks for the resource a create with these properties would have made, so
-    /// a run after a crash between the create call and the state write adopts it.
+    /// Looks up, by its identity (name, or what AWS keys it by), the resource a
+    /// create with these properties would make or have made, whoever made it.
+    /// A run after a crash adopts what it finds if it is provably this
+    /// stack's; a create refuses to take over what is not.
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError>;
 
     /// Adds properties computed offline from the others (a code hash from a
@@ -163,10 +193,43 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// Resource types that are not data sources implement these with the rule
-/// that a resource without a lookup key cannot be found.
-pub async fn not_findable() -> Result<Option<String>, AwsError> {
-    Ok(None)
+/// What a lookup by identity found.
+pub enum Found {
+    /// This stack's: its ownership tags name this stack and logical id, or
+    /// (for types without tags) an intent of this state says a create of it
+    /// was sent.
+    Ours(String, Observed),
+    /// Something of that identity that this stack did not make.
+    Foreign(String),
+    Absent,
+}
+
+/// Looks the resource up by its identity and decides whose it is.
+pub async fn locate(
+    p: &dyn Provider,
+    cx: &Ctx,
+    r: &Resource<'_>,
+    intent: bool,
+) -> Result<Found, AwsError> {
+    let Some(pid) = p.find(cx, r).await? else {
+        return Ok(Found::Absent);
+    };
+    let Some(observed) = p.read(cx, &pid).await? else {
+        return Ok(Found::Absent);
+    };
+    let ours = if p.schema().taggable {
+        observed
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.stack == cx.stack && o.id == r.logical_id)
+    } else {
+        intent
+    };
+    Ok(if ours {
+        Found::Ours(pid, observed)
+    } else {
+        Found::Foreign(pid)
+    })
 }
 
 /// AWS clients for one run, built from the standard configuration chain.
@@ -201,10 +264,13 @@ impl Ctx {
                     .with_max_backoff(Duration::from_secs(20)),
             );
         }
+        // Every call has a deadline, retries included: an endpoint that stops
+        // answering fails the run in minutes instead of holding the lock.
         loader = loader.timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))
-                .operation_attempt_timeout(Duration::from_secs(120))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .operation_timeout(OPERATION_DEADLINE)
                 .build(),
         );
         let sdk = loader.load().await;
@@ -255,7 +321,12 @@ impl Ctx {
         self.sdk.region().map(|r| r.to_string()).unwrap_or_default()
     }
 
-    /// Asked of STS once, and only by stacks that use `${stack.account_id}`.
+    /// `<account>/<region>`: where this run's resources live.
+    pub async fn location(&self) -> Result<String, AwsError> {
+        Ok(format!("{}/{}", self.account_id().await?, self.region()))
+    }
+
+    /// Asked of STS once per run.
     pub async fn account_id(&self) -> Result<String, AwsError> {
         self.account_id
             .get_or_try_init(|| async {
@@ -281,33 +352,113 @@ pub fn effective_region(stack_region: Option<&str>) -> Option<String> {
         .or_else(|| stack_region.map(str::to_string))
 }
 
-/// An AWS error reduced to what stackctl reasons about: its code and message.
+/// Whether a failed call may have changed something in AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// It never left stackctl: nothing in AWS changed.
+    NotSent,
+    /// It was sent and the answer was lost (a 5xx, a timeout, a dropped
+    /// connection): AWS may have acted on it.
+    Unknown,
+    /// AWS answered with an error code: it refused the call (a retry of a call
+    /// whose first answer was lost can still meet "already exists").
+    Refused,
+}
+
+/// An AWS error reduced to what stackctl reasons about: its code, its message
+/// and whether the call may have reached AWS.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
+#[error("{message}{}", match .reach {
+    Reach::Unknown => " (the answer was lost: the call may have taken effect in AWS)",
+    _ => "",
+})]
 pub struct AwsError {
     pub code: Option<String>,
     pub message: String,
+    pub reach: Reach,
+    /// Set when a create's own call succeeded and a later step of it failed:
+    /// the resource exists, with this physical id.
+    pub created: Option<String>,
 }
 
 impl AwsError {
+    /// An error of stackctl's own, before any call.
     pub fn local(message: impl Into<String>) -> AwsError {
         AwsError {
             code: None,
             message: message.into(),
+            reach: Reach::NotSent,
+            created: None,
         }
     }
 
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
+
+    /// Marks an error of a step after the create call succeeded: the resource
+    /// exists and must stay recorded.
+    pub fn after_create(mut self, physical_id: &str) -> AwsError {
+        self.created = Some(physical_id.to_string());
+        self
+    }
 }
 
-pub fn aws<E, R>(err: SdkError<E, R>) -> AwsError
+/// `Ok(None)` for the error codes that mean the thing does not exist.
+pub fn absent<T>(result: Result<T, AwsError>, codes: &[&str]) -> Result<Option<T>, AwsError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if codes.iter().any(|c| e.is(c)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the change from `old` to `new` tags with the type's own calls:
+/// removals first, then additions and new values.
+pub async fn sync_tags<U, T, UF, TF>(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    untag: U,
+    tag: T,
+) -> Result<(), AwsError>
+where
+    U: FnOnce(Vec<String>) -> UF,
+    T: FnOnce(Vec<(String, String)>) -> TF,
+    UF: Future<Output = Result<(), AwsError>>,
+    TF: Future<Output = Result<(), AwsError>>,
+{
+    let (set, remove) = tag_changes(old, new);
+    if !remove.is_empty() {
+        untag(remove).await?;
+    }
+    if !set.is_empty() {
+        tag(set).await?;
+    }
+    Ok(())
+}
+
+pub fn aws<E>(err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
+    let reach = match &err {
+        SdkError::ConstructionFailure(_) => Reach::NotSent,
+        SdkError::DispatchFailure(d) if d.is_user() => Reach::NotSent,
+        SdkError::ServiceError(s) if s.raw().status().as_u16() < 500 => Reach::Refused,
+        _ => Reach::Unknown,
+    };
     let code = err.code().map(str::to_string);
+    if let SdkError::TimeoutError(_) = &err {
+        return AwsError {
+            code,
+            message: format!(
+                "AWS did not answer within {}s, retries included",
+                OPERATION_DEADLINE.as_secs()
+            ),
+            reach,
+            created: None,
+        };
+    }
     let message = match (&code, err.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.clone(),
@@ -329,7 +480,12 @@ where
             text
         }
     };
-    AwsError { code, message }
+    AwsError {
+        code,
+        message,
+        reach,
+        created: None,
+    }
 }
 
 /// Retries an operation while AWS answers with an error that only means "not yet"
@@ -585,7 +741,7 @@ mod tests {
                     if n < 4 {
                         Err(AwsError {
                             code: Some("NotYet".into()),
-                            message: "not yet".into(),
+                            ..AwsError::local("not yet")
                         })
                     } else {
                         Ok(n)
@@ -606,7 +762,7 @@ mod tests {
             || async {
                 Err(AwsError {
                     code: Some("NotYet".into()),
-                    message: "still not".into(),
+                    ..AwsError::local("still not")
                 })
             },
         )

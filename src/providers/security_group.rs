@@ -6,10 +6,10 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSp
 use serde_json::{json, Map, Value};
 
 use super::{
-    attrs, aws, retry_eventual, str_list, tag_changes, user_tags, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, sync_tags, AwsError, Created, Ctx,
+    Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{is_unknown, unknown, Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
 pub struct SecurityGroup;
 
@@ -56,9 +56,19 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "An EC2 security group. Its id is the group id. Without `egress`, AWS's default allow-all egress rule stays.",
     props: &[
-        Prop::new("name", Type::String, "Group name.").required().force_new().check(|v| match v.as_str() {
-            Some(s) if !s.is_empty() && s.len() <= 255 && !s.starts_with("sg-") => Ok(()),
-            _ => Err("must be 1 to 255 characters and not start with sg-".into()),
+        Prop::new("name", Type::String, "Group name (or set `name_prefix`).")
+            .force_new()
+            .derived_from("name_prefix")
+            .check(check_group_name),
+        Prop::new(
+            "name_prefix",
+            Type::String,
+            "A unique name is made from this prefix, so a replacement can be created before the group it replaces is deleted.",
+        )
+        .force_new()
+        .check(|v| match v.as_str() {
+            Some(s) if s.len() <= 100 && !s.starts_with("sg-") => Ok(()),
+            _ => Err("must be at most 100 characters and not start with sg-".into()),
         }),
         Prop::new("description", Type::String, "Description.").default(Default::Str("Managed by stackctl")).force_new(),
         Prop::new("vpc_id", Type::String, "VPC (default: the default VPC).").force_new(),
@@ -72,8 +82,47 @@ static SCHEMA: Schema = Schema {
         Attr { name: "owner_id", doc: "Owning account." },
     ],
     taggable: true,
-    cross_check: None,
+    identity: &["name", "vpc_id"],
+    in_use_blocks_delete: true,
+    cross_check: Some(cross_check),
 };
+
+fn check_group_name(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if !s.is_empty() && s.len() <= 255 && !s.starts_with("sg-") => Ok(()),
+        _ => Err("must be 1 to 255 characters and not start with sg-".into()),
+    }
+}
+
+fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
+    match (p.contains_key("name"), p.contains_key("name_prefix")) {
+        (true, true) => vec![(
+            "name_prefix",
+            "set `name` or `name_prefix`, not both".into(),
+        )],
+        (false, false) => vec![(
+            "name",
+            "set `name`, or `name_prefix` for a generated unique name".into(),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The group's name: as written, or the prefix and a suffix from the create's
+/// token (the same on every retry of that create, unique to it).
+fn group_name(r: &Resource<'_>) -> Result<String, AwsError> {
+    match (
+        r.props.get("name").filter(|n| !is_unknown(n)),
+        r.str("name_prefix"),
+    ) {
+        (Some(Value::String(name)), _) => Ok(name.clone()),
+        (_, Some(prefix)) if !r.token.is_empty() => Ok(format!(
+            "{prefix}{}",
+            r.token.replace('-', "").get(..20).unwrap_or_default()
+        )),
+        _ => Err(AwsError::local("property `name` is missing")),
+    }
+}
 
 pub fn ec2_tags(tags: Vec<(String, String)>) -> Vec<Tag> {
     tags.into_iter()
@@ -94,30 +143,35 @@ pub async fn retag(
     old: Option<&Value>,
     new: Option<&Value>,
 ) -> Result<(), AwsError> {
-    let (set, remove) = tag_changes(old, new);
-    if !remove.is_empty() {
-        let keys = remove
-            .into_iter()
-            .map(|k| Tag::builder().key(k).build())
-            .collect();
-        cx.ec2()
-            .delete_tags()
-            .resources(id)
-            .set_tags(Some(keys))
-            .send()
-            .await
-            .map_err(aws)?;
-    }
-    if !set.is_empty() {
-        cx.ec2()
-            .create_tags()
-            .resources(id)
-            .set_tags(Some(ec2_tags(set)))
-            .send()
-            .await
-            .map_err(aws)?;
-    }
-    Ok(())
+    sync_tags(
+        old,
+        new,
+        |keys| async move {
+            let keys = keys
+                .into_iter()
+                .map(|k| Tag::builder().key(k).build())
+                .collect();
+            cx.ec2()
+                .delete_tags()
+                .resources(id)
+                .set_tags(Some(keys))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws)
+        },
+        |tags| async move {
+            cx.ec2()
+                .create_tags()
+                .resources(id)
+                .set_tags(Some(ec2_tags(tags)))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws)
+        },
+    )
+    .await
 }
 
 /// One rule per CIDR block: the unit AWS authorizes and revokes.
@@ -194,22 +248,20 @@ fn rules_value(perms: Vec<IpPermission>) -> Value {
     Value::Array(rules)
 }
 
+const NO_GROUP: &[&str] = &["InvalidGroup.NotFound", "InvalidGroupId.Malformed"];
+
 async fn describe(
     cx: &Ctx,
     id: &str,
 ) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, AwsError> {
-    match cx
+    let got = cx
         .ec2()
         .describe_security_groups()
         .group_ids(id)
         .send()
-        .await
-        .map_err(aws)
-    {
-        Ok(out) => Ok(out.security_groups.unwrap_or_default().into_iter().next()),
-        Err(e) if e.is("InvalidGroup.NotFound") || e.is("InvalidGroupId.Malformed") => Ok(None),
-        Err(e) => Err(e),
-    }
+        .await;
+    Ok(absent(got.map_err(aws), NO_GROUP)?
+        .and_then(|out| out.security_groups.unwrap_or_default().into_iter().next()))
 }
 
 fn group_attrs(cx: &Ctx, g: &aws_sdk_ec2::types::SecurityGroup) -> Map<String, Value> {
@@ -223,6 +275,7 @@ fn group_attrs(cx: &Ctx, g: &aws_sdk_ec2::types::SecurityGroup) -> Map<String, V
         ("id", id.into()),
         ("arn", arn.into()),
         ("owner_id", owner.into()),
+        ("name", g.group_name.clone().unwrap_or_default().into()),
     ])
 }
 
@@ -285,11 +338,18 @@ impl Provider for SecurityGroup {
         &SCHEMA
     }
 
+    fn derive(&self, props: &mut Props, _: &std::path::Path) -> Result<(), (&'static str, String)> {
+        if props.contains_key("name_prefix") && !props.contains_key("name") {
+            props.insert("name".into(), unknown());
+        }
+        Ok(())
+    }
+
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
         let out = cx
             .ec2()
             .create_security_group()
-            .group_name(r.required_str("name")?)
+            .group_name(group_name(r)?)
             .description(r.str("description").unwrap_or("Managed by stackctl"))
             .set_vpc_id(r.str("vpc_id").map(str::to_string))
             .tag_specifications(tag_spec(
@@ -302,26 +362,29 @@ impl Provider for SecurityGroup {
         let id = out
             .group_id
             .ok_or_else(|| AwsError::local("CreateSecurityGroup returned no GroupId"))?;
-        sync_rules(
-            cx,
-            &id,
-            false,
-            &BTreeSet::new(),
-            &rules_of(r.props.get("ingress")),
-        )
-        .await?;
-        if r.props.contains_key("egress") {
-            let g = describe(cx, &id)
+        let rules = async {
+            sync_rules(
+                cx,
+                &id,
+                false,
+                &BTreeSet::new(),
+                &rules_of(r.props.get("ingress")),
+            )
+            .await?;
+            if r.props.contains_key("egress") {
+                let g = describe(cx, &id)
+                    .await?
+                    .ok_or_else(|| AwsError::local("the new group cannot be read back"))?;
+                let have = rules_of(Some(&rules_value(
+                    g.ip_permissions_egress.unwrap_or_default(),
+                )));
+                sync_rules(cx, &id, true, &have, &rules_of(r.props.get("egress"))).await?;
+            }
+            describe(cx, &id)
                 .await?
-                .ok_or_else(|| AwsError::local("the new group cannot be read back"))?;
-            let have = rules_of(Some(&rules_value(
-                g.ip_permissions_egress.unwrap_or_default(),
-            )));
-            sync_rules(cx, &id, true, &have, &rules_of(r.props.get("egress"))).await?;
-        }
-        let g = describe(cx, &id)
-            .await?
-            .ok_or_else(|| AwsError::local("the new group cannot be read back"))?;
+                .ok_or_else(|| AwsError::local("the new group cannot be read back"))
+        };
+        let g = rules.await.map_err(|e| e.after_create(&id))?;
         Ok(Created {
             attrs: group_attrs(cx, &g),
             physical_id: id,
@@ -348,16 +411,18 @@ impl Provider for SecurityGroup {
             "egress".into(),
             rules_value(g.ip_permissions_egress.unwrap_or_default()),
         );
-        p.insert(
-            "tags".into(),
-            user_tags(
-                g.tags
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|t| Some((t.key?, t.value?))),
-            ),
+        let (tags, owner) = split_tags(
+            g.tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| Some((t.key?, t.value?))),
         );
-        Ok(Some(Observed { props: p, attrs }))
+        p.insert("tags".into(), tags);
+        Ok(Some(Observed {
+            props: p,
+            attrs,
+            owner,
+        }))
     }
 
     async fn update(
@@ -404,37 +469,20 @@ impl Provider for SecurityGroup {
             },
         )
         .await;
-        match result {
-            Err(e) if !e.is("InvalidGroup.NotFound") => Err(e),
-            _ => Ok(()),
-        }
+        absent(result, NO_GROUP).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let out = cx
-            .ec2()
-            .describe_security_groups()
-            .filters(
-                Filter::builder()
-                    .name("group-name")
-                    .values(r.required_str("name")?)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", super::TAG_STACK))
-                    .values(&cx.stack)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", super::TAG_ID))
-                    .values(r.logical_id)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(aws)?;
+        let mut req = cx.ec2().describe_security_groups().filters(
+            Filter::builder()
+                .name("group-name")
+                .values(group_name(r)?)
+                .build(),
+        );
+        if let Some(vpc) = r.str("vpc_id") {
+            req = req.filters(Filter::builder().name("vpc-id").values(vpc).build());
+        }
+        let out = req.send().await.map_err(aws)?;
         Ok(out
             .security_groups
             .unwrap_or_default()

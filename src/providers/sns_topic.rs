@@ -3,8 +3,8 @@ use aws_sdk_sns::types::Tag;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, check_name, tag_changes, user_tags, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, check_name, split_tags, sync_tags, AwsError, Created, Ctx, Observed,
+    Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -57,6 +57,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: true,
+    identity: &["name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -83,7 +85,8 @@ impl Provider for SnsTopic {
     }
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
-        // CreateTopic is idempotent by name: a retry after a crash returns the same topic.
+        // CreateTopic is idempotent by name: a retry returns the same topic (and
+        // would return someone else's: the engine looks before it creates).
         let mut req = cx
             .sns()
             .create_topic()
@@ -103,17 +106,15 @@ impl Provider for SnsTopic {
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx
+        let got = cx
             .sns()
             .get_topic_attributes()
             .topic_arn(arn)
             .send()
             .await
-            .map_err(aws)
-        {
-            Ok(out) => out,
-            Err(e) if e.is("NotFound") => return Ok(None),
-            Err(e) => return Err(e),
+            .map_err(aws);
+        let Some(out) = absent(got, &["NotFound"])? else {
+            return Ok(None);
         };
         let attributes = out.attributes.unwrap_or_default();
         let tags = cx
@@ -125,6 +126,7 @@ impl Provider for SnsTopic {
             .map_err(aws)?
             .tags
             .unwrap_or_default();
+        let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
         let mut props = Props::new();
         props.insert(
             "name".into(),
@@ -134,13 +136,11 @@ impl Provider for SnsTopic {
             "display_name".into(),
             Value::from(attributes.get("DisplayName").cloned().unwrap_or_default()),
         );
-        props.insert(
-            "tags".into(),
-            user_tags(tags.into_iter().map(|t| (t.key, t.value))),
-        );
+        props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
             attrs: topic_attrs(arn),
+            owner,
         }))
     }
 
@@ -163,25 +163,31 @@ impl Provider for SnsTopic {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
-            if !remove.is_empty() {
-                cx.sns()
-                    .untag_resource()
-                    .resource_arn(arn)
-                    .set_tag_keys(Some(remove))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
-            if !set.is_empty() {
-                cx.sns()
-                    .tag_resource()
-                    .resource_arn(arn)
-                    .set_tags(Some(sns_tags(set)?))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.sns()
+                        .untag_resource()
+                        .resource_arn(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    cx.sns()
+                        .tag_resource()
+                        .resource_arn(arn)
+                        .set_tags(Some(sns_tags(tags)?))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
         }
         Ok(topic_attrs(arn))
     }

@@ -2,7 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
+    Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -86,6 +87,8 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: false,
+    identity: &["topic_arn", "protocol", "endpoint"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -145,17 +148,15 @@ impl Provider for SnsTopicSubscription {
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx
+        let got = cx
             .sns()
             .get_subscription_attributes()
             .subscription_arn(arn)
             .send()
             .await
-            .map_err(aws)
-        {
-            Ok(out) => out,
-            Err(e) if e.is("NotFound") => return Ok(None),
-            Err(e) => return Err(e),
+            .map_err(aws);
+        let Some(out) = absent(got, &["NotFound"])? else {
+            return Ok(None);
         };
         let a = out.attributes.unwrap_or_default();
         let get = |k: &str| a.get(k).cloned().unwrap_or_default();
@@ -179,6 +180,7 @@ impl Provider for SnsTopicSubscription {
         Ok(Some(Observed {
             props,
             attrs: sub_attrs(arn),
+            owner: None,
         }))
     }
 
@@ -201,17 +203,8 @@ impl Provider for SnsTopicSubscription {
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
-            .sns()
-            .unsubscribe()
-            .subscription_arn(arn)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !e.is("NotFound") => Err(e),
-            _ => Ok(()),
-        }
+        let removed = cx.sns().unsubscribe().subscription_arn(arn).send().await;
+        absent(removed.map_err(aws), &["NotFound"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
@@ -223,10 +216,8 @@ impl Provider for SnsTopicSubscription {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = match page.map_err(aws) {
-                Ok(p) => p,
-                Err(e) if e.is("NotFound") => return Ok(None),
-                Err(e) => return Err(e),
+            let Some(page) = absent(page.map_err(aws), &["NotFound"])? else {
+                return Ok(None);
             };
             let found = page
                 .subscriptions

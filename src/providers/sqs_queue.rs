@@ -6,8 +6,8 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, check_name, check_range, retry_eventual, tag_changes, user_tags, AwsError, Created,
-    Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, sync_tags, AwsError,
+    Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -74,12 +74,16 @@ static SCHEMA: Schema = Schema {
         },
     ],
     taggable: true,
+    identity: &["name"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
-pub fn is_missing_queue(e: &AwsError) -> bool {
-    e.is("AWS.SimpleQueueService.NonExistentQueue") || e.is("QueueDoesNotExist")
-}
+/// The codes SQS answers for a queue that does not exist.
+pub const NO_QUEUE: &[&str] = &[
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+];
 
 fn queue_attrs(url: &str, arn: &str) -> Map<String, Value> {
     attrs([
@@ -137,7 +141,9 @@ impl Provider for SqsQueue {
         .await?
         .queue_url
         .ok_or_else(|| AwsError::local("CreateQueue returned no QueueUrl"))?;
-        let arn = queue_arn(cx, &url).await?;
+        let arn = queue_arn(cx, &url)
+            .await
+            .map_err(|e| e.after_create(&url))?;
         Ok(Created {
             attrs: queue_attrs(&url, &arn),
             physical_id: url,
@@ -145,18 +151,16 @@ impl Provider for SqsQueue {
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx
+        let got = cx
             .sqs()
             .get_queue_attributes()
             .queue_url(url)
             .attribute_names(Qa::All)
             .send()
             .await
-            .map_err(aws)
-        {
-            Ok(out) => out,
-            Err(e) if is_missing_queue(&e) => return Ok(None),
-            Err(e) => return Err(e),
+            .map_err(aws);
+        let Some(out) = absent(got, NO_QUEUE)? else {
+            return Ok(None);
         };
         let attributes = out.attributes.unwrap_or_default();
         let tags = cx
@@ -179,10 +183,12 @@ impl Provider for SqsQueue {
                 props.insert(prop.to_string(), Value::from(n));
             }
         }
-        props.insert("tags".into(), user_tags(tags));
+        let (tags, owner) = split_tags(tags);
+        props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
             attrs: queue_attrs(url, &arn),
+            owner,
         }))
     }
 
@@ -209,56 +215,49 @@ impl Provider for SqsQueue {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            let (set, remove) = tag_changes(old.get("tags"), r.props.get("tags"));
-            if !remove.is_empty() {
-                cx.sqs()
-                    .untag_queue()
-                    .queue_url(url)
-                    .set_tag_keys(Some(remove))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
-            if !set.is_empty() {
-                cx.sqs()
-                    .tag_queue()
-                    .queue_url(url)
-                    .set_tags(Some(set.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(aws)?;
-            }
+            sync_tags(
+                old.get("tags"),
+                r.props.get("tags"),
+                |keys| async move {
+                    cx.sqs()
+                        .untag_queue()
+                        .queue_url(url)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+                |tags| async move {
+                    cx.sqs()
+                        .tag_queue()
+                        .queue_url(url)
+                        .set_tags(Some(tags.into_iter().collect()))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(aws)
+                },
+            )
+            .await?;
         }
         let arn = queue_arn(cx, url).await?;
         Ok(queue_attrs(url, &arn))
     }
 
     async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
-        match cx
-            .sqs()
-            .delete_queue()
-            .queue_url(url)
-            .send()
-            .await
-            .map_err(aws)
-        {
-            Err(e) if !is_missing_queue(&e) => Err(e),
-            _ => Ok(()),
-        }
+        let deleted = cx.sqs().delete_queue().queue_url(url).send().await;
+        absent(deleted.map_err(aws), NO_QUEUE).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        match cx
+        let got = cx
             .sqs()
             .get_queue_url()
             .queue_name(r.required_str("name")?)
             .send()
             .await
-            .map_err(aws)
-        {
-            Ok(out) => Ok(out.queue_url),
-            Err(e) if is_missing_queue(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+            .map_err(aws);
+        Ok(absent(got, NO_QUEUE)?.and_then(|out| out.queue_url))
     }
 }

@@ -2,9 +2,10 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
-use super::sqs_queue::is_missing_queue;
+use super::sqs_queue::NO_QUEUE;
 use super::{
-    attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
+    Resource,
 };
 use crate::schema::{check_policy_document, Attr, Kind, Prop, Props, Schema, Type};
 
@@ -32,6 +33,8 @@ static SCHEMA: Schema = Schema {
         doc: "Queue URL.",
     }],
     taggable: false,
+    identity: &["queue_url"],
+    in_use_blocks_delete: false,
     cross_check: None,
 };
 
@@ -76,18 +79,16 @@ impl Provider for SqsQueuePolicy {
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
-        let out = match cx
+        let got = cx
             .sqs()
             .get_queue_attributes()
             .queue_url(url)
             .attribute_names(Qa::Policy)
             .send()
             .await
-            .map_err(aws)
-        {
-            Ok(out) => out,
-            Err(e) if is_missing_queue(&e) => return Ok(None),
-            Err(e) => return Err(e),
+            .map_err(aws);
+        let Some(out) = absent(got, NO_QUEUE)? else {
+            return Ok(None);
         };
         let Some(policy) = out
             .attributes
@@ -102,6 +103,7 @@ impl Provider for SqsQueuePolicy {
         Ok(Some(Observed {
             props,
             attrs: attrs([("id", Value::from(url))]),
+            owner: None,
         }))
     }
 
@@ -118,10 +120,7 @@ impl Provider for SqsQueuePolicy {
     }
 
     async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
-        match put_policy(cx, url, "").await {
-            Err(e) if !is_missing_queue(&e) => Err(e),
-            _ => Ok(()),
-        }
+        absent(put_policy(cx, url, "").await, NO_QUEUE).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {

@@ -438,3 +438,155 @@ fn the_seed_stack_builds_and_uploads_the_function_once() {
         crate::support::mutating(&calls)
     );
 }
+
+/// A tiny function workspace beside the stack: the crate `f` takes part of
+/// its code from `shared`, a path dependency outside it. It builds in seconds.
+fn scratch_function(env: &Env) {
+    let write = |p: &str, text: &str| {
+        let path = env.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "fn/Cargo.toml",
+        "[workspace]\nmembers = [\"f\", \"shared\"]\nresolver = \"2\"\n",
+    );
+    write(
+        "fn/Cargo.lock",
+        "version = 4\n\n[[package]]\nname = \"f\"\nversion = \"0.1.0\"\ndependencies = [\n \"shared\",\n]\n\n[[package]]\nname = \"shared\"\nversion = \"0.1.0\"\n",
+    );
+    write(
+        "fn/f/Cargo.toml",
+        "[package]\nname = \"f\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[[bin]]\nname = \"bootstrap\"\npath = \"src/main.rs\"\n\n[dependencies]\nshared = { path = \"../shared\" }\n",
+    );
+    write(
+        "fn/f/src/main.rs",
+        "fn main() { println!(\"{}\", shared::GREETING); }\n",
+    );
+    write(
+        "fn/shared/Cargo.toml",
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    set_greeting(env, "hello");
+    env.write_stack(
+        r#"stack: code
+resources:
+  role:
+    type: aws_iam_role
+    properties:
+      name: code_role
+      assume_role_policy:
+        Version: "2012-10-17"
+        Statement:
+          - {Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: sts:AssumeRole}
+  function:
+    type: aws_lambda_function
+    properties:
+      function_name: code_function
+      role: ${role.arn}
+      runtime: provided.al2023
+      source: fn/f
+"#,
+    );
+}
+
+fn set_greeting(env: &Env, greeting: &str) {
+    std::fs::create_dir_all(env.path("fn/shared/src")).unwrap();
+    std::fs::write(
+        env.path("fn/shared/src/lib.rs"),
+        format!("pub const GREETING: &str = \"{greeting}\";\n"),
+    )
+    .unwrap();
+}
+
+fn deployed_code_sha256(env: &Env) -> String {
+    env.rt
+        .block_on(
+            env.lambda()
+                .get_function_configuration()
+                .function_name("code_function")
+                .send(),
+        )
+        .unwrap()
+        .code_sha256
+        .unwrap()
+}
+
+#[test]
+fn a_changed_source_is_planned_built_once_and_uploaded_and_a_revert_restores_the_code() {
+    let env = Env::new();
+    scratch_function(&env);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let original = deployed_code_sha256(&env);
+
+    // A change in a path dependency outside the crate is a code update.
+    set_greeting(&env, "bonjour");
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("building"), "plan never builds");
+    assert!(
+        out.stdout
+            .contains("# function (aws_lambda_function) will be updated in place"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "~ source_code_hash = \"{original}\" -> (known after apply)"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("~ source_hash"), "{}", out.stdout);
+
+    env.take_calls();
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(out.stderr.matches("building").count(), 1, "{}", out.stderr);
+    let calls = env.take_calls();
+    assert_eq!(count(&calls, "UpdateFunctionCode"), 1);
+    assert_eq!(count(&calls, "UpdateFunctionConfiguration"), 0);
+    let changed = deployed_code_sha256(&env);
+    assert_ne!(changed, original);
+    assert_eq!(
+        env.state("code")["resources"]["function"]["props"]["source_code_hash"],
+        changed.as_str()
+    );
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+
+    // Back to the original sources: the artifact built first is reused, so the
+    // plan knows the hash and AWS runs the original code again.
+    set_greeting(&env, "hello");
+    let out = env.stackctl(&["plan"]).ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "~ source_code_hash = \"{changed}\" -> \"{original}\""
+        )),
+        "{}",
+        out.stdout
+    );
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(!out.stderr.contains("building"), "{}", out.stderr);
+    assert_eq!(deployed_code_sha256(&env), original);
+}
+
+#[test]
+fn a_saved_plan_refuses_sources_changed_after_it_was_made() {
+    let env = Env::new();
+    scratch_function(&env);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let original = deployed_code_sha256(&env);
+    set_greeting(&env, "hola");
+    env.stackctl(&["plan", "--out", "code.plan"]).ok();
+    set_greeting(&env, "ciao");
+    env.take_calls();
+    let out = env.stackctl(&["apply", "code.plan"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("`function`: `source_hash` is no longer what the plan showed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(count(&env.take_calls(), "UpdateFunctionCode"), 0);
+    assert_eq!(deployed_code_sha256(&env), original);
+}

@@ -9,6 +9,13 @@
 //! - SetQueueAttributes changes only the attributes it names on AWS; moto also
 //!   clears the queue's Policy when it is not among them. The proxy puts the
 //!   policy back.
+//! - Idempotency tokens: AWS answers a repeated RunInstances with the same
+//!   ClientToken with the original reservation, and a repeated
+//!   PutQueryDefinition with the same clientToken with the original id,
+//!   creating nothing; moto ignores RunInstances' token. The proxy remembers
+//!   each token's answer.
+//! - AddPermission with a statement id the function's policy already has is a
+//!   ResourceConflictException on AWS; moto adds a second statement.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,20 +26,21 @@ use hyper::Response;
 use serde_json::{json, Value};
 
 /// Calls to make before forwarding a request so moto behaves as AWS does, and
-/// the calls to make after it succeeded.
+/// the calls to make after it succeeded; or AWS's refusal of the request.
 pub(crate) async fn before_forwarding(
     moto: &crate::Moto<'_>,
     service: &str,
     operation: &str,
+    path: &str,
     body: &[u8],
-) -> Vec<(String, Value)> {
+) -> Result<Vec<(String, Value)>, Response<Full<Bytes>>> {
     let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match (service, operation) {
         ("logs", "PutMetricFilter") => {
             let delete =
                 json!({"logGroupName": input["logGroupName"], "filterName": input["filterName"]});
             let _ = moto.json("Logs_20140328.DeleteMetricFilter", &delete).await;
-            Vec::new()
+            Ok(Vec::new())
         }
         ("sqs", "SetQueueAttributes") if input["Attributes"].get("Policy").is_none() => {
             let get = json!({"QueueUrl": input["QueueUrl"], "AttributeNames": ["Policy"]});
@@ -40,22 +48,61 @@ pub(crate) async fn before_forwarding(
                 .json("AmazonSQS.GetQueueAttributes", &get)
                 .await
                 .and_then(|v| v["Attributes"]["Policy"].as_str().map(str::to_string));
-            match policy.filter(|p| !p.is_empty()) {
+            Ok(match policy.filter(|p| !p.is_empty()) {
                 Some(p) => vec![(
                     "AmazonSQS.SetQueueAttributes".into(),
                     json!({"QueueUrl": input["QueueUrl"], "Attributes": {"Policy": p}}),
                 )],
                 None => Vec::new(),
-            }
+            })
         }
-        _ => Vec::new(),
+        ("lambda", "AddPermission") => {
+            let sid = input["StatementId"].as_str().unwrap_or_default();
+            let policy = moto
+                .get(path.split('?').next().unwrap_or(path))
+                .await
+                .and_then(|v| v["Policy"].as_str().map(crate::parse_json));
+            let taken = policy.is_some_and(|p| {
+                p["Statement"]
+                    .as_array()
+                    .is_some_and(|st| st.iter().any(|s| s["Sid"] == sid))
+            });
+            if taken {
+                let (status, headers, body) = crate::protocol::error(
+                    "lambda",
+                    409,
+                    "ResourceConflictException",
+                    &format!("The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement."),
+                );
+                let mut b = Response::builder().status(status);
+                for (k, v) in headers {
+                    b = b.header(k, v);
+                }
+                return Err(b.body(Full::new(Bytes::from(body))).unwrap_or_default());
+            }
+            Ok(Vec::new())
+        }
+        _ => Ok(Vec::new()),
     }
+}
+
+/// The ClientToken of an EC2 RunInstances call (Query protocol form).
+fn run_instances_token(service: &str, operation: &str, body: &[u8]) -> Option<String> {
+    if (service, operation) != ("ec2", "RunInstances") {
+        return None;
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "ClientToken")
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Default)]
 pub struct Bridge {
     query_definitions: Mutex<Vec<Value>>,
     next_id: Mutex<u64>,
+    /// Idempotency token → the answer AWS gave the first call with it.
+    answers: Mutex<std::collections::HashMap<String, (u16, Bytes)>>,
 }
 
 fn logs_response(status: u16, body: Value) -> Response<Full<Bytes>> {
@@ -79,6 +126,49 @@ fn now_ms() -> u64 {
 }
 
 impl Bridge {
+    /// The answer to a call repeating an idempotency token already used.
+    pub fn replay(
+        &self,
+        service: &str,
+        operation: &str,
+        body: &[u8],
+    ) -> Option<Response<Full<Bytes>>> {
+        let token = run_instances_token(service, operation, body)?;
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let (status, body) = answers.get(&token)?.clone();
+        Response::builder()
+            .status(status)
+            .header("content-type", "text/xml")
+            .body(Full::new(body))
+            .ok()
+    }
+
+    /// Keeps a successful answer to a call with an idempotency token.
+    pub async fn remember(
+        &self,
+        service: &str,
+        operation: &str,
+        body: &[u8],
+        response: Response<Full<Bytes>>,
+    ) -> Response<Full<Bytes>> {
+        let Some(token) = run_instances_token(service, operation, body) else {
+            return response;
+        };
+        if !response.status().is_success() {
+            return response;
+        }
+        let (parts, b) = response.into_parts();
+        let bytes = http_body_util::BodyExt::collect(b)
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, (parts.status.as_u16(), bytes.clone()));
+        Response::from_parts(parts, Full::new(bytes))
+    }
+
     pub fn serve(
         &self,
         service: &str,
@@ -135,6 +225,17 @@ impl Bridge {
                 id.to_string()
             }
             None => {
+                let token = input["clientToken"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((_, id)) = answers.get(&token).filter(|_| !token.is_empty()) {
+                    return logs_response(
+                        200,
+                        json!({"queryDefinitionId": String::from_utf8_lossy(id)}),
+                    );
+                }
                 let mut n = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
                 *n += 1;
                 let id = format!("{:08x}-0000-4000-8000-{:012x}", now_ms() & 0xffff_ffff, *n);
@@ -142,6 +243,9 @@ impl Bridge {
                     "queryDefinitionId": id, "name": name, "queryString": query,
                     "logGroupNames": groups, "lastModified": now_ms(), "queryLanguage": "CWLI"
                 }));
+                if !token.is_empty() {
+                    answers.insert(token, (200, Bytes::from(id.clone())));
+                }
                 id
             }
         };

@@ -41,26 +41,127 @@ impl Call {
     }
 }
 
-/// A canned answer the proxy gives instead of forwarding, for fault injection.
+/// A fault the proxy injects into matching calls.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub service: String,
     pub operation: String,
     /// How many matching calls get the fault before calls pass again.
     pub times: usize,
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub kind: FaultKind,
 }
+
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// A canned answer instead of AWS's: the call never reaches AWS.
+    Refuse {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// The call reaches AWS, which acts on it, and then its answer is lost:
+    /// the client gets this 5xx status instead.
+    LoseAnswer { status: u16 },
+    /// The call reaches AWS, which acts on it, and then the connection drops
+    /// without an answer.
+    DropConnection,
+}
+
+impl Fault {
+    fn new(service: &str, operation: &str, times: usize, kind: FaultKind) -> Fault {
+        Fault {
+            service: service.into(),
+            operation: operation.into(),
+            times,
+            kind,
+        }
+    }
+
+    /// AWS refuses the call with this error code, in the service's protocol.
+    pub fn coded(service: &str, operation: &str, status: u16, code: &str, message: &str) -> Fault {
+        let (status, headers, body) = protocol::error(service, status, code, message);
+        Fault::new(
+            service,
+            operation,
+            1,
+            FaultKind::Refuse {
+                status,
+                headers,
+                body,
+            },
+        )
+    }
+
+    /// The service's own throttling error, `times` times.
+    pub fn throttle(service: &str, operation: &str, times: usize) -> Fault {
+        let (status, headers, body) = protocol::throttling(service);
+        Fault::new(
+            service,
+            operation,
+            times,
+            FaultKind::Refuse {
+                status,
+                headers,
+                body,
+            },
+        )
+    }
+
+    /// AWS acts on the call and its answer is lost (a 500 instead).
+    pub fn lose_answer(service: &str, operation: &str) -> Fault {
+        Fault::new(service, operation, 1, FaultKind::LoseAnswer { status: 500 })
+    }
+
+    /// AWS acts on the call and the connection drops before the answer.
+    pub fn drop_connection(service: &str, operation: &str) -> Fault {
+        Fault::new(service, operation, 1, FaultKind::DropConnection)
+    }
+
+    pub fn times(mut self, n: usize) -> Fault {
+        self.times = n;
+        self
+    }
+}
+
+/// Random faults on a share of all calls, from a seeded generator so a
+/// failing run can be repeated.
+#[derive(Debug, Clone, Copy)]
+pub struct Chaos {
+    /// Share of calls that fail: half throttled, a quarter refused with a
+    /// 5xx, a quarter acted on by AWS with the answer lost.
+    pub rate: f64,
+    pub seed: u64,
+}
+
+/// Kills a process (SIGKILL) once AWS has acted on the k-th mutating call
+/// after the trap is set, and loses that call's answer: a crash at the worst
+/// moment.
+#[derive(Debug, Default)]
+struct KillTrap {
+    after: usize,
+    seen: usize,
+    pid: Option<u32>,
+    fired: bool,
+}
+
+pub mod protocol;
+
+type Hook = Box<dyn Fn() + Send + Sync>;
 
 #[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<Call>>,
     faults: Mutex<VecDeque<Fault>>,
+    chaos: Mutex<Option<(Chaos, u64)>>,
+    kill: Mutex<Option<KillTrap>>,
+    hooks: Mutex<Vec<(String, Hook)>>,
     log: Mutex<Option<std::fs::File>>,
     bridge: bridge::Bridge,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 mod bridge;
 pub mod runtime_api;
 
@@ -155,11 +256,37 @@ impl LocalAws {
     }
 
     pub fn inject(&self, fault: Fault) {
-        self.shared
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(fault);
+        lock(&self.shared.faults).push_back(fault);
+    }
+
+    /// Faults on a share of every call from now on; `None` stops them.
+    pub fn chaos(&self, chaos: Option<Chaos>) {
+        *lock(&self.shared.chaos) = chaos.map(|c| (c, c.seed.max(1)));
+    }
+
+    /// Arms a crash: the process given to `kill_target` is killed right after
+    /// AWS acted on the k-th mutating call from now (k counts from 1).
+    pub fn kill_after_mutating(&self, k: usize) {
+        *lock(&self.shared.kill) = Some(KillTrap {
+            after: k,
+            ..KillTrap::default()
+        });
+    }
+
+    pub fn kill_target(&self, pid: u32) {
+        if let Some(trap) = lock(&self.shared.kill).as_mut() {
+            trap.pid = Some(pid);
+        }
+    }
+
+    /// Whether the armed crash happened.
+    pub fn killed(&self) -> bool {
+        lock(&self.shared.kill).as_ref().is_some_and(|t| t.fired)
+    }
+
+    /// Runs `hook` as each call of `operation` arrives, before AWS sees it.
+    pub fn on_call(&self, operation: &str, hook: impl Fn() + Send + Sync + 'static) {
+        lock(&self.shared.hooks).push((operation.to_string(), Box::new(hook)));
     }
 
     /// Environment that points an AWS SDK at this endpoint with dummy credentials.
@@ -341,91 +468,192 @@ fn rest_operation(method: &str, path: &str) -> String {
     op.to_string()
 }
 
-fn take_fault(shared: &Shared, service: &str, operation: &str) -> Option<Fault> {
-    let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-    let pos = faults
+fn take_fault(shared: &Shared, service: &str, operation: &str) -> Option<FaultKind> {
+    let mut faults = lock(&shared.faults);
+    if let Some(pos) = faults
         .iter()
-        .position(|f| f.service == service && f.operation == operation)?;
-    let fault = faults[pos].clone();
-    if faults[pos].times <= 1 {
-        faults.remove(pos);
-    } else {
-        faults[pos].times -= 1;
+        .position(|f| f.service == service && f.operation == operation)
+    {
+        let kind = faults[pos].kind.clone();
+        if faults[pos].times <= 1 {
+            faults.remove(pos);
+        } else {
+            faults[pos].times -= 1;
+        }
+        return Some(kind);
     }
-    Some(fault)
+    drop(faults);
+    let mut chaos = lock(&shared.chaos);
+    let (c, state) = chaos.as_mut()?;
+    // xorshift64: small, seeded, good enough to pick faults.
+    let mut next = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (hit, pick) = (next(), next());
+    if hit >= c.rate {
+        return None;
+    }
+    Some(if pick < 0.5 {
+        let (status, headers, body) = protocol::throttling(service);
+        FaultKind::Refuse {
+            status,
+            headers,
+            body,
+        }
+    } else if pick < 0.75 {
+        let (status, headers, body) =
+            protocol::error(service, 503, "ServiceUnavailable", "Service is unavailable");
+        FaultKind::Refuse {
+            status,
+            headers,
+            body,
+        }
+    } else {
+        FaultKind::LoseAnswer { status: 500 }
+    })
 }
+
+/// Whether the armed crash fires on this call, which AWS has just acted on.
+fn crash_now(shared: &Shared, call: &Call) -> bool {
+    if !call.is_mutating() || call.status >= 300 {
+        return false;
+    }
+    let mut trap = lock(&shared.kill);
+    let Some(t) = trap.as_mut().filter(|t| !t.fired) else {
+        return false;
+    };
+    t.seen += 1;
+    if t.seen < t.after {
+        return false;
+    }
+    let Some(pid) = t.pid else { return false };
+    t.fired = true;
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    true
+}
+
+type ProxyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn proxy(
     req: Request<Incoming>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     upstream: String,
     shared: Arc<Shared>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+) -> Result<Response<Full<Bytes>>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
     let (service, operation) =
         classify(parts.method.as_str(), &path, &query, &parts.headers, &body);
-
-    let response = if let Some(fault) = take_fault(&shared, &service, &operation) {
-        let mut b = Response::builder().status(fault.status);
-        for (k, v) in &fault.headers {
-            b = b.header(k, v);
+    for (op, hook) in lock(&shared.hooks).iter() {
+        if *op == operation {
+            hook();
         }
-        b.body(Full::new(Bytes::from(fault.body)))
-            .unwrap_or_default()
-    } else if let Some(answer) = shared.bridge.serve(&service, &operation, &body) {
-        answer
-    } else {
-        let moto = Moto {
-            client: &client,
-            upstream: &upstream,
-            headers: &parts.headers,
-        };
-        let follow_up = bridge::before_forwarding(&moto, &service, &operation, &body).await;
-        let response = match moto
-            .send(
-                parts.method.clone(),
-                parts
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/"),
-                None,
+    }
+    let fault = take_fault(&shared, &service, &operation);
+    let response = match &fault {
+        Some(FaultKind::Refuse {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut b = Response::builder().status(*status);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(Full::new(Bytes::from(body.clone())))
+                .unwrap_or_default()
+        }
+        _ => {
+            let moto = Moto {
+                client: &client,
+                upstream: &upstream,
+                headers: &parts.headers,
+            };
+            let target = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            forward(
+                &moto,
+                &shared.bridge,
+                &parts.method,
+                target,
+                &service,
+                &operation,
                 body,
             )
             .await
-        {
-            Ok(r) => r,
-            Err(e) => error_response(502, &format!("proxy could not reach moto: {e}")),
-        };
-        if response.status().is_success() {
-            for (target, request) in follow_up {
-                let _ = moto.json(&target, &request).await;
-            }
         }
-        response
     };
-    let call = Call {
+    let mut call = Call {
         service,
         operation,
         status: response.status().as_u16(),
     };
-    if let Some(log) = shared
-        .log
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()
-    {
+    let crashed = crash_now(&shared, &call);
+    let answer = match fault {
+        _ if crashed => None,
+        Some(FaultKind::DropConnection) => None,
+        Some(FaultKind::LoseAnswer { status }) => {
+            let (status, headers, body) =
+                protocol::error(&call.service, status, "InternalFailure", "Internal failure");
+            let mut b = Response::builder().status(status);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            Some(b.body(Full::new(Bytes::from(body))).unwrap_or_default())
+        }
+        _ => Some(response),
+    };
+    call.status = answer.as_ref().map_or(0, |r| r.status().as_u16());
+    if let Some(log) = lock(&shared.log).as_mut() {
         let _ = writeln!(log, "{}", serde_json::to_string(&call).unwrap_or_default());
     }
-    shared
-        .calls
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(call);
-    Ok(response)
+    lock(&shared.calls).push(call);
+    answer.ok_or_else(|| "the proxy dropped the connection (injected fault)".into())
+}
+
+/// Serves a call the way AWS would: from the bridge where moto lacks the
+/// operation, else from moto with the bridge's corrections around it.
+async fn forward(
+    moto: &Moto<'_>,
+    bridge: &bridge::Bridge,
+    method: &hyper::Method,
+    path_and_query: &str,
+    service: &str,
+    operation: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    if let Some(answer) = bridge.serve(service, operation, &body) {
+        return answer;
+    }
+    if let Some(answer) = bridge.replay(service, operation, &body) {
+        return answer;
+    }
+    let follow_up =
+        match bridge::before_forwarding(moto, service, operation, path_and_query, &body).await {
+            Ok(follow_up) => follow_up,
+            Err(refusal) => return refusal,
+        };
+    let response = match moto
+        .send(method.clone(), path_and_query, None, body.clone())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return error_response(502, &format!("proxy could not reach moto: {e}")),
+    };
+    if response.status().is_success() {
+        for (target, request) in follow_up {
+            let _ = moto.json(&target, &request).await;
+        }
+    }
+    bridge.remember(service, operation, &body, response).await
 }
 
 /// Requests the proxy itself sends to moto, signed as the request it serves.
@@ -443,11 +671,12 @@ impl Moto<'_> {
         target: Option<&str>,
         body: Bytes,
     ) -> Result<Response<Full<Bytes>>, String> {
+        let rewritten = target.is_some() || method == hyper::Method::GET;
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path_and_query}", self.upstream));
         for (k, v) in self.headers {
-            if target.is_some() && (k == "x-amz-target" || k == "content-length") {
+            if rewritten && (k == "x-amz-target" || k == "content-length") {
                 continue;
             }
             req = req.header(k, v);
@@ -460,6 +689,19 @@ impl Moto<'_> {
         let (p, b) = resp.into_parts();
         let bytes = b.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(Response::from_parts(p, Full::new(bytes)))
+    }
+
+    /// A REST GET to moto (Lambda's routes); the JSON answer when it succeeded.
+    pub(crate) async fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let resp = self
+            .send(hyper::Method::GET, path, None, Bytes::new())
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
     }
 
     /// A JSON-protocol call to moto; the answer's body when it succeeded.
@@ -483,6 +725,10 @@ impl Moto<'_> {
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         serde_json::from_slice(&body).ok()
     }
+}
+
+pub(crate) fn parse_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 fn error_response(status: u16, message: &str) -> Response<Full<Bytes>> {
