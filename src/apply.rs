@@ -290,7 +290,16 @@ impl Walk<'_> {
                         in_flight.insert(handle.id(), step);
                     }
                     Err(e) => {
-                        self.fail(&step, e, &mut outcome, &dependents, &mut needs);
+                        let change = changes.get(&step.1);
+                        self.fail(
+                            &step,
+                            change,
+                            false,
+                            e,
+                            &mut outcome,
+                            &dependents,
+                            &mut needs,
+                        );
                         self.save()?;
                     }
                 }
@@ -350,7 +359,16 @@ impl Walk<'_> {
                     }
                 }
                 Err(e) => {
-                    self.fail(&step, e, &mut outcome, &dependents, &mut needs);
+                    let change = changes.get(&step.1);
+                    self.fail(
+                        &step,
+                        change,
+                        true,
+                        e,
+                        &mut outcome,
+                        &dependents,
+                        &mut needs,
+                    );
                     self.save()?;
                 }
             }
@@ -368,19 +386,26 @@ impl Walk<'_> {
         Ok(outcome)
     }
 
-    /// Records the physical ids of resources an interrupted run created, as
-    /// the refresh found them: whatever the plan does next (keep, update,
-    /// replace, destroy) acts on them.
+    /// Takes what the refresh read into the state: attributes that changed
+    /// (an address after a restart), and the physical ids of resources an
+    /// interrupted run created, so that whatever the plan does next (keep,
+    /// update, replace, destroy) acts on them.
     fn adopt(&mut self, plan: &Plan) -> Result<(), StateError> {
         for c in plan.changes.iter().filter(|c| c.deposed.is_none()) {
             let Some(rec) = self.state.resources.get_mut(&c.id) else {
                 continue;
             };
-            if rec.is_pending() && c.physical_id.is_some() && c.action != Action::Create {
+            if c.refreshed_attrs.is_empty() {
+                continue;
+            }
+            if rec.is_pending() {
+                if c.action == Action::Create {
+                    continue;
+                }
                 rec.physical_id = c.physical_id.clone();
-                rec.attrs.extend(c.adopted_attrs.clone());
                 rec.create_token = None;
             }
+            rec.attrs.extend(c.refreshed_attrs.clone());
         }
         self.save()
     }
@@ -466,6 +491,9 @@ impl Walk<'_> {
             &known_from_state(self.v, self.state, data),
         );
         plan::keep_derived(schema, &mut props, self.state.resources.get(&id));
+        if change.action == Action::Replace {
+            plan::regenerate(schema, &mut props);
+        }
         // Computed values (a code hash, a generated name) become known in the
         // step itself.
         let settles = |name: &str| {
@@ -636,29 +664,36 @@ impl Walk<'_> {
         }
     }
 
+    /// Records a failed step. `ran` says whether its job ran (a step can also
+    /// fail while being prepared, before any intent of its own was written).
+    #[allow(clippy::too_many_arguments)]
     fn fail(
         &mut self,
         step: &Step,
+        change: Option<&Change>,
+        ran: bool,
         err: AwsError,
         outcome: &mut Outcome,
         dependents: &HashMap<Step, Vec<Step>>,
         needs: &mut HashMap<Step, HashSet<Step>>,
     ) {
         let id = &step.1;
-        let type_name = self
-            .state
-            .resources
-            .get(id)
-            .map(|r| r.type_name.clone())
+        let type_name = change
+            .map(|c| c.type_name.clone())
+            .or_else(|| self.state.resources.get(id).map(|r| r.type_name.clone()))
+            .or_else(|| {
+                let d = self.state.deposed.iter().find(|d| d.id == *id);
+                d.map(|d| d.record.type_name.clone())
+            })
             .unwrap_or_default();
         let pending = self.state.resources.get(id).is_some_and(|r| r.is_pending());
-        let verb = match step.0 {
-            StepKind::Delete | StepKind::DeleteDeposed => "destroying",
-            StepKind::Apply if pending => "creating",
-            StepKind::Apply => "updating",
+        let verb = match (step.0, change.map(|c| c.action)) {
+            (StepKind::Delete | StepKind::DeleteDeposed, _) => "destroying",
+            (StepKind::Apply, Some(Action::Update)) if !pending => "updating",
+            (StepKind::Apply, _) => "creating",
         };
         let mut note = String::new();
-        if step.0 == StepKind::Apply && pending {
+        if step.0 == StepKind::Apply && pending && ran {
             if let Some(pid) = err.created.clone() {
                 // The resource exists; a later step of its create failed.
                 if let Some(rec) = self.state.resources.get_mut(id) {
@@ -713,15 +748,8 @@ async fn create_or_adopt(
         props: &props,
         token: &intent.token,
     };
-    let adopted =
-        |physical_id: String, observed: providers::Observed, props: Props| Done::Created {
-            physical_id,
-            attrs: observed.attrs,
-            props,
-            adopted: true,
-        };
     match providers::locate(provider, cx, &r, intent.inherited).await? {
-        Found::Ours(pid, observed) => return Ok(adopted(pid, observed, intent.props)),
+        Found::Ours(pid, observed) => return finish_adopted(provider, cx, &r, pid, observed).await,
         Found::Foreign(pid) => {
             return Err(AwsError::local(format!(
                 "a {} with this identity ({}) already exists and was not created by this stack: {pid}. stackctl does not take over what it did not make; import it with `stackctl import {id} {pid}`, or give `{id}` another name",
@@ -742,10 +770,49 @@ async fn create_or_adopt(
         Err(e) => match providers::locate(provider, cx, &r, true).await {
             // The call reached AWS after all (its answer was lost, or a retry
             // met "already exists"): what it made is this stack's.
-            Ok(Found::Ours(pid, observed)) => Ok(adopted(pid, observed, intent.props)),
+            Ok(Found::Ours(pid, observed)) => finish_adopted(provider, cx, &r, pid, observed).await,
             _ => Err(e),
         },
     }
+}
+
+/// A resource this stack made whose create did not finish here (an earlier
+/// run's, or a call whose answer was lost) may lack what the create does after
+/// its first call (a retention, rules): brings it to the desired properties in
+/// place. What cannot change in place is recorded as it is, so the next plan
+/// replaces it.
+async fn finish_adopted(
+    provider: &'static dyn Provider,
+    cx: &Ctx,
+    r: &Resource<'_>,
+    pid: String,
+    observed: providers::Observed,
+) -> Result<Done, AwsError> {
+    let schema = provider.schema();
+    // Values the create would have generated are what the object has.
+    let mut want = r.props.clone();
+    want.retain(|_, v| !contains_unknown(v));
+    let (changed, replace) = plan::diff(schema, &want, &observed.props);
+    let mut attrs = observed.attrs;
+    let props = if changed.is_empty() {
+        r.props.clone()
+    } else if !replace.is_empty() {
+        observed.props
+    } else {
+        let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+        let updated = provider
+            .update(cx, &pid, &observed.props, r, &changed)
+            .await
+            .map_err(|e| e.after_create(&pid))?;
+        attrs.extend(updated);
+        r.props.clone()
+    };
+    Ok(Done::Created {
+        physical_id: pid,
+        attrs,
+        props,
+        adopted: true,
+    })
 }
 
 /// `name = "x", vpc_id = "y"` for an error message.
@@ -901,7 +968,7 @@ mod tests {
             replace_because: vec![],
             drift: vec![],
             depends_on: deps.iter().map(|s| s.to_string()).collect(),
-            adopted_attrs: Map::new(),
+            refreshed_attrs: Map::new(),
             create_first: false,
             deposed: None,
         }

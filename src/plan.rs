@@ -52,9 +52,10 @@ pub struct Change {
     /// Properties changed outside stackctl since the last apply.
     pub drift: Vec<String>,
     pub depends_on: Vec<String>,
-    /// Attributes of a resource adopted from an interrupted run.
+    /// Attributes as the refresh read them (an instance's address after a
+    /// restart, a resource an interrupted run created): the state takes them.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub adopted_attrs: Map<String, Value>,
+    pub refreshed_attrs: Map<String, Value>,
     /// A replacement whose new object can exist beside the old one (their
     /// identities differ): it is created first, whatever uses the old one
     /// moves over, and then the old one is deleted.
@@ -252,6 +253,19 @@ pub fn keep_derived(schema: &Schema, desired: &mut Props, record: Option<&Resour
     }
 }
 
+/// A replacement is a new object: values generated for the old one (a name
+/// made from a prefix) are made afresh. Returns the properties that were.
+pub fn regenerate(schema: &Schema, desired: &mut Props) -> Vec<String> {
+    let mut fresh = Vec::new();
+    for p in schema.props {
+        if p.derived_from.is_some() && p.force_new && desired.contains_key(p.name) {
+            desired.insert(p.name.to_string(), unknown());
+            fresh.push(p.name.to_string());
+        }
+    }
+    fresh
+}
+
 /// The properties whose desired value differs from `before`, and which of those
 /// force a replacement.
 pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, Vec<String>) {
@@ -405,17 +419,17 @@ pub fn make(
                 replace_because: Vec::new(),
                 drift,
                 depends_on,
-                adopted_attrs: Map::new(),
+                refreshed_attrs: Map::new(),
                 create_first: false,
                 deposed: None,
             },
             Some((physical_id, before, attrs)) => {
-                let adopted_attrs = if record.is_some_and(|r| r.is_pending()) {
+                let refreshed_attrs = if matches!(refreshed, Some(Refreshed::Live { .. })) {
                     attrs.clone()
                 } else {
                     Map::new()
                 };
-                let (changed, replace_because) = diff(schema, &desired, &before);
+                let (mut changed, replace_because) = diff(schema, &desired, &before);
                 let action = if !replace_because.is_empty() {
                     Action::Replace
                 } else if !changed.is_empty() {
@@ -423,6 +437,13 @@ pub fn make(
                 } else {
                     Action::NoOp
                 };
+                if action == Action::Replace {
+                    for p in regenerate(schema, &mut desired) {
+                        if !changed.contains(&p) {
+                            changed.push(p);
+                        }
+                    }
+                }
                 resolved.insert(id.clone(), (action, desired.clone(), attrs));
                 let create_first =
                     action == Action::Replace && can_create_first(schema, &desired, &before);
@@ -438,7 +459,7 @@ pub fn make(
                     replace_because,
                     drift,
                     depends_on,
-                    adopted_attrs,
+                    refreshed_attrs,
                     create_first,
                     deposed: None,
                 }
@@ -549,7 +570,7 @@ fn deletions(
                 replace_because: Vec::new(),
                 drift: Vec::new(),
                 depends_on: rec.depends_on.clone(),
-                adopted_attrs: Map::new(),
+                refreshed_attrs: Map::new(),
                 create_first: false,
                 deposed: None,
             }
@@ -568,7 +589,7 @@ fn deletions(
             replace_because: Vec::new(),
             drift: Vec::new(),
             depends_on: d.record.depends_on.clone(),
-            adopted_attrs: Map::new(),
+            refreshed_attrs: Map::new(),
             create_first: false,
             deposed: d.record.physical_id.clone(),
         }))

@@ -641,6 +641,17 @@ mod tests {
     }
 
     #[test]
+    fn releasing_leaves_a_lock_file_that_names_another_run_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::for_stack(dir.path(), "demo");
+        let lock = Lock::acquire(&f, "apply").unwrap();
+        let other = r#"{"id":"other","pid":1,"host":"h","time":"t","operation":"apply"}"#;
+        fs::write(f.lock_path(), other).unwrap();
+        drop(lock);
+        assert_eq!(fs::read_to_string(f.lock_path()).unwrap(), other);
+    }
+
+    #[test]
     fn a_lock_left_by_a_dead_process_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::for_stack(dir.path(), "demo");

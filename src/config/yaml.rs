@@ -123,41 +123,72 @@ fn span_of(mark: Marker) -> Span {
     }
 }
 
+/// The largest stack file read: a 10,000-resource stack is about 3 MB.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+/// How deep maps and lists may nest (a stack file needs a handful of levels).
+pub const MAX_DEPTH: usize = 100;
+/// How many values the document may hold once aliases are expanded: an alias
+/// bomb ("billion laughs") is refused here, in bounded memory.
+pub const MAX_VALUES: usize = 2_000_000;
+
+/// A map or list being read: its items, where it started, its anchor, and the
+/// count of values read when it started (to size it for its aliases).
 enum Frame {
-    Seq(Vec<Node>, Span, usize),
-    Map(Vec<(Node, Node)>, Option<Node>, Span, usize),
+    Seq(Vec<Node>, Span, usize, usize),
+    Map(Vec<(Node, Node)>, Option<Node>, Span, usize, usize),
 }
 
 struct Builder {
     stack: Vec<Frame>,
     docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and how many values each holds.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Values read so far, aliases counted at their full size.
+    values: usize,
     error: Option<YamlError>,
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    fn fail(&mut self, message: String, span: Span) {
+        if self.error.is_none() {
+            self.error = Some(YamlError { message, span });
+        }
+    }
+
+    /// Counts `n` more values; false (and an error) past the limit.
+    fn count(&mut self, n: usize, span: Span) -> bool {
+        self.values = self.values.saturating_add(n);
+        if self.values > MAX_VALUES {
+            self.fail(
+                format!("the document expands to more than {MAX_VALUES} values (aliases included): refused, as an alias bomb would be"),
+                span,
+            );
+            return false;
+        }
+        true
+    }
+
+    fn push_value(&mut self, node: Node, anchor: usize, size: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
-            Some(Frame::Seq(items, _, _)) => items.push(node),
-            Some(Frame::Map(entries, pending_key, _, _)) => match pending_key.take() {
+            Some(Frame::Seq(items, ..)) => items.push(node),
+            Some(Frame::Map(entries, pending_key, ..)) => match pending_key.take() {
                 None => {
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.kind == node.kind) {
-                        if self.error.is_none() {
-                            self.error = Some(YamlError {
-                                message: format!(
-                                    "duplicate key `{}` (first defined on line {})",
-                                    node.key_text(),
-                                    first.span.line
-                                ),
-                                span: node.span,
-                            });
-                        }
-                    }
+                    let duplicate = entries
+                        .iter()
+                        .find(|(k, _)| k.kind == node.kind)
+                        .map(|(first, _)| first.span.line);
+                    let (text, span) = (node.key_text(), node.span);
                     *pending_key = Some(node);
+                    if let Some(line) = duplicate {
+                        self.fail(
+                            format!("duplicate key `{text}` (first defined on line {line})"),
+                            span,
+                        );
+                    }
                 }
                 Some(key) => entries.push((key, node)),
             },
@@ -167,57 +198,61 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return; // the first problem is the one reported; the rest is skipped
+        }
         let span = span_of(mark);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
+                if !self.count(1, span) {
+                    return;
+                }
                 let kind = if style == TScalarStyle::Plain {
                     plain_scalar(&text)
                 } else {
                     NodeKind::Str(text)
                 };
-                self.push_value(Node { kind, span }, anchor);
+                self.push_value(Node { kind, span }, anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq(Vec::new(), span, anchor))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Vec::new(), None, span, anchor))
-            }
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, span, anchor)) = self.stack.pop() {
-                    self.push_value(
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            span,
-                        },
-                        anchor,
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fail(
+                        format!("maps and lists nest deeper than {MAX_DEPTH} levels"),
+                        span,
                     );
+                    return;
                 }
+                if !self.count(1, span) {
+                    return;
+                }
+                let start = self.values;
+                self.stack.push(match ev {
+                    Event::SequenceStart(..) => Frame::Seq(Vec::new(), span, anchor, start),
+                    _ => Frame::Map(Vec::new(), None, span, anchor, start),
+                });
             }
-            Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, span, anchor)) = self.stack.pop() {
-                    self.push_value(
-                        Node {
-                            kind: NodeKind::Map(entries),
-                            span,
-                        },
-                        anchor,
-                    );
-                }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (kind, span, anchor, start) = match self.stack.pop() {
+                    Some(Frame::Seq(items, span, anchor, start)) => {
+                        (NodeKind::Seq(items), span, anchor, start)
+                    }
+                    Some(Frame::Map(entries, _, span, anchor, start)) => {
+                        (NodeKind::Map(entries), span, anchor, start)
+                    }
+                    None => return,
+                };
+                let size = self.values - start + 1;
+                self.push_value(Node { kind, span }, anchor, size);
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut node) => {
-                    node.span = span;
-                    self.push_value(node, 0);
-                }
-                None => {
-                    if self.error.is_none() {
-                        self.error = Some(YamlError {
-                            message: "unknown alias".into(),
-                            span,
-                        });
+                Some((mut node, size)) => {
+                    if !self.count(size, span) {
+                        return;
                     }
+                    node.span = span;
+                    self.push_value(node, 0, size);
                 }
+                None => self.fail("unknown alias".into(), span),
             },
             Event::Nothing
             | Event::StreamStart
@@ -257,17 +292,33 @@ fn plain_scalar(text: &str) -> NodeKind {
     NodeKind::Str(text.to_string())
 }
 
-/// Parses one YAML document. An empty file yields a null node.
+/// Parses one YAML document. An empty file yields a null node. Any input is
+/// an answer in time and memory bounded by its size: no panic, no blow-up.
 pub fn parse(source: &str) -> Result<Node, YamlError> {
+    if source.len() > MAX_FILE_BYTES {
+        return Err(YamlError {
+            message: format!(
+                "the file is {} MB; stack files are limited to {} MB",
+                source.len() >> 20,
+                MAX_FILE_BYTES >> 20
+            ),
+            span: Span { line: 1, col: 1 },
+        });
+    }
     let mut builder = Builder {
         stack: Vec::new(),
         docs: Vec::new(),
         anchors: HashMap::new(),
+        values: 0,
         error: None,
     };
     let mut parser = Parser::new_from_str(source);
     parser.load(&mut builder, true).map_err(|e| YamlError {
-        message: format!("malformed YAML: {}", e.info()),
+        message: if e.info().contains("recursion limit") {
+            format!("maps and lists nest deeper than {MAX_DEPTH} levels")
+        } else {
+            format!("malformed YAML: {}", e.info())
+        },
         span: span_of(*e.marker()),
     })?;
     if let Some(err) = builder.error {
@@ -328,6 +379,38 @@ mod tests {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.span.line, 3);
         assert!(err.message.contains("first defined on line 1"), "{err}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_line_that_crosses_the_limit() {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, prev) in ('b'..='j').zip('a'..='i') {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            bomb.push_str(&format!("{i}: &{i} [{refs}]\n"));
+        }
+        let err = parse(&bomb).unwrap_err();
+        assert!(err.message.contains("more than 2000000 values"), "{err}");
+        assert!((6..=8).contains(&err.span.line), "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let block: String = (0..300).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        for deep in [flow, block] {
+            let err = parse(&deep).unwrap_err();
+            assert!(err.message.contains("deeper than 100 levels"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_file_beyond_the_size_limit_is_refused_before_parsing() {
+        let big = "# padding\n".repeat(MAX_FILE_BYTES / 10 + 1);
+        let err = parse(&big).unwrap_err();
+        assert!(
+            err.message.contains("stack files are limited to 16 MB"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -65,8 +65,15 @@ pub fn all() -> impl Iterator<Item = &'static dyn Provider> {
     REGISTRY.iter().copied()
 }
 
-/// The longest one AWS operation may take, all its retries included.
-pub const OPERATION_DEADLINE: Duration = Duration::from_secs(180);
+/// The longest one AWS operation may take, all its retries included: 180 s,
+/// or STACKCTL_OPERATION_TIMEOUT seconds.
+pub fn operation_deadline() -> Duration {
+    std::env::var("STACKCTL_OPERATION_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(180), Duration::from_secs)
+}
 
 /// Tag keys stackctl puts on everything it creates, so that a run after a crash
 /// can find what an earlier run made.
@@ -269,11 +276,16 @@ impl Ctx {
         loader = loader.timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(10))
-                .operation_attempt_timeout(Duration::from_secs(60))
-                .operation_timeout(OPERATION_DEADLINE)
+                .operation_attempt_timeout(Duration::from_secs(60).min(operation_deadline()))
+                .operation_timeout(operation_deadline())
                 .build(),
         );
-        let sdk = loader.load().await;
+        Ctx::with_config(loader.load().await, stack, stack_dir)
+    }
+
+    /// A context over an SDK configuration built elsewhere (tests build one
+    /// for the local endpoint).
+    pub fn with_config(sdk: SdkConfig, stack: &str, stack_dir: &std::path::Path) -> Ctx {
         Ctx {
             sns: aws_sdk_sns::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
@@ -453,7 +465,7 @@ where
             code,
             message: format!(
                 "AWS did not answer within {}s, retries included",
-                OPERATION_DEADLINE.as_secs()
+                operation_deadline().as_secs()
             ),
             reach,
             created: None,

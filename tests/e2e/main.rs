@@ -1,7 +1,9 @@
 //! End-to-end tests: the real binary against moto behind the recording proxy.
 #![allow(clippy::unwrap_used)]
 
+mod census;
 mod lambda;
 mod messaging;
 mod seed;
 mod support;
+mod trust;

@@ -596,3 +596,46 @@ fn seed_stack_rules_are_enforced_before_any_call() {
     );
     assert!(env.take_calls().is_empty(), "nothing reached AWS");
 }
+
+/// Everything a provider reads from AWS or reports after a create is declared
+/// in its schema: a property or attribute the schema does not know is one the
+/// diff, the docs and the references never see.
+#[test]
+fn every_property_and_attribute_a_provider_emits_is_in_its_schema() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let state = env.state("automate-monitoring");
+    let cx =
+        stackctl::providers::Ctx::with_config(env.sdk(), "automate-monitoring", env.dir.path());
+    let mut checked = 0;
+    for (id, rec) in state["resources"].as_object().unwrap() {
+        let provider = stackctl::providers::lookup(rec["type"].as_str().unwrap()).unwrap();
+        let schema = provider.schema();
+        let pid = rec["physical_id"].as_str().unwrap();
+        let observed = env.rt.block_on(provider.read(&cx, pid)).unwrap().unwrap();
+        let declared_prop = |k: &str| schema.prop(k).is_some();
+        let declared = |k: &str| schema.attr(k).is_some() || schema.prop(k).is_some();
+        for k in observed.props.keys() {
+            assert!(
+                declared_prop(k),
+                "{id}: read() emits property `{k}`, not in the schema"
+            );
+        }
+        for k in observed
+            .attrs
+            .keys()
+            .chain(rec["attrs"].as_object().unwrap().keys())
+        {
+            assert!(declared(k), "{id}: attribute `{k}` is not in the schema");
+        }
+        for k in rec["props"].as_object().unwrap().keys() {
+            assert!(
+                declared_prop(k),
+                "{id}: recorded property `{k}` is not in the schema"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 17);
+}

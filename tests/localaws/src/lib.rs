@@ -49,6 +49,9 @@ pub struct Fault {
     /// How many matching calls get the fault before calls pass again.
     pub times: usize,
     pub kind: FaultKind,
+    /// Armed only once a call of this operation has gone through: a fault in
+    /// the follow-up of a create, not in a lookup before it.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,8 @@ pub enum FaultKind {
     /// The call reaches AWS, which acts on it, and then the connection drops
     /// without an answer.
     DropConnection,
+    /// The call waits this long before it is forwarded (a slow or hung AWS).
+    Delay(Duration),
 }
 
 impl Fault {
@@ -74,7 +79,19 @@ impl Fault {
             operation: operation.into(),
             times,
             kind,
+            after: None,
         }
+    }
+
+    /// The call waits `delay` before AWS sees it.
+    pub fn delay(service: &str, operation: &str, delay: Duration) -> Fault {
+        Fault::new(service, operation, 1, FaultKind::Delay(delay))
+    }
+
+    /// Only once a call of `operation` has gone through.
+    pub fn after(mut self, operation: &str) -> Fault {
+        self.after = Some(operation.into());
+        self
     }
 
     /// AWS refuses the call with this error code, in the service's protocol.
@@ -155,6 +172,8 @@ struct Shared {
     chaos: Mutex<Option<(Chaos, u64)>>,
     kill: Mutex<Option<KillTrap>>,
     hooks: Mutex<Vec<(String, Hook)>>,
+    /// Operations that have gone through, for faults armed after one.
+    seen: Mutex<std::collections::HashSet<String>>,
     log: Mutex<Option<std::fs::File>>,
     bridge: bridge::Bridge,
 }
@@ -469,11 +488,13 @@ fn rest_operation(method: &str, path: &str) -> String {
 }
 
 fn take_fault(shared: &Shared, service: &str, operation: &str) -> Option<FaultKind> {
+    let seen = lock(&shared.seen);
     let mut faults = lock(&shared.faults);
-    if let Some(pos) = faults
-        .iter()
-        .position(|f| f.service == service && f.operation == operation)
-    {
+    if let Some(pos) = faults.iter().position(|f| {
+        f.service == service
+            && f.operation == operation
+            && f.after.as_ref().is_none_or(|a| seen.contains(a))
+    }) {
         let kind = faults[pos].kind.clone();
         if faults[pos].times <= 1 {
             faults.remove(pos);
@@ -483,6 +504,7 @@ fn take_fault(shared: &Shared, service: &str, operation: &str) -> Option<FaultKi
         return Some(kind);
     }
     drop(faults);
+    drop(seen);
     let mut chaos = lock(&shared.chaos);
     let (c, state) = chaos.as_mut()?;
     // xorshift64: small, seeded, good enough to pick faults.
@@ -555,6 +577,9 @@ async fn proxy(
         }
     }
     let fault = take_fault(&shared, &service, &operation);
+    if let Some(FaultKind::Delay(d)) = &fault {
+        tokio::time::sleep(*d).await;
+    }
     let response = match &fault {
         Some(FaultKind::Refuse {
             status,
@@ -596,6 +621,9 @@ async fn proxy(
         operation,
         status: response.status().as_u16(),
     };
+    if response.status().is_success() {
+        lock(&shared.seen).insert(call.operation.clone());
+    }
     let crashed = crash_now(&shared, &call);
     let answer = match fault {
         _ if crashed => None,
