@@ -381,6 +381,7 @@ impl Walk<'_> {
         outcome.skipped.dedup();
         if outcome.ok() {
             self.state.outputs = outputs(self.v, self.state, self.values, &plan.data);
+            self.state.sensitive_outputs = sensitive_outputs(self.v, self.state);
             self.save()?;
         }
         Ok(outcome)
@@ -583,6 +584,7 @@ impl Walk<'_> {
                 attrs: Map::new(),
                 depends_on: change.depends_on.clone(),
                 create_token: Some(token),
+                sensitive: change.sensitive.clone(),
             },
         );
         intent
@@ -654,6 +656,7 @@ impl Walk<'_> {
                 attrs: Map::new(),
                 depends_on: Vec::new(),
                 create_token: None,
+                sensitive: Vec::new(),
             });
         rec.physical_id = Some(physical_id);
         rec.props = props;
@@ -661,6 +664,7 @@ impl Walk<'_> {
         rec.create_token = None;
         if let Some(c) = change {
             rec.depends_on = c.depends_on.clone();
+            rec.sensitive = c.sensitive.clone();
         }
     }
 
@@ -713,6 +717,8 @@ impl Walk<'_> {
                 note = " (its intent stays recorded: the next run looks for what the call may have made before creating anything)".into();
             }
         }
+        // AWS's messages can quote what was sent: masked like everything printed.
+        let err = crate::sensitive::redact(&err.to_string());
         eprintln!("{id}: error {verb} {type_name}: {err}{note}");
         outcome.failed.push((
             id.clone(),
@@ -951,6 +957,23 @@ pub fn outputs(
         .collect()
 }
 
+/// The outputs whose values come from sensitive ones.
+pub fn sensitive_outputs(v: &Validated, state: &State) -> Vec<String> {
+    let paths_of = |id: &str| -> Vec<crate::sensitive::Path> {
+        state
+            .resources
+            .get(id)
+            .map(|r| r.sensitive.clone())
+            .unwrap_or_default()
+    };
+    v.stack
+        .outputs
+        .iter()
+        .filter(|(_, node)| crate::sensitive::flows_from_secret(node, &v.sensitive_vars, &paths_of))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -971,6 +994,7 @@ mod tests {
             refreshed_attrs: Map::new(),
             create_first: false,
             deposed: None,
+            sensitive: Vec::new(),
         }
     }
 
@@ -984,6 +1008,7 @@ mod tests {
                 attrs: Map::new(),
                 depends_on: deps.iter().map(|s| s.to_string()).collect(),
                 create_token: None,
+                sensitive: Vec::new(),
             },
         );
     }

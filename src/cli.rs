@@ -198,7 +198,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         vars: vars.vars.clone(),
                         region: Some(cx.region()),
                     };
-                    std::fs::write(&out, serde_json::to_vec_pretty(&saved)?)
+                    // It holds every value the apply needs, sensitive ones too.
+                    crate::state::write_private(&out, &serde_json::to_vec_pretty(&saved)?)
                         .with_context(|| format!("cannot write the plan to {}", out.display()))?;
                     if !json {
                         println!(
@@ -314,10 +315,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         _ => println!("{}", serde_json::to_string_pretty(value)?),
                     }
                 }
-                None if json => println!("{}", serde_json::to_string_pretty(&state.outputs)?),
+                None if json => {
+                    println!("{}", serde_json::to_string_pretty(&shown_outputs(&state))?)
+                }
                 None => {
-                    for (k, v) in &state.outputs {
-                        println!("{k} = {}", serde_json::to_string(v)?);
+                    for (k, v) in shown_outputs(&state) {
+                        println!("{k} = {}", shown_output(&v));
                     }
                 }
             }
@@ -343,7 +346,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     keys(&state.resources)
                 )
             })?;
-            println!("{}", serde_json::to_string_pretty(rec)?);
+            let mut shown = rec.clone();
+            shown.props = crate::sensitive::mask(&rec.props, &rec.sensitive);
+            let text = serde_json::to_string_pretty(&shown)?.replace("\\u0000", "");
+            println!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::ForceUnlock { file, lock_id } => {
@@ -352,6 +358,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", Lock::force_unlock(&sf, &lock_id)?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The outputs as listings show them: sensitive ones masked (`stackctl output
+/// NAME` prints one in clear, when asked for by name).
+fn shown_outputs(state: &State) -> BTreeMap<String, Value> {
+    state
+        .outputs
+        .iter()
+        .map(|(k, v)| {
+            let shown = if state.sensitive_outputs.contains(k) {
+                Value::from("(sensitive)")
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+fn shown_output(v: &Value) -> String {
+    match v {
+        Value::String(s) if s == "(sensitive)" => s.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 
@@ -509,13 +539,14 @@ async fn apply_command(
     if !changed && state.outputs != outputs {
         // Outputs added or edited without any resource change still land in the state.
         state.outputs = outputs;
+        state.sensitive_outputs = apply::sensitive_outputs(&v, &state);
         sf.save(&mut state)?;
     }
     finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Apply")?;
     if !state.outputs.is_empty() {
         println!("\nOutputs:\n");
-        for (k, val) in &state.outputs {
-            println!("{k} = {}", serde_json::to_string(val)?);
+        for (k, val) in shown_outputs(&state) {
+            println!("{k} = {}", shown_output(&val));
         }
     }
     Ok(ExitCode::SUCCESS)

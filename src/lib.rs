@@ -14,5 +14,6 @@ pub mod package;
 pub mod plan;
 pub mod providers;
 pub mod schema;
+pub mod sensitive;
 pub mod state;
 pub mod validate;

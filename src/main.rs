@@ -6,7 +6,11 @@ fn main() -> ExitCode {
     match stackctl::cli::run(stackctl::cli::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // An error can quote a value (AWS's messages do): masked if sensitive.
+            eprintln!(
+                "error: {}",
+                stackctl::sensitive::redact(&format!("{err:#}"))
+            );
             ExitCode::from(1)
         }
     }

@@ -12,6 +12,7 @@ use crate::config::expr::{self, Ref, StackField};
 use crate::graph::Graph;
 use crate::providers::{self, AwsError, Ctx, Found, Observed, Resource};
 use crate::schema::{self, contains_unknown, is_unknown, unknown, Props, Schema};
+use crate::sensitive;
 use crate::state::{ResourceState, State};
 use crate::validate::Validated;
 
@@ -65,6 +66,9 @@ pub struct Change {
     /// run that did not finish: its physical id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deposed: Option<String>,
+    /// Where its sensitive values sit: shown only as `(sensitive)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<sensitive::Path>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +404,13 @@ pub fn make(
             _ => Vec::new(),
         };
 
+        let mut sensitive_paths = v.sensitive_paths(id, &desired);
+        if let Some(rec) = record {
+            sensitive_paths.extend(rec.sensitive.iter().cloned());
+            sensitive::register_at(&rec.props, &rec.sensitive);
+        }
+        sensitive_paths.sort();
+        sensitive_paths.dedup();
         let depends_on: Vec<String> = v
             .graph
             .deps
@@ -422,6 +433,7 @@ pub fn make(
                 refreshed_attrs: Map::new(),
                 create_first: false,
                 deposed: None,
+                sensitive: sensitive_paths,
             },
             Some((physical_id, before, attrs)) => {
                 let refreshed_attrs = if matches!(refreshed, Some(Refreshed::Live { .. })) {
@@ -462,6 +474,7 @@ pub fn make(
                     refreshed_attrs,
                     create_first,
                     deposed: None,
+                    sensitive: sensitive_paths,
                 }
             }
         };
@@ -573,6 +586,7 @@ fn deletions(
                 refreshed_attrs: Map::new(),
                 create_first: false,
                 deposed: None,
+                sensitive: rec.sensitive.clone(),
             }
         })
         .chain(state.deposed.iter().map(|d| Change {
@@ -592,28 +606,26 @@ fn deletions(
             refreshed_attrs: Map::new(),
             create_first: false,
             deposed: d.record.physical_id.clone(),
+            sensitive: d.record.sensitive.clone(),
         }))
         .collect()
 }
 
 // ---------------------------------------------------------------- rendering
 
-fn render_value(schema: Option<&Schema>, prop: &str, v: &Value) -> String {
-    if schema
-        .and_then(|s| s.prop(prop))
-        .is_some_and(|p| p.sensitive)
-    {
-        return "(sensitive value)".into();
-    }
+fn render_value(v: &Value) -> String {
     if is_unknown(v) {
         return "(known after apply)".into();
+    }
+    if let Some(text) = sensitive::marker_text(v) {
+        return text.into();
     }
     match v {
         Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
         other => {
             let mut out = other.clone();
             mask_unknowns(&mut out);
-            out.to_string()
+            sensitive::unquote_markers(&out.to_string())
         }
     }
 }
@@ -627,10 +639,40 @@ fn mask_unknowns(v: &mut Value) {
     }
 }
 
-/// The plan as JSON for machines: unknown values become "(known after apply)".
+/// The markers of masked values as the text they stand for (for JSON).
+fn markers_as_text(v: &mut Value) {
+    match v {
+        s @ Value::String(_) => {
+            if let Some(text) = sensitive::marker_text(s) {
+                *s = Value::String(text.to_string());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(markers_as_text),
+        Value::Object(m) => m.values_mut().for_each(markers_as_text),
+        _ => {}
+    }
+}
+
+/// A change with its sensitive values masked, for showing.
+fn masked(c: &Change) -> Change {
+    let (before, after) = sensitive::mask_pair(c.before.as_ref(), c.after.as_ref(), &c.sensitive);
+    Change {
+        before,
+        after,
+        ..c.clone()
+    }
+}
+
+/// The plan as JSON for machines: unknown values become "(known after
+/// apply)", sensitive ones "(sensitive)" (or "(sensitive, changed)").
 pub fn to_json(plan: &Plan) -> Value {
-    let mut v = serde_json::to_value(plan).unwrap_or(Value::Null);
+    let shown = Plan {
+        changes: plan.changes.iter().map(masked).collect(),
+        ..plan.clone()
+    };
+    let mut v = serde_json::to_value(&shown).unwrap_or(Value::Null);
     mask_unknowns(&mut v);
+    markers_as_text(&mut v);
     v
 }
 
@@ -673,12 +715,12 @@ fn render_structured_change(
     new: &Value,
 ) -> Option<String> {
     let p = schema?.prop(prop)?;
-    if p.sensitive || contains_unknown(old) || contains_unknown(new) {
+    if contains_unknown(old) || contains_unknown(new) {
         return None;
     }
     let (old, new) = (
-        schema::normalize(p.compare, old),
-        schema::normalize(p.compare, new),
+        schema::canonical(p.compare, old),
+        schema::canonical(p.compare, new),
     );
     let structured = |v: &Value| v.is_object() || v.is_array();
     // Short values read best on one line: ["a"] -> ["a", "b"].
@@ -686,8 +728,8 @@ fn render_structured_change(
     {
         return None;
     }
-    let old = serde_json::to_string_pretty(&old).ok()?;
-    let new = serde_json::to_string_pretty(&new).ok()?;
+    let old = sensitive::unquote_markers(&serde_json::to_string_pretty(&old).ok()?);
+    let new = sensitive::unquote_markers(&serde_json::to_string_pretty(&new).ok()?);
     let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
     if a.len().saturating_mul(b.len()) > 250_000 {
         return None;
@@ -767,6 +809,7 @@ pub fn render(plan: &Plan) -> String {
     }
     out.push_str("stackctl will perform the following actions:\n\n");
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        let c = &masked(c);
         let schema = providers::lookup(&c.type_name).map(|p| p.schema());
         let (symbol, headline) = match c.action {
             Action::Create => ("  +", "will be created"),
@@ -800,7 +843,7 @@ pub fn render(plan: &Plan) -> String {
             Action::Create => {
                 if let Some(after) = &c.after {
                     for (k, v) in after {
-                        lines.push(("+".into(), k.clone(), render_value(schema, k, v)));
+                        lines.push(("+".into(), k.clone(), render_value(v)));
                     }
                 }
                 for a in schema.map(|s| s.attrs).unwrap_or_default() {
@@ -812,7 +855,7 @@ pub fn render(plan: &Plan) -> String {
             Action::Delete => {
                 if let Some(before) = &c.before {
                     for (k, v) in before {
-                        lines.push(("-".into(), k.clone(), render_value(schema, k, v)));
+                        lines.push(("-".into(), k.clone(), render_value(v)));
                     }
                 }
             }
@@ -822,10 +865,10 @@ pub fn render(plan: &Plan) -> String {
                 for k in &c.changed {
                     let old = before
                         .get(k)
-                        .map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
+                        .map_or_else(|| "null".to_string(), render_value);
                     let new = after
                         .get(k)
-                        .map_or_else(|| "null".to_string(), |v| render_value(schema, k, v));
+                        .map_or_else(|| "null".to_string(), render_value);
                     let note = if c.replace_because.contains(k) {
                         " # forces replacement"
                     } else {
@@ -927,6 +970,7 @@ mod tests {
                     attrs: [("arn".to_string(), json!(arn))].into_iter().collect(),
                     depends_on: c.depends_on.clone(),
                     create_token: None,
+                    sensitive: Vec::new(),
                 },
             );
         }
@@ -1095,6 +1139,7 @@ mod tests {
                 attrs: Map::new(),
                 depends_on: vec![],
                 create_token: None,
+                sensitive: Vec::new(),
             },
         );
         let plan = planned(&v, &state);

@@ -355,6 +355,12 @@ pub fn normalize(compare: Compare, value: &Value) -> Value {
     }
 }
 
+/// The form a value is shown in when it changed: as compared, with map keys
+/// in order (their order never matters).
+pub fn canonical(compare: Compare, value: &Value) -> Value {
+    sort_keys(&normalize(compare, value))
+}
+
 /// A set's members may themselves hold sets (the CIDR blocks of a rule).
 fn sort_sets(value: &Value) -> Value {
     match value {

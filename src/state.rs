@@ -71,6 +71,10 @@ pub struct ResourceState {
     /// what the first call made instead of making another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_token: Option<String>,
+    /// Where its sensitive values sit (never shown, even once it is gone
+    /// from the stack file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<crate::sensitive::Path>,
 }
 
 impl ResourceState {
@@ -107,6 +111,9 @@ pub struct State {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<Deposed>,
     pub outputs: BTreeMap<String, Value>,
+    /// Outputs whose values come from sensitive ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_outputs: Vec<String>,
 }
 
 impl State {
@@ -120,6 +127,7 @@ impl State {
             resources: BTreeMap::new(),
             deposed: Vec::new(),
             outputs: BTreeMap::new(),
+            sensitive_outputs: Vec::new(),
         }
     }
 
@@ -293,6 +301,11 @@ impl StateFile {
     }
 }
 
+/// Writes a file only its owner can read, atomically: a saved plan.
+pub fn write_private(path: &Path, body: &[u8]) -> io::Result<()> {
+    write_atomic(path, body)
+}
+
 fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let written = (|| {
@@ -311,9 +324,8 @@ fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
     Ok(())
 }
 
@@ -601,6 +613,7 @@ mod tests {
                 attrs: Map::new(),
                 depends_on: vec![],
                 create_token: None,
+                sensitive: Vec::new(),
             },
         );
         let err = s

@@ -18,6 +18,8 @@ pub struct Validated {
     pub stack: Stack,
     pub vars: BTreeMap<String, Value>,
     pub graph: Graph,
+    /// Variables declared `sensitive: true`.
+    pub sensitive_vars: BTreeSet<String>,
 }
 
 impl Validated {
@@ -26,6 +28,19 @@ impl Validated {
         providers::lookup(&decl.type_name)
             .map(|p| p.schema())
             .unwrap_or_else(|| unreachable!("validated type {}", decl.type_name))
+    }
+
+    /// The sensitive paths of a declared resource with these resolved
+    /// properties; their values are remembered for redaction.
+    pub fn sensitive_paths(&self, id: &str, props: &Props) -> Vec<crate::sensitive::Path> {
+        let paths = crate::sensitive::paths(
+            &self.stack.decls[id],
+            self.schema(id),
+            &self.sensitive_vars,
+            props,
+        );
+        crate::sensitive::register_at(props, &paths);
+        paths
     }
 
     pub fn uses_account_id(&self) -> bool {
@@ -158,7 +173,23 @@ pub fn validate(
             diagnostics: diags,
         });
     }
-    Ok(Validated { stack, vars, graph })
+    let sensitive_vars: BTreeSet<String> = stack
+        .variables
+        .iter()
+        .filter(|(_, var)| var.sensitive)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in &sensitive_vars {
+        if let Some(value) = vars.get(name) {
+            crate::sensitive::register(value);
+        }
+    }
+    Ok(Validated {
+        stack,
+        vars,
+        graph,
+        sensitive_vars,
+    })
 }
 
 fn variables(

@@ -67,6 +67,8 @@ impl fmt::Display for ConfigError {
 pub struct Variable {
     pub default: Option<Node>,
     pub span: Span,
+    /// Its value never appears in plans, output, errors or logs.
+    pub sensitive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,10 @@ pub struct Decl {
     pub type_span: Span,
     pub depends_on: Vec<(String, Span)>,
     pub properties: Vec<Property>,
+    /// `sensitive: false` or `sensitive: [NAME, ...]`: which keys of the
+    /// type's sensitive-by-default maps (a function's environment variables)
+    /// stay sensitive; `None` keeps them all sensitive.
+    pub sensitive_keys: Option<Vec<String>>,
 }
 
 impl Decl {
@@ -168,7 +174,46 @@ const TOP_KEYS: &[&str] = &[
     "data",
     "outputs",
 ];
-const DECL_KEYS: &[&str] = &["type", "properties", "depends_on"];
+const DECL_KEYS: &[&str] = &["type", "properties", "depends_on", "sensitive"];
+const VARIABLE_KEYS: &[&str] = &["default", "sensitive", "description"];
+
+/// `name: default`, or `name: {default: ..., sensitive: true, description: ...}`.
+fn variable(key: &Node, value: &Node, name: &str, diags: &mut Vec<Diagnostic>) -> Variable {
+    let declaration = value.as_map().filter(|m| {
+        !m.is_empty()
+            && m.iter()
+                .all(|(k, _)| k.as_str().is_some_and(|k| VARIABLE_KEYS.contains(&k)))
+    });
+    let Some(entries) = declaration else {
+        return Variable {
+            default: (value.kind != NodeKind::Null).then(|| value.clone()),
+            span: key.span,
+            sensitive: false,
+        };
+    };
+    let get = |k: &str| {
+        entries
+            .iter()
+            .find(|(ek, _)| ek.as_str() == Some(k))
+            .map(|(_, v)| v)
+    };
+    let sensitive = match get("sensitive").map(|n| &n.kind) {
+        None | Some(NodeKind::Bool(false)) => false,
+        Some(NodeKind::Bool(true)) => true,
+        Some(_) => {
+            diags.push(
+                Diagnostic::new(key.span, "`sensitive` must be true or false")
+                    .prop(&format!("variables.{name}")),
+            );
+            false
+        }
+    };
+    Variable {
+        default: get("default").filter(|d| d.kind != NodeKind::Null).cloned(),
+        span: key.span,
+        sensitive,
+    }
+}
 
 fn is_logical_id(s: &str) -> bool {
     let mut chars = s.chars();
@@ -224,14 +269,7 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
                             if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                                 diags.push(Diagnostic::new(k.span, format!("variable name `{var}` may hold only letters, digits and `_`")));
                             }
-                            let default = (v.kind != NodeKind::Null).then(|| v.clone());
-                            variables.insert(
-                                var,
-                                Variable {
-                                    default,
-                                    span: k.span,
-                                },
-                            );
+                            variables.insert(var.clone(), variable(k, v, &var, diags));
                         }
                     }
                     NodeKind::Null => {}
@@ -330,6 +368,7 @@ fn declaration(
         type_span: key.span,
         depends_on: Vec::new(),
         properties: Vec::new(),
+        sensitive_keys: None,
     };
     for (k, v) in entries {
         match k.as_str().unwrap_or_default() {
@@ -375,6 +414,21 @@ fn declaration(
                 NodeKind::Null => {}
                 _ => diags.push(
                     Diagnostic::new(v.span, "`depends_on` must be a list of logical ids").at(&id),
+                ),
+            },
+            "sensitive" => match &v.kind {
+                NodeKind::Bool(true) => decl.sensitive_keys = None,
+                NodeKind::Bool(false) => decl.sensitive_keys = Some(Vec::new()),
+                NodeKind::Seq(items) if items.iter().all(|i| i.as_str().is_some()) => {
+                    decl.sensitive_keys =
+                        Some(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
+                }
+                _ => diags.push(
+                    Diagnostic::new(
+                        v.span,
+                        "`sensitive` must be true, false, or the list of names whose values stay sensitive",
+                    )
+                    .at(&id),
                 ),
             },
             other => diags.push(

@@ -115,8 +115,9 @@ fn check_environment(v: &Value) -> Result<(), String> {
 static ENVIRONMENT: &[Prop] = &[Prop::new(
     "variables",
     Type::StringMap,
-    "Environment variables.",
-)];
+    "Environment variables; their values are sensitive unless the function says `sensitive: false` (or lists the names that are).",
+)
+.sensitive()];
 
 fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
     match (p.contains_key("filename"), p.contains_key("source")) {

@@ -4,6 +4,7 @@
 mod census;
 mod lambda;
 mod messaging;
+mod secrets;
 mod seed;
 mod support;
 mod trust;

@@ -1,0 +1,183 @@
+//! Sensitive values (a variable declared sensitive, a function's environment)
+//! appear in no output: plan, JSON plan, saved plan's report, apply, state
+//! show, outputs, errors.
+
+use std::os::unix::fs::PermissionsExt;
+
+use localaws::Fault;
+
+use crate::support::{Env, Run};
+
+const PASSWORD: &str = "hunter2-correct-horse";
+const API_KEY: &str = "sk-live-0123456789abcdef";
+
+fn stack(api_key: &str) -> String {
+    format!(
+        r#"stack: secrets
+variables:
+  db_password: {{sensitive: true}}
+resources:
+  role:
+    type: aws_iam_role
+    properties:
+      name: secrets_role
+      assume_role_policy:
+        Version: "2012-10-17"
+        Statement:
+          - {{Effect: Allow, Principal: {{Service: lambda.amazonaws.com}}, Action: sts:AssumeRole}}
+  function:
+    type: aws_lambda_function
+    properties:
+      function_name: secrets_function
+      role: ${{role.arn}}
+      runtime: provided.al2023
+      filename: fn.zip
+      environment:
+        variables:
+          DB_PASSWORD: ${{var.db_password}}
+          API_KEY: {api_key}
+          MODE: reporting
+outputs:
+  password: ${{var.db_password}}
+  function: ${{function.function_name}}
+"#
+    )
+}
+
+fn write_zip(env: &Env) {
+    let zip = stackctl::package::zip(&mut [stackctl::package::Entry {
+        name: "bootstrap",
+        data: b"#!/bin/sh\n",
+        mode: 0o755,
+    }])
+    .unwrap();
+    std::fs::write(env.path("fn.zip"), zip).unwrap();
+}
+
+#[track_caller]
+fn never_shows_a_secret(what: &str, run: &Run) {
+    for secret in [PASSWORD, API_KEY] {
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "{what} shows a secret:\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn sensitive_values_appear_in_no_output() {
+    let env = Env::new();
+    write_zip(&env);
+    env.write_stack(&stack(API_KEY));
+    let var = format!("db_password={PASSWORD}");
+    let with_var = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--var".to_string(), var.clone()]);
+        v
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        env.stackctl(&args)
+    };
+
+    let plan = run(with_var(&["plan"])).ok();
+    never_shows_a_secret("plan", &plan);
+    assert!(
+        plan.stdout.contains(r#""DB_PASSWORD":(sensitive)"#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(r#""MODE":(sensitive)"#),
+        "every value is sensitive by default: {}",
+        plan.stdout
+    );
+    let json = run(with_var(&["plan", "--json"])).ok();
+    never_shows_a_secret("plan --json", &json);
+    assert!(
+        json.stdout.contains(r#""API_KEY": "(sensitive)""#),
+        "{}",
+        json.stdout
+    );
+
+    let saved = run(with_var(&["plan", "--out", "secrets.plan"])).ok();
+    never_shows_a_secret("plan --out", &saved);
+    let mode = std::fs::metadata(env.path("secrets.plan"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the saved plan holds the values: private"
+    );
+    let apply = env.stackctl(&["apply", "secrets.plan"]).ok();
+    never_shows_a_secret("apply", &apply);
+    assert!(
+        apply.stdout.contains("password = (sensitive)"),
+        "{}",
+        apply.stdout
+    );
+
+    never_shows_a_secret(
+        "state show",
+        &env.stackctl(&["state", "show", "function"]).ok(),
+    );
+    never_shows_a_secret("output", &env.stackctl(&["output"]).ok());
+    never_shows_a_secret("output --json", &env.stackctl(&["output", "--json"]).ok());
+    assert_eq!(
+        env.stackctl(&["output", "password"]).ok().stdout.trim(),
+        PASSWORD,
+        "asked for by name"
+    );
+
+    // A changed secret: shown as changed, nothing more.
+    let changed = format!("db_password={PASSWORD}-rotated");
+    let out = env.stackctl(&["plan", "--var", &changed]).ok();
+    never_shows_a_secret("plan of a rotated secret", &out);
+    assert!(
+        out.stdout
+            .contains(r#"+     "DB_PASSWORD": (sensitive, changed)"#),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(r#"       "API_KEY": (sensitive),"#),
+        "{}",
+        out.stdout
+    );
+
+    // AWS's error messages quote what was sent: masked too.
+    env.aws.inject(Fault::coded(
+        "lambda",
+        "UpdateFunctionConfiguration",
+        400,
+        "InvalidParameterValueException",
+        &format!("Environment variable value {PASSWORD}-rotated is not allowed"),
+    ));
+    let out = env.stackctl(&["apply", "--auto-approve", "--var", &changed]);
+    assert_eq!(out.code, 1);
+    never_shows_a_secret("a failed apply", &out);
+    assert!(
+        out.stderr.contains("value (sensitive) is not allowed"),
+        "{}",
+        out.stderr
+    );
+
+    // A bad value for a property is reported without the value.
+    env.write_stack(
+        &stack(API_KEY).replace("runtime: provided.al2023", "runtime: ${var.db_password}"),
+    );
+    let out = run(with_var(&["validate"]));
+    assert_eq!(out.code, 1);
+    never_shows_a_secret("validate", &out);
+
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
