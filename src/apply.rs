@@ -396,13 +396,7 @@ impl Walk<'_> {
             let Some(rec) = self.state.resources.get_mut(&c.id) else {
                 continue;
             };
-            if c.refreshed_attrs.is_empty() {
-                continue;
-            }
-            if rec.is_pending() {
-                if c.action == Action::Create {
-                    continue;
-                }
+            if rec.is_pending() && c.physical_id.is_some() && c.action != Action::Create {
                 rec.physical_id = c.physical_id.clone();
                 rec.create_token = None;
             }

@@ -138,11 +138,17 @@ enum StateCommand {
         #[command(flatten)]
         file: FileArgs,
     },
-    /// Show one recorded resource.
+    /// Show one recorded resource (sensitive values masked).
     Show {
         #[command(flatten)]
         file: FileArgs,
         id: String,
+    },
+    /// Encrypt the state and its backups with STACKCTL_STATE_KEY, reading them
+    /// with it or STACKCTL_STATE_KEY_PREVIOUS: the last step of a key rotation.
+    Rekey {
+        #[command(flatten)]
+        file: FileArgs,
     },
 }
 
@@ -198,8 +204,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         vars: vars.vars.clone(),
                         region: Some(cx.region()),
                     };
-                    // It holds every value the apply needs, sensitive ones too.
-                    crate::state::write_private(&out, &serde_json::to_vec_pretty(&saved)?)
+                    // It holds every value the apply needs, sensitive ones too:
+                    // private, and encrypted like the state when a key is set.
+                    let body = crate::seal::seal(
+                        &sf.keys,
+                        &serde_json::to_vec_pretty(&saved)?,
+                        &out.display().to_string(),
+                    )?;
+                    crate::state::write_private(&out, &body)
                         .with_context(|| format!("cannot write the plan to {}", out.display()))?;
                     if !json {
                         println!(
@@ -225,9 +237,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let (v, saved) = match saved {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path)
+                    let bytes = std::fs::read(&path)
                         .with_context(|| format!("cannot read plan {}", path.display()))?;
-                    let saved: PlanFile = serde_json::from_str(&text).with_context(|| {
+                    let keys = crate::seal::Keys::from_env()?;
+                    let bytes = crate::seal::open(&keys, &bytes, &path.display().to_string())?;
+                    let saved: PlanFile = serde_json::from_slice(&bytes).with_context(|| {
                         format!(
                             "{} is not a plan saved by `stackctl plan --out`",
                             path.display()
@@ -350,6 +364,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             shown.props = crate::sensitive::mask(&rec.props, &rec.sensitive);
             let text = serde_json::to_string_pretty(&shown)?.replace("\\u0000", "");
             println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State {
+            command: StateCommand::Rekey { file },
+        } => {
+            let stack = Stack::load(&file.file)?;
+            let mut sf = StateFile::for_stack(&stack.dir(), &stack.name);
+            let _lock = Lock::acquire(&sf, "state rekey")?;
+            let n = sf.rekey()?;
+            match &sf.keys.current {
+                Some(key) => println!("Rewrote {n} file(s) encrypted with key {}.", key.id),
+                None => println!("Rewrote {n} file(s) unencrypted (no STACKCTL_STATE_KEY is set)."),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::ForceUnlock { file, lock_id } => {

@@ -9,11 +9,14 @@ pub mod apply;
 pub mod build;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod graph;
 pub mod package;
 pub mod plan;
 pub mod providers;
 pub mod schema;
+pub mod seal;
 pub mod sensitive;
 pub mod state;
 pub mod validate;

@@ -45,6 +45,8 @@ pub enum StateError {
         found: String,
         expected: String,
     },
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     #[error("state {path} records resources in {recorded}, but this run uses {current}: with it, everything would look deleted and be created again. Use the credentials and region of {recorded} (AWS_PROFILE, AWS_REGION), or another stack name for {current}")]
     WrongAccount {
         path: PathBuf,
@@ -189,6 +191,9 @@ pub fn describe_location(location: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct StateFile {
     pub path: PathBuf,
+    /// The encryption keys from the environment, if any are set.
+    pub keys: crate::seal::Keys,
+    key_error: Option<String>,
     backed_up: bool,
     /// The state as last read or written: saving an unchanged state writes
     /// nothing and keeps the serial, so a no-op run leaves saved plans valid.
@@ -197,10 +202,26 @@ pub struct StateFile {
 
 impl StateFile {
     pub fn for_stack(stack_dir: &Path, stack: &str) -> StateFile {
+        let (keys, key_error) = match crate::seal::Keys::from_env() {
+            Ok(keys) => (keys, None),
+            Err(e) => (crate::seal::Keys::default(), Some(e.to_string())),
+        };
         StateFile {
             path: stack_dir.join("state").join(format!("{stack}.json")),
+            keys,
+            key_error,
             backed_up: false,
             last: None,
+        }
+    }
+
+    fn check_keys(&self) -> Result<(), StateError> {
+        match &self.key_error {
+            Some(message) => Err(StateError::Read {
+                path: self.path.clone(),
+                source: io::Error::other(message.clone()),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -220,8 +241,9 @@ impl StateFile {
 
     /// The recorded state, or an empty one for a stack never applied.
     pub fn load(&mut self, stack: &str) -> Result<State, StateError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
+        self.check_keys()?;
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => crate::seal::open(&self.keys, &b, &self.path.display().to_string())?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let state = State::new(stack);
                 self.last = Some(state.clone());
@@ -239,7 +261,7 @@ impl StateFile {
             message,
             backups: self.backup_path(1).display().to_string(),
         };
-        let state: State = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if state.version != STATE_VERSION {
             return Err(corrupt(format!(
                 "version {} is not supported (expected {STATE_VERSION})",
@@ -275,6 +297,7 @@ impl StateFile {
         state.serial += 1;
         let mut body = serde_json::to_vec_pretty(state).map_err(|e| fail(io::Error::other(e)))?;
         body.push(b'\n');
+        let body = crate::seal::seal(&self.keys, &body, &self.path.display().to_string())?;
         if !self.backed_up {
             self.rotate_backups().map_err(fail)?;
             self.backed_up = true;
@@ -285,6 +308,29 @@ impl StateFile {
         }
         self.last = Some(state.clone());
         Ok(())
+    }
+
+    /// Encrypts the state and its backups with the current key (reading them
+    /// with the current or the previous one): the last step of a key
+    /// rotation. Returns how many files it rewrote.
+    pub fn rekey(&mut self) -> Result<usize, StateError> {
+        self.check_keys()?;
+        let mut n = 0;
+        let files: Vec<PathBuf> = std::iter::once(self.path.clone())
+            .chain((1..=BACKUPS).map(|i| self.backup_path(i)))
+            .collect();
+        for path in files {
+            let Ok(bytes) = fs::read(&path) else { continue };
+            let what = path.display().to_string();
+            let plain = crate::seal::open(&self.keys, &bytes, &what)?;
+            let sealed = crate::seal::seal(&self.keys, &plain, &what)?;
+            write_atomic(&path, &sealed).map_err(|source| StateError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn rotate_backups(&self) -> io::Result<()> {

@@ -115,6 +115,21 @@ pub struct Stack {
 
 impl Stack {
     pub fn load(path: &Path) -> Result<Stack, ConfigError> {
+        // Refused before it is read: a huge file costs neither time nor memory.
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if size > yaml::MAX_FILE_BYTES as u64 {
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                diagnostics: vec![Diagnostic::new(
+                    Span { line: 1, col: 1 },
+                    format!(
+                        "the file is {} MB; stack files are limited to {} MB",
+                        size >> 20,
+                        yaml::MAX_FILE_BYTES >> 20
+                    ),
+                )],
+            });
+        }
         let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             diagnostics: vec![Diagnostic::new(

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod census;
+mod hostile;
 mod lambda;
 mod messaging;
 mod secrets;

@@ -181,3 +181,104 @@ fn sensitive_values_appear_in_no_output() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+fn run_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut cmd = env.command(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    Run::from_output(cmd.output().unwrap())
+}
+
+const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KEY_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+#[test]
+fn with_a_key_the_state_its_backups_and_saved_plans_are_encrypted() {
+    let env = Env::new();
+    write_zip(&env);
+    env.write_stack(&stack(API_KEY));
+    let var = format!("db_password={PASSWORD}");
+    let key_a = [("STACKCTL_STATE_KEY", KEY_A)];
+    // A plain state from before the key: the first write with the key encrypts it.
+    env.write_stack(&stack(API_KEY).replace(
+        "      filename: fn.zip\n",
+        "      filename: fn.zip\n      timeout: 5\n",
+    ));
+    run_with(&env, &["apply", "--auto-approve", "--var", &var], &[]).ok();
+    env.write_stack(&stack(API_KEY));
+    run_with(&env, &["apply", "--auto-approve", "--var", &var], &key_a).ok();
+    let state_path = env.path("state/secrets.json");
+    let on_disk = std::fs::read_to_string(&state_path).unwrap();
+    assert!(on_disk.contains("\"stackctl_encrypted\": 1"), "{on_disk}");
+    for secret in [PASSWORD, API_KEY, "secrets_function"] {
+        assert!(
+            !on_disk.contains(secret),
+            "the state at rest shows {secret}"
+        );
+    }
+    run_with(&env, &["plan", "--out", "enc.plan", "--var", &var], &key_a).ok();
+    let saved = std::fs::read_to_string(env.path("enc.plan")).unwrap();
+    assert!(saved.contains("\"stackctl_encrypted\": 1") && !saved.contains(PASSWORD));
+    run_with(&env, &["apply", "enc.plan"], &key_a).ok();
+
+    // Without the key: a clear error, and the state is left exactly as it was.
+    for cmd in [
+        &["plan", "--var", &var][..],
+        &["apply", "--auto-approve", "--var", &var],
+    ] {
+        let out = run_with(&env, cmd, &[]);
+        assert_eq!(out.code, 1, "{cmd:?}");
+        assert!(
+            out.stderr.contains("is encrypted with key") && out.stderr.contains("no key is set"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = run_with(
+        &env,
+        &["plan", "--var", &var],
+        &[("STACKCTL_STATE_KEY", KEY_B)],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("the key set is"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), on_disk);
+
+    // Rotation: the new key writes, the previous one still reads; rekey
+    // rewrites the state and its backups; then the old key alone reads nothing.
+    let rotating = [
+        ("STACKCTL_STATE_KEY", KEY_B),
+        ("STACKCTL_STATE_KEY_PREVIOUS", KEY_A),
+    ];
+    let out = run_with(&env, &["state", "rekey"], &rotating).ok();
+    assert!(out.stdout.contains("Rewrote"), "{}", out.stdout);
+    let key_b = [("STACKCTL_STATE_KEY", KEY_B)];
+    let plan = run_with(
+        &env,
+        &["plan", "--detailed-exitcode", "--var", &var],
+        &key_b,
+    );
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(run_with(&env, &["plan", "--var", &var], &key_a).code, 1);
+    let backups: Vec<_> = (1..=5)
+        .filter_map(|n| std::fs::read(env.path(&format!("state/secrets.backup.{n}"))).ok())
+        .collect();
+    assert!(!backups.is_empty());
+    for (n, backup) in backups.iter().enumerate() {
+        assert_eq!(
+            stackctl::seal::key_id_of(backup).as_deref(),
+            Some(stackctl::seal::Key::from_bytes(decode(KEY_B)).id.as_str()),
+            "backup {} is under the new key",
+            n + 1
+        );
+    }
+}
+
+fn decode(b64: &str) -> [u8; 32] {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}

@@ -639,3 +639,83 @@ fn every_property_and_attribute_a_provider_emits_is_in_its_schema() {
     }
     assert_eq!(checked, 17);
 }
+
+/// The seed stack grants each link only what it needs: no wildcard action,
+/// every action that changes something scoped to resources, and SSH never
+/// open to the internet by default. (Offline: no AWS call.)
+#[test]
+fn the_seed_stack_is_least_privilege() {
+    let stack = stackctl::config::Stack::parse(
+        std::path::Path::new("stack.yaml"),
+        include_str!("../../stack.yaml"),
+    )
+    .unwrap();
+    let v = stackctl::validate::validate(stack, &[], Some("us-east-2")).unwrap();
+    let values = stackctl::plan::StackValues {
+        name: v.stack.name.clone(),
+        region: Some("us-east-2".into()),
+        account_id: Some("123456789012".into()),
+    };
+    let mut policies = 0;
+    let mut rules = 0;
+    for decl in v.stack.decls.values() {
+        let props = stackctl::plan::resolve_props(&v, &decl.id, &values, &|_, _| None);
+        if let Some(doc) = props
+            .get("policy")
+            .filter(|_| decl.type_name == "aws_iam_policy")
+        {
+            policies += 1;
+            let statements = doc["Statement"].as_array().unwrap();
+            for st in statements {
+                let actions: Vec<&str> = match &st["Action"] {
+                    Value::String(a) => vec![a.as_str()],
+                    Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                    other => panic!("{}: Action {other}", decl.id),
+                };
+                assert!(
+                    st.get("NotAction").is_none(),
+                    "{}: NotAction grants everything else",
+                    decl.id
+                );
+                for action in &actions {
+                    assert!(
+                        *action != "*" && !action.ends_with(":*"),
+                        "{}: wildcard action {action}",
+                        decl.id
+                    );
+                    let verb = action.split(':').nth(1).unwrap_or_default();
+                    let read_only = ["Describe", "Get", "List"]
+                        .iter()
+                        .any(|p| verb.starts_with(p));
+                    assert!(
+                        read_only || st["Resource"] != "*",
+                        "{}: {action} on every resource",
+                        decl.id
+                    );
+                }
+            }
+        }
+        if decl.type_name == "aws_security_group" {
+            for rule in props["ingress"].as_array().unwrap() {
+                rules += 1;
+                let (from, to) = (
+                    rule["from_port"].as_i64().unwrap(),
+                    rule["to_port"].as_i64().unwrap(),
+                );
+                let all_ports = rule["protocol"] == "-1";
+                for cidr in rule["cidr_blocks"].as_array().unwrap() {
+                    let open = cidr == "0.0.0.0/0" || cidr == "::/0";
+                    assert!(
+                        !(open
+                            && (all_ports
+                                || (from..=to).contains(&22)
+                                || (from..=to).contains(&3389))),
+                        "{}: {cidr} may reach SSH/RDP",
+                        decl.id
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!((policies, rules), (1, 1));
+}

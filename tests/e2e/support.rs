@@ -19,6 +19,10 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn from_output(out: Output) -> Run {
+        Run::from(out)
+    }
+
     fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
@@ -38,7 +42,24 @@ impl Run {
     }
 }
 
+/// A directory and a runtime, for commands that never reach AWS.
+pub struct Offline {
+    pub dir: tempfile::TempDir,
+}
+
+impl Offline {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
 impl Env {
+    pub fn offline() -> Offline {
+        Offline {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     pub fn new() -> Env {
         Env {
             aws: LocalAws::start().expect("start moto and the proxy"),
