@@ -262,7 +262,10 @@ pub fn keep_derived(schema: &Schema, desired: &mut Props, record: Option<&Resour
 pub fn regenerate(schema: &Schema, desired: &mut Props) -> Vec<String> {
     let mut fresh = Vec::new();
     for p in schema.props {
-        if p.derived_from.is_some() && p.force_new && desired.contains_key(p.name) {
+        let generated = p
+            .derived_from
+            .is_some_and(|from| desired.contains_key(from));
+        if generated && p.force_new && desired.contains_key(p.name) {
             desired.insert(p.name.to_string(), unknown());
             fresh.push(p.name.to_string());
         }
@@ -300,7 +303,10 @@ pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, V
 fn can_create_first(schema: &Schema, desired: &Props, before: &Props) -> bool {
     schema.identity.is_empty()
         || schema.identity.iter().any(|k| match desired.get(*k) {
-            Some(v) if is_unknown(v) => schema.prop(k).is_some_and(|p| p.derived_from.is_some()),
+            Some(v) if is_unknown(v) => schema
+                .prop(k)
+                .and_then(|p| p.derived_from)
+                .is_some_and(|from| desired.contains_key(from)),
             Some(v) => before.get(*k).is_some_and(|old| old != v),
             None => false,
         })
