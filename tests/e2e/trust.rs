@@ -199,17 +199,23 @@ fn crash_points() -> Vec<usize> {
 
 #[test]
 fn kill_9_during_apply_at_any_call_then_apply_converges() {
+    let mut points = 0;
     for k in crash_points() {
         let env = seeded();
         if !killed_after(&env, k, &["apply", "--auto-approve"]) {
             break; // the apply makes fewer calls than k
         }
         converges_then_destroys(&env, &format!("apply killed after mutating call {k}"));
+        points += 1;
     }
+    eprintln!(
+        "crash sweep, apply: {points} points, each converged to one of each, destroyed to nothing"
+    );
 }
 
 #[test]
 fn kill_9_during_destroy_at_any_call_then_destroy_finishes() {
+    let mut points = 0;
     for k in crash_points() {
         let env = seeded();
         env.stackctl(&["apply", "--auto-approve"]).ok();
@@ -223,7 +229,9 @@ fn kill_9_during_destroy_at_any_call_then_destroy_finishes() {
             census::nothing(),
             "destroy killed after delete {k}, then run again"
         );
+        points += 1;
     }
+    eprintln!("crash sweep, destroy: {points} points, each destroyed to nothing");
 }
 
 /// The seed stack with another description for its security group: a
@@ -237,6 +245,7 @@ fn new_group_description(env: &Env) {
 
 #[test]
 fn kill_9_during_a_replacement_then_apply_converges() {
+    let mut points = 0;
     for k in crash_points() {
         let env = seeded();
         env.stackctl(&["apply", "--auto-approve"]).ok();
@@ -245,7 +254,9 @@ fn kill_9_during_a_replacement_then_apply_converges() {
             break;
         }
         converges_then_destroys(&env, &format!("replacement killed after mutating call {k}"));
+        points += 1;
     }
+    eprintln!("crash sweep, replacement: {points} points, each converged, destroyed to nothing");
 }
 
 #[test]
