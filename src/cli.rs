@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::apply::{self, Walk};
+use crate::check::{self, Report};
 use crate::config::Stack;
 use crate::plan::{self, Plan, Refreshed, StackValues};
 use crate::providers::{effective_region, Ctx};
@@ -51,6 +52,21 @@ enum Command {
         file: FileArgs,
         #[command(flatten)]
         vars: VarArgs,
+    },
+    /// Prove the stack's links (alarm → function, topic → queue, function →
+    /// what its code needs) and lint it, offline. Exit 1 on an error finding
+    /// (or any, with --strict).
+    Check {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print {"findings": [...], "edges": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        strict: bool,
     },
     /// Show what apply would change.
     Plan {
@@ -172,7 +188,50 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "The stack file is valid: {resources} resources, {data} data sources, {} outputs.",
                 v.stack.outputs.len()
             );
+            // The checks, as warnings: `stackctl check` makes them an exit code.
+            let report = check::check(
+                &v,
+                effective_region(v.stack.region.as_deref()).as_deref(),
+                &[],
+            );
+            if !report.findings.is_empty() {
+                eprint!(
+                    "warning: `stackctl check` finds:{}",
+                    check::render(
+                        &Report {
+                            edges: Vec::new(),
+                            ..report
+                        },
+                        &v.stack.path.display().to_string()
+                    )
+                );
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            file,
+            vars,
+            json,
+            strict,
+        } => {
+            let stack = Stack::load(&file.file)?;
+            let region = effective_region(stack.region.as_deref());
+            let (v, rules) = validate::validate_lenient(stack, &vars.vars, region.as_deref())?;
+            let report = check::check(&v, region.as_deref(), &rules);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!(
+                    "{}",
+                    check::render(&report, &v.stack.path.display().to_string())
+                );
+            }
+            let failed = report.errors() > 0 || (strict && !report.findings.is_empty());
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Plan {
             file,

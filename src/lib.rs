@@ -7,11 +7,13 @@
 
 pub mod apply;
 pub mod build;
+pub mod check;
 pub mod cli;
 pub mod config;
 #[cfg(test)]
 mod fuzz;
 pub mod graph;
+pub mod iam;
 pub mod package;
 pub mod plan;
 pub mod providers;

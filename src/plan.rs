@@ -196,6 +196,22 @@ pub fn resolve_props(
     values: &StackValues,
     known: &dyn Fn(&str, &str) -> Option<Value>,
 ) -> Props {
+    let mut props = declared_props(v, id, values, known);
+    if let Some(provider) = providers::lookup(&v.stack.decls[id].type_name) {
+        // A failure here was reported by validation; the create will say it again.
+        let _ = provider.derive(&mut props, &v.stack.dir());
+    }
+    props
+}
+
+/// The properties as written and defaulted, without what providers derive
+/// from local files (code hashes): what the offline checks read.
+pub fn declared_props(
+    v: &Validated,
+    id: &str,
+    values: &StackValues,
+    known: &dyn Fn(&str, &str) -> Option<Value>,
+) -> Props {
     let decl = &v.stack.decls[id];
     let schema = v.schema(id);
     let mut lookup = |r: &Ref| -> Result<Value, ()> {
@@ -232,10 +248,6 @@ pub fn resolve_props(
         .filter_map(|p| all.remove_entry(p.name))
         .collect();
     props.extend(all);
-    if let Some(provider) = providers::lookup(&decl.type_name) {
-        // A failure here was reported by validation; the create will say it again.
-        let _ = provider.derive(&mut props, &v.stack.dir());
-    }
     props
 }
 

@@ -191,6 +191,10 @@ pub struct Schema {
     /// AWS refuses to delete it while something uses it (a security group
     /// attached to an instance).
     pub in_use_blocks_delete: bool,
+    /// The shape of its `arn` attribute, for reasoning about a stack before
+    /// anything exists: `{region}`, `{account}` and property or attribute
+    /// names in braces.
+    pub arn_format: Option<&'static str>,
     pub cross_check: Option<CrossCheck>,
 }
 

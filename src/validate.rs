@@ -69,7 +69,27 @@ pub fn validate(
     cli_vars: &[(String, String)],
     region: Option<&str>,
 ) -> Result<Validated, ConfigError> {
+    let (v, rules) = validate_lenient(stack, cli_vars, region)?;
+    if rules.is_empty() {
+        Ok(v)
+    } else {
+        Err(ConfigError {
+            file: v.stack.path.clone(),
+            diagnostics: rules,
+        })
+    }
+}
+
+/// Validation that lets a structurally sound stack through with the values
+/// AWS would refuse listed beside it (what `stackctl check` reports among its
+/// findings); anything else wrong is an error.
+pub fn validate_lenient(
+    stack: Stack,
+    cli_vars: &[(String, String)],
+    region: Option<&str>,
+) -> Result<(Validated, Vec<Diagnostic>), ConfigError> {
     let mut diags = Vec::new();
+    let mut rules = Vec::new();
     let vars = variables(&stack, cli_vars, &mut diags);
 
     let mut deps = BTreeMap::new();
@@ -115,7 +135,14 @@ pub fn validate(
             ),
             _ => {}
         }
-        check_properties(&stack, decl, schema, &vars, region, &mut diags);
+        check_properties(&stack, decl, schema, &vars, region, &mut diags, &mut rules);
+        for need in &decl.needs {
+            for (r, n) in expr::refs_in(&need.resource) {
+                if let Some(message) = reference_error(&stack, &r, None, &vars) {
+                    diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop("needs"));
+                }
+            }
+        }
         let mut ds: BTreeSet<String> = decl
             .properties
             .iter()
@@ -166,7 +193,9 @@ pub fn validate(
             Graph::default()
         }
     };
+    rules.sort_by_key(|d| (d.span.line, d.span.col));
     if !diags.is_empty() {
+        diags.extend(rules);
         diags.sort_by_key(|d| (d.span.line, d.span.col));
         return Err(ConfigError {
             file: stack.path.clone(),
@@ -184,12 +213,15 @@ pub fn validate(
             crate::sensitive::register(value);
         }
     }
-    Ok(Validated {
-        stack,
-        vars,
-        graph,
-        sensitive_vars,
-    })
+    Ok((
+        Validated {
+            stack,
+            vars,
+            graph,
+            sensitive_vars,
+        },
+        rules,
+    ))
 }
 
 fn variables(
@@ -294,6 +326,7 @@ fn check_properties(
     vars: &BTreeMap<String, Value>,
     region: Option<&str>,
     diags: &mut Vec<Diagnostic>,
+    rules: &mut Vec<Diagnostic>,
 ) {
     let mut props = Props::new();
     for p in &decl.properties {
@@ -368,7 +401,7 @@ fn check_properties(
                 };
                 if let (Some(check), true) = (prop.check, checkable) {
                     if let Err(message) = check(&v) {
-                        diags.push(
+                        rules.push(
                             Diagnostic::new(p.value.span, message)
                                 .at(&decl.id)
                                 .prop(&p.name),
@@ -395,14 +428,14 @@ fn check_properties(
     if let Some(cross) = schema.cross_check {
         for (name, message) in cross(&props) {
             let span = decl.property(name).map_or(decl.span, |p| p.value.span);
-            diags.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+            rules.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
         }
     }
     {
         if let Some(provider) = providers::lookup(&decl.type_name) {
             if let Err((name, message)) = provider.derive(&mut props, &stack.dir()) {
                 let span = decl.property(name).map_or(decl.span, |p| p.value.span);
-                diags.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+                rules.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
             }
         }
     }

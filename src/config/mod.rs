@@ -88,10 +88,22 @@ pub struct Decl {
     pub type_span: Span,
     pub depends_on: Vec<(String, Span)>,
     pub properties: Vec<Property>,
+    /// What the resource's code does in AWS (`needs:`), for `stackctl check`
+    /// to prove its role allows it.
+    pub needs: Vec<Need>,
     /// `sensitive: false` or `sensitive: [NAME, ...]`: which keys of the
     /// type's sensitive-by-default maps (a function's environment variables)
     /// stay sensitive; `None` keeps them all sensitive.
     pub sensitive_keys: Option<Vec<String>>,
+}
+
+/// One declared need: these actions on this resource (a template with
+/// references, such as `${dev_instance.arn}`, or `*`).
+#[derive(Debug, Clone)]
+pub struct Need {
+    pub actions: Vec<String>,
+    pub resource: Node,
+    pub span: Span,
 }
 
 impl Decl {
@@ -189,7 +201,48 @@ const TOP_KEYS: &[&str] = &[
     "data",
     "outputs",
 ];
-const DECL_KEYS: &[&str] = &["type", "properties", "depends_on", "sensitive"];
+const DECL_KEYS: &[&str] = &["type", "properties", "depends_on", "sensitive", "needs"];
+
+/// `needs: [{actions: [...], resource: ...}, ...]`.
+fn needs(id: &str, value: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Need> {
+    let bad = |span, diags: &mut Vec<Diagnostic>| {
+        diags.push(
+            Diagnostic::new(
+                span,
+                "`needs` lists `{actions: [service:Action, ...], resource: ARN or ${id.arn}}`",
+            )
+            .at(id),
+        )
+    };
+    let NodeKind::Seq(items) = &value.kind else {
+        bad(value.span, diags);
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let actions = match item
+            .get("actions")
+            .or_else(|| item.get("action"))
+            .map(|a| &a.kind)
+        {
+            Some(NodeKind::Str(a)) => vec![a.clone()],
+            Some(NodeKind::Seq(list)) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        match (actions.is_empty(), item.get("resource")) {
+            (false, Some(resource)) => out.push(Need {
+                actions,
+                resource: resource.clone(),
+                span: item.span,
+            }),
+            _ => bad(item.span, diags),
+        }
+    }
+    out
+}
 const VARIABLE_KEYS: &[&str] = &["default", "sensitive", "description"];
 
 /// `name: default`, or `name: {default: ..., sensitive: true, description: ...}`.
@@ -383,6 +436,7 @@ fn declaration(
         type_span: key.span,
         depends_on: Vec::new(),
         properties: Vec::new(),
+        needs: Vec::new(),
         sensitive_keys: None,
     };
     for (k, v) in entries {
@@ -431,6 +485,7 @@ fn declaration(
                     Diagnostic::new(v.span, "`depends_on` must be a list of logical ids").at(&id),
                 ),
             },
+            "needs" => decl.needs = needs(&id, v, diags),
             "sensitive" => match &v.kind {
                 NodeKind::Bool(true) => decl.sensitive_keys = None,
                 NodeKind::Bool(false) => decl.sensitive_keys = Some(Vec::new()),

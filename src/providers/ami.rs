@@ -75,6 +75,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &[],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

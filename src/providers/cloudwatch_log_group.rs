@@ -70,6 +70,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &["name"],
     in_use_blocks_delete: false,
+    arn_format: Some("arn:aws:logs:{region}:{account}:log-group:{name}"),
     cross_check: None,
 };
 

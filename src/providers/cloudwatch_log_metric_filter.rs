@@ -132,6 +132,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["log_group_name", "name"],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

@@ -48,6 +48,9 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["log_group_name", "name"],
     in_use_blocks_delete: false,
+    arn_format: Some(
+        "arn:aws:logs:{region}:{account}:log-group:{log_group_name}:log-stream:{name}",
+    ),
     cross_check: None,
 };
 

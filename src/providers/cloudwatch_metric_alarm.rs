@@ -218,6 +218,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &["alarm_name"],
     in_use_blocks_delete: false,
+    arn_format: Some("arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"),
     cross_check: Some(cross_check),
 };
 

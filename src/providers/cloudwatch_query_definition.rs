@@ -77,6 +77,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["name"],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

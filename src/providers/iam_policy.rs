@@ -56,6 +56,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &["name"],
     in_use_blocks_delete: false,
+    arn_format: Some("arn:aws:iam::{account}:policy/{name}"),
     cross_check: None,
 };
 

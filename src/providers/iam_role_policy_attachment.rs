@@ -26,6 +26,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["role", "policy_arn"],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

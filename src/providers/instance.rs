@@ -43,6 +43,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &[],
     in_use_blocks_delete: false,
+    arn_format: Some("arn:aws:ec2:{region}:{account}:instance/{id}"),
     cross_check: None,
 };
 

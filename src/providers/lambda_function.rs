@@ -224,6 +224,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &["function_name"],
     in_use_blocks_delete: false,
+    arn_format: Some("arn:aws:lambda:{region}:{account}:function:{function_name}"),
     cross_check: Some(cross_check),
 };
 

@@ -31,6 +31,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["function_name", "statement_id"],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

@@ -84,6 +84,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &["name", "vpc_id"],
     in_use_blocks_delete: true,
+    arn_format: Some("arn:aws:ec2:{region}:{account}:security-group/{id}"),
     cross_check: Some(cross_check),
 };
 

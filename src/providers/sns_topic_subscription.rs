@@ -89,6 +89,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["topic_arn", "protocol", "endpoint"],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

@@ -76,6 +76,7 @@ static SCHEMA: Schema = Schema {
     taggable: true,
     identity: &["name"],
     in_use_blocks_delete: false,
+    arn_format: Some("arn:aws:sqs:{region}:{account}:{name}"),
     cross_check: None,
 };
 

@@ -35,6 +35,7 @@ static SCHEMA: Schema = Schema {
     taggable: false,
     identity: &["queue_url"],
     in_use_blocks_delete: false,
+    arn_format: None,
     cross_check: None,
 };
 

@@ -1,0 +1,1236 @@
+//! `stackctl check`: proves, offline, that each link of the stack's dataflow
+//! will work once deployed, and lints what AWS accepts but works against the
+//! pipeline. No AWS call.
+//!
+//! Links: an alarm invoking a function (its permission for
+//! `lambda.alarms.cloudwatch.amazonaws.com` with the alarm's ARN), a topic
+//! delivering to a queue (the queue policy letting that topic send), a
+//! function doing what its code needs (the policies attached to its role), and
+//! Lambda assuming the role. Each is evaluated with IAM's semantics
+//! (`crate::iam`) on the stack's own policies, with values not known before
+//! apply (ids, the account) as unknowns that only a wildcard matches.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::expr::{self, Ref};
+use crate::config::Diagnostic;
+use crate::iam::{self, Decision, Kind, Policy, Principal, Request};
+use crate::plan::{self, StackValues};
+use crate::schema::{is_unknown, Props};
+use crate::validate::Validated;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The pipeline will not work as written, or is dangerously exposed.
+    Error,
+    /// It works, but against good practice or the pipeline's own intent.
+    Warning,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub resource: String,
+    pub property: Option<String>,
+    pub line: usize,
+    pub message: String,
+    pub fix: String,
+}
+
+/// One link of the dataflow and whether the stack's policies allow it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub action: String,
+    pub resource: String,
+    pub allowed: bool,
+    pub by: Vec<String>,
+    pub missing: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub edges: Vec<Edge>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// The stack as the checks see it: every property resolved offline, with
+/// what only AWS will know as named unknowns.
+struct Model<'a> {
+    v: &'a Validated,
+    region: String,
+    props: BTreeMap<String, Props>,
+}
+
+const ACCOUNT: &str = "account";
+
+impl<'a> Model<'a> {
+    fn build(v: &'a Validated, region: Option<&str>) -> Model<'a> {
+        let region = region
+            .map(str::to_string)
+            .or_else(|| v.stack.region.clone())
+            .unwrap_or_else(|| iam::unknown("region"));
+        let mut model = Model {
+            v,
+            region,
+            props: BTreeMap::new(),
+        };
+        let values = StackValues {
+            name: v.stack.name.clone(),
+            region: Some(model.region.clone()),
+            account_id: Some(iam::unknown(ACCOUNT)),
+        };
+        for id in &v.graph.order {
+            let props =
+                plan::declared_props(v, id, &values, &|dep, attr| Some(model.attr(dep, attr)));
+            model.props.insert(id.clone(), props);
+        }
+        model
+    }
+
+    fn type_of(&self, id: &str) -> &str {
+        &self.v.stack.decls[id].type_name
+    }
+
+    fn of_type(&self, type_name: &str) -> Vec<&'a str> {
+        self.v
+            .stack
+            .decls
+            .values()
+            .filter(|d| d.type_name == type_name)
+            .map(|d| d.id.as_str())
+            .collect()
+    }
+
+    /// A resource's attribute or property as far as it is known offline.
+    fn attr(&self, id: &str, attr: &str) -> Value {
+        let decl = &self.v.stack.decls[id];
+        let schema = self.v.schema(id);
+        if attr == "arn" && !decl.is_data {
+            if let Some(arn) = self.arn(id) {
+                return Value::from(arn);
+            }
+        }
+        if schema.attr(attr).is_none() {
+            if let Some(v) = self.props.get(id).and_then(|p| p.get(attr)) {
+                if !is_unknown(v) {
+                    return v.clone();
+                }
+            }
+        }
+        Value::from(iam::unknown(&format!("{id}.{attr}")))
+    }
+
+    fn text(&self, id: &str, prop: &str) -> Option<String> {
+        self.props
+            .get(id)?
+            .get(prop)
+            .filter(|v| !is_unknown(v))
+            .and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    /// The resource's ARN from its type's format.
+    fn arn(&self, id: &str) -> Option<String> {
+        let format = self.v.schema(id).arn_format?;
+        let mut out = String::new();
+        let mut rest = format;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}')? + open;
+            let field = &rest[open + 1..close];
+            out.push_str(&match field {
+                "region" => self.region.clone(),
+                "account" => iam::unknown(ACCOUNT),
+                _ => self
+                    .text(id, field)
+                    .unwrap_or_else(|| iam::unknown(&format!("{id}.{field}"))),
+            });
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    /// The resource of one of `types` this value names (by ARN, or by name).
+    fn target(&self, value: &str, types: &[&str]) -> Option<&'a str> {
+        types.iter().flat_map(|t| self.of_type(t)).find(|id| {
+            self.arn(id).as_deref() == Some(value)
+                || ["name", "function_name", "url"]
+                    .iter()
+                    .any(|p| self.attr(id, p).as_str() == Some(value))
+        })
+    }
+
+    fn line(&self, id: &str, prop: Option<&str>) -> usize {
+        let decl = &self.v.stack.decls[id];
+        prop.and_then(|p| decl.property(p))
+            .map_or(decl.span.line, |p| p.key_span.line)
+    }
+
+    fn prop(&self, id: &str, prop: &str) -> Option<&Value> {
+        self.props.get(id)?.get(prop)
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A policy document property as JSON (written as a map or a JSON string).
+fn document(v: Option<&Value>) -> Value {
+    match v {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Some(other) => other.clone(),
+        None => Value::Null,
+    }
+}
+
+/// Runs every check over a validated stack. `rules` are the values AWS would
+/// refuse (from lenient validation): reported as findings too.
+pub fn check(v: &Validated, region: Option<&str>, rules: &[Diagnostic]) -> Report {
+    let m = Model::build(v, region);
+    let mut report = Report::default();
+    for d in rules {
+        report.findings.push(Finding {
+            rule: "SC001",
+            severity: Severity::Error,
+            resource: d.resource.clone().unwrap_or_default(),
+            property: d.property.clone(),
+            line: d.span.line,
+            message: format!("AWS would refuse this: {}", d.message),
+            fix: "change the value as the message says".into(),
+        });
+    }
+    alarm_links(&m, &mut report);
+    topic_links(&m, &mut report);
+    function_links(&m, &mut report);
+    lint_policies(&m, &mut report);
+    lint_security_groups(&m, &mut report);
+    lint_alarms(&m, &mut report);
+    lint_functions(&m, &mut report);
+    lint_log_groups(&m, &mut report);
+    report
+        .findings
+        .sort_by(|a, b| (&a.resource, a.line, a.rule).cmp(&(&b.resource, b.line, b.rule)));
+    report
+}
+
+fn edge(from: &str, to: &str, request: &Request, decision: &Decision, missing: String) -> Edge {
+    let (allowed, by, missing) = match decision {
+        Decision::Allow(by) => (true, by.clone(), None),
+        Decision::Deny(by) => (
+            false,
+            Vec::new(),
+            Some(format!(
+                "{} denies it explicitly: remove or narrow that statement",
+                by.join(", ")
+            )),
+        ),
+        Decision::Implicit => (false, Vec::new(), Some(missing)),
+    };
+    Edge {
+        from: from.into(),
+        to: to.into(),
+        action: request.action.clone(),
+        resource: iam::readable(&request.resource),
+        allowed,
+        by,
+        missing,
+    }
+}
+
+/// A broken link as a finding on the resource that must change.
+fn broken(
+    report: &mut Report,
+    m: &Model,
+    rule: &'static str,
+    on: &str,
+    prop: Option<&str>,
+    e: &Edge,
+) {
+    if e.allowed {
+        return;
+    }
+    report.findings.push(Finding {
+        rule,
+        severity: Severity::Error,
+        resource: on.into(),
+        property: prop.map(str::to_string),
+        line: m.line(on, prop),
+        message: format!(
+            "{} → {}: {} on {} is not allowed, so the link will not work once deployed",
+            e.from, e.to, e.action, e.resource
+        ),
+        fix: e.missing.clone().unwrap_or_default(),
+    });
+}
+
+/// The function's resource policy, one statement per `aws_lambda_permission`.
+fn function_policy(m: &Model, function: &str) -> Vec<Policy> {
+    let name = m.text(function, "function_name").unwrap_or_default();
+    let arn = m.arn(function).unwrap_or_default();
+    m.of_type("aws_lambda_permission")
+        .into_iter()
+        .filter(|p| {
+            let target = m.text(p, "function_name").unwrap_or_default();
+            target == name || target == arn
+        })
+        .map(|p| {
+            let mut condition = serde_json::Map::new();
+            if let Some(src) = m.text(p, "source_arn") {
+                condition.insert("ArnLike".into(), json!({"AWS:SourceArn": src}));
+            }
+            if let Some(acct) = m.text(p, "source_account") {
+                condition.insert("StringEquals".into(), json!({"AWS:SourceAccount": acct}));
+            }
+            Policy {
+                name: format!("permission {p}"),
+                kind: Kind::Resource,
+                document: json!({"Version": "2012-10-17", "Statement": [{
+                    "Sid": m.text(p, "statement_id").unwrap_or_default(),
+                    "Effect": "Allow",
+                    "Principal": {"Service": m.text(p, "principal").unwrap_or_default()},
+                    "Action": m.text(p, "action").unwrap_or_else(|| "lambda:InvokeFunction".into()),
+                    "Resource": arn,
+                    "Condition": condition,
+                }]}),
+            }
+        })
+        .collect()
+}
+
+fn alarm_links(m: &Model, report: &mut Report) {
+    for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
+        let alarm_arn = m.arn(alarm).unwrap_or_default();
+        for prop in ["alarm_actions", "ok_actions", "insufficient_data_actions"] {
+            for action in strings(m.prop(alarm, prop)) {
+                if let Some(function) = m.target(&action, &["aws_lambda_function"]) {
+                    let request = Request {
+                        principal: Principal::Service(
+                            "lambda.alarms.cloudwatch.amazonaws.com".into(),
+                        ),
+                        action: "lambda:InvokeFunction".into(),
+                        resource: m.arn(function).unwrap_or_default(),
+                        context: [
+                            ("aws:SourceArn".to_string(), alarm_arn.clone()),
+                            ("aws:SourceAccount".to_string(), iam::unknown(ACCOUNT)),
+                        ]
+                        .into(),
+                    };
+                    let decision = iam::evaluate(&request, &function_policy(m, function));
+                    let missing = format!(
+                        "an aws_lambda_permission on `{function}` with principal lambda.alarms.cloudwatch.amazonaws.com, action lambda:InvokeFunction and source_arn ${{{alarm}.arn}} (CloudWatch invokes nothing without it)"
+                    );
+                    let e = edge(alarm, function, &request, &decision, missing);
+                    broken(report, m, "SC601", alarm, Some(prop), &e);
+                    report.edges.push(e);
+                } else if let Some(topic) = m.target(&action, &["aws_sns_topic"]) {
+                    // The topic's default access policy lets alarms of its own
+                    // account publish; a stack declares no other topic policy.
+                    report.edges.push(Edge {
+                        from: alarm.into(),
+                        to: topic.into(),
+                        action: "sns:Publish".into(),
+                        resource: iam::readable(&m.arn(topic).unwrap_or_default()),
+                        allowed: true,
+                        by: vec!["the topic's default access policy (its own account)".into()],
+                        missing: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn topic_links(m: &Model, report: &mut Report) {
+    for sub in m.of_type("aws_sns_topic_subscription") {
+        let protocol = m.text(sub, "protocol").unwrap_or_default();
+        let topic_arn = m.text(sub, "topic_arn").unwrap_or_default();
+        let endpoint = m.text(sub, "endpoint").unwrap_or_default();
+        let topic = m.target(&topic_arn, &["aws_sns_topic"]).unwrap_or(sub);
+        let context: BTreeMap<String, String> = [
+            ("aws:SourceArn".to_string(), topic_arn.clone()),
+            ("aws:SourceAccount".to_string(), iam::unknown(ACCOUNT)),
+        ]
+        .into();
+        let (target, request, policies, missing) = match protocol.as_str() {
+            "sqs" => {
+                let Some(queue) = m.target(&endpoint, &["aws_sqs_queue"]) else {
+                    continue;
+                };
+                let policies: Vec<Policy> = m
+                    .of_type("aws_sqs_queue_policy")
+                    .into_iter()
+                    .filter(|p| {
+                        m.target(
+                            &m.text(p, "queue_url").unwrap_or_default(),
+                            &["aws_sqs_queue"],
+                        ) == Some(queue)
+                    })
+                    .map(|p| Policy {
+                        name: format!("queue policy {p}"),
+                        kind: Kind::Resource,
+                        document: document(m.prop(p, "policy")),
+                    })
+                    .collect();
+                let missing = format!(
+                    "an aws_sqs_queue_policy on `{queue}` allowing Principal {{Service: sns.amazonaws.com}} sqs:SendMessage on ${{{queue}.arn}} with Condition ArnEquals aws:SourceArn ${{{topic}.arn}} (SNS drops the messages silently without it)"
+                );
+                let request = Request {
+                    principal: Principal::Service("sns.amazonaws.com".into()),
+                    action: "sqs:SendMessage".into(),
+                    resource: m.arn(queue).unwrap_or_default(),
+                    context,
+                };
+                (queue, request, policies, missing)
+            }
+            "lambda" => {
+                let Some(function) = m.target(&endpoint, &["aws_lambda_function"]) else {
+                    continue;
+                };
+                let missing = format!(
+                    "an aws_lambda_permission on `{function}` with principal sns.amazonaws.com and source_arn ${{{topic}.arn}}"
+                );
+                let request = Request {
+                    principal: Principal::Service("sns.amazonaws.com".into()),
+                    action: "lambda:InvokeFunction".into(),
+                    resource: m.arn(function).unwrap_or_default(),
+                    context,
+                };
+                (function, request, function_policy(m, function), missing)
+            }
+            _ => continue,
+        };
+        let decision = iam::evaluate(&request, &policies);
+        let e = edge(topic, target, &request, &decision, missing);
+        broken(report, m, "SC602", sub, Some("endpoint"), &e);
+        report.edges.push(e);
+    }
+}
+
+/// The role's identity policies: every policy attached to it.
+fn role_policies(m: &Model, role: &str) -> (Vec<Policy>, Vec<String>) {
+    let role_name = m.text(role, "name").unwrap_or_default();
+    let mut policies = Vec::new();
+    let mut unknown = Vec::new();
+    for att in m.of_type("aws_iam_role_policy_attachment") {
+        if m.text(att, "role").as_deref() != Some(role_name.as_str()) {
+            continue;
+        }
+        let arn = m.text(att, "policy_arn").unwrap_or_default();
+        match m.target(&arn, &["aws_iam_policy"]) {
+            Some(p) => policies.push(Policy {
+                name: format!("policy {p}"),
+                kind: Kind::Identity,
+                document: document(m.prop(p, "policy")),
+            }),
+            None => match iam::managed_policy(&arn) {
+                Some(doc) => policies.push(Policy {
+                    name: arn.rsplit('/').next().unwrap_or_default().to_string(),
+                    kind: Kind::Identity,
+                    document: doc,
+                }),
+                None => unknown.push(arn),
+            },
+        }
+    }
+    (policies, unknown)
+}
+
+/// What a function declared it does: `needs:` beside it, or the manifest of
+/// the crate it is built from (`[package.metadata.stackctl] needs`).
+fn needs_of(m: &Model, function: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let decl = &m.v.stack.decls[function];
+    let values = StackValues {
+        name: m.v.stack.name.clone(),
+        region: Some(m.region.clone()),
+        account_id: Some(iam::unknown(ACCOUNT)),
+    };
+    let mut out: Vec<(Vec<String>, Vec<String>)> = decl
+        .needs
+        .iter()
+        .map(|need| {
+            let mut lookup = |r: &Ref| -> Result<Value, ()> {
+                Ok(match r {
+                    Ref::Resource { id, attr } => m.attr(id, attr),
+                    Ref::Var(n) => m.v.vars.get(n).cloned().unwrap_or(Value::Null),
+                    Ref::Stack(expr::StackField::Name) => Value::from(values.name.clone()),
+                    Ref::Stack(expr::StackField::Region) => Value::from(m.region.clone()),
+                    Ref::Stack(expr::StackField::AccountId) => Value::from(iam::unknown(ACCOUNT)),
+                })
+            };
+            let resource = expr::resolve(&need.resource, &mut lookup).unwrap_or(Value::Null);
+            (need.actions.clone(), strings(Some(&resource)))
+        })
+        .collect();
+    if let Some(source) = m.text(function, "source") {
+        out.extend(manifest_needs(m, function, &m.v.stack.dir().join(source)));
+    }
+    out
+}
+
+fn manifest_needs(m: &Model, function: &str, crate_dir: &Path) -> Vec<(Vec<String>, Vec<String>)> {
+    let Ok(text) = std::fs::read_to_string(crate_dir.join("Cargo.toml")) else {
+        return Vec::new();
+    };
+    let Ok(manifest) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let needs = manifest
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|p| p.get("stackctl"))
+        .and_then(|p| p.get("needs"))
+        .and_then(|n| n.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let env = m
+        .prop(function, "environment")
+        .and_then(|e| e.get("variables"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    needs
+        .iter()
+        .map(|need| {
+            let actions: Vec<String> = need
+                .get("actions")
+                .and_then(|a| a.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let template = need.get("resource").and_then(|r| r.as_str()).unwrap_or("*");
+            (actions, expand_manifest(m, function, template, &env))
+        })
+        .collect()
+}
+
+/// A manifest resource with `${env.NAME}` (one resource per comma-separated
+/// value), `${function_name}`, `${region}` and `${account}` filled in.
+fn expand_manifest(m: &Model, function: &str, template: &str, env: &Value) -> Vec<String> {
+    let base = template
+        .replace("${region}", &m.region)
+        .replace("${account}", &iam::unknown(ACCOUNT))
+        .replace(
+            "${function_name}",
+            &m.text(function, "function_name").unwrap_or_default(),
+        );
+    let Some(start) = base.find("${env.") else {
+        return vec![base];
+    };
+    let Some(end) = base[start..].find('}').map(|e| e + start) else {
+        return vec![base];
+    };
+    let name = &base[start + 6..end];
+    match env.get(name).and_then(Value::as_str) {
+        Some(value) => value
+            .split(',')
+            .map(|v| format!("{}{}{}", &base[..start], v.trim(), &base[end + 1..]))
+            .collect(),
+        None => vec![format!(
+            "{}{}{}",
+            &base[..start],
+            iam::unknown(&format!("{function}.env.{name}")),
+            &base[end + 1..]
+        )],
+    }
+}
+
+fn function_links(m: &Model, report: &mut Report) {
+    for function in m.of_type("aws_lambda_function") {
+        let role_arn = m.text(function, "role").unwrap_or_default();
+        let Some(role) = m.target(&role_arn, &["aws_iam_role"]) else {
+            continue;
+        };
+        // Lambda assumes the role: its trust policy must let it.
+        let request = Request {
+            principal: Principal::Service("lambda.amazonaws.com".into()),
+            action: "sts:AssumeRole".into(),
+            resource: role_arn.clone(),
+            context: BTreeMap::new(),
+        };
+        let trust = Policy {
+            name: format!("role {role} trust policy"),
+            kind: Kind::Resource,
+            document: document(m.prop(role, "assume_role_policy")),
+        };
+        let e = edge(
+            function,
+            role,
+            &request,
+            &iam::evaluate(&request, &[trust]),
+            format!("`{role}`'s assume_role_policy must allow Principal {{Service: lambda.amazonaws.com}} sts:AssumeRole"),
+        );
+        broken(report, m, "SC604", role, Some("assume_role_policy"), &e);
+        report.edges.push(e);
+
+        let (policies, unknown_managed) = role_policies(m, role);
+        for (actions, resources) in needs_of(m, function) {
+            for resource in resources {
+                for action in &actions {
+                    let request = Request {
+                        principal: Principal::Role(role_arn.clone()),
+                        action: action.clone(),
+                        resource: resource.clone(),
+                        context: BTreeMap::new(),
+                    };
+                    let mut target_policies = policies.clone();
+                    let target = m.target(
+                        &resource,
+                        &[
+                            "aws_sqs_queue",
+                            "aws_sns_topic",
+                            "aws_instance",
+                            "aws_cloudwatch_log_group",
+                        ],
+                    );
+                    if let Some(queue) = target.filter(|t| m.type_of(t) == "aws_sqs_queue") {
+                        target_policies.extend(
+                            m.of_type("aws_sqs_queue_policy")
+                                .into_iter()
+                                .filter(|p| {
+                                    m.target(
+                                        &m.text(p, "queue_url").unwrap_or_default(),
+                                        &["aws_sqs_queue"],
+                                    ) == Some(queue)
+                                })
+                                .map(|p| Policy {
+                                    name: format!("queue policy {p}"),
+                                    kind: Kind::Resource,
+                                    document: document(m.prop(p, "policy")),
+                                }),
+                        );
+                    }
+                    let decision = iam::evaluate(&request, &target_policies);
+                    let missing = need_missing(m, role, &request, &unknown_managed);
+                    let to = target.map_or_else(|| iam::readable(&resource), str::to_string);
+                    let e = edge(function, &to, &request, &decision, missing);
+                    broken(report, m, "SC603", function, None, &e);
+                    report.edges.push(e);
+                }
+            }
+        }
+    }
+}
+
+/// What would let a role do something: a statement, or attaching the policy
+/// of the stack that already grants it.
+fn need_missing(m: &Model, role: &str, request: &Request, unknown_managed: &[String]) -> String {
+    let detached: Vec<&str> = m
+        .of_type("aws_iam_policy")
+        .into_iter()
+        .filter(|p| {
+            let policy = Policy {
+                name: p.to_string(),
+                kind: Kind::Identity,
+                document: document(m.prop(p, "policy")),
+            };
+            matches!(iam::evaluate(request, &[policy]), Decision::Allow(_))
+        })
+        .collect();
+    if let Some(p) = detached.first() {
+        return format!(
+            "policy `{p}` grants it but is not attached to `{role}`: add an aws_iam_role_policy_attachment of ${{{p}.arn}} to ${{{role}.name}}"
+        );
+    }
+    let mut text = format!(
+        "a statement allowing {} on {} in a policy attached to `{role}`",
+        request.action,
+        iam::readable(&request.resource)
+    );
+    if !unknown_managed.is_empty() {
+        text.push_str(&format!(
+            " (stackctl cannot read {}: not in its table of AWS managed policies)",
+            unknown_managed.join(", ")
+        ));
+    }
+    text
+}
+
+fn finding(
+    m: &Model,
+    rule: &'static str,
+    severity: Severity,
+    id: &str,
+    prop: &str,
+    message: String,
+    fix: &str,
+) -> Finding {
+    Finding {
+        rule,
+        severity,
+        resource: id.into(),
+        property: Some(prop.into()),
+        line: m.line(id, Some(prop)),
+        message,
+        fix: fix.into(),
+    }
+}
+
+fn read_only(action: &str) -> bool {
+    let verb = action.split(':').nth(1).unwrap_or(action);
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| verb.starts_with(p))
+        && !verb.contains('*')
+}
+
+fn lint_policies(m: &Model, report: &mut Report) {
+    for p in m.of_type("aws_iam_policy") {
+        let doc = document(m.prop(p, "policy"));
+        let statements = match doc.get("Statement") {
+            Some(Value::Array(s)) => s.clone(),
+            Some(s) => vec![s.clone()],
+            None => Vec::new(),
+        };
+        for st in statements
+            .iter()
+            .filter(|s| s.get("Effect") == Some(&json!("Allow")))
+        {
+            let actions = strings(st.get("Action"));
+            let sid = st
+                .get("Sid")
+                .and_then(Value::as_str)
+                .map_or(String::new(), |s| format!(" ({s})"));
+            if let Some(wild) = actions.iter().find(|a| a.contains('*')) {
+                report.findings.push(finding(m, "SC101", Severity::Warning, p, "policy",
+                    format!("a statement{sid} allows the wildcard action `{wild}`: every present and future action it matches"),
+                    "list the actions the code calls"));
+            }
+            if st.get("NotAction").is_some() {
+                report.findings.push(finding(
+                    m,
+                    "SC101",
+                    Severity::Warning,
+                    p,
+                    "policy",
+                    format!("a statement{sid} allows NotAction: every action but those listed"),
+                    "list the actions the code calls with Action",
+                ));
+            }
+            let everywhere = strings(st.get("Resource")).iter().any(|r| r == "*");
+            if let Some(mutating) = actions
+                .iter()
+                .find(|a| !read_only(a))
+                .filter(|_| everywhere)
+            {
+                report.findings.push(finding(m, "SC102", Severity::Warning, p, "policy",
+                    format!("a statement{sid} allows `{mutating}` on every resource (`Resource: \"*\"`)"),
+                    "scope it to the resources the code acts on, e.g. ${instance.arn}"));
+            }
+        }
+    }
+}
+
+fn lint_security_groups(m: &Model, report: &mut Report) {
+    for sg in m.of_type("aws_security_group") {
+        let Some(Value::Array(rules)) = m.prop(sg, "ingress") else {
+            continue;
+        };
+        for rule in rules {
+            let from = rule.get("from_port").and_then(Value::as_i64).unwrap_or(0);
+            let to = rule.get("to_port").and_then(Value::as_i64).unwrap_or(0);
+            let all = rule.get("protocol").and_then(Value::as_str) == Some("-1");
+            for cidr in strings(rule.get("cidr_blocks")) {
+                if cidr != "0.0.0.0/0" && cidr != "::/0" {
+                    continue;
+                }
+                let what = if all {
+                    Some("every port")
+                } else if (from..=to).contains(&22) {
+                    Some("SSH (22)")
+                } else if (from..=to).contains(&3389) {
+                    Some("RDP (3389)")
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    report.findings.push(finding(m, "SC201", Severity::Error, sg, "ingress",
+                        format!("{what} is open to the whole internet ({cidr})"),
+                        "allow only the operators' network, e.g. cidr_blocks: [\"${var.ssh_cidr}\"] with a /32"));
+                }
+            }
+        }
+    }
+}
+
+/// The metric filters that feed a metric, with their value and default.
+fn metric_filters_of<'m>(m: &'m Model, namespace: &str, name: &str) -> Vec<(&'m str, Value)> {
+    m.of_type("aws_cloudwatch_log_metric_filter")
+        .into_iter()
+        .filter_map(|f| {
+            let t = m.prop(f, "metric_transformation")?.clone();
+            (t.get("namespace").and_then(Value::as_str) == Some(namespace)
+                && t.get("name").and_then(Value::as_str) == Some(name))
+            .then_some((f, t))
+        })
+        .collect()
+}
+
+fn lint_alarms(m: &Model, report: &mut Report) {
+    for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
+        let (Some(ns), Some(name)) = (m.text(alarm, "namespace"), m.text(alarm, "metric_name"))
+        else {
+            continue;
+        };
+        let missing = m
+            .text(alarm, "treat_missing_data")
+            .unwrap_or_else(|| "missing".into());
+        for (filter, t) in metric_filters_of(m, &ns, &name) {
+            if t.get("default_value").is_none() && (missing == "missing" || missing == "ignore") {
+                report.findings.push(finding(m, "SC301", Severity::Error, alarm, "treat_missing_data",
+                    format!("`{filter}` reports {ns}/{name} only when a line matches (no default_value), and missing data is `{missing}`: after the first alarm the metric goes quiet and the alarm stays in ALARM, so it never fires again"),
+                    &format!("set metric_transformation.default_value: 0 on `{filter}` and treat_missing_data: notBreaching")));
+            }
+            never_fires(m, alarm, filter, &t, report);
+        }
+        text_disagrees(m, alarm, report);
+    }
+}
+
+/// Maximum, Minimum and Average of a filter's values never pass the largest
+/// (or smallest) value it emits.
+fn never_fires(m: &Model, alarm: &str, filter: &str, t: &Value, report: &mut Report) {
+    let stat = m.text(alarm, "statistic").unwrap_or_default();
+    if !["Maximum", "Minimum", "Average"].contains(&stat.as_str()) {
+        return;
+    }
+    let Some(value) = t
+        .get("value")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse::<f64>().ok())
+    else {
+        return;
+    };
+    let default = t
+        .get("default_value")
+        .and_then(Value::as_f64)
+        .unwrap_or(value);
+    let (lo, hi) = (value.min(default), value.max(default));
+    let threshold = m
+        .prop(alarm, "threshold")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let op = m.text(alarm, "comparison_operator").unwrap_or_default();
+    let never = match op.as_str() {
+        "GreaterThanThreshold" => hi <= threshold,
+        "GreaterThanOrEqualToThreshold" => hi < threshold,
+        "LessThanThreshold" => lo >= threshold,
+        "LessThanOrEqualToThreshold" => lo > threshold,
+        _ => false,
+    };
+    if never {
+        report.findings.push(finding(m, "SC302", Severity::Error, alarm, "statistic",
+            format!("`{filter}` emits {value} per match (default {default}): the {stat} of those is never {op} {threshold}, so the alarm can never fire"),
+            "use statistic: Sum to count matches against the threshold"));
+    }
+}
+
+/// The description says one window, the settings another.
+fn text_disagrees(m: &Model, alarm: &str, report: &mut Report) {
+    let Some(text) = m.text(alarm, "alarm_description") else {
+        return;
+    };
+    let period = m.prop(alarm, "period").and_then(Value::as_i64).unwrap_or(0);
+    let periods = m
+        .prop(alarm, "evaluation_periods")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let datapoints = m
+        .prop(alarm, "datapoints_to_alarm")
+        .and_then(Value::as_i64)
+        .unwrap_or(periods);
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    for pair in words.windows(2) {
+        let Ok(n) = pair[0].parse::<i64>() else {
+            continue;
+        };
+        let window = period * periods;
+        let said = match pair[1] {
+            "minute" | "minutes" => Some(n * 60),
+            "hour" | "hours" => Some(n * 3600),
+            "second" | "seconds" => Some(n),
+            _ => None,
+        };
+        if said.is_some_and(|s| s != window && s != period) {
+            report.findings.push(finding(m, "SC303", Severity::Warning, alarm, "period",
+                format!("the description says {} {}, but the alarm looks at {} s (period {period} × evaluation_periods {periods})", pair[0], pair[1], window),
+                "make period × evaluation_periods match what the description promises, or fix the description"));
+        }
+        if matches!(pair[1], "datapoints" | "periods") && n != datapoints {
+            report.findings.push(finding(
+                m,
+                "SC303",
+                Severity::Warning,
+                alarm,
+                "datapoints_to_alarm",
+                format!(
+                    "the description says {n} {}, but the alarm fires on {datapoints} of {periods}",
+                    pair[1]
+                ),
+                "make datapoints_to_alarm and evaluation_periods match the description",
+            ));
+        }
+    }
+}
+
+fn lint_functions(m: &Model, report: &mut Report) {
+    for function in m.of_type("aws_lambda_function") {
+        let timeout = m
+            .prop(function, "timeout")
+            .and_then(Value::as_i64)
+            .unwrap_or(3);
+        let needs = needs_of(m, function);
+        let does = |a: &str| {
+            needs
+                .iter()
+                .any(|(actions, _)| actions.iter().any(|x| x.eq_ignore_ascii_case(a)))
+        };
+        if does("ec2:StopInstances") && does("ec2:StartInstances") && timeout < 120 {
+            report.findings.push(finding(m, "SC401", Severity::Error, function, "timeout",
+                format!("the function stops and starts an instance, which takes minutes, but times out after {timeout} s"),
+                "timeout: 300 (and wait on the instance's state, within the deadline)"));
+        }
+        for (actions, resources) in &needs {
+            if !actions
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("sqs:ReceiveMessage"))
+            {
+                continue;
+            }
+            for queue in resources
+                .iter()
+                .filter_map(|r| m.target(r, &["aws_sqs_queue"]))
+            {
+                let visibility = m
+                    .prop(queue, "visibility_timeout_seconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30);
+                if visibility < timeout {
+                    report.findings.push(finding(m, "SC402", Severity::Warning, queue, "visibility_timeout_seconds",
+                        format!("`{function}` may work on a message for {timeout} s, but it becomes visible again after {visibility} s and is handled twice"),
+                        &format!("visibility_timeout_seconds: {} (at least the function's timeout; AWS suggests six times)", timeout * 6)));
+                }
+            }
+        }
+    }
+}
+
+fn lint_log_groups(m: &Model, report: &mut Report) {
+    for group in m.of_type("aws_cloudwatch_log_group") {
+        let days = m
+            .prop(group, "retention_in_days")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if days == 0 {
+            report.findings.push(finding(
+                m,
+                "SC501",
+                Severity::Warning,
+                group,
+                "retention_in_days",
+                "the log group keeps its logs forever (and bills for them)".into(),
+                "retention_in_days: 14 (or what your retention policy says)",
+            ));
+        }
+    }
+}
+
+/// The report as text, findings grouped by resource, then the links.
+pub fn render(report: &Report, file: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut current = None;
+    for f in &report.findings {
+        if current != Some(&f.resource) {
+            let _ = writeln!(out, "\n{}:", f.resource);
+            current = Some(&f.resource);
+        }
+        let _ = writeln!(
+            out,
+            "  {file}:{} {} {} {}{}\n      fix: {}",
+            f.line,
+            match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
+            f.rule,
+            f.property
+                .as_ref()
+                .map_or(String::new(), |p| format!("`{p}`: ")),
+            f.message,
+            f.fix
+        );
+    }
+    if !report.edges.is_empty() {
+        let _ = writeln!(out, "\nLinks:");
+        for e in &report.edges {
+            let _ = writeln!(
+                out,
+                "  {} {} → {}: {} on {}{}",
+                if e.allowed { "✓" } else { "✗" },
+                e.from,
+                e.to,
+                e.action,
+                e.resource,
+                if e.allowed {
+                    format!(" (allowed by {})", e.by.join(", "))
+                } else {
+                    format!(" — missing {}", e.missing.clone().unwrap_or_default())
+                }
+            );
+        }
+    }
+    let errors = report.errors();
+    let warnings = report.findings.len() - errors;
+    let proven = report.edges.iter().filter(|e| e.allowed).count();
+    let _ = writeln!(
+        out,
+        "\n{errors} error(s), {warnings} warning(s); {proven} of {} links proven.",
+        report.edges.len()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Stack;
+
+    const SEED: &str = include_str!("../stack.yaml");
+    const TUTORIAL: &str = include_str!("../tests/fixtures/tutorial.yaml");
+
+    fn report(src: &str) -> Report {
+        let stack = Stack::parse(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("stack.yaml")
+                .as_path(),
+            src,
+        )
+        .unwrap();
+        let (v, rules) = crate::validate::validate_lenient(stack, &[], Some("us-east-2")).unwrap();
+        check(&v, Some("us-east-2"), &rules)
+    }
+
+    fn rules_of(r: &Report) -> Vec<(&'static str, String)> {
+        r.findings
+            .iter()
+            .map(|f| (f.rule, f.resource.clone()))
+            .collect()
+    }
+
+    /// The one edge from `from` doing `action`.
+    fn edge<'r>(r: &'r Report, from: &str, action: &str) -> &'r Edge {
+        r.edges
+            .iter()
+            .find(|e| e.from == from && e.action == action)
+            .unwrap_or_else(|| panic!("no edge {from} {action}: {:#?}", r.edges))
+    }
+
+    #[test]
+    fn the_seed_stack_is_proven_wired_and_clean() {
+        let r = report(SEED);
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+        assert_eq!(r.edges.len(), 11);
+        assert!(r.edges.iter().all(|e| e.allowed), "{:#?}", r.edges);
+        let e = edge(&r, "slow_response_alarm", "lambda:InvokeFunction");
+        assert_eq!(e.to, "remediation");
+        assert_eq!(
+            e.by,
+            ["permission alarm_invoke_permission statement AllowSlowResponseAlarm"]
+        );
+        assert_eq!(
+            e.resource,
+            "arn:aws:lambda:us-east-2:<account>:function:lambda_function01"
+        );
+        let e = edge(&r, "remediation", "ec2:StopInstances");
+        assert_eq!(e.to, "dev_instance");
+        assert_eq!(
+            e.resource,
+            "arn:aws:ec2:us-east-2:<account>:instance/<dev_instance.id>"
+        );
+    }
+
+    #[test]
+    fn the_tutorial_as_written_gets_every_finding() {
+        let r = report(TUTORIAL);
+        let found = rules_of(&r);
+        for expected in [
+            ("SC001", "response_time_alarm"), // 5 datapoints of 1 period
+            ("SC301", "response_time_alarm"), // no default value, missing data ignored
+            ("SC201", "ssh"),                 // SSH from anywhere
+            ("SC102", "lambda_policy"),       // stop/start on Resource "*"
+            ("SC602", "subscription"),        // no queue policy
+            ("SC601", "response_time_alarm"), // no Lambda permission
+            ("SC401", "lambda_function"),     // 3 s for a stop and a start
+            ("SC501", "app_logs"),            // logs kept forever
+        ] {
+            assert!(
+                found.contains(&(expected.0, expected.1.to_string())),
+                "{expected:?} missing from {found:#?}"
+            );
+        }
+        let permission = r.findings.iter().find(|f| f.rule == "SC601").unwrap();
+        assert!(
+            permission
+                .fix
+                .contains("principal lambda.alarms.cloudwatch.amazonaws.com"),
+            "{}",
+            permission.fix
+        );
+        assert_eq!(
+            permission.line,
+            TUTORIAL
+                .lines()
+                .position(|l| l.contains("alarm_actions"))
+                .unwrap()
+                + 1
+        );
+    }
+
+    #[test]
+    fn a_permission_for_another_alarm_breaks_the_link() {
+        let r = report(&SEED.replace(
+            "source_arn: ${slow_response_alarm.arn}",
+            "source_arn: arn:aws:cloudwatch:us-east-2:123456789012:alarm:other",
+        ));
+        let e = edge(&r, "slow_response_alarm", "lambda:InvokeFunction");
+        assert!(!e.allowed);
+        assert!(
+            e.missing
+                .as_ref()
+                .unwrap()
+                .contains("source_arn ${slow_response_alarm.arn}"),
+            "{e:?}"
+        );
+        assert!(rules_of(&r).contains(&("SC601", "slow_response_alarm".into())));
+    }
+
+    #[test]
+    fn a_queue_policy_for_another_topic_breaks_the_link() {
+        let r = report(&SEED.replace(
+            r#"ArnEquals: {"aws:SourceArn": "${lambda_topic.arn}"}"#,
+            r#"ArnEquals: {"aws:SourceArn": "arn:aws:sns:us-east-2:123456789012:other"}"#,
+        ));
+        let e = edge(&r, "lambda_topic", "sqs:SendMessage");
+        assert!(!e.allowed);
+        assert!(
+            e.missing
+                .as_ref()
+                .unwrap()
+                .contains("ArnEquals aws:SourceArn ${lambda_topic.arn}"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_explicit_deny_breaks_the_link_and_is_named() {
+        let r = report(&SEED.replace(
+            "          - Sid: Report
+",
+            "          - Sid: NoStopping
+            Effect: Deny
+            Action: ec2:StopInstances
+            Resource: \"*\"
+          - Sid: Report
+",
+        ));
+        let e = edge(&r, "remediation", "ec2:StopInstances");
+        assert!(!e.allowed);
+        assert!(
+            e.missing
+                .as_ref()
+                .unwrap()
+                .contains("policy lambda_policy statement NoStopping denies it"),
+            "{e:?}"
+        );
+        assert!(edge(&r, "remediation", "ec2:StartInstances").allowed);
+    }
+
+    #[test]
+    fn not_action_leaves_out_what_it_lists() {
+        let r = report(&SEED.replace(
+            "            Action: sns:Publish
+",
+            "            NotAction: sns:Publish
+",
+        ));
+        assert!(!edge(&r, "remediation", "sns:Publish").allowed);
+        assert!(rules_of(&r).contains(&("SC101", "lambda_policy".into())));
+    }
+
+    #[test]
+    fn a_policy_not_attached_grants_nothing_and_the_fix_says_attach_it() {
+        let start = SEED.find("  lambda_policy_attachment:").unwrap();
+        let end = SEED.find("  # Lets the function write its logs").unwrap();
+        let mut src = SEED.to_string();
+        src.replace_range(start..end, "");
+        let src = src.replace(
+            "depends_on: [lambda_policy_attachment, lambda_logging]",
+            "depends_on: [lambda_logging]",
+        );
+        let r = report(&src);
+        let e = edge(&r, "remediation", "ec2:StopInstances");
+        assert!(!e.allowed);
+        assert!(
+            e.missing
+                .as_ref()
+                .unwrap()
+                .contains("policy `lambda_policy` grants it but is not attached to `lambda_role`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_count_metric_under_maximum_can_never_pass_its_threshold() {
+        let r = report(&SEED.replace(
+            "      statistic: Sum
+",
+            "      statistic: Maximum
+",
+        ));
+        assert!(
+            rules_of(&r).contains(&("SC302", "slow_response_alarm".into())),
+            "{:#?}",
+            r.findings
+        );
+    }
+
+    #[test]
+    fn a_description_promising_another_window_is_flagged() {
+        let r = report(&SEED.replace("period: 600", "period: 300"));
+        assert!(
+            rules_of(&r).contains(&("SC303", "slow_response_alarm".into())),
+            "{:#?}",
+            r.findings
+        );
+    }
+}
