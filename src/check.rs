@@ -1020,6 +1020,48 @@ pub fn render(report: &Report, file: &str) -> String {
     out
 }
 
+/// The findings as a Markdown list, for a pull request comment.
+pub fn render_markdown(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for f in &report.findings {
+        let _ = writeln!(
+            out,
+            "- {} **{} {}** `{}`{} (line {}): {} *Fix:* {}",
+            if f.severity == Severity::Error {
+                "❌"
+            } else {
+                "⚠️"
+            },
+            if f.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            },
+            f.rule,
+            f.resource,
+            f.property
+                .as_ref()
+                .map_or(String::new(), |p| format!(" `{p}`")),
+            f.line,
+            f.message,
+            f.fix
+        );
+    }
+    let proven = report.edges.iter().filter(|e| e.allowed).count();
+    let _ = writeln!(
+        out,
+        "{}{proven} of {} links proven.",
+        if report.findings.is_empty() {
+            "No findings. "
+        } else {
+            "\n"
+        },
+        report.edges.len()
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

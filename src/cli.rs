@@ -68,6 +68,16 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Draw the stack: resources by service, dependencies dotted, dataflow
+    /// links green when proven and red when not.
+    Graph {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
     /// Show what apply would change.
     Plan {
         #[command(flatten)]
@@ -77,9 +87,14 @@ enum Command {
         /// Save the plan to apply it later exactly as shown.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Print the plan as JSON (format in docs/plan-json.md).
+        /// Print the plan as JSON (format in docs/plan-json.md); the same as
+        /// --format json.
         #[arg(long)]
         json: bool,
+        /// text (coloured on a terminal unless NO_COLOR is set), json, or
+        /// markdown (for a pull request comment, with the check findings).
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
@@ -147,6 +162,20 @@ enum Command {
     },
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq)]
+enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum StateCommand {
     /// List the recorded resources.
@@ -208,6 +237,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Graph { file, vars, format } => {
+            let stack = Stack::load(&file.file)?;
+            let region = effective_region(stack.region.as_deref());
+            let (v, rules) = validate::validate_lenient(stack, &vars.vars, region.as_deref())?;
+            let report = check::check(&v, region.as_deref(), &rules);
+            match format {
+                GraphFormat::Mermaid => print!("{}", crate::diagram::mermaid(&v, &report)),
+                GraphFormat::Dot => print!("{}", crate::diagram::dot(&v, &report)),
+                GraphFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&crate::diagram::json(&v, &report))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check {
             file,
             vars,
@@ -238,10 +282,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             vars,
             out,
             json,
+            format,
             detailed_exitcode,
             refresh,
             parallelism,
         } => {
+            let format = if json { PlanFormat::Json } else { format };
+            let json = format == PlanFormat::Json;
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(async {
                 let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
@@ -250,10 +297,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
                 pin_location(&mut state, &cx, &sf).await?;
                 let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&plan::to_json(&plan))?);
-                } else {
-                    print!("{}", plan::render(&plan));
+                match format {
+                    PlanFormat::Json => {
+                        println!("{}", serde_json::to_string_pretty(&plan::to_json(&plan))?)
+                    }
+                    PlanFormat::Markdown => {
+                        let region = cx.region();
+                        let report = check::check(&v, Some(region.as_str()), &[]);
+                        print!(
+                            "{}",
+                            plan::render_markdown(&plan, &check::render_markdown(&report))
+                        );
+                    }
+                    PlanFormat::Text => print!("{}", shown(&plan::render(&plan))),
                 }
                 if let Some(out) = out {
                     let saved = PlanFile {
@@ -471,6 +527,31 @@ fn shown_output(v: &Value) -> String {
     }
 }
 
+/// A rendered plan as printed: redacted, and coloured like Terraform's on a
+/// terminal (+ green, - red, ~ yellow, replacements magenta) unless NO_COLOR
+/// is set.
+fn shown(text: &str) -> String {
+    let text = crate::sensitive::redact(text);
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if !colour {
+        return text;
+    }
+    text.lines()
+        .map(|line| {
+            let code = match line.trim_start() {
+                l if l.starts_with("-/+") || l.starts_with("+/-") => "35",
+                l if l.starts_with('+') => "32",
+                l if l.starts_with('-') => "31",
+                l if l.starts_with('~') => "33",
+                l if l.starts_with("Plan:") || l.starts_with('#') => "1",
+                _ => return format!("{line}\n"),
+            };
+            format!("\x1b[{code}m{line}\x1b[0m\n")
+        })
+        .collect()
+}
+
 fn keys<V>(m: &BTreeMap<String, V>) -> String {
     if m.is_empty() {
         "none".into()
@@ -587,12 +668,12 @@ async fn apply_command(
                 );
             }
             let values = stack_values(&v, &cx).await?;
-            print!("{}", plan::render(&saved.plan));
+            print!("{}", shown(&plan::render(&saved.plan)));
             (saved.plan, values)
         }
         None => {
             let (plan, values) = make_plan(&v, &state, &cx, true, parallelism).await?;
-            print!("{}", plan::render(&plan));
+            print!("{}", shown(&plan::render(&plan)));
             if plan.has_changes()
                 && !auto_approve
                 && !confirm("Do you want to perform these actions?")?
@@ -680,7 +761,7 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
         .await
         .map_err(|(id, e)| anyhow::anyhow!("looking for `{id}` in AWS: {e}"))?;
     let plan = plan::destroy(&state, &live);
-    print!("{}", plan::render(&plan));
+    print!("{}", shown(&plan::render(&plan)));
     if !auto_approve && !confirm("Do you really want to destroy all resources of this stack?")? {
         println!("Destroy cancelled.");
         return Ok(ExitCode::from(1));

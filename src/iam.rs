@@ -423,7 +423,10 @@ mod tests {
     fn not_action_allows_everything_else() {
         let p = identity(json!([{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]));
         assert!(matches!(
-            evaluate(&request(role(), "sns:Publish", "x", &[]), std::slice::from_ref(&p)),
+            evaluate(
+                &request(role(), "sns:Publish", "x", &[]),
+                std::slice::from_ref(&p)
+            ),
             Decision::Allow(_)
         ));
         assert_eq!(
@@ -459,8 +462,14 @@ mod tests {
         );
         let open = request(role(), "sns:Publish", "arn:aws:sns:us-east-2:1:alerts", &[]);
         let secret = request(role(), "sns:Publish", "arn:aws:sns:us-east-2:1:secret", &[]);
-        assert!(matches!(evaluate(&open, std::slice::from_ref(&p)), Decision::Allow(_)));
-        assert_eq!(evaluate(&secret, std::slice::from_ref(&p)), Decision::Implicit);
+        assert!(matches!(
+            evaluate(&open, std::slice::from_ref(&p)),
+            Decision::Allow(_)
+        ));
+        assert_eq!(
+            evaluate(&secret, std::slice::from_ref(&p)),
+            Decision::Implicit
+        );
         let unknown_name = request(
             role(),
             "sns:Publish",

@@ -10,6 +10,7 @@ pub mod build;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod diagram;
 #[cfg(test)]
 mod fuzz;
 pub mod graph;

@@ -827,105 +827,178 @@ pub fn render(plan: &Plan) -> String {
     }
     out.push_str("stackctl will perform the following actions:\n\n");
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
-        let c = &masked(c);
-        let schema = providers::lookup(&c.type_name).map(|p| p.schema());
-        let (symbol, headline) = match c.action {
-            Action::Create => ("  +", "will be created"),
-            Action::Update => ("  ~", "will be updated in place"),
-            Action::Replace if c.create_first => (
-                "+/-",
-                "must be replaced (the new one is created first, the old one destroyed once nothing uses it)",
-            ),
-            Action::Replace => ("-/+", "must be replaced"),
-            Action::Delete => ("  -", "will be destroyed"),
-            Action::NoOp => continue,
-        };
-        match &c.deposed {
-            Some(pid) => {
-                let _ = writeln!(
-                    out,
-                    "  # {} ({}) deposed object {pid} {headline}",
-                    c.id, c.type_name
-                );
-            }
-            None => {
-                let _ = writeln!(out, "  # {} ({}) {headline}", c.id, c.type_name);
-            }
-        }
-        if let Some(reason) = &c.reason {
-            let _ = writeln!(out, "  # because {reason}");
-        }
-        let _ = writeln!(out, "{symbol} resource \"{}\" \"{}\" {{", c.type_name, c.id);
-        let mut lines: Vec<(String, String, String)> = Vec::new(); // (sign, name, text)
-        match c.action {
-            Action::Create => {
-                if let Some(after) = &c.after {
-                    for (k, v) in after {
-                        lines.push(("+".into(), k.clone(), render_value(v)));
-                    }
-                }
-                for a in schema.map(|s| s.attrs).unwrap_or_default() {
-                    if !c.after.as_ref().is_some_and(|p| p.contains_key(a.name)) {
-                        lines.push(("+".into(), a.name.to_string(), "(known after apply)".into()));
-                    }
-                }
-            }
-            Action::Delete => {
-                if let Some(before) = &c.before {
-                    for (k, v) in before {
-                        lines.push(("-".into(), k.clone(), render_value(v)));
-                    }
-                }
-            }
-            Action::Update | Action::Replace => {
-                let before = c.before.clone().unwrap_or_default();
-                let after = c.after.clone().unwrap_or_default();
-                for k in &c.changed {
-                    let old = before
-                        .get(k)
-                        .map_or_else(|| "null".to_string(), render_value);
-                    let new = after
-                        .get(k)
-                        .map_or_else(|| "null".to_string(), render_value);
-                    let note = if c.replace_because.contains(k) {
-                        " # forces replacement"
-                    } else {
-                        ""
-                    };
-                    let text = before
-                        .get(k)
-                        .zip(after.get(k))
-                        .and_then(|(old, new)| render_structured_change(schema, k, old, new))
-                        .unwrap_or_else(|| format!("{old} -> {new}"));
-                    lines.push(("~".into(), k.clone(), format!("{text}{note}")));
-                }
-                let hidden = after.len().saturating_sub(c.changed.len());
-                if hidden > 0 {
-                    lines.push((
-                        " ".into(),
-                        String::new(),
-                        format!("# ({hidden} unchanged properties hidden)"),
-                    ));
-                }
-            }
-            Action::NoOp => {}
-        }
-        let width = lines.iter().map(|(_, k, _)| k.len()).max().unwrap_or(0);
-        for (sign, k, text) in lines {
-            if k.is_empty() {
-                let _ = writeln!(out, "        {text}");
-            } else {
-                let _ = writeln!(out, "      {sign} {k:width$} = {text}");
-            }
-        }
-        out.push_str("    }\n\n");
+        let (head, block) = render_change(c);
+        out.push_str(&head);
+        out.push_str(&block);
+        out.push('\n');
     }
+    out.push_str(&summary_line(plan));
+    out.push('\n');
+    out
+}
+
+fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
-    let _ = writeln!(
-        out,
+    format!(
         "Plan: {} to add, {} to change, {} to destroy.",
         s.add, s.change, s.destroy
-    );
+    )
+}
+
+/// The headline of one change (`# id (type) will be ...` and its reason),
+/// and its block of attribute lines.
+fn render_change(c: &Change) -> (String, String) {
+    let c = &masked(c);
+    let schema = providers::lookup(&c.type_name).map(|p| p.schema());
+    let (symbol, headline) = match c.action {
+        Action::Create => ("  +", "will be created"),
+        Action::Update => ("  ~", "will be updated in place"),
+        Action::Replace if c.create_first => (
+            "+/-",
+            "must be replaced (the new one is created first, the old one destroyed once nothing uses it)",
+        ),
+        Action::Replace => ("-/+", "must be replaced"),
+        Action::Delete => ("  -", "will be destroyed"),
+        Action::NoOp => ("   ", "is unchanged"),
+    };
+    let mut head = String::new();
+    match &c.deposed {
+        Some(pid) => {
+            let _ = writeln!(
+                head,
+                "  # {} ({}) deposed object {pid} {headline}",
+                c.id, c.type_name
+            );
+        }
+        None => {
+            let _ = writeln!(head, "  # {} ({}) {headline}", c.id, c.type_name);
+        }
+    }
+    if let Some(reason) = &c.reason {
+        let _ = writeln!(head, "  # because {reason}");
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "{symbol} resource \"{}\" \"{}\" {{", c.type_name, c.id);
+    let mut lines: Vec<(String, String, String)> = Vec::new(); // (sign, name, text)
+    match c.action {
+        Action::Create => {
+            if let Some(after) = &c.after {
+                for (k, v) in after {
+                    lines.push(("+".into(), k.clone(), render_value(v)));
+                }
+            }
+            for a in schema.map(|s| s.attrs).unwrap_or_default() {
+                if !c.after.as_ref().is_some_and(|p| p.contains_key(a.name)) {
+                    lines.push(("+".into(), a.name.to_string(), "(known after apply)".into()));
+                }
+            }
+        }
+        Action::Delete => {
+            if let Some(before) = &c.before {
+                for (k, v) in before {
+                    lines.push(("-".into(), k.clone(), render_value(v)));
+                }
+            }
+        }
+        Action::Update | Action::Replace => {
+            let before = c.before.clone().unwrap_or_default();
+            let after = c.after.clone().unwrap_or_default();
+            for k in &c.changed {
+                let old = before
+                    .get(k)
+                    .map_or_else(|| "null".to_string(), render_value);
+                let new = after
+                    .get(k)
+                    .map_or_else(|| "null".to_string(), render_value);
+                let note = if c.replace_because.contains(k) {
+                    " # forces replacement"
+                } else {
+                    ""
+                };
+                let text = before
+                    .get(k)
+                    .zip(after.get(k))
+                    .and_then(|(old, new)| render_structured_change(schema, k, old, new))
+                    .unwrap_or_else(|| format!("{old} -> {new}"));
+                lines.push(("~".into(), k.clone(), format!("{text}{note}")));
+            }
+            let hidden = after.len().saturating_sub(c.changed.len());
+            if hidden > 0 {
+                lines.push((
+                    " ".into(),
+                    String::new(),
+                    format!("# ({hidden} unchanged properties hidden)"),
+                ));
+            }
+        }
+        Action::NoOp => {}
+    }
+    let width = lines.iter().map(|(_, k, _)| k.len()).max().unwrap_or(0);
+    for (sign, k, text) in lines {
+        if k.is_empty() {
+            let _ = writeln!(out, "        {text}");
+        } else {
+            let _ = writeln!(out, "      {sign} {k:width$} = {text}");
+        }
+    }
+    out.push_str("    }\n");
+    (head, out)
+}
+
+/// The largest plan comment a code review tool takes comfortably (GitHub's
+/// limit is 65,536 characters).
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// The plan for a pull request: the summary first, one collapsible section per
+/// resource with its attribute diff, the check findings at the end; beyond
+/// MARKDOWN_LIMIT, the remaining resources are only counted.
+pub fn render_markdown(plan: &Plan, findings: &str) -> String {
+    let mut out = format!("**{}** Stack `{}`.\n\n", summary_line(plan), plan.stack);
+    if !plan.has_changes() {
+        out.push_str("No changes. The infrastructure matches the stack file.\n");
+    }
+    let drift = render_drift(plan);
+    if !drift.is_empty() {
+        let _ = write!(out, "```\n{}```\n\n", drift.trim_end());
+    }
+    let changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
+    let tail = if findings.is_empty() {
+        String::new()
+    } else {
+        format!("\n### `stackctl check`\n\n{findings}")
+    };
+    for (n, c) in changes.iter().enumerate() {
+        let (head, block) = render_change(c);
+        let title = head
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches("# ");
+        let mut section = format!("<details><summary><code>{title}</code></summary>\n\n");
+        for reason in head.lines().skip(1) {
+            let _ = writeln!(section, "{}\n", reason.trim().trim_start_matches("# "));
+        }
+        section.push_str("```diff\n");
+        for line in block.lines() {
+            let _ = writeln!(section, "{}", line.trim_start());
+        }
+        section.push_str("```\n\n</details>\n\n");
+        if out.len() + section.len() + tail.len() > MARKDOWN_LIMIT {
+            let _ = writeln!(
+                out,
+                "…and {} more resource change(s), left out to keep this comment under {MARKDOWN_LIMIT} characters: run `stackctl plan` to see them all.",
+                changes.len() - n
+            );
+            break;
+        }
+        out.push_str(&section);
+    }
+    out.push_str(&tail);
     out
 }
 

@@ -56,6 +56,44 @@ impl Validated {
     }
 }
 
+/// The known name closest to a misspelt one: a few edits away, or one that
+/// contains it.
+pub fn nearest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= limit || (word.len() >= 4 && k.contains(word)))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// "did you mean `x`?", or the whole list when nothing is close.
+fn suggest(word: &str, known: &[&str], what: &str) -> String {
+    match nearest(word, known) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None if known.is_empty() => format!("{what}: none"),
+        None => format!("{what}: {}", known.join(", ")),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut diagonal = row[0];
+        row[0] = i;
+        for j in 1..=b.len() {
+            let above = row[j];
+            row[j] = (row[j] + 1)
+                .min(row[j - 1] + 1)
+                .min(diagonal + usize::from(a[i - 1] != b[j - 1]));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// `--var name=value` pairs, parsed.
 pub fn parse_var(arg: &str) -> Result<(String, String), String> {
     arg.split_once('=')
@@ -102,9 +140,9 @@ pub fn validate_lenient(
                     Diagnostic::new(
                         decl.type_span,
                         format!(
-                            "unknown type `{}` (known types: {})",
+                            "unknown type `{}` ({})",
                             decl.type_name,
-                            known.join(", ")
+                            suggest(&decl.type_name, &known, "known types")
                         ),
                     )
                     .at(&decl.id),
@@ -236,12 +274,8 @@ fn variables(
             diags.push(Diagnostic::new(
                 Span { line: 0, col: 0 },
                 format!(
-                    "--var {name}: the stack declares no variable `{name}` (declared: {})",
-                    if declared.is_empty() {
-                        "none".to_string()
-                    } else {
-                        declared.join(", ")
-                    }
+                    "--var {name}: the stack declares no variable `{name}` ({})",
+                    suggest(name, &declared, "declared")
                 ),
             ));
         }
@@ -271,29 +305,52 @@ fn reference_error(
     vars: &BTreeMap<String, Value>,
 ) -> Option<String> {
     match r {
-        Ref::Var(name) if !stack.variables.contains_key(name) => Some(format!(
-            "`{r}` names an undeclared variable; declare it under `variables:`"
-        )),
+        Ref::Var(name) if !stack.variables.contains_key(name) => {
+            let declared: Vec<&str> = stack.variables.keys().map(String::as_str).collect();
+            Some(match nearest(name, &declared) {
+                Some(near) => {
+                    format!("`{r}` names an undeclared variable (did you mean `{near}`?)")
+                }
+                None => {
+                    format!("`{r}` names an undeclared variable; declare it under `variables:`")
+                }
+            })
+        }
         Ref::Var(name) if !vars.contains_key(name) => None, // reported once, at the variable
         Ref::Resource { id, .. } if Some(id.as_str()) == this => {
             Some(format!("`{r}` refers to the resource itself"))
         }
-        Ref::Resource { id, attr } => match stack.decls.get(id) {
-            None => Some(format!("`{r}` refers to `{id}`, which is not declared")),
-            Some(target) => match providers::lookup(&target.type_name).map(|p| p.schema()) {
-                Some(schema) if !schema.is_referenceable(attr) => Some(format!(
-                    "`{r}`: `{}` has no attribute `{attr}` (attributes: {})",
-                    schema.type_name,
-                    schema
-                        .attrs
-                        .iter()
-                        .map(|a| a.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                _ => None,
-            },
-        },
+        Ref::Resource { id, attr } => {
+            match stack.decls.get(id) {
+                None => {
+                    let ids: Vec<&str> = stack.decls.keys().map(String::as_str).collect();
+                    Some(match nearest(id, &ids) {
+                    Some(near) => format!("`{r}` refers to `{id}`, which is not declared (did you mean `{near}`?)"),
+                    None => format!("`{r}` refers to `{id}`, which is not declared"),
+                })
+                }
+                Some(target) => match providers::lookup(&target.type_name).map(|p| p.schema()) {
+                    Some(schema) if !schema.is_referenceable(attr) => {
+                        let names: Vec<&str> = schema
+                            .attrs
+                            .iter()
+                            .map(|a| a.name)
+                            .chain(schema.props.iter().map(|p| p.name))
+                            .collect();
+                        let attrs: Vec<&str> = schema.attrs.iter().map(|a| a.name).collect();
+                        Some(format!(
+                            "`{r}`: `{}` has no attribute `{attr}` ({})",
+                            schema.type_name,
+                            match nearest(attr, &names) {
+                                Some(near) => format!("did you mean `{near}`?"),
+                                None => format!("attributes: {}", attrs.join(", ")),
+                            }
+                        ))
+                    }
+                    _ => None,
+                },
+            }
+        }
         _ => None,
     }
 }
@@ -335,10 +392,14 @@ fn check_properties(
                 Diagnostic::new(
                     p.key_span,
                     format!(
-                        "`{}` has no property `{}` (properties: {})",
+                        "`{}` has no property `{}` ({})",
                         schema.type_name,
                         p.name,
-                        schema::names(schema.props)
+                        suggest(
+                            &p.name,
+                            &schema.props.iter().map(|p| p.name).collect::<Vec<_>>(),
+                            "properties"
+                        )
                     ),
                 )
                 .at(&decl.id)
@@ -490,6 +551,27 @@ mod tests {
         assert!(
             err.contains("stack.yaml:4: `t`, property `name`: missing required property `name`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn misspelt_names_get_the_nearest_known_one() {
+        let err = check(&format!(
+            "{HEAD}variables:\n  ssh_cidr: 10.0.0.0/8\nresources:\n  inbox:\n    type: aws_sqs_queue\n    properties:\n      name: q\n      visibilty_timeout_seconds: 60\n  topik:\n    type: aws_sns_topik\n  sub:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${{inbx.arn}}\n      protocol: sqs\n      endpoint: ${{inbox.urll}}\n      raw_message_delivery: ${{var.ssh_cdir}}\n"
+        ))
+        .unwrap_err();
+        for expected in [
+            "`aws_sqs_queue` has no property `visibilty_timeout_seconds` (did you mean `visibility_timeout_seconds`?)",
+            "unknown type `aws_sns_topik` (did you mean `aws_sns_topic`?)",
+            "refers to `inbx`, which is not declared (did you mean `inbox`?)",
+            "`aws_sqs_queue` has no attribute `urll` (did you mean `url`?)",
+            "`${var.ssh_cdir}` names an undeclared variable (did you mean `ssh_cidr`?)",
+        ] {
+            assert!(err.contains(expected), "{expected}\n{err}");
+        }
+        assert!(
+            !err.contains("properties: `name`"),
+            "no whole list when one name is close: {err}"
         );
     }
 

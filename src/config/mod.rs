@@ -395,10 +395,15 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
             },
             other => diags.push(Diagnostic::new(
                 key.span,
-                format!(
-                    "unknown top-level key `{other}` (expected one of {})",
-                    TOP_KEYS.join(", ")
-                ),
+                match crate::validate::nearest(other, TOP_KEYS) {
+                    Some(near) => {
+                        format!("unknown top-level key `{other}` (did you mean `{near}`?)")
+                    }
+                    None => format!(
+                        "unknown top-level key `{other}` (expected one of {})",
+                        TOP_KEYS.join(", ")
+                    ),
+                },
             )),
         }
     }
@@ -504,10 +509,13 @@ fn declaration(
             other => diags.push(
                 Diagnostic::new(
                     k.span,
-                    format!(
-                        "unknown key `{other}` (expected one of {})",
-                        DECL_KEYS.join(", ")
-                    ),
+                    match crate::validate::nearest(other, DECL_KEYS) {
+                        Some(near) => format!("unknown key `{other}` (did you mean `{near}`?)"),
+                        None => format!(
+                            "unknown key `{other}` (expected one of {})",
+                            DECL_KEYS.join(", ")
+                        ),
+                    },
                 )
                 .at(&id),
             ),
