@@ -147,6 +147,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of stack.yaml (for editors), or with --markdown
+    /// the resource types' reference (docs/resources.md).
+    Schema {
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print shell completions: stackctl completions bash|zsh|fish.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Inspect the state.
     State {
         #[command(subcommand)]
@@ -235,6 +246,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     )
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { markdown } => {
+            if markdown {
+                print!("{}", crate::docs::markdown());
+            } else {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&crate::docs::json_schema())?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stackctl",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { file, vars, format } => {

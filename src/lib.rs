@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diagram;
+pub mod docs;
 #[cfg(test)]
 mod fuzz;
 pub mod graph;
