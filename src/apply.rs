@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
 use crate::config::expr::{self, Ref, StackField};
+use crate::events::Event;
 use crate::plan::{self, Action, Change, Plan, StackValues};
 use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
@@ -249,6 +250,23 @@ struct Intent {
 }
 
 impl Walk<'_> {
+    fn started(&self, id: &str, verb: &str, detail: Option<String>) {
+        self.cx.events.emit(Event::Started {
+            id: id.to_string(),
+            verb: verb.to_string(),
+            detail,
+        });
+    }
+
+    fn finished(&self, id: &str, verb: &str, physical_id: Option<String>, seconds: f64) {
+        self.cx.events.emit(Event::Finished {
+            id: id.to_string(),
+            verb: verb.to_string(),
+            physical_id,
+            seconds,
+        });
+    }
+
     fn save(&mut self) -> Result<(), StateError> {
         // A few KB written and fsynced: cheap next to the AWS call it records.
         tokio::task::block_in_place(|| self.file.save(self.state))
@@ -311,12 +329,12 @@ impl Walk<'_> {
                 j = running.join_next_with_id() => j,
                 _ = signals.next() => {
                     if outcome.interrupted {
-                        eprintln!("\nAborting {} operation(s) in flight; the creates among them stay recorded as intents for the next run to look for.", running.len());
+                        self.cx.events.emit(Event::Aborting { in_flight: running.len() });
                         running.abort_all();
                         aborted = true;
                     } else {
                         outcome.interrupted = true;
-                        eprintln!("\nInterrupted: waiting for {} operation(s) in flight to finish; no new ones start. Interrupt again to stop waiting.", running.len());
+                        self.cx.events.emit(Event::Interrupted { in_flight: running.len() });
                     }
                     continue;
                 }
@@ -439,7 +457,7 @@ impl Walk<'_> {
             .ok_or_else(|| AwsError::local(format!("`{id}` is not in the state")))?;
         let provider = Self::provider(&rec.type_name)?;
         let cx = self.cx.clone();
-        println!("{id}: destroying...");
+        self.started(&id, "destroying", None);
         Ok(Box::pin(async move {
             if let Some(pid) = &rec.physical_id {
                 provider.delete(&cx, pid, &rec.props).await?;
@@ -457,7 +475,7 @@ impl Walk<'_> {
             .map(|d| d.record.clone())
             .collect();
         let cx = self.cx.clone();
-        println!("{id}: destroying the object it replaced...");
+        self.started(&id, "destroying the object it replaced", None);
         Ok(Box::pin(async move {
             let mut gone = Vec::new();
             for rec in deposed {
@@ -517,7 +535,7 @@ impl Walk<'_> {
             let physical_id = existing.and_then(|r| r.physical_id).unwrap_or_default();
             let before = change.before.clone().unwrap_or_default();
             let (changed, _) = plan::diff(schema, &props, &before);
-            println!("{id}: updating ({})...", changed.join(", "));
+            self.started(&id, "updating", Some(changed.join(", ")));
             return Ok(Box::pin(async move {
                 let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
                 let r = Resource {
@@ -536,7 +554,7 @@ impl Walk<'_> {
             }));
         }
         let intent = self.record_intent(change, existing, &props);
-        println!("{id}: creating...");
+        self.started(&id, "creating", None);
         Ok(Box::pin(async move {
             create_or_adopt(provider, &cx, &id, props, intent).await
         }))
@@ -589,7 +607,7 @@ impl Walk<'_> {
         match done {
             Done::Deleted => {
                 self.state.resources.remove(id);
-                println!("{id}: destroyed [{elapsed:.1}s]");
+                self.finished(id, "destroyed", None, elapsed);
             }
             Done::DeposedDeleted(gone) => {
                 self.state.deposed.retain(|d| {
@@ -599,9 +617,11 @@ impl Walk<'_> {
                             .as_ref()
                             .is_some_and(|p| gone.contains(p)))
                 });
-                println!(
-                    "{id}: destroyed the object it replaced ({}) [{elapsed:.1}s]",
-                    gone.join(", ")
+                self.finished(
+                    id,
+                    "destroyed the object it replaced",
+                    Some(gone.join(", ")),
+                    elapsed,
                 );
             }
             Done::Created {
@@ -615,7 +635,7 @@ impl Walk<'_> {
                 } else {
                     "created"
                 };
-                println!("{id}: {verb} {physical_id} [{elapsed:.1}s]");
+                self.finished(id, verb, Some(physical_id.clone()), elapsed);
                 self.set_record(id, change, physical_id, props, attrs);
             }
             Done::Updated {
@@ -623,7 +643,7 @@ impl Walk<'_> {
                 attrs,
                 props,
             } => {
-                println!("{id}: updated {physical_id} [{elapsed:.1}s]");
+                self.finished(id, "updated", Some(physical_id.clone()), elapsed);
                 self.set_record(id, change, physical_id, props, attrs);
             }
         }
@@ -713,7 +733,10 @@ impl Walk<'_> {
         }
         // AWS's messages can quote what was sent: masked like everything printed.
         let err = crate::sensitive::redact(&err.to_string());
-        eprintln!("{id}: error {verb} {type_name}: {err}{note}");
+        self.cx.events.emit(Event::Failed {
+            id: id.clone(),
+            message: format!("error {verb} {type_name}: {err}{note}"),
+        });
         outcome.failed.push((
             id.clone(),
             format!("{verb} `{id}` ({type_name}): {err}{note}"),

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::events::{Event, Events};
 use crate::package;
 
 /// Bumped whenever the way code is built changes, so old artifacts are not reused.
@@ -323,7 +324,10 @@ fn build_env(
 
 /// Runs cargo with its progress shown on stderr as it goes (a cold build takes
 /// minutes); returns whether it succeeded and the last lines, for the error.
-fn run_showing_progress(cmd: &mut Command) -> Result<(bool, Vec<String>), BuildError> {
+fn run_showing_progress(
+    cmd: &mut Command,
+    events: &dyn Events,
+) -> Result<(bool, Vec<String>), BuildError> {
     use std::io::BufRead;
     let mut child = cmd
         .stdout(std::process::Stdio::null())
@@ -336,7 +340,7 @@ fn run_showing_progress(cmd: &mut Command) -> Result<(bool, Vec<String>), BuildE
             .lines()
             .map_while(Result::ok)
         {
-            eprintln!("  | {line}");
+            events.emit(Event::BuildOutput { line: line.clone() });
             if tail.len() == 30 {
                 tail.pop_front();
             }
@@ -350,7 +354,7 @@ fn run_showing_progress(cmd: &mut Command) -> Result<(bool, Vec<String>), BuildE
 }
 
 /// The zip for these sources: reused when it was built before, else built.
-pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
+pub fn build(crate_dir: &Path, arch: &str, events: &dyn Events) -> Result<Artifact, BuildError> {
     let hash = source_hash(crate_dir, arch)?;
     let root = workspace_root(crate_dir)?;
     let dir = build_dir(&root);
@@ -380,7 +384,10 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
     } else {
         cmd.arg("build");
     }
-    eprintln!("building {} for {triple}...", crate_dir.display());
+    events.emit(Event::Building {
+        crate_dir: crate_dir.display().to_string(),
+        target: triple.to_string(),
+    });
     let (ok, tail) = run_showing_progress(
         cmd.args([
             "--release",
@@ -398,6 +405,7 @@ pub fn build(crate_dir: &Path, arch: &str) -> Result<Artifact, BuildError> {
         .env_clear()
         .envs(build_env(std::env::vars_os()))
         .env("CARGO_TARGET_DIR", &dir),
+        events,
     )?;
     if !ok {
         let text = tail.join("\n");

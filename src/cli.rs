@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::apply::{self, Walk};
 use crate::check::{self, Report};
 use crate::config::Stack;
+use crate::events::{Event, Events};
 use crate::plan::{self, Plan, Refreshed, StackValues};
 use crate::providers::{effective_region, Ctx};
 use crate::state::{Lock, State, StateFile};
@@ -324,9 +325,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(async {
                 let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-                let _lock = Lock::acquire(&sf, "plan")?;
+                let _lock = lock(&sf, "plan")?;
                 let mut state = sf.load(&v.stack.name)?;
-                let cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
+                let cx = context(&v).await;
                 pin_location(&mut state, &cx, &sf).await?;
                 let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
                 match format {
@@ -437,7 +438,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     .unwrap_or("x86_64")
                     .to_string();
                 let started = std::time::Instant::now();
-                let artifact = crate::build::build(&v.stack.dir().join(source), &arch)?;
+                let artifact = crate::build::build(&v.stack.dir().join(source), &arch, &Printer)?;
                 any = true;
                 println!("{}: {}", decl.id, artifact.zip_path.display());
                 println!("  zip size:   {} bytes", artifact.zip_size);
@@ -518,7 +519,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let stack = Stack::load(&file.file)?;
             let mut sf = StateFile::for_stack(&stack.dir(), &stack.name);
-            let _lock = Lock::acquire(&sf, "state rekey")?;
+            let _lock = lock(&sf, "state rekey")?;
             let n = sf.rekey()?;
             match &sf.keys.current {
                 Some(key) => println!("Rewrote {n} file(s) encrypted with key {}.", key.id),
@@ -556,6 +557,49 @@ fn shown_output(v: &Value) -> String {
     match v {
         Value::String(s) if s == "(sensitive)" => s.clone(),
         other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Takes the state's lock, saying so when it was left by a run that ended.
+fn lock(sf: &StateFile, operation: &str) -> Result<Lock> {
+    let lock = Lock::acquire(sf, operation)?;
+    if let Some(stale) = &lock.took_over {
+        eprintln!(
+            "note: took over the lock of {}, which ended without releasing it",
+            stale.describe()
+        );
+    }
+    Ok(lock)
+}
+
+/// The AWS clients of a run, reporting progress on the terminal.
+async fn context(v: &Validated) -> Ctx {
+    let mut cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
+    cx.events = Arc::new(Printer);
+    cx
+}
+
+/// Renders the engine's events as the lines people read: steps on stdout,
+/// failures, waits and builds on stderr, sensitive values masked.
+struct Printer;
+
+impl Events for Printer {
+    fn emit(&self, event: Event) {
+        let redact = crate::sensitive::redact;
+        match event {
+            Event::Started { id, verb, detail: Some(d) } => println!("{id}: {verb} ({d})..."),
+            Event::Started { id, verb, detail: None } => println!("{id}: {verb}..."),
+            Event::Finished { id, verb, physical_id, seconds } => println!(
+                "{id}: {verb}{} [{seconds:.1}s]",
+                physical_id.map(|p| format!(" {p}")).unwrap_or_default()
+            ),
+            Event::Failed { id, message } => eprintln!("{id}: {}", redact(&message)),
+            Event::Waiting { what, seconds } => eprintln!("  still waiting for {what} [{seconds:.0}s]"),
+            Event::Building { crate_dir, target } => eprintln!("building {crate_dir} for {target}..."),
+            Event::BuildOutput { line } => eprintln!("  | {line}"),
+            Event::Interrupted { in_flight } => eprintln!("\nInterrupted: waiting for {in_flight} operation(s) in flight to finish; no new ones start. Interrupt again to stop waiting."),
+            Event::Aborting { in_flight } => eprintln!("\nAborting {in_flight} operation(s) in flight; the creates among them stay recorded as intents for the next run to look for."),
+        }
     }
 }
 
@@ -678,9 +722,9 @@ async fn apply_command(
     parallelism: usize,
 ) -> Result<ExitCode> {
     let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-    let _lock = Lock::acquire(&sf, "apply")?;
+    let _lock = lock(&sf, "apply")?;
     let mut state = sf.load(&v.stack.name)?;
-    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await);
+    let cx = Arc::new(context(&v).await);
     pin_location(&mut state, &cx, &sf).await?;
     let (plan, values) = match saved {
         Some(saved) => {
@@ -778,13 +822,13 @@ fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Resul
 
 async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -> Result<ExitCode> {
     let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-    let _lock = Lock::acquire(&sf, "destroy")?;
+    let _lock = lock(&sf, "destroy")?;
     let mut state = sf.load(&v.stack.name)?;
     if state.resources.is_empty() {
         println!("Nothing to destroy: the state records no resources.");
         return Ok(ExitCode::SUCCESS);
     }
-    let cx = Arc::new(Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await);
+    let cx = Arc::new(context(&v).await);
     pin_location(&mut state, &cx, &sf).await?;
     // Only creates that were interrupted need a look in AWS: they may exist.
     let mut pending = state.clone();

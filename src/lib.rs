@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod diagram;
 pub mod docs;
+pub mod events;
 #[cfg(test)]
 mod fuzz;
 pub mod graph;

@@ -988,7 +988,8 @@ pub fn render_markdown(plan: &Plan, findings: &str) -> String {
             let _ = writeln!(section, "{}", line.trim_start());
         }
         section.push_str("```\n\n</details>\n\n");
-        if out.len() + section.len() + tail.len() > MARKDOWN_LIMIT {
+        // Room is kept for the line that says what was left out.
+        if out.len() + section.len() + tail.len() + 200 > MARKDOWN_LIMIT {
             let _ = writeln!(
                 out,
                 "…and {} more resource change(s), left out to keep this comment under {MARKDOWN_LIMIT} characters: run `stackctl plan` to see them all.",
@@ -1279,6 +1280,25 @@ mod tests {
             text.contains(r#"~ log_group_names = ["a"] -> ["a","b"]"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_markdown_plan_stays_under_the_comment_limit() {
+        let mut src = String::from("stack: demo\nresources:\n");
+        for i in 0..2000 {
+            src.push_str(&format!(
+                "  t{i}:\n    type: aws_sns_topic\n    properties: {{name: topic-{i}}}\n"
+            ));
+        }
+        let plan = planned(&validated(&src), &State::new("demo"));
+        let md = render_markdown(&plan, "- a finding\n");
+        assert!(md.len() <= MARKDOWN_LIMIT, "{}", md.len());
+        assert!(md.starts_with("**Plan: 2000 to add, 0 to change, 0 to destroy.**"));
+        assert!(
+            md.contains("more resource change(s), left out"),
+            "summarised beyond the limit"
+        );
+        assert!(md.ends_with("- a finding\n"), "the findings stay");
     }
 
     #[test]

@@ -385,7 +385,7 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "`stackctl {}` (pid {} on {}, since {}, lock id {})",
             self.operation, self.pid, self.host, self.time, self.id
@@ -402,6 +402,9 @@ pub struct Lock {
     file: File,
     path: PathBuf,
     pub info: LockInfo,
+    /// The holder named in the lock file when this run took the lock: a run
+    /// that ended without releasing it (the kernel released its flock).
+    pub took_over: Option<LockInfo>,
 }
 
 fn read_info(f: &mut File) -> Option<LockInfo> {
@@ -448,12 +451,7 @@ impl Lock {
             Err(fs::TryLockError::Error(e)) => return Err(write_err(e)),
         }
         // Whatever the file names, its process is gone: it held the flock.
-        if let Some(stale) = read_info(&mut f) {
-            eprintln!(
-                "note: took over the lock of {}, which ended without releasing it",
-                stale.describe()
-            );
-        }
+        let took_over = read_info(&mut f);
         let info = LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             pid: std::process::id(),
@@ -471,6 +469,7 @@ impl Lock {
             file: f,
             path,
             info,
+            took_over,
         })
     }
 
@@ -722,6 +721,7 @@ mod tests {
         .unwrap();
         let lock = Lock::acquire(&f, "plan").unwrap();
         assert_eq!(lock.info.operation, "plan");
+        assert_eq!(lock.took_over.as_ref().unwrap().id, "dead");
     }
 
     #[test]

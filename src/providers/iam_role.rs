@@ -104,6 +104,7 @@ impl Provider for IamRole {
         // IAM is eventually consistent: wait until the role can be read back
         // before anything (Lambda above all) is handed its ARN.
         wait_for(
+            cx,
             "the role to become visible",
             Duration::from_secs(60),
             || async {

@@ -108,6 +108,7 @@ async fn wait_state(
     budget: Duration,
 ) -> Result<Map<String, Value>, AwsError> {
     wait_for(
+        cx,
         &format!("instance {id} to be {}", want.as_str()),
         budget,
         || async {

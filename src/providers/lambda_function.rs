@@ -247,10 +247,12 @@ async fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
         .str("source")
         .ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
     let (crate_dir, arch) = (cx.stack_dir.join(source), architecture(r.props));
-    let artifact = tokio::task::spawn_blocking(move || build::build(&crate_dir, &arch))
-        .await
-        .map_err(|e| AwsError::local(e.to_string()))?
-        .map_err(|e| AwsError::local(e.to_string()))?;
+    let events = cx.events.clone();
+    let artifact =
+        tokio::task::spawn_blocking(move || build::build(&crate_dir, &arch, events.as_ref()))
+            .await
+            .map_err(|e| AwsError::local(e.to_string()))?
+            .map_err(|e| AwsError::local(e.to_string()))?;
     std::fs::read(&artifact.zip_path)
         .map_err(|e| AwsError::local(format!("cannot read {}: {e}", artifact.zip_path.display())))
 }
@@ -290,6 +292,7 @@ fn architectures(r: &Resource<'_>) -> Option<Vec<Architecture>> {
 /// that showed it ready.
 async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutput, AwsError> {
     wait_for(
+        cx,
         &format!("function {name} to become Active"),
         Duration::from_secs(300),
         || async {

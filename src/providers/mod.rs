@@ -243,6 +243,8 @@ pub async fn locate(
 pub struct Ctx {
     pub sdk: SdkConfig,
     pub stack: String,
+    /// Where progress goes (builds, long waits).
+    pub events: std::sync::Arc<dyn crate::events::Events>,
     /// Where relative paths in the stack file (code zips, crates) start.
     pub stack_dir: std::path::PathBuf,
     sns: aws_sdk_sns::Client,
@@ -295,6 +297,7 @@ impl Ctx {
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             sdk,
+            events: crate::events::silent(),
             stack: stack.to_string(),
             stack_dir: stack_dir.to_path_buf(),
             account_id: OnceCell::new(),
@@ -527,16 +530,30 @@ where
 
 /// Polls `check` until it returns `Some`, with short capped intervals (the
 /// SDK waiters' 15 s first delay is far longer than most of these waits).
-pub async fn wait_for<T, F, Fut>(what: &str, budget: Duration, mut check: F) -> Result<T, AwsError>
+pub async fn wait_for<T, F, Fut>(
+    cx: &Ctx,
+    what: &str,
+    budget: Duration,
+    mut check: F,
+) -> Result<T, AwsError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, AwsError>>,
 {
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(200);
+    let mut reported = Duration::ZERO;
     loop {
         if let Some(v) = check().await? {
             return Ok(v);
+        }
+        // Long waits say they are still waiting, every ten seconds.
+        if start.elapsed() >= reported + Duration::from_secs(10) {
+            reported = start.elapsed();
+            cx.events.emit(crate::events::Event::Waiting {
+                what: what.to_string(),
+                seconds: reported.as_secs_f64(),
+            });
         }
         if start.elapsed() + delay > budget {
             return Err(AwsError::local(format!(

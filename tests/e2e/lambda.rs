@@ -307,7 +307,8 @@ fn run_bootstrap(env: &Env, exe: &Path, api: &RuntimeApi, w: &World) -> Bootstra
 #[test]
 fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
     let crate_dir = repo().join("lambda");
-    let artifact = stackctl::build::build(&crate_dir, "x86_64").expect("build the Lambda");
+    let artifact = stackctl::build::build(&crate_dir, "x86_64", &stackctl::events::Silent)
+        .expect("build the Lambda");
     let zip = std::fs::read(&artifact.zip_path).unwrap();
     assert_eq!(stackctl::package::code_sha256(&zip), artifact.code_sha256);
     eprintln!(
@@ -321,10 +322,10 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
     let main = crate_dir.join("src/main.rs");
     let text = std::fs::read(&main).unwrap();
     std::fs::write(&main, &text).unwrap();
-    let again = stackctl::build::build(&crate_dir, "x86_64").unwrap();
+    let again = stackctl::build::build(&crate_dir, "x86_64", &stackctl::events::Silent).unwrap();
     assert!(again.built);
     assert_eq!(again.code_sha256, artifact.code_sha256);
-    let cached = stackctl::build::build(&crate_dir, "x86_64").unwrap();
+    let cached = stackctl::build::build(&crate_dir, "x86_64", &stackctl::events::Silent).unwrap();
     assert!(!cached.built, "unchanged sources are not built again");
 
     let dir = tempfile::tempdir().unwrap();
@@ -406,7 +407,7 @@ fn the_seed_stack_builds_and_uploads_the_function_once() {
     );
     env.write_stack(&stack);
     env.stackctl(&["apply", "--auto-approve"]).ok();
-    let artifact = stackctl::build::build(&source, "x86_64").unwrap();
+    let artifact = stackctl::build::build(&source, "x86_64", &stackctl::events::Silent).unwrap();
     let state = env.state("automate-monitoring");
     assert_eq!(
         state["resources"]["remediation"]["attrs"]["code_sha256"],

@@ -5,6 +5,7 @@ mod census;
 mod hostile;
 mod lambda;
 mod messaging;
+mod review;
 mod secrets;
 mod seed;
 mod support;
