@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
-use crate::config::expr::{self, Ref, StackField};
+use crate::config::expr;
 use crate::events::Event;
 use crate::plan::{self, Action, Change, Plan, StackValues};
 use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
@@ -949,27 +949,25 @@ pub fn outputs(
     data: &BTreeMap<String, Map<String, Value>>,
 ) -> BTreeMap<String, Value> {
     let known = known_from_state(v, state, data);
+    let scope = expr::Scope {
+        vars: &v.vars,
+        stack_name: &values.name,
+        region: values.region.as_deref(),
+        account_id: values.account_id.as_deref(),
+        resource: &known,
+    };
     v.stack
         .outputs
         .iter()
         .map(|(name, node)| {
-            let mut lookup = |r: &Ref| -> Result<Value, ()> {
-                Ok(match r {
-                    Ref::Var(n) => v.vars.get(n).cloned().unwrap_or(Value::Null),
-                    Ref::Stack(StackField::Name) => Value::String(values.name.clone()),
-                    Ref::Stack(StackField::Region) => {
-                        values.region.clone().map_or(Value::Null, Value::String)
-                    }
-                    Ref::Stack(StackField::AccountId) => {
-                        values.account_id.clone().map_or(Value::Null, Value::String)
-                    }
-                    Ref::Resource { id, attr } => known(id, attr).unwrap_or(Value::Null),
-                })
+            // An output not known (yet) is null.
+            let value = scope.resolve(node);
+            let value = if contains_unknown(&value) {
+                Value::Null
+            } else {
+                value
             };
-            (
-                name.clone(),
-                expr::resolve(node, &mut lookup).unwrap_or(Value::Null),
-            )
+            (name.clone(), value)
         })
         .collect()
 }

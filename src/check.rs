@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::expr::{self, Ref};
+use crate::config::expr;
 use crate::config::Diagnostic;
 use crate::iam::{self, Decision, Kind, Policy, Principal, Request};
 use crate::plan::{self, StackValues};
@@ -473,16 +473,16 @@ fn needs_of(m: &Model, function: &str) -> Vec<(Vec<String>, Vec<String>)> {
         .needs
         .iter()
         .map(|need| {
-            let mut lookup = |r: &Ref| -> Result<Value, ()> {
-                Ok(match r {
-                    Ref::Resource { id, attr } => m.attr(id, attr),
-                    Ref::Var(n) => m.v.vars.get(n).cloned().unwrap_or(Value::Null),
-                    Ref::Stack(expr::StackField::Name) => Value::from(values.name.clone()),
-                    Ref::Stack(expr::StackField::Region) => Value::from(m.region.clone()),
-                    Ref::Stack(expr::StackField::AccountId) => Value::from(iam::unknown(ACCOUNT)),
-                })
+            let attr = |id: &str, attr: &str| Some(m.attr(id, attr));
+            let account = iam::unknown(ACCOUNT);
+            let scope = expr::Scope {
+                vars: &m.v.vars,
+                stack_name: &values.name,
+                region: Some(&m.region),
+                account_id: Some(&account),
+                resource: &attr,
             };
-            let resource = expr::resolve(&need.resource, &mut lookup).unwrap_or(Value::Null);
+            let resource = scope.resolve(&need.resource);
             (need.actions.clone(), strings(Some(&resource)))
         })
         .collect();

@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::expr::{self, Ref, StackField};
+use crate::config::expr;
 use crate::graph::Graph;
 use crate::providers::{self, AwsError, Ctx, Found, Observed, Resource};
 use crate::schema::{self, contains_unknown, is_unknown, unknown, Props, Schema};
@@ -214,23 +214,16 @@ pub fn declared_props(
 ) -> Props {
     let decl = &v.stack.decls[id];
     let schema = v.schema(id);
-    let mut lookup = |r: &Ref| -> Result<Value, ()> {
-        Ok(match r {
-            Ref::Var(name) => v.vars.get(name).cloned().unwrap_or(Value::Null),
-            Ref::Stack(StackField::Name) => Value::String(values.name.clone()),
-            Ref::Stack(StackField::Region) => {
-                values.region.clone().map_or_else(unknown, Value::String)
-            }
-            Ref::Stack(StackField::AccountId) => values
-                .account_id
-                .clone()
-                .map_or_else(unknown, Value::String),
-            Ref::Resource { id, attr } => known(id, attr).unwrap_or_else(unknown),
-        })
+    let scope = expr::Scope {
+        vars: &v.vars,
+        stack_name: &values.name,
+        region: values.region.as_deref(),
+        account_id: values.account_id.as_deref(),
+        resource: known,
     };
     let mut written = Props::new();
     for p in &decl.properties {
-        let value = expr::resolve(&p.value, &mut lookup).unwrap_or_else(|()| unknown());
+        let value = scope.resolve(&p.value);
         let prop = schema.prop(&p.name);
         // Validation already checked what was knowable offline; a value that only
         // now became known and is mistyped fails at the AWS call instead.

@@ -10,7 +10,7 @@ use crate::config::yaml::{Node, Span};
 use crate::config::{ConfigError, Decl, Diagnostic, Stack};
 use crate::graph::Graph;
 use crate::providers;
-use crate::schema::{self, contains_unknown, unknown, Kind, Props, Schema};
+use crate::schema::{self, contains_unknown, Kind, Props, Schema};
 
 /// A stack that passed validation, with its variables and dependency graph.
 #[derive(Debug, Clone)]
@@ -363,17 +363,14 @@ fn offline_value(
     vars: &BTreeMap<String, Value>,
     region: Option<&str>,
 ) -> Value {
-    let mut lookup = |r: &Ref| -> Result<Value, ()> {
-        Ok(match r {
-            Ref::Var(name) => vars.get(name).cloned().unwrap_or_else(unknown),
-            Ref::Stack(StackField::Name) => Value::String(stack.name.clone()),
-            Ref::Stack(StackField::Region) => {
-                region.map_or_else(unknown, |r| Value::String(r.to_string()))
-            }
-            Ref::Stack(StackField::AccountId) | Ref::Resource { .. } => unknown(),
-        })
-    };
-    expr::resolve(node, &mut lookup).unwrap_or_else(|()| unknown())
+    expr::Scope {
+        vars,
+        stack_name: &stack.name,
+        region,
+        account_id: None,
+        resource: &|_, _| None,
+    }
+    .resolve(node)
 }
 
 fn check_properties(

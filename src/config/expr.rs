@@ -149,6 +149,36 @@ fn walk_strings<'a>(node: &'a Node, f: &mut dyn FnMut(&'a str, &'a Node)) {
 
 pub use crate::schema::{contains_unknown, is_unknown, unknown};
 
+/// What references resolve against: the one set of rules every command uses.
+/// Whatever is not known is unknown, never null: a variable without a value,
+/// the region or account before a run has asked, a resource's attribute
+/// before it exists.
+pub struct Scope<'a> {
+    pub vars: &'a std::collections::BTreeMap<String, Value>,
+    pub stack_name: &'a str,
+    pub region: Option<&'a str>,
+    pub account_id: Option<&'a str>,
+    /// A resource's attribute or property, if known.
+    pub resource: &'a dyn Fn(&str, &str) -> Option<Value>,
+}
+
+impl Scope<'_> {
+    pub fn lookup(&self, r: &Ref) -> Value {
+        let known = |v: Option<&str>| v.map_or_else(unknown, Value::from);
+        match r {
+            Ref::Var(name) => self.vars.get(name).cloned().unwrap_or_else(unknown),
+            Ref::Stack(StackField::Name) => Value::from(self.stack_name),
+            Ref::Stack(StackField::Region) => known(self.region),
+            Ref::Stack(StackField::AccountId) => known(self.account_id),
+            Ref::Resource { id, attr } => (self.resource)(id, attr).unwrap_or_else(unknown),
+        }
+    }
+
+    pub fn resolve(&self, node: &Node) -> Value {
+        resolve(node, &mut |r| Ok::<_, ()>(self.lookup(r))).unwrap_or_else(|()| unknown())
+    }
+}
+
 /// Resolves every reference in `node`. A string that is only a reference keeps
 /// the referenced value's type; references inside longer strings become text. A
 /// string with any unknown part is unknown as a whole.
