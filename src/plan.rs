@@ -977,8 +977,17 @@ pub fn render_markdown(plan: &Plan, findings: &str) -> String {
             let _ = writeln!(section, "{}\n", reason.trim().trim_start_matches("# "));
         }
         section.push_str("```diff\n");
-        for line in block.lines() {
-            let _ = writeln!(section, "{}", line.trim_start());
+        for line in block.lines().map(str::trim_start) {
+            // A diff highlights - and + lines: a one-line change becomes both.
+            match line.strip_prefix("~ ").and_then(|l| l.split_once(" = ")) {
+                Some((name, change)) if change.contains(" -> ") => {
+                    let (old, new) = change.split_once(" -> ").unwrap_or_default();
+                    let _ = writeln!(section, "- {name} = {old}\n+ {name} = {new}");
+                }
+                _ => {
+                    let _ = writeln!(section, "{line}");
+                }
+            }
         }
         section.push_str("```\n\n</details>\n\n");
         // Room is kept for the line that says what was left out.

@@ -452,13 +452,26 @@ where
     Ok(())
 }
 
+/// Whether a dispatch failed before a connection existed (no address, refused,
+/// unreachable): then nothing was sent.
+fn never_connected(err: &dyn std::error::Error) -> bool {
+    let mut source = err.source();
+    while let Some(s) = source {
+        if let Some(e) = s.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return e.is_connect();
+        }
+        source = s.source();
+    }
+    false
+}
+
 pub fn aws<E>(err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let reach = match &err {
         SdkError::ConstructionFailure(_) => Reach::NotSent,
-        SdkError::DispatchFailure(d) if d.is_user() => Reach::NotSent,
+        SdkError::DispatchFailure(d) if d.is_user() || never_connected(&err) => Reach::NotSent,
         SdkError::ServiceError(s) if s.raw().status().as_u16() < 500 => Reach::Refused,
         _ => Reach::Unknown,
     };
@@ -755,6 +768,34 @@ mod tests {
         let (set, remove) = tag_changes(Some(&json!({"a": "1"})), Some(&json!({})));
         assert!(set.is_empty());
         assert_eq!(remove, vec!["a".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_connected_is_known_not_to_have_been_sent() {
+        // Nothing listens on a port just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .region(aws_config::Region::new("us-east-2"))
+            .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(
+                aws_sdk_sns::config::Credentials::new("a", "b", None, None, "test"),
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let err = aws_sdk_sns::Client::new(&sdk)
+            .create_topic()
+            .name("t")
+            .send()
+            .await
+            .map_err(aws)
+            .unwrap_err();
+        assert_eq!(err.reach, Reach::NotSent, "{err}");
+        assert!(!err.to_string().contains("may have taken effect"), "{err}");
     }
 
     #[tokio::test(start_paused = true)]
