@@ -69,6 +69,38 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Drive log lines through the deployed pipeline on a virtual clock: metric
+    /// filters, alarms, the function (run locally under a Runtime API), the
+    /// instance, the topic and the queue; print the timeline.
+    Simulate {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// JSON Lines of {"timestamp": epoch-ms, "message": "..."}, or - for stdin.
+        #[arg(long)]
+        events: PathBuf,
+        /// {"timeline": [...], "alarms": {...}, "invocations": [...], "messages": [...]}.
+        #[arg(long)]
+        json: bool,
+        /// Let actions reach real AWS (without an endpoint override they are
+        /// only described).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Try a filter pattern on log lines, as AWS's TestMetricFilter does.
+    TestFilter {
+        #[arg(long)]
+        pattern: String,
+        /// A file of log lines, one per line.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Log lines.
+        lines: Vec<String>,
+        /// {"matches": [{"eventNumber", "eventMessage", "extractedValues"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw the stack: resources by service, dependencies dotted, dataflow
     /// links green when proven and red when not.
     Graph {
@@ -248,6 +280,93 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::TestFilter {
+            pattern,
+            file,
+            lines,
+            json,
+        } => {
+            let pattern = crate::sim::filter::parse(&pattern)
+                .map_err(|e| anyhow::anyhow!("the pattern: {e}"))?;
+            let mut all = lines;
+            if let Some(f) = file {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                all.extend(text.lines().map(str::to_string));
+            }
+            let found = crate::sim::filter::test(&pattern, &all);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"matches": found}))?
+                );
+            } else {
+                for m in &found {
+                    let values: Vec<String> = m
+                        .extracted_values
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    println!(
+                        "{}: {}{}",
+                        m.event_number,
+                        m.event_message,
+                        if values.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  [{}]", values.join(", "))
+                        }
+                    );
+                }
+                println!("{} of {} lines match.", found.len(), all.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            file,
+            vars,
+            events,
+            json,
+            live,
+        } => {
+            let text = if events.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&events)
+                    .with_context(|| format!("cannot read {}", events.display()))?
+            };
+            let events = crate::sim::parse_events(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
+            let v = load(&file.file, &vars.vars)?;
+            runtime()?.block_on(async {
+                let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
+                let _lock = lock(&sf, "simulate")?;
+                let state = sf.load(&v.stack.name)?;
+                let cx = context(&v).await;
+                let report = check::check(&v, Some(cx.region().as_str()), &[]);
+                let outcome = crate::sim::run(
+                    &v,
+                    &state,
+                    &cx,
+                    &report,
+                    &events,
+                    crate::sim::Options { live },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&outcome)?);
+                } else {
+                    print!(
+                        "{}",
+                        crate::sensitive::redact(&crate::sim::render(&outcome))
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::Schema { markdown } => {
             if markdown {

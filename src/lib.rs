@@ -23,5 +23,6 @@ pub mod providers;
 pub mod schema;
 pub mod seal;
 pub mod sensitive;
+pub mod sim;
 pub mod state;
 pub mod validate;

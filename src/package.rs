@@ -86,9 +86,78 @@ pub fn zip(entries: &mut [Entry<'_>]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The bytes of one file in a zip (stored or deflated), such as a function's
+/// `bootstrap`.
+pub fn unzip_file(zip: &[u8], wanted: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let u16_at = |i: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(zip.get(i..i + 2)?.try_into().ok()?) as usize)
+    };
+    let u32_at = |i: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(zip.get(i..i + 4)?.try_into().ok()?) as usize)
+    };
+    // The end-of-central-directory record is in the last 64 KB + 22 bytes.
+    let eocd = (0..zip.len().saturating_sub(21))
+        .rev()
+        .take(65_557)
+        .find(|&i| u32_at(i) == Some(0x0605_4b50))?;
+    let (count, mut at) = (u16_at(eocd + 10)?, u32_at(eocd + 16)?);
+    for _ in 0..count {
+        if u32_at(at)? != 0x0201_4b50 {
+            return None;
+        }
+        let (method, csize) = (u16_at(at + 10)?, u32_at(at + 20)?);
+        let (name_len, extra_len, comment_len) =
+            (u16_at(at + 28)?, u16_at(at + 30)?, u16_at(at + 32)?);
+        let local = u32_at(at + 42)?;
+        let name = zip.get(at + 46..at + 46 + name_len)?;
+        if name == wanted.as_bytes() {
+            let start = local + 30 + u16_at(local + 26)? + u16_at(local + 28)?;
+            let data = zip.get(start..start + csize)?;
+            return match method {
+                0 => Some(data.to_vec()),
+                8 => {
+                    let mut out = Vec::new();
+                    flate2::read::DeflateDecoder::new(data)
+                        .read_to_end(&mut out)
+                        .ok()?;
+                    Some(out)
+                }
+                _ => None,
+            };
+        }
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_comes_back_out_of_the_zip() {
+        let zip = zip(&mut [
+            Entry {
+                name: "bootstrap",
+                data: b"#!/bin/sh\necho hi\n",
+                mode: 0o755,
+            },
+            Entry {
+                name: "lib/data.txt",
+                data: b"data",
+                mode: 0o644,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            unzip_file(&zip, "bootstrap").unwrap(),
+            b"#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(unzip_file(&zip, "lib/data.txt").unwrap(), b"data");
+        assert!(unzip_file(&zip, "missing").is_none());
+        assert!(unzip_file(b"not a zip", "bootstrap").is_none());
+    }
 
     #[test]
     fn same_input_same_bytes_and_order_does_not_matter() {

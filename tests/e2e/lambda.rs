@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use localaws::runtime_api::{Outcome, RuntimeApi};
 use localaws::REGION;
 use serde_json::{json, Value};
+use stackctl::sim::runtime::{Outcome, RuntimeApi};
 
 use crate::support::{count, Env};
 
@@ -335,17 +335,23 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
 
     let env = Env::new();
     let w = world(&env);
-    let api = RuntimeApi::start().unwrap();
+    let api = env
+        .rt
+        .block_on(RuntimeApi::start(
+            "arn:aws:lambda:us-east-2:123456789012:function:lambda_function01",
+        ))
+        .unwrap();
     let _bootstrap = run_bootstrap(&env, &exe, &api, &w);
     let wait = Duration::from_secs(60);
 
-    let out = api
-        .invoke(
+    let out = env
+        .rt
+        .block_on(api.invoke(
             "req-alarm",
             alarm_event("ALARM"),
             Duration::from_secs(120),
             wait,
-        )
+        ))
         .expect("an answer");
     let Outcome::Response(body) = out else {
         panic!("{out:?}")
@@ -364,8 +370,9 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
     let notes = notifications(&env, &w.queue_url);
     assert_eq!(notes[0]["outcome"], "succeeded");
 
-    let out = api
-        .invoke("req-ok", alarm_event("OK"), Duration::from_secs(120), wait)
+    let out = env
+        .rt
+        .block_on(api.invoke("req-ok", alarm_event("OK"), Duration::from_secs(120), wait))
         .expect("an answer");
     assert!(
         matches!(&out, Outcome::Response(b) if b["outcome"] == "ignored"),
@@ -377,13 +384,14 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
         0
     );
 
-    let out = api
-        .invoke(
+    let out = env
+        .rt
+        .block_on(api.invoke(
             "req-bad",
             json!({"hello": "world"}),
             Duration::from_secs(120),
             wait,
-        )
+        ))
         .expect("an answer");
     let Outcome::Error { body, .. } = out else {
         panic!("{out:?}")

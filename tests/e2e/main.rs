@@ -8,5 +8,6 @@ mod messaging;
 mod review;
 mod secrets;
 mod seed;
+mod simulate;
 mod support;
 mod trust;

@@ -182,7 +182,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 mod bridge;
-pub mod runtime_api;
 
 pub struct LocalAws {
     /// The proxy's URL: what AWS_ENDPOINT_URL should be.

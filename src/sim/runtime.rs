@@ -1,9 +1,8 @@
-//! A Lambda Runtime API (2018-06-01) server, so a real `bootstrap` can be run
-//! the way Lambda runs it: it long-polls `/runtime/invocation/next` and posts a
-//! response or an error for each invocation.
+//! A Lambda Runtime API (2018-06-01) server, so a function's real `bootstrap`
+//! runs the way Lambda runs it: it long-polls `/runtime/invocation/next` and
+//! posts a response or an error for each invocation.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,22 +23,24 @@ pub enum Outcome {
 }
 
 #[derive(Default)]
-struct State {
+struct Shared {
     queue: Mutex<VecDeque<(String, Value, u64)>>,
     queued: Notify,
     results: Mutex<HashMap<String, Outcome>>,
     init_error: Mutex<Option<Value>>,
     finished: Notify,
+    function_arn: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct RuntimeApi {
     /// `host:port`, the value of AWS_LAMBDA_RUNTIME_API.
     pub address: String,
-    state: Arc<State>,
-    runtime: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
 }
-
-pub const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-2:123456789012:function:lambda_function01";
 
 fn reply(status: u16, body: &str) -> Response<Full<Bytes>> {
     Response::builder()
@@ -50,7 +51,7 @@ fn reply(status: u16, body: &str) -> Response<Full<Bytes>> {
 
 async fn serve(
     req: Request<Incoming>,
-    state: Arc<State>,
+    shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let path = req.uri().path().to_string();
     let error_type = req
@@ -67,18 +68,16 @@ async fn serve(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["2018-06-01", "runtime", "invocation", "next"] => loop {
-            let notified = state.queued.notified();
-            if let Some((id, event, deadline)) = state
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()
-            {
+            let notified = shared.queued.notified();
+            if let Some((id, event, deadline)) = lock(&shared.queue).pop_front() {
                 return Ok(Response::builder()
                     .status(200)
                     .header("lambda-runtime-aws-request-id", id)
                     .header("lambda-runtime-deadline-ms", deadline.to_string())
-                    .header("lambda-runtime-invoked-function-arn", FUNCTION_ARN)
+                    .header(
+                        "lambda-runtime-invoked-function-arn",
+                        shared.function_arn.as_str(),
+                    )
                     .header(
                         "lambda-runtime-trace-id",
                         "Root=1-00000000-000000000000000000000000;Sampled=0",
@@ -98,17 +97,13 @@ async fn serve(
                     body: json(),
                 }
             };
-            state
-                .results
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.to_string(), outcome);
-            state.finished.notify_waiters();
+            lock(&shared.results).insert(id.to_string(), outcome);
+            shared.finished.notify_waiters();
             Ok(reply(202, r#"{"status":"OK"}"#))
         }
         ["2018-06-01", "runtime", "init", "error"] => {
-            *state.init_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(json());
-            state.finished.notify_waiters();
+            *lock(&shared.init_error) = Some(json());
+            shared.finished.notify_waiters();
             Ok(reply(202, r#"{"status":"OK"}"#))
         }
         _ => Ok(reply(404, "unknown Runtime API route")),
@@ -116,25 +111,21 @@ async fn serve(
 }
 
 impl RuntimeApi {
-    pub fn start() -> std::io::Result<RuntimeApi> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr: SocketAddr = listener.local_addr()?;
-        let state = Arc::new(State::default());
-        let shared = state.clone();
-        runtime.spawn(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                return;
-            };
+    /// Serves on a free loopback port, on the current tokio runtime.
+    pub async fn start(function_arn: &str) -> std::io::Result<RuntimeApi> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let shared = Arc::new(Shared {
+            function_arn: function_arn.to_string(),
+            ..Shared::default()
+        });
+        let state = shared.clone();
+        tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let state = shared.clone();
+                let state = state.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| serve(req, state.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -143,15 +134,12 @@ impl RuntimeApi {
                 });
             }
         });
-        Ok(RuntimeApi {
-            address: addr.to_string(),
-            state,
-            runtime,
-        })
+        Ok(RuntimeApi { address, shared })
     }
 
-    /// Hands `event` to the function and waits for its answer.
-    pub fn invoke(
+    /// Hands `event` to the function with `budget` until its deadline, and
+    /// waits at most `wait` for its answer.
+    pub async fn invoke(
         &self,
         request_id: &str,
         event: Value,
@@ -163,41 +151,25 @@ impl RuntimeApi {
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
         let deadline = now + budget.as_millis() as u64;
-        self.state
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((request_id.to_string(), event, deadline));
-        self.state.queued.notify_waiters();
-        let state = self.state.clone();
+        lock(&self.shared.queue).push_back((request_id.to_string(), event, deadline));
+        self.shared.queued.notify_waiters();
+        let shared = self.shared.clone();
         let id = request_id.to_string();
-        self.runtime.block_on(async move {
-            tokio::time::timeout(wait, async {
-                loop {
-                    let finished = state.finished.notified();
-                    if let Some(o) = state
-                        .results
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id)
-                    {
-                        return o;
-                    }
-                    if let Some(e) = state
-                        .init_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone()
-                    {
-                        return Outcome::InitError(e);
-                    }
-                    // The poller may not be waiting yet: wake it again.
-                    state.queued.notify_waiters();
-                    let _ = tokio::time::timeout(Duration::from_millis(200), finished).await;
+        tokio::time::timeout(wait, async move {
+            loop {
+                let finished = shared.finished.notified();
+                if let Some(o) = lock(&shared.results).remove(&id) {
+                    return o;
                 }
-            })
-            .await
-            .ok()
+                if let Some(e) = lock(&shared.init_error).clone() {
+                    return Outcome::InitError(e);
+                }
+                // The function may not be polling yet: wake it again.
+                shared.queued.notify_waiters();
+                let _ = tokio::time::timeout(Duration::from_millis(200), finished).await;
+            }
         })
+        .await
+        .ok()
     }
 }

@@ -1,0 +1,195 @@
+//! `stackctl simulate` on the deployed seed stack: log lines through the
+//! metric filter, the alarm, the real function (built from lambda/, run under
+//! a local Runtime API), the instance, the topic and the queue.
+
+use serde_json::Value;
+
+use crate::support::{count, Env};
+
+/// The seed stack with its real function, applied.
+fn deployed() -> Env {
+    let env = Env::new();
+    let source = localaws::repo_root().join("lambda");
+    env.write_stack(&include_str!("../../stack.yaml").replace(
+        "      source: lambda\n",
+        &format!("      source: {}\n", source.display()),
+    ));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env
+}
+
+const T0: i64 = 1_764_669_600_000;
+
+/// `n` slow responses, five seconds apart, from minute `minute`.
+fn slow(n: usize, minute: i64) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({"timestamp": T0 + minute * 60_000 + i as i64 * 5_000,
+                               "message": "High response time for /api/data: 3500 ms"})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn simulate(env: &Env, events: &str) -> Value {
+    std::fs::write(env.path("events.jsonl"), events).unwrap();
+    let out = env
+        .stackctl(&["simulate", "--events", "events.jsonl", "--json"])
+        .ok();
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn hops<'a>(outcome: &'a Value, kind: &str) -> Vec<&'a Value> {
+    outcome["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn six_slow_responses_restart_the_instance_once_five_do_not_and_the_alarm_returns_to_ok() {
+    let env = deployed();
+    env.take_calls();
+    let outcome = simulate(&env, &slow(5, 0));
+    assert!(
+        outcome["invocations"].as_array().unwrap().is_empty(),
+        "{outcome:#}"
+    );
+    assert_eq!(outcome["alarms"]["slow_response_alarm"], "OK");
+
+    let outcome = simulate(&env, &slow(6, 4));
+    let states: Vec<&str> = hops(&outcome, "state")
+        .iter()
+        .map(|h| h["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        states[0].starts_with("INSUFFICIENT_DATA → ALARM (6 > 5)"),
+        "{states:?}"
+    );
+    assert!(
+        states.last().unwrap().starts_with("ALARM → OK"),
+        "a quiet period returns it to OK: {states:?}"
+    );
+    assert_eq!(outcome["alarms"]["slow_response_alarm"], "OK");
+    let invocations = outcome["invocations"].as_array().unwrap();
+    assert_eq!(invocations.len(), 1, "{outcome:#}");
+    assert_eq!(invocations[0]["function"], "remediation");
+    assert_eq!(invocations[0]["alarm"], "slow_response_alarm");
+    assert_eq!(invocations[0]["ok"], true);
+    assert_eq!(invocations[0]["response"]["outcome"], "succeeded");
+    let calls = env.take_calls();
+    assert_eq!(
+        (
+            count(&calls, "StopInstances"),
+            count(&calls, "StartInstances")
+        ),
+        (1, 1),
+        "the function's own calls"
+    );
+    let steps: Vec<(&str, &str)> = hops(&outcome, "step")
+        .iter()
+        .map(|h| {
+            (
+                h["resource"].as_str().unwrap(),
+                h["detail"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        steps.contains(&("dev_instance", "stopped"))
+            && steps.contains(&("dev_instance", "running")),
+        "{steps:?}"
+    );
+    let messages = outcome["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["queue"], "notifications");
+    assert!(
+        messages[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Remediation succeeded"),
+        "{messages:?}"
+    );
+
+    // Within the cooldown, another burst restarts nothing and says so.
+    let outcome = simulate(&env, &slow(6, 0));
+    let invocations = outcome["invocations"].as_array().unwrap();
+    assert_eq!(
+        invocations[0]["response"]["outcome"], "skipped",
+        "{outcome:#}"
+    );
+    assert_eq!(count(&env.take_calls(), "StopInstances"), 0);
+}
+
+#[test]
+fn a_broken_permission_or_queue_policy_drops_the_action_as_aws_would() {
+    let env = deployed();
+    let stack = std::fs::read_to_string(env.path("stack.yaml")).unwrap();
+    env.write_stack(&stack.replace(
+        "source_arn: ${slow_response_alarm.arn}",
+        "source_arn: arn:aws:cloudwatch:us-east-2:123456789012:alarm:another-alarm",
+    ));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env.take_calls();
+    let outcome = simulate(&env, &slow(6, 0));
+    let dropped = hops(&outcome, "dropped");
+    assert_eq!(dropped.len(), 1, "{outcome:#}");
+    assert!(
+        dropped[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lambda:InvokeFunction on remediation dropped"),
+        "{dropped:?}"
+    );
+    assert!(outcome["invocations"].as_array().unwrap().is_empty());
+    assert_eq!(
+        count(&env.take_calls(), "StopInstances"),
+        0,
+        "the function never ran"
+    );
+
+    // The permission back, the queue's policy for another topic: the function
+    // runs, and SNS drops its report.
+    env.write_stack(&stack.replace(
+        r#"ArnEquals: {"aws:SourceArn": "${lambda_topic.arn}"}"#,
+        r#"ArnEquals: {"aws:SourceArn": "arn:aws:sns:us-east-2:123456789012:another-topic"}"#,
+    ));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let outcome = simulate(&env, &slow(6, 0));
+    assert_eq!(outcome["invocations"].as_array().unwrap().len(), 1);
+    assert!(
+        outcome["messages"].as_array().unwrap().is_empty(),
+        "{outcome:#}"
+    );
+    let dropped = hops(&outcome, "dropped");
+    assert!(
+        dropped.iter().any(|h| h["resource"] == "notifications"
+            && h["detail"]
+                .as_str()
+                .unwrap()
+                .contains("dropped, as AWS would drop them")),
+        "{outcome:#}"
+    );
+}
+
+#[test]
+fn test_filter_answers_like_test_metric_filter() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+        .args([
+            "test-filter",
+            "--json",
+            "--pattern",
+            "[..., rt > 3000, unit = ms]",
+            "High response time for /api/data: 3500 ms",
+            "High response time for /api/data: 250 ms",
+        ])
+        .output()
+        .unwrap();
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["matches"].as_array().unwrap().len(), 1);
+    assert_eq!(got["matches"][0]["eventNumber"], 1);
+    assert_eq!(got["matches"][0]["extractedValues"]["$rt"], "3500");
+}
