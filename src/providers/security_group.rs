@@ -281,6 +281,38 @@ fn group_attrs(cx: &Ctx, g: &aws_sdk_ec2::types::SecurityGroup) -> Map<String, V
 }
 
 /// Makes the group's rules in one direction match `want`.
+/// The group's rules in one direction, as AWS has them now.
+async fn current_rules(cx: &Ctx, id: &str, egress: bool) -> Result<BTreeSet<Rule>, AwsError> {
+    let g = describe(cx, id)
+        .await?
+        .ok_or_else(|| AwsError::local(format!("security group {id} is gone")))?;
+    let perms = if egress {
+        g.ip_permissions_egress
+    } else {
+        g.ip_permissions
+    };
+    Ok(rules_of(Some(&rules_value(perms.unwrap_or_default()))))
+}
+
+/// Makes the group's rules in one direction match `want`, from what AWS has.
+/// A rule already there (a retry after a lost answer added it) or already
+/// gone is read again and the rest done once more, rather than failing.
+async fn settle_rules(
+    cx: &Ctx,
+    id: &str,
+    egress: bool,
+    want: &BTreeSet<Rule>,
+) -> Result<(), AwsError> {
+    let have = current_rules(cx, id, egress).await?;
+    match sync_rules(cx, id, egress, &have, want).await {
+        Err(e) if e.is("InvalidPermission.Duplicate") || e.is("InvalidPermission.NotFound") => {
+            let have = current_rules(cx, id, egress).await?;
+            sync_rules(cx, id, egress, &have, want).await
+        }
+        other => other,
+    }
+}
+
 async fn sync_rules(
     cx: &Ctx,
     id: &str,
@@ -364,22 +396,9 @@ impl Provider for SecurityGroup {
             .group_id
             .ok_or_else(|| AwsError::local("CreateSecurityGroup returned no GroupId"))?;
         let rules = async {
-            sync_rules(
-                cx,
-                &id,
-                false,
-                &BTreeSet::new(),
-                &rules_of(r.props.get("ingress")),
-            )
-            .await?;
+            settle_rules(cx, &id, false, &rules_of(r.props.get("ingress"))).await?;
             if r.props.contains_key("egress") {
-                let g = describe(cx, &id)
-                    .await?
-                    .ok_or_else(|| AwsError::local("the new group cannot be read back"))?;
-                let have = rules_of(Some(&rules_value(
-                    g.ip_permissions_egress.unwrap_or_default(),
-                )));
-                sync_rules(cx, &id, true, &have, &rules_of(r.props.get("egress"))).await?;
+                settle_rules(cx, &id, true, &rules_of(r.props.get("egress"))).await?;
             }
             describe(cx, &id)
                 .await?
@@ -438,16 +457,10 @@ impl Provider for SecurityGroup {
             .await?
             .ok_or_else(|| AwsError::local(format!("security group {id} is gone")))?;
         if changed.contains(&"ingress") {
-            let have = rules_of(Some(&rules_value(
-                g.ip_permissions.clone().unwrap_or_default(),
-            )));
-            sync_rules(cx, id, false, &have, &rules_of(r.props.get("ingress"))).await?;
+            settle_rules(cx, id, false, &rules_of(r.props.get("ingress"))).await?;
         }
         if changed.contains(&"egress") {
-            let have = rules_of(Some(&rules_value(
-                g.ip_permissions_egress.clone().unwrap_or_default(),
-            )));
-            sync_rules(cx, id, true, &have, &rules_of(r.props.get("egress"))).await?;
+            settle_rules(cx, id, true, &rules_of(r.props.get("egress"))).await?;
         }
         if changed.contains(&"tags") {
             retag(cx, id, old.get("tags"), r.props.get("tags")).await?;
