@@ -21,7 +21,7 @@ use crate::events::Event;
 use crate::plan::{self, Action, Change, Plan, StackValues};
 use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
-use crate::state::{Deposed, ResourceState, State, StateError, StateFile};
+use crate::state::{Backend, Deposed, ResourceState, State, StateError};
 use crate::validate::Validated;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -236,7 +236,7 @@ pub struct Walk<'a> {
     pub v: &'a Validated,
     pub values: &'a StackValues,
     pub cx: Arc<Ctx>,
-    pub file: &'a mut StateFile,
+    pub file: &'a mut dyn Backend,
     pub state: &'a mut State,
     pub parallelism: usize,
 }
@@ -267,9 +267,9 @@ impl Walk<'_> {
         });
     }
 
-    fn save(&mut self) -> Result<(), StateError> {
-        // A few KB written and fsynced: cheap next to the AWS call it records.
-        tokio::task::block_in_place(|| self.file.save(self.state))
+    /// Makes the state durable: a journal entry of what changed.
+    async fn save(&mut self) -> Result<(), StateError> {
+        self.file.save(self.state).await
     }
 
     pub async fn run(mut self, plan: &Plan) -> Result<Outcome, StateError> {
@@ -279,7 +279,7 @@ impl Walk<'_> {
             .filter(|c| c.deposed.is_none())
             .map(|c| (c.id.clone(), c.clone()))
             .collect();
-        self.adopt(plan)?;
+        self.adopt(plan).await?;
         let (steps, mut needs) = build_steps(plan, self.state);
         let dependents = dependents_of(&needs);
         let mut ready: Vec<Step> = steps
@@ -302,7 +302,7 @@ impl Walk<'_> {
                 match self.start(&step, changes.get(&step.1), plan) {
                     Ok(job) => {
                         // The intent is on disk before the call can be sent.
-                        self.save()?;
+                        self.save().await?;
                         let started = Instant::now();
                         let handle = running.spawn(async move { (job.await, started) });
                         in_flight.insert(handle.id(), step);
@@ -318,7 +318,7 @@ impl Walk<'_> {
                             &dependents,
                             &mut needs,
                         );
-                        self.save()?;
+                        self.save().await?;
                     }
                 }
             }
@@ -349,10 +349,9 @@ impl Walk<'_> {
                     continue;
                 }
                 Err(e) => {
-                    return Err(StateError::Write {
-                        path: self.file.path.clone(),
-                        source: std::io::Error::other(e),
-                    })
+                    return Err(StateError::Backend(format!(
+                        "a step of the run failed unexpectedly: {e}"
+                    )))
                 }
             };
             let Some(step) = in_flight.remove(&task) else {
@@ -366,7 +365,7 @@ impl Walk<'_> {
                         done,
                         started.elapsed().as_secs_f64(),
                     );
-                    self.save()?;
+                    self.save().await?;
                     for d in dependents.get(&step).cloned().unwrap_or_default() {
                         if let Some(ns) = needs.get_mut(&d) {
                             ns.remove(&step);
@@ -387,7 +386,7 @@ impl Walk<'_> {
                         &dependents,
                         &mut needs,
                     );
-                    self.save()?;
+                    self.save().await?;
                 }
             }
         }
@@ -400,7 +399,7 @@ impl Walk<'_> {
         if outcome.ok() {
             self.state.outputs = outputs(self.v, self.state, self.values, &plan.data);
             self.state.sensitive_outputs = sensitive_outputs(self.v, self.state);
-            self.save()?;
+            self.save().await?;
         }
         Ok(outcome)
     }
@@ -409,7 +408,7 @@ impl Walk<'_> {
     /// (an address after a restart), and the physical ids of resources an
     /// interrupted run created, so that whatever the plan does next (keep,
     /// update, replace, destroy) acts on them.
-    fn adopt(&mut self, plan: &Plan) -> Result<(), StateError> {
+    async fn adopt(&mut self, plan: &Plan) -> Result<(), StateError> {
         for c in plan.changes.iter().filter(|c| c.deposed.is_none()) {
             let Some(rec) = self.state.resources.get_mut(&c.id) else {
                 continue;
@@ -420,7 +419,7 @@ impl Walk<'_> {
             }
             rec.attrs.extend(c.refreshed_attrs.clone());
         }
-        self.save()
+        self.save().await
     }
 
     /// Prepares one step: resolves its properties and, for a create, records the

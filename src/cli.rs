@@ -17,7 +17,7 @@ use crate::config::Stack;
 use crate::events::{Event, Events};
 use crate::plan::{self, Plan, Refreshed, StackValues};
 use crate::providers::{effective_region, Ctx};
-use crate::state::{Lock, State, StateFile};
+use crate::state::{Backend, Held, State};
 use crate::validate::{self, Validated};
 
 #[derive(Parser, Debug)]
@@ -36,6 +36,10 @@ struct FileArgs {
     /// The stack file.
     #[arg(short = 'f', long = "file", default_value = "stack.yaml")]
     file: PathBuf,
+    /// Override a setting of the stack's state backend, as CI does:
+    /// --backend-config bucket=NAME (also key, region, kms_key_id; repeatable).
+    #[arg(long = "backend-config", value_name = "KEY=VALUE", value_parser = validate::parse_var)]
+    backend_config: Vec<(String, String)>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -196,6 +200,30 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Take resources that already exist into the state as the stack's own. It
+    /// reads them; the only change in AWS is their ownership tags.
+    ///
+    ///   stackctl import LOGICAL_ID PHYSICAL_ID
+    ///   stackctl import --all
+    ///   stackctl import --generate-config FILE TYPE.ID=PHYSICAL_ID...
+    Import {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Look up every resource of the stack file by its name (as a run
+        /// after a crash does) and import what exists; list what does not.
+        #[arg(long)]
+        all: bool,
+        /// Write a stack file for existing resources instead (no state change).
+        #[arg(long, value_name = "FILE", conflicts_with = "all")]
+        generate_config: Option<PathBuf>,
+        /// With --generate-config: the `stack:` name of the new file.
+        #[arg(long, default_value = "imported")]
+        stack_name: String,
+        /// LOGICAL_ID PHYSICAL_ID; with --generate-config, TYPE.ID=PHYSICAL_ID...
+        args: Vec<String>,
+    },
     /// Clear the lock of a run that ended without releasing it, by the lock id
     /// its error printed.
     ForceUnlock {
@@ -238,6 +266,49 @@ enum StateCommand {
     Rekey {
         #[command(flatten)]
         file: FileArgs,
+    },
+    /// Print the state as JSON (from any backend; decrypted).
+    Pull {
+        #[command(flatten)]
+        file: FileArgs,
+    },
+    /// Replace the state with a file written by `state pull`. Refuses a state
+    /// of another lineage, or older than the one it replaces, unless --force.
+    Push {
+        #[command(flatten)]
+        file: FileArgs,
+        path: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy the state to another backend: --to s3://BUCKET/KEY or --to local.
+    /// The source is left as it was.
+    Migrate {
+        #[command(flatten)]
+        file: FileArgs,
+        #[arg(long)]
+        to: String,
+        /// The destination's region (S3), if not the stack's.
+        #[arg(long)]
+        to_region: Option<String>,
+        /// Overwrite a destination that holds another stack history.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Forget resources without deleting them.
+    Rm {
+        #[command(flatten)]
+        file: FileArgs,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Rename a logical id in the state (after renaming it in the stack file),
+    /// without touching AWS.
+    Mv {
+        #[command(flatten)]
+        file: FileArgs,
+        old: String,
+        new: String,
     },
 }
 
@@ -342,9 +413,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(async {
-                let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-                let _lock = lock(&sf, "simulate")?;
-                let state = sf.load(&v.stack.name)?;
+                let (_backend, lock, state) = locked_state(&v.stack, &file, "simulate").await?;
                 let cx = context(&v).await;
                 let report = check::check(&v, Some(cx.region().as_str()), &[]);
                 let outcome = crate::sim::run(
@@ -365,6 +434,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         crate::sensitive::redact(&crate::sim::render(&outcome))
                     );
                 }
+                lock.release().await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -443,11 +513,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let json = format == PlanFormat::Json;
             let v = load(&file.file, &vars.vars)?;
             runtime()?.block_on(async {
-                let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-                let _lock = lock(&sf, "plan")?;
-                let mut state = sf.load(&v.stack.name)?;
+                let (backend, lock, mut state) = locked_state(&v.stack, &file, "plan").await?;
                 let cx = context(&v).await;
-                pin_location(&mut state, &cx, &sf).await?;
+                pin_location(&mut state, &cx, backend.as_ref()).await?;
                 let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
                 match format {
                     PlanFormat::Json => {
@@ -474,11 +542,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     // It holds every value the apply needs, sensitive ones too:
                     // private, and encrypted like the state when a key is set.
                     let body = crate::seal::seal(
-                        &sf.keys,
+                        backend.keys(),
                         &serde_json::to_vec_pretty(&saved)?,
                         &out.display().to_string(),
                     )?;
-                    crate::state::write_private(&out, &body)
+                    crate::state::local::write_private(&out, &body)
                         .with_context(|| format!("cannot write the plan to {}", out.display()))?;
                     if !json {
                         println!(
@@ -488,6 +556,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         );
                     }
                 }
+                lock.release().await?;
                 Ok(if detailed_exitcode && plan.has_changes() {
                     ExitCode::from(2)
                 } else {
@@ -522,7 +591,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => (load(&file.file, &vars.vars)?, None),
             };
-            runtime()?.block_on(apply_command(v, saved, auto_approve, parallelism))
+            runtime()?.block_on(apply_command(v, &file, saved, auto_approve, parallelism))
         }
         Command::Destroy {
             file,
@@ -531,7 +600,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             parallelism,
         } => {
             let v = load(&file.file, &vars.vars)?;
-            runtime()?.block_on(destroy_command(v, auto_approve, parallelism))
+            runtime()?.block_on(destroy_command(v, &file, auto_approve, parallelism))
         }
         Command::Build { file, vars } => {
             let v = load(&file.file, &vars.vars)?;
@@ -584,8 +653,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Output { file, name, json } => {
-            let (stack, state) = read_state(&file.file)?;
-            let _ = stack;
+            let state = read_state(&file)?;
             match name {
                 Some(name) => {
                     let value = state.outputs.get(&name).with_context(|| {
@@ -610,7 +678,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::State {
             command: StateCommand::List { file },
         } => {
-            let (_, state) = read_state(&file.file)?;
+            let state = read_state(&file)?;
             for (id, rec) in &state.resources {
                 let pid = rec.physical_id.as_deref().unwrap_or("(create interrupted)");
                 println!("{id}\t{}\t{pid}", rec.type_name);
@@ -620,7 +688,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::State {
             command: StateCommand::Show { file, id },
         } => {
-            let (_, state) = read_state(&file.file)?;
+            let state = read_state(&file)?;
             let rec = state.resources.get(&id).with_context(|| {
                 format!(
                     "no resource `{id}` in the state (recorded: {})",
@@ -637,20 +705,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             command: StateCommand::Rekey { file },
         } => {
             let stack = Stack::load(&file.file)?;
-            let mut sf = StateFile::for_stack(&stack.dir(), &stack.name);
-            let _lock = lock(&sf, "state rekey")?;
-            let n = sf.rekey()?;
-            match &sf.keys.current {
-                Some(key) => println!("Rewrote {n} file(s) encrypted with key {}.", key.id),
-                None => println!("Rewrote {n} file(s) unencrypted (no STACKCTL_STATE_KEY is set)."),
-            }
-            Ok(ExitCode::SUCCESS)
+            runtime()?.block_on(async {
+                let mut backend = crate::state::open(&stack, &file.backend_config).await?;
+                let lock = take_lock(backend.as_ref(), "state rekey").await?;
+                let n = backend.rekey(&stack.name).await?;
+                match &backend.keys().current {
+                    Some(key) => println!("Rewrote {n} object(s) encrypted with key {}.", key.id),
+                    None => println!(
+                        "Rewrote {n} object(s) unencrypted (no STACKCTL_STATE_KEY is set)."
+                    ),
+                }
+                lock.release().await?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
+        Command::Import {
+            file,
+            vars,
+            all,
+            generate_config,
+            stack_name,
+            args,
+        } => match generate_config {
+            Some(out) => {
+                runtime()?.block_on(generate_config_command(&file, &out, &stack_name, &args))
+            }
+            None => {
+                let v = load(&file.file, &vars.vars)?;
+                runtime()?.block_on(import_command(v, &file, all, &args))
+            }
+        },
+        Command::State { command } => runtime()?.block_on(state_command(command)),
         Command::ForceUnlock { file, lock_id } => {
             let stack = Stack::load(&file.file)?;
-            let sf = StateFile::for_stack(&stack.dir(), &stack.name);
-            println!("{}", Lock::force_unlock(&sf, &lock_id)?);
-            Ok(ExitCode::SUCCESS)
+            runtime()?.block_on(async {
+                let backend = crate::state::open(&stack, &file.backend_config).await?;
+                println!("{}", backend.force_unlock(&lock_id).await?);
+                Ok(ExitCode::SUCCESS)
+            })
         }
     }
 }
@@ -680,15 +772,30 @@ fn shown_output(v: &Value) -> String {
 }
 
 /// Takes the state's lock, saying so when it was left by a run that ended.
-fn lock(sf: &StateFile, operation: &str) -> Result<Lock> {
-    let lock = Lock::acquire(sf, operation)?;
-    if let Some(stale) = &lock.took_over {
+async fn take_lock(backend: &dyn Backend, operation: &str) -> Result<Box<dyn Held>> {
+    let lock = backend.lock(operation).await?;
+    if let Some(stale) = lock.took_over() {
         eprintln!(
             "note: took over the lock of {}, which ended without releasing it",
             stale.describe()
         );
     }
     Ok(lock)
+}
+
+/// A stack's state backend, its lock taken for `operation`, and the state.
+async fn locked_state(
+    stack: &Stack,
+    file: &FileArgs,
+    operation: &str,
+) -> Result<(Box<dyn Backend>, Box<dyn Held>, State)> {
+    let mut backend = crate::state::open(stack, &file.backend_config).await?;
+    let lock = take_lock(backend.as_ref(), operation).await?;
+    for note in backend.notes().await {
+        eprintln!("note: {note}");
+    }
+    let state = backend.load(&stack.name).await?;
+    Ok((backend, lock, state))
 }
 
 /// The AWS clients of a run, reporting progress on the terminal.
@@ -767,21 +874,24 @@ fn load(path: &Path, vars: &[(String, String)]) -> Result<Validated> {
     Ok(validate::validate(stack, vars, region.as_deref())?)
 }
 
-fn read_state(path: &Path) -> Result<(Stack, State)> {
-    let stack = Stack::load(path)?;
-    let state = StateFile::for_stack(&stack.dir(), &stack.name).load(&stack.name)?;
-    Ok((stack, state))
+/// The state as recorded, read without the lock (as `terraform output` does).
+fn read_state(file: &FileArgs) -> Result<State> {
+    let stack = Stack::load(&file.file)?;
+    runtime()?.block_on(async {
+        let mut backend = crate::state::open(&stack, &file.backend_config).await?;
+        Ok(backend.load(&stack.name).await?)
+    })
 }
 
 /// Refuses to go on with credentials or a region other than those the state's
 /// resources live in (before any change: with them, everything would look
 /// deleted and be created again).
-async fn pin_location(state: &mut State, cx: &Ctx, sf: &StateFile) -> Result<()> {
+async fn pin_location(state: &mut State, cx: &Ctx, backend: &dyn Backend) -> Result<()> {
     let here = cx
         .location()
         .await
         .context("asking STS which account these credentials belong to")?;
-    state.pin_location(&here, &sf.path)?;
+    state.pin_location(&here, &backend.location())?;
     Ok(())
 }
 
@@ -836,15 +946,14 @@ fn confirm(question: &str) -> Result<bool> {
 
 async fn apply_command(
     v: Validated,
+    file: &FileArgs,
     saved: Option<PlanFile>,
     auto_approve: bool,
     parallelism: usize,
 ) -> Result<ExitCode> {
-    let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-    let _lock = lock(&sf, "apply")?;
-    let mut state = sf.load(&v.stack.name)?;
+    let (mut backend, lock, mut state) = locked_state(&v.stack, file, "apply").await?;
     let cx = Arc::new(context(&v).await);
-    pin_location(&mut state, &cx, &sf).await?;
+    pin_location(&mut state, &cx, backend.as_ref()).await?;
     let (plan, values) = match saved {
         Some(saved) => {
             if saved.plan.lineage != state.lineage || saved.plan.serial != state.serial {
@@ -874,6 +983,7 @@ async fn apply_command(
                 && !confirm("Do you want to perform these actions?")?
             {
                 println!("Apply cancelled.");
+                lock.release().await?;
                 return Ok(ExitCode::from(1));
             }
             (plan, values)
@@ -891,7 +1001,7 @@ async fn apply_command(
         v: &v,
         values: &values,
         cx,
-        file: &mut sf,
+        file: backend.as_mut(),
         state: &mut state,
         parallelism,
     }
@@ -902,8 +1012,10 @@ async fn apply_command(
         // Outputs added or edited without any resource change still land in the state.
         state.outputs = outputs;
         state.sensitive_outputs = apply::sensitive_outputs(&v, &state);
-        sf.save(&mut state)?;
     }
+    // The run's journal folds into the state: the next read is one object.
+    backend.compact(&mut state).await?;
+    lock.release().await?;
     finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Apply")?;
     if !state.outputs.is_empty() {
         println!("\nOutputs:\n");
@@ -939,16 +1051,20 @@ fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Resul
     bail!("{what} failed; the state records everything that succeeded, run the command again once fixed:{msg}")
 }
 
-async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -> Result<ExitCode> {
-    let mut sf = StateFile::for_stack(&v.stack.dir(), &v.stack.name);
-    let _lock = lock(&sf, "destroy")?;
-    let mut state = sf.load(&v.stack.name)?;
+async fn destroy_command(
+    v: Validated,
+    file: &FileArgs,
+    auto_approve: bool,
+    parallelism: usize,
+) -> Result<ExitCode> {
+    let (mut backend, lock, mut state) = locked_state(&v.stack, file, "destroy").await?;
     if state.resources.is_empty() {
         println!("Nothing to destroy: the state records no resources.");
+        lock.release().await?;
         return Ok(ExitCode::SUCCESS);
     }
     let cx = Arc::new(context(&v).await);
-    pin_location(&mut state, &cx, &sf).await?;
+    pin_location(&mut state, &cx, backend.as_ref()).await?;
     // Only creates that were interrupted need a look in AWS: they may exist.
     let mut pending = state.clone();
     pending.resources.retain(|_, r| r.is_pending());
@@ -959,6 +1075,7 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
     print!("{}", shown(&plan::render(&plan)));
     if !auto_approve && !confirm("Do you really want to destroy all resources of this stack?")? {
         println!("Destroy cancelled.");
+        lock.release().await?;
         return Ok(ExitCode::from(1));
     }
     println!();
@@ -968,7 +1085,7 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
         v: &v,
         values: &values,
         cx,
-        file: &mut sf,
+        file: backend.as_mut(),
         state: &mut state,
         parallelism,
     }
@@ -976,8 +1093,283 @@ async fn destroy_command(v: Validated, auto_approve: bool, parallelism: usize) -
     .await?;
     if outcome.ok() {
         state.outputs.clear();
-        sf.save(&mut state)?;
     }
+    backend.compact(&mut state).await?;
+    lock.release().await?;
     finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Destroy")?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn import_command(
+    v: Validated,
+    file: &FileArgs,
+    all: bool,
+    args: &[String],
+) -> Result<ExitCode> {
+    let single = match (all, args) {
+        (true, []) => None,
+        (false, [id, physical_id]) => Some((id.clone(), physical_id.clone())),
+        _ => bail!("give LOGICAL_ID PHYSICAL_ID, or --all (or --generate-config FILE TYPE.ID=PHYSICAL_ID...)"),
+    };
+    let (mut backend, lock, mut state) = locked_state(&v.stack, file, "import").await?;
+    let cx = context(&v).await;
+    pin_location(&mut state, &cx, backend.as_ref()).await?;
+    let values = stack_values(&v, &cx).await?;
+    let data = plan::read_data(&cx, &v, &values)
+        .await
+        .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+    let (imported, missed) = match single {
+        Some((id, physical_id)) => {
+            let one =
+                crate::import::one(&v, &cx, &mut state, &values, &data, &id, &physical_id).await;
+            backend.save(&mut state).await?;
+            (vec![one?], Vec::new())
+        }
+        None => crate::import::all(&v, &cx, &mut state, &values, &data, backend.as_mut()).await?,
+    };
+    backend.compact(&mut state).await?;
+    lock.release().await?;
+    for i in &imported {
+        let tags = if i.tagged {
+            ", tagged stackctl:stack and stackctl:id"
+        } else {
+            ""
+        };
+        println!(
+            "{}: imported {} ({}{tags})",
+            i.id, i.physical_id, i.type_name
+        );
+    }
+    for m in &missed {
+        println!("{}: not imported: {}", m.id, m.why);
+    }
+    let tagged = imported.iter().filter(|i| i.tagged).count();
+    println!(
+        "\nImported {} resource(s); {} not found. Nothing was created, changed or deleted in AWS but the ownership tags of {tagged} resource(s).\nRun `stackctl plan` to see how what exists differs from the stack file.",
+        imported.len(),
+        missed.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn generate_config_command(
+    file: &FileArgs,
+    out: &Path,
+    stack_name: &str,
+    args: &[String],
+) -> Result<ExitCode> {
+    let targets = args
+        .iter()
+        .map(|a| crate::generate::parse_target(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if targets.is_empty() {
+        bail!("--generate-config needs TYPE.LOGICAL_ID=PHYSICAL_ID arguments, such as aws_sns_topic.alerts=arn:aws:sns:...");
+    }
+    if out.exists() {
+        bail!(
+            "{} exists: --generate-config writes a new file and never overwrites one",
+            out.display()
+        );
+    }
+    let dir = file
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut cx = Ctx::new(stack_name, None, &dir).await;
+    cx.events = Arc::new(Printer);
+    let text = crate::generate::generate(&cx, stack_name, &targets)
+        .await
+        .map_err(|(id, e)| anyhow::anyhow!("reading `{id}`: {e}"))?;
+    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "Wrote {} resource(s) to {}; nothing was changed in AWS. Review it, then `stackctl import --all -f {}`.",
+        targets.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn state_command(command: StateCommand) -> Result<ExitCode> {
+    match command {
+        StateCommand::Pull { file } => {
+            let stack = Stack::load(&file.file)?;
+            let mut backend = crate::state::open(&stack, &file.backend_config).await?;
+            let state = backend.load(&stack.name).await?;
+            println!("{}", serde_json::to_string_pretty(&state)?);
+        }
+        StateCommand::Push { file, path, force } => {
+            let stack = Stack::load(&file.file)?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let keys = crate::seal::Keys::from_env()?;
+            let plain = crate::seal::open(&keys, &bytes, &path.display().to_string())?;
+            let mut pushed: State = serde_json::from_slice(&plain).with_context(|| {
+                format!(
+                    "{} is not a stackctl state (as `stackctl state pull` prints it)",
+                    path.display()
+                )
+            })?;
+            let (mut backend, lock, current) = locked_state(&stack, &file, "state push").await?;
+            if let Some(problem) = push_refusal(&current, &pushed, &stack.name) {
+                if !force || pushed.stack != stack.name {
+                    bail!("{problem}; nothing was written");
+                }
+                eprintln!("warning: {problem}; written anyway (--force)");
+            }
+            backend.compact(&mut pushed).await?;
+            lock.release().await?;
+            println!(
+                "Wrote the state to {} (serial {}, {} resources).",
+                backend.location(),
+                pushed.serial,
+                pushed.resources.len()
+            );
+        }
+        StateCommand::Migrate {
+            file,
+            to,
+            to_region,
+            force,
+        } => {
+            let stack = Stack::load(&file.file)?;
+            let (from, from_lock, mut state) = locked_state(&stack, &file, "state migrate").await?;
+            let mut settings = crate::state::settings_of(&to);
+            if let Some(region) = to_region {
+                settings.insert("region".into(), region);
+            }
+            let mut target_stack = stack.clone();
+            target_stack.backend = settings;
+            let mut target = crate::state::open(&target_stack, &[]).await?;
+            if target.location() == from.location() {
+                bail!("the state is already at {}", from.location());
+            }
+            let target_lock = take_lock(target.as_ref(), "state migrate").await?;
+            let existing = target.load(&stack.name).await?;
+            let occupied = !existing.resources.is_empty() && existing.lineage != state.lineage;
+            if occupied && !force {
+                bail!("{} already holds a state of this stack with {} resources and another lineage; nothing was copied (--force overwrites it; its bucket versions keep it)", target.location(), existing.resources.len());
+            }
+            target.compact(&mut state).await?;
+            target_lock.release().await?;
+            from_lock.release().await?;
+            println!(
+                "Copied the state ({} resources, lineage {}) from {} to {}.",
+                state.resources.len(),
+                state.lineage,
+                from.location(),
+                target.location()
+            );
+            println!(
+                "The state at {} is left as it was. Point the stack file at the new place:\n{}",
+                from.location(),
+                backend_yaml(&target_stack.backend)
+            );
+        }
+        StateCommand::Rm { file, ids } => {
+            let stack = Stack::load(&file.file)?;
+            let (mut backend, lock, mut state) = locked_state(&stack, &file, "state rm").await?;
+            for id in &ids {
+                if !state.resources.contains_key(id) {
+                    bail!(
+                        "no resource `{id}` in the state (recorded: {}); nothing was removed",
+                        keys(&state.resources)
+                    );
+                }
+            }
+            for id in &ids {
+                let rec = state.resources.remove(id).unwrap_or_else(|| unreachable!());
+                println!(
+                    "{id}: forgotten; {} still exists in AWS",
+                    rec.physical_id
+                        .as_deref()
+                        .unwrap_or("(an interrupted create)")
+                );
+            }
+            backend.compact(&mut state).await?;
+            lock.release().await?;
+            println!("The resources keep their stackctl tags: while the stack file declares them, the next apply finds and takes them back. Remove them from the file to leave them alone.");
+        }
+        StateCommand::Mv { file, old, new } => {
+            let stack = Stack::load(&file.file)?;
+            let (mut backend, lock, mut state) = locked_state(&stack, &file, "state mv").await?;
+            move_record(&mut state, &old, &new)?;
+            backend.compact(&mut state).await?;
+            lock.release().await?;
+            println!("Moved `{old}` to `{new}` in the state; nothing changed in AWS.");
+        }
+        StateCommand::List { .. } | StateCommand::Show { .. } | StateCommand::Rekey { .. } => {
+            unreachable!()
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Why a pushed state may not replace the current one (None: it may).
+fn push_refusal(current: &State, pushed: &State, stack: &str) -> Option<String> {
+    if pushed.stack != stack {
+        return Some(format!(
+            "the file is the state of stack `{}`, not `{stack}`",
+            pushed.stack
+        ));
+    }
+    if current.serial == 0 && current.lineage.is_empty() {
+        return None;
+    }
+    if pushed.lineage != current.lineage {
+        return Some(format!(
+            "the file is of lineage {}, the state of {}: another history of this stack",
+            pushed.lineage, current.lineage
+        ));
+    }
+    if pushed.serial < current.serial {
+        return Some(format!(
+            "the file is serial {}, older than the state's {}",
+            pushed.serial, current.serial
+        ));
+    }
+    None
+}
+
+/// Renames a logical id in the state, with every record that depends on it.
+fn move_record(state: &mut State, old: &str, new: &str) -> Result<()> {
+    if state.resources.contains_key(new) {
+        bail!("`{new}` is already in the state; nothing was moved");
+    }
+    if !crate::config::is_logical_id(new) {
+        bail!("`{new}`: logical ids must match [a-z][a-z0-9_]*");
+    }
+    let rec = state.resources.remove(old).with_context(|| {
+        format!(
+            "no resource `{old}` in the state (recorded: {})",
+            keys(&state.resources)
+        )
+    })?;
+    state.resources.insert(new.to_string(), rec);
+    for r in state.resources.values_mut() {
+        for d in r.depends_on.iter_mut().filter(|d| *d == old) {
+            *d = new.to_string();
+        }
+    }
+    for d in state.deposed.iter_mut().filter(|d| d.id == old) {
+        d.id = new.to_string();
+    }
+    Ok(())
+}
+
+fn backend_yaml(settings: &BTreeMap<String, String>) -> String {
+    match settings.get("type").map(String::as_str) {
+        Some("s3") => {
+            let mut out = String::from("  backend:\n    s3:\n");
+            for k in ["bucket", "key", "region"] {
+                if let Some(v) = settings.get(k) {
+                    out.push_str(&format!("      {k}: {v}\n"));
+                }
+            }
+            out
+        }
+        _ => "  (remove `backend:` from the stack file)".into(),
+    }
 }

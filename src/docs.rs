@@ -110,7 +110,17 @@ pub fn json_schema() -> Value {
                 "description": "A default value, or {default, sensitive, description}."}},
             "resources": resources,
             "data": data,
-            "outputs": {"type": "object"}
+            "outputs": {"type": "object"},
+            "backend": {"type": "object", "maxProperties": 1, "description": "Where the state lives (default: state/<stack>.json beside the file).",
+                "properties": {
+                    "local": {"type": "object", "additionalProperties": false},
+                    "s3": {"type": "object", "additionalProperties": false, "required": ["bucket"],
+                        "properties": {
+                            "bucket": {"type": "string"},
+                            "key": {"type": "string", "description": "Default: stackctl/<stack>.json"},
+                            "region": {"type": "string", "description": "The bucket's region."},
+                            "kms_key_id": {"type": "string", "description": "SSE-KMS key; default SSE-S3 (AES256)."}}}},
+                "additionalProperties": false}
         },
         "definitions": definitions,
     })

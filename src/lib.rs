@@ -15,8 +15,10 @@ pub mod docs;
 pub mod events;
 #[cfg(test)]
 mod fuzz;
+pub mod generate;
 pub mod graph;
 pub mod iam;
+pub mod import;
 pub mod package;
 pub mod plan;
 pub mod providers;

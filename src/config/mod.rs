@@ -123,6 +123,9 @@ pub struct Stack {
     /// Resources and data sources share one namespace of logical ids.
     pub decls: BTreeMap<String, Decl>,
     pub outputs: BTreeMap<String, Node>,
+    /// Where the state lives: `backend: {s3: {bucket, key, region, kms_key_id}}`
+    /// as settings (`bucket` ...); empty for the local file.
+    pub backend: BTreeMap<String, String>,
 }
 
 impl Stack {
@@ -161,6 +164,10 @@ impl Stack {
             yaml::parse(source).map_err(|e| fail(vec![Diagnostic::new(e.span, e.message)]))?;
         let mut diags = Vec::new();
         let stack = structure(&root, &mut diags);
+        let backend = root
+            .get("backend")
+            .map(|b| backend(b, &mut diags))
+            .unwrap_or_default();
         if !diags.is_empty() {
             return Err(fail(diags));
         }
@@ -173,6 +180,7 @@ impl Stack {
             variables,
             decls,
             outputs,
+            backend,
         })
     }
 
@@ -200,7 +208,72 @@ const TOP_KEYS: &[&str] = &[
     "resources",
     "data",
     "outputs",
+    "backend",
 ];
+const BACKEND_KEYS: &[&str] = &["bucket", "key", "region", "kms_key_id"];
+
+/// `backend: {s3: {bucket: ..., key: ..., region: ..., kms_key_id: ...}}` or
+/// `backend: {local: {}}`, as settings with `type`.
+fn backend(value: &Node, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let entries = value.as_map().filter(|m| m.len() == 1);
+    let Some([(kind, settings)]) = entries else {
+        diags.push(
+            Diagnostic::new(value.span, "`backend` names one backend: `s3: {bucket: ..., key: ..., region: ...}` or `local: {}`")
+                .prop("backend"),
+        );
+        return out;
+    };
+    let kind = kind.key_text();
+    if kind != "s3" && kind != "local" {
+        diags.push(
+            Diagnostic::new(
+                value.span,
+                format!("unknown backend `{kind}` (expected s3 or local)"),
+            )
+            .prop("backend"),
+        );
+        return out;
+    }
+    out.insert("type".into(), kind.clone());
+    for (k, v) in settings.as_map().unwrap_or_default() {
+        let name = k.key_text();
+        let prop = format!("backend.{kind}.{name}");
+        if kind == "local" || !BACKEND_KEYS.contains(&name.as_str()) {
+            diags.push(
+                Diagnostic::new(
+                    k.span,
+                    format!(
+                        "unknown setting `{name}` of the {kind} backend (expected {})",
+                        if kind == "local" {
+                            "none".to_string()
+                        } else {
+                            BACKEND_KEYS.join(", ")
+                        }
+                    ),
+                )
+                .prop(&prop),
+            );
+            continue;
+        }
+        match v.as_str() {
+            Some(s) if !s.is_empty() => {
+                out.insert(name, s.to_string());
+            }
+            _ => diags.push(Diagnostic::new(v.span, "must be a non-empty string (variables are not allowed here: the state is read before they are)").prop(&prop)),
+        }
+    }
+    if kind == "s3" && !out.contains_key("bucket") {
+        diags.push(
+            Diagnostic::new(
+                value.span,
+                "the s3 backend needs `bucket` (and usually `key`)",
+            )
+            .prop("backend.s3"),
+        );
+    }
+    out
+}
 const DECL_KEYS: &[&str] = &["type", "properties", "depends_on", "sensitive", "needs"];
 
 /// `needs: [{actions: [...], resource: ...}, ...]`.
@@ -283,7 +356,7 @@ fn variable(key: &Node, value: &Node, name: &str, diags: &mut Vec<Diagnostic>) -
     }
 }
 
-fn is_logical_id(s: &str) -> bool {
+pub fn is_logical_id(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -381,6 +454,8 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
                     ),
                 }
             }
+            // Read by `backend` (the state's place is not part of the graph).
+            "backend" => {}
             "outputs" => match &value.kind {
                 NodeKind::Map(items) => {
                     for (k, v) in items {

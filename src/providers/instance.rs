@@ -279,40 +279,63 @@ impl Provider for Instance {
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let out = cx
-            .ec2()
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", super::TAG_STACK))
-                    .values(&cx.stack)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", super::TAG_ID))
-                    .values(r.logical_id)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(
-                        ["pending", "running", "stopping", "stopped"]
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect(),
-                    ))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(aws)?;
-        Ok(out
-            .reservations
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|r| r.instances.unwrap_or_default())
-            .find_map(|i| i.instance_id))
+        let tags = [
+            (super::TAG_STACK, cx.stack.as_str()),
+            (super::TAG_ID, r.logical_id),
+        ];
+        Ok(live_instances_tagged(cx, &tags).await?.into_iter().next())
     }
+
+    /// Ours by the ownership tags, or else the one live instance whose `Name`
+    /// tag is the declared one (instances have no other name).
+    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        if let Some(id) = self.find(cx, r).await? {
+            return Ok(Some(id));
+        }
+        let name = r
+            .props
+            .get("tags")
+            .and_then(|t| t.get("Name"))
+            .and_then(Value::as_str);
+        let Some(name) = name.filter(|n| !crate::schema::is_unknown(&Value::from(*n))) else {
+            return Ok(None);
+        };
+        let found = live_instances_tagged(cx, &[("Name", name)]).await?;
+        Ok(if found.len() == 1 {
+            found.into_iter().next()
+        } else {
+            None
+        })
+    }
+}
+
+/// The ids of instances not terminated (nor shutting down) with these tags.
+async fn live_instances_tagged(cx: &Ctx, tags: &[(&str, &str)]) -> Result<Vec<String>, AwsError> {
+    let mut req = cx.ec2().describe_instances().filters(
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(
+                ["pending", "running", "stopping", "stopped"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ))
+            .build(),
+    );
+    for (k, v) in tags {
+        req = req.filters(
+            Filter::builder()
+                .name(format!("tag:{k}"))
+                .values(*v)
+                .build(),
+        );
+    }
+    let out = req.send().await.map_err(aws)?;
+    Ok(out
+        .reservations
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.instances.unwrap_or_default())
+        .filter_map(|i| i.instance_id)
+        .collect())
 }

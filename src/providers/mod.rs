@@ -181,6 +181,12 @@ pub trait Provider: Send + Sync {
     /// stack's; a create refuses to take over what is not.
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError>;
 
+    /// For `stackctl import --all`: the resource that the declaration names,
+    /// made by anyone (no create token to go by). Only an unambiguous match.
+    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        self.find(cx, r).await
+    }
+
     /// Adds properties computed offline from the others (a code hash from a
     /// file). An error names what is wrong with the property it returns.
     fn derive(
@@ -209,6 +215,38 @@ pub enum Found {
     /// Something of that identity that this stack did not make.
     Foreign(String),
     Absent,
+}
+
+/// Tags an existing resource with this stack's ownership tags (its other tags
+/// untouched): the one change `stackctl import` makes.
+pub async fn claim(
+    p: &dyn Provider,
+    cx: &Ctx,
+    physical_id: &str,
+    logical_id: &str,
+    observed: &Observed,
+) -> Result<(), AwsError> {
+    let tags = observed
+        .props
+        .get("tags")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let mut owned = tags.clone();
+    if let Value::Object(m) = &mut owned {
+        m.insert(TAG_STACK.into(), Value::from(cx.stack.clone()));
+        m.insert(TAG_ID.into(), Value::from(logical_id));
+    }
+    let old: Props = [("tags".to_string(), tags)].into_iter().collect();
+    let mut props = observed.props.clone();
+    props.insert("tags".into(), owned);
+    let r = Resource {
+        logical_id,
+        props: &props,
+        token: "",
+    };
+    p.update(cx, physical_id, &old, &r, &["tags"])
+        .await
+        .map(|_| ())
 }
 
 /// Looks the resource up by its identity and decides whose it is.

@@ -504,4 +504,34 @@ impl Provider for SecurityGroup {
             .next()
             .and_then(|g| g.group_id))
     }
+
+    /// By name, or for a generated name the one group whose name starts
+    /// with the prefix.
+    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let Some(prefix) = r
+            .str("name_prefix")
+            .filter(|_| r.props.get("name").is_none_or(is_unknown))
+        else {
+            return self.find(cx, r).await;
+        };
+        let mut req = cx.ec2().describe_security_groups().filters(
+            Filter::builder()
+                .name("group-name")
+                .values(format!("{prefix}*"))
+                .build(),
+        );
+        if let Some(vpc) = r.str("vpc_id") {
+            req = req.filters(Filter::builder().name("vpc-id").values(vpc).build());
+        }
+        let groups = req
+            .send()
+            .await
+            .map_err(aws)?
+            .security_groups
+            .unwrap_or_default();
+        Ok(match groups.as_slice() {
+            [only] => only.group_id.clone(),
+            _ => None,
+        })
+    }
 }

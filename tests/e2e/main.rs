@@ -1,8 +1,10 @@
 //! End-to-end tests: the real binary against moto behind the recording proxy.
 #![allow(clippy::unwrap_used)]
 
+mod backends;
 mod census;
 mod hostile;
+mod import;
 mod lambda;
 mod messaging;
 mod review;
@@ -10,4 +12,5 @@ mod secrets;
 mod seed;
 mod simulate;
 mod support;
+mod teams;
 mod trust;

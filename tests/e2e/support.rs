@@ -99,10 +99,10 @@ impl Env {
         cmd
     }
 
+    /// The local state as the next run reads it: the state file with the
+    /// journal of a run that did not finish replayed into it.
     pub fn state(&self, stack: &str) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.path(&format!("state/{stack}.json"))).expect("state file");
-        serde_json::from_str(&text).expect("state json")
+        recorded_state(self.dir.path(), stack).expect("a state")
     }
 
     pub fn take_calls(&self) -> Vec<Call> {
@@ -211,4 +211,11 @@ pub fn count(calls: &[Call], operation: &str) -> usize {
 #[allow(dead_code)]
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The local state of `stack` in `dir`, journal replayed; None without one.
+pub fn recorded_state(dir: &Path, stack: &str) -> Option<serde_json::Value> {
+    let mut file = stackctl::state::local::StateFile::for_stack(dir, stack);
+    let state = file.read(stack).ok()?;
+    (state.serial > 0).then(|| serde_json::to_value(state).expect("state json"))
 }

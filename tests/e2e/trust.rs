@@ -14,7 +14,7 @@ use localaws::{Chaos, Fault};
 use serde_json::Value;
 
 use crate::census;
-use crate::support::{count, mutating, seed_stack_with_zip, Env};
+use crate::support::{count, mutating, recorded_state, seed_stack_with_zip, Env};
 
 fn full_sweep() -> bool {
     std::env::var_os("STACKCTL_FULL_SWEEP").is_some()
@@ -501,19 +501,17 @@ fn the_intent_is_on_disk_before_the_create_call_is_sent() {
     let env = seeded();
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     for op in ["CreateQueue", "RunInstances", "CreateRole"] {
-        let (seen, path) = (seen.clone(), env.path("state/automate-monitoring.json"));
+        let (seen, dir) = (seen.clone(), env.dir.path().to_path_buf());
         env.aws.on_call(op, move || {
-            let state: Value = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
+            let state = recorded_state(&dir, "automate-monitoring").unwrap_or(Value::Null);
             seen.lock().unwrap().push(state);
         });
     }
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3, "each create called once");
-    // What the state file held as each call arrived: its own intent, token included.
+    // What the state (file and journal) held as each call arrived: its own
+    // intent, token included.
     let recorded = |id: &str| {
         seen.iter().any(|s| {
             s["resources"][id]["physical_id"].is_null()

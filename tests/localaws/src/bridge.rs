@@ -151,6 +151,9 @@ impl Bridge {
         body: &[u8],
         response: Response<Full<Bytes>>,
     ) -> Response<Full<Bytes>> {
+        if service == "s3" && operation == "GetBucketVersioning" {
+            return versioning_configuration(response).await;
+        }
         let Some(token) = run_instances_token(service, operation, body) else {
             return response;
         };
@@ -304,4 +307,19 @@ impl Bridge {
         }
         logs_response(200, json!({"success": true}))
     }
+}
+
+/// moto answers GetBucketVersioning with a `GetBucketVersioningResponse`
+/// root element; S3 (and so the SDK's parser) uses `VersioningConfiguration`
+/// (API reference, GetBucketVersioning: Response Syntax).
+async fn versioning_configuration(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut parts, b) = response.into_parts();
+    let bytes = http_body_util::BodyExt::collect(b)
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes)
+        .replace("GetBucketVersioningResponse", "VersioningConfiguration");
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(text)))
 }

@@ -176,6 +176,10 @@ struct Shared {
     seen: Mutex<std::collections::HashSet<String>>,
     log: Mutex<Option<std::fs::File>>,
     bridge: bridge::Bridge,
+    /// S3 decides a conditional write (If-Match, If-None-Match) atomically;
+    /// moto checks, then writes, so two racing writers could both win. The
+    /// proxy lets one conditional S3 write through at a time.
+    conditional_writes: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -460,7 +464,32 @@ pub fn classify(
             return (service, v.into_owned());
         }
     }
+    if service == "s3" {
+        return (service, s3_operation(method, path, query, headers));
+    }
     (service, rest_operation(method, path))
+}
+
+/// S3's REST routes (path-style), named as the API reference names them.
+fn s3_operation(method: &str, path: &str, query: &str, headers: &hyper::HeaderMap) -> String {
+    let object = path.trim_matches('/').contains('/');
+    let op = match (method, object) {
+        ("GET", true) => "GetObject",
+        ("HEAD", true) => "HeadObject",
+        ("PUT", true) if headers.contains_key("x-amz-copy-source") => "CopyObject",
+        ("PUT", true) => "PutObject",
+        ("DELETE", true) => "DeleteObject",
+        ("GET", false) if query.contains("versioning") => "GetBucketVersioning",
+        ("PUT", false) if query.contains("versioning") => "PutBucketVersioning",
+        ("GET", false) if query.contains("versions") => "ListObjectVersions",
+        ("GET", false) if query.contains("list-type=2") => "ListObjectsV2",
+        ("GET", false) => "ListObjects",
+        ("PUT", false) => "CreateBucket",
+        ("DELETE", false) => "DeleteBucket",
+        ("HEAD", false) => "HeadBucket",
+        _ => return format!("{method} {path}"),
+    };
+    op.to_string()
 }
 
 /// Lambda's REST routes, named as the API reference names them.
@@ -593,6 +622,14 @@ async fn proxy(
                 .unwrap_or_default()
         }
         _ => {
+            let conditional = service == "s3"
+                && (parts.headers.contains_key("if-match")
+                    || parts.headers.contains_key("if-none-match"))
+                && parts.method != hyper::Method::GET;
+            let _one_at_a_time = match conditional {
+                true => Some(shared.conditional_writes.lock().await),
+                false => None,
+            };
             let moto = Moto {
                 client: &client,
                 upstream: &upstream,

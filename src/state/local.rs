@@ -1,191 +1,15 @@
-//! The state file: what stackctl created, as it applied it and as AWS reported
-//! it. Written atomically after every AWS call that changes something (and
-//! only then: a run that changes nothing leaves serial and backups alone), with
-//! the file as it was before the run kept among a few numbered backups, and
-//! guarded by a lock that dies with the process holding it.
+//! The local backend: `state/<stack>.json` beside the stack file, its journal
+//! `state/<stack>.journal` (one line per write during a run, each fsynced),
+//! a few numbered backups, and a lock that dies with the process holding it.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use async_trait::async_trait;
 
-use crate::schema::Props;
-
-pub const STATE_VERSION: u32 = 1;
-
-/// How many earlier versions of the state are kept (`<stack>.backup.1` is the
-/// newest).
-pub const BACKUPS: usize = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("the state is locked by {holder}\n  lock file: {path}\n  the lock is released when that run ends; if it hangs, stop it (stackctl force-unlock {id} clears a lock only once its process is gone)")]
-    Locked {
-        holder: String,
-        id: String,
-        path: PathBuf,
-    },
-    #[error("cannot read state {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("state {path} is not valid stackctl state: {message}; the newest backup is {backups}")]
-    Corrupt {
-        path: PathBuf,
-        message: String,
-        backups: String,
-    },
-    #[error("cannot write state {path}: {source}; the previous state is untouched")]
-    Write { path: PathBuf, source: io::Error },
-    #[error("state {path} belongs to stack `{found}`, not `{expected}`")]
-    WrongStack {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error(transparent)]
-    Seal(#[from] crate::seal::SealError),
-    #[error("state {path} records resources in {recorded}, but this run uses {current}: with it, everything would look deleted and be created again. Use the credentials and region of {recorded} (AWS_PROFILE, AWS_REGION), or another stack name for {current}")]
-    WrongAccount {
-        path: PathBuf,
-        recorded: String,
-        current: String,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ResourceState {
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// `None` while a create is in flight: the intent is recorded before the call,
-    /// so a crash leaves an entry the next run adopts or retries.
-    pub physical_id: Option<String>,
-    /// The properties as stackctl last applied them.
-    pub props: Props,
-    /// Attributes AWS reported (arn, url, ...).
-    pub attrs: Map<String, Value>,
-    pub depends_on: Vec<String>,
-    /// The idempotency token of the create in flight, derived from the
-    /// lineage, the logical id and the serial the intent was recorded at: a run
-    /// after a crash retries the create with the same token, so AWS returns
-    /// what the first call made instead of making another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_token: Option<String>,
-    /// Where its sensitive values sit (never shown, even once it is gone
-    /// from the stack file).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sensitive: Vec<crate::sensitive::Path>,
-}
-
-impl ResourceState {
-    pub fn is_pending(&self) -> bool {
-        self.physical_id.is_none()
-    }
-}
-
-/// An object replaced create-before-destroy: its successor exists, and it is
-/// deleted once whatever used it has moved over. Recorded so that a crash in
-/// between leaves nothing behind.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Deposed {
-    pub id: String,
-    #[serde(flatten)]
-    pub record: ResourceState,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct State {
-    pub version: u32,
-    /// Increases with every write: a saved plan made against another serial is stale.
-    pub serial: u64,
-    /// Identifies this state's history across copies and backups; assigned at
-    /// the first write, so plans made before any state exists agree on it.
-    pub lineage: String,
-    pub stack: String,
-    /// Where the resources live (`<account>/<region>`), recorded with the first
-    /// resource: the same state used with other credentials or another region
-    /// is refused instead of seeing everything as deleted.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub location: String,
-    pub resources: BTreeMap<String, ResourceState>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deposed: Vec<Deposed>,
-    pub outputs: BTreeMap<String, Value>,
-    /// Outputs whose values come from sensitive ones.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sensitive_outputs: Vec<String>,
-}
-
-impl State {
-    pub fn new(stack: &str) -> State {
-        State {
-            version: STATE_VERSION,
-            serial: 0,
-            lineage: String::new(),
-            stack: stack.to_string(),
-            location: String::new(),
-            resources: BTreeMap::new(),
-            deposed: Vec::new(),
-            outputs: BTreeMap::new(),
-            sensitive_outputs: Vec::new(),
-        }
-    }
-
-    /// Assigns the lineage of a state never written (token derivation needs it).
-    pub fn ensure_lineage(&mut self) {
-        if self.lineage.is_empty() {
-            self.lineage = uuid::Uuid::new_v4().to_string();
-        }
-    }
-
-    /// An idempotency token for a new create of `id`: unique in this lineage
-    /// (the serial grows with every write), the same on every retry that
-    /// reads it back from the intent.
-    pub fn new_create_token(&mut self, id: &str) -> String {
-        self.ensure_lineage();
-        let seed = format!("{}/{id}/{}", self.lineage, self.serial + 1);
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        // UUID-shaped: accepted by every API that takes a client token.
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
-    }
-
-    /// Refuses a run against another account or region than the one the
-    /// resources were recorded in; records the location of a state that has
-    /// none yet.
-    pub fn pin_location(&mut self, current: &str, path: &Path) -> Result<(), StateError> {
-        if self.location.is_empty() {
-            self.location = current.to_string();
-            return Ok(());
-        }
-        if self.location != current && !(self.resources.is_empty() && self.deposed.is_empty()) {
-            return Err(StateError::WrongAccount {
-                path: path.to_path_buf(),
-                recorded: describe_location(&self.location),
-                current: describe_location(current),
-            });
-        }
-        self.location = current.to_string();
-        Ok(())
-    }
-}
-
-/// `<account>/<region>` as people read it.
-pub fn describe_location(location: &str) -> String {
-    match location.split_once('/') {
-        Some((account, region)) => format!("account {account}, region {region}"),
-        None => location.to_string(),
-    }
-}
+use super::{checked, delta, replay, Backend, Entry, Held, LockInfo, State, StateError, BACKUPS};
 
 /// Where a stack's state lives: `state/<stack>.json` beside the stack file.
 #[derive(Debug, Clone)]
@@ -195,9 +19,24 @@ pub struct StateFile {
     pub keys: crate::seal::Keys,
     key_error: Option<String>,
     backed_up: bool,
+    /// The journal's length up to its last whole line, when a crash cut its
+    /// last line short: cut there before appending.
+    journal_whole: Option<u64>,
     /// The state as last read or written: saving an unchanged state writes
     /// nothing and keeps the serial, so a no-op run leaves saved plans valid.
     last: Option<State>,
+    /// The files as this run last read or wrote them: another writer that
+    /// changed them since (a run without the lock) is a conflict, not
+    /// something to overwrite.
+    seen: Option<Seen>,
+}
+
+/// What the state file and journal were: the file's inode and length, the
+/// journal's length (0 when absent).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    file: Option<(u64, u64)>,
+    journal: u64,
 }
 
 impl StateFile {
@@ -211,7 +50,9 @@ impl StateFile {
             keys,
             key_error,
             backed_up: false,
+            journal_whole: None,
             last: None,
+            seen: None,
         }
     }
 
@@ -229,6 +70,10 @@ impl StateFile {
         self.path.with_extension("json.lock")
     }
 
+    pub fn journal_path(&self) -> PathBuf {
+        self.path.with_extension("journal")
+    }
+
     /// `n` from 1 (the newest) to BACKUPS.
     pub fn backup_path(&self, n: usize) -> PathBuf {
         let stem = self
@@ -239,16 +84,48 @@ impl StateFile {
         self.path.with_file_name(format!("{stem}.backup.{n}"))
     }
 
-    /// The recorded state, or an empty one for a stack never applied.
-    pub fn load(&mut self, stack: &str) -> Result<State, StateError> {
+    fn now_seen(&self) -> Seen {
+        use std::os::unix::fs::MetadataExt;
+        Seen {
+            file: fs::metadata(&self.path).ok().map(|m| (m.ino(), m.len())),
+            journal: fs::metadata(self.journal_path()).map_or(0, |m| m.len()),
+        }
+    }
+
+    /// Fails when another writer changed the files since this run saw them.
+    fn unchanged_since_seen(&self) -> Result<(), StateError> {
+        match self.seen {
+            Some(seen) if seen != self.now_seen() => Err(StateError::Conflict {
+                location: self.path.display().to_string(),
+                read: self.last.as_ref().map_or(0, |l| l.serial),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(&self, source: io::Error) -> StateError {
+        StateError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The recorded state with the journal of an interrupted run replayed.
+    pub fn read(&mut self, stack: &str) -> Result<State, StateError> {
         self.check_keys()?;
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => crate::seal::open(&self.keys, &b, &self.path.display().to_string())?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let state = State::new(stack);
-                self.last = Some(state.clone());
-                return Ok(state);
+        let what = self.path.display().to_string();
+        let mut state = match fs::read(&self.path) {
+            Ok(b) => {
+                let bytes = crate::seal::open(&self.keys, &b, &what)?;
+                let state: State =
+                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                        path: self.path.clone(),
+                        message: e.to_string(),
+                        backups: self.backup_path(1).display().to_string(),
+                    })?;
+                checked(state, stack, &what)?
             }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => State::new(stack),
             Err(source) => {
                 return Err(StateError::Read {
                     path: self.path.clone(),
@@ -256,57 +133,141 @@ impl StateFile {
                 })
             }
         };
-        let corrupt = |message: String| StateError::Corrupt {
-            path: self.path.clone(),
-            message,
-            backups: self.backup_path(1).display().to_string(),
-        };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if state.version != STATE_VERSION {
-            return Err(corrupt(format!(
-                "version {} is not supported (expected {STATE_VERSION})",
-                state.version
-            )));
-        }
-        if state.stack != stack {
-            return Err(StateError::WrongStack {
-                path: self.path.clone(),
-                found: state.stack,
-                expected: stack.into(),
-            });
-        }
+        let seen = self.now_seen();
+        replay(&mut state, self.journal()?);
+        self.seen = Some(seen);
         self.last = Some(state.clone());
         Ok(state)
     }
 
-    /// Writes the state if it changed since it was read or last written: bumps
-    /// the serial and replaces the file atomically (temp file, fsync, rename,
-    /// fsync of the directory). The first write of a run first keeps the file
-    /// it replaces as `<stack>.backup.1`, shifting older backups up.
-    pub fn save(&mut self, state: &mut State) -> Result<(), StateError> {
-        if self.last.as_ref() == Some(state) {
+    fn journal(&mut self) -> Result<Vec<Entry>, StateError> {
+        let text = match fs::read_to_string(self.journal_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.journal_path(),
+                    source,
+                })
+            }
+        };
+        let what = self.journal_path().display().to_string();
+        let mut entries = Vec::new();
+        let mut whole = 0;
+        for line in text.split_inclusive('\n') {
+            // A line cut short by a crash mid-write was never acknowledged: it
+            // is the last one, and its call was not sent.
+            if !line.ends_with('\n') {
+                self.journal_whole = Some(whole as u64);
+                break;
+            }
+            whole += line.len();
+            if line.trim().is_empty() {
+                continue;
+            }
+            let plain = crate::seal::open(&self.keys, line.trim_end().as_bytes(), &what)?;
+            match serde_json::from_slice::<Entry>(&plain) {
+                Ok(e) => entries.push(e),
+                Err(_) => {
+                    self.journal_whole = Some((whole - line.len()) as u64);
+                    break;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Appends what changed since the last write to the journal, fsynced.
+    pub fn append(&mut self, state: &mut State) -> Result<(), StateError> {
+        let Some(last) = self.last.clone() else {
+            return self.write(state);
+        };
+        if &last == state {
             return Ok(());
         }
-        let fail = |source| StateError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(fail)?;
+        self.unchanged_since_seen()?;
+        self.first_write_of_run()?;
         state.ensure_lineage();
-        state.serial += 1;
-        let mut body = serde_json::to_vec_pretty(state).map_err(|e| fail(io::Error::other(e)))?;
+        state.serial = last.serial.max(state.serial) + 1;
+        let entry = delta(&last, state);
+        let plain = serde_json::to_vec(&entry).map_err(|e| self.fail(io::Error::other(e)))?;
+        let mut line = crate::seal::seal(
+            &self.keys,
+            &plain,
+            &self.journal_path().display().to_string(),
+        )?;
+        // An encrypted line is pretty JSON: fold it onto one line.
+        line.retain(|b| *b != b'\n');
+        line.push(b'\n');
+        let cut = self.journal_whole.take();
+        let appended = (|| {
+            fs::create_dir_all(self.path.parent().unwrap_or(Path::new(".")))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(self.journal_path())?;
+            if let Some(len) = cut {
+                f.set_len(len)?;
+            }
+            f.write_all(&line)?;
+            f.sync_all()
+        })();
+        if let Err(e) = appended {
+            state.serial = last.serial;
+            return Err(self.fail(e));
+        }
+        self.seen = Some(self.now_seen());
+        self.last = Some(state.clone());
+        Ok(())
+    }
+
+    /// Writes the whole state atomically (temp file, fsync, rename, fsync of
+    /// the directory), then removes the journal it holds.
+    pub fn write(&mut self, state: &mut State) -> Result<(), StateError> {
+        let journal_exists = self.journal_path().exists();
+        if self.last.as_ref() == Some(state) && !journal_exists {
+            return Ok(());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
+        self.unchanged_since_seen()?;
+        self.first_write_of_run()?;
+        state.ensure_lineage();
+        let previous = state.serial;
+        if self.last.as_ref() != Some(state) {
+            state.serial = self
+                .last
+                .as_ref()
+                .map_or(state.serial, |l| l.serial.max(state.serial))
+                + 1;
+        }
+        let mut body =
+            serde_json::to_vec_pretty(state).map_err(|e| self.fail(io::Error::other(e)))?;
         body.push(b'\n');
         let body = crate::seal::seal(&self.keys, &body, &self.path.display().to_string())?;
-        if !self.backed_up {
-            self.rotate_backups().map_err(fail)?;
-            self.backed_up = true;
-        }
         if let Err(e) = write_atomic(&self.path, &body) {
-            state.serial -= 1;
-            return Err(fail(e));
+            state.serial = previous;
+            return Err(self.fail(e));
         }
+        match fs::remove_file(self.journal_path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(self.fail(e)),
+            _ => {}
+        }
+        self.journal_whole = None;
+        self.seen = Some(self.now_seen());
         self.last = Some(state.clone());
+        Ok(())
+    }
+
+    /// Before the first write of a run: the state file as it was becomes
+    /// `<stack>.backup.1`, older backups shifting up.
+    fn first_write_of_run(&mut self) -> Result<(), StateError> {
+        if self.backed_up {
+            return Ok(());
+        }
+        self.rotate_backups().map_err(|e| self.fail(e))?;
+        self.backed_up = true;
         Ok(())
     }
 
@@ -347,6 +308,42 @@ impl StateFile {
     }
 }
 
+#[async_trait]
+impl Backend for StateFile {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn load(&mut self, stack: &str) -> Result<State, StateError> {
+        self.read(stack)
+    }
+
+    async fn save(&mut self, state: &mut State) -> Result<(), StateError> {
+        // A few hundred bytes appended and fsynced: cheap next to the call it records.
+        tokio::task::block_in_place(|| self.append(state))
+    }
+
+    async fn compact(&mut self, state: &mut State) -> Result<(), StateError> {
+        tokio::task::block_in_place(|| self.write(state))
+    }
+
+    async fn lock(&self, operation: &str) -> Result<Box<dyn Held>, StateError> {
+        Ok(Box::new(Lock::acquire(self, operation)?))
+    }
+
+    async fn rekey(&mut self, _stack: &str) -> Result<usize, StateError> {
+        tokio::task::block_in_place(|| StateFile::rekey(self))
+    }
+
+    async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
+        Lock::force_unlock(self, id)
+    }
+
+    fn keys(&self) -> &crate::seal::Keys {
+        &self.keys
+    }
+}
+
 /// Writes a file only its owner can read, atomically: a saved plan.
 pub fn write_private(path: &Path, body: &[u8]) -> io::Result<()> {
     write_atomic(path, body)
@@ -373,24 +370,6 @@ fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
     Ok(())
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub id: String,
-    pub pid: u32,
-    pub host: String,
-    pub time: String,
-    pub operation: String,
-}
-
-impl LockInfo {
-    pub fn describe(&self) -> String {
-        format!(
-            "`stackctl {}` (pid {} on {}, since {}, lock id {})",
-            self.operation, self.pid, self.host, self.time, self.id
-        )
-    }
 }
 
 /// An exclusive lock on a stack's state: an OS advisory lock (flock) on the
@@ -452,13 +431,7 @@ impl Lock {
         }
         // Whatever the file names, its process is gone: it held the flock.
         let took_over = read_info(&mut f);
-        let info = LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            pid: std::process::id(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            operation: operation.to_string(),
-        };
+        let info = LockInfo::new(operation);
         let body = serde_json::to_vec(&info).map_err(|e| write_err(io::Error::other(e)))?;
         f.set_len(0)
             .and_then(|()| f.seek(io::SeekFrom::Start(0)))
@@ -515,6 +488,22 @@ impl Lock {
     }
 }
 
+#[async_trait]
+impl Held for Lock {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    fn took_over(&self) -> Option<&LockInfo> {
+        self.took_over.as_ref()
+    }
+
+    async fn release(self: Box<Self>) -> Result<(), StateError> {
+        drop(self);
+        Ok(())
+    }
+}
+
 impl Drop for Lock {
     /// Clears the holder's name if the lock is still this run's (the flock
     /// itself goes with the file handle).
@@ -536,54 +525,51 @@ impl Drop for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn missing_state_is_empty_and_gets_a_lineage_when_first_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.load("demo").unwrap();
-        assert_eq!((s.serial, s.lineage.as_str()), (0, ""));
-        assert!(s.resources.is_empty());
-        s.outputs.insert("x".into(), Value::from(1));
-        f.save(&mut s).unwrap();
-        assert_eq!(s.lineage.len(), 36);
-        assert_eq!(f.load("demo").unwrap().lineage, s.lineage);
-    }
 
     fn saved_with_output(f: &mut StateFile, s: &mut State, n: i64) {
         s.outputs.insert("n".into(), Value::from(n));
-        f.save(s).unwrap();
+        f.append(s).unwrap();
+    }
+
+    /// A run: read, two writes to the journal, then compaction.
+    fn run(dir: &Path, n: i64) -> State {
+        let mut f = StateFile::for_stack(dir, "demo");
+        let mut s = f.read("demo").unwrap();
+        saved_with_output(&mut f, &mut s, n);
+        saved_with_output(&mut f, &mut s, n + 100);
+        f.write(&mut s).unwrap();
+        s
     }
 
     #[test]
-    fn save_is_atomic_private_and_keeps_bounded_backups() {
+    fn compaction_is_atomic_private_and_keeps_bounded_backups() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.load("demo").unwrap();
-        saved_with_output(&mut f, &mut s, 0);
-        assert_eq!(s.serial, 1);
+        let first = run(dir.path(), 0);
+        assert_eq!(first.serial, 2);
+        let f = StateFile::for_stack(dir.path(), "demo");
         assert!(
             !f.backup_path(1).exists(),
-            "nothing to back up on the first write"
+            "nothing to back up on the first run"
+        );
+        assert!(
+            !f.journal_path().exists(),
+            "compaction folds the journal in"
         );
         let mode = fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
         // Each run backs up what it found, once; older backups shift up and
         // the oldest beyond BACKUPS goes.
-        for run in 1..=BACKUPS + 2 {
-            let mut f = StateFile::for_stack(dir.path(), "demo");
-            let mut s = f.load("demo").unwrap();
-            saved_with_output(&mut f, &mut s, run as i64);
-            saved_with_output(&mut f, &mut s, run as i64 + 100);
+        for n in 1..=BACKUPS + 2 {
+            run(dir.path(), n as i64);
         }
         let serial_of = |p: PathBuf| -> u64 {
             serde_json::from_str::<State>(&fs::read_to_string(p).unwrap())
                 .unwrap()
                 .serial
         };
-        let f = StateFile::for_stack(dir.path(), "demo");
         let newest = serial_of(f.path.clone());
         assert_eq!(serial_of(f.backup_path(1)), newest - 2);
         assert_eq!(
@@ -600,30 +586,89 @@ mod tests {
     }
 
     #[test]
+    fn each_write_of_a_run_appends_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), 0);
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut s = f.read("demo").unwrap();
+        for n in 0..50 {
+            let mut props = crate::schema::Props::new();
+            props.insert("policy".into(), Value::from("x".repeat(1000)));
+            s.resources.insert(
+                format!("r{n}"),
+                super::super::ResourceState {
+                    type_name: "aws_iam_policy".into(),
+                    physical_id: Some(format!("p{n}")),
+                    props,
+                    attrs: Default::default(),
+                    depends_on: vec![],
+                    create_token: None,
+                    sensitive: vec![],
+                },
+            );
+        }
+        f.append(&mut s).unwrap();
+        let big = fs::metadata(f.journal_path()).unwrap().len();
+        s.resources.get_mut("r7").unwrap().physical_id = Some("changed".into());
+        f.append(&mut s).unwrap();
+        let grown = fs::metadata(f.journal_path()).unwrap().len() - big;
+        assert!(
+            grown < big / 20,
+            "a one-resource change appended {grown} bytes"
+        );
+    }
+
+    #[test]
+    fn a_crashed_runs_journal_is_replayed_and_a_torn_last_line_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), 0);
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut s = f.read("demo").unwrap();
+        saved_with_output(&mut f, &mut s, 42);
+        // The process dies mid-append: half a line follows.
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(f.journal_path())
+            .unwrap();
+        j.write_all(br#"{"serial":99,"lineage":"#).unwrap();
+        drop(j);
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        let mut again = f.read("demo").unwrap();
+        assert_eq!(again, s);
+        // The next write cuts the torn line and stays readable.
+        saved_with_output(&mut f, &mut again, 43);
+        let reread = StateFile::for_stack(dir.path(), "demo")
+            .read("demo")
+            .unwrap();
+        assert_eq!(reread, again);
+    }
+
+    #[test]
     fn saving_an_unchanged_state_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), 1);
         let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.load("demo").unwrap();
-        saved_with_output(&mut f, &mut s, 1);
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.load("demo").unwrap();
-        f.save(&mut s).unwrap();
-        assert_eq!(s.serial, 1);
+        let mut s = f.read("demo").unwrap();
+        let serial = s.serial;
+        f.append(&mut s).unwrap();
+        f.write(&mut s).unwrap();
+        assert_eq!(s.serial, serial);
         assert!(!f.backup_path(1).exists());
+        assert!(!f.journal_path().exists());
     }
 
     #[test]
     fn a_failed_write_leaves_no_temporary_file_and_the_serial_unchanged() {
         let dir = tempfile::tempdir().unwrap();
+        let mut s = run(dir.path(), 1);
         let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.load("demo").unwrap();
-        saved_with_output(&mut f, &mut s, 1);
         // The state file's place is taken by a directory: the rename fails.
         fs::remove_file(&f.path).unwrap();
         fs::create_dir_all(f.path.join("blocked")).unwrap();
         s.outputs.insert("n".into(), Value::from(2));
-        assert!(matches!(f.save(&mut s), Err(StateError::Write { .. })));
-        assert_eq!(s.serial, 1);
+        let serial = s.serial;
+        assert!(matches!(f.write(&mut s), Err(StateError::Write { .. })));
+        assert_eq!(s.serial, serial);
         let names: Vec<_> = fs::read_dir(dir.path().join("state"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -632,54 +677,38 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_that_did_not_see_the_last_write_fails_instead_of_overwriting() {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), 1);
+        let mut a = StateFile::for_stack(dir.path(), "demo");
+        let mut b = StateFile::for_stack(dir.path(), "demo");
+        let (mut sa, mut sb) = (a.read("demo").unwrap(), b.read("demo").unwrap());
+        saved_with_output(&mut a, &mut sa, 2);
+        sb.outputs.insert("n".into(), Value::from(3));
+        assert!(matches!(
+            b.append(&mut sb),
+            Err(StateError::Conflict { .. })
+        ));
+        a.write(&mut sa).unwrap();
+        assert!(matches!(b.write(&mut sb), Err(StateError::Conflict { .. })));
+        assert_eq!(
+            StateFile::for_stack(dir.path(), "demo")
+                .read("demo")
+                .unwrap(),
+            sa
+        );
+    }
+
+    #[test]
     fn state_of_another_stack_or_garbage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = StateFile::for_stack(dir.path(), "demo");
         let mut other = State::new("other");
         other.outputs.insert("x".into(), Value::from(1));
-        f.save(&mut other).unwrap();
-        assert!(matches!(f.load("demo"), Err(StateError::WrongStack { .. })));
+        f.write(&mut other).unwrap();
+        assert!(matches!(f.read("demo"), Err(StateError::WrongStack { .. })));
         fs::write(&f.path, "{not json").unwrap();
-        assert!(matches!(f.load("demo"), Err(StateError::Corrupt { .. })));
-    }
-
-    #[test]
-    fn the_location_is_pinned_once_resources_are_recorded() {
-        let path = Path::new("state/demo.json");
-        let mut s = State::new("demo");
-        s.pin_location("111111111111/us-east-2", path).unwrap();
-        s.pin_location("222222222222/eu-west-1", path).unwrap(); // nothing recorded yet
-        s.resources.insert(
-            "topic".into(),
-            ResourceState {
-                type_name: "aws_sns_topic".into(),
-                physical_id: Some("arn".into()),
-                props: Props::new(),
-                attrs: Map::new(),
-                depends_on: vec![],
-                create_token: None,
-                sensitive: Vec::new(),
-            },
-        );
-        let err = s
-            .pin_location("111111111111/us-east-2", path)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn create_tokens_are_stable_per_serial_and_unique_across_ids_and_serials() {
-        let mut s = State::new("demo");
-        let a = s.new_create_token("queue");
-        assert_eq!(a, s.new_create_token("queue"));
-        assert_ne!(a, s.new_create_token("topic"));
-        s.serial += 1;
-        assert_ne!(a, s.new_create_token("queue"));
-        assert_eq!(a.len(), 36);
+        assert!(matches!(f.read("demo"), Err(StateError::Corrupt { .. })));
     }
 
     #[test]
@@ -738,7 +767,5 @@ mod tests {
             Lock::force_unlock(&f, &id),
             Err(StateError::Locked { .. })
         ));
-        std::mem::forget(lock); // as if the process had died: its info stays
-                                // (the flock of a forgotten handle stays too; a new process would not see it)
     }
 }

@@ -1,0 +1,279 @@
+//! Import: resources that already exist (made in the console, or by another
+//! tool) become the stack's own. Import reads; the only change it makes in
+//! AWS is the ownership tags on taggable types.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::plan::{self, StackValues};
+use crate::providers::{self, AwsError, Ctx, Observed, Provider, Resource};
+use crate::schema::{contains_unknown, Props};
+use crate::state::{ResourceState, State};
+use crate::validate::Validated;
+
+/// One resource taken into the state.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub id: String,
+    pub type_name: String,
+    pub physical_id: String,
+    /// Whether the ownership tags were added (false: untaggable type, or
+    /// already tagged as this stack's).
+    pub tagged: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("`{0}` is not a resource of the stack file{1}")]
+    NotDeclared(String, String),
+    #[error("`{id}` is already in the state as {physical_id}: `stackctl state rm {id}` first to import another")]
+    AlreadyManaged { id: String, physical_id: String },
+    #[error("{physical_id} is already in the state as `{other}`")]
+    Twice { physical_id: String, other: String },
+    #[error("no {type_name} `{physical_id}` exists in {location}")]
+    Missing {
+        type_name: String,
+        physical_id: String,
+        location: String,
+    },
+    #[error("{physical_id} belongs to stackctl stack `{stack}` (as `{id}`), not this one: `stackctl state rm {id}` in that stack first")]
+    OwnedElsewhere {
+        physical_id: String,
+        stack: String,
+        id: String,
+    },
+    #[error("`{id}`: {error}")]
+    Aws { id: String, error: AwsError },
+}
+
+/// Reads `physical_id` as the stack's resource `id` and records it.
+pub async fn one(
+    v: &Validated,
+    cx: &Ctx,
+    state: &mut State,
+    values: &StackValues,
+    data: &BTreeMap<String, Map<String, Value>>,
+    id: &str,
+    physical_id: &str,
+) -> Result<Imported, ImportError> {
+    let decl = v
+        .stack
+        .decls
+        .get(id)
+        .filter(|d| !d.is_data)
+        .ok_or_else(|| {
+            let ids: Vec<&str> = v
+                .stack
+                .decls
+                .values()
+                .filter(|d| !d.is_data)
+                .map(|d| d.id.as_str())
+                .collect();
+            let hint = crate::validate::nearest(id, &ids)
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            ImportError::NotDeclared(id.to_string(), hint)
+        })?;
+    if let Some(pid) = state.resources.get(id).and_then(|r| r.physical_id.clone()) {
+        return Err(ImportError::AlreadyManaged {
+            id: id.into(),
+            physical_id: pid,
+        });
+    }
+    if let Some((other, _)) = state
+        .resources
+        .iter()
+        .find(|(_, r)| r.physical_id.as_deref() == Some(physical_id))
+    {
+        return Err(ImportError::Twice {
+            physical_id: physical_id.into(),
+            other: other.clone(),
+        });
+    }
+    let p = providers::lookup(&decl.type_name)
+        .ok_or_else(|| ImportError::NotDeclared(id.into(), String::new()))?;
+    let aws = |error| ImportError::Aws {
+        id: id.into(),
+        error,
+    };
+    let observed =
+        p.read(cx, physical_id)
+            .await
+            .map_err(aws)?
+            .ok_or_else(|| ImportError::Missing {
+                type_name: decl.type_name.clone(),
+                physical_id: physical_id.into(),
+                location: cx.region(),
+            })?;
+    let tagged = match &observed.owner {
+        Some(o) if o.stack == cx.stack && o.id == id => false,
+        Some(o) => {
+            return Err(ImportError::OwnedElsewhere {
+                physical_id: physical_id.into(),
+                stack: o.stack.clone(),
+                id: o.id.clone(),
+            })
+        }
+        None if p.schema().taggable => {
+            providers::claim(p, cx, physical_id, id, &observed)
+                .await
+                .map_err(aws)?;
+            true
+        }
+        None => false,
+    };
+    let desired = plan::resolve_props(v, id, values, &known_in(state, v, data));
+    state.resources.insert(
+        id.to_string(),
+        record(v, p, id, physical_id, observed, &desired),
+    );
+    Ok(Imported {
+        id: id.into(),
+        type_name: decl.type_name.clone(),
+        physical_id: physical_id.into(),
+        tagged,
+    })
+}
+
+/// The state record of an imported resource: its properties as read, so the
+/// next plan shows the real differences from the file.
+fn record(
+    v: &Validated,
+    p: &dyn Provider,
+    id: &str,
+    physical_id: &str,
+    observed: Observed,
+    desired: &Props,
+) -> ResourceState {
+    let mut props = observed.props;
+    // A name made from a declared prefix stays made from it (no replacement).
+    for prop in p.schema().props {
+        let Some(from) = prop.derived_from else {
+            continue;
+        };
+        if let (Some(Value::String(prefix)), Some(Value::String(value))) =
+            (desired.get(from), props.get(prop.name))
+        {
+            if value.starts_with(prefix.as_str()) {
+                props.insert(from.to_string(), Value::from(prefix.clone()));
+            }
+        }
+    }
+    ResourceState {
+        type_name: p.schema().type_name.to_string(),
+        physical_id: Some(physical_id.to_string()),
+        props,
+        attrs: observed.attrs,
+        depends_on: v
+            .graph
+            .deps
+            .get(id)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default(),
+        create_token: None,
+        sensitive: v.sensitive_paths(id, desired),
+    }
+}
+
+/// What `${id.attr}` is, from the records so far and the data sources.
+fn known_in<'a>(
+    state: &'a State,
+    v: &'a Validated,
+    data: &'a BTreeMap<String, Map<String, Value>>,
+) -> impl Fn(&str, &str) -> Option<Value> + 'a {
+    move |dep, attr| {
+        if let Some(attrs) = data.get(dep) {
+            return attrs.get(attr).cloned();
+        }
+        let rec = state.resources.get(dep).filter(|r| !r.is_pending())?;
+        if v.schema(dep).attr(attr).is_some() {
+            rec.attrs.get(attr).cloned()
+        } else {
+            rec.props.get(attr).cloned()
+        }
+    }
+}
+
+/// Why a declared resource was not imported by `--all`.
+#[derive(Debug, Clone)]
+pub struct Missed {
+    pub id: String,
+    pub why: String,
+}
+
+/// Looks up every declared resource the state does not record, in
+/// dependency order, by the same identity the crash recovery uses, and
+/// imports what it finds. `save` makes each import durable as it happens.
+pub async fn all(
+    v: &Validated,
+    cx: &Ctx,
+    state: &mut State,
+    values: &StackValues,
+    data: &BTreeMap<String, Map<String, Value>>,
+    backend: &mut dyn crate::state::Backend,
+) -> Result<(Vec<Imported>, Vec<Missed>), crate::state::StateError> {
+    let (mut imported, mut missed) = (Vec::new(), Vec::new());
+    for id in &v.graph.order {
+        let decl = &v.stack.decls[id];
+        if decl.is_data || state.resources.get(id).is_some_and(|r| !r.is_pending()) {
+            continue;
+        }
+        let miss = |why: String| Missed {
+            id: id.clone(),
+            why,
+        };
+        let desired = plan::resolve_props(v, id, values, &known_in(state, v, data));
+        let Some(p) = providers::lookup(&decl.type_name) else {
+            continue;
+        };
+        let unresolved: Vec<&str> = p
+            .schema()
+            .identity
+            .iter()
+            .copied()
+            .filter(|k| desired.get(*k).is_some_and(contains_unknown))
+            // A name generated from a prefix is looked up by the prefix.
+            .filter(|k| {
+                let from = p.schema().prop(k).and_then(|prop| prop.derived_from);
+                from.is_none_or(|f| desired.get(f).is_none_or(contains_unknown))
+            })
+            .collect();
+        if !unresolved.is_empty() {
+            missed.push(miss(format!(
+                "its {} refers to a resource that was not found",
+                unresolved.join(", ")
+            )));
+            continue;
+        }
+        let r = Resource {
+            logical_id: id,
+            props: &desired,
+            token: "",
+        };
+        let found = match p.find_existing(cx, &r).await {
+            Ok(Some(pid)) => pid,
+            Ok(None) => {
+                missed.push(miss("nothing of that identity exists".into()));
+                continue;
+            }
+            Err(e) => {
+                missed.push(miss(format!("looking it up failed: {e}")));
+                continue;
+            }
+        };
+        // A pending intent of an interrupted create is replaced by the import.
+        let pending = state.resources.remove(id);
+        match one(v, cx, state, values, data, id, &found).await {
+            Ok(i) => imported.push(i),
+            Err(e) => {
+                if let Some(rec) = pending {
+                    state.resources.insert(id.clone(), rec);
+                }
+                missed.push(miss(e.to_string()));
+            }
+        }
+        backend.save(state).await?;
+    }
+    Ok((imported, missed))
+}

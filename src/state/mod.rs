@@ -1,0 +1,527 @@
+//! The state: what stackctl created, as it applied it and as AWS reported it,
+//! behind one interface with two backends: a local file (`local`) and an S3
+//! object with conditional writes (`s3`).
+//!
+//! Every change is made durable before the next AWS call, as a small journal
+//! entry (what changed since the last write), so that a crash loses nothing
+//! and a run costs O(changes) bytes, not a rewrite of the whole state per
+//! call; at the end of a run the journal is folded into the state. A run
+//! that changes nothing writes nothing: serial and backups stay as they were.
+//! Every backend is guarded by a lock.
+
+pub mod local;
+pub mod s3;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::schema::Props;
+
+pub const STATE_VERSION: u32 = 1;
+
+/// How many earlier versions of the state are kept (`<stack>.backup.1` is the
+/// newest).
+pub const BACKUPS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state is locked by {holder}\n  lock file: {path}\n  the lock is released when that run ends; if it hangs, stop it (stackctl force-unlock {id} clears a lock only once its process is gone)")]
+    Locked {
+        holder: String,
+        id: String,
+        path: PathBuf,
+    },
+    #[error("cannot read state {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("state {path} is not valid stackctl state: {message}; the newest backup is {backups}")]
+    Corrupt {
+        path: PathBuf,
+        message: String,
+        backups: String,
+    },
+    #[error("cannot write state {path}: {source}; the previous state is untouched")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("state {path} belongs to stack `{found}`, not `{expected}`")]
+    WrongStack {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    #[error("{0}")]
+    Backend(String),
+    #[error("the state at {location} changed since this run read it (serial {read} was read; another run wrote since): nothing was overwritten. Run the command again")]
+    Conflict { location: String, read: u64 },
+    #[error("state {path} records resources in {recorded}, but this run uses {current}: with it, everything would look deleted and be created again. Use the credentials and region of {recorded} (AWS_PROFILE, AWS_REGION), or another stack name for {current}")]
+    WrongAccount {
+        path: PathBuf,
+        recorded: String,
+        current: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResourceState {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// `None` while a create is in flight: the intent is recorded before the call,
+    /// so a crash leaves an entry the next run adopts or retries.
+    pub physical_id: Option<String>,
+    /// The properties as stackctl last applied them.
+    pub props: Props,
+    /// Attributes AWS reported (arn, url, ...).
+    pub attrs: Map<String, Value>,
+    pub depends_on: Vec<String>,
+    /// The idempotency token of the create in flight, derived from the
+    /// lineage, the logical id and the serial the intent was recorded at: a run
+    /// after a crash retries the create with the same token, so AWS returns
+    /// what the first call made instead of making another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_token: Option<String>,
+    /// Where its sensitive values sit (never shown, even once it is gone
+    /// from the stack file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<crate::sensitive::Path>,
+}
+
+impl ResourceState {
+    pub fn is_pending(&self) -> bool {
+        self.physical_id.is_none()
+    }
+}
+
+/// An object replaced create-before-destroy: its successor exists, and it is
+/// deleted once whatever used it has moved over. Recorded so that a crash in
+/// between leaves nothing behind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deposed {
+    pub id: String,
+    #[serde(flatten)]
+    pub record: ResourceState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub version: u32,
+    /// Increases with every write: a saved plan made against another serial is stale.
+    pub serial: u64,
+    /// Identifies this state's history across copies and backups; assigned at
+    /// the first write, so plans made before any state exists agree on it.
+    pub lineage: String,
+    pub stack: String,
+    /// Where the resources live (`<account>/<region>`), recorded with the first
+    /// resource: the same state used with other credentials or another region
+    /// is refused instead of seeing everything as deleted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    pub resources: BTreeMap<String, ResourceState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<Deposed>,
+    pub outputs: BTreeMap<String, Value>,
+    /// Outputs whose values come from sensitive ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_outputs: Vec<String>,
+}
+
+impl State {
+    pub fn new(stack: &str) -> State {
+        State {
+            version: STATE_VERSION,
+            serial: 0,
+            lineage: String::new(),
+            stack: stack.to_string(),
+            location: String::new(),
+            resources: BTreeMap::new(),
+            deposed: Vec::new(),
+            outputs: BTreeMap::new(),
+            sensitive_outputs: Vec::new(),
+        }
+    }
+
+    /// Assigns the lineage of a state never written (token derivation needs it).
+    pub fn ensure_lineage(&mut self) {
+        if self.lineage.is_empty() {
+            self.lineage = uuid::Uuid::new_v4().to_string();
+        }
+    }
+
+    /// An idempotency token for a new create of `id`: unique in this lineage
+    /// (the serial grows with every write), the same on every retry that
+    /// reads it back from the intent.
+    pub fn new_create_token(&mut self, id: &str) -> String {
+        self.ensure_lineage();
+        let seed = format!("{}/{id}/{}", self.lineage, self.serial + 1);
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        // UUID-shaped: accepted by every API that takes a client token.
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+
+    /// Refuses a run against another account or region than the one the
+    /// resources were recorded in; records the location of a state that has
+    /// none yet.
+    pub fn pin_location(&mut self, current: &str, state_location: &str) -> Result<(), StateError> {
+        let path = PathBuf::from(state_location);
+        if self.location.is_empty() {
+            self.location = current.to_string();
+            return Ok(());
+        }
+        if self.location != current && !(self.resources.is_empty() && self.deposed.is_empty()) {
+            return Err(StateError::WrongAccount {
+                path,
+                recorded: describe_location(&self.location),
+                current: describe_location(current),
+            });
+        }
+        self.location = current.to_string();
+        Ok(())
+    }
+}
+
+/// `<account>/<region>` as people read it.
+pub fn describe_location(location: &str) -> String {
+    match location.split_once('/') {
+        Some((account, region)) => format!("account {account}, region {region}"),
+        None => location.to_string(),
+    }
+}
+
+/// Who holds a lock, as the lock records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    pub time: String,
+    pub operation: String,
+}
+
+impl LockInfo {
+    pub fn new(operation: &str) -> LockInfo {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            pid: std::process::id(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            operation: operation.to_string(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "`stackctl {}` (pid {} on {}, since {}, lock id {})",
+            self.operation, self.pid, self.host, self.time, self.id
+        )
+    }
+}
+
+/// A lock a run holds on its state.
+#[async_trait]
+pub trait Held: Send + Sync {
+    fn info(&self) -> &LockInfo;
+    /// The holder a crashed run left, whose lock this run took over.
+    fn took_over(&self) -> Option<&LockInfo>;
+    /// Releases it, if it is still this run's.
+    async fn release(self: Box<Self>) -> Result<(), StateError>;
+}
+
+/// Where a stack's state lives. Every backend passes the same suite of tests
+/// (`tests` below): load, save with the serial it read, journal replay after a
+/// crash, locks, force-unlock, lineage, conflicts between writers.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Where, for messages: `state/<stack>.json` or `s3://bucket/key`.
+    fn location(&self) -> String;
+
+    /// The state with whatever the journal of a run that died holds replayed
+    /// into it; an empty state for a stack never applied.
+    async fn load(&mut self, stack: &str) -> Result<State, StateError>;
+
+    /// Makes the state durable as it is now: a journal entry with what changed
+    /// since the last write, the serial bumped. Nothing when nothing changed.
+    async fn save(&mut self, state: &mut State) -> Result<(), StateError>;
+
+    /// Writes the whole state and clears the journal: the end of a run.
+    async fn compact(&mut self, state: &mut State) -> Result<(), StateError>;
+
+    /// Takes the lock, or fails at once naming its holder.
+    async fn lock(&self, operation: &str) -> Result<Box<dyn Held>, StateError>;
+
+    /// Clears a lock whose holder is gone, given the id its error printed.
+    async fn force_unlock(&self, id: &str) -> Result<String, StateError>;
+
+    /// The encryption keys of this run.
+    fn keys(&self) -> &crate::seal::Keys;
+
+    /// What the user should know about where the state lives (a bucket
+    /// without versioning keeps no history).
+    async fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Rewrites what the backend keeps encrypted with the current key
+    /// (reading it with the current or the previous one): the last step of a
+    /// key rotation. Returns how many objects it rewrote.
+    async fn rekey(&mut self, stack: &str) -> Result<usize, StateError>;
+}
+
+/// One journal entry: what changed in the state since the previous write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub serial: u64,
+    pub lineage: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, ResourceState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposed: Option<Vec<Deposed>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<BTreeMap<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive_outputs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// What changed from `before` to `after` (whose serial the entry carries).
+pub fn delta(before: &State, after: &State) -> Entry {
+    Entry {
+        serial: after.serial,
+        lineage: after.lineage.clone(),
+        set: after
+            .resources
+            .iter()
+            .filter(|(id, rec)| before.resources.get(*id) != Some(*rec))
+            .map(|(id, rec)| (id.clone(), rec.clone()))
+            .collect(),
+        remove: before
+            .resources
+            .keys()
+            .filter(|id| !after.resources.contains_key(*id))
+            .cloned()
+            .collect(),
+        deposed: (before.deposed != after.deposed).then(|| after.deposed.clone()),
+        outputs: (before.outputs != after.outputs).then(|| after.outputs.clone()),
+        sensitive_outputs: (before.sensitive_outputs != after.sensitive_outputs)
+            .then(|| after.sensitive_outputs.clone()),
+        location: (before.location != after.location).then(|| after.location.clone()),
+    }
+}
+
+/// Replays journal entries newer than the state into it, in serial order.
+/// Entries of another lineage, or at or below its serial, are already in it.
+pub fn replay(state: &mut State, mut entries: Vec<Entry>) {
+    entries.sort_by_key(|e| e.serial);
+    for e in entries {
+        if e.serial <= state.serial || (!state.lineage.is_empty() && e.lineage != state.lineage) {
+            continue;
+        }
+        state.lineage = e.lineage;
+        state.serial = e.serial;
+        state.resources.extend(e.set);
+        for id in e.remove {
+            state.resources.remove(&id);
+        }
+        if let Some(d) = e.deposed {
+            state.deposed = d;
+        }
+        if let Some(o) = e.outputs {
+            state.outputs = o;
+        }
+        if let Some(s) = e.sensitive_outputs {
+            state.sensitive_outputs = s;
+        }
+        if let Some(l) = e.location {
+            state.location = l;
+        }
+    }
+}
+
+/// Checks a state read from a backend: the version and the stack it is for.
+pub fn checked(state: State, stack: &str, location: &str) -> Result<State, StateError> {
+    if state.version != STATE_VERSION {
+        return Err(StateError::Corrupt {
+            path: PathBuf::from(location),
+            message: format!(
+                "version {} is not supported (expected {STATE_VERSION})",
+                state.version
+            ),
+            backups: "the backend's earlier versions".into(),
+        });
+    }
+    if state.stack != stack {
+        return Err(StateError::WrongStack {
+            path: PathBuf::from(location),
+            found: state.stack,
+            expected: stack.into(),
+        });
+    }
+    Ok(state)
+}
+
+/// The backend a stack names: `backend: {s3: {bucket, key, region}}` in the
+/// stack file (each setting overridable with `--backend-config k=v`), or the
+/// local file beside the stack file.
+pub async fn open(
+    stack: &crate::config::Stack,
+    overrides: &[(String, String)],
+) -> Result<Box<dyn Backend>, StateError> {
+    let mut settings = stack.backend.clone();
+    for (k, v) in overrides {
+        if !["bucket", "key", "region", "kms_key_id", "type"].contains(&k.as_str()) {
+            return Err(StateError::Backend(format!(
+                "--backend-config {k}=...: unknown setting (expected bucket, key, region or kms_key_id)"
+            )));
+        }
+        settings.insert(k.clone(), v.clone());
+    }
+    let s3 = settings.get("type").map(String::as_str) == Some("s3")
+        || (!settings.contains_key("type") && settings.contains_key("bucket"));
+    if !s3 {
+        return Ok(Box::new(local::StateFile::for_stack(
+            &stack.dir(),
+            &stack.name,
+        )));
+    }
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = crate::providers::effective_region(stack.region.as_deref()) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    Ok(Box::new(s3::S3Backend::new(
+        &loader.load().await,
+        &settings,
+        &stack.name,
+    )?))
+}
+
+/// A state's place given as a URL: `s3://bucket/key`, or a path to a local
+/// state file's stack directory (`file://DIR` or a plain path).
+pub fn settings_of(url: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        out.insert("type".into(), "s3".into());
+        out.insert("bucket".into(), bucket.into());
+        if !key.is_empty() {
+            out.insert("key".into(), key.into());
+        }
+    } else {
+        out.insert("type".into(), "local".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> ResourceState {
+        ResourceState {
+            type_name: "aws_sns_topic".into(),
+            physical_id: Some(format!("arn:{id}")),
+            props: Props::new(),
+            attrs: Map::new(),
+            depends_on: vec![],
+            create_token: None,
+            sensitive: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_location_is_pinned_once_resources_are_recorded() {
+        let path = "state/demo.json";
+        let mut s = State::new("demo");
+        s.pin_location("111111111111/us-east-2", path).unwrap();
+        s.pin_location("222222222222/eu-west-1", path).unwrap(); // nothing recorded yet
+        s.resources.insert("topic".into(), record("topic"));
+        let err = s
+            .pin_location("111111111111/us-east-2", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn create_tokens_are_stable_per_serial_and_unique_across_ids_and_serials() {
+        let mut s = State::new("demo");
+        let a = s.new_create_token("queue");
+        assert_eq!(a, s.new_create_token("queue"));
+        assert_ne!(a, s.new_create_token("topic"));
+        s.serial += 1;
+        assert_ne!(a, s.new_create_token("queue"));
+        assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn a_journal_replayed_over_the_state_rebuilds_every_write() {
+        let mut s = State::new("demo");
+        s.lineage = "L".into();
+        let base = s.clone();
+        let mut entries = Vec::new();
+        let mut before = s.clone();
+        for (n, id) in ["a", "b", "c"].iter().enumerate() {
+            s.serial = n as u64 + 1;
+            s.resources.insert(id.to_string(), record(id));
+            if *id == "c" {
+                s.resources.remove("a");
+                s.outputs.insert("o".into(), Value::from(1));
+            }
+            entries.push(delta(&before, &s));
+            before = s.clone();
+        }
+        // Out of order, with a duplicate and one of another lineage.
+        let mut stray = entries[0].clone();
+        stray.lineage = "other".into();
+        stray.serial = 9;
+        let mut shuffled = vec![
+            entries[2].clone(),
+            stray,
+            entries[0].clone(),
+            entries[1].clone(),
+            entries[0].clone(),
+        ];
+        let mut rebuilt = base;
+        replay(&mut rebuilt, std::mem::take(&mut shuffled));
+        assert_eq!(rebuilt, s);
+    }
+
+    #[test]
+    fn an_entry_holds_only_what_changed() {
+        let mut a = State::new("demo");
+        for id in ["x", "y", "z"] {
+            a.resources.insert(id.into(), record(id));
+        }
+        let mut b = a.clone();
+        b.serial = 1;
+        b.resources.get_mut("y").unwrap().physical_id = Some("changed".into());
+        let e = delta(&a, &b);
+        assert_eq!(e.set.keys().collect::<Vec<_>>(), ["y"]);
+        assert!(e.remove.is_empty() && e.outputs.is_none() && e.deposed.is_none());
+    }
+
+    #[test]
+    fn backend_urls_name_s3_objects_or_the_local_file() {
+        let s = settings_of("s3://team-state/prod/pipeline.json");
+        assert_eq!(s["bucket"], "team-state");
+        assert_eq!(s["key"], "prod/pipeline.json");
+        assert_eq!(settings_of("local")["type"], "local");
+    }
+}

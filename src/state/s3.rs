@@ -1,0 +1,557 @@
+//! The S3 backend, as Terraform 1.10+ keeps state in S3 without DynamoDB,
+//! and stricter: the lock is an object written with `If-None-Match: *`, the
+//! state is written with `If-Match` on the ETag it was read with (a writer
+//! that lost the race fails instead of overwriting), each journal entry is an
+//! object written with `If-None-Match: *` under its serial (two writers of
+//! the same serial: one fails), and the bucket's versioning keeps the history.
+//! Every write asks for server-side encryption.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::{checked, delta, replay, Backend, Entry, Held, LockInfo, State, StateError};
+
+pub struct S3Backend {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    kms_key_id: Option<String>,
+    keys: crate::seal::Keys,
+    /// The state as read or last written, and the ETag of the state object
+    /// then (None: there was none).
+    last: Option<State>,
+    etag: Option<String>,
+    /// Journal objects written by this run (or found at load), for compaction.
+    journal: Vec<String>,
+}
+
+/// An S3 error turned into what a user can act on.
+fn s3_error<E: ProvideErrorMetadata>(
+    bucket: &str,
+    key: &str,
+    what: &str,
+    e: &E,
+    status: Option<u16>,
+) -> StateError {
+    let code = e.code().unwrap_or_default();
+    let message = e.message().unwrap_or_default();
+    StateError::Backend(match code {
+        "NoSuchBucket" => format!("the state bucket `{bucket}` does not exist: create it (with versioning on) or fix `backend.s3.bucket`"),
+        "AccessDenied" | "Forbidden" => format!(
+            "access to s3://{bucket}/{key} was denied while {what}: the credentials need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on it"
+        ),
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => format!(
+            "the state bucket `{bucket}` is in another region than the one configured ({message}): set `backend.s3.region` to the bucket's region"
+        ),
+        _ if status == Some(301) => format!("the state bucket `{bucket}` is in another region: set `backend.s3.region` to the bucket's region"),
+        "" => format!("{what} s3://{bucket}/{key} failed: {message}"),
+        _ => format!("{what} s3://{bucket}/{key} failed: {code}: {message}"),
+    })
+}
+
+enum Failure {
+    Absent,
+    Condition,
+    Other(StateError),
+}
+
+impl Failure {
+    fn into_error(self) -> StateError {
+        match self {
+            Failure::Other(e) => e,
+            Failure::Absent => StateError::Backend("the bucket or object does not exist".into()),
+            Failure::Condition => {
+                StateError::Backend("a condition of the request did not hold".into())
+            }
+        }
+    }
+}
+
+fn is(code: Option<&str>, names: &[&str]) -> bool {
+    code.is_some_and(|c| names.contains(&c))
+}
+
+impl S3Backend {
+    /// `settings`: `bucket`, `key`, `region`, optional `kms_key_id`.
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        settings: &BTreeMap<String, String>,
+        stack: &str,
+    ) -> Result<S3Backend, StateError> {
+        let bucket = settings.get("bucket").cloned().ok_or_else(|| {
+            StateError::Backend(
+                "the S3 backend needs `bucket` (backend: {s3: {bucket: ..., key: ...}})".into(),
+            )
+        })?;
+        let key = settings
+            .get("key")
+            .cloned()
+            .unwrap_or_else(|| format!("stackctl/{stack}.json"));
+        let mut config = aws_sdk_s3::config::Builder::from(sdk);
+        if let Some(region) = settings.get("region") {
+            config = config.region(aws_config::Region::new(region.clone()));
+        }
+        // An endpoint that is not AWS's (a local emulator) is addressed by path.
+        let foreign = sdk
+            .endpoint_url()
+            .is_some_and(|u| !u.contains("amazonaws.com"));
+        config = config.force_path_style(foreign);
+        let keys = crate::seal::Keys::from_env()?;
+        Ok(S3Backend {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            bucket,
+            key,
+            kms_key_id: settings.get("kms_key_id").cloned(),
+            keys,
+            last: None,
+            etag: None,
+            journal: Vec::new(),
+        })
+    }
+
+    fn lock_key(&self) -> String {
+        format!("{}.lock", self.key)
+    }
+
+    fn journal_prefix(&self) -> String {
+        format!("{}.journal/", self.key)
+    }
+
+    fn fail<E: ProvideErrorMetadata>(&self, what: &str, e: &E, status: Option<u16>) -> StateError {
+        s3_error(&self.bucket, &self.key, what, e, status)
+    }
+
+    /// What a failed call means: the object is absent, a condition did not
+    /// hold, or an error the user must act on.
+    fn failure<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        if !matches!(e, SdkError::ServiceError(_)) {
+            return Failure::Other(StateError::Backend(format!(
+                "{what} s3://{}/{} failed (it may or may not have reached S3): {}",
+                self.bucket,
+                self.key,
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )));
+        }
+        let code = e.code();
+        if status == Some(412)
+            || is(code, &["PreconditionFailed", "ConditionalRequestConflict"])
+            || status == Some(409)
+        {
+            Failure::Condition
+        } else if is(code, &["NoSuchKey", "NotFound"]) {
+            Failure::Absent
+        } else {
+            Failure::Other(self.fail(what, &e, status))
+        }
+    }
+
+    /// An object's body and ETag; None when it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, StateError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = out.e_tag().map(str::to_string);
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        StateError::Backend(format!("reading s3://{}/{key}: {e}", self.bucket))
+                    })?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some((body, etag)))
+            }
+            Err(e) => match self.failure("reading", e) {
+                Failure::Absent => Ok(None),
+                Failure::Condition => Err(StateError::Backend(format!(
+                    "reading s3://{}/{key}: unexpected precondition failure",
+                    self.bucket
+                ))),
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    /// Writes an object only if it does not exist (`create`), or only if its
+    /// ETag is still `if_match`; the new ETag, or None when the condition
+    /// failed. A write whose answer was lost and whose retry then met its
+    /// own object is a success: the object holds exactly these bytes.
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        if_match: Option<&str>,
+        create: bool,
+    ) -> Result<Option<String>, StateError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body.clone()))
+            .content_type("application/json");
+        req = match &self.kms_key_id {
+            Some(kms) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms),
+            None => req.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        if create {
+            req = req.if_none_match("*");
+        } else if let Some(etag) = if_match {
+            req = req.if_match(etag);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) => match self.failure("writing", e) {
+                Failure::Condition | Failure::Absent => match self.get(key).await? {
+                    Some((found, etag)) if found == body => Ok(etag),
+                    _ => Ok(None),
+                },
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    /// Deletes an object (only if its ETag is still `if_match`); false when
+    /// that condition failed. An object already gone is deleted.
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<bool, StateError> {
+        let mut req = self.client.delete_object().bucket(&self.bucket).key(key);
+        if let Some(etag) = if_match {
+            req = req.if_match(etag);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.failure("deleting", e) {
+                Failure::Absent => Ok(true),
+                Failure::Condition => Ok(false),
+                Failure::Other(e) => Err(e),
+            },
+        }
+    }
+
+    async fn journal_keys(&self) -> Result<Vec<String>, StateError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.journal_prefix())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.failure("listing the journal of", e).into_error())?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Whether the bucket keeps versions of the state (its history).
+    pub async fn versioning_on(&self) -> Result<bool, StateError> {
+        let out = self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| self.failure("reading the versioning of", e).into_error())?;
+        Ok(out.status().is_some_and(|s| s.as_str() == "Enabled"))
+    }
+
+    fn open(&self, bytes: &[u8], key: &str) -> Result<Vec<u8>, StateError> {
+        Ok(crate::seal::open(
+            &self.keys,
+            bytes,
+            &format!("s3://{}/{key}", self.bucket),
+        )?)
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    async fn load(&mut self, stack: &str) -> Result<State, StateError> {
+        let location = self.location();
+        let mut state = match self.get(&self.key).await? {
+            Some((bytes, etag)) => {
+                self.etag = etag;
+                let plain = self.open(&bytes, &self.key)?;
+                let state: State =
+                    serde_json::from_slice(&plain).map_err(|e| StateError::Corrupt {
+                        path: location.clone().into(),
+                        message: e.to_string(),
+                        backups: "the bucket's earlier versions of the object".into(),
+                    })?;
+                checked(state, stack, &location)?
+            }
+            None => {
+                self.etag = None;
+                State::new(stack)
+            }
+        };
+        self.journal = self.journal_keys().await?;
+        let mut entries = Vec::new();
+        for key in &self.journal {
+            if let Some((bytes, _)) = self.get(key).await? {
+                if let Ok(e) = serde_json::from_slice::<Entry>(&self.open(&bytes, key)?) {
+                    entries.push(e);
+                }
+            }
+        }
+        replay(&mut state, entries);
+        self.last = Some(state.clone());
+        Ok(state)
+    }
+
+    async fn save(&mut self, state: &mut State) -> Result<(), StateError> {
+        let Some(last) = self.last.clone() else {
+            return self.compact(state).await;
+        };
+        if &last == state {
+            return Ok(());
+        }
+        state.ensure_lineage();
+        state.serial = last.serial.max(state.serial) + 1;
+        let entry = delta(&last, state);
+        let key = format!("{}{:020}", self.journal_prefix(), state.serial);
+        let plain = serde_json::to_vec(&entry).map_err(|e| StateError::Backend(e.to_string()))?;
+        let body = crate::seal::seal(&self.keys, &plain, &key)?;
+        if self.put(&key, body, None, true).await?.is_none() {
+            let read = last.serial;
+            state.serial = read;
+            return Err(StateError::Conflict {
+                location: self.location(),
+                read,
+            });
+        }
+        self.journal.push(key);
+        self.last = Some(state.clone());
+        Ok(())
+    }
+
+    async fn compact(&mut self, state: &mut State) -> Result<(), StateError> {
+        if self.last.as_ref() == Some(state) && self.journal.is_empty() {
+            return Ok(());
+        }
+        state.ensure_lineage();
+        if self.last.as_ref() != Some(state) {
+            state.serial = self
+                .last
+                .as_ref()
+                .map_or(state.serial, |l| l.serial.max(state.serial))
+                + 1;
+        }
+        let mut plain =
+            serde_json::to_vec_pretty(state).map_err(|e| StateError::Backend(e.to_string()))?;
+        plain.push(b'\n');
+        let body = crate::seal::seal(&self.keys, &plain, &self.location())?;
+        let written = match self.etag.clone() {
+            Some(etag) => self.put(&self.key, body, Some(&etag), false).await?,
+            None => self.put(&self.key, body, None, true).await?,
+        };
+        let Some(etag) = written else {
+            return Err(StateError::Conflict {
+                location: self.location(),
+                read: self.last.as_ref().map_or(0, |l| l.serial),
+            });
+        };
+        self.etag = Some(etag);
+        for key in std::mem::take(&mut self.journal) {
+            self.delete(&key, None).await?;
+        }
+        self.last = Some(state.clone());
+        Ok(())
+    }
+
+    async fn lock(&self, operation: &str) -> Result<Box<dyn Held>, StateError> {
+        let info = LockInfo::new(operation);
+        let body = serde_json::to_vec(&info).map_err(|e| StateError::Backend(e.to_string()))?;
+        let mut took_over = None;
+        loop {
+            if let Some(etag) = self.put(&self.lock_key(), body.clone(), None, true).await? {
+                return Ok(Box::new(S3Lock {
+                    client: self.client.clone(),
+                    bucket: self.bucket.clone(),
+                    key: self.lock_key(),
+                    etag,
+                    info,
+                    took_over,
+                    released: false,
+                }));
+            }
+            let held = self.get(&self.lock_key()).await?;
+            let holder = held
+                .as_ref()
+                .and_then(|(b, _)| serde_json::from_slice::<LockInfo>(b).ok());
+            // A crashed run on this machine is known to be gone: its lock is
+            // removed (only that very object, by its ETag) and taken once.
+            if let (None, Some(h), Some((_, Some(etag)))) = (&took_over, &holder, &held) {
+                if left_by_a_dead_local_process(h)
+                    && self.delete(&self.lock_key(), Some(etag)).await?
+                {
+                    took_over = holder;
+                    continue;
+                }
+            }
+            return Err(StateError::Locked {
+                holder: holder
+                    .as_ref()
+                    .map_or_else(|| "another run".into(), LockInfo::describe),
+                id: holder.map(|h| h.id).unwrap_or_default(),
+                path: format!("s3://{}/{}", self.bucket, self.lock_key()).into(),
+            });
+        }
+    }
+
+    async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
+        let Some((bytes, etag)) = self.get(&self.lock_key()).await? else {
+            return Ok("The state was not locked.".into());
+        };
+        let info: Option<LockInfo> = serde_json::from_slice(&bytes).ok();
+        if let Some(info) = info.as_ref().filter(|i| i.id != id) {
+            return Err(StateError::Backend(format!(
+                "the lock's id is {}, not {id}: check which run holds it ({})",
+                info.id,
+                info.describe()
+            )));
+        }
+        // Only the lock object that was read: a new holder's survives.
+        if !self.delete(&self.lock_key(), etag.as_deref()).await? {
+            return Err(StateError::Backend(
+                "the lock changed while it was being cleared: look again".into(),
+            ));
+        }
+        Ok(match info {
+            Some(i) => format!("Removed the lock of {}.", i.describe()),
+            None => "Removed an unreadable lock.".into(),
+        })
+    }
+
+    fn keys(&self) -> &crate::seal::Keys {
+        &self.keys
+    }
+
+    async fn notes(&self) -> Vec<String> {
+        match self.versioning_on().await {
+            Ok(true) => Vec::new(),
+            Ok(false) => vec![format!(
+                "versioning is off on the state bucket `{}`: an overwritten or deleted state cannot be recovered. Turn it on: aws s3api put-bucket-versioning --bucket {} --versioning-configuration Status=Enabled",
+                self.bucket, self.bucket
+            )],
+            Err(e) => vec![format!("could not read the versioning of the state bucket: {e}")],
+        }
+    }
+
+    async fn rekey(&mut self, stack: &str) -> Result<usize, StateError> {
+        let mut state = self.load(stack).await?;
+        if self.etag.is_none() && self.journal.is_empty() {
+            return Ok(0);
+        }
+        // Written whole with the current key; the bucket's earlier versions
+        // keep the key they were written with.
+        self.last = None;
+        self.compact(&mut state).await?;
+        Ok(1)
+    }
+}
+
+/// Whether a lock names a run on this machine whose process is gone: a crash
+/// (kill -9, out of memory) that could not release it.
+fn left_by_a_dead_local_process(info: &LockInfo) -> bool {
+    let here = gethostname::gethostname().to_string_lossy().into_owned();
+    info.host == here
+        && info.pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{}", info.pid)).exists()
+}
+
+pub struct S3Lock {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    etag: String,
+    info: LockInfo,
+    took_over: Option<LockInfo>,
+    released: bool,
+}
+
+impl S3Lock {
+    async fn remove(&self) -> Result<(), StateError> {
+        // If-Match: never delete a lock that is no longer this run's.
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match(&self.etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Err(StateError::Backend(format!(
+                "the lock s3://{}/{} is no longer this run's (it was forced and taken by another run): its writes may have conflicted; check the state",
+                self.bucket, self.key
+            ))),
+            Err(e) => Err(StateError::Backend(format!("releasing the lock s3://{}/{}: {}", self.bucket, self.key, e.into_service_error()))),
+        }
+    }
+}
+
+#[async_trait]
+impl Held for S3Lock {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    fn took_over(&self) -> Option<&LockInfo> {
+        self.took_over.as_ref()
+    }
+
+    async fn release(mut self: Box<Self>) -> Result<(), StateError> {
+        self.released = true;
+        self.remove().await
+    }
+}
+
+impl Drop for S3Lock {
+    /// A run that ends on an error still releases its lock.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                let _ = tokio::task::block_in_place(|| handle.block_on(self.remove()));
+            }
+            _ => eprintln!(
+                "warning: the lock s3://{}/{} could not be released; `stackctl force-unlock {}` clears it",
+                self.bucket, self.key, self.info.id
+            ),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Teams: one stack's state in S3 (the local endpoint's, with conditional
+//! writes), shared by working directories on different machines; state
+//! surgery and moves between backends.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use localaws::Fault;
+
+use crate::backends::bucket;
+use crate::census;
+use crate::support::{count, seed_stack_with_zip, Env};
+
+const MESSAGING: &str = r#"stack: messaging
+region: us-east-2
+backend:
+  s3: {bucket: team-state, key: stacks/messaging.json}
+resources:
+  alerts:
+    type: aws_sns_topic
+    properties:
+      name: team_alerts
+  inbox:
+    type: aws_sqs_queue
+    properties:
+      name: team_inbox
+"#;
+
+const EXTRA_TOPIC: &str = r#"  audit:
+    type: aws_sns_topic
+    properties:
+      name: team_audit
+"#;
+
+/// Two working directories ("machines") with the same stack file.
+fn two_machines(env: &Env, stack: &str) {
+    for dir in ["a", "b"] {
+        std::fs::create_dir_all(env.path(dir)).unwrap();
+        std::fs::write(env.path(&format!("{dir}/stack.yaml")), stack).unwrap();
+    }
+}
+
+fn on(env: &Env, dir: &str, args: &[&str]) -> crate::support::Run {
+    let file = format!("{dir}/stack.yaml");
+    let mut all = args.to_vec();
+    all.extend(["-f", file.as_str()]);
+    env.stackctl(&all)
+}
+
+#[test]
+fn two_working_directories_sharing_an_s3_state_see_each_others_applies() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    two_machines(&env, MESSAGING);
+    let applied = on(&env, "a", &["apply", "--auto-approve"]).ok();
+    assert!(
+        !applied.stderr.contains("versioning is off"),
+        "{}",
+        applied.stderr
+    );
+    assert_eq!(
+        on(&env, "b", &["plan", "--detailed-exitcode"]).code,
+        0,
+        "b sees a's apply"
+    );
+    std::fs::write(
+        env.path("b/stack.yaml"),
+        format!("{MESSAGING}{EXTRA_TOPIC}"),
+    )
+    .unwrap();
+    on(&env, "b", &["apply", "--auto-approve"]).ok();
+    let plan = on(&env, "a", &["plan"]);
+    assert!(
+        plan.stdout.contains("0 to add, 0 to change, 1 to destroy"),
+        "a sees b's topic:\n{}",
+        plan.stdout
+    );
+    assert!(
+        !env.path("a/state").exists() && !env.path("b/state").exists(),
+        "nothing local"
+    );
+    on(&env, "b", &["destroy", "--auto-approve"]).ok();
+}
+
+#[test]
+fn of_two_concurrent_applies_on_s3_exactly_one_proceeds() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    two_machines(&env, MESSAGING);
+    on(&env, "a", &["apply", "--auto-approve"]).ok();
+    let trials = if std::env::var_os("STACKCTL_FULL_SWEEP").is_some() {
+        50
+    } else {
+        5
+    };
+    let refreshing = Arc::new(AtomicBool::new(false));
+    let flag = refreshing.clone();
+    env.aws.on_call("GetTopicAttributes", move || {
+        flag.store(true, Ordering::SeqCst)
+    });
+    for trial in 0..trials {
+        // The holder's refresh is slowed, so the second run meets its lock.
+        env.aws.inject(Fault::delay(
+            "sns",
+            "GetTopicAttributes",
+            Duration::from_millis(1500),
+        ));
+        refreshing.store(false, Ordering::SeqCst);
+        let first = env
+            .command(&["apply", "--auto-approve", "-f", "a/stack.yaml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first run holds the lock once it refreshes.
+        let waiting = Instant::now();
+        while !refreshing.load(Ordering::SeqCst) && waiting.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = Instant::now();
+        let second = on(&env, "b", &["apply", "--auto-approve"]);
+        let waited = started.elapsed();
+        let first = first.wait_with_output().unwrap();
+        assert_eq!(
+            first.status.code(),
+            Some(0),
+            "trial {trial}: {}",
+            String::from_utf8_lossy(&first.stderr)
+        );
+        assert_eq!(second.code, 1, "trial {trial}: {}", second.stdout);
+        assert!(
+            second
+                .stderr
+                .contains("the state is locked by `stackctl apply`"),
+            "trial {trial}: {}",
+            second.stderr
+        );
+        assert!(
+            second
+                .stderr
+                .contains("s3://team-state/stacks/messaging.json.lock"),
+            "trial {trial}: {}",
+            second.stderr
+        );
+        assert!(
+            waited < Duration::from_secs(5),
+            "trial {trial}: fails fast ({waited:?})"
+        );
+        assert_eq!(
+            on(&env, "b", &["plan", "--detailed-exitcode"]).code,
+            0,
+            "trial {trial}: the state is whole"
+        );
+    }
+    eprintln!("concurrent applies on S3: {trials} trials, one proceeded and the other failed fast each time");
+}
+
+#[test]
+fn after_a_crash_another_machine_finds_what_the_dead_run_made() {
+    let points: Vec<usize> = if std::env::var_os("STACKCTL_FULL_SWEEP").is_some() {
+        (1..=60).collect()
+    } else {
+        vec![4, 15]
+    };
+    let mut tried = 0;
+    for k in points {
+        let env = Env::new();
+        bucket(&env, "team-state", true);
+        let stack = seed_stack_with_zip(&env).replace(
+            "region: us-east-2\n",
+            "region: us-east-2\nbackend:\n  s3: {bucket: team-state, key: seed.json}\n",
+        );
+        two_machines(
+            &env,
+            &stack.replace("filename: fn.zip", "filename: ../fn.zip"),
+        );
+        env.aws.kill_after_mutating(k);
+        let mut child = env
+            .command(&["apply", "--auto-approve", "-f", "a/stack.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        env.aws.kill_target(child.id());
+        child.wait().unwrap();
+        if !env.aws.killed() {
+            break;
+        }
+        let out = on(&env, "b", &["apply", "--auto-approve"]);
+        assert_eq!(
+            out.code, 0,
+            "killed after {k}: {}\n{}",
+            out.stdout, out.stderr
+        );
+        assert_eq!(census::count(&env), census::converged(), "killed after {k}");
+        on(&env, "b", &["destroy", "--auto-approve"]).ok();
+        assert_eq!(census::count(&env), census::nothing(), "killed after {k}");
+        tried += 1;
+    }
+    eprintln!("S3 crash sweep: {tried} points converged from another working directory");
+}
+
+#[test]
+fn a_missing_bucket_and_a_bucket_without_versioning_are_explained() {
+    let env = Env::new();
+    bucket(&env, "unversioned", false);
+    env.write_stack(MESSAGING);
+    let out = env.stackctl(&["plan", "--backend-config", "bucket=no-such-bucket"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("the state bucket `no-such-bucket` does not exist"),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .stackctl(&["plan", "--backend-config", "bucket=unversioned"])
+        .ok();
+    assert!(
+        out.stderr
+            .contains("versioning is off on the state bucket `unversioned`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_local_state_migrates_to_s3_and_push_refuses_an_older_state() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    let local = MESSAGING.replace(
+        "backend:\n  s3: {bucket: team-state, key: stacks/messaging.json}\n",
+        "",
+    );
+    env.write_stack(&local);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let out = env
+        .stackctl(&[
+            "state",
+            "migrate",
+            "--to",
+            "s3://team-state/stacks/messaging.json",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("Copied the state (2 resources"),
+        "{}",
+        out.stdout
+    );
+    env.write_stack(MESSAGING);
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+
+    let pulled = env.stackctl(&["state", "pull"]).ok().stdout;
+    std::fs::write(env.path("old.json"), &pulled).unwrap();
+    env.write_stack(&format!("{MESSAGING}{EXTRA_TOPIC}"));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let refused = env.stackctl(&["state", "push", "old.json"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("older than the state's"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        env.stackctl(&["plan", "--detailed-exitcode"]).code,
+        0,
+        "nothing was written"
+    );
+    env.stackctl(&["state", "push", "old.json", "--force"]).ok();
+    let plan = env.stackctl(&["plan"]).ok();
+    assert!(
+        plan.stdout.contains("1 to add"),
+        "the old state forgot the audit topic:\n{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn state_mv_renames_and_state_rm_forgets_without_touching_aws() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    env.write_stack(MESSAGING);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env.take_calls();
+    env.stackctl(&["state", "mv", "inbox", "mailbox"]).ok();
+    env.write_stack(&MESSAGING.replace("  inbox:\n", "  mailbox:\n"));
+    assert_eq!(
+        env.stackctl(&["plan", "--detailed-exitcode"]).code,
+        0,
+        "renamed in the state too"
+    );
+    env.stackctl(&["state", "rm", "alerts"]).ok();
+    let list = env.stackctl(&["state", "list"]).ok().stdout;
+    assert!(
+        list.contains("mailbox") && !list.contains("alerts"),
+        "{list}"
+    );
+    let aws_calls: Vec<_> = env
+        .take_calls()
+        .into_iter()
+        .filter(|c| c.service != "s3" && c.service != "sts" && c.is_mutating())
+        .collect();
+    assert!(aws_calls.is_empty(), "{aws_calls:?}");
+    let topics = env.rt.block_on(env.sns().list_topics().send()).unwrap();
+    assert_eq!(topics.topics().len(), 1, "the forgotten topic still exists");
+    assert_eq!(count(&env.take_calls(), "DeleteTopic"), 0);
+}
