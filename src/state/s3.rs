@@ -43,14 +43,14 @@ fn s3_error<E: ProvideErrorMetadata>(
     let message = e.message().unwrap_or_default();
     StateError::Backend(match code {
         "NoSuchBucket" => format!("the state bucket `{bucket}` does not exist: create it (with versioning on) or fix `backend.s3.bucket`"),
-        "AccessDenied" | "Forbidden" => format!(
+        "AccessDenied" | "Forbidden" | "" if code != "" || status == Some(403) => format!(
             "access to s3://{bucket}/{key} was denied while {what}: the credentials need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on it"
         ),
         "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => format!(
             "the state bucket `{bucket}` is in another region than the one configured ({message}): set `backend.s3.region` to the bucket's region"
         ),
         _ if status == Some(301) => format!("the state bucket `{bucket}` is in another region: set `backend.s3.region` to the bucket's region"),
-        "" => format!("{what} s3://{bucket}/{key} failed: {message}"),
+        "" => format!("{what} s3://{bucket}/{key} failed (HTTP {}): {message}", status.unwrap_or_default()),
         _ => format!("{what} s3://{bucket}/{key} failed: {code}: {message}"),
     })
 }
@@ -553,5 +553,32 @@ impl Drop for S3Lock {
                 self.bucket, self.key, self.info.id
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn says(code: &str, status: u16) -> String {
+        let e = ErrorMetadata::builder().code(code).message("m").build();
+        s3_error("team-state", "k.json", "writing", &e, Some(status)).to_string()
+    }
+
+    #[test]
+    fn s3_errors_say_what_to_do() {
+        assert!(says("NoSuchBucket", 404)
+            .contains("the state bucket `team-state` does not exist: create it"));
+        assert!(says("AccessDenied", 403)
+            .contains("was denied while writing: the credentials need s3:GetObject"));
+        assert!(
+            says("", 403).contains("was denied"),
+            "a HEAD answered 403 has no code"
+        );
+        assert!(says("PermanentRedirect", 301)
+            .contains("set `backend.s3.region` to the bucket's region"));
+        assert!(says("AuthorizationHeaderMalformed", 400).contains("in another region"));
+        assert!(says("SlowDown", 503).contains("SlowDown: m"));
     }
 }

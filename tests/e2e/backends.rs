@@ -321,3 +321,31 @@ fn a_state_of_another_stack_is_refused() {
         })
     });
 }
+
+#[test]
+fn a_run_whose_s3_lock_was_forced_away_is_told_when_it_releases() {
+    let env = Env::new();
+    bucket(&env, "suite-state", true);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kind = Kind::S3 {
+        sdk: Box::new(env.sdk()),
+        bucket: "suite-state".into(),
+    };
+    rt.block_on(async {
+        let first = kind.open().lock("apply").await.unwrap();
+        let id = first.info().id.clone();
+        kind.open().force_unlock(&id).await.unwrap();
+        let second = kind.open().lock("apply").await.unwrap();
+        let lost = first.release().await.unwrap_err().to_string();
+        assert!(lost.contains("is no longer this run's"), "{lost}");
+        let err = kind.open().lock("plan").await.err().unwrap().to_string();
+        assert!(
+            err.contains(&second.info().id),
+            "the new holder's lock stays: {err}"
+        );
+        second.release().await.unwrap();
+    });
+}
