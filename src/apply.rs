@@ -250,6 +250,63 @@ struct Intent {
 }
 
 impl Walk<'_> {
+    /// Applies the plan in dependency order. The state's writes form a
+    /// pipeline: one write at a time, each carrying every change made since
+    /// the last; a create waits only for the write of its own intent, so the
+    /// walk never stands still while the backend (a remote bucket) answers.
+    pub async fn run(self, plan: &Plan) -> Result<Outcome, StateError> {
+        let Walk {
+            v,
+            values,
+            cx,
+            file,
+            state,
+            parallelism,
+        } = self;
+        let mut steps = Steps {
+            v,
+            values,
+            cx,
+            state,
+            parallelism,
+            intents: 0,
+        };
+        steps.adopt(plan);
+        file.save(steps.state).await?;
+        steps.walk(plan, file).await
+    }
+}
+
+/// A state write in flight: it owns the backend until it is done and gives
+/// it back with the generation of changes it made durable.
+type Write<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (&'a mut dyn Backend, u64, u64, Result<(), StateError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
+fn write<'a>(file: &'a mut dyn Backend, mut snapshot: State, generation: u64) -> Write<'a> {
+    Box::pin(async move {
+        let written = file.save(&mut snapshot).await;
+        (file, generation, snapshot.serial, written)
+    })
+}
+
+/// The walk's state and the steps it takes.
+struct Steps<'a> {
+    v: &'a Validated,
+    values: &'a StackValues,
+    cx: Arc<Ctx>,
+    state: &'a mut State,
+    parallelism: usize,
+    /// How many create intents were recorded: each must be durable before
+    /// its call is sent.
+    intents: u64,
+}
+
+impl<'a> Steps<'a> {
     fn started(&self, id: &str, verb: &str, detail: Option<String>) {
         self.cx.events.emit(Event::Started {
             id: id.to_string(),
@@ -267,19 +324,13 @@ impl Walk<'_> {
         });
     }
 
-    /// Makes the state durable: a journal entry of what changed.
-    async fn save(&mut self) -> Result<(), StateError> {
-        self.file.save(self.state).await
-    }
-
-    pub async fn run(mut self, plan: &Plan) -> Result<Outcome, StateError> {
+    async fn walk(mut self, plan: &Plan, file: &'a mut dyn Backend) -> Result<Outcome, StateError> {
         let changes: HashMap<String, Change> = plan
             .changes
             .iter()
             .filter(|c| c.deposed.is_none())
             .map(|c| (c.id.clone(), c.clone()))
             .collect();
-        self.adopt(plan).await?;
         let (steps, mut needs) = build_steps(plan, self.state);
         let dependents = dependents_of(&needs);
         let mut ready: Vec<Step> = steps
@@ -291,7 +342,12 @@ impl Walk<'_> {
         let mut running: JoinSet<(Result<Done, AwsError>, Instant)> = JoinSet::new();
         let mut in_flight: HashMap<tokio::task::Id, Step> = HashMap::new();
         let mut signals = Signals::new();
-        let mut aborted = false;
+        // The pipeline of state writes: `wanted` counts intents recorded,
+        // `durable` announces how many of them a finished write holds.
+        let (durable_tx, durable_rx) = tokio::sync::watch::channel(0u64);
+        let mut idle: Option<&'a mut dyn Backend> = Some(file);
+        let mut writing: Option<Write<'a>> = None;
+        let mut written = 0u64;
 
         let priority = priorities(&steps, &dependents);
         loop {
@@ -299,12 +355,23 @@ impl Walk<'_> {
             ready.sort_by_key(|s| priority.get(s).copied());
             while running.len() < self.parallelism.max(1) && !outcome.interrupted {
                 let Some(step) = ready.pop() else { break };
+                let before = self.intents;
                 match self.start(&step, changes.get(&step.1), plan) {
                     Ok(job) => {
-                        // The intent is on disk before the call can be sent.
-                        self.save().await?;
-                        let started = Instant::now();
-                        let handle = running.spawn(async move { (job.await, started) });
+                        // A create is sent once the write holding its intent is done.
+                        let gate = (self.intents > before).then_some(self.intents);
+                        let mut durable = durable_rx.clone();
+                        let handle = running.spawn(async move {
+                            if let Some(gate) = gate {
+                                if durable.wait_for(|d| *d >= gate).await.is_err() {
+                                    let e =
+                                        AwsError::local("the state could not be written: not sent");
+                                    return (Err(e), Instant::now());
+                                }
+                            }
+                            let started = Instant::now();
+                            (job.await, started)
+                        });
                         in_flight.insert(handle.id(), step);
                     }
                     Err(e) => {
@@ -318,89 +385,79 @@ impl Walk<'_> {
                             &dependents,
                             &mut needs,
                         );
-                        self.save().await?;
                     }
                 }
             }
-            if running.is_empty() {
+            if writing.is_none() && written < self.intents {
+                if let Some(file) = idle.take() {
+                    writing = Some(write(file, self.state.clone(), self.intents));
+                }
+            }
+            if running.is_empty() && writing.is_none() {
                 break;
             }
-            let joined = tokio::select! {
-                j = running.join_next_with_id() => j,
+            tokio::select! {
+                done = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
+                    let (file, generation, serial, result) = done;
+                    writing = None;
+                    idle = Some(file);
+                    result?;
+                    written = generation;
+                    self.state.serial = self.state.serial.max(serial);
+                    let _ = durable_tx.send(generation);
+                }
+                joined = running.join_next_with_id(), if !running.is_empty() => {
+                    let Some(joined) = joined else { continue };
+                    let (task, (result, started)) = match joined {
+                        Ok((task, out)) => (task, out),
+                        Err(e) if e.is_cancelled() => {
+                            if let Some(step) = in_flight.remove(&e.id()) {
+                                outcome.skipped.push(step.1);
+                            }
+                            continue;
+                        }
+                        Err(e) => return Err(StateError::Backend(format!("a step of the run failed unexpectedly: {e}"))),
+                    };
+                    let Some(step) = in_flight.remove(&task) else { continue };
+                    let change = changes.get(&step.1);
+                    match result {
+                        Ok(done) => {
+                            self.record(&step, change, done, started.elapsed().as_secs_f64());
+                            for d in dependents.get(&step).cloned().unwrap_or_default() {
+                                if let Some(ns) = needs.get_mut(&d) {
+                                    ns.remove(&step);
+                                    if ns.is_empty() && !outcome.skipped.contains(&d.1) {
+                                        ready.push(d);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => self.fail(&step, change, true, e, &mut outcome, &dependents, &mut needs),
+                    }
+                }
                 _ = signals.next() => {
                     if outcome.interrupted {
                         self.cx.events.emit(Event::Aborting { in_flight: running.len() });
                         running.abort_all();
-                        aborted = true;
                     } else {
                         outcome.interrupted = true;
                         self.cx.events.emit(Event::Interrupted { in_flight: running.len() });
                     }
-                    continue;
-                }
-            };
-            let Some(joined) = joined else { break };
-            let (task, (result, started)) = match joined {
-                Ok((task, out)) => (task, out),
-                Err(e) if e.is_cancelled() => {
-                    if let Some(step) = in_flight.remove(&e.id()) {
-                        outcome.skipped.push(step.1);
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    return Err(StateError::Backend(format!(
-                        "a step of the run failed unexpectedly: {e}"
-                    )))
-                }
-            };
-            let Some(step) = in_flight.remove(&task) else {
-                continue;
-            };
-            match result {
-                Ok(done) => {
-                    self.record(
-                        &step,
-                        changes.get(&step.1),
-                        done,
-                        started.elapsed().as_secs_f64(),
-                    );
-                    self.save().await?;
-                    for d in dependents.get(&step).cloned().unwrap_or_default() {
-                        if let Some(ns) = needs.get_mut(&d) {
-                            ns.remove(&step);
-                            if ns.is_empty() && !outcome.skipped.contains(&d.1) {
-                                ready.push(d);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    let change = changes.get(&step.1);
-                    self.fail(
-                        &step,
-                        change,
-                        true,
-                        e,
-                        &mut outcome,
-                        &dependents,
-                        &mut needs,
-                    );
-                    self.save().await?;
                 }
             }
         }
         if outcome.interrupted {
             outcome.skipped.extend(ready.into_iter().map(|s| s.1));
         }
-        let _ = aborted;
         outcome.skipped.sort();
         outcome.skipped.dedup();
         if outcome.ok() {
             self.state.outputs = outputs(self.v, self.state, self.values, &plan.data);
             self.state.sensitive_outputs = sensitive_outputs(self.v, self.state);
-            self.save().await?;
         }
+        // Everything the run did since the last write of an intent.
+        let file = idle.expect("no write in flight after the loop");
+        file.save(self.state).await?;
         Ok(outcome)
     }
 
@@ -408,7 +465,7 @@ impl Walk<'_> {
     /// (an address after a restart), and the physical ids of resources an
     /// interrupted run created, so that whatever the plan does next (keep,
     /// update, replace, destroy) acts on them.
-    async fn adopt(&mut self, plan: &Plan) -> Result<(), StateError> {
+    fn adopt(&mut self, plan: &Plan) {
         for c in plan.changes.iter().filter(|c| c.deposed.is_none()) {
             let Some(rec) = self.state.resources.get_mut(&c.id) else {
                 continue;
@@ -419,7 +476,6 @@ impl Walk<'_> {
             }
             rec.attrs.extend(c.refreshed_attrs.clone());
         }
-        self.save().await
     }
 
     /// Prepares one step: resolves its properties and, for a create, records the
@@ -553,6 +609,7 @@ impl Walk<'_> {
             }));
         }
         let intent = self.record_intent(change, existing, &props);
+        self.intents += 1;
         self.started(&id, "creating", None);
         Ok(Box::pin(async move {
             create_or_adopt(provider, &cx, &id, props, intent).await

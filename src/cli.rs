@@ -816,7 +816,7 @@ impl Events for Printer {
             Event::Started { id, verb, detail: Some(d) } => println!("{id}: {verb} ({d})..."),
             Event::Started { id, verb, detail: None } => println!("{id}: {verb}..."),
             Event::Finished { id, verb, physical_id, seconds } => println!(
-                "{id}: {verb}{} [{seconds:.1}s]",
+                "{id}: {verb}{} [{seconds:.2}s]",
                 physical_id.map(|p| format!(" {p}")).unwrap_or_default()
             ),
             Event::Failed { id, message } => eprintln!("{id}: {}", redact(&message)),
@@ -1030,7 +1030,7 @@ fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Resul
     if outcome.ok() {
         let s = &plan.summary;
         println!(
-            "\n{what} complete! Resources: {} added, {} changed, {} destroyed. [{secs:.1}s]",
+            "\n{what} complete! Resources: {} added, {} changed, {} destroyed. [{secs:.2}s]",
             s.add, s.change, s.destroy
         );
         return Ok(());

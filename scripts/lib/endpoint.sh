@@ -5,7 +5,7 @@
 
 calls="$work/calls.jsonl"
 touch "$calls"
-target/release/localaws --calls-log "$calls" > "$work/endpoint" &
+target/${profile:-release}/localaws --calls-log "$calls" ${LATENCY_MS:+--latency-ms "$LATENCY_MS"} > "$work/endpoint" &
 endpoint_pid=$!
 trap 'kill $endpoint_pid 2>/dev/null; wait $endpoint_pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 600); do

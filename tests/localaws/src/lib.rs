@@ -180,6 +180,8 @@ struct Shared {
     /// moto checks, then writes, so two racing writers could both win. The
     /// proxy lets one conditional S3 write through at a time.
     conditional_writes: tokio::sync::Mutex<()>,
+    /// Added to every call, as the round trip to a real AWS region would be.
+    latency: Mutex<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -279,6 +281,11 @@ impl LocalAws {
 
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push_back(fault);
+    }
+
+    /// Delays every call by `d` before it is served (the bench's 50 ms).
+    pub fn latency(&self, d: Duration) {
+        *lock(&self.shared.latency) = d;
     }
 
     /// Faults on a share of every call from now on; `None` stops them.
@@ -597,8 +604,14 @@ async fn proxy(
     let body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
+    let started = std::time::Instant::now();
     let (service, operation) =
         classify(parts.method.as_str(), &path, &query, &parts.headers, &body);
+    let latency = *lock(&shared.latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let request_bytes = body.len();
     for (op, hook) in lock(&shared.hooks).iter() {
         if *op == operation {
             hook();
@@ -677,7 +690,17 @@ async fn proxy(
     };
     call.status = answer.as_ref().map_or(0, |r| r.status().as_u16());
     if let Some(log) = lock(&shared.log).as_mut() {
-        let _ = writeln!(log, "{}", serde_json::to_string(&call).unwrap_or_default());
+        // The bench reads timings and sizes from the log (S3 keys for the
+        // state's journal objects).
+        let line = serde_json::json!({
+            "service": call.service,
+            "operation": call.operation,
+            "status": call.status,
+            "ms": started.elapsed().as_secs_f64() * 1000.0,
+            "bytes": request_bytes,
+            "path": if call.service == "s3" { path.as_str() } else { "" },
+        });
+        let _ = writeln!(log, "{line}");
     }
     lock(&shared.calls).push(call);
     answer.ok_or_else(|| "the proxy dropped the connection (injected fault)".into())

@@ -1,4 +1,5 @@
-//! `localaws [--calls-log FILE]`: starts moto behind the recording proxy, prints
+//! `localaws [--calls-log FILE] [--latency-ms N]`: starts moto behind the
+//! recording proxy (adding N ms to every call), prints
 //! `AWS_ENDPOINT_URL=<url>` on stdout and runs until SIGINT or SIGTERM, then
 //! stops moto.
 
@@ -12,6 +13,13 @@ fn main() -> std::io::Result<()> {
             .get(pos + 1)
             .ok_or_else(|| std::io::Error::other("--calls-log needs a file"))?;
         aws.log_calls_to(std::path::Path::new(path))?;
+    }
+    if let Some(pos) = args.iter().position(|a| a == "--latency-ms") {
+        let ms: u64 = args
+            .get(pos + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| std::io::Error::other("--latency-ms needs a number"))?;
+        aws.latency(std::time::Duration::from_millis(ms));
     }
     println!("AWS_ENDPOINT_URL={}", aws.endpoint);
     std::io::stdout().flush()?;
