@@ -43,7 +43,7 @@ fn s3_error<E: ProvideErrorMetadata>(
     let message = e.message().unwrap_or_default();
     StateError::Backend(match code {
         "NoSuchBucket" => format!("the state bucket `{bucket}` does not exist: create it (with versioning on) or fix `backend.s3.bucket`"),
-        "AccessDenied" | "Forbidden" | "" if code != "" || status == Some(403) => format!(
+        "AccessDenied" | "Forbidden" | "" if !code.is_empty() || status == Some(403) => format!(
             "access to s3://{bucket}/{key} was denied while {what}: the credentials need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on it"
         ),
         "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => format!(
