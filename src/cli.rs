@@ -138,9 +138,10 @@ enum Command {
         /// Read recorded resources from AWS first (--refresh=false to skip).
         #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
         refresh: bool,
-        /// How many AWS reads run at once.
-        #[arg(long, default_value_t = 10)]
-        parallelism: usize,
+        /// How many AWS reads run at once (AWS throttles beyond its rate
+        /// limits; throttled reads back off and retry).
+        #[arg(long, visible_alias = "parallelism", default_value_t = 32)]
+        read_parallelism: usize,
     },
     /// Make AWS match the stack file (or apply a saved plan).
     Apply {
@@ -154,6 +155,9 @@ enum Command {
         /// How many resources are changed at once.
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
+        /// How many AWS reads of the refresh run at once.
+        #[arg(long, default_value_t = 32)]
+        read_parallelism: usize,
         /// A plan saved by `stackctl plan --out`.
         plan: Option<PathBuf>,
     },
@@ -167,6 +171,9 @@ enum Command {
         auto_approve: bool,
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
+        /// How many AWS reads run at once.
+        #[arg(long, default_value_t = 32)]
+        read_parallelism: usize,
     },
     /// Build the code of every function with `source:`; print each artifact.
     Build {
@@ -507,7 +514,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             format,
             detailed_exitcode,
             refresh,
-            parallelism,
+            read_parallelism,
         } => {
             let format = if json { PlanFormat::Json } else { format };
             let json = format == PlanFormat::Json;
@@ -515,8 +522,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(async {
                 let (backend, lock, mut state) = locked_state(&v.stack, &file, "plan").await?;
                 let cx = context(&v).await;
-                pin_location(&mut state, &cx, backend.as_ref()).await?;
-                let (plan, _) = make_plan(&v, &state, &cx, refresh, parallelism).await?;
+                let (plan, _) = pinned_plan(
+                    &v,
+                    &mut state,
+                    &cx,
+                    backend.as_ref(),
+                    refresh,
+                    read_parallelism,
+                )
+                .await?;
                 match format {
                     PlanFormat::Json => {
                         println!("{}", serde_json::to_string_pretty(&plan::to_json(&plan))?)
@@ -569,6 +583,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             vars,
             auto_approve,
             parallelism,
+            read_parallelism,
             plan: saved,
         } => {
             let (v, saved) = match saved {
@@ -591,16 +606,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => (load(&file.file, &vars.vars)?, None),
             };
-            runtime()?.block_on(apply_command(v, &file, saved, auto_approve, parallelism))
+            let widths = Widths {
+                writes: parallelism,
+                reads: read_parallelism,
+            };
+            runtime()?.block_on(apply_command(v, &file, saved, auto_approve, widths))
         }
         Command::Destroy {
             file,
             vars,
             auto_approve,
             parallelism,
+            read_parallelism,
         } => {
             let v = load(&file.file, &vars.vars)?;
-            runtime()?.block_on(destroy_command(v, &file, auto_approve, parallelism))
+            let widths = Widths {
+                writes: parallelism,
+                reads: read_parallelism,
+            };
+            runtime()?.block_on(destroy_command(v, &file, auto_approve, widths))
         }
         Command::Build { file, vars } => {
             let v = load(&file.file, &vars.vars)?;
@@ -908,24 +932,54 @@ async fn stack_values(v: &Validated, cx: &Ctx) -> Result<StackValues> {
     })
 }
 
+/// How many changes and how many reads run at once.
+#[derive(Debug, Clone, Copy)]
+struct Widths {
+    writes: usize,
+    reads: usize,
+}
+
+/// The plan, made while STS says which account and region this run uses;
+/// a state of another one is refused before anything changes.
+async fn pinned_plan(
+    v: &Validated,
+    state: &mut State,
+    cx: &Ctx,
+    backend: &dyn Backend,
+    refresh: bool,
+    reads: usize,
+) -> Result<(Plan, StackValues)> {
+    let (here, planned) = tokio::join!(cx.location(), make_plan(v, state, cx, refresh, reads));
+    let here = here.context("asking STS which account these credentials belong to")?;
+    state.pin_location(&here, &backend.location())?;
+    planned
+}
+
+/// Refresh, data sources and stack values are read at the same time: a
+/// plan takes about as long as its slowest read.
 async fn make_plan(
     v: &Validated,
     state: &State,
     cx: &Ctx,
     refresh: bool,
-    parallelism: usize,
+    reads: usize,
 ) -> Result<(Plan, StackValues)> {
-    let values = stack_values(v, cx).await?;
-    let live = if refresh {
-        plan::refresh(cx, state, parallelism)
-            .await
-            .map_err(|(id, e)| anyhow::anyhow!("refreshing `{id}` from AWS: {e}"))?
-    } else {
-        BTreeMap::new()
+    let refreshed = async {
+        match refresh {
+            true => plan::refresh(cx, state, reads).await,
+            false => Ok(BTreeMap::new()),
+        }
     };
-    let data = plan::read_data(cx, v, &values)
-        .await
-        .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+    let values_and_data = async {
+        let values = stack_values(v, cx).await?;
+        let data = plan::read_data(cx, v, &values)
+            .await
+            .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+        Ok::<_, anyhow::Error>((values, data))
+    };
+    let (values_and_data, live) = tokio::join!(values_and_data, refreshed);
+    let (values, data) = values_and_data?;
+    let live = live.map_err(|(id, e)| anyhow::anyhow!("refreshing `{id}` from AWS: {e}"))?;
     let plan = plan::make(v, state, &live, &data, &values);
     if let Some(problem) = plan::blocked_replacements(&plan).first() {
         bail!("{problem}");
@@ -949,13 +1003,13 @@ async fn apply_command(
     file: &FileArgs,
     saved: Option<PlanFile>,
     auto_approve: bool,
-    parallelism: usize,
+    widths: Widths,
 ) -> Result<ExitCode> {
     let (mut backend, lock, mut state) = locked_state(&v.stack, file, "apply").await?;
     let cx = Arc::new(context(&v).await);
-    pin_location(&mut state, &cx, backend.as_ref()).await?;
     let (plan, values) = match saved {
         Some(saved) => {
+            pin_location(&mut state, &cx, backend.as_ref()).await?;
             if saved.plan.lineage != state.lineage || saved.plan.serial != state.serial {
                 bail!(
                     "the saved plan is stale: it was made against state serial {} but the state is now at serial {}{}; run `stackctl plan --out` again",
@@ -976,7 +1030,8 @@ async fn apply_command(
             (saved.plan, values)
         }
         None => {
-            let (plan, values) = make_plan(&v, &state, &cx, true, parallelism).await?;
+            let (plan, values) =
+                pinned_plan(&v, &mut state, &cx, backend.as_ref(), true, widths.reads).await?;
             print!("{}", shown(&plan::render(&plan)));
             if plan.has_changes()
                 && !auto_approve
@@ -1003,7 +1058,7 @@ async fn apply_command(
         cx,
         file: backend.as_mut(),
         state: &mut state,
-        parallelism,
+        parallelism: widths.writes,
     }
     .run(&plan)
     .await?;
@@ -1055,7 +1110,7 @@ async fn destroy_command(
     v: Validated,
     file: &FileArgs,
     auto_approve: bool,
-    parallelism: usize,
+    widths: Widths,
 ) -> Result<ExitCode> {
     let (mut backend, lock, mut state) = locked_state(&v.stack, file, "destroy").await?;
     if state.resources.is_empty() {
@@ -1068,7 +1123,7 @@ async fn destroy_command(
     // Only creates that were interrupted need a look in AWS: they may exist.
     let mut pending = state.clone();
     pending.resources.retain(|_, r| r.is_pending());
-    let live: BTreeMap<String, Refreshed> = plan::refresh(&cx, &pending, parallelism)
+    let live: BTreeMap<String, Refreshed> = plan::refresh(&cx, &pending, widths.reads)
         .await
         .map_err(|(id, e)| anyhow::anyhow!("looking for `{id}` in AWS: {e}"))?;
     let plan = plan::destroy(&state, &live);
@@ -1087,7 +1142,7 @@ async fn destroy_command(
         cx,
         file: backend.as_mut(),
         state: &mut state,
-        parallelism,
+        parallelism: widths.writes,
     }
     .run(&plan)
     .await?;

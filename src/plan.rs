@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
+use futures::future::FutureExt;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -117,55 +118,154 @@ pub struct StackValues {
     pub account_id: Option<String>,
 }
 
-/// Reads every recorded resource from AWS, `parallelism` at a time. Entries left
-/// by an interrupted create are looked up by identity with the properties and
-/// token of their intent; only what is provably this stack's is adopted.
+/// Reads every recorded resource from AWS, `parallelism` calls at a time.
+/// Types AWS reads in batches (alarms by 100 names, log groups a page at a
+/// time) are read in batches, and the tags of many resources come from the
+/// Resource Groups Tagging API in a few calls instead of one per resource.
+/// Entries left by an interrupted create are looked up by identity with the
+/// properties and token of their intent; only what is provably this stack's
+/// is adopted.
 pub async fn refresh(
     cx: &Ctx,
     state: &State,
     parallelism: usize,
 ) -> Result<BTreeMap<String, Refreshed>, (String, AwsError)> {
-    let jobs = state.resources.iter().filter_map(|(id, rec)| {
-        let provider = providers::lookup(&rec.type_name)?;
-        Some(async move {
-            let result = async {
-                let found = match &rec.physical_id {
-                    Some(pid) => provider
-                        .read(cx, pid)
-                        .await?
-                        .map(|observed| (pid.clone(), observed)),
-                    None => {
-                        let r = Resource {
-                            logical_id: id,
-                            props: &rec.props,
-                            token: rec.create_token.as_deref().unwrap_or_default(),
-                        };
-                        match providers::locate(provider, cx, &r, true).await? {
-                            Found::Ours(pid, observed) => Some((pid, observed)),
-                            Found::Foreign(_) | Found::Absent => None,
-                        }
-                    }
-                };
-                Ok(match found {
-                    Some((physical_id, observed)) => Refreshed::Live {
-                        physical_id,
-                        observed: Box::new(observed),
-                    },
-                    None => Refreshed::Gone,
+    trust_bulk_tags(cx, state).await;
+    let mut batches: BTreeMap<&str, Vec<(&String, String)>> = BTreeMap::new();
+    let mut singles = Vec::new();
+    for (id, rec) in &state.resources {
+        let Some(provider) = providers::lookup(&rec.type_name) else {
+            continue;
+        };
+        match &rec.physical_id {
+            Some(pid) if provider.reads_many() => batches
+                .entry(provider.schema().type_name)
+                .or_default()
+                .push((id, pid.clone())),
+            _ => singles.push((id, rec, provider)),
+        }
+    }
+    let batch_jobs = batches.into_iter().map(|(type_name, members)| {
+        async move {
+            let provider = providers::lookup(type_name).expect("registered");
+            let ids: Vec<String> = members.iter().map(|(_, pid)| pid.clone()).collect();
+            let first = members
+                .first()
+                .map(|(id, _)| (*id).clone())
+                .unwrap_or_default();
+            let read = match provider.read_many(cx, &ids).await {
+                Some(Ok(read)) => read,
+                Some(Err(e)) => return vec![(first, Err(e))],
+                None => HashMap::new(),
+            };
+            members
+                .into_iter()
+                .map(|(id, pid)| {
+                    let found = match read.get(&pid).cloned().flatten() {
+                        Some(observed) => Refreshed::Live {
+                            physical_id: pid,
+                            observed: Box::new(observed),
+                        },
+                        None => Refreshed::Gone,
+                    };
+                    (id.clone(), Ok(found))
                 })
-            }
-            .await;
-            (id.clone(), result)
-        })
+                .collect::<Vec<_>>()
+        }
+        .boxed()
     });
-    let results: Vec<_> = stream::iter(jobs)
+    let single_jobs = singles.into_iter().map(|(id, rec, provider)| {
+        async move { vec![(id.clone(), refresh_one(cx, id, rec, provider).await)] }.boxed()
+    });
+    let results: Vec<_> = stream::iter(batch_jobs.chain(single_jobs))
         .buffer_unordered(parallelism.max(1))
         .collect()
         .await;
     results
         .into_iter()
+        .flatten()
         .map(|(id, r)| r.map(|v| (id.clone(), v)).map_err(|e| (id, e)))
         .collect()
+}
+
+async fn refresh_one(
+    cx: &Ctx,
+    id: &str,
+    rec: &ResourceState,
+    provider: &'static dyn providers::Provider,
+) -> Result<Refreshed, AwsError> {
+    let found = match &rec.physical_id {
+        Some(pid) => provider
+            .read(cx, pid)
+            .await?
+            .map(|observed| (pid.clone(), observed)),
+        None => {
+            let r = Resource {
+                logical_id: id,
+                props: &rec.props,
+                token: rec.create_token.as_deref().unwrap_or_default(),
+            };
+            match providers::locate(provider, cx, &r, true).await? {
+                Found::Ours(pid, observed) => Some((pid, observed)),
+                Found::Foreign(_) | Found::Absent => None,
+            }
+        }
+    };
+    Ok(match found {
+        Some((physical_id, observed)) => Refreshed::Live {
+            physical_id,
+            observed: Box::new(observed),
+        },
+        None => Refreshed::Gone,
+    })
+}
+
+/// Below this many resources whose tags the Tagging API can give, one tag
+/// call each costs less than the bulk read's extra round trip first.
+const BULK_TAGS_FROM: usize = 20;
+
+/// Reads the tags of the stack's resources in bulk and lets reads use those
+/// that match what the state records. The Tagging API is eventually
+/// consistent: a resource whose bulk tags differ from the record (a change
+/// that has not reached it yet, or drift) is read with its own tag call.
+/// Without permission for the Tagging API, every resource is read that way.
+async fn trust_bulk_tags(cx: &Ctx, state: &State) {
+    let mut services = BTreeSet::new();
+    let mut expected = HashMap::new();
+    for (id, rec) in &state.resources {
+        let Some(service) = providers::lookup(&rec.type_name).and_then(|p| p.bulk_tags()) else {
+            continue;
+        };
+        let arn = rec
+            .attrs
+            .get("arn")
+            .and_then(Value::as_str)
+            .or(rec.physical_id.as_deref());
+        let Some(arn) = arn.filter(|_| !rec.is_pending()) else {
+            continue;
+        };
+        let mut tags = providers::string_map(rec.props.get("tags"));
+        tags.push((providers::TAG_STACK.to_string(), cx.stack.clone()));
+        tags.push((providers::TAG_ID.to_string(), id.clone()));
+        tags.sort();
+        services.insert(service);
+        expected.insert(arn.trim_end_matches(":*").to_string(), tags);
+    }
+    if expected.len() < BULK_TAGS_FROM {
+        return;
+    }
+    let services: Vec<&str> = services.into_iter().collect();
+    let Ok(bulk) = cx.tagged_resources(&services).await else {
+        return;
+    };
+    let trusted = bulk
+        .into_iter()
+        .filter_map(|(arn, mut tags)| {
+            tags.sort();
+            (expected.get(&arn) == Some(&tags)).then_some((arn, tags))
+        })
+        .collect();
+    cx.trust_tags(trusted);
 }
 
 /// Reads every data source. Their properties may only use variables and stack

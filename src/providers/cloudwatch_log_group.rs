@@ -1,9 +1,11 @@
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, sync_tags, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    absent, attrs, aws, check_name, split_tags, sync_tags, tags_or, AwsError, Created, Ctx,
+    Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -103,6 +105,128 @@ async fn describe(
     Ok(None)
 }
 
+/// A group's tags (empty for a group that is gone).
+#[allow(deprecated)] // ListTagsLogGroup: moto has no ListTagsForResource for groups
+async fn group_tags(cx: &Ctx, name: &str) -> Result<Vec<(String, String)>, AwsError> {
+    let out = cx
+        .logs()
+        .list_tags_log_group()
+        .log_group_name(name)
+        .send()
+        .await;
+    let out = absent(out.map_err(aws), &["ResourceNotFoundException"])?;
+    Ok(out
+        .and_then(|o| o.tags)
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// A log group as the stack file describes it, with its tags if read.
+async fn observe(
+    cx: &Ctx,
+    group: aws_sdk_cloudwatchlogs::types::LogGroup,
+    tags: Option<Vec<(String, String)>>,
+) -> Result<Observed, AwsError> {
+    let name = group.log_group_name.clone().unwrap_or_default();
+    let arn = group_attrs(cx, &name, &account_of(group.arn.as_deref()));
+    let tags = match tags {
+        Some(tags) => tags,
+        None => {
+            tags_or(
+                cx,
+                arn["arn"].as_str().unwrap_or_default(),
+                group_tags(cx, &name),
+            )
+            .await?
+        }
+    };
+    let (tags, owner) = split_tags(tags);
+    let mut props = Props::new();
+    props.insert("name".into(), Value::from(name.as_str()));
+    props.insert(
+        "retention_in_days".into(),
+        Value::from(group.retention_in_days.unwrap_or(0)),
+    );
+    props.insert("tags".into(), tags);
+    Ok(Observed {
+        props,
+        attrs: arn,
+        owner,
+    })
+}
+
+/// The longest prefix all names share.
+fn common_prefix(names: &[String]) -> &str {
+    let Some(first) = names.first() else {
+        return "";
+    };
+    let mut len = first.len();
+    for n in &names[1..] {
+        len = first
+            .bytes()
+            .zip(n.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    // Not inside a character.
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    &first[..len]
+}
+
+/// Groups by name: pages of the groups under their common prefix, up to the
+/// last name wanted; one lookup each when they share no prefix.
+async fn read_many(
+    cx: &Ctx,
+    names: &[String],
+) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+    use futures::{StreamExt, TryStreamExt};
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    let prefix = common_prefix(&sorted);
+    let last = sorted.last().cloned().unwrap_or_default();
+    let mut groups = Vec::new();
+    if prefix.is_empty() {
+        for name in &sorted {
+            groups.extend(describe(cx, name).await?);
+        }
+    } else {
+        let mut pages = cx
+            .logs()
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .into_paginator()
+            .send();
+        'pages: while let Some(page) = pages.next().await {
+            for g in page.map_err(aws)?.log_groups.unwrap_or_default() {
+                let name = g.log_group_name.clone().unwrap_or_default();
+                if name > last {
+                    break 'pages;
+                }
+                if sorted.binary_search(&name).is_ok() {
+                    groups.push(g);
+                }
+            }
+        }
+    }
+    let observed: Vec<Observed> =
+        futures::stream::iter(groups.into_iter().map(|g| observe(cx, g, None)))
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+    let mut found: HashMap<String, Option<Observed>> =
+        names.iter().map(|n| (n.clone(), None)).collect();
+    for o in observed {
+        if let Some(Value::String(name)) = o.props.get("name") {
+            found.insert(name.clone(), Some(o.clone()));
+        }
+    }
+    Ok(found)
+}
+
 fn account_of(arn: Option<&str>) -> String {
     arn.and_then(|a| a.split(':').nth(4))
         .unwrap_or_default()
@@ -159,32 +283,35 @@ impl Provider for LogGroup {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
-        let Some(group) = describe(cx, name).await? else {
-            return Ok(None);
-        };
-        #[allow(deprecated)]
-        let tags = cx
-            .logs()
-            .list_tags_log_group()
-            .log_group_name(name)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags
-            .unwrap_or_default();
-        let (tags, owner) = split_tags(tags);
-        let mut props = Props::new();
-        props.insert("name".into(), Value::from(name));
-        props.insert(
-            "retention_in_days".into(),
-            Value::from(group.retention_in_days.unwrap_or(0)),
-        );
-        props.insert("tags".into(), tags);
-        Ok(Some(Observed {
-            props,
-            attrs: group_attrs(cx, name, &account_of(group.arn.as_deref())),
-            owner,
-        }))
+        if cx.has_known_tags() {
+            return match describe(cx, name).await? {
+                Some(group) => Ok(Some(observe(cx, group, None).await?)),
+                None => Ok(None),
+            };
+        }
+        let (group, tags) = tokio::join!(describe(cx, name), group_tags(cx, name));
+        match group? {
+            Some(group) => Ok(Some(observe(cx, group, Some(tags?)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// DescribeLogGroups lists groups by name prefix, 50 a page, in name
+    /// order: groups that share a prefix are read a page at a time.
+    fn reads_many(&self) -> bool {
+        true
+    }
+
+    fn bulk_tags(&self) -> Option<&'static str> {
+        Some("logs")
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Ctx,
+        names: &[String],
+    ) -> Option<Result<HashMap<String, Option<Observed>>, AwsError>> {
+        Some(read_many(cx, names).await)
     }
 
     async fn update(

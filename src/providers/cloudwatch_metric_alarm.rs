@@ -2,9 +2,11 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 use serde_json::{Map, Value};
 
+use std::collections::HashMap;
+
 use super::{
-    absent, attrs, aws, split_tags, str_list, string_map, sync_tags, user_tags, AwsError, Created,
-    Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, split_tags, str_list, string_map, sync_tags, tags_or, user_tags, with_tags,
+    AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
@@ -295,6 +297,145 @@ async fn describe(
         .find(|a| a.alarm_name.as_deref() == Some(name)))
 }
 
+/// An alarm's tags (empty for an alarm that is gone).
+async fn alarm_tags(cx: &Ctx, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
+    let out = cx
+        .cloudwatch()
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await;
+    let out = absent(
+        out.map_err(aws),
+        &["ResourceNotFound", "ResourceNotFoundException"],
+    )?;
+    let tags = out.and_then(|o| o.tags).unwrap_or_default();
+    Ok(tags
+        .into_iter()
+        .filter_map(|t| Some((t.key?, t.value?)))
+        .collect())
+}
+
+/// An alarm as the stack file describes it, with its tags if read.
+async fn observe(
+    cx: &Ctx,
+    a: aws_sdk_cloudwatch::types::MetricAlarm,
+    tags: Option<Vec<(String, String)>>,
+) -> Result<Observed, AwsError> {
+    let name = a.alarm_name.clone().unwrap_or_default();
+    let name = name.as_str();
+    let arn = a.alarm_arn.clone().unwrap_or_default();
+    let tags = match tags {
+        Some(tags) => tags,
+        None => tags_or(cx, &arn, alarm_tags(cx, &arn)).await?,
+    };
+    let mut p = Props::new();
+    let list = |v: Option<Vec<String>>| {
+        Value::Array(v.unwrap_or_default().into_iter().map(Value::from).collect())
+    };
+    p.insert("alarm_name".into(), Value::from(name));
+    p.insert(
+        "alarm_description".into(),
+        Value::from(a.alarm_description.unwrap_or_default()),
+    );
+    p.insert(
+        "namespace".into(),
+        Value::from(a.namespace.unwrap_or_default()),
+    );
+    p.insert(
+        "metric_name".into(),
+        Value::from(a.metric_name.unwrap_or_default()),
+    );
+    if let Some(s) = a.statistic {
+        p.insert("statistic".into(), Value::from(s.as_str()));
+    }
+    if let Some(s) = a.extended_statistic {
+        p.insert("extended_statistic".into(), Value::from(s));
+    }
+    p.insert("period".into(), Value::from(a.period.unwrap_or_default()));
+    p.insert(
+        "evaluation_periods".into(),
+        Value::from(a.evaluation_periods.unwrap_or_default()),
+    );
+    if let Some(m) = a.datapoints_to_alarm {
+        p.insert("datapoints_to_alarm".into(), Value::from(m));
+    }
+    p.insert(
+        "threshold".into(),
+        Value::from(a.threshold.unwrap_or_default()),
+    );
+    if let Some(op) = a.comparison_operator {
+        p.insert("comparison_operator".into(), Value::from(op.as_str()));
+    }
+    p.insert(
+        "treat_missing_data".into(),
+        Value::from(a.treat_missing_data.unwrap_or_else(|| "missing".into())),
+    );
+    p.insert(
+        "dimensions".into(),
+        user_tags(
+            a.dimensions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| (d.name.unwrap_or_default(), d.value.unwrap_or_default())),
+        ),
+    );
+    p.insert("alarm_actions".into(), list(a.alarm_actions));
+    p.insert("ok_actions".into(), list(a.ok_actions));
+    p.insert(
+        "insufficient_data_actions".into(),
+        list(a.insufficient_data_actions),
+    );
+    p.insert(
+        "actions_enabled".into(),
+        Value::from(a.actions_enabled.unwrap_or(true)),
+    );
+    let (tags, owner) = split_tags(tags);
+    p.insert("tags".into(), tags);
+    Ok(Observed {
+        props: p,
+        attrs: alarm_attrs(&arn, name),
+        owner,
+    })
+}
+
+/// Alarms by name, 100 per DescribeAlarms call, the calls in parallel.
+async fn read_many(
+    cx: &Ctx,
+    names: &[String],
+) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+    let calls = names.chunks(100).map(|chunk| async move {
+        let out = cx
+            .cloudwatch()
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .max_records(100)
+            .send()
+            .await
+            .map_err(aws)?;
+        Ok::<_, AwsError>(out.metric_alarms.unwrap_or_default())
+    });
+    let alarms: Vec<_> = futures::future::try_join_all(calls)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    use futures::{StreamExt, TryStreamExt};
+    let observed: Vec<Observed> =
+        futures::stream::iter(alarms.into_iter().map(|a| observe(cx, a, None)))
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+    let mut found: HashMap<String, Option<Observed>> =
+        names.iter().map(|n| (n.clone(), None)).collect();
+    for o in observed {
+        if let Some(Value::String(name)) = o.props.get("alarm_name") {
+            found.insert(name.clone(), Some(o.clone()));
+        }
+    }
+    Ok(found)
+}
+
 #[async_trait]
 impl Provider for MetricAlarm {
     fn schema(&self) -> &'static Schema {
@@ -315,87 +456,37 @@ impl Provider for MetricAlarm {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
-        let Some(a) = describe(cx, name).await? else {
-            return Ok(None);
+        let arn = async {
+            let account = cx.account_id().await?;
+            Ok::<_, AwsError>(format!(
+                "arn:{}:cloudwatch:{}:{account}:alarm:{name}",
+                cx.partition(),
+                cx.region()
+            ))
         };
-        let arn = a.alarm_arn.clone().unwrap_or_default();
-        let tags = cx
-            .cloudwatch()
-            .list_tags_for_resource()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags
-            .unwrap_or_default();
-        let mut p = Props::new();
-        let list = |v: Option<Vec<String>>| {
-            Value::Array(v.unwrap_or_default().into_iter().map(Value::from).collect())
-        };
-        p.insert("alarm_name".into(), Value::from(name));
-        p.insert(
-            "alarm_description".into(),
-            Value::from(a.alarm_description.unwrap_or_default()),
-        );
-        p.insert(
-            "namespace".into(),
-            Value::from(a.namespace.unwrap_or_default()),
-        );
-        p.insert(
-            "metric_name".into(),
-            Value::from(a.metric_name.unwrap_or_default()),
-        );
-        if let Some(s) = a.statistic {
-            p.insert("statistic".into(), Value::from(s.as_str()));
+        let arn = arn.await?;
+        let (alarm, tags) = with_tags(cx, &arn, describe(cx, name), alarm_tags(cx, &arn)).await?;
+        match alarm {
+            Some(a) => Ok(Some(observe(cx, a, Some(tags)).await?)),
+            None => Ok(None),
         }
-        if let Some(s) = a.extended_statistic {
-            p.insert("extended_statistic".into(), Value::from(s));
-        }
-        p.insert("period".into(), Value::from(a.period.unwrap_or_default()));
-        p.insert(
-            "evaluation_periods".into(),
-            Value::from(a.evaluation_periods.unwrap_or_default()),
-        );
-        if let Some(m) = a.datapoints_to_alarm {
-            p.insert("datapoints_to_alarm".into(), Value::from(m));
-        }
-        p.insert(
-            "threshold".into(),
-            Value::from(a.threshold.unwrap_or_default()),
-        );
-        if let Some(op) = a.comparison_operator {
-            p.insert("comparison_operator".into(), Value::from(op.as_str()));
-        }
-        p.insert(
-            "treat_missing_data".into(),
-            Value::from(a.treat_missing_data.unwrap_or_else(|| "missing".into())),
-        );
-        p.insert(
-            "dimensions".into(),
-            user_tags(
-                a.dimensions
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|d| (d.name.unwrap_or_default(), d.value.unwrap_or_default())),
-            ),
-        );
-        p.insert("alarm_actions".into(), list(a.alarm_actions));
-        p.insert("ok_actions".into(), list(a.ok_actions));
-        p.insert(
-            "insufficient_data_actions".into(),
-            list(a.insufficient_data_actions),
-        );
-        p.insert(
-            "actions_enabled".into(),
-            Value::from(a.actions_enabled.unwrap_or(true)),
-        );
-        let (tags, owner) = split_tags(tags.into_iter().filter_map(|t| Some((t.key?, t.value?))));
-        p.insert("tags".into(), tags);
-        Ok(Some(Observed {
-            props: p,
-            attrs: alarm_attrs(&arn, name),
-            owner,
-        }))
+    }
+
+    /// DescribeAlarms takes up to 100 names per call.
+    fn reads_many(&self) -> bool {
+        true
+    }
+
+    fn bulk_tags(&self) -> Option<&'static str> {
+        Some("cloudwatch")
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Ctx,
+        names: &[String],
+    ) -> Option<Result<HashMap<String, Option<Observed>>, AwsError>> {
+        Some(read_many(cx, names).await)
     }
 
     async fn update(

@@ -136,10 +136,16 @@ impl Provider for IamPolicy {
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let got = cx.iam().get_policy().policy_arn(arn).send().await;
+        let (got, tags) = tokio::join!(
+            cx.iam().get_policy().policy_arn(arn).send(),
+            cx.iam().list_policy_tags().policy_arn(arn).send()
+        );
         let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
             return Ok(None);
         };
+        let tags = absent(tags.map_err(aws), NO_SUCH_ENTITY)?
+            .map(|t| t.tags)
+            .unwrap_or_default();
         let policy = out
             .policy
             .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
@@ -164,14 +170,6 @@ impl Provider for IamPolicy {
         if let Some(doc) = version.and_then(|v| v.document) {
             props.insert("policy".into(), decode_policy(&doc));
         }
-        let tags = cx
-            .iam()
-            .list_policy_tags()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags;
         let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
         props.insert("tags".into(), tags);
         Ok(Some(Observed {

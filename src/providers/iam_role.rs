@@ -125,22 +125,20 @@ impl Provider for IamRole {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
-        let got = cx.iam().get_role().role_name(name).send().await;
+        // GetRole may omit tags; ListRoleTags is authoritative. Both at once.
+        let (got, tags) = tokio::join!(
+            cx.iam().get_role().role_name(name).send(),
+            cx.iam().list_role_tags().role_name(name).send()
+        );
         let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
             return Ok(None);
         };
         let role = out
             .role
             .ok_or_else(|| AwsError::local("GetRole returned no role"))?;
-        // GetRole may omit tags; ListRoleTags is authoritative.
-        let tags = cx
-            .iam()
-            .list_role_tags()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags;
+        let tags = absent(tags.map_err(aws), NO_SUCH_ENTITY)?
+            .map(|t| t.tags)
+            .unwrap_or_default();
         let mut props = Props::new();
         props.insert("name".into(), Value::from(role.role_name.clone()));
         props.insert(

@@ -19,6 +19,7 @@ mod sns_topic_subscription;
 mod sqs_queue;
 mod sqs_queue_policy;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Map, Value};
+
 use tokio::sync::OnceCell;
 
 use crate::schema::{Props, Schema};
@@ -181,6 +183,28 @@ pub trait Provider: Send + Sync {
     /// stack's; a create refuses to take over what is not.
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError>;
 
+    /// Whether `read_many` reads many at once.
+    fn reads_many(&self) -> bool {
+        false
+    }
+
+    /// Whether reads take tags from the bulk read (`tags_or`); the service
+    /// name the Resource Groups Tagging API files them under.
+    fn bulk_tags(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Reads many at once where AWS allows it (DescribeAlarms takes 100
+    /// names); `None` for types read one at a time. The map holds `None` for
+    /// those that no longer exist.
+    async fn read_many(
+        &self,
+        _cx: &Ctx,
+        _ids: &[String],
+    ) -> Option<Result<HashMap<String, Option<Observed>>, AwsError>> {
+        None
+    }
+
     /// For `stackctl import --all`: the resource that the declaration names,
     /// made by anyone (no create token to go by). Only an unambiguous match.
     async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
@@ -292,7 +316,11 @@ pub struct Ctx {
     lambda: aws_sdk_lambda::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    tagging: aws_sdk_resourcegroupstagging::Client,
     account_id: OnceCell<String>,
+    /// Tags read in bulk (Resource Groups Tagging API) by ARN, for reads
+    /// to use instead of one tag call per resource.
+    known_tags: std::sync::RwLock<HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Ctx {
@@ -334,6 +362,8 @@ impl Ctx {
             lambda: aws_sdk_lambda::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
+            known_tags: Default::default(),
             sdk,
             events: crate::events::silent(),
             stack: stack.to_string(),
@@ -368,6 +398,84 @@ impl Ctx {
 
     pub fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
         &self.cloudwatch
+    }
+
+    /// The tags of `arn`, if the bulk read has them.
+    pub fn known_tags(&self, arn: &str) -> Option<Vec<(String, String)>> {
+        let known = self.known_tags.read().unwrap_or_else(|e| e.into_inner());
+        known.get(arn.trim_end_matches(":*")).cloned()
+    }
+
+    /// Whether a bulk read of tags is in use (reads then look there first
+    /// instead of asking for tags alongside).
+    pub fn has_known_tags(&self) -> bool {
+        !self
+            .known_tags
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// The ARN partition of this run's region.
+    pub fn partition(&self) -> &'static str {
+        let region = self.region();
+        if region.starts_with("cn-") {
+            "aws-cn"
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else {
+            "aws"
+        }
+    }
+
+    /// Makes these tags (by ARN) what reads use instead of a tag call.
+    pub fn trust_tags(&self, tags: HashMap<String, Vec<(String, String)>>) {
+        *self.known_tags.write().unwrap_or_else(|e| e.into_inner()) = tags;
+    }
+
+    /// Every resource of `services` tagged as this stack's, with its tags: a
+    /// paginated GetResources per service, the services in parallel.
+    pub async fn tagged_resources(
+        &self,
+        services: &[&str],
+    ) -> Result<HashMap<String, Vec<(String, String)>>, AwsError> {
+        let filter = aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+            .key(TAG_STACK)
+            .values(&self.stack)
+            .build();
+        let pages = services.iter().map(|service| {
+            let req = self
+                .tagging
+                .get_resources()
+                .tag_filters(filter.clone())
+                .resource_type_filters(*service)
+                .resources_per_page(100);
+            async move {
+                let mut found = Vec::new();
+                let mut pages = req.into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    for r in page
+                        .map_err(aws)?
+                        .resource_tag_mapping_list
+                        .unwrap_or_default()
+                    {
+                        let tags = r
+                            .tags
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|t| (t.key, t.value))
+                            .collect();
+                        found.push((r.resource_arn.unwrap_or_default(), tags));
+                    }
+                }
+                Ok::<_, AwsError>(found)
+            }
+        });
+        let mut all = HashMap::new();
+        for found in futures::future::try_join_all(pages).await? {
+            all.extend(found);
+        }
+        Ok(all)
     }
 
     pub fn region(&self) -> String {
@@ -464,6 +572,39 @@ pub fn absent<T>(result: Result<T, AwsError>, codes: &[&str]) -> Result<Option<T
         Err(e) if codes.iter().any(|c| e.is(c)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The tags of `arn`: from the bulk read when it has them, else from the
+/// type's own call.
+pub async fn tags_or<F>(cx: &Ctx, arn: &str, fetch: F) -> Result<Vec<(String, String)>, AwsError>
+where
+    F: Future<Output = Result<Vec<(String, String)>, AwsError>>,
+{
+    match cx.known_tags(arn) {
+        Some(tags) => Ok(tags),
+        None => fetch.await,
+    }
+}
+
+/// A read and its tag call in one round trip: both at once, unless a bulk
+/// read of tags is in use (then the tags come from it, or are fetched after
+/// when it does not have them).
+pub async fn with_tags<R, RF, TF>(
+    cx: &Ctx,
+    arn: &str,
+    read: RF,
+    tags: TF,
+) -> Result<(R, Vec<(String, String)>), AwsError>
+where
+    RF: Future<Output = Result<R, AwsError>>,
+    TF: Future<Output = Result<Vec<(String, String)>, AwsError>>,
+{
+    if cx.has_known_tags() {
+        let read = read.await?;
+        return Ok((read, tags_or(cx, arn, tags).await?));
+    }
+    let (read, tags) = tokio::join!(read, tags);
+    Ok((read?, tags?))
 }
 
 /// Applies the change from `old` to `new` tags with the type's own calls:

@@ -3,8 +3,8 @@ use aws_sdk_sns::types::Tag;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, sync_tags, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    absent, attrs, aws, check_name, split_tags, sync_tags, with_tags, AwsError, Created, Ctx,
+    Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -106,28 +106,34 @@ impl Provider for SnsTopic {
         })
     }
 
+    fn bulk_tags(&self) -> Option<&'static str> {
+        Some("sns")
+    }
+
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let got = cx
-            .sns()
-            .get_topic_attributes()
-            .topic_arn(arn)
-            .send()
-            .await
-            .map_err(aws);
-        let Some(out) = absent(got, &["NotFound"])? else {
+        let got = async {
+            let got = cx.sns().get_topic_attributes().topic_arn(arn).send().await;
+            absent(got.map_err(aws), &["NotFound"])
+        };
+        let tags = async {
+            let out = cx
+                .sns()
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await;
+            let tags = absent(out.map_err(aws), &["NotFound", "ResourceNotFound"])?;
+            let tags = tags.and_then(|t| t.tags).unwrap_or_default();
+            Ok::<Vec<(String, String)>, AwsError>(
+                tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            )
+        };
+        let (got, tags) = with_tags(cx, arn, got, tags).await?;
+        let Some(out) = got else {
             return Ok(None);
         };
         let attributes = out.attributes.unwrap_or_default();
-        let tags = cx
-            .sns()
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags
-            .unwrap_or_default();
-        let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
+        let (tags, owner) = split_tags(tags);
         let mut props = Props::new();
         props.insert(
             "name".into(),

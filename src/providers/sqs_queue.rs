@@ -6,8 +6,8 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, sync_tags, AwsError,
-    Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, sync_tags, with_tags,
+    AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -108,6 +108,20 @@ async fn queue_arn(cx: &Ctx, url: &str) -> Result<String, AwsError> {
         .ok_or_else(|| AwsError::local("GetQueueAttributes returned no QueueArn"))
 }
 
+/// A queue's ARN from its URL (`.../ACCOUNT/NAME`), as AWS forms it.
+fn arn_of_url(cx: &Ctx, url: &str) -> String {
+    let mut parts = url.trim_end_matches('/').rsplit('/');
+    let (name, account) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    format!(
+        "arn:{}:sqs:{}:{account}:{name}",
+        cx.partition(),
+        cx.region()
+    )
+}
+
 #[async_trait]
 impl Provider for SqsQueue {
     fn schema(&self) -> &'static Schema {
@@ -151,28 +165,42 @@ impl Provider for SqsQueue {
         })
     }
 
+    fn bulk_tags(&self) -> Option<&'static str> {
+        Some("sqs")
+    }
+
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
-        let got = cx
-            .sqs()
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(Qa::All)
-            .send()
-            .await
-            .map_err(aws);
-        let Some(out) = absent(got, NO_QUEUE)? else {
+        let got = async {
+            let got = cx
+                .sqs()
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(Qa::All)
+                .send()
+                .await;
+            absent(got.map_err(aws), NO_QUEUE)
+        };
+        let tags = async {
+            let out = absent(
+                cx.sqs()
+                    .list_queue_tags()
+                    .queue_url(url)
+                    .send()
+                    .await
+                    .map_err(aws),
+                NO_QUEUE,
+            )?;
+            Ok(out
+                .and_then(|o| o.tags)
+                .unwrap_or_default()
+                .into_iter()
+                .collect())
+        };
+        let (got, tags) = with_tags(cx, &arn_of_url(cx, url), got, tags).await?;
+        let Some(out) = got else {
             return Ok(None);
         };
         let attributes = out.attributes.unwrap_or_default();
-        let tags = cx
-            .sqs()
-            .list_queue_tags()
-            .queue_url(url)
-            .send()
-            .await
-            .map_err(aws)?
-            .tags
-            .unwrap_or_default();
         let arn = attributes.get(&Qa::QueueArn).cloned().unwrap_or_default();
         let mut props = Props::new();
         props.insert(

@@ -7,6 +7,7 @@ mod hostile;
 mod import;
 mod lambda;
 mod messaging;
+mod perf;
 mod review;
 mod secrets;
 mod seed;
