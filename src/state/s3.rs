@@ -247,6 +247,42 @@ impl S3Backend {
         }
     }
 
+    /// Deletes the keys a thousand per call (DeleteObjects): a journal of a
+    /// thousand entries is gone in one round trip, not a thousand.
+    async fn delete_all(&self, keys: Vec<String>) -> Result<(), StateError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StateError::Backend(e.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StateError::Backend(e.to_string()))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.failure("deleting the journal of", e).into_error())?;
+            if let Some(e) = out.errors().first() {
+                return Err(StateError::Backend(format!(
+                    "deleting s3://{}/{} failed: {}: {}; the state is saved, and the journal entries left are older than it: the next run deletes them",
+                    self.bucket,
+                    e.key().unwrap_or_default(),
+                    e.code().unwrap_or_default(),
+                    e.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn journal_keys(&self) -> Result<Vec<String>, StateError> {
         let mut keys = Vec::new();
         let mut pages = self
@@ -381,9 +417,8 @@ impl Backend for S3Backend {
             });
         };
         self.etag = Some(etag);
-        for key in std::mem::take(&mut self.journal) {
-            self.delete(&key, None).await?;
-        }
+        let journal = std::mem::take(&mut self.journal);
+        self.delete_all(journal).await?;
         self.last = Some(state.clone());
         Ok(())
     }

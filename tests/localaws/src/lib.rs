@@ -488,6 +488,7 @@ fn s3_operation(method: &str, path: &str, query: &str, headers: &hyper::HeaderMa
         ("DELETE", true) => "DeleteObject",
         ("GET", false) if query.contains("versioning") => "GetBucketVersioning",
         ("PUT", false) if query.contains("versioning") => "PutBucketVersioning",
+        ("POST", false) if query.contains("delete") => "DeleteObjects",
         ("GET", false) if query.contains("versions") => "ListObjectVersions",
         ("GET", false) if query.contains("list-type=2") => "ListObjectsV2",
         ("GET", false) => "ListObjects",
