@@ -214,7 +214,7 @@ fn priorities(steps: &[Step], dependents: &HashMap<Step, Vec<Step>>) -> HashMap<
 }
 
 /// Resolves a reference against what the state holds now.
-fn known_from_state<'a>(
+pub(crate) fn known_from_state<'a>(
     v: &'a Validated,
     state: &'a State,
     data: &'a BTreeMap<String, Map<String, Value>>,

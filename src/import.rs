@@ -123,7 +123,12 @@ pub async fn one(
         }
         None => false,
     };
-    let desired = plan::resolve_props(v, id, values, &known_in(state, v, data));
+    let desired = plan::resolve_props(
+        v,
+        id,
+        values,
+        &crate::apply::known_from_state(v, state, data),
+    );
     state.resources.insert(
         id.to_string(),
         record(v, p, id, physical_id, observed, &desired),
@@ -176,25 +181,6 @@ fn record(
     }
 }
 
-/// What `${id.attr}` is, from the records so far and the data sources.
-fn known_in<'a>(
-    state: &'a State,
-    v: &'a Validated,
-    data: &'a BTreeMap<String, Map<String, Value>>,
-) -> impl Fn(&str, &str) -> Option<Value> + 'a {
-    move |dep, attr| {
-        if let Some(attrs) = data.get(dep) {
-            return attrs.get(attr).cloned();
-        }
-        let rec = state.resources.get(dep).filter(|r| !r.is_pending())?;
-        if v.schema(dep).attr(attr).is_some() {
-            rec.attrs.get(attr).cloned()
-        } else {
-            rec.props.get(attr).cloned()
-        }
-    }
-}
-
 /// Why a declared resource was not imported by `--all`.
 #[derive(Debug, Clone)]
 pub struct Missed {
@@ -223,7 +209,12 @@ pub async fn all(
             id: id.clone(),
             why,
         };
-        let desired = plan::resolve_props(v, id, values, &known_in(state, v, data));
+        let desired = plan::resolve_props(
+            v,
+            id,
+            values,
+            &crate::apply::known_from_state(v, state, data),
+        );
         let Some(p) = providers::lookup(&decl.type_name) else {
             continue;
         };

@@ -233,18 +233,9 @@ impl StateFile {
         fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
         self.unchanged_since_seen()?;
         self.first_write_of_run()?;
-        state.ensure_lineage();
         let previous = state.serial;
-        if self.last.as_ref() != Some(state) {
-            state.serial = self
-                .last
-                .as_ref()
-                .map_or(state.serial, |l| l.serial.max(state.serial))
-                + 1;
-        }
-        let mut body =
-            serde_json::to_vec_pretty(state).map_err(|e| self.fail(io::Error::other(e)))?;
-        body.push(b'\n');
+        let body = super::compacted(self.last.as_ref(), state)
+            .map_err(|e| self.fail(io::Error::other(e)))?;
         let body = crate::seal::seal(&self.keys, &body, &self.path.display().to_string())?;
         if let Err(e) = write_atomic(&self.path, &body) {
             state.serial = previous;

@@ -325,6 +325,18 @@ pub fn delta(before: &State, after: &State) -> Entry {
 
 /// Replays journal entries newer than the state into it, in serial order.
 /// Entries of another lineage, or at or below its serial, are already in it.
+/// Gives a state that differs from the last one written a serial after both,
+/// and returns its file form: the whole state, compacted.
+pub fn compacted(last: Option<&State>, state: &mut State) -> Result<Vec<u8>, serde_json::Error> {
+    state.ensure_lineage();
+    if last != Some(&*state) {
+        state.serial = last.map_or(state.serial, |l| l.serial.max(state.serial)) + 1;
+    }
+    let mut body = serde_json::to_vec_pretty(state)?;
+    body.push(b'\n');
+    Ok(body)
+}
+
 pub fn replay(state: &mut State, mut entries: Vec<Entry>) {
     entries.sort_by_key(|e| e.serial);
     for e in entries {

@@ -394,17 +394,8 @@ impl Backend for S3Backend {
         if self.last.as_ref() == Some(state) && self.journal.is_empty() {
             return Ok(());
         }
-        state.ensure_lineage();
-        if self.last.as_ref() != Some(state) {
-            state.serial = self
-                .last
-                .as_ref()
-                .map_or(state.serial, |l| l.serial.max(state.serial))
-                + 1;
-        }
-        let mut plain =
-            serde_json::to_vec_pretty(state).map_err(|e| StateError::Backend(e.to_string()))?;
-        plain.push(b'\n');
+        let plain = super::compacted(self.last.as_ref(), state)
+            .map_err(|e| StateError::Backend(e.to_string()))?;
         let body = crate::seal::seal(&self.keys, &plain, &self.location())?;
         let written = match self.etag.clone() {
             Some(etag) => self.put(&self.key, body, Some(&etag), false).await?,
