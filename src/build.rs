@@ -15,8 +15,10 @@ const RECIPE: &str = "stackctl-lambda-build-1";
 
 #[derive(Debug, Clone)]
 pub struct Artifact {
+    /// Where the zip is cached; `zip` holds its bytes, so a caller never reads
+    /// the cache again (another build may replace, or a clean remove, it).
     pub zip_path: PathBuf,
-    pub zip_size: u64,
+    pub zip: Vec<u8>,
     pub bootstrap_size: u64,
     /// base64(SHA-256(zip)): what Lambda reports as CodeSha256.
     pub code_sha256: String,
@@ -355,19 +357,80 @@ fn run_showing_progress(
 
 /// The zip for these sources: reused when it was built before, else built.
 pub fn build(crate_dir: &Path, arch: &str, events: &dyn Events) -> Result<Artifact, BuildError> {
+    let zip_path = artifact_path(crate_dir, arch)?;
+    if let Some(artifact) = cached(&zip_path) {
+        return Ok(artifact);
+    }
+    let _lock = lock_builds(&zip_path, events)?;
+    // Another run may have built it while this one waited for the lock.
+    match cached(&zip_path) {
+        Some(artifact) => Ok(artifact),
+        None => compile(crate_dir, arch, zip_path, events),
+    }
+}
+
+/// Runs cargo whether or not the artifact is cached, and replaces the cached
+/// zip atomically (readers see the old bytes or the new, never none).
+pub fn rebuild(crate_dir: &Path, arch: &str, events: &dyn Events) -> Result<Artifact, BuildError> {
+    let zip_path = artifact_path(crate_dir, arch)?;
+    let _lock = lock_builds(&zip_path, events)?;
+    compile(crate_dir, arch, zip_path, events)
+}
+
+/// Where the zip built from the current sources is cached.
+fn artifact_path(crate_dir: &Path, arch: &str) -> Result<PathBuf, BuildError> {
     let hash = source_hash(crate_dir, arch)?;
+    let dir = build_dir(&workspace_root(crate_dir)?);
+    Ok(dir.join("artifacts").join(format!("{hash}.zip")))
+}
+
+fn cached(zip_path: &Path) -> Option<Artifact> {
+    let zip = std::fs::read(zip_path).ok()?;
+    Some(Artifact {
+        bootstrap_size: 0,
+        code_sha256: package::code_sha256(&zip),
+        zip,
+        zip_path: zip_path.to_path_buf(),
+        built: false,
+    })
+}
+
+/// One build at a time per artifact cache, across processes and threads
+/// (cargo locks only while it runs; reading its output and writing the zip
+/// must not interleave with another build). Released when the file closes.
+fn lock_builds(zip_path: &Path, events: &dyn Events) -> Result<std::fs::File, BuildError> {
+    let dir = zip_path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("build.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => events.emit(Event::BuildOutput {
+            line: format!("waiting for another build holding {}", path.display()),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(fail(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+    file.lock()
+        .map_err(|e| fail(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+fn compile(
+    crate_dir: &Path,
+    arch: &str,
+    zip_path: PathBuf,
+    events: &dyn Events,
+) -> Result<Artifact, BuildError> {
     let root = workspace_root(crate_dir)?;
     let dir = build_dir(&root);
-    let zip_path = dir.join("artifacts").join(format!("{hash}.zip"));
-    if let Ok(bytes) = std::fs::read(&zip_path) {
-        return Ok(Artifact {
-            zip_size: bytes.len() as u64,
-            bootstrap_size: 0,
-            code_sha256: package::code_sha256(&bytes),
-            zip_path,
-            built: false,
-        });
-    }
     let triple = target_triple(arch)?;
     let crate_dir = crate_dir.canonicalize().map_err(|e| fail(e.to_string()))?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -433,15 +496,14 @@ pub fn build(crate_dir: &Path, arch: &str, events: &dyn Events) -> Result<Artifa
         mode: 0o755,
     }])
     .map_err(|e| fail(e.to_string()))?;
-    std::fs::create_dir_all(zip_path.parent().unwrap_or(&dir)).map_err(|e| fail(e.to_string()))?;
-    let tmp = zip_path.with_extension(format!("zip.tmp.{}", std::process::id()));
-    std::fs::write(&tmp, &zip)
-        .and_then(|()| std::fs::rename(&tmp, &zip_path))
+    let mut tmp = tempfile::NamedTempFile::new_in(zip_path.parent().unwrap_or(&dir))
         .map_err(|e| fail(e.to_string()))?;
+    std::io::Write::write_all(&mut tmp, &zip).map_err(|e| fail(e.to_string()))?;
+    tmp.persist(&zip_path).map_err(|e| fail(e.to_string()))?;
     Ok(Artifact {
-        zip_size: zip.len() as u64,
         bootstrap_size: bytes.len() as u64,
         code_sha256: package::code_sha256(&zip),
+        zip,
         zip_path,
         built: true,
     })

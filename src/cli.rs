@@ -653,7 +653,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let artifact = crate::build::build(&v.stack.dir().join(source), &arch, &Printer)?;
                 any = true;
                 println!("{}: {}", decl.id, artifact.zip_path.display());
-                println!("  zip size:   {} bytes", artifact.zip_size);
+                println!("  zip size:   {} bytes", artifact.zip.len());
                 if artifact.built {
                     println!("  bootstrap:  {} bytes", artifact.bootstrap_size);
                 }

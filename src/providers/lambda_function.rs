@@ -253,8 +253,7 @@ async fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
             .await
             .map_err(|e| AwsError::local(e.to_string()))?
             .map_err(|e| AwsError::local(e.to_string()))?;
-    std::fs::read(&artifact.zip_path)
-        .map_err(|e| AwsError::local(format!("cannot read {}: {e}", artifact.zip_path.display())))
+    Ok(artifact.zip)
 }
 
 fn function_attrs(arn: &str, name: &str, region: &str, code_sha256: &str) -> Map<String, Value> {

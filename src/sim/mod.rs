@@ -609,13 +609,13 @@ impl Sim<'_> {
                     .next()
                     .unwrap_or_else(|| "x86_64".into());
                 let (crate_dir, events) = (dir.join(source), self.cx.events.clone());
-                let artifact = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     crate::build::build(&crate_dir, &arch, events.as_ref())
                 })
                 .await
                 .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-                std::fs::read(&artifact.zip_path).map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+                .zip
             }
             (None, Some(file)) => {
                 std::fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?

@@ -309,20 +309,25 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
     let crate_dir = repo().join("lambda");
     let artifact = stackctl::build::build(&crate_dir, "x86_64", &stackctl::events::Silent)
         .expect("build the Lambda");
-    let zip = std::fs::read(&artifact.zip_path).unwrap();
+    let zip = artifact.zip.clone();
+    assert_eq!(std::fs::read(&artifact.zip_path).unwrap(), zip);
     assert_eq!(stackctl::package::code_sha256(&zip), artifact.code_sha256);
     eprintln!(
         "lambda: zip {} bytes, CodeSha256 {}",
-        artifact.zip_size, artifact.code_sha256
+        zip.len(),
+        artifact.code_sha256
     );
 
-    // Rebuilt from the same sources (new file times, artifact cache gone): the
-    // same bytes, so the same CodeSha256 and no upload.
-    std::fs::remove_file(&artifact.zip_path).unwrap();
+    // Rebuilt from the same sources with new file times: the same bytes, so
+    // the same CodeSha256 and no upload. The cached zip is replaced, never
+    // removed: other tests read it at the same time.
     let main = crate_dir.join("src/main.rs");
-    let text = std::fs::read(&main).unwrap();
-    std::fs::write(&main, &text).unwrap();
-    let again = stackctl::build::build(&crate_dir, "x86_64", &stackctl::events::Silent).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&main)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .unwrap();
+    let again = stackctl::build::rebuild(&crate_dir, "x86_64", &stackctl::events::Silent).unwrap();
     assert!(again.built);
     assert_eq!(again.code_sha256, artifact.code_sha256);
     let cached = stackctl::build::build(&crate_dir, "x86_64", &stackctl::events::Silent).unwrap();
@@ -519,6 +524,45 @@ fn deployed_code_sha256(env: &Env) -> String {
         .unwrap()
         .code_sha256
         .unwrap()
+}
+
+#[test]
+fn two_runs_building_the_same_sources_at_once_run_cargo_once() {
+    let env = Env::new();
+    scratch_function(&env);
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            env.command(&["build"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<String> = runs
+        .into_iter()
+        .map(|run| {
+            let out = run.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        })
+        .collect();
+    let built = outs
+        .iter()
+        .filter(|o| o.lines().any(|l| l.trim_start().starts_with("built in")))
+        .count();
+    assert_eq!(built, 1, "the other run waits and reuses the zip: {outs:?}");
+    let sha = |o: &str| {
+        o.lines()
+            .find(|l| l.contains("CodeSha256"))
+            .map(str::to_owned)
+    };
+    assert_eq!(sha(&outs[0]), sha(&outs[1]));
 }
 
 #[test]
