@@ -949,6 +949,11 @@ async fn pinned_plan(
     refresh: bool,
     reads: usize,
 ) -> Result<(Plan, StackValues)> {
+    // Reads need not wait for STS to build ARNs: the location is checked
+    // before the plan is used.
+    if let Some(account) = state.pinned_account() {
+        cx.presume_account(account);
+    }
     let (here, planned) = tokio::join!(cx.location(), make_plan(v, state, cx, refresh, reads));
     let here = here.context("asking STS which account these credentials belong to")?;
     state.pin_location(&here, &backend.location())?;

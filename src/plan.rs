@@ -196,7 +196,7 @@ async fn refresh_one(
 ) -> Result<Refreshed, AwsError> {
     let found = match &rec.physical_id {
         Some(pid) => provider
-            .read(cx, pid)
+            .read_recorded(cx, pid, &rec.attrs)
             .await?
             .map(|observed| (pid.clone(), observed)),
         None => {

@@ -178,7 +178,9 @@ fn common_prefix(names: &[String]) -> &str {
 }
 
 /// Groups by name: pages of the groups under their common prefix, up to the
-/// last name wanted; one lookup each when they share no prefix.
+/// last name wanted; one lookup each, in parallel, when they share no prefix.
+/// Without tags from the bulk read, each group's tag call (by name) goes out
+/// beside them, not after.
 async fn read_many(
     cx: &Ctx,
     names: &[String],
@@ -186,37 +188,25 @@ async fn read_many(
     use futures::{StreamExt, TryStreamExt};
     let mut sorted = names.to_vec();
     sorted.sort();
-    let prefix = common_prefix(&sorted);
-    let last = sorted.last().cloned().unwrap_or_default();
-    let mut groups = Vec::new();
-    if prefix.is_empty() {
-        for name in &sorted {
-            groups.extend(describe(cx, name).await?);
+    let tags = async {
+        if cx.has_known_tags() {
+            return Ok(HashMap::new());
         }
-    } else {
-        let mut pages = cx
-            .logs()
-            .describe_log_groups()
-            .log_group_name_prefix(prefix)
-            .into_paginator()
-            .send();
-        'pages: while let Some(page) = pages.next().await {
-            for g in page.map_err(aws)?.log_groups.unwrap_or_default() {
-                let name = g.log_group_name.clone().unwrap_or_default();
-                if name > last {
-                    break 'pages;
-                }
-                if sorted.binary_search(&name).is_ok() {
-                    groups.push(g);
-                }
-            }
-        }
-    }
-    let observed: Vec<Observed> =
-        futures::stream::iter(groups.into_iter().map(|g| observe(cx, g, None)))
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
+        futures::stream::iter(names.iter().cloned().map(|name| async move {
+            Ok::<_, AwsError>((name.clone(), group_tags(cx, &name).await?))
+        }))
+        .buffer_unordered(16)
+        .try_collect::<HashMap<_, _>>()
+        .await
+    };
+    let (groups, mut tags) = tokio::try_join!(describe_many(cx, &sorted), tags)?;
+    let observed: Vec<Observed> = futures::stream::iter(groups.into_iter().map(|g| {
+        let tags = tags.remove(g.log_group_name.as_deref().unwrap_or_default());
+        observe(cx, g, tags)
+    }))
+    .buffer_unordered(16)
+    .try_collect()
+    .await?;
     let mut found: HashMap<String, Option<Observed>> =
         names.iter().map(|n| (n.clone(), None)).collect();
     for o in observed {
@@ -225,6 +215,44 @@ async fn read_many(
         }
     }
     Ok(found)
+}
+
+/// The groups of these names (sorted) that exist.
+async fn describe_many(
+    cx: &Ctx,
+    sorted: &[String],
+) -> Result<Vec<aws_sdk_cloudwatchlogs::types::LogGroup>, AwsError> {
+    use futures::{StreamExt, TryStreamExt};
+    let prefix = common_prefix(sorted);
+    if prefix.is_empty() {
+        let lookups = sorted.iter().cloned();
+        let found: Vec<_> =
+            futures::stream::iter(lookups.map(|name| async move { describe(cx, &name).await }))
+                .buffer_unordered(16)
+                .try_collect()
+                .await?;
+        return Ok(found.into_iter().flatten().collect());
+    }
+    let last = sorted.last().cloned().unwrap_or_default();
+    let mut groups = Vec::new();
+    let mut pages = cx
+        .logs()
+        .describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for g in page.map_err(aws)?.log_groups.unwrap_or_default() {
+            let name = g.log_group_name.clone().unwrap_or_default();
+            if name > last {
+                return Ok(groups);
+            }
+            if sorted.binary_search(&name).is_ok() {
+                groups.push(g);
+            }
+        }
+    }
+    Ok(groups)
 }
 
 fn account_of(arn: Option<&str>) -> String {

@@ -399,11 +399,22 @@ async fn observe(
     })
 }
 
-/// Alarms by name, 100 per DescribeAlarms call, the calls in parallel.
+fn alarm_arn(cx: &Ctx, account: &str, name: &str) -> String {
+    format!(
+        "arn:{}:cloudwatch:{}:{account}:alarm:{name}",
+        cx.partition(),
+        cx.region()
+    )
+}
+
+/// Alarms by name, 100 per DescribeAlarms call, the calls in parallel. Without
+/// tags from the bulk read, each alarm's tag call goes out beside them (its
+/// ARN follows from the name), not after.
 async fn read_many(
     cx: &Ctx,
     names: &[String],
 ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+    use futures::{StreamExt, TryStreamExt};
     let calls = names.chunks(100).map(|chunk| async move {
         let out = cx
             .cloudwatch()
@@ -415,17 +426,27 @@ async fn read_many(
             .map_err(aws)?;
         Ok::<_, AwsError>(out.metric_alarms.unwrap_or_default())
     });
-    let alarms: Vec<_> = futures::future::try_join_all(calls)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
-    use futures::{StreamExt, TryStreamExt};
-    let observed: Vec<Observed> =
-        futures::stream::iter(alarms.into_iter().map(|a| observe(cx, a, None)))
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
+    let tags = async {
+        if cx.has_known_tags() {
+            return Ok(HashMap::new());
+        }
+        let account = cx.account_id().await?;
+        let arns: Vec<String> = names.iter().map(|n| alarm_arn(cx, &account, n)).collect();
+        futures::stream::iter(arns.into_iter().map(|arn| async move {
+            Ok::<_, AwsError>((arn.clone(), alarm_tags(cx, &arn).await?))
+        }))
+        .buffer_unordered(16)
+        .try_collect::<HashMap<_, _>>()
+        .await
+    };
+    let (alarms, mut tags) = tokio::try_join!(futures::future::try_join_all(calls), tags)?;
+    let observed: Vec<Observed> = futures::stream::iter(alarms.into_iter().flatten().map(|a| {
+        let tags = tags.remove(a.alarm_arn.as_deref().unwrap_or_default());
+        observe(cx, a, tags)
+    }))
+    .buffer_unordered(16)
+    .try_collect()
+    .await?;
     let mut found: HashMap<String, Option<Observed>> =
         names.iter().map(|n| (n.clone(), None)).collect();
     for o in observed {
@@ -456,15 +477,7 @@ impl Provider for MetricAlarm {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
-        let arn = async {
-            let account = cx.account_id().await?;
-            Ok::<_, AwsError>(format!(
-                "arn:{}:cloudwatch:{}:{account}:alarm:{name}",
-                cx.partition(),
-                cx.region()
-            ))
-        };
-        let arn = arn.await?;
+        let arn = alarm_arn(cx, &cx.account_id().await?, name);
         let (alarm, tags) = with_tags(cx, &arn, describe(cx, name), alarm_tags(cx, &arn)).await?;
         match alarm {
             Some(a) => Ok(Some(observe(cx, a, Some(tags)).await?)),

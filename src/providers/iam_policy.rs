@@ -52,6 +52,10 @@ static SCHEMA: Schema = Schema {
             name: "policy_id",
             doc: "The policy's stable unique id.",
         },
+        Attr {
+            name: "default_version_id",
+            doc: "The id of the version in force: v1, v2 and so on.",
+        },
     ],
     taggable: true,
     identity: &["name"],
@@ -60,17 +64,83 @@ static SCHEMA: Schema = Schema {
     cross_check: None,
 };
 
-fn policy_attrs(arn: &str, policy_id: &str) -> Map<String, Value> {
+fn policy_attrs(arn: &str, policy: &aws_sdk_iam::types::Policy) -> Map<String, Value> {
+    let text = |v: &Option<String>| Value::from(v.clone().unwrap_or_default());
     attrs([
         ("arn", arn.into()),
         ("id", arn.into()),
-        ("policy_id", policy_id.into()),
+        ("policy_id", text(&policy.policy_id)),
+        ("default_version_id", text(&policy.default_version_id)),
     ])
 }
 
-/// A new default version with the policy document; a policy keeps at most 5
-/// versions, so the oldest non-default one goes first.
-async fn new_default_version(cx: &Ctx, arn: &str, r: &Resource<'_>) -> Result<(), AwsError> {
+/// The policy and its document. GetPolicyVersion needs the default version's
+/// id, which GetPolicy gives; with the id the state recorded (`guess`), both
+/// go out at once and the guess is kept only if GetPolicy confirms it.
+async fn read_policy(
+    cx: &Ctx,
+    arn: &str,
+    guess: Option<&str>,
+) -> Result<Option<Observed>, AwsError> {
+    let version = |id: String| async move {
+        let out = cx
+            .iam()
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(id)
+            .send()
+            .await;
+        out.map_err(aws).map(|o| o.policy_version)
+    };
+    let guessed = async {
+        match guess {
+            Some(id) => Some(version(id.to_string()).await),
+            None => None,
+        }
+    };
+    let (got, tags, guessed) = tokio::join!(
+        cx.iam().get_policy().policy_arn(arn).send(),
+        cx.iam().list_policy_tags().policy_arn(arn).send(),
+        guessed
+    );
+    let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
+        return Ok(None);
+    };
+    let tags = absent(tags.map_err(aws), NO_SUCH_ENTITY)?
+        .map(|t| t.tags)
+        .unwrap_or_default();
+    let policy = out
+        .policy
+        .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
+    let default = policy.default_version_id.clone().unwrap_or_default();
+    let version = match guessed {
+        Some(Ok(v)) if guess == Some(default.as_str()) => v,
+        _ => version(default).await?,
+    };
+    let mut props = Props::new();
+    props.insert(
+        "name".into(),
+        Value::from(policy.policy_name.clone().unwrap_or_default()),
+    );
+    props.insert(
+        "description".into(),
+        Value::from(policy.description.clone().unwrap_or_default()),
+    );
+    if let Some(doc) = version.and_then(|v| v.document) {
+        props.insert("policy".into(), decode_policy(&doc));
+    }
+    let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
+    props.insert("tags".into(), tags);
+    Ok(Some(Observed {
+        props,
+        attrs: policy_attrs(arn, &policy),
+        owner,
+    }))
+}
+
+/// A new default version with the policy document, returning its id; a
+/// policy keeps at most 5 versions, so the oldest non-default one goes first.
+async fn new_default_version(cx: &Ctx, arn: &str, r: &Resource<'_>) -> Result<String, AwsError> {
     let versions = cx
         .iam()
         .list_policy_versions()
@@ -95,7 +165,8 @@ async fn new_default_version(cx: &Ctx, arn: &str, r: &Resource<'_>) -> Result<()
                 .map_err(aws)?;
         }
     }
-    cx.iam()
+    let created = cx
+        .iam()
         .create_policy_version()
         .policy_arn(arn)
         .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
@@ -103,7 +174,10 @@ async fn new_default_version(cx: &Ctx, arn: &str, r: &Resource<'_>) -> Result<()
         .send()
         .await
         .map_err(aws)?;
-    Ok(())
+    Ok(created
+        .policy_version
+        .and_then(|v| v.version_id)
+        .unwrap_or_default())
 }
 
 #[async_trait]
@@ -128,55 +202,25 @@ impl Provider for IamPolicy {
             .map_err(aws)?
             .policy
             .ok_or_else(|| AwsError::local("CreatePolicy returned no policy"))?;
-        let arn = policy.arn.unwrap_or_default();
+        let arn = policy.arn.clone().unwrap_or_default();
         Ok(Created {
-            attrs: policy_attrs(&arn, policy.policy_id.as_deref().unwrap_or_default()),
+            attrs: policy_attrs(&arn, &policy),
             physical_id: arn,
         })
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
-        let (got, tags) = tokio::join!(
-            cx.iam().get_policy().policy_arn(arn).send(),
-            cx.iam().list_policy_tags().policy_arn(arn).send()
-        );
-        let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
-            return Ok(None);
-        };
-        let tags = absent(tags.map_err(aws), NO_SUCH_ENTITY)?
-            .map(|t| t.tags)
-            .unwrap_or_default();
-        let policy = out
-            .policy
-            .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
-        let version = cx
-            .iam()
-            .get_policy_version()
-            .policy_arn(arn)
-            .version_id(policy.default_version_id.clone().unwrap_or_default())
-            .send()
-            .await
-            .map_err(aws)?
-            .policy_version;
-        let mut props = Props::new();
-        props.insert(
-            "name".into(),
-            Value::from(policy.policy_name.clone().unwrap_or_default()),
-        );
-        props.insert(
-            "description".into(),
-            Value::from(policy.description.clone().unwrap_or_default()),
-        );
-        if let Some(doc) = version.and_then(|v| v.document) {
-            props.insert("policy".into(), decode_policy(&doc));
-        }
-        let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
-        props.insert("tags".into(), tags);
-        Ok(Some(Observed {
-            props,
-            attrs: policy_attrs(arn, policy.policy_id.as_deref().unwrap_or_default()),
-            owner,
-        }))
+        read_policy(cx, arn, None).await
+    }
+
+    async fn read_recorded(
+        &self,
+        cx: &Ctx,
+        arn: &str,
+        attrs: &Map<String, Value>,
+    ) -> Result<Option<Observed>, AwsError> {
+        let recorded = attrs.get("default_version_id").and_then(Value::as_str);
+        read_policy(cx, arn, recorded.filter(|v| !v.is_empty())).await
     }
 
     async fn update(
@@ -187,9 +231,10 @@ impl Provider for IamPolicy {
         r: &Resource<'_>,
         changed: &[&str],
     ) -> Result<Map<String, Value>, AwsError> {
-        if changed.contains(&"policy") {
-            new_default_version(cx, arn, r).await?;
-        }
+        let new_version = match changed.contains(&"policy") {
+            true => Some(new_default_version(cx, arn, r).await?),
+            false => None,
+        };
         if changed.contains(&"tags") {
             sync_tags(
                 old.get("tags"),
@@ -217,7 +262,7 @@ impl Provider for IamPolicy {
             )
             .await?;
         }
-        let policy_id = cx
+        let policy = cx
             .iam()
             .get_policy()
             .policy_arn(arn)
@@ -225,8 +270,13 @@ impl Provider for IamPolicy {
             .await
             .map_err(aws)?
             .policy
-            .and_then(|p| p.policy_id);
-        Ok(policy_attrs(arn, policy_id.as_deref().unwrap_or_default()))
+            .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
+        let mut attrs = policy_attrs(arn, &policy);
+        // GetPolicy may not show the new version yet (IAM is eventually consistent).
+        if let Some(id) = new_version {
+            attrs.insert("default_version_id".into(), id.into());
+        }
+        Ok(attrs)
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {

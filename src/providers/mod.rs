@@ -164,6 +164,18 @@ pub trait Provider: Send + Sync {
     /// `Ok(None)` when the resource no longer exists.
     async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, AwsError>;
 
+    /// `read` of a resource the state records with `attrs`: a read whose
+    /// second call needs an id from its first may send it with the recorded id
+    /// at once, and keep its answer only if the first call confirms the id.
+    async fn read_recorded(
+        &self,
+        cx: &Ctx,
+        physical_id: &str,
+        _attrs: &Map<String, Value>,
+    ) -> Result<Option<Observed>, AwsError> {
+        self.read(cx, physical_id).await
+    }
+
     /// Changes the properties named in `changed` in place; returns the attributes.
     async fn update(
         &self,
@@ -318,6 +330,9 @@ pub struct Ctx {
     cloudwatch: aws_sdk_cloudwatch::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
     account_id: OnceCell<String>,
+    /// The account the state records, used for ARNs and `${stack.account_id}`
+    /// before STS answers; the plan is refused if STS then names another.
+    presumed_account: std::sync::OnceLock<String>,
     /// Tags read in bulk (Resource Groups Tagging API) by ARN, for reads
     /// to use instead of one tag call per resource.
     known_tags: std::sync::RwLock<HashMap<String, Vec<(String, String)>>>,
@@ -369,6 +384,7 @@ impl Ctx {
             stack: stack.to_string(),
             stack_dir: stack_dir.to_path_buf(),
             account_id: OnceCell::new(),
+            presumed_account: Default::default(),
         }
     }
 
@@ -482,13 +498,31 @@ impl Ctx {
         self.sdk.region().map(|r| r.to_string()).unwrap_or_default()
     }
 
-    /// `<account>/<region>`: where this run's resources live.
+    /// `<account>/<region>`: where this run's resources live, as STS says.
     pub async fn location(&self) -> Result<String, AwsError> {
-        Ok(format!("{}/{}", self.account_id().await?, self.region()))
+        Ok(format!(
+            "{}/{}",
+            self.caller_account().await?,
+            self.region()
+        ))
+    }
+
+    /// Lets reads use `account` before STS answers. Only for a run that
+    /// compares `location()` with the state's before it uses what it read.
+    pub fn presume_account(&self, account: &str) {
+        let _ = self.presumed_account.set(account.to_string());
+    }
+
+    /// The account presumed from the state, else the one STS names.
+    pub async fn account_id(&self) -> Result<String, AwsError> {
+        match self.presumed_account.get() {
+            Some(account) => Ok(account.clone()),
+            None => self.caller_account().await,
+        }
     }
 
     /// Asked of STS once per run.
-    pub async fn account_id(&self) -> Result<String, AwsError> {
+    async fn caller_account(&self) -> Result<String, AwsError> {
         self.account_id
             .get_or_try_init(|| async {
                 let out = aws_sdk_sts::Client::new(&self.sdk)

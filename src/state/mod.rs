@@ -171,6 +171,14 @@ impl State {
         )
     }
 
+    /// The account a run must use because resources are recorded in it
+    /// (`pin_location` refuses any other).
+    pub fn pinned_account(&self) -> Option<&str> {
+        let pinned = !(self.resources.is_empty() && self.deposed.is_empty());
+        let account = self.location.split_once('/').map(|(account, _)| account);
+        account.filter(|_| pinned)
+    }
+
     /// Refuses a run against another account or region than the one the
     /// resources were recorded in; records the location of a state that has
     /// none yet.
@@ -452,6 +460,19 @@ mod tests {
             create_token: None,
             sensitive: Vec::new(),
         }
+    }
+
+    #[test]
+    fn only_an_account_with_resources_recorded_is_presumed() {
+        let mut s = State::new("demo");
+        s.location = "111111111111/us-east-2".into();
+        assert_eq!(
+            s.pinned_account(),
+            None,
+            "another account may still take it"
+        );
+        s.resources.insert("topic".into(), record("topic"));
+        assert_eq!(s.pinned_account(), Some("111111111111"));
     }
 
     #[test]

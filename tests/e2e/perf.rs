@@ -1,7 +1,11 @@
 //! How many calls a plan makes: reads in batches where AWS allows it, tags in
 //! bulk, and drift still seen on every property.
 
-use crate::support::{count, mutating, Env};
+use std::time::Duration;
+
+use localaws::Fault;
+
+use crate::support::{count, mutating, seed_stack_with_zip, Env};
 
 /// n each of topics, queues, log groups and alarms acting on the topics.
 fn many(n: usize) -> String {
@@ -80,4 +84,73 @@ fn drift_in_tags_is_seen_when_tags_are_read_in_bulk() {
         count(&env.take_calls(), "GetResources") >= 1,
         "tags were read in bulk"
     );
+}
+
+/// Reads whose second call needs something from a first (the policy's
+/// version id, an alarm's ARN, the account for `${stack.account_id}`) send it
+/// at once from what the state records: with each first call held back, the
+/// second still answers before it.
+#[test]
+fn a_no_op_plan_sends_no_read_that_waits_for_another() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let pairs = [
+        (("iam", "GetPolicy"), ("iam", "GetPolicyVersion")),
+        (
+            ("monitoring", "DescribeAlarms"),
+            ("monitoring", "ListTagsForResource"),
+        ),
+        (("logs", "DescribeLogGroups"), ("logs", "ListTagsLogGroup")),
+        (("sts", "GetCallerIdentity"), ("ec2", "DescribeImages")),
+    ];
+    for ((service, operation), _) in pairs {
+        env.aws
+            .inject(Fault::delay(service, operation, Duration::from_secs(2)));
+    }
+    env.take_calls();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let answered: Vec<String> = env
+        .take_calls()
+        .into_iter()
+        .map(|c| format!("{}:{}", c.service, c.operation))
+        .collect();
+    for ((s1, o1), (s2, o2)) in pairs {
+        let (first, second) = (format!("{s1}:{o1}"), format!("{s2}:{o2}"));
+        let held = answered.iter().rposition(|c| *c == first);
+        let next = answered.iter().position(|c| *c == second);
+        assert!(
+            next.is_some() && next < held,
+            "{second:?} waited for {first:?}: {answered:?}"
+        );
+    }
+}
+
+/// The version the state records is read beside GetPolicy, and kept only if
+/// GetPolicy says it is still the default: a version made default by hand
+/// shows as drift.
+#[test]
+fn a_policy_version_made_default_by_hand_shows_as_drift() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let arn = env.state("automate-monitoring")["resources"]["lambda_policy"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_hand = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:DescribeInstances","Resource":"*"}]}"#;
+    env.rt
+        .block_on(
+            env.iam()
+                .create_policy_version()
+                .policy_arn(&arn)
+                .policy_document(by_hand)
+                .set_as_default(true)
+                .send(),
+        )
+        .unwrap();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("~ lambda_policy"), "{}", out.stdout);
 }

@@ -521,6 +521,34 @@ fn the_intent_is_on_disk_before_the_create_call_is_sent() {
     assert!(recorded("notifications") && recorded("dev_instance") && recorded("lambda_role"));
 }
 
+/// Reads presume the recorded account (to build ARNs before STS answers);
+/// a state of another account is still refused, and nothing is changed.
+#[test]
+fn the_state_refuses_another_account_before_any_change() {
+    let env = seeded();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let path = env.path("state/automate-monitoring.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["location"] = "111111111111/us-east-2".into();
+    std::fs::write(&path, state.to_string()).unwrap();
+    env.take_calls();
+    for cmd in [
+        &["plan"][..],
+        &["apply", "--auto-approve"],
+        &["destroy", "--auto-approve"],
+    ] {
+        let out = env.stackctl(cmd);
+        assert_eq!(out.code, 1, "{cmd:?}");
+        assert!(
+            out.stderr.contains("records resources in account 111111111111, region us-east-2, but this run uses account 123456789012, region us-east-2"),
+            "{cmd:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(mutating(&env.take_calls()).is_empty());
+}
+
 #[test]
 fn the_state_refuses_another_region_before_any_change() {
     let env = seeded();
