@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use localaws::Fault;
 
-use crate::support::{count, mutating, seed_stack_with_zip, Env};
+use crate::support::{applied_seed_stack, count, mutating, Env};
 
 /// n each of topics, queues, log groups and alarms acting on the topics.
 fn many(n: usize) -> String {
@@ -92,9 +92,7 @@ fn drift_in_tags_is_seen_when_tags_are_read_in_bulk() {
 /// second still answers before it.
 #[test]
 fn a_no_op_plan_sends_no_read_that_waits_for_another() {
-    let env = Env::new();
-    env.write_stack(&seed_stack_with_zip(&env));
-    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let env = applied_seed_stack();
     let pairs = [
         (("iam", "GetPolicy"), ("iam", "GetPolicyVersion")),
         (
@@ -132,9 +130,7 @@ fn a_no_op_plan_sends_no_read_that_waits_for_another() {
 /// shows as drift.
 #[test]
 fn a_policy_version_made_default_by_hand_shows_as_drift() {
-    let env = Env::new();
-    env.write_stack(&seed_stack_with_zip(&env));
-    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let env = applied_seed_stack();
     let arn = env.state("automate-monitoring")["resources"]["lambda_policy"]["physical_id"]
         .as_str()
         .unwrap()

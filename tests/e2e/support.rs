@@ -165,6 +165,14 @@ impl Env {
     }
 }
 
+/// An endpoint with the seed stack (code from a zip) applied.
+pub fn applied_seed_stack() -> Env {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env
+}
+
 /// The repository's stack.yaml with the function's code as a small zip, so the
 /// stack's tests do not build the Rust Lambda (its own tests do).
 pub fn seed_stack_with_zip(env: &Env) -> String {

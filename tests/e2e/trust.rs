@@ -521,8 +521,30 @@ fn the_intent_is_on_disk_before_the_create_call_is_sent() {
     assert!(recorded("notifications") && recorded("dev_instance") && recorded("lambda_role"));
 }
 
+/// plan, apply and destroy, run with `vars` added to the environment, each
+/// exit 1 saying `refusal`, and nothing in AWS is changed.
+#[track_caller]
+fn each_command_refuses_before_any_change(env: &Env, vars: &[(&str, &str)], refusal: &str) {
+    env.take_calls();
+    for cmd in [
+        &["plan"][..],
+        &["apply", "--auto-approve"],
+        &["destroy", "--auto-approve"],
+    ] {
+        let out = env
+            .command(cmd)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        assert!(stderr.contains(refusal), "{cmd:?}: {stderr}");
+    }
+    assert!(mutating(&env.take_calls()).is_empty());
+}
+
 /// Reads presume the recorded account (to build ARNs before STS answers);
-/// a state of another account is still refused, and nothing is changed.
+/// a state of another account is still refused.
 #[test]
 fn the_state_refuses_another_account_before_any_change() {
     let env = seeded();
@@ -532,46 +554,22 @@ fn the_state_refuses_another_account_before_any_change() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     state["location"] = "111111111111/us-east-2".into();
     std::fs::write(&path, state.to_string()).unwrap();
-    env.take_calls();
-    for cmd in [
-        &["plan"][..],
-        &["apply", "--auto-approve"],
-        &["destroy", "--auto-approve"],
-    ] {
-        let out = env.stackctl(cmd);
-        assert_eq!(out.code, 1, "{cmd:?}");
-        assert!(
-            out.stderr.contains("records resources in account 111111111111, region us-east-2, but this run uses account 123456789012, region us-east-2"),
-            "{cmd:?}: {}",
-            out.stderr
-        );
-    }
-    assert!(mutating(&env.take_calls()).is_empty());
+    each_command_refuses_before_any_change(
+        &env,
+        &[],
+        "records resources in account 111111111111, region us-east-2, but this run uses account 123456789012, region us-east-2",
+    );
 }
 
 #[test]
 fn the_state_refuses_another_region_before_any_change() {
     let env = seeded();
     env.stackctl(&["apply", "--auto-approve"]).ok();
-    env.take_calls();
-    for cmd in [
-        &["plan"][..],
-        &["apply", "--auto-approve"],
-        &["destroy", "--auto-approve"],
-    ] {
-        let out = env
-            .command(cmd)
-            .env("AWS_REGION", "eu-west-1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
-        assert!(
-            stderr.contains("records resources in account 123456789012, region us-east-2, but this run uses account 123456789012, region eu-west-1"),
-            "{cmd:?}: {stderr}"
-        );
-    }
-    assert!(mutating(&env.take_calls()).is_empty());
+    each_command_refuses_before_any_change(
+        &env,
+        &[("AWS_REGION", "eu-west-1")],
+        "records resources in account 123456789012, region us-east-2, but this run uses account 123456789012, region eu-west-1",
+    );
     assert_eq!(census::count(&env), census::converged());
 }
 
