@@ -174,9 +174,12 @@ impl State {
     /// The account a run must use because resources are recorded in it
     /// (`pin_location` refuses any other).
     pub fn pinned_account(&self) -> Option<&str> {
-        let pinned = !(self.resources.is_empty() && self.deposed.is_empty());
         let account = self.location.split_once('/').map(|(account, _)| account);
-        account.filter(|_| pinned)
+        account.filter(|_| self.records_resources())
+    }
+
+    fn records_resources(&self) -> bool {
+        !(self.resources.is_empty() && self.deposed.is_empty())
     }
 
     /// Refuses a run against another account or region than the one the
@@ -188,7 +191,7 @@ impl State {
             self.location = current.to_string();
             return Ok(());
         }
-        if self.location != current && !(self.resources.is_empty() && self.deposed.is_empty()) {
+        if self.location != current && self.records_resources() {
             return Err(StateError::WrongAccount {
                 path,
                 recorded: describe_location(&self.location),
@@ -331,8 +334,6 @@ pub fn delta(before: &State, after: &State) -> Entry {
     }
 }
 
-/// Replays journal entries newer than the state into it, in serial order.
-/// Entries of another lineage, or at or below its serial, are already in it.
 /// Gives a state that differs from the last one written a serial after both,
 /// and returns its file form: the whole state, compacted.
 pub fn compacted(last: Option<&State>, state: &mut State) -> Result<Vec<u8>, serde_json::Error> {
@@ -345,6 +346,8 @@ pub fn compacted(last: Option<&State>, state: &mut State) -> Result<Vec<u8>, ser
     Ok(body)
 }
 
+/// Replays journal entries newer than the state into it, in serial order.
+/// Entries of another lineage, or at or below its serial, are already in it.
 pub fn replay(state: &mut State, mut entries: Vec<Entry>) {
     entries.sort_by_key(|e| e.serial);
     for e in entries {
