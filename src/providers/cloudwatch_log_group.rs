@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, sync_tags, tags_or, AwsError, Created, Ctx,
-    Observed, Provider, Resource,
+    absent, attrs, aws, check_name, split_tags, sync_tags, tags_of_each, tags_or, AwsError,
+    Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
 
@@ -188,17 +188,9 @@ async fn read_many(
     use futures::{StreamExt, TryStreamExt};
     let mut sorted = names.to_vec();
     sorted.sort();
-    let tags = async {
-        if cx.has_known_tags() {
-            return Ok(HashMap::new());
-        }
-        futures::stream::iter(names.iter().cloned().map(|name| async move {
-            Ok::<_, AwsError>((name.clone(), group_tags(cx, &name).await?))
-        }))
-        .buffer_unordered(16)
-        .try_collect::<HashMap<_, _>>()
-        .await
-    };
+    let tags = tags_of_each(cx, names.to_vec(), |name| async move {
+        group_tags(cx, &name).await
+    });
     let (groups, mut tags) = tokio::try_join!(describe_many(cx, &sorted), tags)?;
     let observed: Vec<Observed> = futures::stream::iter(groups.into_iter().map(|g| {
         let tags = tags.remove(g.log_group_name.as_deref().unwrap_or_default());

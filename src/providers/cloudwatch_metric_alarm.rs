@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 use super::{
-    absent, attrs, aws, split_tags, str_list, string_map, sync_tags, tags_or, user_tags, with_tags,
-    AwsError, Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, split_tags, str_list, string_map, sync_tags, tags_of_each, tags_or,
+    user_tags, with_tags, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
 
@@ -427,17 +427,9 @@ async fn read_many(
         Ok::<_, AwsError>(out.metric_alarms.unwrap_or_default())
     });
     let tags = async {
-        if cx.has_known_tags() {
-            return Ok(HashMap::new());
-        }
         let account = cx.account_id().await?;
-        let arns: Vec<String> = names.iter().map(|n| alarm_arn(cx, &account, n)).collect();
-        futures::stream::iter(arns.into_iter().map(|arn| async move {
-            Ok::<_, AwsError>((arn.clone(), alarm_tags(cx, &arn).await?))
-        }))
-        .buffer_unordered(16)
-        .try_collect::<HashMap<_, _>>()
-        .await
+        let arns = names.iter().map(|n| alarm_arn(cx, &account, n)).collect();
+        tags_of_each(cx, arns, |arn| async move { alarm_tags(cx, &arn).await }).await
     };
     let (alarms, mut tags) = tokio::try_join!(futures::future::try_join_all(calls), tags)?;
     let observed: Vec<Observed> = futures::stream::iter(alarms.into_iter().flatten().map(|a| {

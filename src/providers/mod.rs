@@ -620,6 +620,32 @@ where
     }
 }
 
+/// The tags of many resources, each from the type's own call (16 at a time),
+/// by the key each was asked for: what a batched read sends beside itself
+/// rather than after. Empty when a bulk read of tags is in use (reads take
+/// theirs from it with `tags_or`).
+pub async fn tags_of_each<F, TF>(
+    cx: &Ctx,
+    keys: Vec<String>,
+    fetch: F,
+) -> Result<HashMap<String, Vec<(String, String)>>, AwsError>
+where
+    F: Fn(String) -> TF,
+    TF: Future<Output = Result<Vec<(String, String)>, AwsError>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    if cx.has_known_tags() {
+        return Ok(HashMap::new());
+    }
+    futures::stream::iter(keys.into_iter().map(|key| {
+        let tags = fetch(key.clone());
+        async move { Ok::<_, AwsError>((key, tags.await?)) }
+    }))
+    .buffer_unordered(16)
+    .try_collect()
+    .await
+}
+
 /// A read and its tag call in one round trip: both at once, unless a bulk
 /// read of tags is in use (then the tags come from it, or are fetched after
 /// when it does not have them).
