@@ -733,6 +733,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let mut backend = crate::state::open(&stack, &file.backend_config).await?;
                 let lock = take_lock(backend.as_ref(), "state rekey").await?;
                 let n = backend.rekey(&stack.name).await?;
+                warn_of_cleanup(backend.as_mut());
                 match &backend.keys().current {
                     Some(key) => println!("Rewrote {n} object(s) encrypted with key {}.", key.id),
                     None => println!(
@@ -820,6 +821,20 @@ async fn locked_state(
     }
     let state = backend.load(&stack.name).await?;
     Ok((backend, lock, state))
+}
+
+/// Writes the state whole at the end of a run. What failed after it was
+/// saved is only told: the run's changes are recorded.
+async fn compact(backend: &mut dyn Backend, state: &mut State) -> Result<()> {
+    backend.compact(state).await?;
+    warn_of_cleanup(backend);
+    Ok(())
+}
+
+fn warn_of_cleanup(backend: &mut dyn Backend) {
+    for warning in backend.take_warnings() {
+        eprintln!("warning: {warning}");
+    }
 }
 
 /// The AWS clients of a run, reporting progress on the terminal.
@@ -1074,7 +1089,7 @@ async fn apply_command(
         state.sensitive_outputs = apply::sensitive_outputs(&v, &state);
     }
     // The run's journal folds into the state: the next read is one object.
-    backend.compact(&mut state).await?;
+    compact(backend.as_mut(), &mut state).await?;
     lock.release().await?;
     finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Apply")?;
     if !state.outputs.is_empty() {
@@ -1154,7 +1169,7 @@ async fn destroy_command(
     if outcome.ok() {
         state.outputs.clear();
     }
-    backend.compact(&mut state).await?;
+    compact(backend.as_mut(), &mut state).await?;
     lock.release().await?;
     finish(&outcome, &plan, started.elapsed().as_secs_f64(), "Destroy")?;
     Ok(ExitCode::SUCCESS)
@@ -1187,7 +1202,7 @@ async fn import_command(
         }
         None => crate::import::all(&v, &cx, &mut state, &values, &data, backend.as_mut()).await?,
     };
-    backend.compact(&mut state).await?;
+    compact(backend.as_mut(), &mut state).await?;
     lock.release().await?;
     for i in &imported {
         let tags = if i.tagged {
@@ -1279,7 +1294,7 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
                 }
                 eprintln!("warning: {problem}; written anyway (--force)");
             }
-            backend.compact(&mut pushed).await?;
+            compact(backend.as_mut(), &mut pushed).await?;
             lock.release().await?;
             println!(
                 "Wrote the state to {} (serial {}, {} resources).",
@@ -1312,7 +1327,7 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
             if occupied && !force {
                 bail!("{} already holds a state of this stack with {} resources and another lineage; nothing was copied (--force overwrites it; its bucket versions keep it)", target.location(), existing.resources.len());
             }
-            target.compact(&mut state).await?;
+            compact(target.as_mut(), &mut state).await?;
             target_lock.release().await?;
             from_lock.release().await?;
             println!(
@@ -1348,7 +1363,7 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
                         .unwrap_or("(an interrupted create)")
                 );
             }
-            backend.compact(&mut state).await?;
+            compact(backend.as_mut(), &mut state).await?;
             lock.release().await?;
             println!("The resources keep their stackctl tags: while the stack file declares them, the next apply finds and takes them back. Remove them from the file to leave them alone.");
         }
@@ -1356,7 +1371,7 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
             let stack = Stack::load(&file.file)?;
             let (mut backend, lock, mut state) = locked_state(&stack, &file, "state mv").await?;
             move_record(&mut state, &old, &new)?;
-            backend.compact(&mut state).await?;
+            compact(backend.as_mut(), &mut state).await?;
             lock.release().await?;
             println!("Moved `{old}` to `{new}` in the state; nothing changed in AWS.");
         }

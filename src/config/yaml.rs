@@ -96,7 +96,8 @@ impl Node {
         }
     }
 
-    /// A map key as text: YAML allows `1: x`, JSON and AWS want strings.
+    /// A map key as text: YAML allows `1: x`, JSON and AWS want strings. A
+    /// list or map as a key is refused while loading.
     pub fn key_text(&self) -> String {
         match &self.kind {
             NodeKind::Str(s) => s.clone(),
@@ -154,6 +155,7 @@ enum ScalarKey {
     Null,
     Bool(bool),
     Int(i64),
+    Float(u64),
     Str(String),
 }
 
@@ -163,8 +165,9 @@ impl ScalarKey {
             NodeKind::Null => ScalarKey::Null,
             NodeKind::Bool(b) => ScalarKey::Bool(*b),
             NodeKind::Int(i) => ScalarKey::Int(*i),
+            NodeKind::Float(f) => ScalarKey::Float(f.to_bits()),
             NodeKind::Str(s) => ScalarKey::Str(s.clone()),
-            NodeKind::Float(_) | NodeKind::Seq(_) | NodeKind::Map(_) => return None,
+            NodeKind::Seq(_) | NodeKind::Map(_) => return None,
         })
     }
 }
@@ -208,16 +211,18 @@ impl Builder {
             Some(Frame::Seq(items, ..)) => items.push(node),
             Some(Frame::Map(entries, pending_key, seen, ..)) => match pending_key.take() {
                 None => {
-                    let duplicate = match ScalarKey::of(&node.kind) {
-                        Some(key) => seen.insert(key, node.span.line),
-                        None => entries
-                            .iter()
-                            .find(|(k, _)| k.kind == node.kind)
-                            .map(|(first, _)| first.span.line),
-                    };
+                    let key = ScalarKey::of(&node.kind);
+                    let complex = key.is_none();
+                    let duplicate = key.and_then(|key| seen.insert(key, node.span.line));
                     let (text, span) = (node.key_text(), node.span);
                     *pending_key = Some(node);
-                    if let Some(line) = duplicate {
+                    if complex {
+                        // JSON, and so every AWS property, has text keys only.
+                        self.fail(
+                            "a map key must be one value (text, a number, true/false or null), not a list or a map".into(),
+                            span,
+                        );
+                    } else if let Some(line) = duplicate {
                         self.fail(
                             format!("duplicate key `{text}` (first defined on line {line})"),
                             span,
@@ -420,6 +425,14 @@ mod tests {
         assert!(parse("1: a\n\"1\": b\ntrue: c\n\"true\": d\n~: e\n1.5: f\n").is_ok());
         assert_eq!(parse("x: 0\n1: a\n1: b\n").unwrap_err().span.line, 3);
         assert_eq!(parse("1.5: a\n1.5: b\n").unwrap_err().span.line, 2);
+    }
+
+    #[test]
+    fn a_list_or_map_as_a_key_is_refused_with_its_line() {
+        let err = parse("tags:\n  ? [x, y]\n  : 1\n").unwrap_err();
+        assert_eq!(err.span.line, 2, "{err:?}");
+        assert!(err.message.contains("not a list or a map"), "{err}");
+        assert_eq!(parse("tags: {{a: 1}: 2}\n").unwrap_err().span.line, 1);
     }
 
     #[test]

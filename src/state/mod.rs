@@ -269,6 +269,12 @@ pub trait Backend: Send + Sync {
     /// Writes the whole state and clears the journal: the end of a run.
     async fn compact(&mut self, state: &mut State) -> Result<(), StateError>;
 
+    /// What failed after the state was saved (a journal left behind), for
+    /// the run to report as warnings; each is given once.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Takes the lock, or fails at once naming its holder.
     async fn lock(&self, operation: &str) -> Result<Box<dyn Held>, StateError>;
 

@@ -29,6 +29,8 @@ pub struct S3Backend {
     etag: Option<String>,
     /// Journal objects written by this run (or found at load), for compaction.
     journal: Vec<String>,
+    /// What went wrong after the state was saved, for the run to report.
+    warnings: Vec<String>,
 }
 
 /// An S3 error turned into what a user can act on.
@@ -112,6 +114,7 @@ impl S3Backend {
             last: None,
             etag: None,
             journal: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 
@@ -249,7 +252,7 @@ impl S3Backend {
 
     /// Deletes the keys a thousand per call (DeleteObjects): a journal of a
     /// thousand entries is gone in one round trip, not a thousand.
-    async fn delete_all(&self, keys: Vec<String>) -> Result<(), StateError> {
+    async fn delete_all(&self, keys: &[String]) -> Result<(), StateError> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         for chunk in keys.chunks(1000) {
             let objects = chunk
@@ -272,7 +275,7 @@ impl S3Backend {
                 .map_err(|e| self.failure("deleting the journal of", e).into_error())?;
             if let Some(e) = out.errors().first() {
                 return Err(StateError::Backend(format!(
-                    "deleting s3://{}/{} failed: {}: {}; the state is saved, and the journal entries left are older than it: the next run deletes them",
+                    "deleting s3://{}/{} failed: {}: {}",
                     self.bucket,
                     e.key().unwrap_or_default(),
                     e.code().unwrap_or_default(),
@@ -281,6 +284,40 @@ impl S3Backend {
             }
         }
         Ok(())
+    }
+
+    /// The journal entries written after the state's serial, read in
+    /// parallel: what a run that died saved. Entries at or below it (left
+    /// when a compaction could not delete them) are in the state already and
+    /// are not read; the next compaction deletes them.
+    async fn newer_entries(&self, serial: u64) -> Result<Vec<Entry>, StateError> {
+        use futures::{StreamExt, TryStreamExt};
+        let newer: Vec<String> = self
+            .journal
+            .iter()
+            .filter(|key| {
+                key.rsplit('/')
+                    .next()
+                    .and_then(|name| name.parse::<u64>().ok())
+                    .is_none_or(|entry| entry > serial)
+            })
+            .cloned()
+            .collect();
+        let read: Vec<Option<Entry>> = futures::stream::iter(newer)
+            .map(|key| async move { self.entry(&key).await })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(read.into_iter().flatten().collect())
+    }
+
+    /// One journal entry; None when it is gone or unreadable (a write cut
+    /// short never completed, so nothing relies on it).
+    async fn entry(&self, key: &str) -> Result<Option<Entry>, StateError> {
+        let Some((bytes, _)) = self.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&self.open(&bytes, key)?).ok())
     }
 
     async fn journal_keys(&self) -> Result<Vec<String>, StateError> {
@@ -351,14 +388,7 @@ impl Backend for S3Backend {
             }
         };
         self.journal = self.journal_keys().await?;
-        let mut entries = Vec::new();
-        for key in &self.journal {
-            if let Some((bytes, _)) = self.get(key).await? {
-                if let Ok(e) = serde_json::from_slice::<Entry>(&self.open(&bytes, key)?) {
-                    entries.push(e);
-                }
-            }
-        }
+        let entries = self.newer_entries(state.serial).await?;
         replay(&mut state, entries);
         self.last = Some(state.clone());
         Ok(state)
@@ -408,9 +438,17 @@ impl Backend for S3Backend {
             });
         };
         self.etag = Some(etag);
-        let journal = std::mem::take(&mut self.journal);
-        self.delete_all(journal).await?;
         self.last = Some(state.clone());
+        // The state is saved: a journal left behind is older than it, never
+        // read again, and deleted by the next compaction, so a failure to
+        // delete it is a warning, not a failed run.
+        let journal = std::mem::take(&mut self.journal);
+        if let Err(e) = self.delete_all(&journal).await {
+            self.journal = journal;
+            self.warnings.push(format!(
+                "{e}; the state is saved, and the journal entries left are older than it: the next run that writes the state deletes them"
+            ));
+        }
         Ok(())
     }
 
@@ -480,6 +518,10 @@ impl Backend for S3Backend {
 
     fn keys(&self) -> &crate::seal::Keys {
         &self.keys
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     async fn notes(&self) -> Vec<String> {

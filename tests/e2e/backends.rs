@@ -98,7 +98,7 @@ fn gethostname() -> String {
         .unwrap_or_default()
 }
 
-fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(true)

@@ -226,6 +226,49 @@ fn a_missing_bucket_and_a_bucket_without_versioning_are_explained() {
     );
 }
 
+/// The journal objects beside the messaging stack's state.
+fn journal(env: &Env) -> Vec<String> {
+    let listed = env.rt.block_on(
+        crate::backends::s3(&env.sdk())
+            .list_objects_v2()
+            .bucket("team-state")
+            .prefix("stacks/messaging.json.journal/")
+            .send(),
+    );
+    let listed = listed.unwrap();
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_journal_left_after_the_state_is_saved_is_a_warning_and_the_next_run_deletes_it() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    env.write_stack(MESSAGING);
+    env.aws.inject(Fault::coded(
+        "s3",
+        "DeleteObjects",
+        403,
+        "AccessDenied",
+        "Access Denied",
+    ));
+    let applied = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        applied.stderr.contains("warning: ") && applied.stderr.contains("the state is saved"),
+        "{}",
+        applied.stderr
+    );
+    assert!(!journal(&env).is_empty(), "the delete was refused");
+
+    let again = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    assert!(!again.stderr.contains("warning"), "{}", again.stderr);
+    assert_eq!(journal(&env), Vec::<String>::new());
+}
+
 #[test]
 fn a_local_state_migrates_to_s3_and_push_refuses_an_older_state() {
     let env = Env::new();

@@ -42,6 +42,14 @@ pub fn error(
                 "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>"
             ),
         ),
+        // restXml, the error unwrapped: S3.
+        "s3" => (
+            status,
+            vec![h("content-type", "application/xml")],
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>0000000000000000</RequestId></Error>"
+            ),
+        ),
         // awsQuery: SNS, IAM, STS, CloudWatch.
         _ => (
             status,
@@ -66,6 +74,7 @@ pub fn throttling(service: &str) -> (u16, Vec<(String, String)>, String) {
         "lambda" => error(service, 429, "TooManyRequestsException", "Rate exceeded"),
         "sqs" => error(service, 400, "RequestThrottled", "Rate exceeded"),
         "logs" => error(service, 400, "ThrottlingException", "Rate exceeded"),
+        "s3" => error(service, 503, "SlowDown", "Please reduce your request rate."),
         _ => error(service, 400, "Throttling", "Rate exceeded"),
     }
 }
