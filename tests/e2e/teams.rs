@@ -263,10 +263,16 @@ fn a_journal_left_after_the_state_is_saved_is_a_warning_and_the_next_run_deletes
     );
     assert!(!journal(&env).is_empty(), "the delete was refused");
 
+    env.take_calls();
     let again = env.stackctl(&["apply", "--auto-approve"]).ok();
     assert!(again.stdout.contains("No changes"), "{}", again.stdout);
     assert!(!again.stderr.contains("warning"), "{}", again.stderr);
     assert_eq!(journal(&env), Vec::<String>::new());
+    assert_eq!(
+        count(&env.take_calls(), "GetObject"),
+        1,
+        "the state is read; the entries older than it are not"
+    );
 }
 
 #[test]
