@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use localaws::Fault;
+use localaws::{Fault, FaultKind};
 
 use crate::backends::bucket;
 use crate::census;
@@ -243,36 +243,50 @@ fn journal(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// DeleteObjects answered 200 with an error for a key: AWS's partial failure.
+fn delete_objects_failing_a_key() -> Fault {
+    let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Error><Key>stacks/messaging.json.journal/00000000000000000001</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error></DeleteResult>"#;
+    Fault {
+        service: "s3".into(),
+        operation: "DeleteObjects".into(),
+        times: 1,
+        kind: FaultKind::Refuse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/xml".into())],
+            body: body.into(),
+        },
+        after: None,
+    }
+}
+
 #[test]
 fn a_journal_left_after_the_state_is_saved_is_a_warning_and_the_next_run_deletes_it() {
-    let env = Env::new();
-    bucket(&env, "team-state", true);
-    env.write_stack(MESSAGING);
-    env.aws.inject(Fault::coded(
-        "s3",
-        "DeleteObjects",
-        403,
-        "AccessDenied",
-        "Access Denied",
-    ));
-    let applied = env.stackctl(&["apply", "--auto-approve"]).ok();
-    assert!(
-        applied.stderr.contains("warning: ") && applied.stderr.contains("the state is saved"),
-        "{}",
-        applied.stderr
-    );
-    assert!(!journal(&env).is_empty(), "the delete was refused");
+    let refused = Fault::coded("s3", "DeleteObjects", 403, "AccessDenied", "Access Denied");
+    for fault in [refused, delete_objects_failing_a_key()] {
+        let env = Env::new();
+        bucket(&env, "team-state", true);
+        env.write_stack(MESSAGING);
+        env.aws.inject(fault);
+        let applied = env.stackctl(&["apply", "--auto-approve"]).ok();
+        assert!(
+            applied.stderr.contains("warning: ") && applied.stderr.contains("the state is saved"),
+            "{}",
+            applied.stderr
+        );
+        assert!(!journal(&env).is_empty(), "the delete failed");
 
-    env.take_calls();
-    let again = env.stackctl(&["apply", "--auto-approve"]).ok();
-    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
-    assert!(!again.stderr.contains("warning"), "{}", again.stderr);
-    assert_eq!(journal(&env), Vec::<String>::new());
-    assert_eq!(
-        count(&env.take_calls(), "GetObject"),
-        1,
-        "the state is read; the entries older than it are not"
-    );
+        env.take_calls();
+        let again = env.stackctl(&["apply", "--auto-approve"]).ok();
+        assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+        assert!(!again.stderr.contains("warning"), "{}", again.stderr);
+        assert_eq!(journal(&env), Vec::<String>::new());
+        assert_eq!(
+            count(&env.take_calls(), "GetObject"),
+            1,
+            "the state is read; the entries older than it are not"
+        );
+    }
 }
 
 #[test]
