@@ -566,6 +566,66 @@ fn two_runs_building_the_same_sources_at_once_run_cargo_once() {
 }
 
 #[test]
+fn a_build_killed_midway_leaves_no_lock_that_stops_the_next() {
+    let env = Env::new();
+    scratch_function(&env);
+    // A build script that says it runs, then holds cargo until the gate opens.
+    std::fs::write(
+        env.path("fn/f/build.rs"),
+        r#"fn main() {
+    let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    std::fs::write(dir.join("../running"), "").unwrap();
+    while !dir.join("../gate").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+"#,
+    )
+    .unwrap();
+    let mut killed = env
+        .command(&["build"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_file(&env.path("fn/running"), &mut killed);
+    killed.kill().unwrap(); // SIGKILL: no cleanup runs
+    killed.wait().unwrap();
+
+    std::fs::write(env.path("fn/gate"), "").unwrap();
+    let mut next = env
+        .command(&["build"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while next.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            next.kill().unwrap();
+            panic!("the next build still waits on the killed build's lock");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = next.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("CodeSha256"), "{text}");
+}
+
+/// Waits until a file exists, failing if `child` ends first.
+fn wait_for_file(path: &Path, child: &mut Child) {
+    while !path.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_changed_source_is_planned_built_once_and_uploaded_and_a_revert_restores_the_code() {
     let env = Env::new();
     scratch_function(&env);
