@@ -57,6 +57,11 @@ fn s3_error<E: ProvideErrorMetadata>(
     })
 }
 
+/// The serial a journal key was written under (`S3Backend::journal_key`).
+fn serial_of_journal_key(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.parse().ok()
+}
+
 enum Failure {
     Absent,
     Condition,
@@ -124,6 +129,11 @@ impl S3Backend {
 
     fn journal_prefix(&self) -> String {
         format!("{}.journal/", self.key)
+    }
+
+    /// A journal entry's key: its serial, zero-padded so keys sort by it.
+    fn journal_key(&self, serial: u64) -> String {
+        format!("{}{serial:020}", self.journal_prefix())
     }
 
     fn fail<E: ProvideErrorMetadata>(&self, what: &str, e: &E, status: Option<u16>) -> StateError {
@@ -295,12 +305,7 @@ impl S3Backend {
         let newer: Vec<String> = self
             .journal
             .iter()
-            .filter(|key| {
-                key.rsplit('/')
-                    .next()
-                    .and_then(|name| name.parse::<u64>().ok())
-                    .is_none_or(|entry| entry > serial)
-            })
+            .filter(|key| serial_of_journal_key(key).is_none_or(|entry| entry > serial))
             .cloned()
             .collect();
         let read: Vec<Option<Entry>> = futures::stream::iter(newer)
@@ -404,7 +409,7 @@ impl Backend for S3Backend {
         state.ensure_lineage();
         state.serial = last.serial.max(state.serial) + 1;
         let entry = delta(&last, state);
-        let key = format!("{}{:020}", self.journal_prefix(), state.serial);
+        let key = self.journal_key(state.serial);
         let plain = serde_json::to_vec(&entry).map_err(|e| StateError::Backend(e.to_string()))?;
         let body = crate::seal::seal(&self.keys, &plain, &key)?;
         if self.put(&key, body, None, true).await?.is_none() {
