@@ -137,6 +137,9 @@ pub struct Alarm {
     pub state: String,
     pub previous_state: String,
     pub reason: String,
+    /// When the alarm changed state (epoch seconds): the function's "now",
+    /// so a replayed or simulated alarm is judged at its own time.
+    pub time: Option<u64>,
 }
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -178,6 +181,7 @@ pub fn parse_event(event: &Value) -> Result<Alarm, RemediationError> {
                 reason: text(&inner, &["NewStateReason"])
                     .unwrap_or_default()
                     .to_string(),
+                time: text(&inner, &["StateChangeTime"]).and_then(epoch_secs),
             });
         }
         return parse_event(&inner);
@@ -195,6 +199,7 @@ pub fn parse_event(event: &Value) -> Result<Alarm, RemediationError> {
         reason: text(event, &["alarmData", "state", "reason"])
             .unwrap_or_default()
             .to_string(),
+        time: text(event, &["time"]).and_then(epoch_secs),
     })
 }
 
@@ -321,6 +326,42 @@ async fn wait_for(
     }
 }
 
+/// `2026-11-25T10:20:08.431+0000` (CloudWatch's form), `...Z` or
+/// `...+00:00`, as epoch seconds.
+pub fn epoch_secs(text: &str) -> Option<u64> {
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if text.get(4..5) != Some("-") || text.get(10..11) != Some("T") || !(1..=12).contains(&mo) {
+        return None;
+    }
+    let zone = text[19..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone {
+        "Z" | "" => 0,
+        _ => {
+            let sign = match zone.get(..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let digits: String = zone[1..].chars().filter(char::is_ascii_digit).collect();
+            let (oh, om) = (
+                digits.get(..2)?.parse::<i64>().ok()?,
+                digits.get(2..4)?.parse::<i64>().ok()?,
+            );
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s - offset).ok()
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -351,6 +392,7 @@ async fn restart(
     deadline: Deadline,
     report: &mut Report,
     request_id: &str,
+    now: u64,
 ) -> Result<(), RemediationError> {
     let ids = &cfg.instance_ids;
     match cfg.action {
@@ -406,7 +448,7 @@ async fn restart(
         .tags(
             Tag::builder()
                 .key(LAST_RESTART_TAG)
-                .value(now_secs().to_string())
+                .value(now.to_string())
                 .build(),
         )
         .send()
@@ -485,7 +527,9 @@ pub async fn handle(
     };
 
     // Cooldown: a flapping alarm must not restart the instance over and over.
-    let now = now_secs();
+    // A restart recorded after the alarm's time (a concurrent invocation)
+    // is as recent as can be.
+    let now = alarm.time.unwrap_or_else(now_secs);
     let recent = match states(c, &cfg.instance_ids).await {
         Ok(s) => s
             .into_iter()
@@ -494,9 +538,13 @@ pub async fn handle(
         Err(e) => return fail(c, cfg, &alarm, &with, &report, e, request_id).await,
     };
     if let Some((id, last)) = recent {
+        let when = match now.checked_sub(last) {
+            Some(ago) => format!("{ago}s before this alarm"),
+            None => "after this alarm's time".to_string(),
+        };
         let message = with(json!({
             "outcome": "skipped",
-            "why": format!("{id} was restarted by this function {}s ago; the cooldown is {}s", now - last, cfg.cooldown.as_secs()),
+            "why": format!("{id} was restarted by this function {when}; the cooldown is {}s", cfg.cooldown.as_secs()),
         }));
         log(request_id, "cooldown", message.clone());
         if let Err(e) = publish(
@@ -512,7 +560,7 @@ pub async fn handle(
         return Ok(message);
     }
 
-    match restart(c, cfg, deadline, &mut report, request_id).await {
+    match restart(c, cfg, deadline, &mut report, request_id, now).await {
         Ok(()) => {
             let message = with(
                 json!({"outcome": "succeeded", "steps": report.steps, "ms": report.started.elapsed().as_millis() as u64}),
@@ -642,11 +690,28 @@ mod tests {
     }
 
     #[test]
+    fn alarm_times_read_in_each_form_cloudwatch_and_sns_write() {
+        assert_eq!(epoch_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            epoch_secs("2026-11-25T10:20:08.431+0000"),
+            Some(1_795_602_008)
+        );
+        assert_eq!(epoch_secs("2026-11-25T10:20:08.431Z"), Some(1_795_602_008));
+        assert_eq!(epoch_secs("2026-11-25T11:20:08+01:00"), Some(1_795_602_008));
+        assert_eq!(epoch_secs("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(epoch_secs("yesterday"), None);
+        let event = json!({"source": "aws.cloudwatch", "alarmArn": "arn:a", "time": "2026-11-25T10:20:08.431+0000",
+            "alarmData": {"alarmName": "a", "state": {"value": "ALARM"}}});
+        assert_eq!(parse_event(&event).unwrap().time, Some(1_795_602_008));
+    }
+
+    #[test]
     fn both_envelopes_give_the_same_alarm() {
-        let direct = json!({"source": "aws.cloudwatch", "alarmArn": "arn:a", "alarmData": {
+        let direct = json!({"source": "aws.cloudwatch", "alarmArn": "arn:a", "time": "2026-11-25T10:20:08.431+0000", "alarmData": {
             "alarmName": "slow-responses", "state": {"value": "ALARM", "reason": "r"}, "previousState": {"value": "OK"}}});
         let via_sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": serde_json::to_string(&json!({
-            "AlarmName": "slow-responses", "AlarmArn": "arn:a", "NewStateValue": "ALARM", "NewStateReason": "r", "OldStateValue": "OK"})).unwrap()}}]});
+            "AlarmName": "slow-responses", "AlarmArn": "arn:a", "NewStateValue": "ALARM", "NewStateReason": "r", "OldStateValue": "OK",
+            "StateChangeTime": "2026-11-25T10:20:08.431+0000"})).unwrap()}}]});
         assert_eq!(
             parse_event(&direct).unwrap(),
             parse_event(&via_sns).unwrap()

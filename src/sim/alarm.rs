@@ -194,6 +194,96 @@ pub fn evaluate(points: &[Point], n: usize, m: usize, missing: Missing, current:
     }
 }
 
+/// An alarm's settings, as its evaluation needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub statistic: Statistic,
+    pub period_ms: i64,
+    /// N: evaluation_periods.
+    pub n: usize,
+    /// M: datapoints_to_alarm.
+    pub m: usize,
+    pub threshold: f64,
+    pub comparison: Comparison,
+    pub missing: Missing,
+}
+
+/// A state change, at the evaluation that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub t_ms: i64,
+    pub from: State,
+    pub to: State,
+    /// The newest real datapoint of the range, if any.
+    pub value: Option<f64>,
+}
+
+impl Rule {
+    /// The evaluation range at `tick`: R = N + 2 datapoints, oldest first,
+    /// each the statistic of one period of `samples` (sorted by time), None
+    /// when the period holds none. The periods slide with the evaluation
+    /// (the newest ends at `tick`), spaced one period apart. When the newest
+    /// period holds no data, "the most recent real datapoints" CloudWatch
+    /// falls back on are the periods ending where the metric's data last was:
+    /// the range is re-anchored there, so a look-back never reaches behind
+    /// data the alarm has already seen newer (a burst followed by quiet
+    /// periods and then silence does not come back as a fresh datapoint).
+    pub fn datapoints(&self, samples: &[(i64, f64)], tick: i64, step: i64) -> Vec<Option<f64>> {
+        let (r, p) = (self.n + 2, self.period_ms);
+        let from = tick - r as i64 * p;
+        let before = samples.partition_point(|(t, _)| *t < tick);
+        let anchor = samples[..before]
+            .last()
+            .filter(|(t, _)| *t >= from)
+            .map_or(tick, |(t, _)| tick.min(t - t.rem_euclid(step) + p));
+        let empty = ((tick - anchor + p - 1) / p) as usize;
+        let mut points = vec![None; r];
+        for j in 0..r.saturating_sub(empty) {
+            let end = anchor - j as i64 * p;
+            if end - p < from {
+                break;
+            }
+            let lo = samples.partition_point(|(t, _)| *t < end - p);
+            let hi = samples.partition_point(|(t, _)| *t < end);
+            let values: Vec<f64> = samples[lo..hi].iter().map(|(_, v)| *v).collect();
+            points[r - 1 - empty - j] = self.statistic.of(&values);
+        }
+        points
+    }
+
+    pub fn point(&self, value: Option<f64>) -> Point {
+        match value {
+            Some(v) if self.comparison.breaches(v, self.threshold) => Point::Breaching,
+            Some(_) => Point::NotBreaching,
+            None => Point::Missing,
+        }
+    }
+
+    /// Every state change of an alarm created at `start` (in
+    /// INSUFFICIENT_DATA), evaluated every `step` ms until `end`.
+    pub fn changes(&self, samples: &[(i64, f64)], start: i64, end: i64, step: i64) -> Vec<Change> {
+        let mut state = State::InsufficientData;
+        let mut out = Vec::new();
+        let mut tick = start + step;
+        while tick <= end {
+            let datapoints = self.datapoints(samples, tick, step);
+            let points: Vec<Point> = datapoints.iter().map(|v| self.point(*v)).collect();
+            let next = evaluate(&points, self.n, self.m, self.missing, state);
+            if next != state {
+                out.push(Change {
+                    t_ms: tick,
+                    from: state,
+                    to: next,
+                    value: datapoints.iter().rev().find_map(|v| *v),
+                });
+                state = next;
+            }
+            tick += step;
+        }
+        out
+    }
+}
+
 /// The premature-alarm rule: the oldest breaching point of the last N is at
 /// least M from the newest, and nothing newer cancels it.
 fn premature(last: &[Point], m: usize) -> bool {

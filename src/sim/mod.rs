@@ -15,7 +15,7 @@ pub mod runtime;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -26,7 +26,7 @@ use crate::schema::Props;
 use crate::state::State;
 use crate::validate::Validated;
 
-use alarm::{Comparison, Missing, Point, Statistic};
+use alarm::{Comparison, Missing, Statistic};
 
 /// One log line, as `aws logs put-log-events` takes it.
 #[derive(Debug, Clone)]
@@ -88,7 +88,10 @@ pub struct Invocation {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
+    /// When it was delivered, on the virtual clock.
+    pub t_ms: i64,
     pub queue: String,
+    /// SNS's envelope, its `Timestamp` the virtual time of the delivery.
     pub body: String,
 }
 
@@ -112,35 +115,25 @@ struct Deployed {
     physical_id: Option<String>,
 }
 
-struct Sim<'a> {
+/// The stack's metric filters and alarms with their deployed settings: what
+/// the log lines go through before any action runs. Pure: no AWS call.
+struct Pipeline<'a> {
     v: &'a Validated,
-    cx: &'a Ctx,
-    report: &'a Report,
     resources: BTreeMap<String, Deployed>,
-    /// Whether actions may run: against a local endpoint, or with --live.
-    act: bool,
+    /// The virtual clock's origin: the minute of the first event.
     t0: i64,
-    out: Outcome,
 }
 
 /// An alarm as evaluated.
 struct AlarmSpec {
     id: String,
-    namespace: String,
-    metric: String,
-    dimensions: BTreeMap<String, String>,
-    statistic: Statistic,
-    period_ms: i64,
-    n: usize,
-    m: usize,
-    threshold: f64,
-    comparison: Comparison,
-    missing: Missing,
+    metric: MetricKey,
+    rule: alarm::Rule,
     actions_enabled: bool,
-    state: alarm::State,
 }
 
 type MetricKey = (String, String, BTreeMap<String, String>);
+type Samples = BTreeMap<MetricKey, Vec<(i64, f64)>>;
 
 fn text(p: &Props, k: &str) -> String {
     p.get(k)
@@ -149,63 +142,57 @@ fn text(p: &Props, k: &str) -> String {
         .to_string()
 }
 
-pub async fn run(
-    v: &Validated,
-    state: &State,
-    cx: &Ctx,
-    report: &Report,
-    events: &[LogEvent],
-    opts: Options,
-) -> Result<Outcome, String> {
-    let values = crate::plan::StackValues {
-        name: v.stack.name.clone(),
-        region: Some(cx.region()),
-        account_id: None,
-    };
-    let resources = v
-        .stack
-        .decls
-        .values()
-        .filter(|d| !d.is_data)
-        .map(|d| {
-            let deployed = match state.resources.get(&d.id).filter(|r| !r.is_pending()) {
-                Some(rec) => Deployed {
-                    props: rec.props.clone(),
-                    attrs: rec.attrs.clone(),
-                    physical_id: rec.physical_id.clone(),
-                },
-                None => Deployed {
-                    props: crate::plan::declared_props(v, &d.id, &values, &|_, _| None),
-                    attrs: Default::default(),
-                    physical_id: None,
-                },
-            };
-            (d.id.clone(), deployed)
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
         })
-        .collect();
-    let local = cx.sdk.endpoint_url().is_some();
-    let t0 = events
-        .first()
-        .map_or(0, |e| e.timestamp - e.timestamp.rem_euclid(60_000));
-    let mut sim = Sim {
-        v,
-        cx,
-        report,
-        resources,
-        act: local || opts.live,
-        t0,
-        out: Outcome::default(),
-    };
-    if local {
-        sim.drain_queues().await;
-    }
-    let samples = sim.filter(events)?;
-    sim.evaluate(&samples, events).await?;
-    sim.out.timeline.sort_by_key(|h| h.t_ms);
-    Ok(sim.out)
+        .unwrap_or_default()
 }
 
-impl Sim<'_> {
+/// One state change of one alarm, in the order the timeline tells them.
+struct Transition {
+    alarm: usize,
+    change: alarm::Change,
+}
+
+impl<'a> Pipeline<'a> {
+    /// Each resource as the state records it, or as written before apply.
+    fn new(v: &'a Validated, state: &State, region: String, events: &[LogEvent]) -> Pipeline<'a> {
+        let values = crate::plan::StackValues {
+            name: v.stack.name.clone(),
+            region: Some(region),
+            account_id: None,
+        };
+        let resources = v
+            .stack
+            .decls
+            .values()
+            .filter(|d| !d.is_data)
+            .map(|d| {
+                let deployed = match state.resources.get(&d.id).filter(|r| !r.is_pending()) {
+                    Some(rec) => Deployed {
+                        props: rec.props.clone(),
+                        attrs: rec.attrs.clone(),
+                        physical_id: rec.physical_id.clone(),
+                    },
+                    None => Deployed {
+                        props: crate::plan::declared_props(v, &d.id, &values, &|_, _| None),
+                        attrs: Default::default(),
+                        physical_id: None,
+                    },
+                };
+                (d.id.clone(), deployed)
+            })
+            .collect();
+        let t0 = events
+            .first()
+            .map_or(0, |e| e.timestamp - e.timestamp.rem_euclid(60_000));
+        Pipeline { v, resources, t0 }
+    }
+
     fn of_type(&self, t: &str) -> Vec<String> {
         let mut ids: Vec<&crate::config::Decl> = self
             .v
@@ -218,40 +205,39 @@ impl Sim<'_> {
         ids.into_iter().map(|d| d.id.clone()).collect()
     }
 
-    fn hop(&mut self, t: i64, resource: &str, kind: &str, detail: String) {
-        self.out.timeline.push(Hop {
+    fn hop(&self, t: i64, resource: &str, kind: &str, detail: String) -> Hop {
+        Hop {
             t_ms: t - self.t0,
             resource: resource.to_string(),
             kind: kind.to_string(),
             detail,
-        });
+        }
     }
 
-    /// Runs every event through the metric filters of its log group.
-    fn filter(
-        &mut self,
-        events: &[LogEvent],
-    ) -> Result<BTreeMap<MetricKey, Vec<(i64, f64)>>, String> {
-        let mut samples: BTreeMap<MetricKey, Vec<(i64, f64)>> = BTreeMap::new();
+    /// Runs every event through the metric filters of its log group: the
+    /// metrics' samples, and a hop per match.
+    fn filter(&self, events: &[LogEvent]) -> Result<(Samples, Vec<Hop>), String> {
+        let mut samples = Samples::new();
+        let mut hops = Vec::new();
         for id in self.of_type("aws_cloudwatch_log_metric_filter") {
-            let p = self.resources[&id].props.clone();
-            let group = text(&p, "log_group_name");
+            let p = &self.resources[&id].props;
+            let group = text(p, "log_group_name");
             let pattern =
-                filter::parse(&text(&p, "pattern")).map_err(|e| format!("`{id}`: pattern: {e}"))?;
+                filter::parse(&text(p, "pattern")).map_err(|e| format!("`{id}`: pattern: {e}"))?;
             let t = p
                 .get("metric_transformation")
                 .cloned()
                 .unwrap_or(Value::Null);
             let value = t["value"].as_str().unwrap_or("1").to_string();
             let default = t["default_value"].as_f64();
-            let dims: BTreeMap<String, String> = t["dimensions"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let dims = string_map(t.get("dimensions"));
+            let key = |dimensions| {
+                (
+                    t["namespace"].as_str().unwrap_or_default().to_string(),
+                    t["name"].as_str().unwrap_or_default().to_string(),
+                    dimensions,
+                )
+            };
             // Minutes in which the group received events, and whether any matched.
             let mut minutes: BTreeMap<i64, bool> = BTreeMap::new();
             for e in events
@@ -267,38 +253,31 @@ impl Sim<'_> {
                 let Some(n) = filter::metric_value(&value, &extracted, &e.message) else {
                     continue;
                 };
-                let dimensions: BTreeMap<String, String> = dims
+                let dimensions = dims
                     .iter()
                     .map(|(k, v)| (k.clone(), extracted.get(v).cloned().unwrap_or_default()))
                     .collect();
                 samples
-                    .entry((
-                        t["namespace"].as_str().unwrap_or_default().into(),
-                        t["name"].as_str().unwrap_or_default().into(),
-                        dimensions,
-                    ))
+                    .entry(key(dimensions))
                     .or_default()
                     .push((e.timestamp, n));
-                self.hop(
+                hops.push(self.hop(
                     e.timestamp,
                     &id,
                     "matched",
                     format!("matched {:?} → {n}", e.message),
-                );
+                ));
             }
             // The default value stands in for the minutes with events but no match.
             if let Some(d) = default {
-                let key = (
-                    t["namespace"].as_str().unwrap_or_default().into(),
-                    t["name"].as_str().unwrap_or_default().into(),
-                    BTreeMap::new(),
-                );
-                for (minute, _) in minutes.iter().filter(|(_, matched)| !**matched) {
-                    samples.entry(key.clone()).or_default().push((*minute, d));
-                }
+                let series = samples.entry(key(BTreeMap::new())).or_default();
+                series.extend(minutes.iter().filter(|(_, m)| !**m).map(|(t, _)| (*t, d)));
             }
         }
-        Ok(samples)
+        for series in samples.values_mut() {
+            series.sort_by_key(|(t, _)| *t);
+        }
+        Ok((samples, hops))
     }
 
     fn alarms(&self) -> Vec<AlarmSpec> {
@@ -310,20 +289,7 @@ impl Sim<'_> {
                     .get("evaluation_periods")
                     .and_then(Value::as_u64)
                     .unwrap_or(1) as usize;
-                Some(AlarmSpec {
-                    namespace: text(p, "namespace"),
-                    metric: text(p, "metric_name"),
-                    dimensions: p
-                        .get("dimensions")
-                        .and_then(Value::as_object)
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| {
-                                    (k.clone(), v.as_str().unwrap_or_default().to_string())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                let rule = alarm::Rule {
                     statistic: Statistic::parse(
                         p.get("statistic").and_then(Value::as_str),
                         p.get("extended_statistic").and_then(Value::as_str),
@@ -336,96 +302,175 @@ impl Sim<'_> {
                     threshold: p.get("threshold").and_then(Value::as_f64).unwrap_or(0.0),
                     comparison: Comparison::parse(&text(p, "comparison_operator"))?,
                     missing: Missing::parse(&text(p, "treat_missing_data")),
+                };
+                Some(AlarmSpec {
+                    metric: (
+                        text(p, "namespace"),
+                        text(p, "metric_name"),
+                        string_map(p.get("dimensions")),
+                    ),
+                    rule,
                     actions_enabled: p
                         .get("actions_enabled")
                         .and_then(Value::as_bool)
                         .unwrap_or(true),
-                    state: alarm::State::InsufficientData,
                     id,
                 })
             })
             .collect()
     }
 
-    /// Every minute of the virtual clock (every 10 s for high-resolution
-    /// periods), from the first event until the alarms have had time to see
-    /// the quiet after the last one.
-    async fn evaluate(
-        &mut self,
-        samples: &BTreeMap<MetricKey, Vec<(i64, f64)>>,
+    /// Every alarm evaluated every minute of the virtual clock (every 10 s
+    /// for high-resolution periods), from the first event until the alarms
+    /// have had time to see the quiet after the last one; the changes of all
+    /// alarms in time order.
+    fn transitions(
+        &self,
+        alarms: &[AlarmSpec],
+        samples: &Samples,
         events: &[LogEvent],
-    ) -> Result<(), String> {
-        let mut alarms = self.alarms();
-        let step = if alarms.iter().any(|a| a.period_ms < 60_000) {
+    ) -> Vec<Transition> {
+        let step = if alarms.iter().any(|a| a.rule.period_ms < 60_000) {
             10_000
         } else {
             60_000
         };
         let tail = alarms
             .iter()
-            .map(|a| (a.n as i64 + 3) * a.period_ms)
+            .map(|a| (a.rule.n as i64 + 3) * a.rule.period_ms)
             .max()
             .unwrap_or(0);
         let end = events.last().map_or(self.t0, |e| e.timestamp) + tail;
-        let mut tick = self.t0 + step;
-        while tick <= end {
-            for a in alarms.iter_mut() {
-                let key = (a.namespace.clone(), a.metric.clone(), a.dimensions.clone());
-                let series = samples.get(&key).map(Vec::as_slice).unwrap_or_default();
-                let r = a.n + 2;
-                let mut points = Vec::with_capacity(r);
-                let mut newest = None;
-                for k in 0..r as i64 {
-                    let to = tick - (r as i64 - 1 - k) * a.period_ms;
-                    let from = to - a.period_ms;
-                    let in_window: Vec<f64> = series
-                        .iter()
-                        .filter(|(t, _)| *t >= from && *t < to)
-                        .map(|(_, v)| *v)
-                        .collect();
-                    points.push(match a.statistic.of(&in_window) {
-                        Some(value) => {
-                            newest = Some(value);
-                            if a.comparison.breaches(value, a.threshold) {
-                                Point::Breaching
-                            } else {
-                                Point::NotBreaching
-                            }
-                        }
-                        None => Point::Missing,
-                    });
-                }
-                let next = alarm::evaluate(&points, a.n, a.m, a.missing, a.state);
-                if next != a.state {
-                    let why = match newest {
-                        Some(value) => format!(
-                            "({value} {} {})",
-                            if a.comparison.breaches(value, a.threshold) {
-                                a.comparison.symbol()
-                            } else {
-                                "not"
-                            },
-                            a.threshold
-                        ),
-                        None => "(no datapoints)".to_string(),
-                    };
-                    let (id, from) = (a.id.clone(), a.state);
-                    a.state = next;
-                    self.hop(
-                        tick,
-                        &id,
-                        "state",
-                        format!("{} → {} {why}", from.as_str(), next.as_str()),
-                    );
-                    if a.actions_enabled {
-                        self.act_on(&id, from, next, newest, tick).await;
-                    }
-                }
-            }
-            tick += step;
+        let mut out: Vec<Transition> = alarms
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                let series = samples
+                    .get(&a.metric)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                a.rule
+                    .changes(series, self.t0, end, step)
+                    .into_iter()
+                    .map(move |change| Transition { alarm: i, change })
+            })
+            .collect();
+        out.sort_by_key(|t| (t.change.t_ms, t.alarm));
+        out
+    }
+}
+
+/// Why an alarm changed, after its states: `(6 > 5)`, `(0 not 5)`.
+fn reason(rule: &alarm::Rule, value: Option<f64>) -> String {
+    match value {
+        Some(value) => format!(
+            "({value} {} {})",
+            if rule.comparison.breaches(value, rule.threshold) {
+                rule.comparison.symbol()
+            } else {
+                "not"
+            },
+            rule.threshold
+        ),
+        None => "(no datapoints)".to_string(),
+    }
+}
+
+/// What the filters and alarms make of the events, before any action: the
+/// matches and every state change, and each alarm's final state.
+pub fn evaluate_offline(
+    v: &Validated,
+    state: &State,
+    region: &str,
+    events: &[LogEvent],
+) -> Result<Outcome, String> {
+    let pipeline = Pipeline::new(v, state, region.to_string(), events);
+    let (samples, mut timeline) = pipeline.filter(events)?;
+    let alarms = pipeline.alarms();
+    let mut finals: BTreeMap<String, alarm::State> = alarms
+        .iter()
+        .map(|a| (a.id.clone(), alarm::State::InsufficientData))
+        .collect();
+    for t in pipeline.transitions(&alarms, &samples, events) {
+        let a = &alarms[t.alarm];
+        timeline.push(state_hop(&pipeline, a, &t.change));
+        finals.insert(a.id.clone(), t.change.to);
+    }
+    timeline.sort_by_key(|h| h.t_ms);
+    Ok(Outcome {
+        timeline,
+        alarms: finals,
+        ..Outcome::default()
+    })
+}
+
+fn state_hop(p: &Pipeline, a: &AlarmSpec, c: &alarm::Change) -> Hop {
+    p.hop(
+        c.t_ms,
+        &a.id,
+        "state",
+        format!(
+            "{} → {} {}",
+            c.from.as_str(),
+            c.to.as_str(),
+            reason(&a.rule, c.value)
+        ),
+    )
+}
+
+struct Sim<'a> {
+    pipeline: Pipeline<'a>,
+    cx: &'a Ctx,
+    report: &'a Report,
+    /// Whether actions may run: against a local endpoint, or with --live.
+    act: bool,
+    out: Outcome,
+}
+
+pub async fn run(
+    v: &Validated,
+    state: &State,
+    cx: &Ctx,
+    report: &Report,
+    events: &[LogEvent],
+    opts: Options,
+) -> Result<Outcome, String> {
+    let local = cx.sdk.endpoint_url().is_some();
+    let mut sim = Sim {
+        pipeline: Pipeline::new(v, state, cx.region(), events),
+        cx,
+        report,
+        act: local || opts.live,
+        out: Outcome::default(),
+    };
+    if local {
+        sim.drain_queues().await;
+    }
+    let (samples, matched) = sim.pipeline.filter(events)?;
+    sim.out.timeline = matched;
+    let alarms = sim.pipeline.alarms();
+    sim.out.alarms = alarms
+        .iter()
+        .map(|a| (a.id.clone(), alarm::State::InsufficientData))
+        .collect();
+    // Actions change nothing the alarms see, so every change is known first.
+    for t in sim.pipeline.transitions(&alarms, &samples, events) {
+        let (a, c) = (&alarms[t.alarm], t.change);
+        let hop = state_hop(&sim.pipeline, a, &c);
+        sim.out.timeline.push(hop);
+        sim.out.alarms.insert(a.id.clone(), c.to);
+        if a.actions_enabled {
+            sim.act_on(&a.id, c.from, c.to, c.value, c.t_ms).await;
         }
-        self.out.alarms = alarms.iter().map(|a| (a.id.clone(), a.state)).collect();
-        Ok(())
+    }
+    sim.out.timeline.sort_by_key(|h| h.t_ms);
+    Ok(sim.out)
+}
+
+impl Sim<'_> {
+    fn hop(&mut self, t: i64, resource: &str, kind: &str, detail: String) {
+        let hop = self.pipeline.hop(t, resource, kind, detail);
+        self.out.timeline.push(hop);
     }
 
     /// The actions of one transition, each only if the wiring lets it run.
@@ -442,7 +487,7 @@ impl Sim<'_> {
             alarm::State::Ok => "ok_actions",
             alarm::State::InsufficientData => "insufficient_data_actions",
         };
-        let actions: Vec<String> = self.resources[alarm]
+        let actions: Vec<String> = self.pipeline.resources[alarm]
             .props
             .get(list)
             .and_then(Value::as_array)
@@ -454,6 +499,7 @@ impl Sim<'_> {
             .unwrap_or_default();
         for arn in actions {
             let target = self
+                .pipeline
                 .resources
                 .iter()
                 .find(|(_, r)| r.attrs.get("arn").and_then(Value::as_str) == Some(arn.as_str()))
@@ -487,7 +533,7 @@ impl Sim<'_> {
                 continue;
             }
             let event = self.alarm_event(alarm, from, to, value, t);
-            match self.v.stack.decls[&target].type_name.as_str() {
+            match self.pipeline.v.stack.decls[&target].type_name.as_str() {
                 "aws_lambda_function" if !self.act => self.hop(t, &target, "would_invoke", format!(
                     "would invoke with {event} (the calls would reach real AWS: pass --live to run them)"
                 )),
@@ -508,17 +554,14 @@ impl Sim<'_> {
         value: Option<f64>,
         t: i64,
     ) -> Value {
-        let p = &self.resources[alarm].props;
-        let arn = self.resources[alarm]
+        let p = &self.pipeline.resources[alarm].props;
+        let arn = self.pipeline.resources[alarm]
             .attrs
             .get("arn")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let time = humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + Duration::from_millis(t.max(0) as u64),
-        )
-        .to_string();
+        let time = iso_millis(t);
         let account = arn.split(':').nth(4).unwrap_or_default().to_string();
         json!({
             "source": "aws.cloudwatch",
@@ -541,64 +584,55 @@ impl Sim<'_> {
         })
     }
 
+    /// Runs the function for one alarm event. The invocation takes no
+    /// virtual time: its steps, its answer and what it published are told at
+    /// the alarm's evaluation, however long the machine took to run it.
     async fn invoke(&mut self, function: &str, alarm: &str, event: Value, t: i64) {
         self.hop(t, function, "invoked", format!("invoked by {alarm}"));
-        let started = Instant::now();
-        match self.run_function(function, event).await {
+        let (ok, response) = match self.run_function(function, event).await {
             Ok((outcome, steps)) => {
-                for (ms, resource, detail) in steps {
-                    self.hop(t + ms, &resource, "step", detail);
+                for (resource, detail) in steps {
+                    self.hop(t, &resource, "step", detail);
                 }
-                let (ok, response) = match outcome {
+                match outcome {
                     runtime::Outcome::Response(v) => (true, v),
                     runtime::Outcome::Error { body, .. } | runtime::Outcome::InitError(body) => {
                         (false, body)
                     }
-                };
-                let end = t + started.elapsed().as_millis() as i64;
-                self.hop(
-                    end,
-                    function,
-                    if ok { "returned" } else { "failed" },
-                    summary(&response),
-                );
-                self.out.invocations.push(Invocation {
-                    function: function.into(),
-                    alarm: alarm.into(),
-                    ok,
-                    response,
-                });
-                self.collect_messages(end).await;
+                }
             }
-            Err(e) => {
-                let end = t + started.elapsed().as_millis() as i64;
-                self.hop(end, function, "failed", e.clone());
-                self.out.invocations.push(Invocation {
-                    function: function.into(),
-                    alarm: alarm.into(),
-                    ok: false,
-                    response: json!({"error": e}),
-                });
-            }
-        }
+            Err(e) => (false, json!({"error": e})),
+        };
+        let detail = match response["error"].as_str() {
+            Some(e) => e.to_string(),
+            None => summary(&response),
+        };
+        self.hop(t, function, if ok { "returned" } else { "failed" }, detail);
+        self.out.invocations.push(Invocation {
+            function: function.into(),
+            alarm: alarm.into(),
+            ok,
+            response,
+        });
+        self.collect_messages(t).await;
     }
 
     /// Builds (or reuses) the code apply uploads, and runs its `bootstrap`
     /// under a local Runtime API for one invocation. Returns the outcome and
-    /// the steps the function logged, with their offsets.
+    /// the steps the function logged.
     async fn run_function(
         &self,
         function: &str,
         event: Value,
-    ) -> Result<(runtime::Outcome, Vec<(i64, String, String)>), String> {
-        let d = &self.resources[function];
+    ) -> Result<(runtime::Outcome, Vec<(String, String)>), String> {
+        let d = &self.pipeline.resources[function];
         let runtime_name = text(&d.props, "runtime");
         if !runtime_name.starts_with("provided") {
             return Err(format!(
                 "runtime {runtime_name}: stackctl runs custom-runtime (provided.*) functions only"
             ));
         }
-        let dir = self.v.stack.dir();
+        let dir = self.pipeline.v.stack.dir();
         let zip = match (
             d.props.get("source").and_then(Value::as_str),
             d.props.get("filename").and_then(Value::as_str),
@@ -711,10 +745,10 @@ impl Sim<'_> {
         Ok((outcome?, self.steps(function, &lines)))
     }
 
-    /// The function's step logs (one JSON line per step, with its duration),
-    /// as hops; restarts are told on the instances they concern.
-    fn steps(&self, function: &str, lines: &[String]) -> Vec<(i64, String, String)> {
-        let instances: Vec<String> = self.resources[function]
+    /// The function's step logs (one JSON line per step), as (resource,
+    /// detail); restarts are told on the instances they concern.
+    fn steps(&self, function: &str, lines: &[String]) -> Vec<(String, String)> {
+        let instances: Vec<String> = self.pipeline.resources[function]
             .props
             .get("environment")
             .and_then(|e| e["variables"]["INSTANCE_IDS"].as_str())
@@ -722,7 +756,8 @@ impl Sim<'_> {
                 ids.split(',')
                     .map(|id| {
                         let id = id.trim();
-                        self.resources
+                        self.pipeline
+                            .resources
                             .iter()
                             .find(|(_, r)| r.physical_id.as_deref() == Some(id))
                             .map_or(id.to_string(), |(k, _)| k.clone())
@@ -730,7 +765,6 @@ impl Sim<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let mut at = 0;
         let mut out = Vec::new();
         for line in lines {
             let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -739,11 +773,10 @@ impl Sim<'_> {
             let Some(step) = v["step"].as_str() else {
                 continue;
             };
-            at += v["ms"].as_i64().unwrap_or(0);
             match step {
                 "stop" | "stopped" | "start" | "running" | "reboot" if !instances.is_empty() => {
                     for i in &instances {
-                        out.push((at, i.clone(), step.to_string()));
+                        out.push((i.clone(), step.to_string()));
                     }
                 }
                 _ => {
@@ -751,7 +784,7 @@ impl Sim<'_> {
                     if let Some(why) = v["why"].as_str().or(v["error"].as_str()) {
                         detail.push_str(&format!(": {why}"));
                     }
-                    out.push((at, function.to_string(), detail));
+                    out.push((function.to_string(), detail));
                 }
             }
         }
@@ -760,14 +793,14 @@ impl Sim<'_> {
 
     /// CloudWatch's notification for a transition, published to the topic.
     async fn publish(&mut self, topic: &str, alarm: &str, to: alarm::State, t: i64) {
-        let arn = self.resources[topic]
+        let arn = self.pipeline.resources[topic]
             .attrs
             .get("arn")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let name = text(&self.resources[alarm].props, "alarm_name");
-        let message = json!({"AlarmName": name, "NewStateValue": to.as_str(), "AlarmArn": self.resources[alarm].attrs.get("arn")});
+        let name = text(&self.pipeline.resources[alarm].props, "alarm_name");
+        let message = json!({"AlarmName": name, "NewStateValue": to.as_str(), "AlarmArn": self.pipeline.resources[alarm].attrs.get("arn")});
         let sent = self
             .cx
             .sns()
@@ -795,9 +828,11 @@ impl Sim<'_> {
         self.report
             .edges
             .iter()
-            .filter(|e| e.action == "sqs:SendMessage" && self.resources.contains_key(&e.to))
+            .filter(|e| {
+                e.action == "sqs:SendMessage" && self.pipeline.resources.contains_key(&e.to)
+            })
             .filter_map(|e| {
-                let url = self.resources[&e.to]
+                let url = self.pipeline.resources[&e.to]
                     .attrs
                     .get("url")
                     .and_then(Value::as_str)?
@@ -869,17 +904,21 @@ impl Sim<'_> {
             }
             for body in bodies {
                 // What SNS delivers is an envelope around the published message.
-                let shown = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|env| {
-                        env["Subject"]
-                            .as_str()
-                            .or(env["Message"].as_str())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_else(|| body.clone());
+                let mut envelope = serde_json::from_str::<Value>(&body).ok();
+                let shown = envelope
+                    .as_ref()
+                    .and_then(|env| env["Subject"].as_str().or(env["Message"].as_str()))
+                    .map_or_else(|| body.clone(), str::to_string);
                 self.hop(t, &queue, "received", format!("received {shown:?}"));
+                let body = match envelope.as_mut().and_then(Value::as_object_mut) {
+                    Some(env) => {
+                        env.insert("Timestamp".into(), Value::from(iso_millis(t)));
+                        Value::Object(env.clone()).to_string()
+                    }
+                    None => body,
+                };
                 self.out.messages.push(Message {
+                    t_ms: t - self.pipeline.t0,
                     queue: queue.clone(),
                     body,
                 });
@@ -904,6 +943,12 @@ fn summary(response: &Value) -> String {
             text.chars().take(200).collect()
         }
     }
+}
+
+/// An epoch time in milliseconds as `2026-11-25T10:20:08.431Z`.
+fn iso_millis(t: i64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t.max(0) as u64))
+        .to_string()
 }
 
 /// `+MM:SS` of a virtual time in milliseconds.
@@ -938,4 +983,207 @@ pub fn render(outcome: &Outcome) -> String {
         outcome.messages.len()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const SEED: &str = include_str!("../../stack.yaml");
+    const DEMO_EVENTS: &str = include_str!("../../scripts/lib/demo-events.jsonl");
+    const SLOW: &str = "High response time for /api/data: 3500 ms";
+    const FAST: &str = "GET /api/data 200 95 ms";
+    const T0: i64 = 1_764_669_600_000;
+
+    fn validated(src: &str) -> Validated {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
+        let stack = crate::config::Stack::parse(&path, src).unwrap();
+        crate::validate::validate(stack, &[], Some("us-east-2")).unwrap()
+    }
+
+    fn offline(src: &str, events: &[LogEvent]) -> Outcome {
+        evaluate_offline(&validated(src), &State::new("s"), "us-east-2", events).unwrap()
+    }
+
+    fn states(o: &Outcome) -> Vec<(i64, String)> {
+        o.timeline
+            .iter()
+            .filter(|h| h.kind == "state")
+            .map(|h| (h.t_ms / 1000, h.detail.clone()))
+            .collect()
+    }
+
+    fn line(t: i64, message: &str) -> LogEvent {
+        LogEvent {
+            timestamp: t,
+            message: message.into(),
+            log_group: None,
+        }
+    }
+
+    #[test]
+    fn the_demos_burst_alarms_once_and_the_quiet_after_the_data_brings_nothing_back() {
+        let o = offline(SEED, &parse_events(DEMO_EVENTS).unwrap());
+        assert_eq!(
+            states(&o),
+            [
+                (60, "INSUFFICIENT_DATA → OK (0 not 5)".to_string()),
+                (300, "OK → ALARM (6 > 5)".to_string()),
+                (900, "ALARM → OK (0 not 5)".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_default_value_the_alarm_stays_until_the_burst_leaves_the_range() {
+        // The tutorial's shape: no default value, missing data `missing`.
+        let src = SEED.replace("        default_value: 0\n", "").replace(
+            "treat_missing_data: notBreaching",
+            "treat_missing_data: missing",
+        );
+        let events: Vec<LogEvent> = (0..6)
+            .map(|i| line(T0 + 240_000 + i * 7_000, SLOW))
+            .collect();
+        assert_eq!(
+            states(&offline(&src, &events)),
+            [
+                // The clock starts at the first line's minute.
+                (60, "INSUFFICIENT_DATA → ALARM (6 > 5)".to_string()),
+                // R = 3 periods of 10 minutes after the last slow line.
+                (
+                    1860,
+                    "ALARM → INSUFFICIENT_DATA (no datapoints)".to_string()
+                ),
+            ]
+        );
+    }
+
+    /// A minute of the application's log: nothing, fast lines only, or some
+    /// slow ones (among fast ones or not).
+    fn minutes() -> impl Strategy<Value = Vec<(bool, usize)>> {
+        proptest::collection::vec((any::<bool>(), 0usize..9), 1..40).prop_map(|mut m| {
+            m[0].0 = true; // the clock starts at the first line
+            m
+        })
+    }
+
+    fn log_of(minutes: &[(bool, usize)], shift: i64) -> Vec<LogEvent> {
+        let mut out = Vec::new();
+        for (k, (present, slow)) in minutes.iter().enumerate() {
+            let start = T0 + shift + k as i64 * 60_000;
+            if *present || *slow > 0 {
+                out.push(line(start, FAST));
+            }
+            out.extend((0..*slow).map(|i| line(start + 1_000 + i as i64 * 5_000, SLOW)));
+        }
+        out
+    }
+
+    /// The seed alarm with other settings, all of which AWS accepts.
+    fn alarm_settings(
+    ) -> impl Strategy<Value = (i64, usize, usize, &'static str, i64, &'static str)> {
+        (
+            prop::sample::select(vec![60i64, 120, 300, 600]),
+            1usize..4,
+            1usize..4,
+            prop::sample::select(vec!["Sum", "SampleCount", "Average", "Maximum"]),
+            0i64..8,
+            prop::sample::select(vec!["missing", "ignore", "breaching", "notBreaching"]),
+        )
+            .prop_map(|(period, n, m, stat, threshold, missing)| {
+                (period, n, m.min(n), stat, threshold, missing)
+            })
+    }
+
+    fn with_settings(s: &(i64, usize, usize, &str, i64, &str)) -> String {
+        SEED.replace("period: 600", &format!("period: {}", s.0))
+            .replace(
+                "evaluation_periods: 1",
+                &format!("evaluation_periods: {}", s.1),
+            )
+            .replace(
+                "datapoints_to_alarm: 1",
+                &format!("datapoints_to_alarm: {}", s.2),
+            )
+            .replace("statistic: Sum", &format!("statistic: {}", s.3))
+            .replace("threshold: 5", &format!("threshold: {}", s.4))
+            .replace(
+                "treat_missing_data: notBreaching",
+                &format!("treat_missing_data: {}", s.5),
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The metric the filter makes of the log (1 per slow line, the
+        /// default 0 in a minute with lines but none slow), fed to the
+        /// evaluator directly, changes the alarm exactly as the whole
+        /// pipeline does.
+        #[test]
+        fn the_pipeline_and_the_evaluator_fed_directly_agree(minutes in minutes(), s in alarm_settings()) {
+            let src = with_settings(&s);
+            let events = log_of(&minutes, 0);
+            let got = offline(&src, &events);
+            let mut samples = Vec::new();
+            for (k, (present, slow)) in minutes.iter().enumerate() {
+                let start = T0 + k as i64 * 60_000;
+                if *slow == 0 && *present {
+                    samples.push((start, 0.0));
+                }
+                samples.extend((0..*slow).map(|i| (start + 1_000 + i as i64 * 5_000, 1.0)));
+            }
+            let rule = alarm::Rule {
+                statistic: Statistic::parse(Some(s.3), None).unwrap(),
+                period_ms: s.0 * 1000,
+                n: s.1,
+                m: s.2,
+                threshold: s.4 as f64,
+                comparison: Comparison::GreaterThan,
+                missing: Missing::parse(s.5),
+            };
+            let end = events.last().unwrap().timestamp + (s.1 as i64 + 3) * s.0 * 1000;
+            let direct: Vec<(i64, String)> = rule
+                .changes(&samples, T0, end, 60_000)
+                .iter()
+                .map(|c| ((c.t_ms - T0) / 1000, format!("{} → {} {}", c.from.as_str(), c.to.as_str(), reason(&rule, c.value))))
+                .collect();
+            prop_assert_eq!(states(&got), direct);
+        }
+
+        /// Moving every line by whole periods moves nothing on the timeline.
+        #[test]
+        fn shifting_the_log_by_whole_periods_changes_nothing(minutes in minutes(), s in alarm_settings(), periods in 1i64..5000) {
+            let src = with_settings(&s);
+            let before = offline(&src, &log_of(&minutes, 0));
+            let after = offline(&src, &log_of(&minutes, periods * s.0 * 1000));
+            prop_assert_eq!(format!("{:?}", before.timeline), format!("{:?}", after.timeline));
+            prop_assert_eq!(before.alarms, after.alarms);
+        }
+
+        /// The demo's shape at any time and size: fast lines, one burst, fast
+        /// lines, then nothing. An alarm counting (or taking the maximum of)
+        /// slow lines in one period alarms at most once, however long the
+        /// quiet, and once when the burst fits in a period.
+        #[test]
+        fn one_burst_then_quiet_alarms_once(
+            before in 0usize..12, slow in 6usize..30, after in 0usize..20, shift in 0i64..600,
+            period in prop::sample::select(vec![60i64, 300, 600, 900]),
+            stat in prop::sample::select(vec!["Sum", "SampleCount", "Maximum"]),
+            missing in prop::sample::select(vec!["missing", "ignore", "notBreaching"]),
+        ) {
+            let mut minutes = vec![(true, 0); before];
+            minutes.push((true, slow));
+            minutes.extend(std::iter::repeat_n((true, 0), after));
+            let threshold = if stat == "Maximum" { 0 } else { 5 };
+            let src = with_settings(&(period, 1, 1, stat, threshold, missing));
+            let got = offline(&src, &log_of(&minutes, shift * 1000));
+            let alarms = states(&got).iter().filter(|(_, d)| d.contains("→ ALARM")).count();
+            // A burst (at most 146 s long) fits in one period of 5 minutes or more.
+            let fits = period >= 300 || stat == "Maximum";
+            prop_assert!(alarms == 1 || (alarms == 0 && !fits), "{:?}", states(&got));
+        }
+    }
 }

@@ -8,15 +8,22 @@ use crate::support::{count, Env};
 
 /// The seed stack with its real function, applied.
 fn deployed() -> Env {
+    deployed_with(|s| s)
+}
+
+/// The seed stack changed by `edit`, applied.
+fn deployed_with(edit: impl Fn(String) -> String) -> Env {
     let env = Env::new();
     let source = localaws::repo_root().join("lambda");
-    env.write_stack(&include_str!("../../stack.yaml").replace(
+    env.write_stack(&edit(include_str!("../../stack.yaml").replace(
         "      source: lambda\n",
         &format!("      source: {}\n", source.display()),
-    ));
+    )));
     env.stackctl(&["apply", "--auto-approve"]).ok();
     env
 }
+
+const DEMO_EVENTS: &str = include_str!("../../scripts/lib/demo-events.jsonl");
 
 const T0: i64 = 1_764_669_600_000;
 
@@ -192,4 +199,66 @@ fn test_filter_answers_like_test_metric_filter() {
     assert_eq!(got["matches"].as_array().unwrap().len(), 1);
     assert_eq!(got["matches"][0]["eventNumber"], 1);
     assert_eq!(got["matches"][0]["extractedValues"]["$rt"], "3500");
+}
+
+/// What `scripts/demo` simulates: fast responses, one burst of six slow ones
+/// at +04:00, fast ones until +11:00, then nothing. Its printed timeline shows
+/// one alarm, one restart, the report, back to OK, and nothing after.
+#[test]
+fn the_demos_burst_gives_one_alarm_one_restart_and_ok_and_nothing_after() {
+    let env = deployed();
+    std::fs::write(env.path("events.jsonl"), DEMO_EVENTS).unwrap();
+    let out = env
+        .stackctl(&["simulate", "--events", "events.jsonl"])
+        .ok()
+        .stdout;
+    // One line per hop, `+MM:SS resource detail`, the column padding squeezed.
+    let timeline: Vec<String> = out
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| !l.contains(" matched "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            "+01:00 slow_response_alarm INSUFFICIENT_DATA → OK (0 not 5)",
+            "+05:00 slow_response_alarm OK → ALARM (6 > 5)",
+            "+05:00 remediation invoked by slow_response_alarm",
+            "+05:00 remediation received",
+            "+05:00 dev_instance stop",
+            "+05:00 dev_instance stopped",
+            "+05:00 dev_instance start",
+            "+05:00 dev_instance running",
+            "+05:00 remediation remember-restart",
+            "+05:00 remediation done",
+            "+05:00 remediation returned succeeded",
+            "+05:00 notifications received \"Remediation succeeded: slow-responses\"",
+            "+15:00 slow_response_alarm ALARM → OK (0 not 5)",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("Alarms: slow_response_alarm OK. Invocations: 1. Messages received: 1."),
+        "{out}"
+    );
+}
+
+/// Everything the simulated pipeline takes for "now" is the virtual clock:
+/// with every AWS call slowed down (a loaded machine, a slow network) the
+/// timeline is the same, and each transition to ALARM is one invocation.
+#[test]
+fn a_slow_machine_gives_the_same_timeline() {
+    // No cooldown: the second run restarts the instance again.
+    let env = deployed_with(|s| s.replace("COOLDOWN_SECONDS: \"900\"", "COOLDOWN_SECONDS: \"0\""));
+    let fast = simulate(&env, DEMO_EVENTS);
+    env.aws.latency(std::time::Duration::from_millis(300));
+    let slow = simulate(&env, DEMO_EVENTS);
+    assert_eq!(fast["timeline"], slow["timeline"]);
+    let alarms = hops(&slow, "state")
+        .iter()
+        .filter(|h| h["detail"].as_str().unwrap().contains("→ ALARM"))
+        .count();
+    assert_eq!(slow["invocations"].as_array().unwrap().len(), alarms);
+    assert_eq!(alarms, 1);
 }
