@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::apply::{self, Walk};
-use crate::check::{self, Report};
+use crate::check;
 use crate::config::Stack;
 use crate::events::{Event, Events};
 use crate::plan::{self, Plan, Refreshed, StackValues};
@@ -335,26 +335,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let v = load(&file.file, &vars.vars)?;
             let resources = v.stack.decls.values().filter(|d| !d.is_data).count();
             let data = v.stack.decls.len() - resources;
-            println!(
-                "The stack file is valid: {resources} resources, {data} data sources, {} outputs.",
-                v.stack.outputs.len()
-            );
             // The checks, as warnings: `stackctl check` makes them an exit code.
             let report = check::check(
                 &v,
                 effective_region(v.stack.region.as_deref()).as_deref(),
                 &[],
             );
+            let verdict = match report.errors() {
+                0 => String::new(),
+                n => format!(" AWS would accept it, but `stackctl check` finds {n} error(s): the pipeline will not work as written."),
+            };
+            println!(
+                "The stack file is valid: {resources} resources, {data} data sources, {} outputs.{verdict}",
+                v.stack.outputs.len()
+            );
             if !report.findings.is_empty() {
                 eprint!(
                     "warning: `stackctl check` finds:{}",
-                    check::render(
-                        &Report {
-                            edges: Vec::new(),
-                            ..report
-                        },
-                        &v.stack.path.display().to_string()
-                    )
+                    check::render_findings(&report, &v.stack.path.display().to_string())
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -33,53 +33,8 @@ struct Flow {
     proven: bool,
 }
 
-/// The metric each filter emits and each alarm watches, as `namespace/name`.
-fn metric_links(v: &Validated) -> Vec<Flow> {
-    let values = crate::plan::StackValues {
-        name: v.stack.name.clone(),
-        ..Default::default()
-    };
-    let metric = |id: &str, ns: &str, name: &str| -> Option<String> {
-        let props = crate::plan::declared_props(v, id, &values, &|_, _| None);
-        let from = |p: &str| -> Option<String> {
-            let (obj, key) = p.split_once('.').map_or((None, p), |(o, k)| (Some(o), k));
-            let value = match obj {
-                Some(o) => props.get(o)?.get(key)?,
-                None => props.get(key)?,
-            };
-            value.as_str().map(str::to_string)
-        };
-        Some(format!("{}/{}", from(ns)?, from(name)?))
-    };
-    let of = |t: &'static str| v.stack.decls.values().filter(move |d| d.type_name == t);
-    let mut out = Vec::new();
-    for filter in of("aws_cloudwatch_log_metric_filter") {
-        let Some(emitted) = metric(
-            &filter.id,
-            "metric_transformation.namespace",
-            "metric_transformation.name",
-        ) else {
-            continue;
-        };
-        for alarm in of("aws_cloudwatch_metric_alarm") {
-            if metric(&alarm.id, "namespace", "metric_name").as_ref() == Some(&emitted) {
-                out.push(Flow {
-                    from: filter.id.clone(),
-                    to: alarm.id.clone(),
-                    actions: vec![format!("metric {emitted}")],
-                    proven: true,
-                });
-            }
-        }
-    }
-    out
-}
-
 fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
     let mut merged: BTreeMap<(String, String), Flow> = BTreeMap::new();
-    for f in metric_links(v) {
-        merged.insert((f.from.clone(), f.to.clone()), f);
-    }
     for e in &report.edges {
         if !v.stack.decls.contains_key(&e.from) || !v.stack.decls.contains_key(&e.to) {
             continue;

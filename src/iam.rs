@@ -21,6 +21,12 @@ pub fn unknown(name: &str) -> String {
     format!("{TOKEN}{name}{TOKEN}")
 }
 
+/// JSON text with unknown tokens in its strings, made parseable: the
+/// token's marker is a control character, which JSON takes only escaped.
+pub fn escape_unknowns(json_text: &str) -> String {
+    json_text.replace(TOKEN, "\\u0001")
+}
+
 /// A value as people read it: unknown parts as `<name>`.
 pub fn readable(value: &str) -> String {
     let mut out = String::new();

@@ -103,6 +103,9 @@ pub struct Prop {
     /// stands (the code hash of unchanged sources, without building them).
     pub derived_from: Option<&'static str>,
     pub check: Option<Check>,
+    /// What the property names, when it names a resource (a reference of
+    /// another form or type is refused at validation).
+    pub takes: &'static [Target],
     pub doc: &'static str,
 }
 
@@ -124,8 +127,13 @@ impl Prop {
             computed: false,
             derived_from: None,
             check: None,
+            takes: &[],
             doc,
         }
+    }
+    pub const fn takes(mut self, targets: &'static [Target]) -> Prop {
+        self.takes = targets;
+        self
     }
     pub const fn required(mut self) -> Prop {
         self.required = true;
@@ -160,6 +168,32 @@ impl Prop {
         self
     }
 }
+
+/// The form in which a value names a resource. A property that takes one
+/// form refuses another at validation (`queue_url: ${q.arn}`), and `check`
+/// knows `${q.id}` and `${q.url}` name the same queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    Arn,
+    Url,
+    Name,
+    /// An id AWS generates (sg-..., i-..., ami-...).
+    Id,
+}
+
+impl Names {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Names::Arn => "ARN",
+            Names::Url => "URL",
+            Names::Name => "name",
+            Names::Id => "id",
+        }
+    }
+}
+
+/// A resource a property names: of this type (`*`: any) in this form.
+pub type Target = (&'static str, Names);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Attr {
@@ -196,9 +230,22 @@ pub struct Schema {
     /// names in braces.
     pub arn_format: Option<&'static str>,
     pub cross_check: Option<CrossCheck>,
+    /// The attributes and properties that name the resource, and in which
+    /// form; for each form, the first listed is the canonical one.
+    pub names: &'static [(&'static str, Names)],
 }
 
 impl Schema {
+    /// The form in which `${id.attr}` names the resource, if it does.
+    pub fn names_as(&self, attr: &str) -> Option<Names> {
+        self.names.iter().find(|(a, _)| *a == attr).map(|(_, n)| *n)
+    }
+
+    /// The first attribute that names the resource in this form.
+    pub fn name_in(&self, form: Names) -> Option<&'static str> {
+        self.names.iter().find(|(_, n)| *n == form).map(|(a, _)| *a)
+    }
+
     pub fn prop(&self, name: &str) -> Option<&'static Prop> {
         self.props.iter().find(|p| p.name == name)
     }

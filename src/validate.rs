@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::config::expr::{self, Ref, StackField};
-use crate::config::yaml::{Node, Span};
+use crate::config::yaml::{Node, NodeKind, Span};
 use crate::config::{ConfigError, Decl, Diagnostic, Stack};
 use crate::graph::Graph;
 use crate::providers;
-use crate::schema::{self, contains_unknown, Kind, Props, Schema};
+use crate::schema::{self, contains_unknown, Kind, Props, Schema, Target};
 
 /// A stack that passed validation, with its variables and dependency graph.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ fn suggest(word: &str, known: &[&str], what: &str) -> String {
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for i in 1..=a.len() {
@@ -355,6 +355,108 @@ fn reference_error(
     }
 }
 
+/// The references of a property that names resources (`queue_url`,
+/// `alarm_actions`) which name one of another type or in another form
+/// (`${q.arn}` where the queue's URL belongs), with the attribute that fits.
+/// Only a string that is wholly a reference is judged: text around one
+/// builds a value of its own.
+fn misnamed<'n>(
+    stack: &Stack,
+    prop: &str,
+    takes: &[Target],
+    node: &'n Node,
+) -> Vec<(String, &'n Node)> {
+    if takes.is_empty() {
+        return Vec::new();
+    }
+    let items: Vec<&Node> = match &node.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    };
+    let mut out = Vec::new();
+    for n in items {
+        let NodeKind::Str(text) = &n.kind else {
+            continue;
+        };
+        let parts = expr::parse_template(text).unwrap_or_default();
+        let [expr::Part::Ref(r @ Ref::Resource { id, attr })] = parts.as_slice() else {
+            continue;
+        };
+        let Some(schema) = stack
+            .decls
+            .get(id)
+            .and_then(|d| providers::lookup(&d.type_name))
+            .map(|p| p.schema())
+        else {
+            continue;
+        };
+        let Some(form) = schema.names_as(attr) else {
+            continue;
+        };
+        let fits = |t: &str| t == "*" || t == schema.type_name;
+        if takes.iter().any(|(t, f)| fits(t) && *f == form) {
+            continue;
+        }
+        let wanted = takes.iter().find(|(t, _)| fits(t));
+        let message = match wanted.and_then(|(_, f)| Some((*f, schema.name_in(*f)?))) {
+            Some((f, fit)) => format!(
+                "`{prop}` takes the {} of {}, and `{r}` is its {}: use `${{{id}.{fit}}}`",
+                f.describe(),
+                article(schema.type_name),
+                form.describe(),
+            ),
+            None => format!(
+                "`{prop}` takes {}, and `{r}` names {}",
+                takes
+                    .iter()
+                    .map(|(t, f)| format!("the {} of {}", f.describe(), article(t)))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                article(schema.type_name)
+            ),
+        };
+        out.push((message, n));
+    }
+    out
+}
+
+/// `an aws_sqs_queue`; `*` is any resource.
+fn article(type_name: &str) -> String {
+    match type_name {
+        "*" => "a resource".into(),
+        t if t.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {t}"),
+        t => format!("a {t}"),
+    }
+}
+
+/// A document written as a JSON string with references in it, each one not
+/// known offline stood in for by `0` (valid inside a JSON string and as a
+/// number): its syntax and shape are checked before anything exists, as AWS
+/// will see them once the references are filled in.
+fn document_text(
+    stack: &Stack,
+    node: &Node,
+    vars: &BTreeMap<String, Value>,
+    region: Option<&str>,
+) -> Value {
+    let scope = expr::Scope {
+        vars,
+        stack_name: &stack.name,
+        region,
+        account_id: None,
+        resource: &|_, _| None,
+    };
+    expr::resolve(node, &mut |r| {
+        let v = scope.lookup(r);
+        Ok::<_, ()>(if schema::is_unknown(&v) {
+            Value::from(0)
+        } else {
+            v
+        })
+    })
+    .unwrap_or_else(|()| schema::unknown())
+}
+
 /// The value as far as it is known offline: variables and the stack's name and
 /// region resolve, everything from AWS is unknown.
 fn offline_value(
@@ -440,10 +542,19 @@ fn check_properties(
                 ok = false;
             }
         }
+        for (message, n) in misnamed(stack, &p.name, prop.takes, &p.value) {
+            diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
+            ok = false;
+        }
         if !ok {
             continue;
         }
-        let value = offline_value(stack, &p.value, vars, region);
+        let mut value = offline_value(stack, &p.value, vars, region);
+        if matches!(prop.ty, schema::Type::Policy | schema::Type::Json)
+            && schema::is_unknown(&value)
+        {
+            value = document_text(stack, &p.value, vars, region);
+        }
         match schema::coerce(&prop.ty, value) {
             Err(message) => diags.push(
                 Diagnostic::new(p.value.span, message)
@@ -647,6 +758,48 @@ mod tests {
             .to_string();
         assert!(
             err.contains("--var nope: the stack declares no variable `nope`"),
+            "{err}"
+        );
+    }
+
+    /// A queue, a topic, and `policy_queue` naming the queue by `QUEUE_REF`.
+    fn messaging(queue_ref: &str, policy: &str) -> Result<Validated, String> {
+        check(&format!(
+            "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties: {{name: q}}\n  t:\n    type: aws_sns_topic\n    properties: {{name: t}}\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: {queue_ref}\n      policy: {policy}\n"
+        ))
+    }
+
+    const POLICY: &str = r#"'{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": "${q.arn}", "Condition": {"ArnEquals": {"aws:SourceArn": "${t.arn}"}}}]}'"#;
+
+    #[test]
+    fn a_reference_of_the_wrong_form_is_refused_naming_the_one_that_fits() {
+        let err = messaging("${q.arn}", POLICY).unwrap_err();
+        assert!(
+            err.contains("stack.yaml:13: `p`, property `queue_url`: `queue_url` takes the URL of an aws_sqs_queue, and `${q.arn}` is its ARN: use `${q.url}`"),
+            "{err}"
+        );
+        let err = messaging("${t.arn}", POLICY).unwrap_err();
+        assert!(
+            err.contains("`queue_url` takes the URL of an aws_sqs_queue, and `${t.arn}` names an aws_sns_topic"),
+            "{err}"
+        );
+        // The queue's id is its URL.
+        messaging("${q.id}", POLICY).unwrap();
+        messaging("${q.url}", POLICY).unwrap();
+    }
+
+    #[test]
+    fn a_json_string_policy_with_references_is_parsed_as_aws_will_see_it() {
+        let trailing_comma = POLICY.replace("}}}]}", "}}},]}");
+        let err = messaging("${q.url}", &trailing_comma).unwrap_err();
+        assert!(
+            err.contains("stack.yaml:14: `p`, property `policy`: must be valid JSON"),
+            "{err}"
+        );
+        let no_effect = POLICY.replace(r#""Effect": "Allow", "#, "");
+        let err = messaging("${q.url}", &no_effect).unwrap_err();
+        assert!(
+            err.contains("statement 1 must have `Effect: Allow`"),
             "{err}"
         );
     }

@@ -3,7 +3,7 @@ use aws_sdk_ec2::types::Filter;
 use serde_json::{Map, Value};
 
 use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
 pub struct Ami;
@@ -77,6 +77,12 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[
+        ("id", Names::Id),
+        ("image_id", Names::Id),
+        ("arn", Names::Arn),
+        ("name", Names::Name),
+    ],
 };
 
 #[async_trait]

@@ -7,7 +7,7 @@ use super::{
     absent, attrs, aws, check_name, split_tags, sync_tags, tags_of_each, tags_or, AwsError,
     Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct LogGroup;
 
@@ -74,6 +74,11 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:logs:{region}:{account}:log-group:{name}"),
     cross_check: None,
+    names: &[
+        ("arn", Names::Arn),
+        ("name", Names::Name),
+        ("id", Names::Name),
+    ],
 };
 
 fn group_attrs(cx: &Ctx, name: &str, account: &str) -> Map<String, Value> {

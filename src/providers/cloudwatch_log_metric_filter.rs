@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct MetricFilter;
 
@@ -112,6 +112,7 @@ static SCHEMA: Schema = Schema {
                 _ => Err("must be 1 to 512 characters without `:` or `*`".into()),
             }),
         Prop::new("log_group_name", Type::String, "The log group.")
+            .takes(&[("aws_cloudwatch_log_group", Names::Name)])
             .required()
             .force_new()
             .check(check_log_group_name),
@@ -134,6 +135,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[("name", Names::Name), ("id", Names::Name)],
 };
 
 fn transformation(v: Option<&Value>) -> Result<MetricTransformation, AwsError> {

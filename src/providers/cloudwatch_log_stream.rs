@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct LogStream;
 
@@ -31,6 +31,7 @@ static SCHEMA: Schema = Schema {
             .force_new()
             .check(check_stream_name),
         Prop::new("log_group_name", Type::String, "The log group.")
+            .takes(&[("aws_cloudwatch_log_group", Names::Name)])
             .required()
             .force_new()
             .check(check_log_group_name),
@@ -52,6 +53,11 @@ static SCHEMA: Schema = Schema {
         "arn:aws:logs:{region}:{account}:log-group:{log_group_name}:log-stream:{name}",
     ),
     cross_check: None,
+    names: &[
+        ("arn", Names::Arn),
+        ("name", Names::Name),
+        ("id", Names::Name),
+    ],
 };
 
 fn split(id: &str) -> Result<(&str, &str), AwsError> {

@@ -8,7 +8,7 @@ use super::{
     absent, attrs, aws, split_tags, str_list, string_map, sync_tags, tags_of_each, tags_or,
     user_tags, with_tags, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct MetricAlarm;
 
@@ -187,6 +187,7 @@ static SCHEMA: Schema = Schema {
             Type::List(&Type::String),
             "ARNs notified on ALARM.",
         )
+        .takes(&[("*", Names::Arn)])
         .compare(Compare::Set)
         .check(check_actions),
         Prop::new(
@@ -194,6 +195,7 @@ static SCHEMA: Schema = Schema {
             Type::List(&Type::String),
             "ARNs notified on OK.",
         )
+        .takes(&[("*", Names::Arn)])
         .compare(Compare::Set)
         .check(check_actions),
         Prop::new(
@@ -201,6 +203,7 @@ static SCHEMA: Schema = Schema {
             Type::List(&Type::String),
             "ARNs notified on INSUFFICIENT_DATA.",
         )
+        .takes(&[("*", Names::Arn)])
         .compare(Compare::Set)
         .check(check_actions),
         Prop::new("actions_enabled", Type::Bool, "Whether actions run.")
@@ -222,6 +225,11 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"),
     cross_check: Some(cross_check),
+    names: &[
+        ("arn", Names::Arn),
+        ("alarm_name", Names::Name),
+        ("id", Names::Name),
+    ],
 };
 
 fn alarm_attrs(arn: &str, name: &str) -> Map<String, Value> {

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{absent, attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Compare, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Compare, Kind, Names, Prop, Props, Schema, Type};
 
 /// A saved CloudWatch Logs Insights query.
 pub struct QueryDefinition;
@@ -59,6 +59,7 @@ static SCHEMA: Schema = Schema {
             Type::List(&Type::String),
             "Log groups the query runs on.",
         )
+        .takes(&[("aws_cloudwatch_log_group", Names::Name)])
         .compare(Compare::Set),
         Prop::new("query_string", Type::String, "The query.")
             .required()
@@ -79,6 +80,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[("query_definition_id", Names::Id), ("id", Names::Id)],
 };
 
 async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, AwsError> {

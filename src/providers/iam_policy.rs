@@ -6,7 +6,7 @@ use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, sync_tags, AwsError,
     Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{check_policy_document, Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 /// A customer managed policy. Its id is its ARN.
 pub struct IamPolicy;
@@ -62,6 +62,12 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:iam::{account}:policy/{name}"),
     cross_check: None,
+    names: &[
+        ("arn", Names::Arn),
+        ("id", Names::Arn),
+        ("name", Names::Name),
+        ("policy_id", Names::Id),
+    ],
 };
 
 fn policy_attrs(arn: &str, policy: &aws_sdk_iam::types::Policy) -> Map<String, Value> {

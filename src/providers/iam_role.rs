@@ -8,7 +8,7 @@ use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, sync_tags, wait_for,
     AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{check_policy_document, Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct IamRole;
 
@@ -59,6 +59,12 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:iam::{account}:role/{name}"),
     cross_check: None,
+    names: &[
+        ("arn", Names::Arn),
+        ("name", Names::Name),
+        ("id", Names::Name),
+        ("unique_id", Names::Id),
+    ],
 };
 
 pub fn iam_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {

@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
 pub struct RolePolicyAttachment;
@@ -13,8 +13,12 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "Attaches a managed policy to a role. Its id is `<role>/<policy_arn>`.",
     props: &[
-        Prop::new("role", Type::String, "Role name.").required().force_new(),
+        Prop::new("role", Type::String, "Role name.")
+            .takes(&[("aws_iam_role", Names::Name)])
+            .required()
+            .force_new(),
         Prop::new("policy_arn", Type::String, "ARN of the managed policy, e.g. arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole.")
+            .takes(&[("aws_iam_policy", Names::Arn)])
             .required()
             .force_new()
             .check(|v| match v.as_str() {
@@ -28,6 +32,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[],
 };
 
 fn split(id: &str) -> Result<(&str, &str), AwsError> {

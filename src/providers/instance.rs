@@ -9,7 +9,7 @@ use super::{
     absent, attrs, aws, split_tags, str_list, wait_for, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct Instance;
 
@@ -18,7 +18,7 @@ static SCHEMA: Schema = Schema {
     kind: Kind::Resource,
     doc: "An EC2 instance. Its id is the instance id. Changing the AMI or the instance type replaces it.",
     props: &[
-        Prop::new("ami", Type::String, "Image id.").required().force_new().check(|v| match v.as_str() {
+        Prop::new("ami", Type::String, "Image id.").takes(&[("aws_ami", Names::Id)]).required().force_new().check(|v| match v.as_str() {
             Some(s) if s.starts_with("ami-") && s.len() > 4 => Ok(()),
             _ => Err("must be an image id such as ami-0123456789abcdef0".into()),
         }),
@@ -28,7 +28,9 @@ static SCHEMA: Schema = Schema {
                 _ => Err("must be an instance type such as t3.micro".into()),
             }
         }),
-        Prop::new("vpc_security_group_ids", Type::List(&Type::String), "Security groups.").compare(Compare::Set),
+        Prop::new("vpc_security_group_ids", Type::List(&Type::String), "Security groups.")
+            .takes(&[("aws_security_group", Names::Id)])
+            .compare(Compare::Set),
         Prop::new("subnet_id", Type::String, "Subnet (default: one of the default VPC).").force_new(),
         Prop::new("key_name", Type::String, "EC2 key pair for SSH.").force_new(),
         Prop::new("tags", Type::StringMap, "Tags; `Name` is what the console shows.").default(Default::EmptyMap),
@@ -45,6 +47,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:ec2:{region}:{account}:instance/{id}"),
     cross_check: None,
+    names: &[("id", Names::Id), ("arn", Names::Arn)],
 };
 
 const NO_INSTANCE: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];

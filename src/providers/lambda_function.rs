@@ -15,7 +15,9 @@ use super::{
     absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, sync_tags, user_tags,
     wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{is_unknown, unknown, Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{
+    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type,
+};
 
 pub struct LambdaFunction;
 
@@ -143,6 +145,7 @@ static SCHEMA: Schema = Schema {
             .force_new()
             .check(check_function_name),
         Prop::new("role", Type::String, "ARN of the execution role.")
+            .takes(&[("aws_iam_role", Names::Arn)])
             .required()
             .check(check_role),
         Prop::new(
@@ -226,6 +229,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:lambda:{region}:{account}:function:{function_name}"),
     cross_check: Some(cross_check),
+    names: &[("arn", Names::Arn), ("function_name", Names::Name), ("id", Names::Name)],
 };
 
 fn architecture(props: &Props) -> String {

@@ -7,7 +7,7 @@ use super::{
     absent, attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed,
     Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 /// A statement in a function's resource policy: who may invoke it.
 pub struct LambdaPermission;
@@ -22,9 +22,14 @@ static SCHEMA: Schema = Schema {
             .force_new()
             .check(|v| super::check_name(v, 100, "-_.", "statement ids use letters, digits and -_.")),
         Prop::new("action", Type::String, "The action allowed.").default(Default::Str("lambda:InvokeFunction")).force_new(),
-        Prop::new("function_name", Type::String, "Function name or ARN.").required().force_new(),
+        Prop::new("function_name", Type::String, "Function name or ARN.")
+            .takes(&[("aws_lambda_function", Names::Name), ("aws_lambda_function", Names::Arn)])
+            .required()
+            .force_new(),
         Prop::new("principal", Type::String, "Who is allowed: a service principal or an account.").required().force_new(),
-        Prop::new("source_arn", Type::String, "Only this resource (an alarm's ARN) may invoke.").force_new(),
+        Prop::new("source_arn", Type::String, "Only this resource (an alarm's ARN) may invoke.")
+            .takes(&[("*", Names::Arn)])
+            .force_new(),
         Prop::new("source_account", Type::String, "Only resources of this account may invoke.").force_new(),
     ],
     attrs: &[Attr { name: "id", doc: "`<function>/<statement_id>`." }],
@@ -33,6 +38,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[],
 };
 
 fn split(id: &str) -> Result<(&str, &str), AwsError> {

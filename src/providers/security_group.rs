@@ -9,7 +9,9 @@ use super::{
     absent, attrs, aws, retry_eventual, split_tags, str_list, sync_tags, AwsError, Created, Ctx,
     Observed, Provider, Resource,
 };
-use crate::schema::{is_unknown, unknown, Attr, Compare, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{
+    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type,
+};
 
 pub struct SecurityGroup;
 
@@ -86,6 +88,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: true,
     arn_format: Some("arn:aws:ec2:{region}:{account}:security-group/{id}"),
     cross_check: Some(cross_check),
+    names: &[("id", Names::Id), ("arn", Names::Arn), ("name", Names::Name)],
 };
 
 fn check_group_name(v: &Value) -> Result<(), String> {

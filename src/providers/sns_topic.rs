@@ -6,7 +6,7 @@ use super::{
     absent, attrs, aws, check_name, split_tags, sync_tags, with_tags, AwsError, Created, Ctx,
     Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct SnsTopic;
 
@@ -61,6 +61,11 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:sns:{region}:{account}:{name}"),
     cross_check: None,
+    names: &[
+        ("arn", Names::Arn),
+        ("id", Names::Arn),
+        ("name", Names::Name),
+    ],
 };
 
 fn sns_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {

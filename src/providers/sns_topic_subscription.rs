@@ -5,7 +5,7 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct SnsTopicSubscription;
 
@@ -49,6 +49,7 @@ static SCHEMA: Schema = Schema {
     doc: "A subscription of an endpoint (for sqs: the queue ARN) to an SNS topic.",
     props: &[
         Prop::new("topic_arn", Type::String, "ARN of the topic.")
+            .takes(&[("aws_sns_topic", Names::Arn)])
             .required()
             .force_new(),
         Prop::new("protocol", Type::String, "Delivery protocol.")
@@ -60,6 +61,10 @@ static SCHEMA: Schema = Schema {
             Type::String,
             "Where to deliver (queue ARN for sqs, function ARN for lambda).",
         )
+        .takes(&[
+            ("aws_sqs_queue", Names::Arn),
+            ("aws_lambda_function", Names::Arn),
+        ])
         .required()
         .force_new(),
         Prop::new(
@@ -91,6 +96,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[("arn", Names::Arn), ("id", Names::Arn)],
 };
 
 fn filter_policy_text(r: &Resource<'_>) -> String {

@@ -9,7 +9,7 @@ use super::{
     absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, sync_tags, with_tags,
     AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
 
 pub struct SqsQueue;
 
@@ -78,6 +78,12 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:sqs:{region}:{account}:{name}"),
     cross_check: None,
+    names: &[
+        ("arn", Names::Arn),
+        ("url", Names::Url),
+        ("id", Names::Url),
+        ("name", Names::Name),
+    ],
 };
 
 /// The codes SQS answers for a queue that does not exist.

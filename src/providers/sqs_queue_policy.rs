@@ -7,7 +7,7 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{check_policy_document, Attr, Kind, Prop, Props, Schema, Type};
+use crate::schema::{check_policy_document, Attr, Kind, Names, Prop, Props, Schema, Type};
 
 /// The queue's access policy; without one, an SNS topic cannot deliver to the queue.
 pub struct SqsQueuePolicy;
@@ -18,6 +18,7 @@ static SCHEMA: Schema = Schema {
     doc: "The access policy of an SQS queue. Its id is the queue URL.",
     props: &[
         Prop::new("queue_url", Type::String, "URL of the queue.")
+            .takes(&[("aws_sqs_queue", Names::Url)])
             .required()
             .force_new(),
         Prop::new(
@@ -37,6 +38,7 @@ static SCHEMA: Schema = Schema {
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    names: &[],
 };
 
 async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), AwsError> {

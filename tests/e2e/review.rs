@@ -30,7 +30,7 @@ fn check_proves_the_seed_stack_and_fails_the_tutorial_without_calling_aws() {
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["findings"], serde_json::json!([]));
     let edges = report["edges"].as_array().unwrap();
-    assert_eq!(edges.len(), 11);
+    assert_eq!(edges.len(), 13);
     assert!(edges.iter().all(|e| e["allowed"] == true), "{edges:#?}");
     let invoke = edges
         .iter()
@@ -102,4 +102,31 @@ fn a_markdown_plan_leads_with_the_summary_and_ends_with_the_findings() {
         out.stdout
     );
     assert!(out.stdout.len() < 60_000);
+}
+
+#[test]
+fn validate_and_check_tell_the_same_story() {
+    let env = Env::offline();
+    let lambda = localaws::repo_root().join("lambda");
+    let seed = include_str!("../../stack.yaml")
+        .replace("source: lambda", &format!("source: {}", lambda.display()));
+    // A typo in the metric the alarm watches: valid for AWS, broken pipeline.
+    let broken = seed.replace("metric_name: SlowResponses", "metric_name: SlowResponse");
+    std::fs::write(env.path("stack.yaml"), broken).unwrap();
+    let check = offline(&env, &["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    let validate = offline(&env, &["validate"]).ok();
+    assert!(
+        validate
+            .stdout
+            .contains("AWS would accept it, but `stackctl check` finds 1 error(s)"),
+        "{}",
+        validate.stdout
+    );
+    let summary = |text: &str| text.lines().last().unwrap_or_default().to_string();
+    assert_eq!(summary(&validate.stderr), summary(&check.stdout));
+    assert_eq!(
+        summary(&check.stdout),
+        "1 error(s), 0 warning(s); 12 of 13 links proven."
+    );
 }

@@ -122,6 +122,11 @@ impl<'a> Model<'a> {
     fn attr(&self, id: &str, attr: &str) -> Value {
         let decl = &self.v.stack.decls[id];
         let schema = self.v.schema(id);
+        // `${q.id}` and `${q.url}` name the queue alike: one spelling per form.
+        let attr = schema
+            .names_as(attr)
+            .and_then(|form| schema.name_in(form))
+            .unwrap_or(attr);
         if attr == "arn" && !decl.is_data {
             if let Some(arn) = self.arn(id) {
                 return Value::from(arn);
@@ -167,13 +172,15 @@ impl<'a> Model<'a> {
         Some(out)
     }
 
-    /// The resource of one of `types` this value names (by ARN, or by name).
+    /// The resource of one of `types` this value names, in any of the forms
+    /// its schema says name it (ARN, URL, name, id).
     fn target(&self, value: &str, types: &[&str]) -> Option<&'a str> {
         types.iter().flat_map(|t| self.of_type(t)).find(|id| {
-            self.arn(id).as_deref() == Some(value)
-                || ["name", "function_name", "url"]
-                    .iter()
-                    .any(|p| self.attr(id, p).as_str() == Some(value))
+            self.v
+                .schema(id)
+                .names
+                .iter()
+                .any(|(attr, _)| self.attr(id, attr).as_str() == Some(value))
         })
     }
 
@@ -200,9 +207,13 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// A policy document property as JSON (written as a map or a JSON string).
+/// A JSON string's references resolve into its text, the unknown ones as
+/// tokens whose marker character JSON only takes escaped.
 fn document(v: Option<&Value>) -> Value {
     match v {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Some(Value::String(s)) => {
+            serde_json::from_str(&iam::escape_unknowns(s)).unwrap_or(Value::Null)
+        }
         Some(other) => other.clone(),
         None => Value::Null,
     }
@@ -224,6 +235,7 @@ pub fn check(v: &Validated, region: Option<&str>, rules: &[Diagnostic]) -> Repor
             fix: "change the value as the message says".into(),
         });
     }
+    metric_links(&m, &mut report);
     alarm_links(&m, &mut report);
     topic_links(&m, &mut report);
     function_links(&m, &mut report);
@@ -779,63 +791,194 @@ fn lint_security_groups(m: &Model, report: &mut Report) {
     }
 }
 
-/// The metric filters that feed a metric, with their value and default.
-fn metric_filters_of<'m>(m: &'m Model, namespace: &str, name: &str) -> Vec<(&'m str, Value)> {
-    m.of_type("aws_cloudwatch_log_metric_filter")
-        .into_iter()
-        .filter_map(|f| {
-            let t = m.prop(f, "metric_transformation")?.clone();
-            (t.get("namespace").and_then(Value::as_str) == Some(namespace)
-                && t.get("name").and_then(Value::as_str) == Some(name))
-            .then_some((f, t))
-        })
-        .collect()
+/// A metric as CloudWatch keys it: namespace, name and the names of its
+/// dimensions (a filter's dimension values come from the lines it matches).
+#[derive(Debug, Clone, PartialEq)]
+struct Metric {
+    namespace: String,
+    name: String,
+    dimensions: Vec<String>,
 }
 
-fn lint_alarms(m: &Model, report: &mut Report) {
+impl Metric {
+    fn of(
+        namespace: Option<&Value>,
+        name: Option<&Value>,
+        dimensions: Option<&Value>,
+    ) -> Option<Metric> {
+        Some(Metric {
+            namespace: namespace?.as_str()?.to_string(),
+            name: name?.as_str()?.to_string(),
+            dimensions: dimensions
+                .and_then(Value::as_object)
+                .map(|d| d.keys().cloned().collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn watched_by(m: &Model, alarm: &str) -> Option<Metric> {
+        Metric::of(
+            m.prop(alarm, "namespace"),
+            m.prop(alarm, "metric_name"),
+            m.prop(alarm, "dimensions"),
+        )
+    }
+
+    fn published_by(m: &Model, filter: &str) -> Option<Metric> {
+        let t = m.prop(filter, "metric_transformation")?;
+        Metric::of(t.get("namespace"), t.get("name"), t.get("dimensions"))
+    }
+
+    fn path(&self) -> String {
+        let mut text = format!("{}/{}", self.namespace, self.name);
+        if !self.dimensions.is_empty() {
+            text.push_str(&format!(" {{{}}}", self.dimensions.join(", ")));
+        }
+        text
+    }
+
+    /// How far apart two metrics are, for the nearest one to a typo.
+    fn distance(&self, other: &Metric) -> usize {
+        crate::validate::edit_distance(&self.namespace, &other.namespace)
+            + crate::validate::edit_distance(&self.name, &other.name)
+            + usize::from(self.dimensions != other.dimensions) * 3
+    }
+}
+
+/// The first links of the pipeline: a log group's events through a metric
+/// filter, and the metric the filter publishes to the alarms that watch
+/// exactly it (same namespace, name and dimensions) with a statistic that
+/// can pass their threshold.
+fn metric_links(m: &Model, report: &mut Report) {
+    let filters: Vec<(&str, Metric)> = m
+        .of_type("aws_cloudwatch_log_metric_filter")
+        .into_iter()
+        .filter_map(|f| Some((f, Metric::published_by(m, f)?)))
+        .collect();
+    for (f, _) in &filters {
+        let group = m.text(f, "log_group_name").unwrap_or_default();
+        if let Some(g) = m.target(&group, &["aws_cloudwatch_log_group"]) {
+            report.edges.push(Edge {
+                from: g.into(),
+                to: f.to_string(),
+                action: "log events".into(),
+                resource: iam::readable(&group),
+                allowed: true,
+                by: vec![format!(
+                    "metric filter {f} on log group {}",
+                    iam::readable(&group)
+                )],
+                missing: None,
+            });
+        }
+    }
     for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
-        let (Some(ns), Some(name)) = (m.text(alarm, "namespace"), m.text(alarm, "metric_name"))
-        else {
+        let Some(watched) = Metric::watched_by(m, alarm) else {
             continue;
         };
-        let missing = m
-            .text(alarm, "treat_missing_data")
-            .unwrap_or_else(|| "missing".into());
-        for (filter, t) in metric_filters_of(m, &ns, &name) {
-            if t.get("default_value").is_none() && (missing == "missing" || missing == "ignore") {
-                report.findings.push(finding(m, "SC301", Severity::Error, alarm, "treat_missing_data",
-                    format!("`{filter}` reports {ns}/{name} only when a line matches (no default_value), and missing data is `{missing}`: after the first alarm the metric goes quiet and the alarm stays in ALARM, so it never fires again"),
-                    &format!("set metric_transformation.default_value: 0 on `{filter}` and treat_missing_data: notBreaching")));
-            }
-            never_fires(m, alarm, filter, &t, report);
+        // AWS's own metrics, or none of the stack's filters: published elsewhere.
+        if watched.namespace.starts_with("AWS/") || filters.is_empty() {
+            continue;
         }
-        text_disagrees(m, alarm, report);
+        let feeding: Vec<&str> = filters
+            .iter()
+            .filter(|(_, p)| *p == watched)
+            .map(|(f, _)| *f)
+            .collect();
+        for f in &feeding {
+            let why_not = never_fires(m, alarm, f);
+            if let Some(why) = &why_not {
+                report.findings.push(finding(
+                    m,
+                    "SC302",
+                    Severity::Error,
+                    alarm,
+                    "statistic",
+                    why.clone(),
+                    "use statistic: Sum to count matches against the threshold",
+                ));
+            }
+            report.edges.push(Edge {
+                from: f.to_string(),
+                to: alarm.into(),
+                action: format!("metric {}/{}", watched.namespace, watched.name),
+                resource: watched.path(),
+                allowed: why_not.is_none(),
+                by: vec![format!("metric filter {f}'s metric_transformation")],
+                missing: why_not,
+            });
+            counts_defaults(m, alarm, f, report);
+        }
+        if feeding.is_empty() {
+            unfed(m, alarm, &watched, &filters, report);
+        }
+    }
+}
+
+/// An alarm on a custom metric no filter of the stack publishes: a typo in
+/// the namespace, the name or the dimensions, or a metric the application
+/// publishes itself.
+fn unfed(
+    m: &Model,
+    alarm: &str,
+    watched: &Metric,
+    filters: &[(&str, Metric)],
+    report: &mut Report,
+) {
+    let Some((f, nearest)) = filters.iter().min_by_key(|(_, p)| p.distance(watched)) else {
+        return;
+    };
+    let property = if nearest.namespace != watched.namespace {
+        "namespace"
+    } else if nearest.name != watched.name {
+        "metric_name"
+    } else {
+        "dimensions"
+    };
+    let typo = nearest.namespace == watched.namespace
+        || nearest.name == watched.name
+        || nearest.distance(watched) <= 4;
+    let fix = format!(
+        "an alarm on what `{f}` publishes ({}), or a metric_transformation publishing {}",
+        nearest.path(),
+        watched.path()
+    );
+    if typo {
+        let e = Edge {
+            from: f.to_string(),
+            to: alarm.into(),
+            action: format!("metric {}/{}", watched.namespace, watched.name),
+            resource: watched.path(),
+            allowed: false,
+            by: Vec::new(),
+            missing: Some(fix.clone()),
+        };
+        report.findings.push(finding(m, "SC605", Severity::Error, alarm, property,
+            format!("the alarm watches {}, which no metric filter publishes (`{f}` publishes {}): it can never fire", watched.path(), nearest.path()),
+            &fix));
+        report.edges.push(e);
+    } else {
+        report.findings.push(finding(m, "SC605", Severity::Warning, alarm, "metric_name",
+            format!("no metric filter of this stack publishes {}: unless the application publishes it, the alarm never fires", watched.path()),
+            &fix));
     }
 }
 
 /// Maximum, Minimum and Average of a filter's values never pass the largest
-/// (or smallest) value it emits.
-fn never_fires(m: &Model, alarm: &str, filter: &str, t: &Value, report: &mut Report) {
+/// (or smallest) value it emits. Why the alarm can never fire, if it cannot.
+fn never_fires(m: &Model, alarm: &str, filter: &str) -> Option<String> {
     let stat = m.text(alarm, "statistic").unwrap_or_default();
     if !["Maximum", "Minimum", "Average"].contains(&stat.as_str()) {
-        return;
+        return None;
     }
-    let Some(value) = t
-        .get("value")
-        .and_then(Value::as_str)
-        .and_then(|v| v.parse::<f64>().ok())
-    else {
-        return;
-    };
+    let t = m.prop(filter, "metric_transformation")?;
+    let value = t.get("value")?.as_str()?.parse::<f64>().ok()?;
     let default = t
         .get("default_value")
         .and_then(Value::as_f64)
         .unwrap_or(value);
     let (lo, hi) = (value.min(default), value.max(default));
-    let threshold = m
-        .prop(alarm, "threshold")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
+    let threshold = m.prop(alarm, "threshold").and_then(Value::as_f64)?;
     let op = m.text(alarm, "comparison_operator").unwrap_or_default();
     let never = match op.as_str() {
         "GreaterThanThreshold" => hi <= threshold,
@@ -844,10 +987,46 @@ fn never_fires(m: &Model, alarm: &str, filter: &str, t: &Value, report: &mut Rep
         "LessThanOrEqualToThreshold" => lo > threshold,
         _ => false,
     };
-    if never {
-        report.findings.push(finding(m, "SC302", Severity::Error, alarm, "statistic",
-            format!("`{filter}` emits {value} per match (default {default}): the {stat} of those is never {op} {threshold}, so the alarm can never fire"),
-            "use statistic: Sum to count matches against the threshold"));
+    never.then(|| format!(
+        "`{filter}` emits {value} per match (default {default}): the {stat} of those is never {op} {threshold}, so the alarm can never fire"
+    ))
+}
+
+/// SampleCount counts samples, and a default value is one sample a minute
+/// for every minute with logs but no match.
+fn counts_defaults(m: &Model, alarm: &str, filter: &str, report: &mut Report) {
+    let stat = m.text(alarm, "statistic").unwrap_or_default();
+    let default = m
+        .prop(filter, "metric_transformation")
+        .and_then(|t| t.get("default_value"));
+    if stat == "SampleCount" && default.is_some() {
+        report.findings.push(finding(m, "SC304", Severity::Warning, alarm, "statistic",
+            format!("`{filter}` publishes its default value for every minute with logs but no match, and SampleCount counts those samples too: the alarm counts minutes with traffic, not matches"),
+            "statistic: Sum (each match adds its value; the default adds 0)"));
+    }
+}
+
+fn lint_alarms(m: &Model, report: &mut Report) {
+    for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
+        let missing = m
+            .text(alarm, "treat_missing_data")
+            .unwrap_or_else(|| "missing".into());
+        if let Some(watched) = Metric::watched_by(m, alarm) {
+            for filter in m.of_type("aws_cloudwatch_log_metric_filter") {
+                let no_default = m
+                    .prop(filter, "metric_transformation")
+                    .is_some_and(|t| t.get("default_value").is_none());
+                if Metric::published_by(m, filter).as_ref() == Some(&watched)
+                    && no_default
+                    && (missing == "missing" || missing == "ignore")
+                {
+                    report.findings.push(finding(m, "SC301", Severity::Error, alarm, "treat_missing_data",
+                        format!("`{filter}` reports {}/{} only when a line matches (no default_value), and missing data is `{missing}`: after the first alarm the metric goes quiet and the alarm stays in ALARM, so it never fires again", watched.namespace, watched.name),
+                        &format!("set metric_transformation.default_value: 0 on `{filter}` and treat_missing_data: notBreaching")));
+                }
+            }
+        }
+        text_disagrees(m, alarm, report);
     }
 }
 
@@ -966,6 +1145,16 @@ fn lint_log_groups(m: &Model, report: &mut Report) {
 
 /// The report as text, findings grouped by resource, then the links.
 pub fn render(report: &Report, file: &str) -> String {
+    render_with(report, file, true)
+}
+
+/// The findings and the summary, without the list of links (what
+/// `validate` prints).
+pub fn render_findings(report: &Report, file: &str) -> String {
+    render_with(report, file, false)
+}
+
+fn render_with(report: &Report, file: &str, links: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let mut current = None;
@@ -990,17 +1179,22 @@ pub fn render(report: &Report, file: &str) -> String {
             f.fix
         );
     }
-    if !report.edges.is_empty() {
+    if links && !report.edges.is_empty() {
         let _ = writeln!(out, "\nLinks:");
         for e in &report.edges {
+            // A metric link's action names its metric already.
+            let on = if e.action.ends_with(&e.resource) {
+                String::new()
+            } else {
+                format!(" on {}", e.resource)
+            };
             let _ = writeln!(
                 out,
-                "  {} {} → {}: {} on {}{}",
+                "  {} {} → {}: {}{on}{}",
                 if e.allowed { "✓" } else { "✗" },
                 e.from,
                 e.to,
                 e.action,
-                e.resource,
                 if e.allowed {
                     format!(" (allowed by {})", e.by.join(", "))
                 } else {
@@ -1063,12 +1257,15 @@ pub fn render_markdown(report: &Report) -> String {
 }
 
 #[cfg(test)]
+mod corpus;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Stack;
 
-    const SEED: &str = include_str!("../stack.yaml");
-    const TUTORIAL: &str = include_str!("../tests/fixtures/tutorial.yaml");
+    const SEED: &str = include_str!("../../stack.yaml");
+    const TUTORIAL: &str = include_str!("../../tests/fixtures/tutorial.yaml");
 
     fn report(src: &str) -> Report {
         let stack = Stack::parse(
@@ -1101,7 +1298,7 @@ mod tests {
     fn the_seed_stack_is_proven_wired_and_clean() {
         let r = report(SEED);
         assert!(r.findings.is_empty(), "{:#?}", r.findings);
-        assert_eq!(r.edges.len(), 11);
+        assert_eq!(r.edges.len(), 13);
         assert!(r.edges.iter().all(|e| e.allowed), "{:#?}", r.edges);
         let e = edge(&r, "slow_response_alarm", "lambda:InvokeFunction");
         assert_eq!(e.to, "remediation");
@@ -1249,6 +1446,128 @@ mod tests {
                 .contains("policy `lambda_policy` grants it but is not attached to `lambda_role`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_queue_named_by_its_id_is_the_queue_its_policy_governs() {
+        let r = report(&SEED.replace(
+            "queue_url: ${notifications.url}",
+            "queue_url: ${notifications.id}",
+        ));
+        assert!(
+            edge(&r, "lambda_topic", "sqs:SendMessage").allowed,
+            "{:#?}",
+            r.edges
+        );
+        assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    }
+
+    /// The seed's queue policy as one JSON string, references inside.
+    fn json_string_queue_policy(statement_extra: &str) -> String {
+        let start = SEED.find("      policy:\n        Version: \"2012-10-17\"\n        Statement:\n          - Sid: AllowOnlyTheRemediationTopic").unwrap();
+        let end = SEED.find("  notifications_subscription:").unwrap();
+        let mut src = SEED.to_string();
+        src.replace_range(
+            start..end,
+            &format!(
+                "      policy: '{{\"Version\": \"2012-10-17\", \"Statement\": [{{\"Sid\": \"AllowOnlyTheRemediationTopic\", \"Effect\": \"Allow\", \"Principal\": {{\"Service\": \"sns.amazonaws.com\"}}, \"Action\": \"sqs:SendMessage\", \"Resource\": \"${{notifications.arn}}\", \"Condition\": {{\"ArnEquals\": {{\"aws:SourceArn\": \"${{lambda_topic.arn}}\"}}}}}}{statement_extra}]}}'\n\n"
+            ),
+        );
+        src
+    }
+
+    #[test]
+    fn a_policy_written_as_a_json_string_with_references_is_evaluated() {
+        let r = report(&json_string_queue_policy(""));
+        let e = edge(&r, "lambda_topic", "sqs:SendMessage");
+        assert!(e.allowed, "{e:?}");
+        assert_eq!(
+            e.by,
+            ["queue policy notifications_policy statement AllowOnlyTheRemediationTopic"]
+        );
+        let denied =
+            r#", {"Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": "*"}"#;
+        assert!(
+            !edge(
+                &report(&json_string_queue_policy(denied)),
+                "lambda_topic",
+                "sqs:SendMessage"
+            )
+            .allowed
+        );
+    }
+
+    #[test]
+    fn the_metric_an_alarm_watches_is_proven_published_by_a_filter() {
+        let r = report(SEED);
+        let e = edge(&r, "slow_responses", "metric MyApp/SlowResponses");
+        assert_eq!((e.to.as_str(), e.allowed), ("slow_response_alarm", true));
+        assert!(edge(&r, "app_logs", "log events").allowed);
+        for (typo, property) in [
+            ("metric_name: SlowResponses", "metric_name: SlowResponse"),
+            (
+                "namespace: MyApp\n      metric_name",
+                "namespace: MyAp\n      metric_name",
+            ),
+            (
+                "      metric_name: SlowResponses\n",
+                "      metric_name: SlowResponses\n      dimensions: {Endpoint: /api/data}\n",
+            ),
+        ] {
+            let r = report(&SEED.replace(typo, property));
+            let f = r
+                .findings
+                .iter()
+                .find(|f| f.rule == "SC605")
+                .unwrap_or_else(|| panic!("{property}: {:#?}", r.findings));
+            assert_eq!(
+                (f.severity, f.resource.as_str()),
+                (Severity::Error, "slow_response_alarm")
+            );
+            assert!(
+                f.message
+                    .contains("`slow_responses` publishes MyApp/SlowResponses"),
+                "{}",
+                f.message
+            );
+            let e = r
+                .edges
+                .iter()
+                .find(|e| e.to == "slow_response_alarm" && e.from == "slow_responses")
+                .unwrap();
+            assert!(!e.allowed);
+        }
+    }
+
+    #[test]
+    fn an_alarm_counting_samples_of_a_metric_with_a_default_counts_quiet_minutes() {
+        let r = report(&SEED.replace("      statistic: Sum\n", "      statistic: SampleCount\n"));
+        assert!(
+            rules_of(&r).contains(&("SC304", "slow_response_alarm".into())),
+            "{:#?}",
+            r.findings
+        );
+    }
+
+    /// Every rule reasons on the value AWS will use: left out, a property is
+    /// at its default (AWS's), and the rules see that.
+    #[test]
+    fn rules_see_the_defaults_of_what_is_left_out() {
+        let no_timeout = SEED.replace("      timeout: 300\n", "");
+        assert!(rules_of(&report(&no_timeout)).contains(&("SC401", "remediation".into())));
+        let no_retention = SEED.replace("      retention_in_days: 14\n", "");
+        assert!(rules_of(&report(&no_retention)).contains(&("SC501", "app_logs".into())));
+        let no_default_missing_left_out = SEED
+            .replace("        default_value: 0\n", "")
+            .replace("      treat_missing_data: notBreaching\n", "");
+        assert!(rules_of(&report(&no_default_missing_left_out))
+            .contains(&("SC301", "slow_response_alarm".into())));
+        // A function taking messages for 60 s from a queue left at AWS's 30 s.
+        let consumer = SEED.replace("      timeout: 300\n", "      timeout: 60\n").replace(
+            "    sensitive: false\n",
+            "    sensitive: false\n    needs:\n      - {actions: [sqs:ReceiveMessage], resource: \"${notifications.arn}\"}\n",
+        );
+        assert!(rules_of(&report(&consumer)).contains(&("SC402", "notifications".into())));
     }
 
     #[test]
