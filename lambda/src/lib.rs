@@ -137,8 +137,9 @@ pub struct Alarm {
     pub state: String,
     pub previous_state: String,
     pub reason: String,
-    /// When the alarm changed state (epoch seconds): the function's "now",
-    /// so a replayed or simulated alarm is judged at its own time.
+    /// When the alarm changed state (epoch seconds; through SNS, when SNS
+    /// took the notification if the message does not say): the function's
+    /// "now", so a replayed or simulated alarm is judged at its own time.
     pub time: Option<u64>,
 }
 
@@ -181,7 +182,9 @@ pub fn parse_event(event: &Value) -> Result<Alarm, RemediationError> {
                 reason: text(&inner, &["NewStateReason"])
                     .unwrap_or_default()
                     .to_string(),
-                time: text(&inner, &["StateChangeTime"]).and_then(epoch_secs),
+                time: text(&inner, &["StateChangeTime"])
+                    .or(text(record, &["Sns", "Timestamp"]))
+                    .and_then(epoch_secs),
             });
         }
         return parse_event(&inner);
@@ -703,6 +706,10 @@ mod tests {
         let event = json!({"source": "aws.cloudwatch", "alarmArn": "arn:a", "time": "2026-11-25T10:20:08.431+0000",
             "alarmData": {"alarmName": "a", "state": {"value": "ALARM"}}});
         assert_eq!(parse_event(&event).unwrap().time, Some(1_795_602_008));
+        // Through SNS without StateChangeTime: when SNS took the notification.
+        let via_sns = json!({"Records": [{"Sns": {"Timestamp": "2026-11-25T10:20:09.655Z", "Message": serde_json::to_string(&json!({
+            "AlarmName": "a", "NewStateValue": "ALARM"})).unwrap()}}]});
+        assert_eq!(parse_event(&via_sns).unwrap().time, Some(1_795_602_009));
     }
 
     #[test]
