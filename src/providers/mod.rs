@@ -13,6 +13,7 @@ mod iam_role_policy_attachment;
 mod instance;
 mod lambda_function;
 mod lambda_permission;
+pub mod reach;
 mod security_group;
 mod sns_topic;
 mod sns_topic_subscription;
@@ -329,6 +330,7 @@ pub struct Ctx {
     logs: aws_sdk_cloudwatchlogs::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
+    sts: aws_sdk_sts::Client,
     account_id: OnceCell<String>,
     /// The account the state records, used for ARNs and `${stack.account_id}`
     /// before STS answers; the plan is refused if STS then names another.
@@ -369,15 +371,26 @@ impl Ctx {
     /// A context over an SDK configuration built elsewhere (tests build one
     /// for the local endpoint).
     pub fn with_config(sdk: SdkConfig, stack: &str, stack_dir: &std::path::Path) -> Ctx {
+        // Every client keeps a ledger of each call's attempts (reach.rs).
+        macro_rules! client {
+            ($sdk_crate:ident) => {
+                $sdk_crate::Client::from_conf(
+                    $sdk_crate::config::Builder::from(&sdk)
+                        .interceptor(reach::Interceptor)
+                        .build(),
+                )
+            };
+        }
         Ctx {
-            sns: aws_sdk_sns::Client::new(&sdk),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            iam: aws_sdk_iam::Client::new(&sdk),
-            ec2: aws_sdk_ec2::Client::new(&sdk),
-            lambda: aws_sdk_lambda::Client::new(&sdk),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-            tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
+            sns: client!(aws_sdk_sns),
+            sqs: client!(aws_sdk_sqs),
+            iam: client!(aws_sdk_iam),
+            ec2: client!(aws_sdk_ec2),
+            lambda: client!(aws_sdk_lambda),
+            logs: client!(aws_sdk_cloudwatchlogs),
+            cloudwatch: client!(aws_sdk_cloudwatch),
+            tagging: client!(aws_sdk_resourcegroupstagging),
+            sts: client!(aws_sdk_sts),
             known_tags: Default::default(),
             sdk,
             events: crate::events::silent(),
@@ -525,11 +538,7 @@ impl Ctx {
     async fn caller_account(&self) -> Result<String, AwsError> {
         self.account_id
             .get_or_try_init(|| async {
-                let out = aws_sdk_sts::Client::new(&self.sdk)
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(aws)?;
+                let out = self.sts.get_caller_identity().send().await.map_err(aws)?;
                 out.account
                     .ok_or_else(|| AwsError::local("STS GetCallerIdentity returned no account"))
             })
@@ -693,7 +702,7 @@ where
 
 /// Whether a dispatch failed before a connection existed (no address, refused,
 /// unreachable): then nothing was sent.
-fn never_connected(err: &dyn std::error::Error) -> bool {
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = err.source();
     while let Some(s) = source {
         if let Some(e) = s.downcast_ref::<hyper_util::client::legacy::Error>() {
@@ -709,6 +718,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let reach = match &err {
+        // What the attempts' ledger concluded, when the last attempt alone
+        // would mislead (reach.rs).
+        _ if reach::verdict(&err).is_some() => reach::verdict(&err).unwrap_or(Reach::Unknown),
         SdkError::ConstructionFailure(_) => Reach::NotSent,
         SdkError::DispatchFailure(d) if d.is_user() || never_connected(&err) => Reach::NotSent,
         SdkError::ServiceError(s) if s.raw().status().as_u16() < 500 => Reach::Refused,

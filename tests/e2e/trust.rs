@@ -110,6 +110,60 @@ fn a_dropped_connection_after_any_create_converges_to_one_of_each() {
     }
 }
 
+/// The creates CI tries with the network going down: the untagged ones a
+/// connect error after the lost answer wedged, and the one that made two.
+const CI_OUTAGE_CREATES: &[&str] = &["Subscribe", "PutMetricFilter", "RunInstances"];
+
+/// The network goes down right after AWS acted on a create: its answer is
+/// lost and its retries cannot connect. A call is "not sent" only when no
+/// attempt of it can have reached AWS, so its intent stays, and the next run
+/// (the network back) converges to one of each.
+#[test]
+fn an_answer_lost_then_no_connection_for_a_while_converges_to_one_of_each() {
+    for (service, op) in SEED_CREATES {
+        if !(full_sweep() || CI_OUTAGE_CREATES.contains(op)) {
+            continue;
+        }
+        let env = seeded();
+        env.aws.inject(Fault::lose_answer_then_outage(
+            service,
+            op,
+            Duration::from_secs(8),
+        ));
+        // Three attempts fit in the outage (the default six take up to 31 s).
+        let first = env
+            .command(&["apply", "--auto-approve"])
+            .env("AWS_MAX_ATTEMPTS", "3")
+            .output()
+            .unwrap();
+        assert_ne!(first.status.code(), Some(0), "{op}: the network went down");
+        env.aws.wait_for_outage_to_end();
+        converges_then_destroys(
+            &env,
+            &format!("{op}: answer lost, then 8 s without a connection"),
+        );
+    }
+}
+
+/// Without credentials nothing leaves the machine, and the error does not
+/// say the call may have taken effect.
+#[test]
+fn without_credentials_no_call_is_said_to_have_reached_aws() {
+    let env = seeded();
+    let out = env
+        .command(&["apply", "--auto-approve"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("credentials"), "{stderr}");
+    assert!(!stderr.contains("may have taken effect"), "{stderr}");
+    assert!(env.take_calls().is_empty(), "nothing reached the endpoint");
+}
+
 /// A create whose own call succeeded and whose next step failed leaves a
 /// resource that the state must keep.
 #[test]

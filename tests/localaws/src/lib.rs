@@ -70,6 +70,10 @@ pub enum FaultKind {
     DropConnection,
     /// The call waits this long before it is forwarded (a slow or hung AWS).
     Delay(Duration),
+    /// The call reaches AWS, which acts on it; the connection drops without
+    /// an answer, and for this long no connection can be made (the network
+    /// or the endpoint down): retries meet "connection refused".
+    LoseAnswerThenOutage(Duration),
 }
 
 impl Fault {
@@ -134,6 +138,17 @@ impl Fault {
         Fault::new(service, operation, 1, FaultKind::DropConnection)
     }
 
+    /// AWS acts on the call, its answer is lost, and then no connection can
+    /// be made for `outage`.
+    pub fn lose_answer_then_outage(service: &str, operation: &str, outage: Duration) -> Fault {
+        Fault::new(
+            service,
+            operation,
+            1,
+            FaultKind::LoseAnswerThenOutage(outage),
+        )
+    }
+
     pub fn times(mut self, n: usize) -> Fault {
         self.times = n;
         self
@@ -182,6 +197,16 @@ struct Shared {
     conditional_writes: tokio::sync::Mutex<()>,
     /// Added to every call, as the round trip to a real AWS region would be.
     latency: Mutex<Duration>,
+    /// Until when no connection can be made (the listener is closed).
+    outage_until: Mutex<Option<Instant>>,
+    /// Tells the accept loop an outage began.
+    outage: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn in_outage(&self) -> bool {
+        lock(&self.outage_until).is_some_and(|until| Instant::now() < until)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -228,12 +253,31 @@ impl LocalAws {
         let upstream = format!("http://{moto_addr}");
         let state = shared.clone();
         runtime.spawn(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            let Ok(mut listener) = tokio::net::TcpListener::from_std(listener) else {
                 return;
             };
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => Some(accepted),
+                    () = state.outage.notified() => None,
+                };
+                let Some(accepted) = accepted else {
+                    // An outage: no listener, so connections are refused, until it ends.
+                    drop(listener);
+                    let until = *lock(&state.outage_until);
+                    if let Some(until) = until {
+                        tokio::time::sleep_until(until.into()).await;
+                    }
+                    listener = loop {
+                        match tokio::net::TcpListener::bind(proxy_addr).await {
+                            Ok(l) => break l,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    };
+                    continue;
+                };
+                let Ok((stream, _)) = accepted else {
                     continue;
                 };
                 let (client, upstream, state) = (client.clone(), upstream.clone(), state.clone());
@@ -281,6 +325,16 @@ impl LocalAws {
 
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push_back(fault);
+    }
+
+    /// Waits until no outage is under way (the endpoint takes connections).
+    pub fn wait_for_outage_to_end(&self) {
+        while self.shared.in_outage() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let addr = self.endpoint.trim_start_matches("http://");
+        let addr: SocketAddr = addr.parse().expect("the proxy's address");
+        let _ = wait_for_port(addr, Duration::from_secs(10));
     }
 
     /// Delays every call by `d` before it is served (the bench's 50 ms).
@@ -601,6 +655,11 @@ async fn proxy(
     upstream: String,
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, ProxyError> {
+    // During an outage a request on a connection made before it is lost
+    // too: the connection closes without an answer.
+    if shared.in_outage() {
+        return Err("outage".into());
+    }
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_string();
@@ -678,6 +737,11 @@ async fn proxy(
     let answer = match fault {
         _ if crashed => None,
         Some(FaultKind::DropConnection) => None,
+        Some(FaultKind::LoseAnswerThenOutage(outage)) => {
+            *lock(&shared.outage_until) = Some(Instant::now() + outage);
+            shared.outage.notify_one();
+            None
+        }
         Some(FaultKind::LoseAnswer { status }) => {
             let (status, headers, body) =
                 protocol::error(&call.service, status, "InternalFailure", "Internal failure");

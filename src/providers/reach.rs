@@ -1,0 +1,144 @@
+//! Whether a failed call may have reached AWS, decided over all its attempts.
+//!
+//! The SDK retries a call and hands back the last attempt's error alone. A
+//! create whose first answer was lost and whose retries then could not
+//! connect ends in a connect error, as if nothing had been sent; a call
+//! whose credentials could not be found ends in an error that looks like a
+//! lost answer, though nothing left the machine. This interceptor keeps a
+//! ledger of the attempts of each call: which were sent, and which of those
+//! AWS may have acted on (no answer, or a 5xx). When the last attempt's
+//! error says otherwise than the ledger, the error is marked with the
+//! ledger's verdict, which `aws()` reads.
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
+    FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+
+use super::Reach;
+
+/// The attempts of one call so far.
+#[derive(Debug, Clone, Default)]
+struct Ledger {
+    /// An attempt was handed to the connection (signed, about to be sent).
+    sent: bool,
+    /// The current attempt was.
+    sending: bool,
+    /// A sent attempt got no answer, or a 5xx: AWS may have acted on it.
+    maybe_acted: bool,
+}
+
+impl Storable for Ledger {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The verdict of a call's ledger, carried in its error's source chain.
+#[derive(Debug)]
+pub struct Verdict {
+    pub reach: Reach,
+    source: BoxError,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for Verdict {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// The verdict marked on an error, if any.
+pub fn verdict(err: &(dyn std::error::Error + 'static)) -> Option<Reach> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(v) = e.downcast_ref::<Verdict>() {
+            return Some(v.reach);
+        }
+        next = e.source();
+    }
+    None
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Interceptor;
+
+fn ledger(cfg: &ConfigBag) -> Ledger {
+    cfg.load::<Ledger>().cloned().unwrap_or_default()
+}
+
+impl Intercept for Interceptor {
+    fn name(&self) -> &'static str {
+        "stackctl::reach"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let mut l = ledger(cfg);
+        (l.sent, l.sending) = (true, true);
+        cfg.interceptor_state().store_put(l);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let mut l = ledger(cfg);
+        if l.sending {
+            let acted = match (ctx.response(), ctx.output_or_error()) {
+                (Some(r), _) => !(400..500).contains(&r.status().as_u16()),
+                (None, Some(Err(e))) => !super::never_connected(e),
+                (None, _) => true,
+            };
+            l.maybe_acted |= acted;
+            l.sending = false;
+        }
+        cfg.interceptor_state().store_put(l);
+        Ok(())
+    }
+
+    fn modify_before_completion(
+        &self,
+        ctx: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let l = ledger(cfg);
+        let Some(Err(err)) = ctx.output_or_error_mut() else {
+            return Ok(());
+        };
+        // AWS's own answer (a code, a status) says what it did with the last
+        // attempt; only errors without one are judged by the ledger.
+        if err.is_operation_error() || err.is_response_error() {
+            return Ok(());
+        }
+        let reach = match (l.sent, l.maybe_acted) {
+            (false, _) => Reach::NotSent,
+            (true, true) => Reach::Unknown,
+            (true, false) => return Ok(()),
+        };
+        let last = std::mem::replace(err, OrchestratorError::other("(replaced)"));
+        let source: BoxError = Box::new(last);
+        *err = OrchestratorError::connector(ConnectorError::other(
+            Box::new(Verdict { reach, source }),
+            None,
+        ));
+        Ok(())
+    }
+}
