@@ -21,7 +21,7 @@ use crate::events::Event;
 use crate::plan::{self, Action, Change, Plan, StackValues};
 use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
-use crate::state::{Backend, Deposed, ResourceState, State, StateError};
+use crate::state::{Backend, Deposed, Lease, ResourceState, State, StateError, LEASE_AGE};
 use crate::validate::Validated;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -270,10 +270,53 @@ impl Walk<'_> {
             state,
             parallelism,
             intents: 0,
+            lease: file.lease(),
         };
         steps.adopt(plan);
         file.save(steps.state).await?;
+        let _gate = match file.lease() {
+            Some(lease) => Some(LeaseGate::open(&steps.cx, lease).await?),
+            None => None,
+        };
         steps.walk(plan, file).await
+    }
+}
+
+/// While a run holds a lock another run can force away, every AWS call asks
+/// whether the lock was confirmed within `LEASE_AGE` (a task confirms it
+/// every second): a run that stalled, its lock forced away meanwhile, sends
+/// nothing more, not even the next call of a step it was in.
+struct LeaseGate {
+    cx: Arc<Ctx>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseGate {
+    async fn open(cx: &Arc<Ctx>, lease: Arc<dyn Lease>) -> Result<LeaseGate, StateError> {
+        lease.confirm(std::time::Duration::ZERO).await?;
+        let asked = lease.clone();
+        cx.set_gate(Some(Arc::new(move || match asked.fresh(LEASE_AGE) {
+            true => Ok(()),
+            false if asked.is_lost() => Err("not sent: the lock on the state is no longer this run's".into()),
+            false => Err(format!("not sent: this run's lock on the state was not confirmed in the last {} s (it may have been forced away while the run stalled)", LEASE_AGE.as_secs())),
+        })));
+        let refresher = tokio::spawn(async move {
+            while !lease.is_lost() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let _ = lease.confirm(std::time::Duration::from_millis(900)).await;
+            }
+        });
+        Ok(LeaseGate {
+            cx: cx.clone(),
+            refresher,
+        })
+    }
+}
+
+impl Drop for LeaseGate {
+    fn drop(&mut self) {
+        self.refresher.abort();
+        self.cx.set_gate(None);
     }
 }
 
@@ -304,6 +347,8 @@ struct Steps<'a> {
     /// How many create intents were recorded: each must be durable before
     /// its call is sent.
     intents: u64,
+    /// A lock another run can force away: confirmed before each step's calls.
+    lease: Option<Arc<dyn Lease>>,
 }
 
 impl<'a> Steps<'a> {
@@ -353,7 +398,8 @@ impl<'a> Steps<'a> {
         loop {
             // `pop` below takes the last: the highest priority.
             ready.sort_by_key(|s| priority.get(s).copied());
-            while running.len() < self.parallelism.max(1) && !outcome.interrupted {
+            let lost = self.lease.as_ref().is_some_and(|l| l.is_lost());
+            while running.len() < self.parallelism.max(1) && !outcome.interrupted && !lost {
                 let Some(step) = ready.pop() else { break };
                 let before = self.intents;
                 match self.start(&step, changes.get(&step.1), plan) {
@@ -361,12 +407,21 @@ impl<'a> Steps<'a> {
                         // A create is sent once the write holding its intent is done.
                         let gate = (self.intents > before).then_some(self.intents);
                         let mut durable = durable_rx.clone();
+                        let lease = self.lease.clone();
                         let handle = running.spawn(async move {
                             if let Some(gate) = gate {
                                 if durable.wait_for(|d| *d >= gate).await.is_err() {
                                     let e =
                                         AwsError::local("the state could not be written: not sent");
                                     return (Err(e), Instant::now());
+                                }
+                            }
+                            if let Some(lease) = lease {
+                                if let Err(e) = lease.confirm(LEASE_AGE).await {
+                                    return (
+                                        Err(AwsError::local(format!("not sent: {e}"))),
+                                        Instant::now(),
+                                    );
                                 }
                             }
                             let started = Instant::now();
@@ -446,7 +501,7 @@ impl<'a> Steps<'a> {
                 }
             }
         }
-        if outcome.interrupted {
+        if outcome.interrupted || self.lease.as_ref().is_some_and(|l| l.is_lost()) {
             outcome.skipped.extend(ready.into_iter().map(|s| s.1));
         }
         outcome.skipped.sort();

@@ -238,6 +238,9 @@ enum Command {
         file: FileArgs,
         /// The lock id, as the "state is locked" error printed it.
         lock_id: String,
+        /// Remove a lock whose holder may still be running without asking.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -759,10 +762,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::State { command } => runtime()?.block_on(state_command(command)),
-        Command::ForceUnlock { file, lock_id } => {
+        Command::ForceUnlock { file, lock_id, yes } => {
             let stack = Stack::load(&file.file)?;
             runtime()?.block_on(async {
                 let backend = crate::state::open(&stack, &file.backend_config).await?;
+                let holder = backend.holder().await?;
+                let alive = holder.filter(|h| !h.gone).and_then(|h| h.info);
+                if let Some(info) = alive.filter(|i| i.id == lock_id && !yes) {
+                    let question = format!(
+                        "{} may still be running: nothing proves from here that it ended (another machine or container). If it runs, it stops before its next change once its lock is gone; a call it has in flight still finishes, and what it writes after is left out of the state.\nRemove the lock?",
+                        info.describe()
+                    );
+                    if !confirm(&question, "--yes")? {
+                        eprintln!("The lock is left in place.");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
                 println!("{}", backend.force_unlock(&lock_id).await?);
                 Ok(ExitCode::SUCCESS)
             })
@@ -1005,9 +1020,10 @@ async fn make_plan(
     Ok((plan, values))
 }
 
-fn confirm(question: &str) -> Result<bool> {
+/// Asks on the terminal; `skip` is the flag that answers yes beforehand.
+fn confirm(question: &str, skip: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to change infrastructure without confirmation: stdin is not a terminal; pass --auto-approve");
+        bail!("{question}\nrefusing without confirmation: stdin is not a terminal; pass {skip}");
     }
     print!("\n{question}\n  Only 'yes' will be accepted: ");
     std::io::stdout().flush()?;
@@ -1053,7 +1069,7 @@ async fn apply_command(
             print!("{}", shown(&plan::render(&plan)));
             if plan.has_changes()
                 && !auto_approve
-                && !confirm("Do you want to perform these actions?")?
+                && !confirm("Do you want to perform these actions?", "--auto-approve")?
             {
                 println!("Apply cancelled.");
                 lock.release().await?;
@@ -1146,7 +1162,12 @@ async fn destroy_command(
         .map_err(|(id, e)| anyhow::anyhow!("looking for `{id}` in AWS: {e}"))?;
     let plan = plan::destroy(&state, &live);
     print!("{}", shown(&plan::render(&plan)));
-    if !auto_approve && !confirm("Do you really want to destroy all resources of this stack?")? {
+    if !auto_approve
+        && !confirm(
+            "Do you really want to destroy all resources of this stack?",
+            "--auto-approve",
+        )?
+    {
         println!("Destroy cancelled.");
         lock.release().await?;
         return Ok(ExitCode::from(1));

@@ -331,6 +331,8 @@ pub struct Ctx {
     cloudwatch: aws_sdk_cloudwatch::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
     sts: aws_sdk_sts::Client,
+    /// Every call's ledger, and the gate it asks before it is sent.
+    calls: reach::Interceptor,
     account_id: OnceCell<String>,
     /// The account the state records, used for ARNs and `${stack.account_id}`
     /// before STS answers; the plan is refused if STS then names another.
@@ -372,11 +374,12 @@ impl Ctx {
     /// for the local endpoint).
     pub fn with_config(sdk: SdkConfig, stack: &str, stack_dir: &std::path::Path) -> Ctx {
         // Every client keeps a ledger of each call's attempts (reach.rs).
+        let calls = reach::Interceptor::default();
         macro_rules! client {
             ($sdk_crate:ident) => {
                 $sdk_crate::Client::from_conf(
                     $sdk_crate::config::Builder::from(&sdk)
-                        .interceptor(reach::Interceptor)
+                        .interceptor(calls.clone())
                         .build(),
                 )
             };
@@ -391,6 +394,7 @@ impl Ctx {
             cloudwatch: client!(aws_sdk_cloudwatch),
             tagging: client!(aws_sdk_resourcegroupstagging),
             sts: client!(aws_sdk_sts),
+            calls,
             known_tags: Default::default(),
             sdk,
             events: crate::events::silent(),
@@ -399,6 +403,12 @@ impl Ctx {
             account_id: OnceCell::new(),
             presumed_account: Default::default(),
         }
+    }
+
+    /// Every call of this context asks `gate` first, and fails unsent when
+    /// it says no; `None` lets every call through.
+    pub fn set_gate(&self, gate: Option<reach::Gate>) {
+        self.calls.set_gate(gate);
     }
 
     pub fn sns(&self) -> &aws_sdk_sns::Client {
@@ -717,17 +727,18 @@ pub fn aws<E>(err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let verdict = reach::verdict(&err);
     let reach = match &err {
         // What the attempts' ledger concluded, when the last attempt alone
         // would mislead (reach.rs).
-        _ if reach::verdict(&err).is_some() => reach::verdict(&err).unwrap_or(Reach::Unknown),
+        _ if verdict.is_some() => verdict.map_or(Reach::Unknown, |v| v.reach),
         SdkError::ConstructionFailure(_) => Reach::NotSent,
         SdkError::DispatchFailure(d) if d.is_user() || never_connected(&err) => Reach::NotSent,
         SdkError::ServiceError(s) if s.raw().status().as_u16() < 500 => Reach::Refused,
         _ => Reach::Unknown,
     };
     let code = err.code().map(str::to_string);
-    if let SdkError::TimeoutError(_) = &err {
+    if matches!(err, SdkError::TimeoutError(_)) || verdict.is_some_and(|v| v.timed_out) {
         return AwsError {
             code,
             message: format!(

@@ -42,6 +42,8 @@ impl Storable for Ledger {
 #[derive(Debug)]
 pub struct Verdict {
     pub reach: Reach,
+    /// The call ran out of its time (its message says so).
+    pub timed_out: bool,
     source: BoxError,
 }
 
@@ -58,19 +60,44 @@ impl std::error::Error for Verdict {
 }
 
 /// The verdict marked on an error, if any.
-pub fn verdict(err: &(dyn std::error::Error + 'static)) -> Option<Reach> {
+pub fn verdict<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Verdict> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(v) = e.downcast_ref::<Verdict>() {
-            return Some(v.reach);
+            return Some(v);
         }
         next = e.source();
     }
     None
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Interceptor;
+/// Keeps each call's ledger, and asks the gate before each attempt is sent.
+#[derive(Clone, Default)]
+pub struct Interceptor {
+    gate: std::sync::Arc<std::sync::RwLock<Option<Gate>>>,
+}
+
+impl std::fmt::Debug for Interceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reach::Interceptor")
+    }
+}
+
+impl Interceptor {
+    /// Every attempt asks `gate` first, as late as can be (right before it
+    /// is sent), and fails unsent when it says no; `None` lets all through.
+    pub fn set_gate(&self, gate: Option<Gate>) {
+        *self.gate.write().unwrap_or_else(|e| e.into_inner()) = gate;
+    }
+
+    fn gate_allows(&self) -> Result<(), BoxError> {
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match gate {
+            Some(open) => open().map_err(BoxError::from),
+            None => Ok(()),
+        }
+    }
+}
 
 fn ledger(cfg: &ConfigBag) -> Ledger {
     cfg.load::<Ledger>().cloned().unwrap_or_default()
@@ -87,6 +114,8 @@ impl Intercept for Interceptor {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Refused here, the attempt is not sent, and the ledger says so.
+        self.gate_allows()?;
         let mut l = ledger(cfg);
         (l.sent, l.sending) = (true, true);
         cfg.interceptor_state().store_put(l);
@@ -128,17 +157,31 @@ impl Intercept for Interceptor {
         if err.is_operation_error() || err.is_response_error() {
             return Ok(());
         }
+        // Nothing sent: whatever failed (credentials, signing), AWS saw
+        // nothing. Sent, and the last attempt could not connect: an earlier
+        // one may have been acted on. Otherwise the last attempt's own error
+        // says it (a timeout or a dropped connection: maybe acted on).
         let reach = match (l.sent, l.maybe_acted) {
             (false, _) => Reach::NotSent,
-            (true, true) => Reach::Unknown,
-            (true, false) => return Ok(()),
+            (true, true) if super::never_connected(err) => Reach::Unknown,
+            _ => return Ok(()),
         };
+        let timed_out = err.is_timeout_error();
         let last = std::mem::replace(err, OrchestratorError::other("(replaced)"));
         let source: BoxError = Box::new(last);
         *err = OrchestratorError::connector(ConnectorError::other(
-            Box::new(Verdict { reach, source }),
+            Box::new(Verdict {
+                reach,
+                timed_out,
+                source,
+            }),
             None,
         ));
         Ok(())
     }
 }
+
+/// Whether the run may still make calls: the state's lock confirmed
+/// recently. Set while a run changes things with a lock another run can
+/// force away.
+pub type Gate = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;

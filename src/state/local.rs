@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{checked, delta, replay, Backend, Entry, Held, LockInfo, State, StateError, BACKUPS};
+use super::{
+    checked, next_entry, replay, Backend, Entry, Held, LockInfo, State, StateError, BACKUPS,
+};
 
 /// Where a stack's state lives: `state/<stack>.json` beside the stack file.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct StateFile {
     /// changed them since (a run without the lock) is a conflict, not
     /// something to overwrite.
     seen: Option<Seen>,
+    /// This run's id, named by what it writes.
+    run: String,
 }
 
 /// What the state file and journal were: the file's inode and length, the
@@ -53,6 +57,7 @@ impl StateFile {
             journal_whole: None,
             last: None,
             seen: None,
+            run: super::new_run_id(),
         }
     }
 
@@ -134,6 +139,8 @@ impl StateFile {
             }
         };
         let seen = self.now_seen();
+        // The local lock cannot be taken from a live run: nothing writes
+        // outside the chain but a hand edit, which is left out.
         replay(&mut state, self.journal()?);
         self.seen = Some(seen);
         self.last = Some(state.clone());
@@ -187,9 +194,7 @@ impl StateFile {
         }
         self.unchanged_since_seen()?;
         self.first_write_of_run()?;
-        state.ensure_lineage();
-        state.serial = last.serial.max(state.serial) + 1;
-        let entry = delta(&last, state);
+        let entry = next_entry(&last, state, &self.run);
         let plain = serde_json::to_vec(&entry).map_err(|e| self.fail(io::Error::other(e)))?;
         let mut line = crate::seal::seal(
             &self.keys,
@@ -214,7 +219,7 @@ impl StateFile {
             f.sync_all()
         })();
         if let Err(e) = appended {
-            state.serial = last.serial;
+            (state.serial, state.head) = (last.serial, last.head);
             return Err(self.fail(e));
         }
         self.seen = Some(self.now_seen());
@@ -233,12 +238,12 @@ impl StateFile {
         fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
         self.unchanged_since_seen()?;
         self.first_write_of_run()?;
-        let previous = state.serial;
-        let body = super::compacted(self.last.as_ref(), state)
+        let previous = (state.serial, state.head.clone());
+        let body = super::compacted(self.last.as_ref(), state, &self.run)
             .map_err(|e| self.fail(io::Error::other(e)))?;
         let body = crate::seal::seal(&self.keys, &body, &self.path.display().to_string())?;
         if let Err(e) = write_atomic(&self.path, &body) {
-            state.serial = previous;
+            (state.serial, state.head) = previous;
             return Err(self.fail(e));
         }
         match fs::remove_file(self.journal_path()) {

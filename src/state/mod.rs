@@ -57,6 +57,8 @@ pub enum StateError {
     Seal(#[from] crate::seal::SealError),
     #[error("{0}")]
     Backend(String),
+    #[error("the lock on {location} is no longer this run's ({now}): it was forced away while this run stalled. This run stopped before its next change; what it wrote after losing the lock is left out of the state. Run the command again")]
+    LockLost { location: String, now: String },
     #[error("the state at {location} changed since this run read it (serial {read} was read; another run wrote since): nothing was overwritten. Run the command again")]
     Conflict { location: String, read: u64 },
     #[error("state {path} records resources in {recorded}, but this run uses {current}: with it, everything would look deleted and be created again. Use the credentials and region of {recorded} (AWS_PROFILE, AWS_REGION), or another stack name for {current}")]
@@ -128,6 +130,11 @@ pub struct State {
     /// Outputs whose values come from sensitive ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive_outputs: Vec<String>,
+    /// The last write it holds, `<run>/<serial>`: the next journal entry
+    /// names it as the one it follows, so a replay takes only an unbroken
+    /// chain from this state.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub head: String,
 }
 
 impl State {
@@ -142,6 +149,7 @@ impl State {
             deposed: Vec::new(),
             outputs: BTreeMap::new(),
             sensitive_outputs: Vec::new(),
+            head: String::new(),
         }
     }
 
@@ -219,6 +227,58 @@ pub struct LockInfo {
     pub host: String,
     pub time: String,
     pub operation: String,
+    /// What, beside the pid, tells whether the holder is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessId>,
+}
+
+/// A process as only its machine's kernel knows it: the boot, the pid
+/// namespace and the start time. Containers share host names, not pid
+/// namespaces, and pids are reused: a host name and a pid alone prove
+/// nothing about a lock's holder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessId {
+    pub boot: String,
+    pub pid_namespace: String,
+    /// In clock ticks after boot (/proc/PID/stat, field 22).
+    pub started: u64,
+}
+
+impl ProcessId {
+    /// This process, where /proc tells.
+    pub fn current() -> Option<ProcessId> {
+        Some(ProcessId {
+            boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()?
+                .trim()
+                .to_string(),
+            pid_namespace: std::fs::read_link("/proc/self/ns/pid")
+                .ok()?
+                .to_string_lossy()
+                .into_owned(),
+            started: start_time("self")?,
+        })
+    }
+
+    /// Whether the process `pid` this names is provably gone: it ran on
+    /// this boot of this machine in this pid namespace, and no process with
+    /// its pid and start time runs now.
+    pub fn is_gone(&self, pid: u32) -> bool {
+        let Some(here) = ProcessId::current() else {
+            return false;
+        };
+        here.boot == self.boot
+            && here.pid_namespace == self.pid_namespace
+            && start_time(&pid.to_string()) != Some(self.started)
+    }
+}
+
+/// A process's start time from /proc (the field after its name, which may
+/// hold spaces and parentheses, is the 3rd; the start time the 22nd).
+fn start_time(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl LockInfo {
@@ -229,7 +289,17 @@ impl LockInfo {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             operation: operation.to_string(),
+            process: ProcessId::current(),
         }
+    }
+
+    /// Whether its holder ran on this machine and is provably gone (a crash
+    /// that could not release the lock).
+    pub fn holder_is_gone(&self) -> bool {
+        let here = gethostname::gethostname().to_string_lossy().into_owned();
+        self.host == here
+            && self.pid != std::process::id()
+            && self.process.as_ref().is_some_and(|p| p.is_gone(self.pid))
     }
 
     pub fn describe(&self) -> String {
@@ -238,6 +308,32 @@ impl LockInfo {
             self.operation, self.pid, self.host, self.time, self.id
         )
     }
+}
+
+/// A run's hold on a lock that another run can force away (S3's): checked
+/// before every write and, at most this old, before every AWS call, so a
+/// run that stalled while its lock was forced stops before its next change.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// Fails once the lock is no longer this run's; reads it again when the
+    /// last confirmation is older than `max_age` (wall-clock time: a laptop
+    /// asleep counts).
+    async fn confirm(&self, max_age: std::time::Duration) -> Result<(), StateError>;
+    /// Whether it was found lost.
+    fn is_lost(&self) -> bool;
+    /// Whether it was confirmed within `max_age`, without asking again.
+    fn fresh(&self, max_age: std::time::Duration) -> bool;
+}
+
+/// How long a confirmation of the lease holds before an AWS call.
+pub const LEASE_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A lock's holder, for force-unlock: who, and whether it may still run.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub info: Option<LockInfo>,
+    /// Its process is provably gone (a crash on this machine).
+    pub gone: bool,
 }
 
 /// A lock a run holds on its state.
@@ -281,6 +377,17 @@ pub trait Backend: Send + Sync {
     /// Clears a lock whose holder is gone, given the id its error printed.
     async fn force_unlock(&self, id: &str) -> Result<String, StateError>;
 
+    /// Who holds the lock now, if anyone (before a force-unlock asks).
+    async fn holder(&self) -> Result<Option<Holder>, StateError> {
+        Ok(None)
+    }
+
+    /// The lease of the lock this backend took, where another run can force
+    /// it away.
+    fn lease(&self) -> Option<std::sync::Arc<dyn Lease>> {
+        None
+    }
+
     /// The encryption keys of this run.
     fn keys(&self) -> &crate::seal::Keys;
 
@@ -301,6 +408,13 @@ pub trait Backend: Send + Sync {
 pub struct Entry {
     pub serial: u64,
     pub lineage: String,
+    /// The run that wrote it (a random id per run; empty in entries written
+    /// before entries named their run).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run: String,
+    /// The write it follows: the `head` of the state it was made from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub follows: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub set: BTreeMap<String, ResourceState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -315,11 +429,39 @@ pub struct Entry {
     pub location: Option<String>,
 }
 
+impl Entry {
+    /// `<run>/<serial>`: what the state's head becomes once it is replayed.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.run, self.serial)
+    }
+}
+
+/// A run's id, named by every journal entry and state it writes.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The next journal entry of run `run`: what changed since `last`, under
+/// the next serial, following `last`'s head. `state` then holds it: its
+/// serial and head are the entry's.
+pub fn next_entry(last: &State, state: &mut State, run: &str) -> Entry {
+    state.ensure_lineage();
+    state.serial = last.serial.max(state.serial) + 1;
+    state.head = format!("{run}/{}", state.serial);
+    Entry {
+        run: run.to_string(),
+        follows: last.head.clone(),
+        ..delta(last, state)
+    }
+}
+
 /// What changed from `before` to `after` (whose serial the entry carries).
 pub fn delta(before: &State, after: &State) -> Entry {
     Entry {
         serial: after.serial,
         lineage: after.lineage.clone(),
+        run: String::new(),
+        follows: String::new(),
         set: after
             .resources
             .iter()
@@ -340,25 +482,45 @@ pub fn delta(before: &State, after: &State) -> Entry {
     }
 }
 
-/// Gives a state that differs from the last one written a serial after both,
-/// and returns its file form: the whole state, compacted.
-pub fn compacted(last: Option<&State>, state: &mut State) -> Result<Vec<u8>, serde_json::Error> {
+/// Gives a state that differs from the last one written a serial after both
+/// (and run `run`'s head at it), and returns its file form: the whole
+/// state, compacted.
+pub fn compacted(
+    last: Option<&State>,
+    state: &mut State,
+    run: &str,
+) -> Result<Vec<u8>, serde_json::Error> {
     state.ensure_lineage();
     if last != Some(&*state) {
         state.serial = last.map_or(state.serial, |l| l.serial.max(state.serial)) + 1;
+        state.head = format!("{run}/{}", state.serial);
     }
     let mut body = serde_json::to_vec_pretty(state)?;
     body.push(b'\n');
     Ok(body)
 }
 
-/// Replays journal entries newer than the state into it, in serial order.
-/// Entries of another lineage, or at or below its serial, are already in it.
-pub fn replay(state: &mut State, mut entries: Vec<Entry>) {
+/// Replays journal entries into the state: only an unbroken chain from it,
+/// each entry following the state's head as the previous one left it, in
+/// the state's lineage. Returns the entries newer than the state that are
+/// not part of that chain: written by a run that had lost its lock (forced
+/// away while it stalled), after another run had moved the state on.
+/// Entries written before entries named their run follow by serial.
+pub fn replay(state: &mut State, mut entries: Vec<Entry>) -> Vec<Entry> {
     entries.sort_by_key(|e| e.serial);
-    for e in entries {
-        if e.serial <= state.serial || (!state.lineage.is_empty() && e.lineage != state.lineage) {
-            continue;
+    entries.dedup_by_key(|e| e.id());
+    loop {
+        let follows = |e: &Entry| {
+            e.serial > state.serial
+                && (state.lineage.is_empty() || e.lineage == state.lineage)
+                && (e.run.is_empty() || e.follows == state.head)
+        };
+        let Some(next) = entries.iter().position(follows) else {
+            break;
+        };
+        let e = entries.remove(next);
+        if !e.run.is_empty() {
+            state.head = e.id();
         }
         state.lineage = e.lineage;
         state.serial = e.serial;
@@ -379,6 +541,21 @@ pub fn replay(state: &mut State, mut entries: Vec<Entry>) {
             state.location = l;
         }
     }
+    entries.retain(|e| e.serial > state.serial);
+    entries
+}
+
+/// The warning for entries a replay left out.
+pub fn broken_chain(location: &str, left: &[Entry]) -> Option<String> {
+    let first = left.first()?;
+    Some(format!(
+        "{location}: {} journal entr{} from serial {} on {} not continue this state (written by run {} after its lock was taken away): left out, and deleted at the next write",
+        left.len(),
+        if left.len() == 1 { "y" } else { "ies" },
+        first.serial,
+        if left.len() == 1 { "does" } else { "do" },
+        first.run
+    ))
 }
 
 /// Checks a state read from a backend: the version and the stack it is for.
@@ -543,6 +720,75 @@ mod tests {
         let mut rebuilt = base;
         replay(&mut rebuilt, std::mem::take(&mut shuffled));
         assert_eq!(rebuilt, s);
+    }
+
+    /// A run that stalled with the lock forced away (A) writes on after
+    /// another run (B) moved the state on and compacted it: A's entries
+    /// follow a head the state no longer has, however their serials line
+    /// up, and are left out.
+    #[test]
+    fn only_an_unbroken_chain_from_the_state_is_replayed() {
+        let mut a = State::new("demo");
+        a.lineage = "L".into();
+        let mut entries = Vec::new();
+        let mut last = a.clone();
+        for id in ["x", "y"] {
+            a.resources.insert(id.into(), record(id));
+            entries.push(next_entry(&last, &mut a, "A"));
+            last = a.clone();
+        }
+        // B read A's two entries, wrote its own and compacted at serial 5.
+        let mut b = State::new("demo");
+        replay(&mut b, entries.clone());
+        assert_eq!((b.serial, b.head.as_str()), (2, "A/2"));
+        let mut b_last = b.clone();
+        for id in ["z", "w"] {
+            b.resources.insert(id.into(), record(id));
+            next_entry(&b_last, &mut b, "B");
+            b_last = b.clone();
+        }
+        let mut saved = b.clone();
+        saved.outputs.insert("o".into(), Value::from("B's"));
+        compacted(Some(&b_last), &mut saved, "B").unwrap();
+        assert_eq!(saved.serial, 5);
+        // A wakes and writes four entries: serials 3 to 6, past B's 5.
+        let mut stale = Vec::new();
+        for n in 0..4 {
+            a.outputs
+                .insert("o".into(), Value::from(format!("A's {n}")));
+            a.resources.remove("x");
+            stale.push(next_entry(&last, &mut a, "A"));
+            last = a.clone();
+        }
+        let mut loaded = saved.clone();
+        let left = replay(&mut loaded, stale);
+        assert_eq!(loaded, saved, "B's state stands");
+        assert_eq!(
+            left.len(),
+            1,
+            "the entry past B's serial is left out: {left:?}"
+        );
+        assert!(broken_chain("s3://b/k", &left)
+            .unwrap()
+            .contains("from serial 6 on does not continue this state (written by run A"));
+    }
+
+    #[test]
+    fn entries_written_before_they_named_their_run_replay_in_serial_order() {
+        let mut s = State::new("demo");
+        s.lineage = "L".into();
+        let mut before = s.clone();
+        let mut entries = Vec::new();
+        for (n, id) in ["a", "b"].iter().enumerate() {
+            s.serial = n as u64 + 1;
+            s.resources.insert(id.to_string(), record(id));
+            entries.push(delta(&before, &s));
+            before = s.clone();
+        }
+        let mut rebuilt = State::new("demo");
+        rebuilt.lineage = "L".into();
+        assert!(replay(&mut rebuilt, entries).is_empty());
+        assert_eq!(rebuilt.resources.len(), 2);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! Every write asks for server-side encryption.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -15,7 +18,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{checked, delta, replay, Backend, Entry, Held, LockInfo, State, StateError};
+use super::{
+    broken_chain, checked, next_entry, replay, Backend, Entry, Held, Holder, Lease, LockInfo,
+    State, StateError,
+};
 
 pub struct S3Backend {
     client: aws_sdk_s3::Client,
@@ -31,6 +37,10 @@ pub struct S3Backend {
     journal: Vec<String>,
     /// What went wrong after the state was saved, for the run to report.
     warnings: Vec<String>,
+    /// This run's id, named by what it writes.
+    run: String,
+    /// The lock this backend took, checked before every write.
+    lease: Mutex<Option<Arc<S3Lease>>>,
 }
 
 /// An S3 error turned into what a user can act on.
@@ -120,6 +130,8 @@ impl S3Backend {
             etag: None,
             journal: Vec::new(),
             warnings: Vec::new(),
+            run: super::new_run_id(),
+            lease: Mutex::new(None),
         })
     }
 
@@ -358,6 +370,18 @@ impl S3Backend {
         Ok(out.status().is_some_and(|s| s.as_str() == "Enabled"))
     }
 
+    fn current_lease(&self) -> Option<Arc<S3Lease>> {
+        self.lease.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Confirms the lock is still this run's, if it took one.
+    async fn confirm_lock(&self) -> Result<(), StateError> {
+        match self.current_lease() {
+            Some(lease) => lease.confirm(Duration::ZERO).await,
+            None => Ok(()),
+        }
+    }
+
     fn open(&self, bytes: &[u8], key: &str) -> Result<Vec<u8>, StateError> {
         Ok(crate::seal::open(
             &self.keys,
@@ -394,7 +418,8 @@ impl Backend for S3Backend {
         };
         self.journal = self.journal_keys().await?;
         let entries = self.newer_entries(state.serial).await?;
-        replay(&mut state, entries);
+        let left = replay(&mut state, entries);
+        self.warnings.extend(broken_chain(&location, &left));
         self.last = Some(state.clone());
         Ok(state)
     }
@@ -406,19 +431,27 @@ impl Backend for S3Backend {
         if &last == state {
             return Ok(());
         }
-        state.ensure_lineage();
-        state.serial = last.serial.max(state.serial) + 1;
-        let entry = delta(&last, state);
+        let entry = next_entry(&last, state, &self.run);
         let key = self.journal_key(state.serial);
         let plain = serde_json::to_vec(&entry).map_err(|e| StateError::Backend(e.to_string()))?;
         let body = crate::seal::seal(&self.keys, &plain, &key)?;
-        if self.put(&key, body, None, true).await?.is_none() {
-            let read = last.serial;
-            state.serial = read;
-            return Err(StateError::Conflict {
+        // The lock is confirmed beside the write, and the write counts only
+        // with it: what follows (the call an intent announces) is not sent by
+        // a run whose lock was forced away; an entry it wrote meanwhile
+        // follows a head the state no longer has and is never replayed.
+        let (written, confirmed) =
+            tokio::join!(self.put(&key, body, None, true), self.confirm_lock());
+        let failed = match (written, confirmed) {
+            (Ok(Some(_)), Ok(())) => None,
+            (_, Err(e)) | (Err(e), _) => Some(e),
+            (Ok(None), Ok(())) => Some(StateError::Conflict {
                 location: self.location(),
-                read,
-            });
+                read: last.serial,
+            }),
+        };
+        if let Some(e) = failed {
+            (state.serial, state.head) = (last.serial, last.head);
+            return Err(e);
         }
         self.journal.push(key);
         self.last = Some(state.clone());
@@ -429,7 +462,9 @@ impl Backend for S3Backend {
         if self.last.as_ref() == Some(state) && self.journal.is_empty() {
             return Ok(());
         }
-        let plain = super::compacted(self.last.as_ref(), state)
+        // Never overwrite the state for a run that lost its lock.
+        self.confirm_lock().await?;
+        let plain = super::compacted(self.last.as_ref(), state, &self.run)
             .map_err(|e| StateError::Backend(e.to_string()))?;
         let body = crate::seal::seal(&self.keys, &plain, &self.location())?;
         let written = match self.etag.clone() {
@@ -463,6 +498,14 @@ impl Backend for S3Backend {
         let mut took_over = None;
         loop {
             if let Some(etag) = self.put(&self.lock_key(), body.clone(), None, true).await? {
+                *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(S3Lease {
+                    client: self.client.clone(),
+                    bucket: self.bucket.clone(),
+                    key: self.lock_key(),
+                    etag: etag.clone(),
+                    confirmed: Mutex::new(Some(SystemTime::now())),
+                    lost: AtomicBool::new(false),
+                }));
                 return Ok(Box::new(S3Lock {
                     client: self.client.clone(),
                     bucket: self.bucket.clone(),
@@ -480,9 +523,7 @@ impl Backend for S3Backend {
             // A crashed run on this machine is known to be gone: its lock is
             // removed (only that very object, by its ETag) and taken once.
             if let (None, Some(h), Some((_, Some(etag)))) = (&took_over, &holder, &held) {
-                if left_by_a_dead_local_process(h)
-                    && self.delete(&self.lock_key(), Some(etag)).await?
-                {
+                if h.holder_is_gone() && self.delete(&self.lock_key(), Some(etag)).await? {
                     took_over = holder;
                     continue;
                 }
@@ -525,6 +566,19 @@ impl Backend for S3Backend {
         &self.keys
     }
 
+    fn lease(&self) -> Option<Arc<dyn Lease>> {
+        self.current_lease().map(|l| l as Arc<dyn Lease>)
+    }
+
+    async fn holder(&self) -> Result<Option<Holder>, StateError> {
+        let Some((bytes, _)) = self.get(&self.lock_key()).await? else {
+            return Ok(None);
+        };
+        let info: Option<LockInfo> = serde_json::from_slice(&bytes).ok();
+        let gone = info.as_ref().is_some_and(LockInfo::holder_is_gone);
+        Ok(Some(Holder { info, gone }))
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
@@ -553,14 +607,99 @@ impl Backend for S3Backend {
     }
 }
 
-/// Whether a lock names a run on this machine whose process is gone: a crash
-/// (kill -9, out of memory) that could not release it.
-fn left_by_a_dead_local_process(info: &LockInfo) -> bool {
-    let here = gethostname::gethostname().to_string_lossy().into_owned();
-    info.host == here
-        && info.pid != std::process::id()
-        && std::path::Path::new("/proc/self").exists()
-        && !std::path::Path::new(&format!("/proc/{}", info.pid)).exists()
+/// The run's hold on its S3 lock: the lock object it wrote, by its ETag.
+pub struct S3Lease {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    etag: String,
+    /// When it was last confirmed (wall-clock time: it counts a laptop's sleep).
+    confirmed: Mutex<Option<SystemTime>>,
+    lost: AtomicBool,
+}
+
+impl S3Lease {
+    /// Who holds the lock now, for the message of a lost one.
+    async fn now_held_by(&self) -> String {
+        let held = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await;
+        let info = match held {
+            Ok(out) => match out.body.collect().await {
+                Ok(b) => serde_json::from_slice::<LockInfo>(&b.into_bytes()).ok(),
+                Err(_) => None,
+            },
+            Err(_) => return "nobody holds it now".into(),
+        };
+        info.map_or_else(
+            || "another run holds it now".into(),
+            |i| format!("{} holds it now", i.describe()),
+        )
+    }
+}
+
+#[async_trait]
+impl Lease for S3Lease {
+    async fn confirm(&self, max_age: Duration) -> Result<(), StateError> {
+        let location = format!("s3://{}/{}", self.bucket, self.key);
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(StateError::LockLost {
+                location,
+                now: "found lost earlier in this run".into(),
+            });
+        }
+        let now = SystemTime::now();
+        let last = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if last
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age <= max_age)
+        {
+            return Ok(());
+        }
+        let checked = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match(&self.etag)
+            .send()
+            .await;
+        match checked {
+            Ok(_) => {
+                *self.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+                Ok(())
+            }
+            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 404 | 412)) => {
+                self.lost.store(true, Ordering::SeqCst);
+                Err(StateError::LockLost {
+                    location,
+                    now: self.now_held_by().await,
+                })
+            }
+            Err(e) => Err(StateError::Backend(format!(
+                "could not confirm that s3://{}/{} is still this run's lock, so nothing more is changed: {}",
+                self.bucket,
+                self.key,
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            ))),
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    fn fresh(&self, max_age: Duration) -> bool {
+        let last = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        !self.is_lost()
+            && last
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age <= max_age)
+    }
 }
 
 pub struct S3Lock {

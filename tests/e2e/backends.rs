@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use stackctl::state::local::StateFile;
 use stackctl::state::s3::S3Backend;
-use stackctl::state::{Backend, LockInfo, State, StateError};
+use stackctl::state::{Backend, LockInfo, ProcessId, State, StateError};
 
 use crate::support::Env;
 
@@ -41,12 +41,22 @@ impl Kind {
 
     /// Leaves a lock as a run on this machine that was killed would.
     async fn plant_dead_lock(&self) {
+        let dead = ProcessId {
+            started: 1,
+            ..ProcessId::current().expect("/proc")
+        };
+        self.plant_lock(Some(dead)).await;
+    }
+
+    /// Leaves a lock naming pid 4194303 on this host, with `process`.
+    async fn plant_lock(&self, process: Option<ProcessId>) {
         let info = LockInfo {
             id: "dead-run".into(),
             pid: 4_194_303,
             host: gethostname(),
             time: "2026-12-01T10:00:00Z".into(),
             operation: "apply".into(),
+            process,
         };
         let body = serde_json::to_vec(&info).unwrap();
         match self {
@@ -259,6 +269,33 @@ fn a_lock_left_by_a_killed_run_on_this_machine_is_taken_over() {
             let held = kind.open().lock("apply").await.unwrap();
             assert_eq!(held.took_over().map(|h| h.id.as_str()), Some("dead-run"));
             held.release().await.unwrap();
+        })
+    });
+}
+
+/// Containers share host names, not pid namespaces: a lock naming this host
+/// and a pid that does not run here, from another pid namespace (or from
+/// before locks named their process), may belong to a live run elsewhere.
+#[test]
+fn a_lock_from_another_pid_namespace_with_this_host_name_is_not_taken_over() {
+    on_both(|kind, rt| {
+        if !matches!(kind, Kind::S3 { .. }) {
+            return; // the local lock is the kernel's flock: it knows
+        }
+        rt.block_on(async {
+            let container = ProcessId {
+                pid_namespace: "pid:[4026599999]".into(),
+                ..ProcessId::current().expect("/proc")
+            };
+            for process in [Some(container), None] {
+                kind.plant_lock(process.clone()).await;
+                let refused = kind.open().lock("apply").await.err();
+                assert!(
+                    matches!(refused, Some(StateError::Locked { .. })),
+                    "{process:?}: {refused:?}"
+                );
+                kind.open().force_unlock("dead-run").await.unwrap();
+            }
         })
     });
 }

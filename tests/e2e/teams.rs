@@ -202,6 +202,130 @@ fn after_a_crash_another_machine_finds_what_the_dead_run_made() {
     eprintln!("S3 crash sweep: {tried} points converged from another working directory");
 }
 
+/// The S3 lock object's id (what `force-unlock` takes).
+fn lock_id(env: &Env, key: &str) -> Option<String> {
+    let got = env.rt.block_on(
+        crate::backends::s3(&env.sdk())
+            .get_object()
+            .bucket("team-state")
+            .key(key)
+            .send(),
+    );
+    let body = env.rt.block_on(got.ok()?.body.collect()).ok()?.into_bytes();
+    let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    info["id"].as_str().map(str::to_string)
+}
+
+/// A run stalls (SIGSTOP) right after AWS acted on one of its calls, as a
+/// laptop goes to sleep; its lock is forced away; another run applies a
+/// change and saves. Continued, the stalled run changes nothing in AWS and
+/// nothing of the state: it stops before its next change, and what it wrote
+/// after losing the lock is left out. The next run converges to one of each.
+#[test]
+fn a_stalled_run_whose_lock_was_forced_changes_nothing_when_it_wakes() {
+    let points: Vec<usize> = if std::env::var_os("STACKCTL_FULL_SWEEP").is_some() {
+        (1..=30).collect()
+    } else {
+        vec![3, 12]
+    };
+    let mut tried = 0;
+    for k in points {
+        let env = Env::new();
+        bucket(&env, "team-state", true);
+        let stack = seed_stack_with_zip(&env)
+            .replace(
+                "region: us-east-2\n",
+                "region: us-east-2\nbackend:\n  s3: {bucket: team-state, key: seed.json}\n",
+            )
+            .replace("filename: fn.zip", "filename: ../fn.zip");
+        two_machines(&env, &stack);
+        // The other run's stack differs by a change the stalled one undoes.
+        let changed = stack.replace("retention_in_days: 14", "retention_in_days: 30");
+        std::fs::write(env.path("b/stack.yaml"), &changed).unwrap();
+        env.aws.stop_after_mutating(k);
+        let stalled = env
+            .command(&["apply", "--auto-approve", "-f", "a/stack.yaml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        env.aws.kill_target(stalled.id());
+        let started = Instant::now();
+        while !env.aws.killed() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !env.aws.killed() {
+            let _ = stalled.wait_with_output();
+            break; // past the last mutating call
+        }
+        let started = Instant::now();
+        let id = lock_id(&env, "seed.json.lock").expect("the stalled run's lock");
+        let asked = on(&env, "b", &["force-unlock", &id]);
+        assert_eq!(
+            asked.code, 1,
+            "a holder that may be alive is not removed unasked"
+        );
+        assert!(
+            asked.stderr.contains("may still be running"),
+            "{}",
+            asked.stderr
+        );
+        on(&env, "b", &["force-unlock", &id, "--yes"]).ok();
+        on(&env, "b", &["apply", "--auto-approve"]).ok();
+        let newer = on(&env, "b", &["state", "pull"]).ok().stdout;
+        env.take_calls();
+        // A stall shorter than the lock's lease (5 s) is a slow call, not a
+        // laptop asleep: nobody forces a lock and applies in that time.
+        let stalled_for = started.elapsed();
+        if stalled_for < Duration::from_secs(7) {
+            std::thread::sleep(Duration::from_secs(7) - stalled_for);
+        }
+
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &stalled.id().to_string()])
+            .status();
+        let woke = stalled.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&woke.stderr);
+        assert_eq!(woke.status.code(), Some(1), "stalled after {k}: {stderr}");
+        assert!(
+            stderr.contains("is no longer this run's"),
+            "stalled after {k}: {stderr}"
+        );
+        let changes: Vec<String> = env
+            .take_calls()
+            .into_iter()
+            .filter(|c| c.is_mutating() && c.service != "s3")
+            .map(|c| c.operation)
+            .collect();
+        assert!(
+            changes.is_empty(),
+            "stalled after {k}, it changed AWS on waking: {changes:?}"
+        );
+        let after = on(&env, "b", &["state", "pull"]).ok().stdout;
+        assert_eq!(
+            after, newer,
+            "stalled after {k}: the newer run's state stands whole"
+        );
+
+        let out = on(&env, "b", &["apply", "--auto-approve"]);
+        assert_eq!(
+            out.code, 0,
+            "stalled after {k}: {}\n{}",
+            out.stdout, out.stderr
+        );
+        assert_eq!(
+            census::count(&env),
+            census::converged(),
+            "stalled after {k}"
+        );
+        on(&env, "b", &["destroy", "--auto-approve"]).ok();
+        assert_eq!(census::count(&env), census::nothing(), "stalled after {k}");
+        tried += 1;
+    }
+    assert!(tried > 0);
+    eprintln!("S3 stalled-writer sweep: {tried} points, the newer run's state intact in each");
+}
+
 #[test]
 fn a_missing_bucket_and_a_bucket_without_versioning_are_explained() {
     let env = Env::new();

@@ -174,6 +174,9 @@ struct KillTrap {
     seen: usize,
     pid: Option<u32>,
     fired: bool,
+    /// SIGSTOP instead of SIGKILL: the process stalls (a laptop asleep) and
+    /// gets the call's answer when it is continued.
+    stall: bool,
 }
 
 pub mod protocol;
@@ -352,6 +355,17 @@ impl LocalAws {
     pub fn kill_after_mutating(&self, k: usize) {
         *lock(&self.shared.kill) = Some(KillTrap {
             after: k,
+            ..KillTrap::default()
+        });
+    }
+
+    /// Arms a stall: the process given to `kill_target` is stopped
+    /// (SIGSTOP) right after AWS acted on the k-th mutating call from now;
+    /// the answer waits for it in its socket.
+    pub fn stop_after_mutating(&self, k: usize) {
+        *lock(&self.shared.kill) = Some(KillTrap {
+            after: k,
+            stall: true,
             ..KillTrap::default()
         });
     }
@@ -643,8 +657,11 @@ fn crash_now(shared: &Shared, call: &Call) -> bool {
     }
     let Some(pid) = t.pid else { return false };
     t.fired = true;
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    true
+    let signal = if t.stall { "-STOP" } else { "-9" };
+    let _ = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    !t.stall
 }
 
 type ProxyError = Box<dyn std::error::Error + Send + Sync>;
