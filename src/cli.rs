@@ -1276,7 +1276,9 @@ async fn generate_config_command(
     let text = crate::generate::generate(&cx, stack_name, &targets)
         .await
         .map_err(|(id, e)| anyhow::anyhow!("reading `{id}`: {e}"))?;
-    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+    // Only its owner reads it, as the state: it describes what exists.
+    crate::state::local::write_private(out, text.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "Wrote {} resource(s) to {}; nothing was changed in AWS. Review it, then `stackctl import --all -f {}`.",
         targets.len(),

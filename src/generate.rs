@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::providers::{self, AwsError, Ctx, Observed};
 use crate::schema::{Schema, Type};
+use crate::sensitive;
 
 /// One resource to describe: `aws_sns_topic.topic=arn:aws:sns:...`.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,9 +74,38 @@ pub async fn generate(
 }
 
 /// The stack file text: one entry per resource, values that another entry
-/// reports (its ARN, URL, id or name) written as `${id.attr}`.
+/// reports (its ARN, URL, id or name) written as `${id.attr}`, and values
+/// the schema says are sensitive as sensitive variables without a value,
+/// so the file holds no secret (the import is run with `--var`).
 pub fn render(stack: &str, region: &str, read: &[(&Target, &'static Schema, Observed)]) -> String {
     let references = references(read);
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    let mut body = String::new();
+    for (t, schema, observed) in read {
+        let _ = writeln!(
+            body,
+            "  {}:\n    type: {}\n    properties:",
+            t.id, t.type_name
+        );
+        let mut props = referenced(&Value::Object(observed.props.clone()), &t.id, &references);
+        let sensitive = sensitive::expand(&sensitive::schema_paths(schema), &props);
+        for path in sensitive {
+            let Some(leaf) = sensitive::at_mut(&mut props, &path) else {
+                continue;
+            };
+            if leaf.as_str().is_some_and(|s| !s.starts_with("${")) {
+                let name = variable_name(&t.id, &path);
+                *leaf = Value::from(format!("${{var.{name}}}"));
+                secrets.push((name, format!("{}.{}", t.id, path.join("."))));
+            }
+        }
+        for prop in schema.props.iter().filter(|p| !p.computed) {
+            let Some(value) = props.get(prop.name).filter(|v| !is_empty(v)) else {
+                continue;
+            };
+            let _ = writeln!(body, "      {}: {}", prop.name, yaml_value(value, &prop.ty));
+        }
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -85,22 +115,32 @@ pub fn render(stack: &str, region: &str, read: &[(&Target, &'static Schema, Obse
         out,
         "# Properties are as AWS reports them: review, then `stackctl import --all`."
     );
-    let _ = writeln!(out, "stack: {stack}\nregion: {region}\n\nresources:");
-    for (t, schema, observed) in read {
+    let _ = writeln!(out, "stack: {stack}\nregion: {region}\n");
+    if !secrets.is_empty() {
         let _ = writeln!(
             out,
-            "  {}:\n    type: {}\n    properties:",
-            t.id, t.type_name
+            "# Sensitive values are not written here: give each with --var NAME=VALUE.\nvariables:"
         );
-        for prop in schema.props.iter().filter(|p| !p.computed) {
-            let Some(value) = observed.props.get(prop.name).filter(|v| !is_empty(v)) else {
-                continue;
-            };
-            let value = referenced(value, &t.id, &references);
-            let _ = writeln!(out, "      {}: {}", prop.name, yaml_value(&value, &prop.ty));
+        for (name, what) in &secrets {
+            let _ = writeln!(out, "  {name}: {{sensitive: true}}  # {what}");
         }
+        let _ = writeln!(out);
     }
+    let _ = write!(out, "resources:\n{body}");
     out
+}
+
+/// `fn_environment_variables_db_password` for a sensitive value's variable.
+fn variable_name(id: &str, path: &[String]) -> String {
+    let mut name = id.to_string();
+    for part in path {
+        name.push('_');
+        name.extend(part.chars().map(|c| match c.to_ascii_lowercase() {
+            c if c.is_ascii_alphanumeric() => c,
+            _ => '_',
+        }));
+    }
+    name
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -188,6 +228,53 @@ mod tests {
             .unwrap_err()
             .contains("did you mean `aws_sns_topic`"));
         assert!(parse_target("aws_sns_topic=x").is_err());
+    }
+
+    #[test]
+    fn sensitive_values_become_variables_the_file_does_not_hold() {
+        let f = Target {
+            type_name: "aws_lambda_function".into(),
+            id: "fn".into(),
+            physical_id: "f".into(),
+        };
+        let topic = Target {
+            type_name: "aws_sns_topic".into(),
+            id: "topic".into(),
+            physical_id: "arn:t".into(),
+        };
+        let schema = |t: &str| providers::lookup(t).unwrap().schema();
+        let read = vec![
+            (
+                &topic,
+                schema("aws_sns_topic"),
+                observed(json!({"name": "alerts"}), json!({"arn": "arn:t"})),
+            ),
+            (
+                &f,
+                schema("aws_lambda_function"),
+                observed(
+                    json!({"function_name": "f", "role": "arn:r", "runtime": "provided.al2023",
+                           "environment": {"variables": {"DB_PASSWORD": "hunter2-by-hand", "TOPIC": "arn:t"}}}),
+                    json!({"arn": "arn:f"}),
+                ),
+            ),
+        ];
+        let text = render("imported", "us-east-2", &read);
+        assert!(!text.contains("hunter2-by-hand"), "{text}");
+        assert!(
+            text.contains("\"DB_PASSWORD\":\"${var.fn_environment_variables_db_password}\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("  fn_environment_variables_db_password: {sensitive: true}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"TOPIC\":\"${topic.arn}\""),
+            "a reference stays one: {text}"
+        );
+        let stack = crate::config::Stack::parse(std::path::Path::new("gen.yaml"), &text).unwrap();
+        assert!(stack.variables["fn_environment_variables_db_password"].sensitive);
     }
 
     #[test]

@@ -522,6 +522,12 @@ pub fn make(
         }
         sensitive_paths.sort();
         sensitive_paths.dedup();
+        // What is shown anyway is not masked in free text (redact).
+        sensitive::register_public_props(&desired, &Map::new(), &sensitive_paths);
+        if let Some((physical_id, before, attrs)) = &current {
+            sensitive::register_public_props(before, attrs, &sensitive_paths);
+            sensitive::register_public(&Value::from(physical_id.clone()));
+        }
         let depends_on: Vec<String> = v
             .graph
             .deps

@@ -15,45 +15,36 @@ use crate::config::yaml::{Node, NodeKind};
 use crate::config::Decl;
 use crate::schema::{Props, Schema, Type};
 
-/// Where a sensitive value sits: a property, then map keys or list indexes.
+/// Where a sensitive value sits: a property, then map keys or list indexes;
+/// `*` stands for every key of a map, whichever exist (sensitivity belongs to
+/// the property, not to the keys the stack file happens to name).
 pub type Path = Vec<String>;
+
+/// Every key of a map, in a path.
+pub const ANY: &str = "*";
 
 /// The markers a masked value becomes; they print without quotes.
 const MASK: &str = "\u{0}(sensitive)";
 const MASK_CHANGED: &str = "\u{0}(sensitive, changed)";
 
-/// The sensitive paths of a declared resource, given its resolved properties
-/// (a sensitive map is masked key by key, so keys stay readable).
-pub fn paths(
-    decl: &Decl,
-    schema: &Schema,
-    sensitive_vars: &BTreeSet<String>,
-    props: &Props,
-) -> Vec<Path> {
-    let mut out: Vec<Path> = Vec::new();
-    for p in schema.props {
-        if p.sensitive {
-            out.push(vec![p.name.to_string()]);
-            continue;
-        }
-        let Type::Object(sub) = p.ty else { continue };
-        for sp in sub.iter().filter(|sp| sp.sensitive) {
-            let base = vec![p.name.to_string(), sp.name.to_string()];
-            match (sp.ty, props.get(p.name).and_then(|v| v.get(sp.name))) {
-                (Type::StringMap, Some(Value::Object(map))) => {
-                    let kept =
-                        |k: &String| decl.sensitive_keys.as_ref().is_none_or(|ks| ks.contains(k));
-                    out.extend(map.keys().filter(|k| kept(k)).map(|k| {
-                        let mut path = base.clone();
-                        path.push(k.clone());
-                        path
-                    }));
-                }
-                (Type::StringMap, _) => {}
-                _ => out.push(base),
-            }
-        }
-    }
+/// The sensitive paths of a declared resource (a sensitive map is masked key
+/// by key, so keys stay readable).
+pub fn paths(decl: &Decl, schema: &Schema, sensitive_vars: &BTreeSet<String>) -> Vec<Path> {
+    let mut out: Vec<Path> = schema_paths(schema)
+        .into_iter()
+        .flat_map(|path| match (&decl.sensitive_keys, path.last()) {
+            // `sensitive: [KEY, ...]`: only those keys of the map.
+            (Some(keys), Some(last)) if last == ANY => keys
+                .iter()
+                .map(|k| {
+                    let mut p = path[..path.len() - 1].to_vec();
+                    p.push(k.clone());
+                    p
+                })
+                .collect(),
+            _ => vec![path],
+        })
+        .collect();
     for prop in &decl.properties {
         tainted(
             &prop.value,
@@ -61,6 +52,66 @@ pub fn paths(
             sensitive_vars,
             &mut out,
         );
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What a type's schema says is sensitive: whole properties, and every key
+/// of a sensitive map within a block (`environment.variables.*`).
+pub fn schema_paths(schema: &Schema) -> Vec<Path> {
+    let mut out = Vec::new();
+    for p in schema.props {
+        if p.sensitive {
+            out.push(vec![p.name.to_string()]);
+            continue;
+        }
+        let Type::Object(sub) = p.ty else { continue };
+        for sp in sub.iter().filter(|sp| sp.sensitive) {
+            let mut path = vec![p.name.to_string(), sp.name.to_string()];
+            if matches!(sp.ty, Type::StringMap) {
+                path.push(ANY.to_string());
+            }
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The paths with `*` expanded over the keys (or indexes) `value` has.
+pub fn expand(paths: &[Path], value: &Value) -> Vec<Path> {
+    fn walk(prefix: &mut Path, rest: &[String], v: &Value, out: &mut Vec<Path>) {
+        let Some((step, rest)) = rest.split_first() else {
+            out.push(prefix.clone());
+            return;
+        };
+        let children: Vec<(String, &Value)> = match (step.as_str(), v) {
+            (ANY, Value::Object(m)) => m.iter().map(|(k, x)| (k.clone(), x)).collect(),
+            (ANY, Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (i.to_string(), x))
+                .collect(),
+            (_, Value::Object(m)) => m.get(step).map(|x| (step.clone(), x)).into_iter().collect(),
+            (_, Value::Array(a)) => step
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| a.get(i))
+                .map(|x| (step.clone(), x))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (key, child) in children {
+            prefix.push(key);
+            walk(prefix, rest, child, out);
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        walk(&mut Vec::new(), path, value, &mut out);
     }
     out.sort();
     out.dedup();
@@ -96,7 +147,7 @@ fn tainted(node: &Node, path: &mut Path, vars: &BTreeSet<String>, out: &mut Vec<
     }
 }
 
-fn at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+pub(crate) fn at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(value, |v, step| match v {
         Value::Object(m) => m.get(step),
         Value::Array(items) => items.get(step.parse::<usize>().ok()?),
@@ -104,7 +155,7 @@ fn at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
     })
 }
 
-fn at_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
+pub(crate) fn at_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
     path.iter().try_fold(value, |v, step| match v {
         Value::Object(m) => m.get_mut(step),
         Value::Array(items) => items.get_mut(step.parse::<usize>().ok()?),
@@ -126,7 +177,14 @@ pub fn mask_pair(
 ) -> (Option<Props>, Option<Props>) {
     let mut old = before.map(|p| Value::Object(p.clone()));
     let mut new = after.map(|p| Value::Object(p.clone()));
-    for path in paths {
+    let mut concrete: Vec<Path> = [&old, &new]
+        .into_iter()
+        .flatten()
+        .flat_map(|v| expand(paths, v))
+        .collect();
+    concrete.sort();
+    concrete.dedup();
+    for path in &concrete {
         let changed = match (&old, &new) {
             (Some(o), Some(n)) => at(o, path) != at(n, path),
             _ => false,
@@ -174,6 +232,36 @@ pub fn flows_from_secret(
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Values stackctl shows anyway (non-sensitive properties and attributes):
+/// a sensitive value equal to one (a topic's ARN in a function's
+/// environment) is masked where the schema says, but not in every text that
+/// quotes the public one.
+static PUBLIC: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Remembers the text of values that are shown anyway.
+pub fn register_public(value: &Value) {
+    let mut leaves = Vec::new();
+    collect_strings(value, &mut leaves);
+    PUBLIC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(leaves);
+}
+
+/// Remembers what of these properties is not under a sensitive path, and
+/// these attributes, as shown anyway.
+pub fn register_public_props(
+    props: &Props,
+    attrs: &serde_json::Map<String, Value>,
+    paths: &[Path],
+) {
+    let (masked, _) = mask_pair(Some(props), None, paths);
+    if let Some(masked) = masked {
+        register_public(&Value::Object(masked));
+    }
+    register_public(&Value::Object(attrs.clone()));
+}
+
 /// Shorter values are not masked in free text: a two-letter secret would
 /// garble every message (plans and JSON mask by path, whatever the length).
 const MIN_REDACTED_LEN: usize = 3;
@@ -195,7 +283,7 @@ pub fn register(value: &Value) {
 /// Registers the values at `paths` of these properties.
 pub fn register_at(props: &Props, paths: &[Path]) {
     let whole = Value::Object(props.clone());
-    for path in paths {
+    for path in &expand(paths, &whole) {
         if let Some(v) = at(&whole, path) {
             register(v);
         }
@@ -212,11 +300,13 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// `text` with every registered sensitive value masked.
+/// `text` with every registered sensitive value masked (but those shown
+/// anyway, as another resource's property or attribute).
 pub fn redact(text: &str) -> String {
     let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    let public = PUBLIC.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = text.to_string();
-    for s in secrets.iter() {
+    for s in secrets.iter().filter(|s| !public.contains(*s)) {
         if out.contains(s.as_str()) {
             out = out.replace(s.as_str(), "(sensitive)");
         }

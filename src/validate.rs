@@ -33,12 +33,8 @@ impl Validated {
     /// The sensitive paths of a declared resource with these resolved
     /// properties; their values are remembered for redaction.
     pub fn sensitive_paths(&self, id: &str, props: &Props) -> Vec<crate::sensitive::Path> {
-        let paths = crate::sensitive::paths(
-            &self.stack.decls[id],
-            self.schema(id),
-            &self.sensitive_vars,
-            props,
-        );
+        let paths =
+            crate::sensitive::paths(&self.stack.decls[id], self.schema(id), &self.sensitive_vars);
         crate::sensitive::register_at(props, &paths);
         paths
     }

@@ -282,3 +282,156 @@ fn decode(b64: &str) -> [u8; 32] {
         .try_into()
         .unwrap()
 }
+
+const BY_HAND: &str = "set-by-hand-0xCAFE";
+const BARE_BY_HAND: &str = "also-by-hand-0xBEEF";
+
+/// Sets a function's environment by hand, as in the console.
+fn set_environment_by_hand(env: &Env, function: &str, vars: &[(&str, &str)]) {
+    let lambda = aws_sdk_lambda::Client::new(&env.sdk());
+    let mut environment = aws_sdk_lambda::types::Environment::builder();
+    for (k, v) in vars {
+        environment = environment.variables(*k, *v);
+    }
+    env.rt
+        .block_on(
+            lambda
+                .update_function_configuration()
+                .function_name(function)
+                .environment(environment.build())
+                .send(),
+        )
+        .unwrap();
+}
+
+/// Sensitivity belongs to the property: every value under a function's
+/// environment is masked, whichever keys the stack file names, in every
+/// output, after an import too; generated configuration holds none of them.
+#[test]
+fn environment_values_the_stack_file_never_named_are_masked_everywhere() {
+    let env = Env::new();
+    write_zip(&env);
+    let bare = "  bare:\n    type: aws_lambda_function\n    properties:\n      function_name: secrets_bare\n      role: ${role.arn}\n      runtime: provided.al2023\n      filename: fn.zip\noutputs:\n";
+    env.write_stack(&stack(API_KEY).replace("outputs:\n", bare));
+    let var = format!("db_password={PASSWORD}");
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    set_environment_by_hand(
+        &env,
+        "secrets_function",
+        &[
+            ("DB_PASSWORD", PASSWORD),
+            ("API_KEY", API_KEY),
+            ("MODE", "reporting"),
+            ("HAND_SECRET", BY_HAND),
+        ],
+    );
+    set_environment_by_hand(&env, "secrets_bare", &[("HAND_ONLY", BARE_BY_HAND)]);
+
+    let shows = |what: &str, run: Run| {
+        for secret in [BY_HAND, BARE_BY_HAND, PASSWORD, API_KEY] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "{what} shows {secret}:\n{}\n{}",
+                run.stdout,
+                run.stderr
+            );
+        }
+    };
+    for args in [
+        vec!["plan"],
+        vec!["plan", "--json"],
+        vec!["plan", "--format", "markdown"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--var", &var]);
+        shows(&args.join(" "), env.stackctl(&args).ok());
+    }
+    shows(
+        "state show",
+        env.stackctl(&["state", "show", "function"]).ok(),
+    );
+    shows(
+        "state show bare",
+        env.stackctl(&["state", "show", "bare"]).ok(),
+    );
+
+    // Imported: the record masks what AWS reported.
+    env.stackctl(&["state", "rm", "bare"]).ok();
+    shows(
+        "import",
+        env.stackctl(&["import", "bare", "secrets_bare", "--var", &var])
+            .ok(),
+    );
+    shows(
+        "state show after import",
+        env.stackctl(&["state", "show", "bare"]).ok(),
+    );
+
+    let out = env
+        .stackctl(&[
+            "import",
+            "--generate-config",
+            "gen.yaml",
+            "aws_lambda_function.bare=secrets_bare",
+        ])
+        .ok();
+    shows("generate-config", out);
+    let generated = std::fs::read_to_string(env.path("gen.yaml")).unwrap();
+    assert!(!generated.contains(BARE_BY_HAND), "{generated}");
+    assert!(
+        generated.contains("${var.bare_environment_variables_hand_only}"),
+        "{generated}"
+    );
+    let mode = std::fs::metadata(env.path("gen.yaml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// The opposite fault: a topic's ARN in a function's environment (sensitive
+/// by default) is masked there, and stays readable where it is public, in
+/// an error about the subscription to that topic.
+#[test]
+fn a_public_value_that_also_sits_in_a_sensitive_map_stays_readable() {
+    let env = Env::new();
+    write_zip(&env);
+    let stack = stack(API_KEY)
+        .replace("          MODE: reporting\n", "          MODE: reporting\n          TOPIC_ARN: ${topic.arn}\n")
+        .replace(
+            "outputs:\n",
+            "  topic:\n    type: aws_sns_topic\n    properties: {name: secrets_topic}\n  inbox:\n    type: aws_sqs_queue\n    properties: {name: secrets_inbox}\n  sub:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${topic.arn}\n      protocol: sqs\n      endpoint: ${inbox.arn}\noutputs:\n",
+        );
+    env.write_stack(&stack);
+    let var = format!("db_password={PASSWORD}");
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    let arn = "arn:aws:sns:us-east-2:123456789012:secrets_topic";
+    env.write_stack(&stack.replace(
+        "      endpoint: ${inbox.arn}\n",
+        "      endpoint: ${inbox.arn}\n      raw_message_delivery: true\n",
+    ));
+    env.aws.inject(Fault::coded(
+        "sns",
+        "SetSubscriptionAttributes",
+        400,
+        "InvalidParameter",
+        &format!("Invalid parameter: the subscription of {arn} cannot deliver raw messages"),
+    ));
+    let out = env.stackctl(&["apply", "--auto-approve", "--var", &var]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains(&format!("the subscription of {arn} cannot")),
+        "{}",
+        out.stderr
+    );
+    never_shows_a_secret("the failed apply", &out);
+    let plan = env.stackctl(&["plan", "--var", &var]).ok();
+    assert!(
+        plan.stdout.contains(r#""TOPIC_ARN": (sensitive)"#) || !plan.stdout.contains("TOPIC_ARN"),
+        "{}",
+        plan.stdout
+    );
+}
