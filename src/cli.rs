@@ -1309,11 +1309,11 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
                 )
             })?;
             let (mut backend, lock, current) = locked_state(&stack, &file, "state push").await?;
-            if let Some(problem) = push_refusal(&current, &pushed, &stack.name) {
+            if let Some(problem) = current.refuses_replacement_by(&pushed) {
                 if !force || pushed.stack != stack.name {
-                    bail!("{problem}; nothing was written");
+                    bail!("the file: {problem}; nothing was written");
                 }
-                eprintln!("warning: {problem}; written anyway (--force)");
+                eprintln!("warning: the file: {problem}; written anyway (--force)");
             }
             compact(backend.as_mut(), &mut pushed).await?;
             lock.release().await?;
@@ -1344,9 +1344,14 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
             }
             let target_lock = take_lock(target.as_ref(), "state migrate").await?;
             let existing = target.load(&stack.name).await?;
-            let occupied = !existing.resources.is_empty() && existing.lineage != state.lineage;
-            if occupied && !force {
-                bail!("{} already holds a state of this stack with {} resources and another lineage; nothing was copied (--force overwrites it; its bucket versions keep it)", target.location(), existing.resources.len());
+            if let Some(problem) = existing.refuses_replacement_by(&state) {
+                if !force {
+                    bail!("the state at {}: {problem}; nothing was copied (--force overwrites it; its bucket versions keep it)", target.location());
+                }
+                eprintln!(
+                    "warning: the state at {}: {problem}; copied anyway (--force)",
+                    target.location()
+                );
             }
             compact(target.as_mut(), &mut state).await?;
             target_lock.release().await?;
@@ -1401,32 +1406,6 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Why a pushed state may not replace the current one (None: it may).
-fn push_refusal(current: &State, pushed: &State, stack: &str) -> Option<String> {
-    if pushed.stack != stack {
-        return Some(format!(
-            "the file is the state of stack `{}`, not `{stack}`",
-            pushed.stack
-        ));
-    }
-    if current.serial == 0 && current.lineage.is_empty() {
-        return None;
-    }
-    if pushed.lineage != current.lineage {
-        return Some(format!(
-            "the file is of lineage {}, the state of {}: another history of this stack",
-            pushed.lineage, current.lineage
-        ));
-    }
-    if pushed.serial < current.serial {
-        return Some(format!(
-            "the file is serial {}, older than the state's {}",
-            pushed.serial, current.serial
-        ));
-    }
-    None
 }
 
 /// Renames a logical id in the state, with every record that depends on it.

@@ -190,6 +190,40 @@ impl State {
         !(self.resources.is_empty() && self.deposed.is_empty())
     }
 
+    /// Why `incoming` may not replace this state (`state push`, `state
+    /// migrate`; None: it may): a state of another stack; once this one was
+    /// written or records anything (resources or deposed objects), one of
+    /// another lineage, or an older serial of the same lineage.
+    pub fn refuses_replacement_by(&self, incoming: &State) -> Option<String> {
+        if incoming.stack != self.stack {
+            return Some(format!(
+                "it is the state of stack `{}`, not `{}`",
+                incoming.stack, self.stack
+            ));
+        }
+        if self.serial == 0 && self.lineage.is_empty() && !self.records_resources() {
+            return None;
+        }
+        let holding = format!(
+            "{} resources, {} deposed objects",
+            self.resources.len(),
+            self.deposed.len()
+        );
+        if incoming.lineage != self.lineage {
+            return Some(format!(
+                "it is of lineage {}, the state there of {} ({holding}): another history of this stack",
+                incoming.lineage, self.lineage
+            ));
+        }
+        if incoming.serial < self.serial {
+            return Some(format!(
+                "it is serial {}, older than the state's {} there ({holding})",
+                incoming.serial, self.serial
+            ));
+        }
+        None
+    }
+
     /// Refuses a run against another account or region than the one the
     /// resources were recorded in; records the location of a state that has
     /// none yet.
@@ -676,6 +710,49 @@ mod tests {
             err.contains("records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_state_refuses_another_stack_another_lineage_and_an_older_serial() {
+        let mut here = State::new("demo");
+        let mut incoming = State::new("demo");
+        incoming.lineage = "L".into();
+        incoming.serial = 3;
+        assert_eq!(
+            here.refuses_replacement_by(&incoming),
+            None,
+            "never written"
+        );
+        here.lineage = "L".into();
+        here.serial = 5;
+        assert!(here
+            .refuses_replacement_by(&incoming)
+            .unwrap()
+            .contains("serial 3, older than the state's 5"));
+        incoming.serial = 5;
+        assert_eq!(here.refuses_replacement_by(&incoming), None);
+        incoming.lineage = "M".into();
+        assert!(here
+            .refuses_replacement_by(&incoming)
+            .unwrap()
+            .contains("another history"));
+        incoming.stack = "other".into();
+        assert!(here
+            .refuses_replacement_by(&incoming)
+            .unwrap()
+            .contains("stack `other`"));
+        // Deposed objects are content, even in a state whose serial says nothing.
+        let mut only_deposed = State::new("demo");
+        only_deposed.deposed.push(Deposed {
+            id: "old".into(),
+            record: record("old"),
+        });
+        let mut other = State::new("demo");
+        other.lineage = "M".into();
+        assert!(only_deposed
+            .refuses_replacement_by(&other)
+            .unwrap()
+            .contains("1 deposed objects"));
     }
 
     #[test]

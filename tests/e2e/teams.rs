@@ -464,6 +464,45 @@ fn a_local_state_migrates_to_s3_and_push_refuses_an_older_state() {
     );
 }
 
+/// A local state copied to S3 and left behind grows old while the S3 one
+/// moves on: migrating it again is refused as a push of it would be.
+#[test]
+fn migrating_an_older_state_onto_a_newer_one_of_its_lineage_is_refused() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    let local = MESSAGING.replace(
+        "backend:\n  s3: {bucket: team-state, key: stacks/messaging.json}\n",
+        "",
+    );
+    env.write_stack(&local);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let to = [
+        "state",
+        "migrate",
+        "--to",
+        "s3://team-state/stacks/messaging.json",
+    ];
+    env.stackctl(&to).ok();
+    env.write_stack(&format!("{MESSAGING}{EXTRA_TOPIC}"));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let newer = env.stackctl(&["state", "pull"]).ok().stdout;
+
+    env.write_stack(&local);
+    let refused = env.stackctl(&to);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("older than the state's"),
+        "{}",
+        refused.stderr
+    );
+    env.write_stack(&format!("{MESSAGING}{EXTRA_TOPIC}"));
+    assert_eq!(
+        env.stackctl(&["state", "pull"]).ok().stdout,
+        newer,
+        "nothing was copied"
+    );
+}
+
 #[test]
 fn state_mv_renames_and_state_rm_forgets_without_touching_aws() {
     let env = Env::new();
