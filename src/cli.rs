@@ -560,6 +560,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         backend.keys(),
                         &serde_json::to_vec_pretty(&saved)?,
                         &out.display().to_string(),
+                        crate::state::PLAN_CONTEXT,
                     )?;
                     crate::state::local::write_private(&out, &body)
                         .with_context(|| format!("cannot write the plan to {}", out.display()))?;
@@ -592,7 +593,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     let bytes = std::fs::read(&path)
                         .with_context(|| format!("cannot read plan {}", path.display()))?;
                     let keys = crate::seal::Keys::from_env()?;
-                    let bytes = crate::seal::open(&keys, &bytes, &path.display().to_string())?;
+                    let bytes = crate::seal::open(
+                        &keys,
+                        &bytes,
+                        &path.display().to_string(),
+                        crate::state::PLAN_CONTEXT,
+                    )?;
                     let saved: PlanFile = serde_json::from_slice(&bytes).with_context(|| {
                         format!(
                             "{} is not a plan saved by `stackctl plan --out`",
@@ -1147,7 +1153,7 @@ async fn destroy_command(
     widths: Widths,
 ) -> Result<ExitCode> {
     let (mut backend, lock, mut state) = locked_state(&v.stack, file, "destroy").await?;
-    if state.resources.is_empty() {
+    if state.resources.is_empty() && state.deposed.is_empty() {
         println!("Nothing to destroy: the state records no resources.");
         lock.release().await?;
         return Ok(ExitCode::SUCCESS);
@@ -1300,8 +1306,18 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
             let stack = Stack::load(&file.file)?;
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let keys = crate::seal::Keys::from_env()?;
-            let plain = crate::seal::open(&keys, &bytes, &path.display().to_string())?;
+            // What `state pull` prints is plain: the user's own file, read
+            // as given (encrypted when the backend writes it).
+            let keys = crate::seal::Keys {
+                accept_plain: true,
+                ..crate::seal::Keys::from_env()?
+            };
+            let plain = crate::seal::open(
+                &keys,
+                &bytes,
+                &path.display().to_string(),
+                &crate::state::state_context(&stack.name),
+            )?;
             let mut pushed: State = serde_json::from_slice(&plain).with_context(|| {
                 format!(
                     "{} is not a stackctl state (as `stackctl state pull` prints it)",

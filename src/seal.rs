@@ -29,6 +29,14 @@ pub enum SealError {
     BadKey { var: String, message: String },
     #[error("cannot encrypt {what}: the system's random number generator failed")]
     Random { what: String },
+    #[error("{what} is not encrypted, but STACKCTL_STATE_KEY is set: a plain file may have been put in place of the encrypted one. If this state is being encrypted for the first time, run `stackctl state rekey` (it encrypts it); a plain saved plan is made again with `stackctl plan --out`")]
+    Plain { what: String },
+    #[error("{what} holds the encrypted {found}, not the {expected}: files were swapped or copied over each other")]
+    Swapped {
+        what: String,
+        found: String,
+        expected: String,
+    },
 }
 
 /// A key, and the id stored beside what it encrypts (a hash prefix: it tells
@@ -95,6 +103,9 @@ impl Key {
 pub struct Keys {
     pub current: Option<Key>,
     pub previous: Option<Key>,
+    /// Read a plain file although a key is set: only `state rekey`, which
+    /// encrypts a state for the first time, says so.
+    pub accept_plain: bool,
 }
 
 impl Keys {
@@ -102,6 +113,7 @@ impl Keys {
         Ok(Keys {
             current: Key::from_env("STACKCTL_STATE_KEY")?,
             previous: Key::from_env("STACKCTL_STATE_KEY_PREVIOUS")?,
+            accept_plain: false,
         })
     }
 }
@@ -111,8 +123,21 @@ struct Envelope {
     stackctl_encrypted: u32,
     algorithm: String,
     key_id: String,
+    /// What the ciphertext is (`state of demo`, `journal of demo, serial
+    /// 7`, `plan`): authenticated with it, so one file cannot be passed off
+    /// as another. Empty in files written before it was.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    context: String,
     nonce: String,
     data: String,
+}
+
+/// What a ciphertext is authenticated with: its key's id and its context.
+fn aad(key_id: &str, context: &str) -> Vec<u8> {
+    match context {
+        "" => key_id.as_bytes().to_vec(),
+        _ => format!("{key_id}\n{context}").into_bytes(),
+    }
 }
 
 fn cipher(key: &Key) -> Option<LessSafeKey> {
@@ -121,8 +146,9 @@ fn cipher(key: &Key) -> Option<LessSafeKey> {
         .map(LessSafeKey::new)
 }
 
-/// `plain` as written to disk: encrypted with the current key, if any.
-pub fn seal(keys: &Keys, plain: &[u8], what: &str) -> Result<Vec<u8>, SealError> {
+/// `plain` as written to disk: encrypted with the current key, if any, and
+/// bound to `context` (what it is).
+pub fn seal(keys: &Keys, plain: &[u8], what: &str, context: &str) -> Result<Vec<u8>, SealError> {
     let Some(key) = &keys.current else {
         return Ok(plain.to_vec());
     };
@@ -136,7 +162,7 @@ pub fn seal(keys: &Keys, plain: &[u8], what: &str) -> Result<Vec<u8>, SealError>
         .ok_or_else(failed)?
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(key.id.as_bytes()),
+            Aad::from(aad(&key.id, context).as_slice()),
             &mut data,
         )
         .map_err(|_| failed())?;
@@ -144,6 +170,7 @@ pub fn seal(keys: &Keys, plain: &[u8], what: &str) -> Result<Vec<u8>, SealError>
         stackctl_encrypted: 1,
         algorithm: "AES-256-GCM".into(),
         key_id: key.id.clone(),
+        context: context.to_string(),
         nonce: B64.encode(nonce),
         data: B64.encode(data),
     };
@@ -160,14 +187,38 @@ pub fn key_id_of(bytes: &[u8]) -> Option<String> {
         .map(|e| e.key_id)
 }
 
-/// The plain bytes of a file: decrypted with whichever key wrote it, or as
-/// they are when the file is not encrypted.
-pub fn open(keys: &Keys, bytes: &[u8], what: &str) -> Result<Vec<u8>, SealError> {
+/// The plain bytes of a file that must be `context`: decrypted with
+/// whichever key wrote it, or as they are when the file is not encrypted
+/// and no key is set.
+pub fn open(keys: &Keys, bytes: &[u8], what: &str, context: &str) -> Result<Vec<u8>, SealError> {
+    let (plain, found) = open_any(keys, bytes, what)?;
+    match found {
+        Some(found) if !found.is_empty() && found != context => Err(SealError::Swapped {
+            what: what.to_string(),
+            found,
+            expected: context.to_string(),
+        }),
+        _ => Ok(plain),
+    }
+}
+
+/// The plain bytes of a file, and the context it was encrypted with (None:
+/// it was not encrypted; empty: written before contexts were).
+pub fn open_any(
+    keys: &Keys,
+    bytes: &[u8],
+    what: &str,
+) -> Result<(Vec<u8>, Option<String>), SealError> {
     let Some(envelope) = serde_json::from_slice::<Envelope>(bytes)
         .ok()
         .filter(|e| e.stackctl_encrypted == 1)
     else {
-        return Ok(bytes.to_vec());
+        if keys.current.is_some() && !keys.accept_plain {
+            return Err(SealError::Plain {
+                what: what.to_string(),
+            });
+        }
+        return Ok((bytes.to_vec(), None));
     };
     let key = [&keys.current, &keys.previous]
         .into_iter()
@@ -198,11 +249,11 @@ pub fn open(keys: &Keys, bytes: &[u8], what: &str) -> Result<Vec<u8>, SealError>
         .ok_or_else(damaged)?
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(key.id.as_bytes()),
+            Aad::from(aad(&key.id, &envelope.context).as_slice()),
             &mut data,
         )
         .map_err(|_| damaged())?;
-    Ok(plain.to_vec())
+    Ok((plain.to_vec(), Some(envelope.context)))
 }
 
 #[cfg(test)]
@@ -213,29 +264,30 @@ mod tests {
         Keys {
             current: Some(Key::from_bytes([current; 32])),
             previous: previous.map(|p| Key::from_bytes([p; 32])),
+            accept_plain: false,
         }
     }
 
     #[test]
     fn sealed_bytes_open_with_the_key_and_hide_the_text() {
         let k = keys(1, None);
-        let sealed = seal(&k, b"{\"secret\": \"hunter2\"}", "s").unwrap();
+        let sealed = seal(&k, b"{\"secret\": \"hunter2\"}", "s", "state of s").unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("hunter2"));
         assert_eq!(
-            open(&k, &sealed, "state").unwrap(),
+            open(&k, &sealed, "state", "state of s").unwrap(),
             b"{\"secret\": \"hunter2\"}"
         );
         assert_ne!(
-            seal(&k, b"x", "s").unwrap(),
-            seal(&k, b"x", "s").unwrap(),
+            seal(&k, b"x", "s", "c").unwrap(),
+            seal(&k, b"x", "s", "c").unwrap(),
             "a fresh nonce every time"
         );
     }
 
     #[test]
     fn without_the_key_a_sealed_file_is_refused_naming_the_key() {
-        let sealed = seal(&keys(1, None), b"state", "s").unwrap();
-        let err = open(&Keys::default(), &sealed, "state/s.json")
+        let sealed = seal(&keys(1, None), b"state", "s", "c").unwrap();
+        let err = open(&Keys::default(), &sealed, "state/s.json", "c")
             .unwrap_err()
             .to_string();
         assert!(
@@ -246,34 +298,61 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("no key is set"), "{err}");
-        assert!(open(&keys(2, None), &sealed, "s").is_err());
+        assert!(open(&keys(2, None), &sealed, "s", "c").is_err());
     }
 
     #[test]
     fn the_previous_key_reads_during_a_rotation() {
-        let sealed = seal(&keys(1, None), b"state", "s").unwrap();
-        assert_eq!(open(&keys(2, Some(1)), &sealed, "s").unwrap(), b"state");
+        let sealed = seal(&keys(1, None), b"state", "s", "c").unwrap();
+        assert_eq!(
+            open(&keys(2, Some(1)), &sealed, "s", "c").unwrap(),
+            b"state"
+        );
     }
 
     #[test]
     fn a_changed_byte_is_detected() {
         let k = keys(1, None);
-        let mut sealed = seal(&k, b"state", "s").unwrap();
+        let mut sealed = seal(&k, b"state", "s", "c").unwrap();
         let text = String::from_utf8(sealed.clone()).unwrap();
         let data_at = text.find("\"data\": \"").unwrap() + 10;
         sealed[data_at] = if sealed[data_at] == b'A' { b'B' } else { b'A' };
         assert!(matches!(
-            open(&k, &sealed, "s"),
+            open(&k, &sealed, "s", "c"),
             Err(SealError::Damaged { .. })
         ));
     }
 
     #[test]
-    fn plain_files_read_as_they_are() {
-        assert_eq!(
-            open(&keys(1, None), b"{\"version\": 1}", "s").unwrap(),
-            b"{\"version\": 1}"
-        );
+    fn plain_files_read_as_they_are_only_without_a_key_or_when_told() {
+        let plain = b"{\"version\": 1}";
+        assert_eq!(open(&Keys::default(), plain, "s", "c").unwrap(), plain);
+        assert!(matches!(
+            open(&keys(1, None), plain, "s", "c"),
+            Err(SealError::Plain { .. })
+        ));
+        let first_time = Keys {
+            accept_plain: true,
+            ..keys(1, None)
+        };
+        assert_eq!(open(&first_time, plain, "s", "c").unwrap(), plain);
+    }
+
+    #[test]
+    fn a_ciphertext_is_bound_to_what_it_is() {
+        let k = keys(1, None);
+        let entry = seal(&k, b"entry", "j", "journal of demo, serial 5").unwrap();
+        assert!(open(&k, &entry, "j", "journal of demo, serial 5").is_ok());
+        let err = open(&k, &entry, "state/demo.json", "state of demo").unwrap_err();
+        assert!(matches!(err, SealError::Swapped { .. }), "{err}");
+        // The context cannot be edited to pass: it is authenticated.
+        let text = String::from_utf8(entry)
+            .unwrap()
+            .replace("serial 5", "serial 6");
+        assert!(matches!(
+            open(&k, text.as_bytes(), "j", "journal of demo, serial 6"),
+            Err(SealError::Damaged { .. })
+        ));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{
-    checked, next_entry, replay, Backend, Entry, Held, LockInfo, State, StateError, BACKUPS,
+    check_entry, checked, journal_context, next_entry, replay, state_context, Backend, Entry, Held,
+    LockInfo, State, StateError, BACKUPS,
 };
 
 /// Where a stack's state lives: `state/<stack>.json` beside the stack file.
@@ -121,7 +122,7 @@ impl StateFile {
         let what = self.path.display().to_string();
         let mut state = match fs::read(&self.path) {
             Ok(b) => {
-                let bytes = crate::seal::open(&self.keys, &b, &what)?;
+                let bytes = crate::seal::open(&self.keys, &b, &what, &state_context(stack))?;
                 let state: State =
                     serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
                         path: self.path.clone(),
@@ -141,13 +142,13 @@ impl StateFile {
         let seen = self.now_seen();
         // The local lock cannot be taken from a live run: nothing writes
         // outside the chain but a hand edit, which is left out.
-        replay(&mut state, self.journal()?);
+        replay(&mut state, self.journal(stack)?);
         self.seen = Some(seen);
         self.last = Some(state.clone());
         Ok(state)
     }
 
-    fn journal(&mut self) -> Result<Vec<Entry>, StateError> {
+    fn journal(&mut self, stack: &str) -> Result<Vec<Entry>, StateError> {
         let text = match fs::read_to_string(self.journal_path()) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -172,9 +173,13 @@ impl StateFile {
             if line.trim().is_empty() {
                 continue;
             }
-            let plain = crate::seal::open(&self.keys, line.trim_end().as_bytes(), &what)?;
+            let (plain, context) =
+                crate::seal::open_any(&self.keys, line.trim_end().as_bytes(), &what)?;
             match serde_json::from_slice::<Entry>(&plain) {
-                Ok(e) => entries.push(e),
+                Ok(e) => {
+                    check_entry(&e, stack, context.as_deref(), &what)?;
+                    entries.push(e);
+                }
                 Err(_) => {
                     self.journal_whole = Some((whole - line.len()) as u64);
                     break;
@@ -200,6 +205,7 @@ impl StateFile {
             &self.keys,
             &plain,
             &self.journal_path().display().to_string(),
+            &journal_context(&state.stack, entry.serial),
         )?;
         // An encrypted line is pretty JSON: fold it onto one line.
         line.retain(|b| *b != b'\n');
@@ -241,7 +247,12 @@ impl StateFile {
         let previous = (state.serial, state.head.clone());
         let body = super::compacted(self.last.as_ref(), state, &self.run)
             .map_err(|e| self.fail(io::Error::other(e)))?;
-        let body = crate::seal::seal(&self.keys, &body, &self.path.display().to_string())?;
+        let body = crate::seal::seal(
+            &self.keys,
+            &body,
+            &self.path.display().to_string(),
+            &state_context(&state.stack),
+        )?;
         if let Err(e) = write_atomic(&self.path, &body) {
             (state.serial, state.head) = previous;
             return Err(self.fail(e));
@@ -270,8 +281,16 @@ impl StateFile {
     /// Encrypts the state and its backups with the current key (reading them
     /// with the current or the previous one): the last step of a key
     /// rotation. Returns how many files it rewrote.
-    pub fn rekey(&mut self) -> Result<usize, StateError> {
+    /// Rewrites the state, its backups and its journal with the current key
+    /// (read with the current or the previous one; a plain state is read too:
+    /// this is how a state is encrypted for the first time).
+    pub fn rekey(&mut self, stack: &str) -> Result<usize, StateError> {
         self.check_keys()?;
+        let keys = crate::seal::Keys {
+            accept_plain: true,
+            ..self.keys.clone()
+        };
+        let context = state_context(stack);
         let mut n = 0;
         let files: Vec<PathBuf> = std::iter::once(self.path.clone())
             .chain((1..=BACKUPS).map(|i| self.backup_path(i)))
@@ -279,10 +298,31 @@ impl StateFile {
         for path in files {
             let Ok(bytes) = fs::read(&path) else { continue };
             let what = path.display().to_string();
-            let plain = crate::seal::open(&self.keys, &bytes, &what)?;
-            let sealed = crate::seal::seal(&self.keys, &plain, &what)?;
+            let plain = crate::seal::open(&keys, &bytes, &what, &context)?;
+            let sealed = crate::seal::seal(&keys, &plain, &what, &context)?;
             write_atomic(&path, &sealed).map_err(|source| StateError::Write {
                 path: path.clone(),
+                source,
+            })?;
+            n += 1;
+        }
+        let journal = self.journal_path();
+        if let Ok(text) = fs::read_to_string(&journal) {
+            let what = journal.display().to_string();
+            let mut out = Vec::new();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let (plain, _) = crate::seal::open_any(&keys, line.as_bytes(), &what)?;
+                let Ok(entry) = serde_json::from_slice::<Entry>(&plain) else {
+                    break; // cut short by a crash: never acknowledged
+                };
+                let mut sealed =
+                    crate::seal::seal(&keys, &plain, &what, &journal_context(stack, entry.serial))?;
+                sealed.retain(|b| *b != b'\n');
+                out.extend(sealed);
+                out.push(b'\n');
+            }
+            write_atomic(&journal, &out).map_err(|source| StateError::Write {
+                path: journal.clone(),
                 source,
             })?;
             n += 1;
@@ -327,8 +367,8 @@ impl Backend for StateFile {
         Ok(Box::new(Lock::acquire(self, operation)?))
     }
 
-    async fn rekey(&mut self, _stack: &str) -> Result<usize, StateError> {
-        tokio::task::block_in_place(|| StateFile::rekey(self))
+    async fn rekey(&mut self, stack: &str) -> Result<usize, StateError> {
+        tokio::task::block_in_place(|| StateFile::rekey(self, stack))
     }
 
     async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
@@ -612,6 +652,55 @@ mod tests {
             grown < big / 20,
             "a one-resource change appended {grown} bytes"
         );
+    }
+
+    #[test]
+    fn rekey_covers_the_journal_and_entries_cannot_be_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |b: u8| Some(crate::seal::Key::from_bytes([b; 32]));
+        let mut f = StateFile::for_stack(dir.path(), "demo");
+        f.keys = crate::seal::Keys {
+            current: key(1),
+            ..Default::default()
+        };
+        let mut s = f.read("demo").unwrap();
+        for n in 1..=3 {
+            s.outputs.insert("n".into(), serde_json::Value::from(n));
+            f.append(&mut s).unwrap();
+        }
+        // Rotation: B writes, A still reads; the journal is rewritten too.
+        f.keys = crate::seal::Keys {
+            current: key(2),
+            previous: key(1),
+            accept_plain: false,
+        };
+        f.rekey("demo").unwrap();
+        let mut only_b = StateFile::for_stack(dir.path(), "demo");
+        only_b.keys = crate::seal::Keys {
+            current: key(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            only_b.read("demo").unwrap().outputs["n"],
+            serde_json::Value::from(3)
+        );
+        // Two lines swapped: each names the serial it was written as.
+        let text = std::fs::read_to_string(f.journal_path()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(0, 1);
+        std::fs::write(f.journal_path(), lines.join("\n") + "\n").unwrap();
+        let mut swapped = StateFile::for_stack(dir.path(), "demo");
+        swapped.keys = only_b.keys.clone();
+        assert!(
+            swapped.read("demo").is_ok(),
+            "lines out of order are still entries of their own serial"
+        );
+        let mut copied: Vec<String> = text.lines().map(str::to_string).collect();
+        let entry_2 = copied[1].clone();
+        copied[2] = entry_2.replace("serial 2", "serial 3");
+        std::fs::write(f.journal_path(), copied.join("\n") + "\n").unwrap();
+        let err = swapped.read("demo").unwrap_err().to_string();
+        assert!(err.contains("cannot be decrypted"), "{err}");
     }
 
     #[test]

@@ -442,6 +442,9 @@ pub trait Backend: Send + Sync {
 pub struct Entry {
     pub serial: u64,
     pub lineage: String,
+    /// The stack it belongs to (empty in entries written before they named it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stack: String,
     /// The run that wrote it (a random id per run; empty in entries written
     /// before entries named their run).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -461,6 +464,48 @@ pub struct Entry {
     pub sensitive_outputs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+}
+
+/// What a state object is, as encryption binds it (`seal`): the state
+/// (and its backups) of a stack.
+pub fn state_context(stack: &str) -> String {
+    format!("state of {stack}")
+}
+
+/// A journal entry of a stack, under its serial.
+pub fn journal_context(stack: &str, serial: u64) -> String {
+    format!("journal of {stack}, serial {serial}")
+}
+
+/// A saved plan.
+pub const PLAN_CONTEXT: &str = "saved plan";
+
+/// Refuses an entry of another stack, or one whose encryption names another
+/// serial than it holds (an entry copied over another).
+pub fn check_entry(
+    entry: &Entry,
+    stack: &str,
+    context: Option<&str>,
+    location: &str,
+) -> Result<(), StateError> {
+    if !entry.stack.is_empty() && entry.stack != stack {
+        return Err(StateError::WrongStack {
+            path: PathBuf::from(location),
+            found: entry.stack.clone(),
+            expected: stack.to_string(),
+        });
+    }
+    match context.filter(|c| !c.is_empty()) {
+        Some(c) if c != journal_context(stack, entry.serial) => Err(StateError::Corrupt {
+            path: PathBuf::from(location),
+            message: format!(
+                "a journal entry of serial {} is encrypted as the {c}: entries were swapped",
+                entry.serial
+            ),
+            backups: "the backups".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl Entry {
@@ -494,6 +539,7 @@ pub fn delta(before: &State, after: &State) -> Entry {
     Entry {
         serial: after.serial,
         lineage: after.lineage.clone(),
+        stack: after.stack.clone(),
         run: String::new(),
         follows: String::new(),
         set: after
@@ -848,6 +894,21 @@ mod tests {
         assert!(broken_chain("s3://b/k", &left)
             .unwrap()
             .contains("from serial 6 on does not continue this state (written by run A"));
+    }
+
+    #[test]
+    fn an_entry_of_another_stack_or_encrypted_as_another_serial_is_refused() {
+        let mut s = State::new("demo");
+        let e = next_entry(&State::new("demo"), &mut s, "R");
+        assert_eq!(e.stack, "demo");
+        assert!(check_entry(&e, "demo", Some(&journal_context("demo", 1)), "j").is_ok());
+        assert!(check_entry(&e, "demo", None, "j").is_ok(), "plain, no key");
+        assert!(matches!(
+            check_entry(&e, "other", None, "j"),
+            Err(StateError::WrongStack { .. })
+        ));
+        let err = check_entry(&e, "demo", Some(&journal_context("demo", 7)), "j").unwrap_err();
+        assert!(err.to_string().contains("entries were swapped"), "{err}");
     }
 
     #[test]

@@ -19,12 +19,13 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{
-    broken_chain, checked, next_entry, replay, Backend, Entry, Held, Holder, Lease, LockInfo,
-    State, StateError,
+    broken_chain, check_entry, checked, journal_context, next_entry, replay, state_context,
+    Backend, Entry, Held, Holder, Lease, LockInfo, State, StateError,
 };
 
 pub struct S3Backend {
     client: aws_sdk_s3::Client,
+    stack: String,
     bucket: String,
     key: String,
     kms_key_id: Option<String>,
@@ -122,6 +123,7 @@ impl S3Backend {
         let keys = crate::seal::Keys::from_env()?;
         Ok(S3Backend {
             client: aws_sdk_s3::Client::from_conf(config.build()),
+            stack: stack.to_string(),
             bucket,
             key,
             kms_key_id: settings.get("kms_key_id").cloned(),
@@ -334,7 +336,13 @@ impl S3Backend {
         let Some((bytes, _)) = self.get(key).await? else {
             return Ok(None);
         };
-        Ok(serde_json::from_slice(&self.open(&bytes, key)?).ok())
+        let what = format!("s3://{}/{key}", self.bucket);
+        let (plain, context) = crate::seal::open_any(&self.keys, &bytes, &what)?;
+        let Ok(entry) = serde_json::from_slice::<Entry>(&plain) else {
+            return Ok(None);
+        };
+        check_entry(&entry, &self.stack, context.as_deref(), &what)?;
+        Ok(Some(entry))
     }
 
     async fn journal_keys(&self) -> Result<Vec<String>, StateError> {
@@ -382,11 +390,12 @@ impl S3Backend {
         }
     }
 
-    fn open(&self, bytes: &[u8], key: &str) -> Result<Vec<u8>, StateError> {
+    fn open_state(&self, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
         Ok(crate::seal::open(
             &self.keys,
             bytes,
-            &format!("s3://{}/{key}", self.bucket),
+            &self.location(),
+            &state_context(&self.stack),
         )?)
     }
 }
@@ -402,7 +411,7 @@ impl Backend for S3Backend {
         let mut state = match self.get(&self.key).await? {
             Some((bytes, etag)) => {
                 self.etag = etag;
-                let plain = self.open(&bytes, &self.key)?;
+                let plain = self.open_state(&bytes)?;
                 let state: State =
                     serde_json::from_slice(&plain).map_err(|e| StateError::Corrupt {
                         path: location.clone().into(),
@@ -434,7 +443,12 @@ impl Backend for S3Backend {
         let entry = next_entry(&last, state, &self.run);
         let key = self.journal_key(state.serial);
         let plain = serde_json::to_vec(&entry).map_err(|e| StateError::Backend(e.to_string()))?;
-        let body = crate::seal::seal(&self.keys, &plain, &key)?;
+        let body = crate::seal::seal(
+            &self.keys,
+            &plain,
+            &key,
+            &journal_context(&self.stack, entry.serial),
+        )?;
         // The lock is confirmed beside the write, and the write counts only
         // with it: what follows (the call an intent announces) is not sent by
         // a run whose lock was forced away; an entry it wrote meanwhile
@@ -466,7 +480,12 @@ impl Backend for S3Backend {
         self.confirm_lock().await?;
         let plain = super::compacted(self.last.as_ref(), state, &self.run)
             .map_err(|e| StateError::Backend(e.to_string()))?;
-        let body = crate::seal::seal(&self.keys, &plain, &self.location())?;
+        let body = crate::seal::seal(
+            &self.keys,
+            &plain,
+            &self.location(),
+            &state_context(&self.stack),
+        )?;
         let written = match self.etag.clone() {
             Some(etag) => self.put(&self.key, body, Some(&etag), false).await?,
             None => self.put(&self.key, body, None, true).await?,
@@ -595,7 +614,11 @@ impl Backend for S3Backend {
     }
 
     async fn rekey(&mut self, stack: &str) -> Result<usize, StateError> {
-        let mut state = self.load(stack).await?;
+        // A plain state is read too: this is how it is encrypted the first time.
+        self.keys.accept_plain = true;
+        let loaded = self.load(stack).await;
+        self.keys.accept_plain = false;
+        let mut state = loaded?;
         if self.etag.is_none() && self.journal.is_empty() {
             return Ok(0);
         }

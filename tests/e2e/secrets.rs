@@ -200,13 +200,39 @@ fn with_a_key_the_state_its_backups_and_saved_plans_are_encrypted() {
     env.write_stack(&stack(API_KEY));
     let var = format!("db_password={PASSWORD}");
     let key_a = [("STACKCTL_STATE_KEY", KEY_A)];
-    // A plain state from before the key: the first write with the key encrypts it.
+    // A plain state from before the key: with the key set it is refused (a
+    // plain file may have been put in place of the encrypted one) until
+    // `state rekey` encrypts it, saying it is the first time.
     env.write_stack(&stack(API_KEY).replace(
         "      filename: fn.zip\n",
         "      filename: fn.zip\n      timeout: 5\n",
     ));
     run_with(&env, &["apply", "--auto-approve", "--var", &var], &[]).ok();
     env.write_stack(&stack(API_KEY));
+    let refused = run_with(&env, &["plan", "--var", &var], &key_a);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .contains("is not encrypted, but STACKCTL_STATE_KEY is set"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("stackctl state rekey"),
+        "{}",
+        refused.stderr
+    );
+    // A plan saved without the key is refused with it, as a plain state is.
+    run_with(&env, &["plan", "--out", "plain.plan", "--var", &var], &[]).ok();
+    run_with(&env, &["state", "rekey"], &key_a).ok();
+    let refused = run_with(&env, &["apply", "plain.plan"], &key_a);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("is not encrypted"),
+        "{}",
+        refused.stderr
+    );
     run_with(&env, &["apply", "--auto-approve", "--var", &var], &key_a).ok();
     let state_path = env.path("state/secrets.json");
     let on_disk = std::fs::read_to_string(&state_path).unwrap();

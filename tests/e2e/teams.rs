@@ -503,6 +503,36 @@ fn migrating_an_older_state_onto_a_newer_one_of_its_lineage_is_refused() {
     );
 }
 
+/// A state whose only content is an object a replacement left deposed (its
+/// run ended before deleting it): destroy deletes it.
+#[test]
+fn destroy_deletes_what_is_only_deposed() {
+    let env = Env::new();
+    let local = MESSAGING.replace(
+        "backend:\n  s3: {bucket: team-state, key: stacks/messaging.json}\n",
+        "",
+    );
+    env.write_stack(&local);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let mut state: serde_json::Value =
+        serde_json::from_str(&env.stackctl(&["state", "pull"]).ok().stdout).unwrap();
+    let mut alerts = state["resources"]["alerts"].clone();
+    alerts["id"] = "alerts".into();
+    state["deposed"] = serde_json::json!([alerts]);
+    state["resources"] = serde_json::json!({});
+    std::fs::write(env.path("deposed.json"), state.to_string()).unwrap();
+    env.stackctl(&["state", "push", "deposed.json"]).ok();
+    env.take_calls();
+    let out = env.stackctl(&["destroy", "--auto-approve"]).ok();
+    assert!(!out.stdout.contains("Nothing to destroy"), "{}", out.stdout);
+    assert_eq!(count(&env.take_calls(), "DeleteTopic"), 1);
+    let after = env.state("messaging");
+    assert!(
+        after["deposed"].as_array().is_none_or(|d| d.is_empty()),
+        "{after}"
+    );
+}
+
 #[test]
 fn state_mv_renames_and_state_rm_forgets_without_touching_aws() {
     let env = Env::new();
