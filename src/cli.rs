@@ -1413,15 +1413,57 @@ async fn state_command(command: StateCommand) -> Result<ExitCode> {
             let stack = Stack::load(&file.file)?;
             let (mut backend, lock, mut state) = locked_state(&stack, &file, "state mv").await?;
             move_record(&mut state, &old, &new)?;
+            let retagged = retag(&stack, &mut state, backend.as_ref(), &new).await?;
             compact(backend.as_mut(), &mut state).await?;
             lock.release().await?;
-            println!("Moved `{old}` to `{new}` in the state; nothing changed in AWS.");
+            println!(
+                "Moved `{old}` to `{new}` in the state; {}",
+                match retagged {
+                    Some(pid) => format!(
+                        "{pid}'s stackctl:id tag now says `{new}` (nothing else changed in AWS)."
+                    ),
+                    None => "nothing changed in AWS.".into(),
+                }
+            );
         }
         StateCommand::List { .. } | StateCommand::Show { .. } | StateCommand::Rekey { .. } => {
             unreachable!()
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Gives a moved resource's object the ownership tag of its new id, so that
+/// whatever finds it by its tags (a create after `state rm`, a run after a
+/// crash) knows it as `id`. Types without tags have nothing to change.
+async fn retag(
+    stack: &Stack,
+    state: &mut State,
+    backend: &dyn Backend,
+    id: &str,
+) -> Result<Option<String>> {
+    let rec = &state.resources[id];
+    let provider = crate::providers::lookup(&rec.type_name)
+        .with_context(|| format!("unknown type `{}`", rec.type_name))?;
+    let Some(pid) = rec
+        .physical_id
+        .clone()
+        .filter(|_| provider.schema().taggable)
+    else {
+        return Ok(None);
+    };
+    let cx = Ctx::new(&stack.name, stack.region.as_deref(), &stack.dir()).await;
+    pin_location(state, &cx, backend).await?;
+    let Some(observed) = provider.read(&cx, &pid).await.map_err(|e| {
+        anyhow::anyhow!("reading `{id}` ({pid}) to retag it: {e}; nothing was moved")
+    })?
+    else {
+        return Ok(None);
+    };
+    crate::providers::claim(provider, &cx, &pid, id, &observed)
+        .await
+        .map_err(|e| anyhow::anyhow!("retagging `{id}` ({pid}): {e}; nothing was moved"))?;
+    Ok(Some(pid))
 }
 
 /// Renames a logical id in the state, with every record that depends on it.

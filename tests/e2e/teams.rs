@@ -534,13 +534,20 @@ fn destroy_deletes_what_is_only_deposed() {
 }
 
 #[test]
-fn state_mv_renames_and_state_rm_forgets_without_touching_aws() {
+fn state_mv_renames_and_retags_and_state_rm_forgets_without_touching_aws() {
     let env = Env::new();
     bucket(&env, "team-state", true);
     env.write_stack(MESSAGING);
     env.stackctl(&["apply", "--auto-approve"]).ok();
     env.take_calls();
     env.stackctl(&["state", "mv", "inbox", "mailbox"]).ok();
+    let changes: Vec<String> = env
+        .take_calls()
+        .into_iter()
+        .filter(|c| c.service != "s3" && c.is_mutating())
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(changes, ["TagQueue"], "mv retags the object, nothing else");
     env.write_stack(&MESSAGING.replace("  inbox:\n", "  mailbox:\n"));
     assert_eq!(
         env.stackctl(&["plan", "--detailed-exitcode"]).code,
@@ -562,4 +569,31 @@ fn state_mv_renames_and_state_rm_forgets_without_touching_aws() {
     let topics = env.rt.block_on(env.sns().list_topics().send()).unwrap();
     assert_eq!(topics.topics().len(), 1, "the forgotten topic still exists");
     assert_eq!(count(&env.take_calls(), "DeleteTopic"), 0);
+}
+
+/// What `state rm` prints holds after a `state mv`: the next apply finds
+/// the object by its tags under its new id and takes it back.
+#[test]
+fn a_moved_then_forgotten_resource_is_taken_back_by_the_next_apply() {
+    let env = Env::new();
+    bucket(&env, "team-state", true);
+    env.write_stack(MESSAGING);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env.stackctl(&["state", "mv", "inbox", "dead_letters"]).ok();
+    let out = env.stackctl(&["state", "rm", "dead_letters"]).ok();
+    assert!(
+        out.stdout
+            .contains("the next apply finds and takes them back"),
+        "{}",
+        out.stdout
+    );
+    env.write_stack(&MESSAGING.replace("  inbox:\n", "  dead_letters:\n"));
+    env.take_calls();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        count(&env.take_calls(), "CreateQueue"),
+        0,
+        "taken back, not made again"
+    );
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
