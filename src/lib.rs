@@ -5,6 +5,35 @@
 //! `apply` (the graph walk) → `providers` (AWS); `schema` describes resource
 //! types for all of them and `state` records what exists.
 
+// Whatever stackctl prints goes through these, crate-wide (they shadow the
+// standard macros): a write to a closed stdout or stderr (`| head`, a pager
+// or log collector that exited) is dropped instead of panicking, so an apply
+// never stops halfway because its reader did.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod apply;
 pub mod build;
 pub mod check;

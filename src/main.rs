@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -6,8 +7,10 @@ fn main() -> ExitCode {
     match stackctl::cli::run(stackctl::cli::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            // An error can quote a value (AWS's messages do): masked if sensitive.
-            eprintln!(
+            // An error can quote a value (AWS's messages do): masked if
+            // sensitive. A closed stderr drops it (the exit code still says).
+            let _ = writeln!(
+                std::io::stderr(),
                 "error: {}",
                 stackctl::sensitive::redact(&format!("{err:#}"))
             );

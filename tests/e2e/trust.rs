@@ -902,3 +902,44 @@ fn a_hundred_resources_converge_under_twenty_percent_faults() {
     env.aws.chaos(None);
     assert_eq!(load_census(&env), [0, 0, 0, 0]);
 }
+
+/// `stackctl ... | head -1`: the reader goes away after the first line.
+fn with_stdout_closed_early(env: &Env, args: &[&str]) -> Option<i32> {
+    use std::io::Read as _;
+    let mut child = env
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    let _ = child.stdout.take().unwrap().read(&mut first);
+    child.wait().unwrap().code()
+}
+
+/// A pager or log collector that exits must never stop a run halfway: a
+/// write to a closed stdout is dropped, not a panic (exit 101).
+#[test]
+fn a_closed_stdout_never_stops_a_run() {
+    let env = seeded();
+    assert_eq!(
+        with_stdout_closed_early(&env, &["apply", "--auto-approve"]),
+        Some(0)
+    );
+    assert_eq!(
+        census::count(&env),
+        census::converged(),
+        "the apply went on to the end"
+    );
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+    assert_eq!(with_stdout_closed_early(&env, &["schema"]), Some(0));
+    assert_eq!(
+        with_stdout_closed_early(&env, &["state", "rm", "notifications_policy"]),
+        Some(0)
+    );
+    assert!(!env
+        .stackctl(&["state", "list"])
+        .ok()
+        .stdout
+        .contains("notifications_policy"));
+}
