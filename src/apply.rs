@@ -21,7 +21,10 @@ use crate::events::Event;
 use crate::plan::{self, Action, Change, Plan, StackValues};
 use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
-use crate::state::{Backend, Deposed, Lease, ResourceState, State, StateError, LEASE_AGE};
+use crate::state::{
+    Backend, Deposed, Lease, Operation, Outcome as Ending, ResourceState, State, StateError,
+    Unfinished, LEASE_AGE,
+};
 use crate::validate::Validated;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,13 +43,20 @@ type Step = (StepKind, String);
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub failed: Vec<(String, String)>,
+    /// Not started: their dependencies failed, or the run was interrupted.
     pub skipped: Vec<String>,
+    /// Started, and no longer waited for (a second interrupt): their calls
+    /// may have been sent.
+    pub abandoned: Vec<String>,
     pub interrupted: bool,
 }
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty() && !self.interrupted
+        self.failed.is_empty()
+            && self.skipped.is_empty()
+            && self.abandoned.is_empty()
+            && !self.interrupted
     }
 }
 
@@ -467,7 +477,7 @@ impl<'a> Steps<'a> {
                         Ok((task, out)) => (task, out),
                         Err(e) if e.is_cancelled() => {
                             if let Some(step) = in_flight.remove(&e.id()) {
-                                outcome.skipped.push(step.1);
+                                outcome.abandoned.push(step.1);
                             }
                             continue;
                         }
@@ -530,6 +540,30 @@ impl<'a> Steps<'a> {
                 rec.create_token = None;
             }
             rec.attrs.extend(c.refreshed_attrs.clone());
+            // A change of stackctl's own that did not finish: what AWS took of
+            // an update is what was last applied; a delete that did not happen
+            // leaves the object as it is.
+            if rec.is_pending() || c.physical_id.is_none() {
+                continue;
+            }
+            if let Some(u) = rec.unfinished.take() {
+                let (Some(sent), Some(now), Some(p)) = (
+                    u.props,
+                    c.before.as_ref(),
+                    providers::lookup(&rec.type_name),
+                ) else {
+                    continue;
+                };
+                for (k, v) in sent {
+                    let compare = p.schema().prop(&k).map_or(Compare::Exact, |p| p.compare);
+                    if now
+                        .get(&k)
+                        .is_some_and(|n| schema::equivalent(compare, n, &v))
+                    {
+                        rec.props.insert(k, v);
+                    }
+                }
+            }
         }
     }
 
@@ -567,6 +601,9 @@ impl<'a> Steps<'a> {
             .ok_or_else(|| AwsError::local(format!("`{id}` is not in the state")))?;
         let provider = Self::provider(&rec.type_name)?;
         let cx = self.cx.clone();
+        if rec.physical_id.is_some() {
+            self.in_flight(&id, Operation::Delete, None);
+        }
         self.started(&id, "destroying", None);
         Ok(Box::pin(async move {
             if let Some(pid) = &rec.physical_id {
@@ -574,6 +611,19 @@ impl<'a> Steps<'a> {
             }
             Ok(Done::Deleted)
         }))
+    }
+
+    /// Records a change of stackctl's own before its call is sent (the call
+    /// waits for the write): a run after a crash tells it from drift.
+    fn in_flight(&mut self, id: &str, operation: Operation, props: Option<Props>) {
+        if let Some(rec) = self.state.resources.get_mut(id) {
+            rec.unfinished = Some(Unfinished {
+                operation,
+                outcome: Ending::InFlight,
+                props,
+            });
+            self.intents += 1;
+        }
     }
 
     fn start_delete_deposed(&mut self, id: String) -> Result<Job, AwsError> {
@@ -645,6 +695,9 @@ impl<'a> Steps<'a> {
             let physical_id = existing.and_then(|r| r.physical_id).unwrap_or_default();
             let before = change.before.clone().unwrap_or_default();
             let (changed, _) = plan::diff(schema, &props, &before);
+            let mut sent = props.clone();
+            sent.retain(|_, v| !contains_unknown(v));
+            self.in_flight(&id, Operation::Update, Some(sent));
             self.started(&id, "updating", Some(changed.join(", ")));
             return Ok(Box::pin(async move {
                 let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
@@ -708,6 +761,7 @@ impl<'a> Steps<'a> {
                 depends_on: change.depends_on.clone(),
                 create_token: Some(token),
                 sensitive: change.sensitive.clone(),
+                unfinished: None,
             },
         );
         intent
@@ -782,11 +836,13 @@ impl<'a> Steps<'a> {
                 depends_on: Vec::new(),
                 create_token: None,
                 sensitive: Vec::new(),
+                unfinished: None,
             });
         rec.physical_id = Some(physical_id);
         rec.props = props;
         rec.attrs.extend(attrs);
         rec.create_token = None;
+        rec.unfinished = None;
         if let Some(c) = change {
             rec.depends_on = c.depends_on.clone();
             rec.sensitive = c.sensitive.clone();
@@ -822,6 +878,18 @@ impl<'a> Steps<'a> {
             (StepKind::Apply, _) => "creating",
         };
         let mut note = String::new();
+        if ran && !pending {
+            // An update or delete: what AWS may have done to the object.
+            if let Some(rec) = self.state.resources.get_mut(id) {
+                rec.unfinished = match err.reach {
+                    Reach::Unknown => rec.unfinished.take().map(|u| Unfinished {
+                        outcome: Ending::MaybeSent(err.message.clone()),
+                        ..u
+                    }),
+                    Reach::NotSent | Reach::Refused => None,
+                };
+            }
+        }
         if step.0 == StepKind::Apply && pending && ran {
             if let Some(pid) = err.created.clone() {
                 // The resource exists; a later step of its create failed.
@@ -839,6 +907,16 @@ impl<'a> Steps<'a> {
                     self.state.resources.insert(d.id, d.record);
                 }
             } else {
+                if let Some(rec) = self.state.resources.get_mut(id) {
+                    rec.unfinished = Some(Unfinished {
+                        operation: Operation::Create,
+                        outcome: match err.reach {
+                            Reach::Refused => Ending::Refused(err.message.clone()),
+                            _ => Ending::MaybeSent(err.message.clone()),
+                        },
+                        props: None,
+                    });
+                }
                 note = " (its intent stays recorded: the next run looks for what the call may have made before creating anything)".into();
             }
         }
@@ -1116,6 +1194,7 @@ mod tests {
             changed: vec![],
             replace_because: vec![],
             drift: vec![],
+            unfinished: None,
             depends_on: deps.iter().map(|s| s.to_string()).collect(),
             refreshed_attrs: Map::new(),
             create_first: false,
@@ -1135,6 +1214,7 @@ mod tests {
                 depends_on: deps.iter().map(|s| s.to_string()).collect(),
                 create_token: None,
                 sensitive: Vec::new(),
+                unfinished: None,
             },
         );
     }

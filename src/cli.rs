@@ -711,8 +711,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let state = read_state(&file)?;
             for (id, rec) in &state.resources {
-                let pid = rec.physical_id.as_deref().unwrap_or("(create interrupted)");
-                println!("{id}\t{}\t{pid}", rec.type_name);
+                let pid = rec.physical_id.as_deref().unwrap_or("-");
+                let note = rec
+                    .unfinished_text()
+                    .map_or(String::new(), |t| format!("\t({t})"));
+                println!("{id}\t{}\t{pid}{note}", rec.type_name);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1133,6 +1136,12 @@ fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Resul
     let mut msg = String::new();
     for (_, m) in &outcome.failed {
         msg.push_str(&format!("\n  error {m}"));
+    }
+    if !outcome.abandoned.is_empty() {
+        msg.push_str(&format!(
+            "\n  in flight when the run stopped waiting (each is recorded as such; the next run looks for what it did): {}",
+            outcome.abandoned.join(", ")
+        ));
     }
     if !outcome.skipped.is_empty() {
         msg.push_str(&format!(

@@ -178,6 +178,7 @@ fn record(
             .unwrap_or_default(),
         create_token: None,
         sensitive: v.sensitive_paths(id, desired),
+        unfinished: None,
     }
 }
 

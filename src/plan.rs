@@ -53,6 +53,10 @@ pub struct Change {
     pub replace_because: Vec<String>,
     /// Properties changed outside stackctl since the last apply.
     pub drift: Vec<String>,
+    /// A change of stackctl's own on it that did not finish, and what became
+    /// of it: not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<String>,
     pub depends_on: Vec<String>,
     /// Attributes as the refresh read them (an instance's address after a
     /// restart, a resource an interrupted run created): the state takes them.
@@ -461,11 +465,13 @@ pub fn make(
 
         // What exists now, as far as we know.
         let mut reason = None;
+        let mut unfinished = None;
         let current: Option<(Option<String>, Props, Map<String, Value>)> = match (record, refreshed)
         {
             (None, _) => None,
-            (Some(_), Some(Refreshed::Gone)) => {
-                reason = Some("it no longer exists in AWS (deleted outside stackctl)".to_string());
+            (Some(rec), Some(Refreshed::Gone)) => {
+                reason = Some(gone_reason(rec));
+                unfinished = rec.unfinished_text().filter(|_| !reason_blames(&reason));
                 None
             }
             (
@@ -501,17 +507,19 @@ pub fn make(
         };
 
         let drift = match (record, refreshed) {
-            (Some(rec), Some(Refreshed::Live { observed, .. })) if !rec.is_pending() => schema
-                .props
-                .iter()
-                .filter(
-                    |p| match (rec.props.get(p.name), observed.props.get(p.name)) {
-                        (Some(applied), Some(now)) => !schema::equivalent(p.compare, applied, now),
-                        _ => false,
-                    },
-                )
-                .map(|p| p.name.to_string())
-                .collect(),
+            (Some(rec), Some(Refreshed::Live { observed, .. })) if !rec.is_pending() => {
+                let (drift, finished): (Vec<String>, Vec<String>) =
+                    drifted(schema, rec, &observed.props);
+                if !finished.is_empty() {
+                    reason = Some(format!(
+                        "its {}: AWS has what it sent ({})",
+                        rec.unfinished_text().unwrap_or_default(),
+                        finished.join(", ")
+                    ));
+                    unfinished = reason.clone();
+                }
+                drift
+            }
             _ => Vec::new(),
         };
 
@@ -546,6 +554,7 @@ pub fn make(
                 after: Some(desired.clone()),
                 replace_because: Vec::new(),
                 drift,
+                unfinished: unfinished.clone(),
                 depends_on,
                 refreshed_attrs: Map::new(),
                 create_first: false,
@@ -587,6 +596,7 @@ pub fn make(
                     changed,
                     replace_because,
                     drift,
+                    unfinished: unfinished.clone(),
                     depends_on,
                     refreshed_attrs,
                     create_first,
@@ -607,6 +617,54 @@ pub fn make(
     let mut plan = finish(v.stack.name.clone(), state, changes);
     plan.data = data.clone();
     plan
+}
+
+fn reason_blames(reason: &Option<String>) -> bool {
+    reason
+        .as_deref()
+        .is_some_and(|r| r.contains("outside stackctl"))
+}
+
+/// Why a recorded resource is not in AWS: gone outside stackctl, or never
+/// made, or deleted, by a change of stackctl's own that did not finish.
+fn gone_reason(rec: &ResourceState) -> String {
+    use crate::state::Operation;
+    match (
+        rec.is_pending(),
+        rec.unfinished.as_ref().map(|u| u.operation),
+    ) {
+        (true, _) => format!(
+            "its {}, and nothing it may have made was found",
+            rec.unfinished_text().unwrap_or_default()
+        ),
+        (false, Some(Operation::Delete)) => format!(
+            "its {}, and it is gone: deleted by this stack",
+            rec.unfinished_text().unwrap_or_default()
+        ),
+        _ => "it no longer exists in AWS (deleted outside stackctl)".to_string(),
+    }
+}
+
+/// The properties AWS reports otherwise than the record: drift (changed
+/// outside stackctl), and those an update of stackctl's own sent and did not
+/// get to record (not drift).
+fn drifted(schema: &Schema, rec: &ResourceState, observed: &Props) -> (Vec<String>, Vec<String>) {
+    let sent = rec.unfinished.as_ref().and_then(|u| u.props.as_ref());
+    let mut drift = Vec::new();
+    let mut finished = Vec::new();
+    for p in schema.props {
+        let (Some(applied), Some(now)) = (rec.props.get(p.name), observed.get(p.name)) else {
+            continue;
+        };
+        if schema::equivalent(p.compare, applied, now) {
+            continue;
+        }
+        match sent.and_then(|s| s.get(p.name)) {
+            Some(v) if schema::equivalent(p.compare, v, now) => finished.push(p.name.to_string()),
+            _ => drift.push(p.name.to_string()),
+        }
+    }
+    (drift, finished)
 }
 
 /// A plan that deletes everything in the state, dependents first.
@@ -699,6 +757,7 @@ fn deletions(
                 changed: Vec::new(),
                 replace_because: Vec::new(),
                 drift: Vec::new(),
+                unfinished: rec.unfinished_text(),
                 depends_on: rec.depends_on.clone(),
                 refreshed_attrs: Map::new(),
                 create_first: false,
@@ -719,6 +778,7 @@ fn deletions(
             changed: Vec::new(),
             replace_because: Vec::new(),
             drift: Vec::new(),
+            unfinished: None,
             depends_on: d.record.depends_on.clone(),
             refreshed_attrs: Map::new(),
             create_first: false,
@@ -814,11 +874,25 @@ pub fn render_drift(plan: &Plan) -> String {
             let _ = writeln!(out, "  - {} ({}): {reason}", c.id, c.type_name);
         }
     }
-    if out.is_empty() {
-        out
-    } else {
-        format!("Note: objects have changed outside of stackctl since the last apply:\n{out}\n")
+    let mut own = String::new();
+    for c in &plan.changes {
+        if let Some(u) = &c.unfinished {
+            let said = c.reason.as_deref().filter(|r| r.contains(u.as_str()));
+            let _ = writeln!(own, "  ! {} ({}): {}", c.id, c.type_name, said.unwrap_or(u));
+        }
     }
+    let mut note = String::new();
+    if !out.is_empty() {
+        note.push_str(&format!(
+            "Note: objects have changed outside of stackctl since the last apply:\n{out}\n"
+        ));
+    }
+    if !own.is_empty() {
+        note.push_str(&format!(
+            "Note: changes of stackctl's own did not finish (not drift):\n{own}\n"
+        ));
+    }
+    note
 }
 
 /// A document or list that changed, as a line diff of its canonical JSON (the
@@ -1171,6 +1245,7 @@ mod tests {
                     depends_on: c.depends_on.clone(),
                     create_token: None,
                     sensitive: Vec::new(),
+                    unfinished: None,
                 },
             );
         }
@@ -1340,6 +1415,7 @@ mod tests {
                 depends_on: vec![],
                 create_token: None,
                 sensitive: Vec::new(),
+                unfinished: None,
             },
         );
         let plan = planned(&v, &state);

@@ -640,6 +640,7 @@ mod tests {
                     depends_on: vec![],
                     create_token: None,
                     sensitive: vec![],
+                    unfinished: None,
                 },
             );
         }

@@ -91,12 +91,83 @@ pub struct ResourceState {
     /// from the stack file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive: Vec<crate::sensitive::Path>,
+    /// A change of stackctl's own that did not finish: recorded before its
+    /// call is sent, so the next run tells it from drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished: Option<Unfinished>,
 }
 
 impl ResourceState {
     pub fn is_pending(&self) -> bool {
         self.physical_id.is_none()
     }
+
+    /// What happened to the change in flight, as `state list` and the plan
+    /// tell it: `create in flight when its run ended`, `update refused by
+    /// AWS: ...`.
+    pub fn unfinished_text(&self) -> Option<String> {
+        let u = self.unfinished.clone().or_else(|| {
+            self.is_pending().then(|| Unfinished {
+                operation: Operation::Create,
+                outcome: Outcome::InFlight,
+                props: None,
+            })
+        })?;
+        Some(format!("{} {}", u.operation.as_str(), u.outcome.describe()))
+    }
+}
+
+/// A change stackctl began on a resource.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// How a change of stackctl's own ended, as far as it knows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "message")]
+pub enum Outcome {
+    /// Recorded before its call; its run ended before the answer (killed,
+    /// stopped on a second interrupt).
+    InFlight,
+    /// AWS refused it with an error code: it changed nothing.
+    Refused(String),
+    /// Sent and its answer lost: AWS may have acted on it.
+    MaybeSent(String),
+}
+
+impl Outcome {
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::InFlight => "in flight when its run ended".into(),
+            Outcome::Refused(m) => format!("refused by AWS ({m})"),
+            Outcome::MaybeSent(m) => format!("sent with its answer lost ({m})"),
+        }
+    }
+}
+
+/// A change in flight on a resource, recorded before its call is sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unfinished {
+    pub operation: Operation,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// For an update: the properties it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<Props>,
 }
 
 /// An object replaced create-before-destroy: its successor exists, and it is
@@ -725,6 +796,7 @@ mod tests {
             depends_on: vec![],
             create_token: None,
             sensitive: Vec::new(),
+            unfinished: None,
         }
     }
 

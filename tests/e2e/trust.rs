@@ -770,6 +770,92 @@ fn a_second_interrupt_stops_waiting_and_keeps_the_intent() {
         state["resources"]["dev_instance"]["create_token"].is_string(),
         "the create in flight stays recorded: {state}"
     );
+    let abandoned = stderr
+        .lines()
+        .find(|l| l.contains("in flight when the run stopped waiting"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(abandoned.contains("dev_instance"), "{stderr}");
+    let skipped = stderr
+        .lines()
+        .find(|l| l.contains("not attempted"))
+        .unwrap_or_default();
+    assert!(
+        !skipped.contains("dev_instance"),
+        "a create in flight was attempted: {stderr}"
+    );
+    let list = env.stackctl(&["state", "list"]).ok().stdout;
+    assert!(
+        list.contains("(create in flight when its run ended)"),
+        "{list}"
+    );
+}
+
+/// The plan tells stackctl's own unfinished work from drift: nothing here
+/// changed outside stackctl.
+#[track_caller]
+fn blames_no_one(plan: &str) {
+    assert!(!plan.contains("outside"), "{plan}");
+}
+
+#[test]
+fn a_create_aws_refused_is_told_as_refused_not_as_drift() {
+    let env = seeded();
+    env.aws.inject(Fault::coded(
+        "sqs",
+        "CreateQueue",
+        400,
+        "InvalidAttributeValue",
+        "Invalid value for the parameter MessageRetentionPeriod.",
+    ));
+    assert_eq!(env.stackctl(&["apply", "--auto-approve"]).code, 1);
+    let list = env.stackctl(&["state", "list"]).ok().stdout;
+    assert!(
+        list.lines().any(|l| l.starts_with("notifications\t")
+            && l.contains("(create refused by AWS (InvalidAttributeValue")),
+        "{list}"
+    );
+    let plan = env.stackctl(&["plan"]).ok().stdout;
+    blames_no_one(&plan);
+    assert!(plan.contains("its create refused by AWS"), "{plan}");
+    converges_then_destroys(&env, "after a refused create");
+}
+
+#[test]
+fn an_update_cut_short_by_kill_9_is_not_drift() {
+    let env = seeded();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let stack = std::fs::read_to_string(env.path("stack.yaml")).unwrap();
+    env.write_stack(&stack.replace("retention_in_days: 14", "retention_in_days: 30"));
+    assert!(
+        killed_after(&env, 1, &["apply", "--auto-approve"]),
+        "killed after PutRetentionPolicy"
+    );
+    let plan = env.stackctl(&["plan"]).ok().stdout;
+    blames_no_one(&plan);
+    assert!(
+        plan.contains("AWS has what it sent (retention_in_days)"),
+        "{plan}"
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let plan = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("AWS has what it sent"),
+        "recorded once applied: {}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn a_delete_cut_short_by_kill_9_is_not_drift() {
+    let env = seeded();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(killed_after(&env, 1, &["destroy", "--auto-approve"]));
+    let plan = env.stackctl(&["plan"]).ok().stdout;
+    blames_no_one(&plan);
+    assert!(plan.contains("deleted by this stack"), "{plan}");
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(census::count(&env), census::nothing());
 }
 
 #[test]
