@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -230,15 +230,18 @@ pub struct LocalAws {
 impl LocalAws {
     pub fn start() -> io::Result<LocalAws> {
         let moto_server = ensure_moto()?;
-        let port = free_port()?;
-        let moto = Command::new(&moto_server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Port 0: the OS gives moto a free port as it binds (a port found
+        // free and then handed over could be taken by another test between).
+        let mut moto = Command::new(&moto_server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()?;
-        let moto_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let stderr = moto.stderr.take();
         let mut guard = KillOnDrop(Some(moto));
+        let port = moto_port(stderr)?;
+        let moto_addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_for_port(moto_addr, Duration::from_secs(60))?;
         let moto = guard
             .0
@@ -266,12 +269,15 @@ impl LocalAws {
                     () = state.outage.notified() => None,
                 };
                 let Some(accepted) = accepted else {
-                    // An outage: no listener, so connections are refused, until it ends.
+                    // An outage: no listener, so connections are refused, until
+                    // it ends; the port stays held so nothing else takes it.
                     drop(listener);
+                    let held = hold_port(proxy_addr);
                     let until = *lock(&state.outage_until);
                     if let Some(until) = until {
                         tokio::time::sleep_until(until.into()).await;
                     }
+                    drop(held);
                     listener = loop {
                         match tokio::net::TcpListener::bind(proxy_addr).await {
                             Ok(l) => break l,
@@ -419,8 +425,34 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// The port moto says it runs on (` * Running on http://127.0.0.1:PORT`);
+/// the rest of what it writes (a line per request) is read and dropped.
+fn moto_port(stderr: Option<std::process::ChildStderr>) -> io::Result<u16> {
+    use std::io::BufRead;
+    let stderr = stderr.ok_or_else(|| io::Error::other("moto's stderr"))?;
+    let mut lines = io::BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| io::Error::other("moto ended before it listened"))??;
+        if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            break digits
+                .parse()
+                .map_err(|_| io::Error::other(format!("moto said: {line}")))?;
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(port)
+}
+
+/// Holds a port without listening on it: connections are refused, and no
+/// other socket asking the OS for a free port is given it.
+fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&addr.into()).ok()?;
+    Some(socket)
 }
 
 fn wait_for_port(addr: SocketAddr, limit: Duration) -> io::Result<()> {
