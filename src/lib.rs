@@ -38,6 +38,7 @@ pub mod apply;
 pub mod build;
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod diagram;
 pub mod docs;

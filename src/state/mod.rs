@@ -261,6 +261,54 @@ impl State {
         !(self.resources.is_empty() && self.deposed.is_empty())
     }
 
+    /// Renames a logical id, with every record and deposed object that
+    /// names it.
+    pub fn move_record(&mut self, old: &str, new: &str) -> Result<(), String> {
+        if self.resources.contains_key(new) {
+            return Err(format!("`{new}` is already in the state"));
+        }
+        if !crate::config::is_logical_id(new) {
+            return Err(format!("`{new}`: logical ids must match [a-z][a-z0-9_]*"));
+        }
+        let rec = self
+            .resources
+            .remove(old)
+            .ok_or_else(|| self.not_recorded(old))?;
+        self.resources.insert(new.to_string(), rec);
+        for r in self.resources.values_mut() {
+            for d in r.depends_on.iter_mut().filter(|d| *d == old) {
+                *d = new.to_string();
+            }
+        }
+        for d in self.deposed.iter_mut().filter(|d| d.id == old) {
+            d.id = new.to_string();
+        }
+        Ok(())
+    }
+
+    /// Forgets these records (all of them, or none when one is not there).
+    pub fn forget(&mut self, ids: &[String]) -> Result<Vec<(String, ResourceState)>, String> {
+        if let Some(missing) = ids.iter().find(|id| !self.resources.contains_key(*id)) {
+            return Err(self.not_recorded(missing));
+        }
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), self.resources.remove(id)?)))
+            .collect())
+    }
+
+    fn not_recorded(&self, id: &str) -> String {
+        let recorded: Vec<&str> = self.resources.keys().map(String::as_str).collect();
+        format!(
+            "no resource `{id}` in the state (recorded: {})",
+            if recorded.is_empty() {
+                "none".into()
+            } else {
+                recorded.join(", ")
+            }
+        )
+    }
+
     /// Why `incoming` may not replace this state (`state push`, `state
     /// migrate`; None: it may): a state of another stack; once this one was
     /// written or records anything (resources or deposed objects), one of
@@ -828,6 +876,49 @@ mod tests {
             err.contains("records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_move_renames_the_record_and_whatever_names_it() {
+        let mut s = State::new("demo");
+        s.resources.insert("dlq".into(), record("dlq"));
+        let mut user = record("user");
+        user.depends_on = vec!["dlq".into()];
+        s.resources.insert("user".into(), user);
+        s.deposed.push(Deposed {
+            id: "dlq".into(),
+            record: record("old"),
+        });
+        s.move_record("dlq", "dead_letters").unwrap();
+        assert!(s.resources.contains_key("dead_letters") && !s.resources.contains_key("dlq"));
+        assert_eq!(s.resources["user"].depends_on, ["dead_letters"]);
+        assert_eq!(s.deposed[0].id, "dead_letters");
+        assert!(s
+            .move_record("user", "dead_letters")
+            .unwrap_err()
+            .contains("already in the state"));
+        assert!(s
+            .move_record("user", "Bad-Id")
+            .unwrap_err()
+            .contains("logical ids must match"));
+        assert!(s
+            .move_record("nope", "x")
+            .unwrap_err()
+            .contains("recorded: dead_letters, user"));
+    }
+
+    #[test]
+    fn forgetting_takes_all_the_records_named_or_none() {
+        let mut s = State::new("demo");
+        for id in ["a", "b"] {
+            s.resources.insert(id.into(), record(id));
+        }
+        let err = s.forget(&["a".into(), "c".into()]).unwrap_err();
+        assert!(err.contains("no resource `c`"), "{err}");
+        assert_eq!(s.resources.len(), 2, "none forgotten");
+        let gone = s.forget(&["a".into()]).unwrap();
+        assert_eq!(gone[0].0, "a");
+        assert_eq!(s.resources.keys().collect::<Vec<_>>(), ["b"]);
     }
 
     #[test]

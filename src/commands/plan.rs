@@ -1,0 +1,183 @@
+//! `stackctl plan`, and the plan apply makes the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::ArgAction;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use super::{context, load, runtime, shown, stack_values, FileArgs, PlanFile, Session, VarArgs};
+use crate::check;
+use crate::plan::{self, Plan, StackValues};
+use crate::providers::Ctx;
+use crate::state::{Backend, State};
+use crate::validate::Validated;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Save the plan to apply it later exactly as shown.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON (format in docs/plan-json.md); the same as
+    /// --format json.
+    #[arg(long)]
+    pub json: bool,
+    /// text (coloured on a terminal unless NO_COLOR is set), json, or
+    /// markdown (for a pull request comment, with the check findings).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: PlanFormat,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Read recorded resources from AWS first (--refresh=false to skip).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
+    /// How many AWS reads run at once (AWS throttles beyond its rate
+    /// limits; throttled reads back off and retry).
+    #[arg(long, visible_alias = "parallelism", default_value_t = 32)]
+    pub read_parallelism: usize,
+}
+
+pub fn run(r: PlanArgs) -> Result<ExitCode> {
+    let format = if r.json { PlanFormat::Json } else { r.format };
+    let v = load(&r.file.file, &r.vars.vars)?;
+    runtime()?.block_on(async {
+        let mut session = Session::open(&v.stack, &r.file.backend_config, "plan").await?;
+        let cx = context(&v).await;
+        let (plan, _) = pinned_plan(
+            &v,
+            &mut session.state,
+            &cx,
+            session.backend.as_ref(),
+            r.refresh,
+            r.read_parallelism,
+        )
+        .await?;
+        print_plan(&v, &cx, &plan, format)?;
+        if let Some(out) = &r.out {
+            save(&v, &cx, &plan, &r.vars.vars, session.backend.as_ref(), out)?;
+            if format != PlanFormat::Json {
+                println!(
+                    "\nSaved the plan to {}; apply it with `stackctl apply {}`.",
+                    out.display(),
+                    out.display()
+                );
+            }
+        }
+        session.release().await?;
+        Ok(if r.detailed_exitcode && plan.has_changes() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+fn print_plan(v: &Validated, cx: &Ctx, plan: &Plan, format: PlanFormat) -> Result<()> {
+    match format {
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan::to_json(plan))?),
+        PlanFormat::Markdown => {
+            let report = check::check(v, Some(cx.region().as_str()), &[]);
+            print!(
+                "{}",
+                plan::render_markdown(plan, &check::render_markdown(&report))
+            );
+        }
+        PlanFormat::Text => print!("{}", shown(&plan::render(plan))),
+    }
+    Ok(())
+}
+
+/// The plan with everything needed to apply exactly it: it holds every
+/// value the apply needs, sensitive ones too, so it is private, and
+/// encrypted like the state when a key is set.
+fn save(
+    v: &Validated,
+    cx: &Ctx,
+    plan: &Plan,
+    vars: &[(String, String)],
+    backend: &dyn Backend,
+    out: &Path,
+) -> Result<()> {
+    let saved = PlanFile {
+        plan: plan.clone(),
+        stack_path: v.stack.path.clone(),
+        stack_source: v.stack.source.clone(),
+        vars: vars.to_vec(),
+        region: Some(cx.region()),
+    };
+    let body = crate::seal::seal(
+        backend.keys(),
+        &serde_json::to_vec_pretty(&saved)?,
+        &out.display().to_string(),
+        crate::state::PLAN_CONTEXT,
+    )?;
+    crate::state::local::write_private(out, &body)
+        .with_context(|| format!("cannot write the plan to {}", out.display()))
+}
+
+/// The plan, made while STS says which account and region this run uses;
+/// a state of another one is refused before anything changes.
+pub(crate) async fn pinned_plan(
+    v: &Validated,
+    state: &mut State,
+    cx: &Ctx,
+    backend: &dyn Backend,
+    refresh: bool,
+    reads: usize,
+) -> Result<(Plan, StackValues)> {
+    // Reads need not wait for STS to build ARNs: the location is checked
+    // before the plan is used.
+    if let Some(account) = state.pinned_account() {
+        cx.presume_account(account);
+    }
+    let (here, planned) = tokio::join!(cx.location(), make_plan(v, state, cx, refresh, reads));
+    let here = here.context("asking STS which account these credentials belong to")?;
+    state.pin_location(&here, &backend.location())?;
+    planned
+}
+
+/// Refresh, data sources and stack values are read at the same time: a
+/// plan takes about as long as its slowest read.
+async fn make_plan(
+    v: &Validated,
+    state: &State,
+    cx: &Ctx,
+    refresh: bool,
+    reads: usize,
+) -> Result<(Plan, StackValues)> {
+    let refreshed = async {
+        match refresh {
+            true => plan::refresh(cx, state, reads).await,
+            false => Ok(BTreeMap::new()),
+        }
+    };
+    let values_and_data = async {
+        let values = stack_values(v, cx).await?;
+        let data = plan::read_data(cx, v, &values)
+            .await
+            .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+        Ok::<_, anyhow::Error>((values, data))
+    };
+    let (values_and_data, live) = tokio::join!(values_and_data, refreshed);
+    let (values, data) = values_and_data?;
+    let live = live.map_err(|(id, e)| anyhow::anyhow!("refreshing `{id}` from AWS: {e}"))?;
+    let plan = plan::make(v, state, &live, &data, &values);
+    if let Some(problem) = plan::blocked_replacements(&plan).first() {
+        bail!("{problem}");
+    }
+    Ok((plan, values))
+}
