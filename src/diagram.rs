@@ -10,21 +10,6 @@ use serde_json::{json, Value};
 use crate::check::Report;
 use crate::validate::Validated;
 
-/// The service a resource type belongs to, as a group label.
-fn service(type_name: &str) -> (&'static str, &'static str) {
-    match type_name {
-        t if t.starts_with("aws_cloudwatch_log") || t.starts_with("aws_cloudwatch_query") => {
-            ("logs", "CloudWatch Logs")
-        }
-        t if t.starts_with("aws_cloudwatch") => ("cloudwatch", "CloudWatch"),
-        t if t.starts_with("aws_sns") => ("sns", "SNS"),
-        t if t.starts_with("aws_sqs") => ("sqs", "SQS"),
-        t if t.starts_with("aws_iam") => ("iam", "IAM"),
-        t if t.starts_with("aws_lambda") => ("lambda", "Lambda"),
-        _ => ("ec2", "EC2"),
-    }
-}
-
 /// A dataflow link between two of the stack's resources, its actions merged.
 struct Flow {
     from: String,
@@ -61,7 +46,11 @@ fn groups(v: &Validated) -> BTreeMap<(&'static str, &'static str), Vec<&crate::c
     let mut decls: Vec<_> = v.stack.decls.values().collect();
     decls.sort_by_key(|d| d.span.line);
     for d in decls {
-        groups.entry(service(&d.type_name)).or_default().push(d);
+        let service = v.schema(&d.id).service;
+        groups
+            .entry((service.key(), service.label()))
+            .or_default()
+            .push(d);
     }
     groups
 }

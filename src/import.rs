@@ -115,7 +115,7 @@ pub async fn one(
                 id: o.id.clone(),
             })
         }
-        None if p.schema().taggable => {
+        None if p.schema().taggable() => {
             providers::claim(p, cx, physical_id, id, &observed)
                 .await
                 .map_err(aws)?;

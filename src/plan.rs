@@ -142,7 +142,7 @@ pub async fn refresh(
             continue;
         };
         match &rec.physical_id {
-            Some(pid) if provider.reads_many() => batches
+            Some(pid) if provider.schema().batch_read => batches
                 .entry(provider.schema().type_name)
                 .or_default()
                 .push((id, pid.clone())),
@@ -158,9 +158,8 @@ pub async fn refresh(
                 .map(|(id, _)| (*id).clone())
                 .unwrap_or_default();
             let read = match provider.read_many(cx, &ids).await {
-                Some(Ok(read)) => read,
-                Some(Err(e)) => return vec![(first, Err(e))],
-                None => HashMap::new(),
+                Ok(read) => read,
+                Err(e) => return vec![(first, Err(e))],
             };
             members
                 .into_iter()
@@ -237,7 +236,9 @@ async fn trust_bulk_tags(cx: &Ctx, state: &State) {
     let mut services = BTreeSet::new();
     let mut expected = HashMap::new();
     for (id, rec) in &state.resources {
-        let Some(service) = providers::lookup(&rec.type_name).and_then(|p| p.bulk_tags()) else {
+        let Some(service) =
+            providers::lookup(&rec.type_name).and_then(|p| p.schema().tagging.bulk_service())
+        else {
             continue;
         };
         let arn = rec

@@ -208,16 +208,97 @@ pub enum Kind {
     Data,
 }
 
+/// The AWS service a type belongs to (what a diagram groups it under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Logs,
+    CloudWatch,
+    Sns,
+    Sqs,
+    Iam,
+    Lambda,
+    Ec2,
+}
+
+impl Service {
+    /// A short lowercase key (for ids and colours).
+    pub fn key(self) -> &'static str {
+        match self {
+            Service::Logs => "logs",
+            Service::CloudWatch => "cloudwatch",
+            Service::Sns => "sns",
+            Service::Sqs => "sqs",
+            Service::Iam => "iam",
+            Service::Lambda => "lambda",
+            Service::Ec2 => "ec2",
+        }
+    }
+
+    /// The name AWS gives it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Service::Logs => "CloudWatch Logs",
+            Service::CloudWatch => "CloudWatch",
+            Service::Sns => "SNS",
+            Service::Sqs => "SQS",
+            Service::Iam => "IAM",
+            Service::Lambda => "Lambda",
+            Service::Ec2 => "EC2",
+        }
+    }
+}
+
+/// Whose calls a type's tags go through: each family's API keys tags by its
+/// own handle (the provider passes it), and some families' tags can be read in
+/// bulk from the Resource Groups Tagging API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagging {
+    /// The type has no tags (and so no ownership tags).
+    None,
+    /// CloudWatch Logs, by log group name.
+    Logs,
+    /// CloudWatch, by alarm ARN.
+    CloudWatch,
+    /// IAM, by role name.
+    IamRole,
+    /// IAM, by policy ARN.
+    IamPolicy,
+    /// Lambda, by function ARN.
+    Lambda,
+    /// SNS, by topic ARN.
+    Sns,
+    /// SQS, by queue URL.
+    Sqs,
+    /// EC2, by resource id.
+    Ec2,
+}
+
+impl Tagging {
+    /// The service the Tagging API files these tags under, for families whose
+    /// reads would otherwise make a tag call of their own per resource.
+    pub fn bulk_service(self) -> Option<&'static str> {
+        match self {
+            Tagging::Logs => Some("logs"),
+            Tagging::CloudWatch => Some("cloudwatch"),
+            Tagging::Sns => Some("sns"),
+            Tagging::Sqs => Some("sqs"),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Schema {
     pub type_name: &'static str,
     pub kind: Kind,
+    pub service: Service,
     pub doc: &'static str,
     pub props: &'static [Prop],
     /// Attributes known only after create (besides the properties themselves).
     pub attrs: &'static [Attr],
-    /// Whether stackctl adds its ownership tags (the type has a `tags` property).
-    pub taggable: bool,
+    /// Whose calls its tags go through; stackctl adds its ownership tags to
+    /// every type that has them (and a `tags` property).
+    pub tagging: Tagging,
     /// The properties AWS keys the resource by: two live objects cannot share
     /// all of them. A replacement whose identity differs from the old one's is
     /// created before the old one is deleted.
@@ -230,12 +311,24 @@ pub struct Schema {
     /// names in braces.
     pub arn_format: Option<&'static str>,
     pub cross_check: Option<CrossCheck>,
+    /// The shape of its physical id, where the identity properties alone make
+    /// it (`{region}`, `{account}` and property names in braces): then a
+    /// lookup by identity is a read of that id. `None` where AWS must be
+    /// searched (it generates the id).
+    pub id_format: Option<&'static str>,
+    /// Whether the provider's `read_many` reads many at once (DescribeAlarms
+    /// takes 100 names); refresh reads the others one at a time.
+    pub batch_read: bool,
     /// The attributes and properties that name the resource, and in which
     /// form; for each form, the first listed is the canonical one.
     pub names: &'static [(&'static str, Names)],
 }
 
 impl Schema {
+    pub fn taggable(&self) -> bool {
+        self.tagging != Tagging::None
+    }
+
     /// The form in which `${id.attr}` names the resource, if it does.
     pub fn names_as(&self, attr: &str) -> Option<Names> {
         self.names.iter().find(|(a, _)| *a == attr).map(|(_, n)| *n)
@@ -269,6 +362,21 @@ impl Schema {
         }
         out
     }
+}
+
+/// Fills a format's `{field}`s (an `arn_format` or `id_format`) with what
+/// `value` gives each; `None` when it gives nothing for one.
+pub fn fill_format(format: &str, mut value: impl FnMut(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = format;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}')? + open;
+        out.push_str(&value(&rest[open + 1..close])?);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// Marks a value that only AWS can tell, once the resource behind it exists.

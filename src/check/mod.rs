@@ -153,23 +153,15 @@ impl<'a> Model<'a> {
     /// The resource's ARN from its type's format.
     fn arn(&self, id: &str) -> Option<String> {
         let format = self.v.schema(id).arn_format?;
-        let mut out = String::new();
-        let mut rest = format;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let close = rest[open..].find('}')? + open;
-            let field = &rest[open + 1..close];
-            out.push_str(&match field {
+        crate::schema::fill_format(format, |field| {
+            Some(match field {
                 "region" => self.region.clone(),
                 "account" => iam::unknown(ACCOUNT),
                 _ => self
                     .text(id, field)
                     .unwrap_or_else(|| iam::unknown(&format!("{id}.{field}"))),
-            });
-            rest = &rest[close + 1..];
-        }
-        out.push_str(rest);
-        Some(out)
+            })
+        })
     }
 
     /// The resource of one of `types` this value names, in any of the forms

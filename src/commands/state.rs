@@ -303,7 +303,7 @@ async fn retag(stack: &Stack, session: &mut Session, id: &str) -> Result<Option<
     let Some(pid) = rec
         .physical_id
         .clone()
-        .filter(|_| provider.schema().taggable)
+        .filter(|_| provider.schema().taggable())
     else {
         return Ok(None);
     };

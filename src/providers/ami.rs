@@ -3,7 +3,7 @@ use aws_sdk_ec2::types::Filter;
 use serde_json::{Map, Value};
 
 use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
 pub struct Ami;
@@ -26,6 +26,7 @@ static FILTER: &[Prop] = &[
 static SCHEMA: Schema = Schema {
     type_name: "aws_ami",
     kind: Kind::Data,
+    service: Service::Ec2,
     doc: "Looks up an AMI on every plan.",
     props: &[
         Prop::new(
@@ -72,11 +73,13 @@ static SCHEMA: Schema = Schema {
             doc: "When the AMI was made.",
         },
     ],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &[],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: None,
+    batch_read: false,
     names: &[
         ("id", Names::Id),
         ("image_id", Names::Id),

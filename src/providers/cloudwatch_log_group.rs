@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, sync_tags, tags_of_each, tags_or, AwsError,
-    Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, AwsError, Created,
+    Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct LogGroup;
 
@@ -44,6 +44,7 @@ pub fn check_log_group_name(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_group",
     kind: Kind::Resource,
+    service: Service::Logs,
     doc: "A CloudWatch Logs log group. Its id is the name.",
     props: &[
         Prop::new("name", Type::String, "Log group name.")
@@ -69,11 +70,13 @@ static SCHEMA: Schema = Schema {
             doc: "Log group name.",
         },
     ],
-    taggable: true,
+    tagging: Tagging::Logs,
     identity: &["name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:logs:{region}:{account}:log-group:{name}"),
     cross_check: None,
+    id_format: Some("{name}"),
+    batch_read: true,
     names: &[
         ("arn", Names::Arn),
         ("name", Names::Name),
@@ -110,23 +113,6 @@ async fn describe(
     Ok(None)
 }
 
-/// A group's tags (empty for a group that is gone).
-#[allow(deprecated)] // ListTagsLogGroup: moto has no ListTagsForResource for groups
-async fn group_tags(cx: &Ctx, name: &str) -> Result<Vec<(String, String)>, AwsError> {
-    let out = cx
-        .logs()
-        .list_tags_log_group()
-        .log_group_name(name)
-        .send()
-        .await;
-    let out = absent(out.map_err(aws), &["ResourceNotFoundException"])?;
-    Ok(out
-        .and_then(|o| o.tags)
-        .unwrap_or_default()
-        .into_iter()
-        .collect())
-}
-
 /// A log group as the stack file describes it, with its tags if read.
 async fn observe(
     cx: &Ctx,
@@ -141,7 +127,7 @@ async fn observe(
             tags_or(
                 cx,
                 arn["arn"].as_str().unwrap_or_default(),
-                group_tags(cx, &name),
+                tagging::list(SCHEMA.tagging, cx, &name),
             )
             .await?
         }
@@ -194,7 +180,7 @@ async fn read_many(
     let mut sorted = names.to_vec();
     sorted.sort();
     let tags = tags_of_each(cx, names.to_vec(), |name| async move {
-        group_tags(cx, &name).await
+        tagging::list(SCHEMA.tagging, cx, &name).await
     });
     let (groups, mut tags) = tokio::try_join!(describe_many(cx, &sorted), tags)?;
     let observed: Vec<Observed> = futures::stream::iter(groups.into_iter().map(|g| {
@@ -314,7 +300,8 @@ impl Provider for LogGroup {
                 None => Ok(None),
             };
         }
-        let (group, tags) = tokio::join!(describe(cx, name), group_tags(cx, name));
+        let (group, tags) =
+            tokio::join!(describe(cx, name), tagging::list(SCHEMA.tagging, cx, name));
         match group? {
             Some(group) => Ok(Some(observe(cx, group, Some(tags?)).await?)),
             None => Ok(None),
@@ -323,20 +310,12 @@ impl Provider for LogGroup {
 
     /// DescribeLogGroups lists groups by name prefix, 50 a page, in name
     /// order: groups that share a prefix are read a page at a time.
-    fn reads_many(&self) -> bool {
-        true
-    }
-
-    fn bulk_tags(&self) -> Option<&'static str> {
-        Some("logs")
-    }
-
     async fn read_many(
         &self,
         cx: &Ctx,
         names: &[String],
-    ) -> Option<Result<HashMap<String, Option<Observed>>, AwsError>> {
-        Some(read_many(cx, names).await)
+    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+        read_many(cx, names).await
     }
 
     async fn update(
@@ -352,31 +331,8 @@ impl Provider for LogGroup {
         }
         if changed.contains(&"tags") {
             #[allow(deprecated)]
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.logs()
-                        .untag_log_group()
-                        .log_group_name(name)
-                        .set_tags(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    cx.logs()
-                        .tag_log_group()
-                        .log_group_name(name)
-                        .set_tags(Some(tags.into_iter().collect()))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, name, old, new).await?;
         }
         let group = describe(cx, name).await?;
         Ok(group_attrs(
@@ -394,10 +350,5 @@ impl Provider for LogGroup {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let name = r.required_str("name")?;
-        Ok(describe(cx, name).await?.map(|_| name.to_string()))
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct MetricFilter;
 
@@ -100,6 +100,7 @@ static TRANSFORMATION: &[Prop] = &[
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_metric_filter",
     kind: Kind::Resource,
+    service: Service::Logs,
     doc: "Turns matching log events into a metric. Its id is `<log group>:<name>`.",
     props: &[
         Prop::new("name", Type::String, "Filter name.")
@@ -130,11 +131,13 @@ static SCHEMA: Schema = Schema {
         name: "id",
         doc: "Filter name.",
     }],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["log_group_name", "name"],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: Some("{log_group_name}:{name}"),
+    batch_read: false,
     names: &[("name", Names::Name), ("id", Names::Name)],
 };
 
@@ -263,14 +266,5 @@ impl Provider for MetricFilter {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let id = format!(
-            "{}:{}",
-            r.required_str("log_group_name")?,
-            r.required_str("name")?
-        );
-        Ok(self.read(cx, &id).await?.map(|_| id))
     }
 }

@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct LogStream;
 
@@ -24,6 +24,7 @@ fn check_stream_name(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_stream",
     kind: Kind::Resource,
+    service: Service::Logs,
     doc: "A log stream in a log group. Its id is `<log group>:<stream>`.",
     props: &[
         Prop::new("name", Type::String, "Stream name.")
@@ -46,13 +47,15 @@ static SCHEMA: Schema = Schema {
             doc: "Stream name.",
         },
     ],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["log_group_name", "name"],
     in_use_blocks_delete: false,
     arn_format: Some(
         "arn:aws:logs:{region}:{account}:log-group:{log_group_name}:log-stream:{name}",
     ),
     cross_check: None,
+    id_format: Some("{log_group_name}:{name}"),
+    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("name", Names::Name),
@@ -168,14 +171,5 @@ impl Provider for LogStream {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let id = format!(
-            "{}:{}",
-            r.required_str("log_group_name")?,
-            r.required_str("name")?
-        );
-        Ok(self.read(cx, &id).await?.map(|_| id))
     }
 }

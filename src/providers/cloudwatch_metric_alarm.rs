@@ -1,14 +1,16 @@
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use serde_json::{Map, Value};
 
 use std::collections::HashMap;
 
 use super::{
-    absent, attrs, aws, split_tags, str_list, string_map, sync_tags, tags_of_each, tags_or,
+    absent, attrs, aws, split_tags, str_list, string_map, tagging, tags_of_each, tags_or,
     user_tags, with_tags, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{
+    Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 pub struct MetricAlarm;
 
@@ -120,6 +122,7 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_metric_alarm",
     kind: Kind::Resource,
+    service: Service::CloudWatch,
     doc: "A CloudWatch alarm on one metric. Its id is the alarm name.",
     props: &[
         Prop::new("alarm_name", Type::String, "Alarm name.")
@@ -220,11 +223,13 @@ static SCHEMA: Schema = Schema {
             doc: "Alarm name.",
         },
     ],
-    taggable: true,
+    tagging: Tagging::CloudWatch,
     identity: &["alarm_name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"),
     cross_check: Some(cross_check),
+    id_format: Some("{alarm_name}"),
+    batch_read: true,
     names: &[
         ("arn", Names::Arn),
         ("alarm_name", Names::Name),
@@ -277,11 +282,7 @@ async fn put(
         req = req.alarm_description(d);
     }
     if let Some(tags) = tags {
-        req = req.set_tags(Some(
-            tags.into_iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ));
+        req = req.set_tags(Some(tagging::cloudwatch(tags)));
     }
     req.send().await.map_err(aws)?;
     Ok(())
@@ -305,25 +306,6 @@ async fn describe(
         .find(|a| a.alarm_name.as_deref() == Some(name)))
 }
 
-/// An alarm's tags (empty for an alarm that is gone).
-async fn alarm_tags(cx: &Ctx, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
-    let out = cx
-        .cloudwatch()
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await;
-    let out = absent(
-        out.map_err(aws),
-        &["ResourceNotFound", "ResourceNotFoundException"],
-    )?;
-    let tags = out.and_then(|o| o.tags).unwrap_or_default();
-    Ok(tags
-        .into_iter()
-        .filter_map(|t| Some((t.key?, t.value?)))
-        .collect())
-}
-
 /// An alarm as the stack file describes it, with its tags if read.
 async fn observe(
     cx: &Ctx,
@@ -335,7 +317,7 @@ async fn observe(
     let arn = a.alarm_arn.clone().unwrap_or_default();
     let tags = match tags {
         Some(tags) => tags,
-        None => tags_or(cx, &arn, alarm_tags(cx, &arn)).await?,
+        None => tags_or(cx, &arn, tagging::list(SCHEMA.tagging, cx, &arn)).await?,
     };
     let mut p = Props::new();
     let list = |v: Option<Vec<String>>| {
@@ -437,7 +419,10 @@ async fn read_many(
     let tags = async {
         let account = cx.account_id().await?;
         let arns = names.iter().map(|n| alarm_arn(cx, &account, n)).collect();
-        tags_of_each(cx, arns, |arn| async move { alarm_tags(cx, &arn).await }).await
+        tags_of_each(cx, arns, |arn| async move {
+            tagging::list(SCHEMA.tagging, cx, &arn).await
+        })
+        .await
     };
     let (alarms, mut tags) = tokio::try_join!(futures::future::try_join_all(calls), tags)?;
     let observed: Vec<Observed> = futures::stream::iter(alarms.into_iter().flatten().map(|a| {
@@ -478,7 +463,13 @@ impl Provider for MetricAlarm {
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
         let arn = alarm_arn(cx, &cx.account_id().await?, name);
-        let (alarm, tags) = with_tags(cx, &arn, describe(cx, name), alarm_tags(cx, &arn)).await?;
+        let (alarm, tags) = with_tags(
+            cx,
+            &arn,
+            describe(cx, name),
+            tagging::list(SCHEMA.tagging, cx, &arn),
+        )
+        .await?;
         match alarm {
             Some(a) => Ok(Some(observe(cx, a, Some(tags)).await?)),
             None => Ok(None),
@@ -486,20 +477,12 @@ impl Provider for MetricAlarm {
     }
 
     /// DescribeAlarms takes up to 100 names per call.
-    fn reads_many(&self) -> bool {
-        true
-    }
-
-    fn bulk_tags(&self) -> Option<&'static str> {
-        Some("cloudwatch")
-    }
-
     async fn read_many(
         &self,
         cx: &Ctx,
         names: &[String],
-    ) -> Option<Result<HashMap<String, Option<Observed>>, AwsError>> {
-        Some(read_many(cx, names).await)
+    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+        read_many(cx, names).await
     }
 
     async fn update(
@@ -518,36 +501,8 @@ impl Provider for MetricAlarm {
             put(cx, r, None).await?;
         }
         if changed.contains(&"tags") {
-            let arn = arn.as_str();
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.cloudwatch()
-                        .untag_resource()
-                        .resource_arn(arn)
-                        .set_tag_keys(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    let tags = tags
-                        .into_iter()
-                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                        .collect();
-                    cx.cloudwatch()
-                        .tag_resource()
-                        .resource_arn(arn)
-                        .set_tags(Some(tags))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, &arn, old, new).await?;
         }
         Ok(alarm_attrs(&arn, name))
     }
@@ -560,11 +515,6 @@ impl Provider for MetricAlarm {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFound"]).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let name = r.required_str("alarm_name")?;
-        Ok(describe(cx, name).await?.map(|_| name.to_string()))
     }
 }
 

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{absent, attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Compare, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Compare, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 /// A saved CloudWatch Logs Insights query.
 pub struct QueryDefinition;
@@ -42,6 +42,7 @@ fn check_query(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_query_definition",
     kind: Kind::Resource,
+    service: Service::Logs,
     doc: "A saved Logs Insights query. Its id is the query definition id.",
     props: &[
         Prop::new(
@@ -75,11 +76,13 @@ static SCHEMA: Schema = Schema {
             doc: "Query definition id.",
         },
     ],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["name"],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: None,
+    batch_read: false,
     names: &[("query_definition_id", Names::Id), ("id", Names::Id)],
 };
 

@@ -1,12 +1,14 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::iam_role::{iam_tags, NO_SUCH_ENTITY};
+use super::iam_role::NO_SUCH_ENTITY;
 use super::{
-    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, sync_tags, AwsError,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, AwsError,
     Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{
+    check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 /// A customer managed policy. Its id is its ARN.
 pub struct IamPolicy;
@@ -14,6 +16,7 @@ pub struct IamPolicy;
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_policy",
     kind: Kind::Resource,
+    service: Service::Iam,
     doc: "A customer managed IAM policy. Its id is the policy ARN.",
     props: &[
         Prop::new("name", Type::String, "Policy name.")
@@ -57,11 +60,13 @@ static SCHEMA: Schema = Schema {
             doc: "The id of the version in force: v1, v2 and so on.",
         },
     ],
-    taggable: true,
+    tagging: Tagging::IamPolicy,
     identity: &["name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:iam::{account}:policy/{name}"),
     cross_check: None,
+    id_format: Some("arn:aws:iam::{account}:policy/{name}"),
+    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("id", Names::Arn),
@@ -106,15 +111,13 @@ async fn read_policy(
     };
     let (got, tags, guessed) = tokio::join!(
         cx.iam().get_policy().policy_arn(arn).send(),
-        cx.iam().list_policy_tags().policy_arn(arn).send(),
+        tagging::list(SCHEMA.tagging, cx, arn),
         guessed
     );
     let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
         return Ok(None);
     };
-    let tags = absent(tags.map_err(aws), NO_SUCH_ENTITY)?
-        .map(|t| t.tags)
-        .unwrap_or_default();
+    let tags = tags?;
     let policy = out
         .policy
         .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
@@ -135,7 +138,7 @@ async fn read_policy(
     if let Some(doc) = version.and_then(|v| v.document) {
         props.insert("policy".into(), decode_policy(&doc));
     }
-    let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
+    let (tags, owner) = split_tags(tags);
     props.insert("tags".into(), tags);
     Ok(Some(Observed {
         props,
@@ -198,7 +201,7 @@ impl Provider for IamPolicy {
             .create_policy()
             .policy_name(r.required_str("name")?)
             .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
-            .set_tags(Some(iam_tags(r.tags_with_ownership(cx))?));
+            .set_tags(Some(tagging::iam(r.tags_with_ownership(cx))?));
         if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
             req = req.description(d);
         }
@@ -242,31 +245,8 @@ impl Provider for IamPolicy {
             false => None,
         };
         if changed.contains(&"tags") {
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.iam()
-                        .untag_policy()
-                        .policy_arn(arn)
-                        .set_tag_keys(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    cx.iam()
-                        .tag_policy()
-                        .policy_arn(arn)
-                        .set_tags(Some(iam_tags(tags)?))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, arn, old, new).await?;
         }
         let policy = cx
             .iam()
@@ -304,14 +284,5 @@ impl Provider for IamPolicy {
         }
         let deleted = cx.iam().delete_policy().policy_arn(arn).send().await;
         absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let arn = format!(
-            "arn:aws:iam::{}:policy/{}",
-            cx.account_id().await?,
-            r.required_str("name")?
-        );
-        Ok(self.read(cx, &arn).await?.map(|_| arn))
     }
 }

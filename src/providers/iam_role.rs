@@ -1,14 +1,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_iam::types::Tag;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, sync_tags, wait_for,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, wait_for,
     AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{
+    check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 pub struct IamRole;
 
@@ -24,6 +25,7 @@ fn check_role_name(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_role",
     kind: Kind::Resource,
+    service: Service::Iam,
     doc: "An IAM role. Its id is the role name.",
     props: &[
         Prop::new("name", Type::String, "Role name.")
@@ -54,11 +56,13 @@ static SCHEMA: Schema = Schema {
             doc: "The role's stable unique id.",
         },
     ],
-    taggable: true,
+    tagging: Tagging::IamRole,
     identity: &["name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:iam::{account}:role/{name}"),
     cross_check: None,
+    id_format: Some("{name}"),
+    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("name", Names::Name),
@@ -66,18 +70,6 @@ static SCHEMA: Schema = Schema {
         ("unique_id", Names::Id),
     ],
 };
-
-pub fn iam_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
-    tags.into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| AwsError::local(e.to_string()))
-        })
-        .collect()
-}
 
 /// What IAM answers for a role, policy or attachment that does not exist.
 pub const NO_SUCH_ENTITY: &[&str] = &["NoSuchEntity"];
@@ -97,7 +89,7 @@ impl Provider for IamRole {
             .assume_role_policy_document(json_text(
                 r.props.get("assume_role_policy").unwrap_or(&Value::Null),
             ))
-            .set_tags(Some(iam_tags(r.tags_with_ownership(cx))?));
+            .set_tags(Some(tagging::iam(r.tags_with_ownership(cx))?));
         if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
             req = req.description(d);
         }
@@ -134,7 +126,7 @@ impl Provider for IamRole {
         // GetRole may omit tags; ListRoleTags is authoritative. Both at once.
         let (got, tags) = tokio::join!(
             cx.iam().get_role().role_name(name).send(),
-            cx.iam().list_role_tags().role_name(name).send()
+            tagging::list(SCHEMA.tagging, cx, name)
         );
         let Some(out) = absent(got.map_err(aws), NO_SUCH_ENTITY)? else {
             return Ok(None);
@@ -142,9 +134,7 @@ impl Provider for IamRole {
         let role = out
             .role
             .ok_or_else(|| AwsError::local("GetRole returned no role"))?;
-        let tags = absent(tags.map_err(aws), NO_SUCH_ENTITY)?
-            .map(|t| t.tags)
-            .unwrap_or_default();
+        let tags = tags?;
         let mut props = Props::new();
         props.insert("name".into(), Value::from(role.role_name.clone()));
         props.insert(
@@ -154,7 +144,7 @@ impl Provider for IamRole {
         if let Some(doc) = &role.assume_role_policy_document {
             props.insert("assume_role_policy".into(), decode_policy(doc));
         }
-        let (tags, owner) = split_tags(tags.into_iter().map(|t| (t.key, t.value)));
+        let (tags, owner) = split_tags(tags);
         props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
@@ -196,31 +186,8 @@ impl Provider for IamRole {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.iam()
-                        .untag_role()
-                        .role_name(name)
-                        .set_tag_keys(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    cx.iam()
-                        .tag_role()
-                        .role_name(name)
-                        .set_tags(Some(iam_tags(tags)?))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, name, old, new).await?;
         }
         let role = cx
             .iam()
@@ -244,10 +211,5 @@ impl Provider for IamRole {
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
         let deleted = cx.iam().delete_role().role_name(name).send().await;
         absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let name = r.required_str("name")?;
-        Ok(self.read(cx, name).await?.map(|_| name.to_string()))
     }
 }

@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
 pub struct RolePolicyAttachment;
@@ -11,6 +11,7 @@ pub struct RolePolicyAttachment;
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_role_policy_attachment",
     kind: Kind::Resource,
+    service: Service::Iam,
     doc: "Attaches a managed policy to a role. Its id is `<role>/<policy_arn>`.",
     props: &[
         Prop::new("role", Type::String, "Role name.")
@@ -27,11 +28,13 @@ static SCHEMA: Schema = Schema {
             }),
     ],
     attrs: &[Attr { name: "id", doc: "`<role>/<policy_arn>`." }],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["role", "policy_arn"],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: Some("{role}/{policy_arn}"),
+    batch_read: false,
     names: &[],
 };
 
@@ -114,14 +117,5 @@ impl Provider for RolePolicyAttachment {
             .send()
             .await;
         absent(detached.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let id = format!(
-            "{}/{}",
-            r.required_str("role")?,
-            r.required_str("policy_arn")?
-        );
-        Ok(self.read(cx, &id).await?.map(|_| id))
     }
 }

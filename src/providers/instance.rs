@@ -4,18 +4,21 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType, ResourceType};
 use serde_json::{Map, Value};
 
-use super::security_group::{retag, tag_spec};
+use super::security_group::tag_spec;
 use super::{
-    absent, attrs, aws, split_tags, str_list, wait_for, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, split_tags, str_list, tagging, wait_for, AwsError, Created, Ctx, Observed,
+    Provider, Resource,
 };
-use crate::schema::{Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{
+    Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 pub struct Instance;
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_instance",
     kind: Kind::Resource,
+    service: Service::Ec2,
     doc: "An EC2 instance. Its id is the instance id. Changing the AMI or the instance type replaces it.",
     props: &[
         Prop::new("ami", Type::String, "Image id.").takes(&[("aws_ami", Names::Id)]).required().force_new().check(|v| match v.as_str() {
@@ -42,11 +45,13 @@ static SCHEMA: Schema = Schema {
         Attr { name: "private_ip", doc: "Private IPv4 address." },
         Attr { name: "instance_state", doc: "State when last read (running, stopped, ...)." },
     ],
-    taggable: true,
+    tagging: Tagging::Ec2,
     identity: &[],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:ec2:{region}:{account}:instance/{id}"),
     cross_check: None,
+    id_format: None,
+    batch_read: false,
     names: &[("id", Names::Id), ("arn", Names::Arn)],
 };
 
@@ -257,7 +262,8 @@ impl Provider for Instance {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            retag(cx, id, old.get("tags"), r.props.get("tags")).await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, id, old, new).await?;
         }
         let (i, owner) = describe(cx, id)
             .await?

@@ -12,11 +12,12 @@ use serde_json::{Map, Value};
 use crate::{build, package};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, sync_tags, user_tags,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, tagging, user_tags,
     wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{
-    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type,
+    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service,
+    Tagging, Type,
 };
 
 pub struct LambdaFunction;
@@ -138,6 +139,7 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_lambda_function",
     kind: Kind::Resource,
+    service: Service::Lambda,
     doc: "A Lambda function. Its id is the function name.",
     props: &[
         Prop::new("function_name", Type::String, "Function name.")
@@ -224,11 +226,13 @@ static SCHEMA: Schema = Schema {
             doc: "CodeSha256 of the deployed code.",
         },
     ],
-    taggable: true,
+    tagging: Tagging::Lambda,
     identity: &["function_name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:lambda:{region}:{account}:function:{function_name}"),
     cross_check: Some(cross_check),
+    id_format: Some("{function_name}"),
+    batch_read: false,
     names: &[("arn", Names::Arn), ("function_name", Names::Name), ("id", Names::Name)],
 };
 
@@ -537,32 +541,8 @@ impl Provider for LambdaFunction {
             config.code_sha256.unwrap_or_default(),
         );
         if changed.contains(&"tags") {
-            let arn = arn.as_str();
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.lambda()
-                        .untag_resource()
-                        .resource(arn)
-                        .set_tag_keys(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    cx.lambda()
-                        .tag_resource()
-                        .resource(arn)
-                        .set_tags(Some(tags.into_iter().collect()))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, &arn, old, new).await?;
         }
         Ok(function_attrs(&arn, name, &cx.region(), &sha))
     }
@@ -575,10 +555,5 @@ impl Provider for LambdaFunction {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let name = r.required_str("function_name")?;
-        Ok(self.read(cx, name).await?.map(|_| name.to_string()))
     }
 }

@@ -7,7 +7,7 @@ use super::{
     absent, attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed,
     Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 /// A statement in a function's resource policy: who may invoke it.
 pub struct LambdaPermission;
@@ -15,6 +15,7 @@ pub struct LambdaPermission;
 static SCHEMA: Schema = Schema {
     type_name: "aws_lambda_permission",
     kind: Kind::Resource,
+    service: Service::Lambda,
     doc: "Lets a principal (a service such as lambda.alarms.cloudwatch.amazonaws.com) invoke a function. Its id is `<function>/<statement_id>`.",
     props: &[
         Prop::new("statement_id", Type::String, "Statement id, unique in the function's policy.")
@@ -33,11 +34,13 @@ static SCHEMA: Schema = Schema {
         Prop::new("source_account", Type::String, "Only resources of this account may invoke.").force_new(),
     ],
     attrs: &[Attr { name: "id", doc: "`<function>/<statement_id>`." }],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["function_name", "statement_id"],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: Some("{function_name}/{statement_id}"),
+    batch_read: false,
     names: &[],
 };
 
@@ -172,14 +175,5 @@ impl Provider for LambdaPermission {
             .send()
             .await;
         absent(removed.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let id = format!(
-            "{}/{}",
-            r.required_str("function_name")?,
-            r.required_str("statement_id")?
-        );
-        Ok(self.read(cx, &id).await?.map(|_| id))
     }
 }

@@ -2,6 +2,7 @@
 //! create, read, update and delete it. `REGISTRY` is the only list of them.
 
 mod ami;
+mod checked;
 mod cloudwatch_log_group;
 mod cloudwatch_log_metric_filter;
 mod cloudwatch_log_stream;
@@ -19,6 +20,7 @@ mod sns_topic;
 mod sns_topic_subscription;
 mod sqs_queue;
 mod sqs_queue_policy;
+pub mod tagging;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,28 +35,29 @@ use serde_json::{Map, Value};
 
 use tokio::sync::OnceCell;
 
-use crate::schema::{Props, Schema};
+use crate::schema::{fill_format, Props, Schema};
+use checked::Checked;
 
 /// Every resource type stackctl knows. Adding a type means adding its module and
 /// one line here.
 static REGISTRY: &[&dyn Provider] = &[
-    &ami::Ami,
-    &cloudwatch_log_group::LogGroup,
-    &cloudwatch_log_metric_filter::MetricFilter,
-    &cloudwatch_log_stream::LogStream,
-    &cloudwatch_metric_alarm::MetricAlarm,
-    &cloudwatch_query_definition::QueryDefinition,
-    &iam_policy::IamPolicy,
-    &iam_role::IamRole,
-    &iam_role_policy_attachment::RolePolicyAttachment,
-    &instance::Instance,
-    &lambda_function::LambdaFunction,
-    &lambda_permission::LambdaPermission,
-    &security_group::SecurityGroup,
-    &sns_topic::SnsTopic,
-    &sns_topic_subscription::SnsTopicSubscription,
-    &sqs_queue::SqsQueue,
-    &sqs_queue_policy::SqsQueuePolicy,
+    &Checked(&ami::Ami),
+    &Checked(&cloudwatch_log_group::LogGroup),
+    &Checked(&cloudwatch_log_metric_filter::MetricFilter),
+    &Checked(&cloudwatch_log_stream::LogStream),
+    &Checked(&cloudwatch_metric_alarm::MetricAlarm),
+    &Checked(&cloudwatch_query_definition::QueryDefinition),
+    &Checked(&iam_policy::IamPolicy),
+    &Checked(&iam_role::IamRole),
+    &Checked(&iam_role_policy_attachment::RolePolicyAttachment),
+    &Checked(&instance::Instance),
+    &Checked(&lambda_function::LambdaFunction),
+    &Checked(&lambda_permission::LambdaPermission),
+    &Checked(&security_group::SecurityGroup),
+    &Checked(&sns_topic::SnsTopic),
+    &Checked(&sns_topic_subscription::SnsTopicSubscription),
+    &Checked(&sqs_queue::SqsQueue),
+    &Checked(&sqs_queue_policy::SqsQueuePolicy),
 ];
 
 pub fn lookup(type_name: &str) -> Option<&'static dyn Provider> {
@@ -193,29 +196,30 @@ pub trait Provider: Send + Sync {
     /// Looks up, by its identity (name, or what AWS keys it by), the resource a
     /// create with these properties would make or have made, whoever made it.
     /// A run after a crash adopts what it finds if it is provably this
-    /// stack's; a create refuses to take over what is not.
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError>;
-
-    /// Whether `read_many` reads many at once.
-    fn reads_many(&self) -> bool {
-        false
+    /// stack's; a create refuses to take over what is not. Types whose schema
+    /// has an `id_format` need not implement it: the id is made, then read.
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        let Some(id) = formatted_id(self.schema(), cx, r).await? else {
+            return Err(AwsError::local(format!(
+                "`{}` has no id_format: its provider must implement find",
+                self.schema().type_name
+            )));
+        };
+        Ok(self.read(cx, &id).await?.map(|_| id))
     }
 
-    /// Whether reads take tags from the bulk read (`tags_or`); the service
-    /// name the Resource Groups Tagging API files them under.
-    fn bulk_tags(&self) -> Option<&'static str> {
-        None
-    }
-
-    /// Reads many at once where AWS allows it (DescribeAlarms takes 100
-    /// names); `None` for types read one at a time. The map holds `None` for
-    /// those that no longer exist.
+    /// For types whose schema says `batch_read`: reads many at once
+    /// (DescribeAlarms takes 100 names). The map holds `None` for those that
+    /// no longer exist.
     async fn read_many(
         &self,
         _cx: &Ctx,
         _ids: &[String],
-    ) -> Option<Result<HashMap<String, Option<Observed>>, AwsError>> {
-        None
+    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+        Err(AwsError::local(format!(
+            "`{}` is read one at a time",
+            self.schema().type_name
+        )))
     }
 
     /// For `stackctl import --all`: the resource that the declaration names,
@@ -286,6 +290,33 @@ pub async fn claim(
         .map(|_| ())
 }
 
+/// The physical id the schema's `id_format` makes of these properties;
+/// `None` for types without one.
+async fn formatted_id(
+    schema: &Schema,
+    cx: &Ctx,
+    r: &Resource<'_>,
+) -> Result<Option<String>, AwsError> {
+    let Some(format) = schema.id_format else {
+        return Ok(None);
+    };
+    let account = match format.contains("{account}") {
+        true => Some(cx.account_id().await?),
+        false => None,
+    };
+    let mut missing = "";
+    let id = fill_format(format, |field| match field {
+        "region" => Some(cx.region()),
+        "account" => account.clone(),
+        _ => r.str(field).map(str::to_string).or_else(|| {
+            missing = schema.prop(field).map_or("", |p| p.name);
+            None
+        }),
+    });
+    id.map(Some)
+        .ok_or_else(|| AwsError::local(format!("property `{missing}` is missing")))
+}
+
 /// Looks the resource up by its identity and decides whose it is.
 pub async fn locate(
     p: &dyn Provider,
@@ -293,13 +324,17 @@ pub async fn locate(
     r: &Resource<'_>,
     intent: bool,
 ) -> Result<Found, AwsError> {
-    let Some(pid) = p.find(cx, r).await? else {
+    let found = match formatted_id(p.schema(), cx, r).await? {
+        Some(id) => Some(id),
+        None => p.find(cx, r).await?,
+    };
+    let Some(pid) = found else {
         return Ok(Found::Absent);
     };
     let Some(observed) = p.read(cx, &pid).await? else {
         return Ok(Found::Absent);
     };
-    let ours = if p.schema().taggable {
+    let ours = if p.schema().taggable() {
         observed
             .owner
             .as_ref()
@@ -686,30 +721,6 @@ where
     Ok((read?, tags?))
 }
 
-/// Applies the change from `old` to `new` tags with the type's own calls:
-/// removals first, then additions and new values.
-pub async fn sync_tags<U, T, UF, TF>(
-    old: Option<&Value>,
-    new: Option<&Value>,
-    untag: U,
-    tag: T,
-) -> Result<(), AwsError>
-where
-    U: FnOnce(Vec<String>) -> UF,
-    T: FnOnce(Vec<(String, String)>) -> TF,
-    UF: Future<Output = Result<(), AwsError>>,
-    TF: Future<Output = Result<(), AwsError>>,
-{
-    let (set, remove) = tag_changes(old, new);
-    if !remove.is_empty() {
-        untag(remove).await?;
-    }
-    if !set.is_empty() {
-        tag(set).await?;
-    }
-    Ok(())
-}
-
 /// Whether a dispatch failed before a connection existed (no address, refused,
 /// unreachable): then nothing was sent.
 fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -993,7 +1004,7 @@ mod tests {
         for p in all() {
             let s = p.schema();
             assert_eq!(
-                s.taggable,
+                s.taggable(),
                 s.prop("tags").is_some(),
                 "{}: taggable iff it has tags",
                 s.type_name

@@ -2,15 +2,16 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecification};
 use serde_json::{json, Map, Value};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, sync_tags, AwsError, Created, Ctx,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, tagging, AwsError, Created, Ctx,
     Observed, Provider, Resource,
 };
 use crate::schema::{
-    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Type,
+    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service,
+    Tagging, Type,
 };
 
 pub struct SecurityGroup;
@@ -56,6 +57,7 @@ static RULES: Type = Type::List(&Type::Object(RULE));
 static SCHEMA: Schema = Schema {
     type_name: "aws_security_group",
     kind: Kind::Resource,
+    service: Service::Ec2,
     doc: "An EC2 security group. Its id is the group id. Without `egress`, AWS's default allow-all egress rule stays.",
     props: &[
         Prop::new("name", Type::String, "Group name (or set `name_prefix`).")
@@ -82,12 +84,15 @@ static SCHEMA: Schema = Schema {
         Attr { name: "id", doc: "Group id (sg-...)." },
         Attr { name: "arn", doc: "Group ARN." },
         Attr { name: "owner_id", doc: "Owning account." },
+        Attr { name: "name", doc: "Group name (the one AWS made of `name_prefix`, if that was given)." },
     ],
-    taggable: true,
+    tagging: Tagging::Ec2,
     identity: &["name", "vpc_id"],
     in_use_blocks_delete: true,
     arn_format: Some("arn:aws:ec2:{region}:{account}:security-group/{id}"),
     cross_check: Some(cross_check),
+    id_format: None,
+    batch_read: false,
     names: &[("id", Names::Id), ("arn", Names::Arn), ("name", Names::Name)],
 };
 
@@ -128,54 +133,11 @@ fn group_name(r: &Resource<'_>) -> Result<String, AwsError> {
     }
 }
 
-pub fn ec2_tags(tags: Vec<(String, String)>) -> Vec<Tag> {
-    tags.into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
 pub fn tag_spec(kind: ResourceType, tags: Vec<(String, String)>) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(kind)
-        .set_tags(Some(ec2_tags(tags)))
+        .set_tags(Some(tagging::ec2(tags)))
         .build()
-}
-
-pub async fn retag(
-    cx: &Ctx,
-    id: &str,
-    old: Option<&Value>,
-    new: Option<&Value>,
-) -> Result<(), AwsError> {
-    sync_tags(
-        old,
-        new,
-        |keys| async move {
-            let keys = keys
-                .into_iter()
-                .map(|k| Tag::builder().key(k).build())
-                .collect();
-            cx.ec2()
-                .delete_tags()
-                .resources(id)
-                .set_tags(Some(keys))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws)
-        },
-        |tags| async move {
-            cx.ec2()
-                .create_tags()
-                .resources(id)
-                .set_tags(Some(ec2_tags(tags)))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws)
-        },
-    )
-    .await
 }
 
 /// One rule per CIDR block: the unit AWS authorizes and revokes.
@@ -466,7 +428,8 @@ impl Provider for SecurityGroup {
             settle_rules(cx, id, true, &rules_of(r.props.get("egress"))).await?;
         }
         if changed.contains(&"tags") {
-            retag(cx, id, old.get("tags"), r.props.get("tags")).await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, id, old, new).await?;
         }
         Ok(group_attrs(cx, &g))
     }

@@ -1,12 +1,11 @@
 use async_trait::async_trait;
-use aws_sdk_sns::types::Tag;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, sync_tags, with_tags, AwsError, Created, Ctx,
+    absent, attrs, aws, check_name, split_tags, tagging, with_tags, AwsError, Created, Ctx,
     Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct SnsTopic;
 
@@ -31,6 +30,7 @@ fn check_display_name(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_sns_topic",
     kind: Kind::Resource,
+    service: Service::Sns,
     doc: "An SNS topic.",
     props: &[
         Prop::new("name", Type::String, "Topic name.")
@@ -56,29 +56,19 @@ static SCHEMA: Schema = Schema {
             doc: "Topic ARN (Terraform's id).",
         },
     ],
-    taggable: true,
+    tagging: Tagging::Sns,
     identity: &["name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:sns:{region}:{account}:{name}"),
     cross_check: None,
+    id_format: Some("arn:aws:sns:{region}:{account}:{name}"),
+    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("id", Names::Arn),
         ("name", Names::Name),
     ],
 };
-
-fn sns_tags(tags: Vec<(String, String)>) -> Result<Vec<Tag>, AwsError> {
-    tags.into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| AwsError::local(e.to_string()))
-        })
-        .collect()
-}
 
 fn topic_attrs(arn: &str) -> Map<String, Value> {
     attrs([("arn", Value::from(arn)), ("id", Value::from(arn))])
@@ -97,7 +87,7 @@ impl Provider for SnsTopic {
             .sns()
             .create_topic()
             .name(r.required_str("name")?)
-            .set_tags(Some(sns_tags(r.tags_with_ownership(cx))?));
+            .set_tags(Some(tagging::sns(r.tags_with_ownership(cx))?));
         if let Some(d) = r.str("display_name").filter(|d| !d.is_empty()) {
             req = req.attributes("DisplayName", d);
         }
@@ -111,28 +101,12 @@ impl Provider for SnsTopic {
         })
     }
 
-    fn bulk_tags(&self) -> Option<&'static str> {
-        Some("sns")
-    }
-
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
         let got = async {
             let got = cx.sns().get_topic_attributes().topic_arn(arn).send().await;
             absent(got.map_err(aws), &["NotFound"])
         };
-        let tags = async {
-            let out = cx
-                .sns()
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await;
-            let tags = absent(out.map_err(aws), &["NotFound", "ResourceNotFound"])?;
-            let tags = tags.and_then(|t| t.tags).unwrap_or_default();
-            Ok::<Vec<(String, String)>, AwsError>(
-                tags.into_iter().map(|t| (t.key, t.value)).collect(),
-            )
-        };
+        let tags = tagging::list(SCHEMA.tagging, cx, arn);
         let (got, tags) = with_tags(cx, arn, got, tags).await?;
         let Some(out) = got else {
             return Ok(None);
@@ -175,31 +149,8 @@ impl Provider for SnsTopic {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.sns()
-                        .untag_resource()
-                        .resource_arn(arn)
-                        .set_tag_keys(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    cx.sns()
-                        .tag_resource()
-                        .resource_arn(arn)
-                        .set_tags(Some(sns_tags(tags)?))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, arn, old, new).await?;
         }
         Ok(topic_attrs(arn))
     }
@@ -213,15 +164,5 @@ impl Provider for SnsTopic {
             .await
             .map_err(aws)?;
         Ok(())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let arn = format!(
-            "arn:aws:sns:{}:{}:{}",
-            cx.region(),
-            cx.account_id().await?,
-            r.required_str("name")?
-        );
-        Ok(self.read(cx, &arn).await?.map(|_| arn))
     }
 }

@@ -5,7 +5,7 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct SnsTopicSubscription;
 
@@ -46,6 +46,7 @@ fn check_filter_policy(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_sns_topic_subscription",
     kind: Kind::Resource,
+    service: Service::Sns,
     doc: "A subscription of an endpoint (for sqs: the queue ARN) to an SNS topic.",
     props: &[
         Prop::new("topic_arn", Type::String, "ARN of the topic.")
@@ -91,11 +92,13 @@ static SCHEMA: Schema = Schema {
             doc: "Subscription ARN (Terraform's id).",
         },
     ],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["topic_arn", "protocol", "endpoint"],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: None,
+    batch_read: false,
     names: &[("arn", Names::Arn), ("id", Names::Arn)],
 };
 

@@ -6,10 +6,10 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, sync_tags, with_tags,
+    absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, tagging, with_tags,
     AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct SqsQueue;
 
@@ -34,6 +34,7 @@ const INT_ATTRS: &[(&str, Qa)] = &[
 static SCHEMA: Schema = Schema {
     type_name: "aws_sqs_queue",
     kind: Kind::Resource,
+    service: Service::Sqs,
     doc: "An SQS queue. Its id is the queue URL.",
     props: &[
         Prop::new("name", Type::String, "Queue name.")
@@ -73,11 +74,13 @@ static SCHEMA: Schema = Schema {
             doc: "Queue URL.",
         },
     ],
-    taggable: true,
+    tagging: Tagging::Sqs,
     identity: &["name"],
     in_use_blocks_delete: false,
     arn_format: Some("arn:aws:sqs:{region}:{account}:{name}"),
     cross_check: None,
+    id_format: None,
+    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("url", Names::Url),
@@ -171,10 +174,6 @@ impl Provider for SqsQueue {
         })
     }
 
-    fn bulk_tags(&self) -> Option<&'static str> {
-        Some("sqs")
-    }
-
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
         let got = async {
             let got = cx
@@ -186,22 +185,7 @@ impl Provider for SqsQueue {
                 .await;
             absent(got.map_err(aws), NO_QUEUE)
         };
-        let tags = async {
-            let out = absent(
-                cx.sqs()
-                    .list_queue_tags()
-                    .queue_url(url)
-                    .send()
-                    .await
-                    .map_err(aws),
-                NO_QUEUE,
-            )?;
-            Ok(out
-                .and_then(|o| o.tags)
-                .unwrap_or_default()
-                .into_iter()
-                .collect())
-        };
+        let tags = tagging::list(SCHEMA.tagging, cx, url);
         let (got, tags) = with_tags(cx, &arn_of_url(cx, url), got, tags).await?;
         let Some(out) = got else {
             return Ok(None);
@@ -250,31 +234,8 @@ impl Provider for SqsQueue {
                 .map_err(aws)?;
         }
         if changed.contains(&"tags") {
-            sync_tags(
-                old.get("tags"),
-                r.props.get("tags"),
-                |keys| async move {
-                    cx.sqs()
-                        .untag_queue()
-                        .queue_url(url)
-                        .set_tag_keys(Some(keys))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-                |tags| async move {
-                    cx.sqs()
-                        .tag_queue()
-                        .queue_url(url)
-                        .set_tags(Some(tags.into_iter().collect()))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws)
-                },
-            )
-            .await?;
+            let (old, new) = (old.get("tags"), r.props.get("tags"));
+            tagging::sync(SCHEMA.tagging, cx, url, old, new).await?;
         }
         let arn = queue_arn(cx, url).await?;
         Ok(queue_attrs(url, &arn))

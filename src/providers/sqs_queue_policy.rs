@@ -7,7 +7,9 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{check_policy_document, Attr, Kind, Names, Prop, Props, Schema, Type};
+use crate::schema::{
+    check_policy_document, Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 /// The queue's access policy; without one, an SNS topic cannot deliver to the queue.
 pub struct SqsQueuePolicy;
@@ -15,6 +17,7 @@ pub struct SqsQueuePolicy;
 static SCHEMA: Schema = Schema {
     type_name: "aws_sqs_queue_policy",
     kind: Kind::Resource,
+    service: Service::Sqs,
     doc: "The access policy of an SQS queue. Its id is the queue URL.",
     props: &[
         Prop::new("queue_url", Type::String, "URL of the queue.")
@@ -33,11 +36,13 @@ static SCHEMA: Schema = Schema {
         name: "id",
         doc: "Queue URL.",
     }],
-    taggable: false,
+    tagging: Tagging::None,
     identity: &["queue_url"],
     in_use_blocks_delete: false,
     arn_format: None,
     cross_check: None,
+    id_format: Some("{queue_url}"),
+    batch_read: false,
     names: &[],
 };
 
@@ -124,10 +129,5 @@ impl Provider for SqsQueuePolicy {
 
     async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
         absent(put_policy(cx, url, "").await, NO_QUEUE).map(|_| ())
-    }
-
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
-        let url = r.required_str("queue_url")?;
-        Ok(self.read(cx, url).await?.map(|_| url.to_string()))
     }
 }

@@ -1,0 +1,150 @@
+//! The registry's wrapper around every provider: in debug builds (every test
+//! run), each answer is held to its schema, so a provider cannot emit an
+//! attribute or property the schema does not declare (and so that validation,
+//! plans, docs and the JSON Schema do not know about).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::{AwsError, Created, Ctx, Observed, Provider, Resource};
+use crate::schema::{Props, Schema};
+
+pub struct Checked(pub &'static dyn Provider);
+
+/// The first name in `attrs` that the schema does not declare as an
+/// attribute.
+pub fn undeclared<'a>(schema: &Schema, attrs: &'a Map<String, Value>) -> Option<&'a str> {
+    attrs
+        .keys()
+        .map(String::as_str)
+        .find(|name| schema.attr(name).is_none())
+}
+
+fn check_attrs(schema: &Schema, attrs: &Map<String, Value>) {
+    if let (true, Some(name)) = (cfg!(debug_assertions), undeclared(schema, attrs)) {
+        panic!(
+            "{} emits `{name}`, which its schema does not declare",
+            schema.type_name
+        );
+    }
+}
+
+fn check_observed(schema: &Schema, observed: &Observed) {
+    check_attrs(schema, &observed.attrs);
+    let stray = observed.props.keys().find(|p| schema.prop(p).is_none());
+    if let (true, Some(name)) = (cfg!(debug_assertions), stray) {
+        panic!(
+            "{} observes property `{name}`, which its schema does not declare",
+            schema.type_name
+        );
+    }
+}
+
+impl Checked {
+    fn observed(&self, got: &Result<Option<Observed>, AwsError>) {
+        if let Ok(Some(observed)) = got {
+            check_observed(self.0.schema(), observed);
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Checked {
+    fn schema(&self) -> &'static Schema {
+        self.0.schema()
+    }
+
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+        let created = self.0.create(cx, r).await;
+        if let Ok(c) = &created {
+            check_attrs(self.schema(), &c.attrs);
+        }
+        created
+    }
+
+    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, AwsError> {
+        let got = self.0.read(cx, physical_id).await;
+        self.observed(&got);
+        got
+    }
+
+    async fn read_recorded(
+        &self,
+        cx: &Ctx,
+        physical_id: &str,
+        attrs: &Map<String, Value>,
+    ) -> Result<Option<Observed>, AwsError> {
+        let got = self.0.read_recorded(cx, physical_id, attrs).await;
+        self.observed(&got);
+        got
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx,
+        physical_id: &str,
+        old: &Props,
+        r: &Resource<'_>,
+        changed: &[&str],
+    ) -> Result<Map<String, Value>, AwsError> {
+        let attrs = self.0.update(cx, physical_id, old, r, changed).await;
+        if let Ok(attrs) = &attrs {
+            check_attrs(self.schema(), attrs);
+        }
+        attrs
+    }
+
+    async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props) -> Result<(), AwsError> {
+        self.0.delete(cx, physical_id, props).await
+    }
+
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        self.0.find(cx, r).await
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Ctx,
+        ids: &[String],
+    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+        let got = self.0.read_many(cx, ids).await;
+        for observed in got.iter().flat_map(|m| m.values().flatten()) {
+            check_observed(self.schema(), observed);
+        }
+        got
+    }
+
+    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+        self.0.find_existing(cx, r).await
+    }
+
+    fn derive(
+        &self,
+        props: &mut Props,
+        stack_dir: &std::path::Path,
+    ) -> Result<(), (&'static str, String)> {
+        self.0.derive(props, stack_dir)
+    }
+
+    async fn read_data(&self, cx: &Ctx, props: &Props) -> Result<Map<String, Value>, AwsError> {
+        let attrs = self.0.read_data(cx, props).await;
+        if let Ok(attrs) = &attrs {
+            check_attrs(self.schema(), attrs);
+        }
+        attrs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attribute_no_schema_declares_is_named() {
+        let schema = super::super::lookup("aws_sns_topic").unwrap().schema();
+        let attrs = super::super::attrs([("arn", "a".into()), ("owner", "o".into())]);
+        assert_eq!(undeclared(schema, &attrs), Some("owner"));
+    }
+}
