@@ -174,19 +174,26 @@ pub async fn untag(
     target: &str,
     keys: Vec<String>,
 ) -> Result<(), AwsError> {
-    let keys = Some(keys);
     match family {
         #[allow(deprecated)] // moto has no UntagResource for log groups
         Tagging::Logs => {
             let req = cx.logs().untag_log_group().log_group_name(target);
-            req.set_tags(keys).send().await.map(drop).map_err(aws)
+            req.set_tags(Some(keys)).send().await.map(drop).map_err(aws)
         }
         Tagging::CloudWatch => {
             let req = cx.cloudwatch().untag_resource().resource_arn(target);
-            req.set_tag_keys(keys).send().await.map(drop).map_err(aws)
+            req.set_tag_keys(Some(keys))
+                .send()
+                .await
+                .map(drop)
+                .map_err(aws)
         }
         Tagging::IamRole => {
-            let req = cx.iam().untag_role().role_name(target).set_tag_keys(keys);
+            let req = cx
+                .iam()
+                .untag_role()
+                .role_name(target)
+                .set_tag_keys(Some(keys));
             req.send().await.map(drop).map_err(aws)
         }
         Tagging::IamPolicy => {
@@ -194,7 +201,7 @@ pub async fn untag(
                 .iam()
                 .untag_policy()
                 .policy_arn(target)
-                .set_tag_keys(keys);
+                .set_tag_keys(Some(keys));
             req.send().await.map(drop).map_err(aws)
         }
         Tagging::Lambda => {
@@ -202,7 +209,7 @@ pub async fn untag(
                 .lambda()
                 .untag_resource()
                 .resource(target)
-                .set_tag_keys(keys);
+                .set_tag_keys(Some(keys));
             req.send().await.map(drop).map_err(aws)
         }
         Tagging::Sns => {
@@ -210,15 +217,19 @@ pub async fn untag(
                 .sns()
                 .untag_resource()
                 .resource_arn(target)
-                .set_tag_keys(keys);
+                .set_tag_keys(Some(keys));
             req.send().await.map(drop).map_err(aws)
         }
         Tagging::Sqs => {
-            let req = cx.sqs().untag_queue().queue_url(target).set_tag_keys(keys);
+            let req = cx
+                .sqs()
+                .untag_queue()
+                .queue_url(target)
+                .set_tag_keys(Some(keys));
             req.send().await.map(drop).map_err(aws)
         }
         Tagging::Ec2 => {
-            let keys = keys.unwrap_or_default().into_iter();
+            let keys = keys.into_iter();
             let keys = keys.map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build());
             let req = cx.ec2().delete_tags().resources(target);
             req.set_tags(Some(keys.collect()))
