@@ -201,6 +201,37 @@ pub struct Attr {
     pub doc: &'static str,
 }
 
+impl Attr {
+    pub const fn new(name: &'static str, doc: &'static str) -> Attr {
+        Attr { name, doc }
+    }
+}
+
+/// The part a type plays in the pipeline's dataflow: how `check`, `simulate`
+/// and the diagram find the log groups, alarms, functions... of a stack
+/// without naming types. A type that joins the dataflow names its part here
+/// and in its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    None,
+    LogGroup,
+    MetricFilter,
+    Alarm,
+    Function,
+    /// Who may invoke a function (a resource-based policy statement).
+    Invocation,
+    Topic,
+    Subscription,
+    Queue,
+    QueuePolicy,
+    /// An IAM role (what a function runs as).
+    Role,
+    Policy,
+    PolicyAttachment,
+    Firewall,
+    Instance,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Resource,
@@ -322,9 +353,30 @@ pub struct Schema {
     /// The attributes and properties that name the resource, and in which
     /// form; for each form, the first listed is the canonical one.
     pub names: &'static [(&'static str, Names)],
+    pub part: Part,
 }
 
 impl Schema {
+    /// What a schema is unless it says otherwise: `..Schema::BASE` after the
+    /// fields every type must set (type_name, service, doc, props, identity).
+    pub const BASE: Schema = Schema {
+        type_name: "",
+        kind: Kind::Resource,
+        service: Service::Logs,
+        doc: "",
+        props: &[],
+        attrs: &[],
+        tagging: Tagging::None,
+        identity: &[],
+        in_use_blocks_delete: false,
+        arn_format: None,
+        cross_check: None,
+        id_format: None,
+        batch_read: false,
+        names: &[],
+        part: Part::None,
+    };
+
     pub fn taggable(&self) -> bool {
         self.tagging != Tagging::None
     }

@@ -20,7 +20,7 @@ use crate::config::expr;
 use crate::config::Diagnostic;
 use crate::iam::{self, Decision, Kind, Policy, Principal, Request};
 use crate::plan::{self, StackValues};
-use crate::schema::{is_unknown, Props};
+use crate::schema::{is_unknown, Part, Props};
 use crate::validate::Validated;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -104,18 +104,15 @@ impl<'a> Model<'a> {
         model
     }
 
-    fn type_of(&self, id: &str) -> &str {
-        &self.v.stack.decls[id].type_name
+    fn part_of(&self, id: &str) -> Part {
+        self.v.schema(id).part
     }
 
-    fn of_type(&self, type_name: &str) -> Vec<&'a str> {
-        self.v
-            .stack
-            .decls
-            .values()
-            .filter(|d| d.type_name == type_name)
-            .map(|d| d.id.as_str())
-            .collect()
+    /// The resources that play this part in the dataflow.
+    fn of_part(&self, part: Part) -> Vec<&'a str> {
+        let decls = self.v.stack.decls.values();
+        let ids = decls.map(|d| d.id.as_str());
+        ids.filter(|id| self.part_of(id) == part).collect()
     }
 
     /// A resource's attribute or property as far as it is known offline.
@@ -166,8 +163,8 @@ impl<'a> Model<'a> {
 
     /// The resource of one of `types` this value names, in any of the forms
     /// its schema says name it (ARN, URL, name, id).
-    fn target(&self, value: &str, types: &[&str]) -> Option<&'a str> {
-        types.iter().flat_map(|t| self.of_type(t)).find(|id| {
+    fn target(&self, value: &str, parts: &[Part]) -> Option<&'a str> {
+        parts.iter().flat_map(|p| self.of_part(*p)).find(|id| {
             self.v
                 .schema(id)
                 .names
@@ -296,7 +293,7 @@ fn broken(
 fn function_policy(m: &Model, function: &str) -> Vec<Policy> {
     let name = m.text(function, "function_name").unwrap_or_default();
     let arn = m.arn(function).unwrap_or_default();
-    m.of_type("aws_lambda_permission")
+    m.of_part(Part::Invocation)
         .into_iter()
         .filter(|p| {
             let target = m.text(p, "function_name").unwrap_or_default();
@@ -327,11 +324,11 @@ fn function_policy(m: &Model, function: &str) -> Vec<Policy> {
 }
 
 fn alarm_links(m: &Model, report: &mut Report) {
-    for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
+    for alarm in m.of_part(Part::Alarm) {
         let alarm_arn = m.arn(alarm).unwrap_or_default();
         for prop in ["alarm_actions", "ok_actions", "insufficient_data_actions"] {
             for action in strings(m.prop(alarm, prop)) {
-                if let Some(function) = m.target(&action, &["aws_lambda_function"]) {
+                if let Some(function) = m.target(&action, &[Part::Function]) {
                     let request = Request {
                         principal: Principal::Service(
                             "lambda.alarms.cloudwatch.amazonaws.com".into(),
@@ -351,7 +348,7 @@ fn alarm_links(m: &Model, report: &mut Report) {
                     let e = edge(alarm, function, &request, &decision, missing);
                     broken(report, m, "SC601", alarm, Some(prop), &e);
                     report.edges.push(e);
-                } else if let Some(topic) = m.target(&action, &["aws_sns_topic"]) {
+                } else if let Some(topic) = m.target(&action, &[Part::Topic]) {
                     // The topic's default access policy lets alarms of its own
                     // account publish; a stack declares no other topic policy.
                     report.edges.push(Edge {
@@ -370,11 +367,11 @@ fn alarm_links(m: &Model, report: &mut Report) {
 }
 
 fn topic_links(m: &Model, report: &mut Report) {
-    for sub in m.of_type("aws_sns_topic_subscription") {
+    for sub in m.of_part(Part::Subscription) {
         let protocol = m.text(sub, "protocol").unwrap_or_default();
         let topic_arn = m.text(sub, "topic_arn").unwrap_or_default();
         let endpoint = m.text(sub, "endpoint").unwrap_or_default();
-        let topic = m.target(&topic_arn, &["aws_sns_topic"]).unwrap_or(sub);
+        let topic = m.target(&topic_arn, &[Part::Topic]).unwrap_or(sub);
         let context: BTreeMap<String, String> = [
             ("aws:SourceArn".to_string(), topic_arn.clone()),
             ("aws:SourceAccount".to_string(), iam::unknown(ACCOUNT)),
@@ -382,17 +379,15 @@ fn topic_links(m: &Model, report: &mut Report) {
         .into();
         let (target, request, policies, missing) = match protocol.as_str() {
             "sqs" => {
-                let Some(queue) = m.target(&endpoint, &["aws_sqs_queue"]) else {
+                let Some(queue) = m.target(&endpoint, &[Part::Queue]) else {
                     continue;
                 };
                 let policies: Vec<Policy> = m
-                    .of_type("aws_sqs_queue_policy")
+                    .of_part(Part::QueuePolicy)
                     .into_iter()
                     .filter(|p| {
-                        m.target(
-                            &m.text(p, "queue_url").unwrap_or_default(),
-                            &["aws_sqs_queue"],
-                        ) == Some(queue)
+                        m.target(&m.text(p, "queue_url").unwrap_or_default(), &[Part::Queue])
+                            == Some(queue)
                     })
                     .map(|p| Policy {
                         name: format!("queue policy {p}"),
@@ -412,7 +407,7 @@ fn topic_links(m: &Model, report: &mut Report) {
                 (queue, request, policies, missing)
             }
             "lambda" => {
-                let Some(function) = m.target(&endpoint, &["aws_lambda_function"]) else {
+                let Some(function) = m.target(&endpoint, &[Part::Function]) else {
                     continue;
                 };
                 let missing = format!(
@@ -440,12 +435,12 @@ fn role_policies(m: &Model, role: &str) -> (Vec<Policy>, Vec<String>) {
     let role_name = m.text(role, "name").unwrap_or_default();
     let mut policies = Vec::new();
     let mut unknown = Vec::new();
-    for att in m.of_type("aws_iam_role_policy_attachment") {
+    for att in m.of_part(Part::PolicyAttachment) {
         if m.text(att, "role").as_deref() != Some(role_name.as_str()) {
             continue;
         }
         let arn = m.text(att, "policy_arn").unwrap_or_default();
-        match m.target(&arn, &["aws_iam_policy"]) {
+        match m.target(&arn, &[Part::Policy]) {
             Some(p) => policies.push(Policy {
                 name: format!("policy {p}"),
                 kind: Kind::Identity,
@@ -566,9 +561,9 @@ fn expand_manifest(m: &Model, function: &str, template: &str, env: &Value) -> Ve
 }
 
 fn function_links(m: &Model, report: &mut Report) {
-    for function in m.of_type("aws_lambda_function") {
+    for function in m.of_part(Part::Function) {
         let role_arn = m.text(function, "role").unwrap_or_default();
-        let Some(role) = m.target(&role_arn, &["aws_iam_role"]) else {
+        let Some(role) = m.target(&role_arn, &[Part::Role]) else {
             continue;
         };
         // Lambda assumes the role: its trust policy must let it.
@@ -606,21 +601,16 @@ fn function_links(m: &Model, report: &mut Report) {
                     let mut target_policies = policies.clone();
                     let target = m.target(
                         &resource,
-                        &[
-                            "aws_sqs_queue",
-                            "aws_sns_topic",
-                            "aws_instance",
-                            "aws_cloudwatch_log_group",
-                        ],
+                        &[Part::Queue, Part::Topic, Part::Instance, Part::LogGroup],
                     );
-                    if let Some(queue) = target.filter(|t| m.type_of(t) == "aws_sqs_queue") {
+                    if let Some(queue) = target.filter(|t| m.part_of(t) == Part::Queue) {
                         target_policies.extend(
-                            m.of_type("aws_sqs_queue_policy")
+                            m.of_part(Part::QueuePolicy)
                                 .into_iter()
                                 .filter(|p| {
                                     m.target(
                                         &m.text(p, "queue_url").unwrap_or_default(),
-                                        &["aws_sqs_queue"],
+                                        &[Part::Queue],
                                     ) == Some(queue)
                                 })
                                 .map(|p| Policy {
@@ -646,7 +636,7 @@ fn function_links(m: &Model, report: &mut Report) {
 /// of the stack that already grants it.
 fn need_missing(m: &Model, role: &str, request: &Request, unknown_managed: &[String]) -> String {
     let detached: Vec<&str> = m
-        .of_type("aws_iam_policy")
+        .of_part(Part::Policy)
         .into_iter()
         .filter(|p| {
             let policy = Policy {
@@ -705,7 +695,7 @@ fn read_only(action: &str) -> bool {
 }
 
 fn lint_policies(m: &Model, report: &mut Report) {
-    for p in m.of_type("aws_iam_policy") {
+    for p in m.of_part(Part::Policy) {
         let doc = document(m.prop(p, "policy"));
         let statements = match doc.get("Statement") {
             Some(Value::Array(s)) => s.clone(),
@@ -752,7 +742,7 @@ fn lint_policies(m: &Model, report: &mut Report) {
 }
 
 fn lint_security_groups(m: &Model, report: &mut Report) {
-    for sg in m.of_type("aws_security_group") {
+    for sg in m.of_part(Part::Firewall) {
         let Some(Value::Array(rules)) = m.prop(sg, "ingress") else {
             continue;
         };
@@ -843,13 +833,13 @@ impl Metric {
 /// can pass their threshold.
 fn metric_links(m: &Model, report: &mut Report) {
     let filters: Vec<(&str, Metric)> = m
-        .of_type("aws_cloudwatch_log_metric_filter")
+        .of_part(Part::MetricFilter)
         .into_iter()
         .filter_map(|f| Some((f, Metric::published_by(m, f)?)))
         .collect();
     for (f, _) in &filters {
         let group = m.text(f, "log_group_name").unwrap_or_default();
-        if let Some(g) = m.target(&group, &["aws_cloudwatch_log_group"]) {
+        if let Some(g) = m.target(&group, &[Part::LogGroup]) {
             report.edges.push(Edge {
                 from: g.into(),
                 to: f.to_string(),
@@ -864,7 +854,7 @@ fn metric_links(m: &Model, report: &mut Report) {
             });
         }
     }
-    for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
+    for alarm in m.of_part(Part::Alarm) {
         let Some(watched) = Metric::watched_by(m, alarm) else {
             continue;
         };
@@ -999,12 +989,12 @@ fn counts_defaults(m: &Model, alarm: &str, filter: &str, report: &mut Report) {
 }
 
 fn lint_alarms(m: &Model, report: &mut Report) {
-    for alarm in m.of_type("aws_cloudwatch_metric_alarm") {
+    for alarm in m.of_part(Part::Alarm) {
         let missing = m
             .text(alarm, "treat_missing_data")
             .unwrap_or_else(|| "missing".into());
         if let Some(watched) = Metric::watched_by(m, alarm) {
-            for filter in m.of_type("aws_cloudwatch_log_metric_filter") {
+            for filter in m.of_part(Part::MetricFilter) {
                 let no_default = m
                     .prop(filter, "metric_transformation")
                     .is_some_and(|t| t.get("default_value").is_none());
@@ -1074,7 +1064,7 @@ fn text_disagrees(m: &Model, alarm: &str, report: &mut Report) {
 }
 
 fn lint_functions(m: &Model, report: &mut Report) {
-    for function in m.of_type("aws_lambda_function") {
+    for function in m.of_part(Part::Function) {
         let timeout = m
             .prop(function, "timeout")
             .and_then(Value::as_i64)
@@ -1097,10 +1087,7 @@ fn lint_functions(m: &Model, report: &mut Report) {
             {
                 continue;
             }
-            for queue in resources
-                .iter()
-                .filter_map(|r| m.target(r, &["aws_sqs_queue"]))
-            {
+            for queue in resources.iter().filter_map(|r| m.target(r, &[Part::Queue])) {
                 let visibility = m
                     .prop(queue, "visibility_timeout_seconds")
                     .and_then(Value::as_i64)
@@ -1116,7 +1103,7 @@ fn lint_functions(m: &Model, report: &mut Report) {
 }
 
 fn lint_log_groups(m: &Model, report: &mut Report) {
-    for group in m.of_type("aws_cloudwatch_log_group") {
+    for group in m.of_part(Part::LogGroup) {
         let days = m
             .prop(group, "retention_in_days")
             .and_then(Value::as_i64)

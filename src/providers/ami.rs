@@ -3,7 +3,7 @@ use aws_sdk_ec2::types::Filter;
 use serde_json::{Map, Value};
 
 use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
 pub struct Ami;
@@ -48,44 +48,21 @@ static SCHEMA: Schema = Schema {
         ),
     ],
     attrs: &[
-        Attr {
-            name: "id",
-            doc: "AMI id.",
-        },
-        Attr {
-            name: "image_id",
-            doc: "AMI id.",
-        },
-        Attr {
-            name: "arn",
-            doc: "AMI ARN.",
-        },
-        Attr {
-            name: "name",
-            doc: "AMI name.",
-        },
-        Attr {
-            name: "architecture",
-            doc: "x86_64 or arm64.",
-        },
-        Attr {
-            name: "creation_date",
-            doc: "When the AMI was made.",
-        },
+        Attr::new("id", "AMI id."),
+        Attr::new("image_id", "AMI id."),
+        Attr::new("arn", "AMI ARN."),
+        Attr::new("name", "AMI name."),
+        Attr::new("architecture", "x86_64 or arm64."),
+        Attr::new("creation_date", "When the AMI was made."),
     ],
-    tagging: Tagging::None,
     identity: &[],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
-    id_format: None,
-    batch_read: false,
     names: &[
         ("id", Names::Id),
         ("image_id", Names::Id),
         ("arn", Names::Arn),
         ("name", Names::Name),
     ],
+    ..Schema::BASE
 };
 
 #[async_trait]

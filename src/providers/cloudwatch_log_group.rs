@@ -7,7 +7,7 @@ use super::{
     absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, AwsError, Created,
     Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct LogGroup;
 
@@ -43,7 +43,6 @@ pub fn check_log_group_name(v: &Value) -> Result<(), String> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_group",
-    kind: Kind::Resource,
     service: Service::Logs,
     doc: "A CloudWatch Logs log group. Its id is the name.",
     props: &[
@@ -61,20 +60,12 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Log group ARN (without the trailing :*).",
-        },
-        Attr {
-            name: "id",
-            doc: "Log group name.",
-        },
+        Attr::new("arn", "Log group ARN (without the trailing :*)."),
+        Attr::new("id", "Log group name."),
     ],
     tagging: Tagging::Logs,
     identity: &["name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:logs:{region}:{account}:log-group:{name}"),
-    cross_check: None,
     id_format: Some("{name}"),
     batch_read: true,
     names: &[
@@ -82,6 +73,8 @@ static SCHEMA: Schema = Schema {
         ("name", Names::Name),
         ("id", Names::Name),
     ],
+    part: Part::LogGroup,
+    ..Schema::BASE
 };
 
 fn group_attrs(cx: &Ctx, name: &str, account: &str) -> Map<String, Value> {

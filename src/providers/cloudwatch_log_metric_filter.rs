@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 pub struct MetricFilter;
 
@@ -99,7 +99,6 @@ static TRANSFORMATION: &[Prop] = &[
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_metric_filter",
-    kind: Kind::Resource,
     service: Service::Logs,
     doc: "Turns matching log events into a metric. Its id is `<log group>:<name>`.",
     props: &[
@@ -127,18 +126,12 @@ static SCHEMA: Schema = Schema {
         )
         .required(),
     ],
-    attrs: &[Attr {
-        name: "id",
-        doc: "Filter name.",
-    }],
-    tagging: Tagging::None,
+    attrs: &[Attr::new("id", "Filter name.")],
     identity: &["log_group_name", "name"],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
     id_format: Some("{log_group_name}:{name}"),
-    batch_read: false,
     names: &[("name", Names::Name), ("id", Names::Name)],
+    part: Part::MetricFilter,
+    ..Schema::BASE
 };
 
 fn transformation(v: Option<&Value>) -> Result<MetricTransformation, AwsError> {

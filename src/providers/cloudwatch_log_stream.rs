@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Names, Prop, Props, Schema, Service, Type};
 
 pub struct LogStream;
 
@@ -23,7 +23,6 @@ fn check_stream_name(v: &Value) -> Result<(), String> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_stream",
-    kind: Kind::Resource,
     service: Service::Logs,
     doc: "A log stream in a log group. Its id is `<log group>:<stream>`.",
     props: &[
@@ -38,29 +37,20 @@ static SCHEMA: Schema = Schema {
             .check(check_log_group_name),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Stream ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Stream name.",
-        },
+        Attr::new("arn", "Stream ARN."),
+        Attr::new("id", "Stream name."),
     ],
-    tagging: Tagging::None,
     identity: &["log_group_name", "name"],
-    in_use_blocks_delete: false,
     arn_format: Some(
         "arn:aws:logs:{region}:{account}:log-group:{log_group_name}:log-stream:{name}",
     ),
-    cross_check: None,
     id_format: Some("{log_group_name}:{name}"),
-    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("name", Names::Name),
         ("id", Names::Name),
     ],
+    ..Schema::BASE
 };
 
 fn split(id: &str) -> Result<(&str, &str), AwsError> {

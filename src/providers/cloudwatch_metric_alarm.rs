@@ -9,7 +9,7 @@ use super::{
     user_tags, with_tags, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{
-    Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+    Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
 };
 
 pub struct MetricAlarm;
@@ -121,7 +121,6 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_metric_alarm",
-    kind: Kind::Resource,
     service: Service::CloudWatch,
     doc: "A CloudWatch alarm on one metric. Its id is the alarm name.",
     props: &[
@@ -214,18 +213,11 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Alarm ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Alarm name.",
-        },
+        Attr::new("arn", "Alarm ARN."),
+        Attr::new("id", "Alarm name."),
     ],
     tagging: Tagging::CloudWatch,
     identity: &["alarm_name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_name}"),
     cross_check: Some(cross_check),
     id_format: Some("{alarm_name}"),
@@ -235,6 +227,8 @@ static SCHEMA: Schema = Schema {
         ("alarm_name", Names::Name),
         ("id", Names::Name),
     ],
+    part: Part::Alarm,
+    ..Schema::BASE
 };
 
 fn alarm_attrs(arn: &str, name: &str) -> Map<String, Value> {

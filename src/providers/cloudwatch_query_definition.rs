@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{absent, attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Compare, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Compare, Names, Prop, Props, Schema, Service, Type};
 
 /// A saved CloudWatch Logs Insights query.
 pub struct QueryDefinition;
@@ -41,7 +41,6 @@ fn check_query(v: &Value) -> Result<(), String> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_query_definition",
-    kind: Kind::Resource,
     service: Service::Logs,
     doc: "A saved Logs Insights query. Its id is the query definition id.",
     props: &[
@@ -67,23 +66,12 @@ static SCHEMA: Schema = Schema {
             .check(check_query),
     ],
     attrs: &[
-        Attr {
-            name: "id",
-            doc: "Query definition id.",
-        },
-        Attr {
-            name: "query_definition_id",
-            doc: "Query definition id.",
-        },
+        Attr::new("id", "Query definition id."),
+        Attr::new("query_definition_id", "Query definition id."),
     ],
-    tagging: Tagging::None,
     identity: &["name"],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
-    id_format: None,
-    batch_read: false,
     names: &[("query_definition_id", Names::Id), ("id", Names::Id)],
+    ..Schema::BASE
 };
 
 async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, AwsError> {

@@ -7,7 +7,7 @@ use super::{
     Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{
-    check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+    check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
 };
 
 /// A customer managed policy. Its id is its ARN.
@@ -15,7 +15,6 @@ pub struct IamPolicy;
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_policy",
-    kind: Kind::Resource,
     service: Service::Iam,
     doc: "A customer managed IAM policy. Its id is the policy ARN.",
     props: &[
@@ -43,36 +42,26 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Policy ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Policy ARN.",
-        },
-        Attr {
-            name: "policy_id",
-            doc: "The policy's stable unique id.",
-        },
-        Attr {
-            name: "default_version_id",
-            doc: "The id of the version in force: v1, v2 and so on.",
-        },
+        Attr::new("arn", "Policy ARN."),
+        Attr::new("id", "Policy ARN."),
+        Attr::new("policy_id", "The policy's stable unique id."),
+        Attr::new(
+            "default_version_id",
+            "The id of the version in force: v1, v2 and so on.",
+        ),
     ],
     tagging: Tagging::IamPolicy,
     identity: &["name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:iam::{account}:policy/{name}"),
-    cross_check: None,
     id_format: Some("arn:aws:iam::{account}:policy/{name}"),
-    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("id", Names::Arn),
         ("name", Names::Name),
         ("policy_id", Names::Id),
     ],
+    part: Part::Policy,
+    ..Schema::BASE
 };
 
 fn policy_attrs(arn: &str, policy: &aws_sdk_iam::types::Policy) -> Map<String, Value> {

@@ -8,7 +8,7 @@ use super::{
     AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{
-    check_policy_document, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+    check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
 };
 
 pub struct IamRole;
@@ -24,7 +24,6 @@ fn check_role_name(v: &Value) -> Result<(), String> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_role",
-    kind: Kind::Resource,
     service: Service::Iam,
     doc: "An IAM role. Its id is the role name.",
     props: &[
@@ -43,32 +42,22 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Role ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Role name.",
-        },
-        Attr {
-            name: "unique_id",
-            doc: "The role's stable unique id.",
-        },
+        Attr::new("arn", "Role ARN."),
+        Attr::new("id", "Role name."),
+        Attr::new("unique_id", "The role's stable unique id."),
     ],
     tagging: Tagging::IamRole,
     identity: &["name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:iam::{account}:role/{name}"),
-    cross_check: None,
     id_format: Some("{name}"),
-    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("name", Names::Name),
         ("id", Names::Name),
         ("unique_id", Names::Id),
     ],
+    part: Part::Role,
+    ..Schema::BASE
 };
 
 /// What IAM answers for a role, policy or attachment that does not exist.

@@ -3,14 +3,13 @@ use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
 use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
-use crate::schema::{Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
 pub struct RolePolicyAttachment;
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_role_policy_attachment",
-    kind: Kind::Resource,
     service: Service::Iam,
     doc: "Attaches a managed policy to a role. Its id is `<role>/<policy_arn>`.",
     props: &[
@@ -27,15 +26,12 @@ static SCHEMA: Schema = Schema {
                 _ => Err("must be a policy ARN such as arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".into()),
             }),
     ],
-    attrs: &[Attr { name: "id", doc: "`<role>/<policy_arn>`." }],
-    tagging: Tagging::None,
+    attrs: &[Attr::new("id", "`<role>/<policy_arn>`.")],
     identity: &["role", "policy_arn"],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
     id_format: Some("{role}/{policy_arn}"),
-    batch_read: false,
     names: &[],
+    part: Part::PolicyAttachment,
+    ..Schema::BASE
 };
 
 fn split(id: &str) -> Result<(&str, &str), AwsError> {

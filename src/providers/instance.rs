@@ -10,14 +10,13 @@ use super::{
     Provider, Resource,
 };
 use crate::schema::{
-    Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
+    Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
 };
 
 pub struct Instance;
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_instance",
-    kind: Kind::Resource,
     service: Service::Ec2,
     doc: "An EC2 instance. Its id is the instance id. Changing the AMI or the instance type replaces it.",
     props: &[
@@ -39,20 +38,18 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags; `Name` is what the console shows.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr { name: "id", doc: "Instance id." },
-        Attr { name: "arn", doc: "Instance ARN." },
-        Attr { name: "public_ip", doc: "Public IPv4 address, if any." },
-        Attr { name: "private_ip", doc: "Private IPv4 address." },
-        Attr { name: "instance_state", doc: "State when last read (running, stopped, ...)." },
+        Attr::new("id", "Instance id."),
+        Attr::new("arn", "Instance ARN."),
+        Attr::new("public_ip", "Public IPv4 address, if any."),
+        Attr::new("private_ip", "Private IPv4 address."),
+        Attr::new("instance_state", "State when last read (running, stopped, ...)."),
     ],
     tagging: Tagging::Ec2,
     identity: &[],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:ec2:{region}:{account}:instance/{id}"),
-    cross_check: None,
-    id_format: None,
-    batch_read: false,
     names: &[("id", Names::Id), ("arn", Names::Arn)],
+    part: Part::Instance,
+    ..Schema::BASE
 };
 
 const NO_INSTANCE: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];

@@ -16,7 +16,7 @@ use super::{
     wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
 };
 use crate::schema::{
-    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service,
+    is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
     Tagging, Type,
 };
 
@@ -138,7 +138,6 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_lambda_function",
-    kind: Kind::Resource,
     service: Service::Lambda,
     doc: "A Lambda function. Its id is the function name.",
     props: &[
@@ -205,35 +204,20 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Function ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Function name.",
-        },
-        Attr {
-            name: "invoke_arn",
-            doc: "ARN for API Gateway integrations.",
-        },
-        Attr {
-            name: "version",
-            doc: "Latest version ($LATEST).",
-        },
-        Attr {
-            name: "code_sha256",
-            doc: "CodeSha256 of the deployed code.",
-        },
+        Attr::new("arn", "Function ARN."),
+        Attr::new("id", "Function name."),
+        Attr::new("invoke_arn", "ARN for API Gateway integrations."),
+        Attr::new("version", "Latest version ($LATEST)."),
+        Attr::new("code_sha256", "CodeSha256 of the deployed code."),
     ],
     tagging: Tagging::Lambda,
     identity: &["function_name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:lambda:{region}:{account}:function:{function_name}"),
     cross_check: Some(cross_check),
     id_format: Some("{function_name}"),
-    batch_read: false,
     names: &[("arn", Names::Arn), ("function_name", Names::Name), ("id", Names::Name)],
+    part: Part::Function,
+    ..Schema::BASE
 };
 
 fn architecture(props: &Props) -> String {

@@ -7,14 +7,13 @@ use super::{
     absent, attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed,
     Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
 
 /// A statement in a function's resource policy: who may invoke it.
 pub struct LambdaPermission;
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_lambda_permission",
-    kind: Kind::Resource,
     service: Service::Lambda,
     doc: "Lets a principal (a service such as lambda.alarms.cloudwatch.amazonaws.com) invoke a function. Its id is `<function>/<statement_id>`.",
     props: &[
@@ -33,15 +32,12 @@ static SCHEMA: Schema = Schema {
             .force_new(),
         Prop::new("source_account", Type::String, "Only resources of this account may invoke.").force_new(),
     ],
-    attrs: &[Attr { name: "id", doc: "`<function>/<statement_id>`." }],
-    tagging: Tagging::None,
+    attrs: &[Attr::new("id", "`<function>/<statement_id>`.")],
     identity: &["function_name", "statement_id"],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
     id_format: Some("{function_name}/{statement_id}"),
-    batch_read: false,
     names: &[],
+    part: Part::Invocation,
+    ..Schema::BASE
 };
 
 fn split(id: &str) -> Result<(&str, &str), AwsError> {

@@ -1009,6 +1009,7 @@ mod tests {
                 "{}: taggable iff it has tags",
                 s.type_name
             );
+            assert!(!s.type_name.is_empty() && !s.doc.is_empty());
             for prop in s.props {
                 assert!(
                     !(prop.required && prop.default.is_some()),
@@ -1017,6 +1018,58 @@ mod tests {
                     prop.name
                 );
             }
+        }
+    }
+
+    /// The dataflow code finds types by the part their schema gives them, so
+    /// a type joins it by its schema alone and a rename touches one module.
+    #[test]
+    fn check_simulate_and_the_diagram_name_no_type() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let dir = |d: &str| {
+            std::fs::read_dir(src.join(d))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+        };
+        let files = dir("check")
+            .chain(dir("sim"))
+            .chain([src.join("diagram.rs")]);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in code.lines().enumerate() {
+                assert!(
+                    !line.contains("\"aws_"),
+                    "{}:{}: names a type: {line}",
+                    file.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_dataflow_part_is_played_by_one_type() {
+        use crate::schema::Part;
+        let parts = [
+            Part::LogGroup,
+            Part::MetricFilter,
+            Part::Alarm,
+            Part::Function,
+            Part::Invocation,
+            Part::Topic,
+            Part::Subscription,
+            Part::Queue,
+            Part::QueuePolicy,
+            Part::Role,
+            Part::Policy,
+            Part::PolicyAttachment,
+            Part::Firewall,
+            Part::Instance,
+        ];
+        for part in parts {
+            let players: Vec<_> = all().filter(|p| p.schema().part == part).collect();
+            assert_eq!(players.len(), 1, "{part:?}");
         }
     }
 

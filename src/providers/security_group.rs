@@ -10,7 +10,7 @@ use super::{
     Observed, Provider, Resource,
 };
 use crate::schema::{
-    is_unknown, unknown, Attr, Compare, Default, Kind, Names, Prop, Props, Schema, Service,
+    is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
     Tagging, Type,
 };
 
@@ -56,7 +56,6 @@ static RULES: Type = Type::List(&Type::Object(RULE));
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_security_group",
-    kind: Kind::Resource,
     service: Service::Ec2,
     doc: "An EC2 security group. Its id is the group id. Without `egress`, AWS's default allow-all egress rule stays.",
     props: &[
@@ -81,19 +80,19 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr { name: "id", doc: "Group id (sg-...)." },
-        Attr { name: "arn", doc: "Group ARN." },
-        Attr { name: "owner_id", doc: "Owning account." },
-        Attr { name: "name", doc: "Group name (the one AWS made of `name_prefix`, if that was given)." },
+        Attr::new("id", "Group id (sg-...)."),
+        Attr::new("arn", "Group ARN."),
+        Attr::new("owner_id", "Owning account."),
+        Attr::new("name", "Group name (the one AWS made of `name_prefix`, if that was given)."),
     ],
     tagging: Tagging::Ec2,
     identity: &["name", "vpc_id"],
     in_use_blocks_delete: true,
     arn_format: Some("arn:aws:ec2:{region}:{account}:security-group/{id}"),
     cross_check: Some(cross_check),
-    id_format: None,
-    batch_read: false,
     names: &[("id", Names::Id), ("arn", Names::Arn), ("name", Names::Name)],
+    part: Part::Firewall,
+    ..Schema::BASE
 };
 
 fn check_group_name(v: &Value) -> Result<(), String> {

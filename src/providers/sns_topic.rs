@@ -5,7 +5,7 @@ use super::{
     absent, attrs, aws, check_name, split_tags, tagging, with_tags, AwsError, Created, Ctx,
     Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct SnsTopic;
 
@@ -29,7 +29,6 @@ fn check_display_name(v: &Value) -> Result<(), String> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_sns_topic",
-    kind: Kind::Resource,
     service: Service::Sns,
     doc: "An SNS topic.",
     props: &[
@@ -47,27 +46,20 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Topic ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Topic ARN (Terraform's id).",
-        },
+        Attr::new("arn", "Topic ARN."),
+        Attr::new("id", "Topic ARN (Terraform's id)."),
     ],
     tagging: Tagging::Sns,
     identity: &["name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:sns:{region}:{account}:{name}"),
-    cross_check: None,
     id_format: Some("arn:aws:sns:{region}:{account}:{name}"),
-    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("id", Names::Arn),
         ("name", Names::Name),
     ],
+    part: Part::Topic,
+    ..Schema::BASE
 };
 
 fn topic_attrs(arn: &str) -> Map<String, Value> {

@@ -5,7 +5,7 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
 
 pub struct SnsTopicSubscription;
 
@@ -45,7 +45,6 @@ fn check_filter_policy(v: &Value) -> Result<(), String> {
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_sns_topic_subscription",
-    kind: Kind::Resource,
     service: Service::Sns,
     doc: "A subscription of an endpoint (for sqs: the queue ARN) to an SNS topic.",
     props: &[
@@ -83,23 +82,13 @@ static SCHEMA: Schema = Schema {
         .check(check_filter_policy),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Subscription ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Subscription ARN (Terraform's id).",
-        },
+        Attr::new("arn", "Subscription ARN."),
+        Attr::new("id", "Subscription ARN (Terraform's id)."),
     ],
-    tagging: Tagging::None,
     identity: &["topic_arn", "protocol", "endpoint"],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
-    id_format: None,
-    batch_read: false,
     names: &[("arn", Names::Arn), ("id", Names::Arn)],
+    part: Part::Subscription,
+    ..Schema::BASE
 };
 
 fn filter_policy_text(r: &Resource<'_>) -> String {

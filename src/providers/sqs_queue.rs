@@ -9,7 +9,7 @@ use super::{
     absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, tagging, with_tags,
     AwsError, Created, Ctx, Observed, Provider, Resource,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
 pub struct SqsQueue;
 
@@ -33,7 +33,6 @@ const INT_ATTRS: &[(&str, Qa)] = &[
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_sqs_queue",
-    kind: Kind::Resource,
     service: Service::Sqs,
     doc: "An SQS queue. Its id is the queue URL.",
     props: &[
@@ -61,32 +60,21 @@ static SCHEMA: Schema = Schema {
         Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
     ],
     attrs: &[
-        Attr {
-            name: "arn",
-            doc: "Queue ARN.",
-        },
-        Attr {
-            name: "id",
-            doc: "Queue URL (Terraform's id).",
-        },
-        Attr {
-            name: "url",
-            doc: "Queue URL.",
-        },
+        Attr::new("arn", "Queue ARN."),
+        Attr::new("id", "Queue URL (Terraform's id)."),
+        Attr::new("url", "Queue URL."),
     ],
     tagging: Tagging::Sqs,
     identity: &["name"],
-    in_use_blocks_delete: false,
     arn_format: Some("arn:aws:sqs:{region}:{account}:{name}"),
-    cross_check: None,
-    id_format: None,
-    batch_read: false,
     names: &[
         ("arn", Names::Arn),
         ("url", Names::Url),
         ("id", Names::Url),
         ("name", Names::Name),
     ],
+    part: Part::Queue,
+    ..Schema::BASE
 };
 
 /// The codes SQS answers for a queue that does not exist.

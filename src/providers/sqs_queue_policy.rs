@@ -7,16 +7,13 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
     Resource,
 };
-use crate::schema::{
-    check_policy_document, Attr, Kind, Names, Prop, Props, Schema, Service, Tagging, Type,
-};
+use crate::schema::{check_policy_document, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 /// The queue's access policy; without one, an SNS topic cannot deliver to the queue.
 pub struct SqsQueuePolicy;
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_sqs_queue_policy",
-    kind: Kind::Resource,
     service: Service::Sqs,
     doc: "The access policy of an SQS queue. Its id is the queue URL.",
     props: &[
@@ -32,18 +29,12 @@ static SCHEMA: Schema = Schema {
         .required()
         .check(check_policy_document),
     ],
-    attrs: &[Attr {
-        name: "id",
-        doc: "Queue URL.",
-    }],
-    tagging: Tagging::None,
+    attrs: &[Attr::new("id", "Queue URL.")],
     identity: &["queue_url"],
-    in_use_blocks_delete: false,
-    arn_format: None,
-    cross_check: None,
     id_format: Some("{queue_url}"),
-    batch_read: false,
     names: &[],
+    part: Part::QueuePolicy,
+    ..Schema::BASE
 };
 
 async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), AwsError> {

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::check::Report;
 use crate::providers::{aws, Ctx};
-use crate::schema::Props;
+use crate::schema::{Part, Props};
 use crate::state::State;
 use crate::validate::Validated;
 
@@ -193,13 +193,11 @@ impl<'a> Pipeline<'a> {
         Pipeline { v, resources, t0 }
     }
 
-    fn of_type(&self, t: &str) -> Vec<String> {
-        let mut ids: Vec<&crate::config::Decl> = self
-            .v
-            .stack
-            .decls
-            .values()
-            .filter(|d| d.type_name == t)
+    /// The resources that play this part, in the stack file's order.
+    fn of_part(&self, part: Part) -> Vec<String> {
+        let decls = self.v.stack.decls.values();
+        let mut ids: Vec<&crate::config::Decl> = decls
+            .filter(|d| self.v.schema(&d.id).part == part)
             .collect();
         ids.sort_by_key(|d| d.span.line);
         ids.into_iter().map(|d| d.id.clone()).collect()
@@ -219,7 +217,7 @@ impl<'a> Pipeline<'a> {
     fn filter(&self, events: &[LogEvent]) -> Result<(Samples, Vec<Hop>), String> {
         let mut samples = Samples::new();
         let mut hops = Vec::new();
-        for id in self.of_type("aws_cloudwatch_log_metric_filter") {
+        for id in self.of_part(Part::MetricFilter) {
             let p = &self.resources[&id].props;
             let group = text(p, "log_group_name");
             let pattern =
@@ -281,7 +279,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn alarms(&self) -> Vec<AlarmSpec> {
-        self.of_type("aws_cloudwatch_metric_alarm")
+        self.of_part(Part::Alarm)
             .into_iter()
             .filter_map(|id| {
                 let p = &self.resources[&id].props;
@@ -533,14 +531,15 @@ impl Sim<'_> {
                 continue;
             }
             let event = self.alarm_event(alarm, from, to, value, t);
-            match self.pipeline.v.stack.decls[&target].type_name.as_str() {
-                "aws_lambda_function" if !self.act => self.hop(t, &target, "would_invoke", format!(
+            let schema = self.pipeline.v.schema(&target);
+            match schema.part {
+                Part::Function if !self.act => self.hop(t, &target, "would_invoke", format!(
                     "would invoke with {event} (the calls would reach real AWS: pass --live to run them)"
                 )),
-                "aws_lambda_function" => self.invoke(&target, alarm, event, t).await,
-                "aws_sns_topic" if !self.act => self.hop(t, &target, "would_publish", "would publish the alarm's notification (pass --live)".to_string()),
-                "aws_sns_topic" => self.publish(&target, alarm, to, t).await,
-                other => self.hop(t, &target, "action", format!("{other} actions are not simulated")),
+                Part::Function => self.invoke(&target, alarm, event, t).await,
+                Part::Topic if !self.act => self.hop(t, &target, "would_publish", "would publish the alarm's notification (pass --live)".to_string()),
+                Part::Topic => self.publish(&target, alarm, to, t).await,
+                _ => self.hop(t, &target, "action", format!("{} actions are not simulated", schema.type_name)),
             }
         }
     }
