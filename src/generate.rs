@@ -29,7 +29,7 @@ pub fn parse_target(arg: &str) -> Result<Target, String> {
     let (type_name, id) = address.split_once('.').ok_or_else(usage)?;
     if providers::lookup(type_name).is_none() {
         let names: Vec<&str> = providers::all().map(|p| p.schema().type_name).collect();
-        let hint = crate::validate::nearest(type_name, &names)
+        let hint = crate::spelling::nearest(type_name, &names)
             .map(|n| format!(" (did you mean `{n}`?)"))
             .unwrap_or_default();
         return Err(format!("`{type_name}` is not a resource type{hint}"));

@@ -671,7 +671,8 @@ mod tests {
     #[test]
     fn the_bundled_basic_execution_role_grants_logs() {
         let doc =
-            managed_policy("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole").unwrap();
+            managed_policy("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+                .unwrap();
         let p = Policy {
             name: "AWSLambdaBasicExecutionRole".into(),
             kind: Kind::Identity,

@@ -70,7 +70,7 @@ pub async fn one(
                 .filter(|d| !d.is_data)
                 .map(|d| d.id.as_str())
                 .collect();
-            let hint = crate::validate::nearest(id, &ids)
+            let hint = crate::spelling::nearest(id, &ids)
                 .map(|n| format!(" (did you mean `{n}`?)"))
                 .unwrap_or_default();
             ImportError::NotDeclared(id.to_string(), hint)

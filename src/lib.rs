@@ -35,6 +35,8 @@ macro_rules! eprint {
 }
 
 pub mod apply;
+#[cfg(test)]
+mod architecture_tests;
 pub mod build;
 pub mod check;
 pub mod cli;
@@ -56,5 +58,6 @@ pub mod schema;
 pub mod seal;
 pub mod sensitive;
 pub mod sim;
+pub mod spelling;
 pub mod state;
 pub mod validate;

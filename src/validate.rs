@@ -11,6 +11,7 @@ use crate::config::{ConfigError, Decl, Diagnostic, Stack};
 use crate::graph::Graph;
 use crate::providers;
 use crate::schema::{self, contains_unknown, Kind, Props, Schema, Target};
+use crate::spelling::nearest;
 
 /// A stack that passed validation, with its variables and dependency graph.
 #[derive(Debug, Clone)]
@@ -52,18 +53,6 @@ impl Validated {
     }
 }
 
-/// The known name closest to a misspelt one: a few edits away, or one that
-/// contains it.
-pub fn nearest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(2);
-    known
-        .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|(d, k)| *d <= limit || (word.len() >= 4 && k.contains(word)))
-        .min()
-        .map(|(_, k)| k)
-}
-
 /// "did you mean `x`?", or the whole list when nothing is close.
 fn suggest(word: &str, known: &[&str], what: &str) -> String {
     match nearest(word, known) {
@@ -71,23 +60,6 @@ fn suggest(word: &str, known: &[&str], what: &str) -> String {
         None if known.is_empty() => format!("{what}: none"),
         None => format!("{what}: {}", known.join(", ")),
     }
-}
-
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut diagonal = row[0];
-        row[0] = i;
-        for j in 1..=b.len() {
-            let above = row[j];
-            row[j] = (row[j] + 1)
-                .min(row[j - 1] + 1)
-                .min(diagonal + usize::from(a[i - 1] != b[j - 1]));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// `--var name=value` pairs, parsed.

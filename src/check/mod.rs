@@ -821,8 +821,8 @@ impl Metric {
 
     /// How far apart two metrics are, for the nearest one to a typo.
     fn distance(&self, other: &Metric) -> usize {
-        crate::validate::edit_distance(&self.namespace, &other.namespace)
-            + crate::validate::edit_distance(&self.name, &other.name)
+        crate::spelling::edit_distance(&self.namespace, &other.namespace)
+            + crate::spelling::edit_distance(&self.name, &other.name)
             + usize::from(self.dimensions != other.dimensions) * 3
     }
 }

@@ -470,7 +470,7 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
             },
             other => diags.push(Diagnostic::new(
                 key.span,
-                match crate::validate::nearest(other, TOP_KEYS) {
+                match crate::spelling::nearest(other, TOP_KEYS) {
                     Some(near) => {
                         format!("unknown top-level key `{other}` (did you mean `{near}`?)")
                     }
@@ -584,7 +584,7 @@ fn declaration(
             other => diags.push(
                 Diagnostic::new(
                     k.span,
-                    match crate::validate::nearest(other, DECL_KEYS) {
+                    match crate::spelling::nearest(other, DECL_KEYS) {
                         Some(near) => format!("unknown key `{other}` (did you mean `{near}`?)"),
                         None => format!(
                             "unknown key `{other}` (expected one of {})",
