@@ -83,6 +83,27 @@ enum Done {
 
 /// The order constraints between steps: who must finish before whom.
 fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<Step>>) {
+    let steps = steps_of(plan);
+    let has: HashSet<&Step> = steps.iter().collect();
+    let changes: HashMap<&str, &Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.deposed.is_none())
+        .map(|c| (c.id.as_str(), c))
+        .collect();
+    let users = |id: &str| users_of(state, &changes, id);
+    let needs = steps.iter().map(|step| {
+        let before = before_step(step, &changes, &users).into_iter();
+        let before = before.filter(|other| has.contains(other) && other != step);
+        (step.clone(), before.collect())
+    });
+    let needs = needs.collect();
+    (steps, needs)
+}
+
+/// The steps of a plan: a replacement is two (create then delete the deposed
+/// object, or delete then create), a no-op none.
+fn steps_of(plan: &Plan) -> Vec<Step> {
     let mut steps = Vec::new();
     for c in &plan.changes {
         let id = c.id.clone();
@@ -102,75 +123,65 @@ fn build_steps(plan: &Plan, state: &State) -> (Vec<Step>, HashMap<Step, HashSet<
         }
     }
     steps.dedup();
-    let has: HashSet<Step> = steps.iter().cloned().collect();
-    let changes: HashMap<&str, &Change> = plan
-        .changes
-        .iter()
-        .filter(|c| c.deposed.is_none())
-        .map(|c| (c.id.as_str(), c))
+    steps
+}
+
+/// Who used a resource: as recorded, and as the plan will have it.
+fn users_of(state: &State, changes: &HashMap<&str, &Change>, id: &str) -> Vec<String> {
+    let recorded = state.resources.iter();
+    let recorded = recorded.filter(|(_, r)| r.depends_on.iter().any(|d| d == id));
+    let planned = changes.values();
+    let planned = planned.filter(|c| c.depends_on.iter().any(|d| d == id));
+    let mut all: Vec<String> = recorded
+        .map(|(o, _)| o.clone())
+        .chain(planned.map(|c| c.id.clone()))
         .collect();
-    // Who used a resource: as recorded, and as the plan will have it.
-    let users_of = |id: &str| -> Vec<String> {
-        let recorded = state
-            .resources
-            .iter()
-            .filter(|(_, r)| r.depends_on.iter().any(|d| d == id))
-            .map(|(o, _)| o.clone());
-        let planned = changes
-            .values()
-            .filter(|c| c.depends_on.iter().any(|d| d == id))
-            .map(|c| c.id.clone());
-        let mut all: Vec<String> = recorded.chain(planned).collect();
-        all.sort();
-        all.dedup();
-        all
-    };
-    let mut needs: HashMap<Step, HashSet<Step>> =
-        steps.iter().map(|s| (s.clone(), HashSet::new())).collect();
-    for step in &steps {
-        let (kind, id) = step;
-        let mut add = |other: Step| {
-            if has.contains(&other) && other != *step {
-                needs.entry(step.clone()).or_default().insert(other);
-            }
-        };
-        match kind {
-            StepKind::Apply => {
-                add((StepKind::Delete, id.clone())); // a replacement that frees its identity first
-                for d in changes
-                    .get(id.as_str())
-                    .map_or(&[][..], |c| &c.depends_on[..])
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The steps that must finish before this one, if the plan has them.
+fn before_step(
+    (kind, id): &Step,
+    changes: &HashMap<&str, &Change>,
+    users_of: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<Step> {
+    let mut before = Vec::new();
+    match kind {
+        StepKind::Apply => {
+            before.push((StepKind::Delete, id.clone())); // a replacement that frees its identity first
+            let deps = changes
+                .get(id.as_str())
+                .map_or(&[][..], |c| &c.depends_on[..]);
+            before.extend(deps.iter().map(|d| (StepKind::Apply, d.clone())));
+        }
+        StepKind::Delete => {
+            // Whatever used this resource goes first: deleted itself, or
+            // updated so that it no longer refers to it.
+            for other in users_of(id) {
+                before.push((StepKind::Delete, other.clone()));
+                before.push((StepKind::DeleteDeposed, other.clone()));
+                if changes
+                    .get(other.as_str())
+                    .is_some_and(|c| !c.depends_on.contains(id))
                 {
-                    add((StepKind::Apply, d.clone()));
-                }
-            }
-            StepKind::Delete => {
-                // Whatever used this resource goes first: deleted itself, or
-                // updated so that it no longer refers to it.
-                for other in users_of(id) {
-                    add((StepKind::Delete, other.clone()));
-                    add((StepKind::DeleteDeposed, other.clone()));
-                    if changes
-                        .get(other.as_str())
-                        .is_some_and(|c| !c.depends_on.contains(id))
-                    {
-                        add((StepKind::Apply, other));
-                    }
-                }
-            }
-            StepKind::DeleteDeposed => {
-                // The successor exists, and everything that used the old
-                // object has moved to it or gone.
-                add((StepKind::Apply, id.clone()));
-                for other in users_of(id) {
-                    add((StepKind::Apply, other.clone()));
-                    add((StepKind::Delete, other.clone()));
-                    add((StepKind::DeleteDeposed, other));
+                    before.push((StepKind::Apply, other));
                 }
             }
         }
+        StepKind::DeleteDeposed => {
+            // The successor exists, and everything that used the old object
+            // has moved to it or gone.
+            before.push((StepKind::Apply, id.clone()));
+            for other in users_of(id) {
+                before.push((StepKind::Apply, other.clone()));
+                before.push((StepKind::Delete, other.clone()));
+                before.push((StepKind::DeleteDeposed, other));
+            }
+        }
     }
-    (steps, needs)
+    before
 }
 
 /// For each step, the steps that wait on it.
@@ -186,6 +197,93 @@ fn dependents_of(needs: &HashMap<Step, HashSet<Step>>) -> HashMap<Step, Vec<Step
 
 /// The length of the longest chain of steps a step heads, then its place in
 /// the plan (earlier first).
+/// A step's result, and the moment it was sent.
+type Sent = (Result<Done, AwsError>, Instant);
+
+/// How many intents a finished state write holds.
+type Durable = tokio::sync::watch::Receiver<u64>;
+
+/// Where a run's steps are: what each needs, which are ready, which run.
+struct Schedule {
+    changes: HashMap<String, Change>,
+    needs: HashMap<Step, HashSet<Step>>,
+    dependents: HashMap<Step, Vec<Step>>,
+    priority: HashMap<Step, Priority>,
+    ready: Vec<Step>,
+    running: JoinSet<Sent>,
+    in_flight: HashMap<tokio::task::Id, Step>,
+    outcome: Outcome,
+}
+
+impl Schedule {
+    fn new(plan: &Plan, state: &State) -> Schedule {
+        let changes = plan.changes.iter().filter(|c| c.deposed.is_none());
+        let changes = changes.map(|c| (c.id.clone(), c.clone())).collect();
+        let (steps, needs) = build_steps(plan, state);
+        let dependents = dependents_of(&needs);
+        let ready = steps
+            .iter()
+            .filter(|s| needs[*s].is_empty())
+            .cloned()
+            .collect();
+        Schedule {
+            changes,
+            priority: priorities(&steps, &dependents),
+            needs,
+            dependents,
+            ready,
+            running: JoinSet::new(),
+            in_flight: HashMap::new(),
+            outcome: Outcome::default(),
+        }
+    }
+}
+
+/// A step's job, sent only once the state write holding its intent is done
+/// (`gate`) and the lease is confirmed; with the moment it was sent.
+async fn gated(
+    job: Job,
+    gate: Option<u64>,
+    mut durable: Durable,
+    lease: Option<Arc<dyn Lease>>,
+) -> Sent {
+    if let Some(gate) = gate {
+        if durable.wait_for(|d| *d >= gate).await.is_err() {
+            let e = AwsError::local("the state could not be written: not sent");
+            return (Err(e), Instant::now());
+        }
+    }
+    if let Some(lease) = lease {
+        if let Err(e) = lease.confirm(LEASE_AGE).await {
+            return (
+                Err(AwsError::local(format!("not sent: {e}"))),
+                Instant::now(),
+            );
+        }
+    }
+    let started = Instant::now();
+    (job.await, started)
+}
+
+/// The dependents of a finished step that now need nothing more.
+fn released(
+    step: &Step,
+    dependents: &HashMap<Step, Vec<Step>>,
+    needs: &mut HashMap<Step, HashSet<Step>>,
+    outcome: &Outcome,
+) -> Vec<Step> {
+    let mut ready = Vec::new();
+    for d in dependents.get(step).into_iter().flatten() {
+        if let Some(ns) = needs.get_mut(d) {
+            ns.remove(step);
+            if ns.is_empty() && !outcome.skipped.contains(&d.1) {
+                ready.push(d.clone());
+            }
+        }
+    }
+    ready
+}
+
 type Priority = (usize, Reverse<usize>);
 
 /// Which ready step starts first: the head of the longest chain of steps that
@@ -380,85 +478,22 @@ impl<'a> Steps<'a> {
     }
 
     async fn walk(mut self, plan: &Plan, file: &'a mut dyn Backend) -> Result<Outcome, StateError> {
-        let changes: HashMap<String, Change> = plan
-            .changes
-            .iter()
-            .filter(|c| c.deposed.is_none())
-            .map(|c| (c.id.clone(), c.clone()))
-            .collect();
-        let (steps, mut needs) = build_steps(plan, self.state);
-        let dependents = dependents_of(&needs);
-        let mut ready: Vec<Step> = steps
-            .iter()
-            .filter(|s| needs[*s].is_empty())
-            .cloned()
-            .collect();
-        let mut outcome = Outcome::default();
-        let mut running: JoinSet<(Result<Done, AwsError>, Instant)> = JoinSet::new();
-        let mut in_flight: HashMap<tokio::task::Id, Step> = HashMap::new();
+        let mut run = Schedule::new(plan, self.state);
         let mut signals = Signals::new();
-        // The pipeline of state writes: `wanted` counts intents recorded,
-        // `durable` announces how many of them a finished write holds.
+        // The pipeline of state writes: `self.intents` counts intents
+        // recorded, `durable` announces how many of them a finished write holds.
         let (durable_tx, durable_rx) = tokio::sync::watch::channel(0u64);
         let mut idle: Option<&'a mut dyn Backend> = Some(file);
         let mut writing: Option<Write<'a>> = None;
         let mut written = 0u64;
-
-        let priority = priorities(&steps, &dependents);
         loop {
-            // `pop` below takes the last: the highest priority.
-            ready.sort_by_key(|s| priority.get(s).copied());
-            let lost = self.lease.as_ref().is_some_and(|l| l.is_lost());
-            while running.len() < self.parallelism.max(1) && !outcome.interrupted && !lost {
-                let Some(step) = ready.pop() else { break };
-                let before = self.intents;
-                match self.start(&step, changes.get(&step.1), plan) {
-                    Ok(job) => {
-                        // A create is sent once the write holding its intent is done.
-                        let gate = (self.intents > before).then_some(self.intents);
-                        let mut durable = durable_rx.clone();
-                        let lease = self.lease.clone();
-                        let handle = running.spawn(async move {
-                            if let Some(gate) = gate {
-                                if durable.wait_for(|d| *d >= gate).await.is_err() {
-                                    let e =
-                                        AwsError::local("the state could not be written: not sent");
-                                    return (Err(e), Instant::now());
-                                }
-                            }
-                            if let Some(lease) = lease {
-                                if let Err(e) = lease.confirm(LEASE_AGE).await {
-                                    return (
-                                        Err(AwsError::local(format!("not sent: {e}"))),
-                                        Instant::now(),
-                                    );
-                                }
-                            }
-                            let started = Instant::now();
-                            (job.await, started)
-                        });
-                        in_flight.insert(handle.id(), step);
-                    }
-                    Err(e) => {
-                        let change = changes.get(&step.1);
-                        self.fail(
-                            &step,
-                            change,
-                            false,
-                            e,
-                            &mut outcome,
-                            &dependents,
-                            &mut needs,
-                        );
-                    }
-                }
-            }
+            self.launch(&mut run, plan, &durable_rx);
             if writing.is_none() && written < self.intents {
                 if let Some(file) = idle.take() {
                     writing = Some(write(file, self.state.clone(), self.intents));
                 }
             }
-            if running.is_empty() && writing.is_none() {
+            if run.running.is_empty() && writing.is_none() {
                 break;
             }
             tokio::select! {
@@ -471,57 +506,111 @@ impl<'a> Steps<'a> {
                     self.state.serial = self.state.serial.max(serial);
                     let _ = durable_tx.send(generation);
                 }
-                joined = running.join_next_with_id(), if !running.is_empty() => {
-                    let Some(joined) = joined else { continue };
-                    let (task, (result, started)) = match joined {
-                        Ok((task, out)) => (task, out),
-                        Err(e) if e.is_cancelled() => {
-                            if let Some(step) = in_flight.remove(&e.id()) {
-                                outcome.abandoned.push(step.1);
-                            }
-                            continue;
-                        }
-                        Err(e) => return Err(StateError::Backend(format!("a step of the run failed unexpectedly: {e}"))),
-                    };
-                    let Some(step) = in_flight.remove(&task) else { continue };
-                    let change = changes.get(&step.1);
-                    match result {
-                        Ok(done) => {
-                            self.record(&step, change, done, started.elapsed().as_secs_f64());
-                            for d in dependents.get(&step).cloned().unwrap_or_default() {
-                                if let Some(ns) = needs.get_mut(&d) {
-                                    ns.remove(&step);
-                                    if ns.is_empty() && !outcome.skipped.contains(&d.1) {
-                                        ready.push(d);
-                                    }
-                                }
-                            }
-                        }
-                        Err(e) => self.fail(&step, change, true, e, &mut outcome, &dependents, &mut needs),
+                joined = run.running.join_next_with_id(), if !run.running.is_empty() => {
+                    if let Some(joined) = joined {
+                        self.joined(&mut run, joined)?;
                     }
                 }
-                _ = signals.next() => {
-                    if outcome.interrupted {
-                        self.cx.events.emit(Event::Aborting { in_flight: running.len() });
-                        running.abort_all();
-                    } else {
-                        outcome.interrupted = true;
-                        self.cx.events.emit(Event::Interrupted { in_flight: running.len() });
-                    }
+                _ = signals.next() => self.interrupt(&mut run),
+            }
+        }
+        if run.outcome.interrupted || self.lease.as_ref().is_some_and(|l| l.is_lost()) {
+            let ready = std::mem::take(&mut run.ready);
+            run.outcome.skipped.extend(ready.into_iter().map(|s| s.1));
+        }
+        let file = idle.expect("no write in flight after the loop");
+        self.conclude(run.outcome, plan, file).await
+    }
+
+    /// Starts the ready steps of highest priority, as many as may run.
+    fn launch(&mut self, run: &mut Schedule, plan: &Plan, durable: &Durable) {
+        // `pop` below takes the last: the highest priority.
+        run.ready.sort_by_key(|s| run.priority.get(s).copied());
+        let lost = self.lease.as_ref().is_some_and(|l| l.is_lost());
+        while run.running.len() < self.parallelism.max(1) && !run.outcome.interrupted && !lost {
+            let Some(step) = run.ready.pop() else { break };
+            let before = self.intents;
+            let change = run.changes.get(&step.1);
+            match self.start(&step, change, plan) {
+                Ok(job) => {
+                    // A create is sent once the write holding its intent is done.
+                    let gate = (self.intents > before).then_some(self.intents);
+                    let job = gated(job, gate, durable.clone(), self.lease.clone());
+                    run.in_flight.insert(run.running.spawn(job).id(), step);
+                }
+                Err(e) => {
+                    let (outcome, needs) = (&mut run.outcome, &mut run.needs);
+                    self.fail(&step, change, false, e, outcome, &run.dependents, needs);
                 }
             }
         }
-        if outcome.interrupted || self.lease.as_ref().is_some_and(|l| l.is_lost()) {
-            outcome.skipped.extend(ready.into_iter().map(|s| s.1));
+    }
+
+    /// Takes in a finished step: records it and releases its dependents, or
+    /// fails it and skips theirs.
+    fn joined(
+        &mut self,
+        run: &mut Schedule,
+        joined: Result<(tokio::task::Id, Sent), tokio::task::JoinError>,
+    ) -> Result<(), StateError> {
+        let (task, (result, started)) = match joined {
+            Ok(finished) => finished,
+            Err(e) if e.is_cancelled() => {
+                if let Some(step) = run.in_flight.remove(&e.id()) {
+                    run.outcome.abandoned.push(step.1);
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                let e = format!("a step of the run failed unexpectedly: {e}");
+                return Err(StateError::Backend(e));
+            }
+        };
+        let Some(step) = run.in_flight.remove(&task) else {
+            return Ok(());
+        };
+        let change = run.changes.get(&step.1);
+        match result {
+            Ok(done) => {
+                self.record(&step, change, done, started.elapsed().as_secs_f64());
+                let released = released(&step, &run.dependents, &mut run.needs, &run.outcome);
+                run.ready.extend(released);
+            }
+            Err(e) => {
+                let (outcome, needs) = (&mut run.outcome, &mut run.needs);
+                self.fail(&step, change, true, e, outcome, &run.dependents, needs);
+            }
         }
+        Ok(())
+    }
+
+    /// The first interrupt lets the steps in flight finish; the second
+    /// abandons them.
+    fn interrupt(&mut self, run: &mut Schedule) {
+        let in_flight = run.running.len();
+        if run.outcome.interrupted {
+            self.cx.events.emit(Event::Aborting { in_flight });
+            run.running.abort_all();
+        } else {
+            run.outcome.interrupted = true;
+            self.cx.events.emit(Event::Interrupted { in_flight });
+        }
+    }
+
+    /// Records the outputs of a run that succeeded, and saves everything the
+    /// run did since the last write of an intent.
+    async fn conclude(
+        &mut self,
+        mut outcome: Outcome,
+        plan: &Plan,
+        file: &mut dyn Backend,
+    ) -> Result<Outcome, StateError> {
         outcome.skipped.sort();
         outcome.skipped.dedup();
         if outcome.ok() {
             self.state.outputs = outputs(self.v, self.state, self.values, &plan.data);
             self.state.sensitive_outputs = sensitive_outputs(self.v, self.state);
         }
-        // Everything the run did since the last write of an intent.
-        let file = idle.expect("no write in flight after the loop");
         file.save(self.state).await?;
         Ok(outcome)
     }
@@ -863,82 +952,105 @@ impl<'a> Steps<'a> {
         needs: &mut HashMap<Step, HashSet<Step>>,
     ) {
         let id = &step.1;
-        let type_name = change
-            .map(|c| c.type_name.clone())
-            .or_else(|| self.state.resources.get(id).map(|r| r.type_name.clone()))
-            .or_else(|| {
-                let d = self.state.deposed.iter().find(|d| d.id == *id);
-                d.map(|d| d.record.type_name.clone())
-            })
-            .unwrap_or_default();
+        let type_name = self.type_of(id, change);
         let pending = self.state.resources.get(id).is_some_and(|r| r.is_pending());
         let verb = match (step.0, change.map(|c| c.action)) {
             (StepKind::Delete | StepKind::DeleteDeposed, _) => "destroying",
             (StepKind::Apply, Some(Action::Update)) if !pending => "updating",
             (StepKind::Apply, _) => "creating",
         };
-        let mut note = String::new();
         if ran && !pending {
-            // An update or delete: what AWS may have done to the object.
-            if let Some(rec) = self.state.resources.get_mut(id) {
-                rec.unfinished = match err.reach {
-                    Reach::Unknown => rec.unfinished.take().map(|u| Unfinished {
-                        outcome: Ending::MaybeSent(err.message.clone()),
-                        ..u
-                    }),
-                    Reach::NotSent | Reach::Refused => None,
-                };
-            }
+            self.keep_unfinished(id, &err);
         }
-        if step.0 == StepKind::Apply && pending && ran {
-            if let Some(pid) = err.created.clone() {
-                // The resource exists; a later step of its create failed.
-                if let Some(rec) = self.state.resources.get_mut(id) {
-                    rec.physical_id = Some(pid.clone());
-                    rec.create_token = None;
-                }
-                note = format!(" ({pid} was created and is recorded; the next apply finishes it)");
-            } else if err.reach == Reach::NotSent {
-                // Nothing reached AWS: the intent goes, and an object moved
-                // aside for a replacement is the live one again.
-                self.state.resources.remove(id);
-                if let Some(pos) = self.state.deposed.iter().rposition(|d| d.id == *id) {
-                    let d = self.state.deposed.remove(pos);
-                    self.state.resources.insert(d.id, d.record);
-                }
-            } else {
-                if let Some(rec) = self.state.resources.get_mut(id) {
-                    rec.unfinished = Some(Unfinished {
-                        operation: Operation::Create,
-                        outcome: match err.reach {
-                            Reach::Refused => Ending::Refused(err.message.clone()),
-                            _ => Ending::MaybeSent(err.message.clone()),
-                        },
-                        props: None,
-                    });
-                }
-                note = " (its intent stays recorded: the next run looks for what the call may have made before creating anything)".into();
-            }
-        }
+        let note = match step.0 == StepKind::Apply && pending && ran {
+            true => self.keep_create_intent(id, &err),
+            false => String::new(),
+        };
         // AWS's messages can quote what was sent: masked like everything printed.
         let err = crate::sensitive::redact(&err.to_string());
         self.cx.events.emit(Event::Failed {
             id: id.clone(),
             message: format!("error {verb} {type_name}: {err}{note}"),
         });
-        outcome.failed.push((
-            id.clone(),
-            format!("{verb} `{id}` ({type_name}): {err}{note}"),
-        ));
-        let mut stack = vec![step.clone()];
-        while let Some(s) = stack.pop() {
-            for d in dependents.get(&s).cloned().unwrap_or_default() {
-                if needs.remove(&d).is_some() {
-                    if !outcome.skipped.contains(&d.1) {
-                        outcome.skipped.push(d.1.clone());
-                    }
-                    stack.push(d);
+        let message = format!("{verb} `{id}` ({type_name}): {err}{note}");
+        outcome.failed.push((id.clone(), message));
+        skip_dependents(step, dependents, needs, outcome);
+    }
+
+    /// The type of what a step acts on: planned, recorded or deposed.
+    fn type_of(&self, id: &str, change: Option<&Change>) -> String {
+        let deposed = || self.state.deposed.iter().find(|d| d.id == *id);
+        change
+            .map(|c| c.type_name.clone())
+            .or_else(|| self.state.resources.get(id).map(|r| r.type_name.clone()))
+            .or_else(|| deposed().map(|d| d.record.type_name.clone()))
+            .unwrap_or_default()
+    }
+
+    /// After a failed update or delete: what AWS may have done to the object.
+    fn keep_unfinished(&mut self, id: &str, err: &AwsError) {
+        if let Some(rec) = self.state.resources.get_mut(id) {
+            rec.unfinished = match err.reach {
+                Reach::Unknown => rec.unfinished.take().map(|u| Unfinished {
+                    outcome: Ending::MaybeSent(err.message.clone()),
+                    ..u
+                }),
+                Reach::NotSent | Reach::Refused => None,
+            };
+        }
+    }
+
+    /// After a failed create: records what it made, or drops the intent when
+    /// nothing reached AWS, or keeps it for the next run to look for. Returns
+    /// what to add to the error.
+    fn keep_create_intent(&mut self, id: &str, err: &AwsError) -> String {
+        if let Some(pid) = err.created.clone() {
+            // The resource exists; a later step of its create failed.
+            if let Some(rec) = self.state.resources.get_mut(id) {
+                rec.physical_id = Some(pid.clone());
+                rec.create_token = None;
+            }
+            return format!(" ({pid} was created and is recorded; the next apply finishes it)");
+        }
+        if err.reach == Reach::NotSent {
+            // The intent goes, and an object moved aside for a replacement
+            // is the live one again.
+            self.state.resources.remove(id);
+            if let Some(pos) = self.state.deposed.iter().rposition(|d| d.id == *id) {
+                let d = self.state.deposed.remove(pos);
+                self.state.resources.insert(d.id, d.record);
+            }
+            return String::new();
+        }
+        if let Some(rec) = self.state.resources.get_mut(id) {
+            rec.unfinished = Some(Unfinished {
+                operation: Operation::Create,
+                outcome: match err.reach {
+                    Reach::Refused => Ending::Refused(err.message.clone()),
+                    _ => Ending::MaybeSent(err.message.clone()),
+                },
+                props: None,
+            });
+        }
+        " (its intent stays recorded: the next run looks for what the call may have made before creating anything)".into()
+    }
+}
+
+/// Skips everything that waits, directly or not, on a failed step.
+fn skip_dependents(
+    step: &Step,
+    dependents: &HashMap<Step, Vec<Step>>,
+    needs: &mut HashMap<Step, HashSet<Step>>,
+    outcome: &mut Outcome,
+) {
+    let mut stack = vec![step.clone()];
+    while let Some(s) = stack.pop() {
+        for d in dependents.get(&s).into_iter().flatten() {
+            if needs.remove(d).is_some() {
+                if !outcome.skipped.contains(&d.1) {
+                    outcome.skipped.push(d.1.clone());
                 }
+                stack.push(d.clone());
             }
         }
     }

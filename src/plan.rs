@@ -422,6 +422,10 @@ fn can_create_first(schema: &Schema, desired: &Props, before: &Props) -> bool {
         })
 }
 
+/// What later resources may resolve references against: each resource's
+/// action, desired properties and known attributes.
+type Resolved = HashMap<String, (Action, Props, Map<String, Value>)>;
+
 /// Decides the action for every resource. Pure: the AWS side comes in `live`.
 pub fn make(
     v: &Validated,
@@ -431,193 +435,213 @@ pub fn make(
     values: &StackValues,
 ) -> Plan {
     let mut changes: Vec<Change> = Vec::new();
-    // What later resources may resolve references against.
-    let mut resolved: HashMap<String, (Action, Props, Map<String, Value>)> = HashMap::new();
-
+    let mut resolved = Resolved::new();
     for id in &v.graph.order {
-        let schema = v.schema(id);
         if v.stack.decls[id].is_data {
             let props = resolve_props(v, id, values, &|_, _| None);
-            resolved.insert(
-                id.clone(),
-                (
-                    Action::NoOp,
-                    props,
-                    data.get(id).cloned().unwrap_or_default(),
-                ),
-            );
+            let attrs = data.get(id).cloned().unwrap_or_default();
+            resolved.insert(id.clone(), (Action::NoOp, props, attrs));
             continue;
         }
-        let record = state.resources.get(id);
-        let refreshed = live.get(id);
-        let known = |dep: &str, attr: &str| -> Option<Value> {
-            let (action, props, attrs) = resolved.get(dep)?;
-            let dep_schema = v.schema(dep);
-            if dep_schema.attr(attr).is_none() {
-                return props.get(attr).cloned();
-            }
-            match action {
-                Action::Create | Action::Replace => None,
-                _ => attrs.get(attr).cloned(),
-            }
-        };
-        let mut desired = resolve_props(v, id, values, &known);
-        keep_derived(schema, &mut desired, record);
-
-        // What exists now, as far as we know.
-        let mut reason = None;
-        let mut unfinished = None;
-        let current: Option<(Option<String>, Props, Map<String, Value>)> = match (record, refreshed)
-        {
-            (None, _) => None,
-            (Some(rec), Some(Refreshed::Gone)) => {
-                reason = Some(gone_reason(rec));
-                unfinished = rec.unfinished_text().filter(|_| !reason_blames(&reason));
-                None
-            }
-            (
-                Some(rec),
-                Some(Refreshed::Live {
-                    physical_id,
-                    observed,
-                }),
-            ) => {
-                if rec.is_pending() {
-                    reason = Some(format!(
-                        "adopting {physical_id}, created by an interrupted run"
-                    ));
-                }
-                let mut props = rec.props.clone();
-                props.extend(observed.props.clone());
-                let mut attrs = rec.attrs.clone();
-                attrs.extend(observed.attrs.clone());
-                Some((Some(physical_id.clone()), props, attrs))
-            }
-            (Some(rec), None) if rec.is_pending() => {
-                reason = Some(
-                    "an earlier create did not finish and nothing it may have made was found; it is created now"
-                        .to_string(),
-                );
-                None
-            }
-            (Some(rec), None) => Some((
-                rec.physical_id.clone(),
-                rec.props.clone(),
-                rec.attrs.clone(),
-            )),
-        };
-
-        let drift = match (record, refreshed) {
-            (Some(rec), Some(Refreshed::Live { observed, .. })) if !rec.is_pending() => {
-                let (drift, finished): (Vec<String>, Vec<String>) =
-                    drifted(schema, rec, &observed.props);
-                if !finished.is_empty() {
-                    reason = Some(format!(
-                        "its {}: AWS has what it sent ({})",
-                        rec.unfinished_text().unwrap_or_default(),
-                        finished.join(", ")
-                    ));
-                    unfinished = reason.clone();
-                }
-                drift
-            }
-            _ => Vec::new(),
-        };
-
-        let mut sensitive_paths = v.sensitive_paths(id, &desired);
-        if let Some(rec) = record {
-            sensitive_paths.extend(rec.sensitive.iter().cloned());
-            sensitive::register_at(&rec.props, &rec.sensitive);
-        }
-        sensitive_paths.sort();
-        sensitive_paths.dedup();
-        // What is shown anyway is not masked in free text (redact).
-        sensitive::register_public_props(&desired, &Map::new(), &sensitive_paths);
-        if let Some((physical_id, before, attrs)) = &current {
-            sensitive::register_public_props(before, attrs, &sensitive_paths);
-            sensitive::register_public(&Value::from(physical_id.clone()));
-        }
-        let depends_on: Vec<String> = v
-            .graph
-            .deps
-            .get(id)
-            .map(|d| d.iter().cloned().collect())
-            .unwrap_or_default();
-        let change = match current {
-            None => Change {
-                id: id.clone(),
-                type_name: schema.type_name.to_string(),
-                action: Action::Create,
-                reason,
-                physical_id: None,
-                before: None,
-                changed: desired.keys().cloned().collect(),
-                after: Some(desired.clone()),
-                replace_because: Vec::new(),
-                drift,
-                unfinished: unfinished.clone(),
-                depends_on,
-                refreshed_attrs: Map::new(),
-                create_first: false,
-                deposed: None,
-                sensitive: sensitive_paths,
-            },
-            Some((physical_id, before, attrs)) => {
-                let refreshed_attrs = if matches!(refreshed, Some(Refreshed::Live { .. })) {
-                    attrs.clone()
-                } else {
-                    Map::new()
-                };
-                let (mut changed, replace_because) = diff(schema, &desired, &before);
-                let action = if !replace_because.is_empty() {
-                    Action::Replace
-                } else if !changed.is_empty() {
-                    Action::Update
-                } else {
-                    Action::NoOp
-                };
-                if action == Action::Replace {
-                    for p in regenerate(schema, &mut desired) {
-                        if !changed.contains(&p) {
-                            changed.push(p);
-                        }
-                    }
-                }
-                resolved.insert(id.clone(), (action, desired.clone(), attrs));
-                let create_first =
-                    action == Action::Replace && can_create_first(schema, &desired, &before);
-                Change {
-                    id: id.clone(),
-                    type_name: schema.type_name.to_string(),
-                    action,
-                    reason,
-                    physical_id,
-                    before: Some(before),
-                    after: Some(desired.clone()),
-                    changed,
-                    replace_because,
-                    drift,
-                    unfinished: unfinished.clone(),
-                    depends_on,
-                    refreshed_attrs,
-                    create_first,
-                    deposed: None,
-                    sensitive: sensitive_paths,
-                }
-            }
-        };
-        resolved
-            .entry(id.clone())
-            .or_insert_with(|| (Action::Create, desired, Map::new()));
+        let (record, refreshed) = (state.resources.get(id), live.get(id));
+        let (change, attrs) = change_of(v, id, record, refreshed, values, &resolved);
+        let desired = change.after.clone().unwrap_or_default();
+        resolved.insert(id.clone(), (change.action, desired, attrs));
         changes.push(change);
     }
-
     changes.extend(deletions(state, live, &|id| {
         !v.stack.decls.contains_key(id)
     }));
     let mut plan = finish(v.stack.name.clone(), state, changes);
     plan.data = data.clone();
     plan
+}
+
+/// One declared resource's change, and the attributes known of it now.
+fn change_of(
+    v: &Validated,
+    id: &str,
+    record: Option<&ResourceState>,
+    refreshed: Option<&Refreshed>,
+    values: &StackValues,
+    resolved: &Resolved,
+) -> (Change, Map<String, Value>) {
+    let schema = v.schema(id);
+    let known = |dep: &str, attr: &str| -> Option<Value> {
+        let (action, props, attrs) = resolved.get(dep)?;
+        if v.schema(dep).attr(attr).is_none() {
+            return props.get(attr).cloned();
+        }
+        match action {
+            Action::Create | Action::Replace => None,
+            _ => attrs.get(attr).cloned(),
+        }
+    };
+    let mut desired = resolve_props(v, id, values, &known);
+    keep_derived(schema, &mut desired, record);
+    let mut current = current_of(record, refreshed);
+    let drift = drift_of(schema, record, refreshed, &mut current);
+    let sensitive = sensitive_of(v, id, &desired, record, &current.existing);
+    let mut change = Change {
+        id: id.to_string(),
+        type_name: schema.type_name.to_string(),
+        action: Action::Create,
+        reason: current.reason,
+        physical_id: None,
+        before: None,
+        changed: desired.keys().cloned().collect(),
+        after: Some(desired.clone()),
+        replace_because: Vec::new(),
+        drift,
+        unfinished: current.unfinished,
+        depends_on: v
+            .graph
+            .deps
+            .get(id)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
+        refreshed_attrs: Map::new(),
+        create_first: false,
+        deposed: None,
+        sensitive,
+    };
+    let Some((physical_id, before, attrs)) = current.existing else {
+        return (change, Map::new());
+    };
+    if matches!(refreshed, Some(Refreshed::Live { .. })) {
+        change.refreshed_attrs = attrs.clone();
+    }
+    let (mut changed, replace_because) = diff(schema, &desired, &before);
+    change.action = if !replace_because.is_empty() {
+        Action::Replace
+    } else if !changed.is_empty() {
+        Action::Update
+    } else {
+        Action::NoOp
+    };
+    if change.action == Action::Replace {
+        for p in regenerate(schema, &mut desired) {
+            if !changed.contains(&p) {
+                changed.push(p);
+            }
+        }
+        change.create_first = can_create_first(schema, &desired, &before);
+    }
+    change.physical_id = physical_id;
+    change.before = Some(before);
+    change.after = Some(desired);
+    change.changed = changed;
+    change.replace_because = replace_because;
+    (change, attrs)
+}
+
+/// What exists of a resource now, as far as its record and the refresh tell:
+/// its physical id, properties and attributes; and why, when that is news.
+struct Current {
+    existing: Option<(Option<String>, Props, Map<String, Value>)>,
+    reason: Option<String>,
+    unfinished: Option<String>,
+}
+
+fn current_of(record: Option<&ResourceState>, refreshed: Option<&Refreshed>) -> Current {
+    let mut current = Current {
+        existing: None,
+        reason: None,
+        unfinished: None,
+    };
+    current.existing = match (record, refreshed) {
+        (None, _) => None,
+        (Some(rec), Some(Refreshed::Gone)) => {
+            current.reason = Some(gone_reason(rec));
+            current.unfinished = rec
+                .unfinished_text()
+                .filter(|_| !reason_blames(&current.reason));
+            None
+        }
+        (
+            Some(rec),
+            Some(Refreshed::Live {
+                physical_id,
+                observed,
+            }),
+        ) => {
+            if rec.is_pending() {
+                current.reason = Some(format!(
+                    "adopting {physical_id}, created by an interrupted run"
+                ));
+            }
+            let mut props = rec.props.clone();
+            props.extend(observed.props.clone());
+            let mut attrs = rec.attrs.clone();
+            attrs.extend(observed.attrs.clone());
+            Some((Some(physical_id.clone()), props, attrs))
+        }
+        (Some(rec), None) if rec.is_pending() => {
+            current.reason = Some(
+                "an earlier create did not finish and nothing it may have made was found; it is created now"
+                    .to_string(),
+            );
+            None
+        }
+        (Some(rec), None) => Some((
+            rec.physical_id.clone(),
+            rec.props.clone(),
+            rec.attrs.clone(),
+        )),
+    };
+    current
+}
+
+/// The properties changed outside stackctl. Where what AWS has is what an
+/// unfinished update of stackctl's own sent, that is said instead.
+fn drift_of(
+    schema: &Schema,
+    record: Option<&ResourceState>,
+    refreshed: Option<&Refreshed>,
+    current: &mut Current,
+) -> Vec<String> {
+    let (Some(rec), Some(Refreshed::Live { observed, .. })) = (record, refreshed) else {
+        return Vec::new();
+    };
+    if rec.is_pending() {
+        return Vec::new();
+    }
+    let (drift, finished) = drifted(schema, rec, &observed.props);
+    if !finished.is_empty() {
+        current.reason = Some(format!(
+            "its {}: AWS has what it sent ({})",
+            rec.unfinished_text().unwrap_or_default(),
+            finished.join(", ")
+        ));
+        current.unfinished = current.reason.clone();
+    }
+    drift
+}
+
+/// The paths of a resource's sensitive values; registers the values for
+/// masking, and what is shown anyway as not to be masked in free text.
+fn sensitive_of(
+    v: &Validated,
+    id: &str,
+    desired: &Props,
+    record: Option<&ResourceState>,
+    existing: &Option<(Option<String>, Props, Map<String, Value>)>,
+) -> Vec<Vec<String>> {
+    let mut paths = v.sensitive_paths(id, desired);
+    if let Some(rec) = record {
+        paths.extend(rec.sensitive.iter().cloned());
+        sensitive::register_at(&rec.props, &rec.sensitive);
+    }
+    paths.sort();
+    paths.dedup();
+    sensitive::register_public_props(desired, &Map::new(), &paths);
+    if let Some((physical_id, before, attrs)) = existing {
+        sensitive::register_public_props(before, attrs, &paths);
+        sensitive::register_public(&Value::from(physical_id.clone()));
+    }
+    paths
 }
 
 fn reason_blames(reason: &Option<String>) -> bool {
