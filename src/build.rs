@@ -433,69 +433,46 @@ fn compile(
     let dir = build_dir(&root);
     let triple = target_triple(arch)?;
     let crate_dir = crate_dir.canonicalize().map_err(|e| fail(e.to_string()))?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    if arch == "arm64" {
-        // Cross-linking for aarch64 needs a linker: zig through cargo-zigbuild.
-        let has_zigbuild = Command::new("cargo-zigbuild")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_zigbuild {
-            return Err(fail("building for arm64 needs cargo-zigbuild and zig: `cargo install cargo-zigbuild` and `pip install ziglang`, or use architectures: [x86_64]"));
-        }
-        cmd.arg("zigbuild");
-    } else {
-        cmd.arg("build");
-    }
+    let mut cmd = cargo_for(arch)?;
     events.emit(Event::Building {
         crate_dir: crate_dir.display().to_string(),
         target: triple.to_string(),
     });
-    let (ok, tail) = run_showing_progress(
-        cmd.args([
-            "--release",
-            "--locked",
-            "--target",
-            triple,
-            "--bin",
-            "bootstrap",
-            "--manifest-path",
-        ])
+    let args = [
+        "--release",
+        "--locked",
+        "--target",
+        triple,
+        "--bin",
+        "bootstrap",
+    ];
+    cmd.args(args)
+        .arg("--manifest-path")
         .arg(crate_dir.join("Cargo.toml"))
         // From the workspace root, so its .cargo/config.toml (the musl C
         // compiler) applies wherever stackctl was started.
         .current_dir(&root)
         .env_clear()
         .envs(build_env(std::env::vars_os()))
-        .env("CARGO_TARGET_DIR", &dir),
-        events,
-    )?;
+        .env("CARGO_TARGET_DIR", &dir);
+    let (ok, tail) = run_showing_progress(&mut cmd, events)?;
     if !ok {
         let text = tail.join("\n");
-        let hint = if text.contains("target may not be installed")
-            || text.contains("can't find crate for `std`")
-        {
-            format!("\nthe Rust target is missing: run `rustup target add {triple}` (scripts/setup does)")
-        } else if text.contains("musl-gcc") {
-            "\nthe musl C compiler is missing: `apt-get install musl-tools` (scripts/setup does)"
-                .to_string()
-        } else {
-            String::new()
-        };
+        let hint = missing_tool_hint(&text, triple);
+        let crate_dir = crate_dir.display();
         return Err(fail(format!(
-            "cargo build of {} failed:\n{text}{hint}",
-            crate_dir.display()
+            "cargo build of {crate_dir} failed:\n{text}{hint}"
         )));
     }
     let binary = dir.join(triple).join("release").join("bootstrap");
     let bytes = std::fs::read(&binary)
         .map_err(|e| fail(format!("cannot read {}: {e}", binary.display())))?;
-    let zip = package::zip(&mut [package::Entry {
+    let entry = package::Entry {
         name: "bootstrap",
         data: &bytes,
         mode: 0o755,
-    }])
-    .map_err(|e| fail(e.to_string()))?;
+    };
+    let zip = package::zip(&mut [entry]).map_err(|e| fail(e.to_string()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(zip_path.parent().unwrap_or(&dir))
         .map_err(|e| fail(e.to_string()))?;
     std::io::Write::write_all(&mut tmp, &zip).map_err(|e| fail(e.to_string()))?;
@@ -507,6 +484,41 @@ fn compile(
         zip_path,
         built: true,
     })
+}
+
+/// `cargo build`, or for arm64 `cargo zigbuild` (cross-linking for aarch64
+/// needs a linker: zig).
+fn cargo_for(arch: &str) -> Result<Command, BuildError> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if arch != "arm64" {
+        cmd.arg("build");
+        return Ok(cmd);
+    }
+    let has_zigbuild = Command::new("cargo-zigbuild")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_zigbuild {
+        return Err(fail("building for arm64 needs cargo-zigbuild and zig: `cargo install cargo-zigbuild` and `pip install ziglang`, or use architectures: [x86_64]"));
+    }
+    cmd.arg("zigbuild");
+    Ok(cmd)
+}
+
+/// What to install when a failed build's output says a tool is missing.
+fn missing_tool_hint(output: &str, triple: &str) -> String {
+    if output.contains("target may not be installed")
+        || output.contains("can't find crate for `std`")
+    {
+        format!(
+            "\nthe Rust target is missing: run `rustup target add {triple}` (scripts/setup does)"
+        )
+    } else if output.contains("musl-gcc") {
+        "\nthe musl C compiler is missing: `apt-get install musl-tools` (scripts/setup does)"
+            .to_string()
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]

@@ -57,55 +57,20 @@ pub async fn one(
     id: &str,
     physical_id: &str,
 ) -> Result<Imported, ImportError> {
-    let decl = v
-        .stack
-        .decls
-        .get(id)
-        .filter(|d| !d.is_data)
-        .ok_or_else(|| {
-            let ids: Vec<&str> = v
-                .stack
-                .decls
-                .values()
-                .filter(|d| !d.is_data)
-                .map(|d| d.id.as_str())
-                .collect();
-            let hint = crate::spelling::nearest(id, &ids)
-                .map(|n| format!(" (did you mean `{n}`?)"))
-                .unwrap_or_default();
-            ImportError::NotDeclared(id.to_string(), hint)
-        })?;
-    if let Some(pid) = state.resources.get(id).and_then(|r| r.physical_id.clone()) {
-        return Err(ImportError::AlreadyManaged {
-            id: id.into(),
-            physical_id: pid,
-        });
-    }
-    if let Some((other, _)) = state
-        .resources
-        .iter()
-        .find(|(_, r)| r.physical_id.as_deref() == Some(physical_id))
-    {
-        return Err(ImportError::Twice {
-            physical_id: physical_id.into(),
-            other: other.clone(),
-        });
-    }
+    let decl = declared(v, id)?;
+    refuse_recorded(state, id, physical_id)?;
     let p = providers::lookup(&decl.type_name)
         .ok_or_else(|| ImportError::NotDeclared(id.into(), String::new()))?;
     let aws = |error| ImportError::Aws {
         id: id.into(),
         error,
     };
-    let observed =
-        p.read(cx, physical_id)
-            .await
-            .map_err(aws)?
-            .ok_or_else(|| ImportError::Missing {
-                type_name: decl.type_name.clone(),
-                physical_id: physical_id.into(),
-                location: cx.region(),
-            })?;
+    let read = p.read(cx, physical_id).await.map_err(aws)?;
+    let observed = read.ok_or_else(|| ImportError::Missing {
+        type_name: decl.type_name.clone(),
+        physical_id: physical_id.into(),
+        location: cx.region(),
+    })?;
     let tagged = match &observed.owner {
         Some(o) if o.stack == cx.stack && o.id == id => false,
         Some(o) => {
@@ -116,29 +81,55 @@ pub async fn one(
             })
         }
         None if p.schema().taggable() => {
-            providers::claim(p, cx, physical_id, id, &observed)
-                .await
-                .map_err(aws)?;
+            let claimed = providers::claim(p, cx, physical_id, id, &observed).await;
+            claimed.map_err(aws)?;
             true
         }
         None => false,
     };
-    let desired = plan::resolve_props(
-        v,
-        id,
-        values,
-        &crate::apply::known_from_state(v, state, data),
-    );
-    state.resources.insert(
-        id.to_string(),
-        record(v, p, id, physical_id, observed, &desired),
-    );
+    let desired = {
+        let known = crate::apply::known_from_state(v, state, data);
+        plan::resolve_props(v, id, values, &known)
+    };
+    let record = record(v, p, id, physical_id, observed, &desired);
+    state.resources.insert(id.to_string(), record);
     Ok(Imported {
         id: id.into(),
         type_name: decl.type_name.clone(),
         physical_id: physical_id.into(),
         tagged,
     })
+}
+
+/// The declared resource (not data source) `id`.
+fn declared<'v>(v: &'v Validated, id: &str) -> Result<&'v crate::config::Decl, ImportError> {
+    let resources = || v.stack.decls.values().filter(|d| !d.is_data);
+    resources().find(|d| d.id == id).ok_or_else(|| {
+        let ids: Vec<&str> = resources().map(|d| d.id.as_str()).collect();
+        let hint = crate::spelling::nearest(id, &ids)
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        ImportError::NotDeclared(id.to_string(), hint)
+    })
+}
+
+/// Refuses an id that already has an object, and an object recorded twice.
+fn refuse_recorded(state: &State, id: &str, physical_id: &str) -> Result<(), ImportError> {
+    if let Some(pid) = state.resources.get(id).and_then(|r| r.physical_id.clone()) {
+        return Err(ImportError::AlreadyManaged {
+            id: id.into(),
+            physical_id: pid,
+        });
+    }
+    let recorded = state.resources.iter();
+    let mut recorded = recorded.filter(|(_, r)| r.physical_id.as_deref() == Some(physical_id));
+    match recorded.next() {
+        Some((other, _)) => Err(ImportError::Twice {
+            physical_id: physical_id.into(),
+            other: other.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The state record of an imported resource: its properties as read, so the

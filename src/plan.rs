@@ -738,79 +738,66 @@ fn deletions(
         .filter(|(id, _)| doomed(id))
         .map(|(id, rec)| (id.clone(), rec.depends_on.iter().cloned().collect()))
         .collect();
-    let restricted = gone
-        .iter()
-        .map(|(id, ds)| {
-            (
-                id.clone(),
-                ds.iter()
-                    .filter(|d| gone.contains_key(*d))
-                    .cloned()
-                    .collect(),
-            )
-        })
-        .collect();
+    let restricted = gone.iter().map(|(id, ds)| {
+        let ds = ds.iter().filter(|d| gone.contains_key(*d));
+        (id.clone(), ds.cloned().collect())
+    });
     // The state's recorded dependencies cannot form a cycle; fall back to name order.
-    let order = Graph::build(restricted, &|_| 0)
+    let order = Graph::build(restricted.collect(), &|_| 0)
         .map(|g| g.order)
         .unwrap_or_else(|_| gone.keys().cloned().collect());
-    order
-        .into_iter()
-        .rev()
-        .map(|id| {
-            let rec = &state.resources[&id];
-            let (physical_id, before, reason) = match live.get(&id) {
-                Some(Refreshed::Gone) => (
-                    None,
-                    rec.props.clone(),
-                    Some("it is already gone from AWS; only its record is removed".to_string()),
-                ),
-                Some(Refreshed::Live {
-                    physical_id,
-                    observed,
-                }) => (Some(physical_id.clone()), observed.props.clone(), None),
-                None => (rec.physical_id.clone(), rec.props.clone(), None),
-            };
-            Change {
-                id: id.clone(),
-                type_name: rec.type_name.clone(),
-                action: Action::Delete,
-                reason,
-                physical_id,
-                before: Some(before),
-                after: None,
-                changed: Vec::new(),
-                replace_because: Vec::new(),
-                drift: Vec::new(),
-                unfinished: rec.unfinished_text(),
-                depends_on: rec.depends_on.clone(),
-                refreshed_attrs: Map::new(),
-                create_first: false,
-                deposed: None,
-                sensitive: rec.sensitive.clone(),
+    let recorded = order.into_iter().rev().map(|id| {
+        let mut change = Change::deletion(&id, &state.resources[&id]);
+        match live.get(&id) {
+            Some(Refreshed::Gone) => {
+                change.physical_id = None;
+                change.reason =
+                    Some("it is already gone from AWS; only its record is removed".to_string());
             }
-        })
-        .chain(state.deposed.iter().map(|d| Change {
-            id: d.id.clone(),
-            type_name: d.record.type_name.clone(),
+            Some(Refreshed::Live {
+                physical_id,
+                observed,
+            }) => {
+                change.physical_id = Some(physical_id.clone());
+                change.before = Some(observed.props.clone());
+            }
+            None => {}
+        }
+        change
+    });
+    let deposed = state.deposed.iter().map(|d| Change {
+        reason: Some(
+            "it was replaced by an earlier run, which ended before deleting it".to_string(),
+        ),
+        unfinished: None,
+        deposed: d.record.physical_id.clone(),
+        ..Change::deletion(&d.id, &d.record)
+    });
+    recorded.chain(deposed).collect()
+}
+
+impl Change {
+    /// The deletion of a recorded object, as its record has it.
+    fn deletion(id: &str, rec: &ResourceState) -> Change {
+        Change {
+            id: id.to_string(),
+            type_name: rec.type_name.clone(),
             action: Action::Delete,
-            reason: Some(
-                "it was replaced by an earlier run, which ended before deleting it".to_string(),
-            ),
-            physical_id: d.record.physical_id.clone(),
-            before: Some(d.record.props.clone()),
+            reason: None,
+            physical_id: rec.physical_id.clone(),
+            before: Some(rec.props.clone()),
             after: None,
             changed: Vec::new(),
             replace_because: Vec::new(),
             drift: Vec::new(),
-            unfinished: None,
-            depends_on: d.record.depends_on.clone(),
+            unfinished: rec.unfinished_text(),
+            depends_on: rec.depends_on.clone(),
             refreshed_attrs: Map::new(),
             create_first: false,
-            deposed: d.record.physical_id.clone(),
-            sensitive: d.record.sensitive.clone(),
-        }))
-        .collect()
+            deposed: None,
+            sensitive: rec.sensitive.clone(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- rendering
@@ -1059,78 +1046,29 @@ fn render_change(c: &Change) -> (String, String) {
         Action::Delete => ("  -", "will be destroyed"),
         Action::NoOp => ("   ", "is unchanged"),
     };
-    let mut head = String::new();
-    match &c.deposed {
-        Some(pid) => {
-            let _ = writeln!(
-                head,
-                "  # {} ({}) deposed object {pid} {headline}",
-                c.id, c.type_name
-            );
-        }
-        None => {
-            let _ = writeln!(head, "  # {} ({}) {headline}", c.id, c.type_name);
-        }
-    }
+    let mut head = match &c.deposed {
+        Some(pid) => format!(
+            "  # {} ({}) deposed object {pid} {headline}\n",
+            c.id, c.type_name
+        ),
+        None => format!("  # {} ({}) {headline}\n", c.id, c.type_name),
+    };
     if let Some(reason) = &c.reason {
         let _ = writeln!(head, "  # because {reason}");
     }
     let mut out = String::new();
     let _ = writeln!(out, "{symbol} resource \"{}\" \"{}\" {{", c.type_name, c.id);
-    let mut lines: Vec<(String, String, String)> = Vec::new(); // (sign, name, text)
-    match c.action {
-        Action::Create => {
-            if let Some(after) = &c.after {
-                for (k, v) in after {
-                    lines.push(("+".into(), k.clone(), render_value(v)));
-                }
-            }
-            for a in schema.map(|s| s.attrs).unwrap_or_default() {
-                if !c.after.as_ref().is_some_and(|p| p.contains_key(a.name)) {
-                    lines.push(("+".into(), a.name.to_string(), "(known after apply)".into()));
-                }
-            }
-        }
+    let lines = match c.action {
+        Action::Create => created_lines(c, schema),
         Action::Delete => {
-            if let Some(before) = &c.before {
-                for (k, v) in before {
-                    lines.push(("-".into(), k.clone(), render_value(v)));
-                }
-            }
+            let before = c.before.iter().flatten();
+            before
+                .map(|(k, v)| ("-", k.clone(), render_value(v)))
+                .collect()
         }
-        Action::Update | Action::Replace => {
-            let before = c.before.clone().unwrap_or_default();
-            let after = c.after.clone().unwrap_or_default();
-            for k in &c.changed {
-                let old = before
-                    .get(k)
-                    .map_or_else(|| "null".to_string(), render_value);
-                let new = after
-                    .get(k)
-                    .map_or_else(|| "null".to_string(), render_value);
-                let note = if c.replace_because.contains(k) {
-                    " # forces replacement"
-                } else {
-                    ""
-                };
-                let text = before
-                    .get(k)
-                    .zip(after.get(k))
-                    .and_then(|(old, new)| render_structured_change(schema, k, old, new))
-                    .unwrap_or_else(|| format!("{old} -> {new}"));
-                lines.push(("~".into(), k.clone(), format!("{text}{note}")));
-            }
-            let hidden = after.len().saturating_sub(c.changed.len());
-            if hidden > 0 {
-                lines.push((
-                    " ".into(),
-                    String::new(),
-                    format!("# ({hidden} unchanged properties hidden)"),
-                ));
-            }
-        }
-        Action::NoOp => {}
-    }
+        Action::Update | Action::Replace => changed_lines(c, schema),
+        Action::NoOp => Vec::new(),
+    };
     let width = lines.iter().map(|(_, k, _)| k.len()).max().unwrap_or(0);
     for (sign, k, text) in lines {
         if k.is_empty() {
@@ -1141,6 +1079,50 @@ fn render_change(c: &Change) -> (String, String) {
     }
     out.push_str("    }\n");
     (head, out)
+}
+
+/// A plan's attribute line: (sign, name, text); no name for a comment.
+type Line = (&'static str, String, String);
+
+/// What a create sets, and the attributes known only after it.
+fn created_lines(c: &Change, schema: Option<&Schema>) -> Vec<Line> {
+    let after = c.after.iter().flatten();
+    let mut lines: Vec<Line> = after
+        .map(|(k, v)| ("+", k.clone(), render_value(v)))
+        .collect();
+    for a in schema.map(|s| s.attrs).unwrap_or_default() {
+        if !c.after.as_ref().is_some_and(|p| p.contains_key(a.name)) {
+            lines.push(("+", a.name.to_string(), "(known after apply)".into()));
+        }
+    }
+    lines
+}
+
+/// Each changed property, old -> new, and how many others are hidden.
+fn changed_lines(c: &Change, schema: Option<&Schema>) -> Vec<Line> {
+    let before = c.before.clone().unwrap_or_default();
+    let after = c.after.clone().unwrap_or_default();
+    let mut lines = Vec::new();
+    for k in &c.changed {
+        let show = |v: Option<&Value>| v.map_or_else(|| "null".to_string(), render_value);
+        let (old, new) = (show(before.get(k)), show(after.get(k)));
+        let note = match c.replace_because.contains(k) {
+            true => " # forces replacement",
+            false => "",
+        };
+        let text = before
+            .get(k)
+            .zip(after.get(k))
+            .and_then(|(old, new)| render_structured_change(schema, k, old, new))
+            .unwrap_or_else(|| format!("{old} -> {new}"));
+        lines.push(("~", k.clone(), format!("{text}{note}")));
+    }
+    let hidden = after.len().saturating_sub(c.changed.len());
+    if hidden > 0 {
+        let text = format!("# ({hidden} unchanged properties hidden)");
+        lines.push((" ", String::new(), text));
+    }
+    lines
 }
 
 /// The largest plan comment a code review tool takes comfortably (GitHub's

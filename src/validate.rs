@@ -97,108 +97,19 @@ pub fn validate_lenient(
     let mut diags = Vec::new();
     let mut rules = Vec::new();
     let vars = variables(&stack, cli_vars, &mut diags);
-
     let mut deps = BTreeMap::new();
     for decl in stack.decls.values() {
-        let schema = match providers::lookup(&decl.type_name) {
-            Some(p) => p.schema(),
-            None => {
-                let known: Vec<_> = providers::all().map(|p| p.schema().type_name).collect();
-                diags.push(
-                    Diagnostic::new(
-                        decl.type_span,
-                        format!(
-                            "unknown type `{}` ({})",
-                            decl.type_name,
-                            suggest(&decl.type_name, &known, "known types")
-                        ),
-                    )
-                    .at(&decl.id),
-                );
-                continue;
-            }
+        let Some(schema) = known_type(decl, &mut diags) else {
+            continue;
         };
-        match (schema.kind, decl.is_data) {
-            (Kind::Data, false) => diags.push(
-                Diagnostic::new(
-                    decl.type_span,
-                    format!(
-                        "`{}` is a data source; declare it under `data:`",
-                        schema.type_name
-                    ),
-                )
-                .at(&decl.id),
-            ),
-            (Kind::Resource, true) => diags.push(
-                Diagnostic::new(
-                    decl.type_span,
-                    format!(
-                        "`{}` is a resource; declare it under `resources:`",
-                        schema.type_name
-                    ),
-                )
-                .at(&decl.id),
-            ),
-            _ => {}
-        }
         check_properties(&stack, decl, schema, &vars, region, &mut diags, &mut rules);
-        for need in &decl.needs {
-            for (r, n) in expr::refs_in(&need.resource) {
-                if let Some(message) = reference_error(&stack, &r, None, &vars) {
-                    diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop("needs"));
-                }
-            }
-        }
-        let mut ds: BTreeSet<String> = decl
-            .properties
-            .iter()
-            .flat_map(|p| expr::refs_in(&p.value))
-            .filter_map(|(r, _)| match r {
-                Ref::Resource { id, .. } if stack.decls.contains_key(&id) => Some(id),
-                _ => None,
-            })
-            .collect();
-        for (dep, span) in &decl.depends_on {
-            if stack.decls.contains_key(dep) {
-                ds.insert(dep.clone());
-            } else {
-                diags.push(
-                    Diagnostic::new(
-                        *span,
-                        format!("`depends_on` names `{dep}`, which is not declared"),
-                    )
-                    .at(&decl.id),
-                );
-            }
-        }
-        deps.insert(decl.id.clone(), ds);
+        deps.insert(
+            decl.id.clone(),
+            dependencies(&stack, decl, &vars, &mut diags),
+        );
     }
-    for (name, node) in &stack.outputs {
-        for (message, n) in expr::template_errors(node) {
-            diags.push(Diagnostic::new(n.span, message).prop(&format!("outputs.{name}")));
-        }
-        for (r, n) in expr::refs_in(node) {
-            if let Some(message) = reference_error(&stack, &r, None, &vars) {
-                diags.push(Diagnostic::new(n.span, message).prop(&format!("outputs.{name}")));
-            }
-        }
-    }
-    // Only ids of declared, known types are in `deps`; drop edges to the rest so
-    // the graph is built over what exists.
-    let known: BTreeSet<String> = deps.keys().cloned().collect();
-    for ds in deps.values_mut() {
-        ds.retain(|d| known.contains(d));
-    }
-    let rank = |id: &str| stack.decls.get(id).map_or(usize::MAX, |d| d.span.line);
-    let graph = match Graph::build(deps, &rank) {
-        Ok(g) => g,
-        Err(cycle) => {
-            let first = cycle.0.first().cloned().unwrap_or_default();
-            let span = stack.decls.get(&first).map(|d| d.span).unwrap_or_default();
-            diags.push(Diagnostic::new(span, format!("dependency cycle: {cycle}")).at(&first));
-            Graph::default()
-        }
-    };
+    check_outputs(&stack, &vars, &mut diags);
+    let graph = graph_of(&stack, deps, &mut diags);
     rules.sort_by_key(|d| (d.span.line, d.span.col));
     if !diags.is_empty() {
         diags.extend(rules);
@@ -214,20 +125,107 @@ pub fn validate_lenient(
         .filter(|(_, var)| var.sensitive)
         .map(|(name, _)| name.clone())
         .collect();
-    for name in &sensitive_vars {
-        if let Some(value) = vars.get(name) {
-            crate::sensitive::register(value);
+    for value in sensitive_vars.iter().filter_map(|name| vars.get(name)) {
+        crate::sensitive::register(value);
+    }
+    let v = Validated {
+        stack,
+        vars,
+        graph,
+        sensitive_vars,
+    };
+    Ok((v, rules))
+}
+
+/// The schema of a declaration's type, if the type exists and is declared
+/// where it belongs (resources or data).
+fn known_type(decl: &Decl, diags: &mut Vec<Diagnostic>) -> Option<&'static Schema> {
+    let Some(schema) = providers::lookup(&decl.type_name).map(|p| p.schema()) else {
+        let known: Vec<_> = providers::all().map(|p| p.schema().type_name).collect();
+        let hint = suggest(&decl.type_name, &known, "known types");
+        let message = format!("unknown type `{}` ({hint})", decl.type_name);
+        diags.push(Diagnostic::new(decl.type_span, message).at(&decl.id));
+        return None;
+    };
+    let misplaced = match (schema.kind, decl.is_data) {
+        (Kind::Data, false) => Some("a data source; declare it under `data:`"),
+        (Kind::Resource, true) => Some("a resource; declare it under `resources:`"),
+        _ => None,
+    };
+    if let Some(what) = misplaced {
+        let message = format!("`{}` is {what}", schema.type_name);
+        diags.push(Diagnostic::new(decl.type_span, message).at(&decl.id));
+    }
+    Some(schema)
+}
+
+/// What a declaration depends on: the resources its properties refer to and
+/// those its `depends_on` names; references in `needs` are checked.
+fn dependencies(
+    stack: &Stack,
+    decl: &Decl,
+    vars: &BTreeMap<String, Value>,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeSet<String> {
+    for need in &decl.needs {
+        for (r, n) in expr::refs_in(&need.resource) {
+            if let Some(message) = reference_error(stack, &r, None, vars) {
+                diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop("needs"));
+            }
         }
     }
-    Ok((
-        Validated {
-            stack,
-            vars,
-            graph,
-            sensitive_vars,
-        },
-        rules,
-    ))
+    let mut deps: BTreeSet<String> = decl
+        .properties
+        .iter()
+        .flat_map(|p| expr::refs_in(&p.value))
+        .filter_map(|(r, _)| match r {
+            Ref::Resource { id, .. } if stack.decls.contains_key(&id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    for (dep, span) in &decl.depends_on {
+        if stack.decls.contains_key(dep) {
+            deps.insert(dep.clone());
+        } else {
+            let message = format!("`depends_on` names `{dep}`, which is not declared");
+            diags.push(Diagnostic::new(*span, message).at(&decl.id));
+        }
+    }
+    deps
+}
+
+fn check_outputs(stack: &Stack, vars: &BTreeMap<String, Value>, diags: &mut Vec<Diagnostic>) {
+    for (name, node) in &stack.outputs {
+        let at = format!("outputs.{name}");
+        for (message, n) in expr::template_errors(node) {
+            diags.push(Diagnostic::new(n.span, message).prop(&at));
+        }
+        for (r, n) in expr::refs_in(node) {
+            if let Some(message) = reference_error(stack, &r, None, vars) {
+                diags.push(Diagnostic::new(n.span, message).prop(&at));
+            }
+        }
+    }
+}
+
+/// The dependency graph over the declarations of known types; a cycle is a
+/// diagnostic.
+fn graph_of(
+    stack: &Stack,
+    mut deps: BTreeMap<String, BTreeSet<String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Graph {
+    let known: BTreeSet<String> = deps.keys().cloned().collect();
+    for ds in deps.values_mut() {
+        ds.retain(|d| known.contains(d));
+    }
+    let rank = |id: &str| stack.decls.get(id).map_or(usize::MAX, |d| d.span.line);
+    Graph::build(deps, &rank).unwrap_or_else(|cycle| {
+        let first = cycle.0.first().cloned().unwrap_or_default();
+        let span = stack.decls.get(&first).map(|d| d.span).unwrap_or_default();
+        diags.push(Diagnostic::new(span, format!("dependency cycle: {cycle}")).at(&first));
+        Graph::default()
+    })
 }
 
 fn variables(
@@ -446,133 +444,155 @@ fn offline_value(
 fn check_properties(
     stack: &Stack,
     decl: &Decl,
-    schema: &Schema,
+    schema: &'static Schema,
     vars: &BTreeMap<String, Value>,
     region: Option<&str>,
     diags: &mut Vec<Diagnostic>,
     rules: &mut Vec<Diagnostic>,
 ) {
+    let mut c = PropertyCheck {
+        stack,
+        decl,
+        schema,
+        vars,
+        region,
+        diags,
+        rules,
+    };
     let mut props = Props::new();
     for p in &decl.properties {
+        let Some(prop) = c.declared(p) else { continue };
+        if c.expressions_ok(p, prop) {
+            if let Some(value) = c.value(p, prop) {
+                props.insert(p.name.clone(), value);
+            }
+        }
+    }
+    c.whole(props);
+}
+
+/// The checks of one declaration's properties, with where their findings go:
+/// errors (`diags`) and AWS's rules (`rules`).
+struct PropertyCheck<'a> {
+    stack: &'a Stack,
+    decl: &'a Decl,
+    schema: &'static Schema,
+    vars: &'a BTreeMap<String, Value>,
+    region: Option<&'a str>,
+    diags: &'a mut Vec<Diagnostic>,
+    rules: &'a mut Vec<Diagnostic>,
+}
+
+impl PropertyCheck<'_> {
+    fn error(&mut self, span: Span, message: String, prop: &str) {
+        let d = Diagnostic::new(span, message).at(&self.decl.id).prop(prop);
+        self.diags.push(d);
+    }
+
+    fn rule(&mut self, span: Span, message: String, prop: &str) {
+        let d = Diagnostic::new(span, message).at(&self.decl.id).prop(prop);
+        self.rules.push(d);
+    }
+
+    /// The schema's property a written one is, unless it has none or
+    /// stackctl computes it.
+    fn declared(&mut self, p: &crate::config::Property) -> Option<&'static schema::Prop> {
+        let schema = self.schema;
         let Some(prop) = schema.prop(&p.name) else {
-            diags.push(
-                Diagnostic::new(
-                    p.key_span,
-                    format!(
-                        "`{}` has no property `{}` ({})",
-                        schema.type_name,
-                        p.name,
-                        suggest(
-                            &p.name,
-                            &schema.props.iter().map(|p| p.name).collect::<Vec<_>>(),
-                            "properties"
-                        )
-                    ),
-                )
-                .at(&decl.id)
-                .prop(&p.name),
+            let names: Vec<_> = schema.props.iter().map(|p| p.name).collect();
+            let hint = suggest(&p.name, &names, "properties");
+            let message = format!(
+                "`{}` has no property `{}` ({hint})",
+                schema.type_name, p.name
             );
-            continue;
+            self.error(p.key_span, message, &p.name);
+            return None;
         };
         if prop.computed {
-            diags.push(
-                Diagnostic::new(
-                    p.key_span,
-                    format!(
-                        "`{}` is computed by stackctl ({}); remove it",
-                        p.name,
-                        prop.doc.trim_end_matches('.')
-                    ),
-                )
-                .at(&decl.id)
-                .prop(&p.name),
-            );
-            continue;
+            let why = prop.doc.trim_end_matches('.');
+            let message = format!("`{}` is computed by stackctl ({why}); remove it", p.name);
+            self.error(p.key_span, message, &p.name);
+            return None;
         }
+        Some(prop)
+    }
+
+    /// Whether its templates parse and its references name what exists, in
+    /// the form the property takes.
+    fn expressions_ok(&mut self, p: &crate::config::Property, prop: &schema::Prop) -> bool {
         let mut ok = true;
         for (message, n) in expr::template_errors(&p.value) {
-            diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
+            self.error(n.span, message, &p.name);
             ok = false;
         }
         for (r, n) in expr::refs_in(&p.value) {
-            if let Some(message) = reference_error(stack, &r, Some(&decl.id), vars) {
-                diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
+            let id = Some(self.decl.id.as_str());
+            if let Some(message) = reference_error(self.stack, &r, id, self.vars) {
+                self.error(n.span, message, &p.name);
                 ok = false;
-            } else if decl.is_data && matches!(r, Ref::Resource { .. }) {
-                diags.push(
-                    Diagnostic::new(
-                        n.span,
-                        format!("`{r}`: data sources are read before anything is created, so they may only use variables and stack values"),
-                    )
-                    .at(&decl.id)
-                    .prop(&p.name),
-                );
+            } else if self.decl.is_data && matches!(r, Ref::Resource { .. }) {
+                let message = format!("`{r}`: data sources are read before anything is created, so they may only use variables and stack values");
+                self.error(n.span, message, &p.name);
                 ok = false;
             }
         }
-        for (message, n) in misnamed(stack, &p.name, prop.takes, &p.value) {
-            diags.push(Diagnostic::new(n.span, message).at(&decl.id).prop(&p.name));
+        for (message, n) in misnamed(self.stack, &p.name, prop.takes, &p.value) {
+            self.error(n.span, message, &p.name);
             ok = false;
         }
-        if !ok {
-            continue;
-        }
+        ok
+    }
+
+    /// Its value as far as it is known offline, of the property's type; AWS's
+    /// rule for it checked where the value is known.
+    fn value(&mut self, p: &crate::config::Property, prop: &schema::Prop) -> Option<Value> {
+        let (stack, vars, region) = (self.stack, self.vars, self.region);
+        let is_document = matches!(prop.ty, schema::Type::Policy | schema::Type::Json);
         let mut value = offline_value(stack, &p.value, vars, region);
-        if matches!(prop.ty, schema::Type::Policy | schema::Type::Json)
-            && schema::is_unknown(&value)
-        {
+        if is_document && schema::is_unknown(&value) {
             value = document_text(stack, &p.value, vars, region);
         }
-        match schema::coerce(&prop.ty, value) {
-            Err(message) => diags.push(
-                Diagnostic::new(p.value.span, message)
-                    .at(&decl.id)
-                    .prop(&p.name),
-            ),
-            Ok(v) => {
-                // A document's shape can be checked while some of its values are
-                // still unknown; other rules need the whole value.
-                let checkable = match prop.ty {
-                    schema::Type::Policy | schema::Type::Json => !schema::is_unknown(&v),
-                    _ => !contains_unknown(&v),
-                };
-                if let (Some(check), true) = (prop.check, checkable) {
-                    if let Err(message) = check(&v) {
-                        rules.push(
-                            Diagnostic::new(p.value.span, message)
-                                .at(&decl.id)
-                                .prop(&p.name),
-                        );
-                    }
-                }
-                props.insert(p.name.clone(), v);
+        let v = match schema::coerce(&prop.ty, value) {
+            Ok(v) => v,
+            Err(message) => {
+                self.error(p.value.span, message, &p.name);
+                return None;
+            }
+        };
+        // A document's shape can be checked while some of its values are
+        // still unknown; other rules need the whole value.
+        let checkable = match is_document {
+            true => !schema::is_unknown(&v),
+            false => !contains_unknown(&v),
+        };
+        if let (Some(check), true) = (prop.check, checkable) {
+            if let Err(message) = check(&v) {
+                self.rule(p.value.span, message, &p.name);
             }
         }
+        Some(v)
     }
-    for prop in schema.props.iter().filter(|p| p.required) {
-        if decl.property(prop.name).is_none() {
-            diags.push(
-                Diagnostic::new(
-                    decl.span,
-                    format!("missing required property `{}` ({})", prop.name, prop.doc),
-                )
-                .at(&decl.id)
-                .prop(prop.name),
-            );
+
+    /// The rules over the whole declaration: required properties, rules
+    /// between properties, and what the type derives from them.
+    fn whole(&mut self, props: Props) {
+        let (decl, schema) = (self.decl, self.schema);
+        for prop in schema.props.iter().filter(|p| p.required) {
+            if decl.property(prop.name).is_none() {
+                let message = format!("missing required property `{}` ({})", prop.name, prop.doc);
+                self.error(decl.span, message, prop.name);
+            }
         }
-    }
-    let mut props = schema.with_defaults(&props);
-    if let Some(cross) = schema.cross_check {
-        for (name, message) in cross(&props) {
-            let span = decl.property(name).map_or(decl.span, |p| p.value.span);
-            rules.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+        let span_of = |name: &str| decl.property(name).map_or(decl.span, |p| p.value.span);
+        let mut props = schema.with_defaults(&props);
+        if let Some(cross) = schema.cross_check {
+            for (name, message) in cross(&props) {
+                self.rule(span_of(name), message, name);
+            }
         }
-    }
-    {
         if let Some(provider) = providers::lookup(&decl.type_name) {
-            if let Err((name, message)) = provider.derive(&mut props, &stack.dir()) {
-                let span = decl.property(name).map_or(decl.span, |p| p.value.span);
-                rules.push(Diagnostic::new(span, message).at(&decl.id).prop(name));
+            if let Err((name, message)) = provider.derive(&mut props, &self.stack.dir()) {
+                self.rule(span_of(name), message, name);
             }
         }
     }

@@ -368,127 +368,122 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
     let mut variables = BTreeMap::new();
     let mut decls = BTreeMap::new();
     let mut outputs = BTreeMap::new();
-
     let Some(entries) = root.as_map() else {
-        diags.push(Diagnostic::new(
-            root.span,
-            "the stack file must be a map with `stack:` and `resources:`",
-        ));
+        let message = "the stack file must be a map with `stack:` and `resources:`";
+        diags.push(Diagnostic::new(root.span, message));
         return (name, region, variables, decls, outputs);
     };
     for (key, value) in entries {
         match key.as_str().unwrap_or_default() {
-            "stack" => match value.as_str() {
-                Some(s)
-                    if !s.is_empty()
-                        && s.len() <= 128
-                        && s.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-                {
-                    name = s.to_string()
-                }
-                _ => diags.push(
-                    Diagnostic::new(
-                        value.span,
-                        "must be a name of letters, digits, `-` and `_` (it names the state file)",
-                    )
-                    .prop("stack"),
-                ),
-            },
+            "stack" => name = stack_name(value, diags),
             "region" => match value.as_str() {
                 Some(s) if !s.is_empty() => region = Some(s.to_string()),
-                _ => diags.push(
-                    Diagnostic::new(value.span, "must be an AWS region such as us-east-2")
-                        .prop("region"),
-                ),
+                _ => {
+                    let message = "must be an AWS region such as us-east-2";
+                    diags.push(Diagnostic::new(value.span, message).prop("region"));
+                }
             },
             "variables" => {
-                match &value.kind {
-                    NodeKind::Map(vars) => {
-                        for (k, v) in vars {
-                            let var = k.key_text();
-                            if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                                diags.push(Diagnostic::new(k.span, format!("variable name `{var}` may hold only letters, digits and `_`")));
-                            }
-                            variables.insert(var.clone(), variable(k, v, &var, diags));
-                        }
+                let message = "must be a map of variable names to default values";
+                for (k, v) in map_entries(value, message, "variables", diags) {
+                    let var = k.key_text();
+                    if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        let message =
+                            format!("variable name `{var}` may hold only letters, digits and `_`");
+                        diags.push(Diagnostic::new(k.span, message));
                     }
-                    NodeKind::Null => {}
-                    _ => diags.push(
-                        Diagnostic::new(
-                            value.span,
-                            "must be a map of variable names to default values",
-                        )
-                        .prop("variables"),
-                    ),
+                    variables.insert(var.clone(), variable(k, v, &var, diags));
                 }
             }
             "resources" | "data" => {
                 let is_data = key.as_str() == Some("data");
-                match &value.kind {
-                    NodeKind::Map(items) => {
-                        for (k, v) in items {
-                            if let Some(decl) = declaration(k, v, is_data, diags) {
-                                if let Some(prev) = decls.get(&decl.id) {
-                                    let prev: &Decl = prev;
-                                    diags.push(
-                                        Diagnostic::new(
-                                            k.span,
-                                            format!(
-                                                "logical id already used on line {}",
-                                                prev.span.line
-                                            ),
-                                        )
-                                        .at(&decl.id),
-                                    );
-                                } else {
-                                    decls.insert(decl.id.clone(), decl);
-                                }
-                            }
-                        }
+                let message = "must be a map of logical ids to declarations";
+                for (k, v) in map_entries(value, message, &key.key_text(), diags) {
+                    if let Some(decl) = declaration(k, v, is_data, diags) {
+                        add_declaration(&mut decls, decl, k.span, diags);
                     }
-                    NodeKind::Null => {}
-                    _ => diags.push(
-                        Diagnostic::new(value.span, "must be a map of logical ids to declarations")
-                            .prop(&key.key_text()),
-                    ),
                 }
             }
             // Read by `backend` (the state's place is not part of the graph).
             "backend" => {}
-            "outputs" => match &value.kind {
-                NodeKind::Map(items) => {
-                    for (k, v) in items {
-                        outputs.insert(k.key_text(), v.clone());
-                    }
+            "outputs" => {
+                let message = "must be a map of output names to values";
+                for (k, v) in map_entries(value, message, "outputs", diags) {
+                    outputs.insert(k.key_text(), v.clone());
                 }
-                NodeKind::Null => {}
-                _ => diags.push(
-                    Diagnostic::new(value.span, "must be a map of output names to values")
-                        .prop("outputs"),
-                ),
-            },
+            }
             other => diags.push(Diagnostic::new(
                 key.span,
-                match crate::spelling::nearest(other, TOP_KEYS) {
-                    Some(near) => {
-                        format!("unknown top-level key `{other}` (did you mean `{near}`?)")
-                    }
-                    None => format!(
-                        "unknown top-level key `{other}` (expected one of {})",
-                        TOP_KEYS.join(", ")
-                    ),
-                },
+                unknown_key(other, "top-level key", TOP_KEYS),
             )),
         }
     }
     if name.is_empty() && !diags.iter().any(|d| d.property.as_deref() == Some("stack")) {
-        diags.push(Diagnostic::new(
-            root.span,
-            "missing `stack: <name>` (it names the state file and tags every resource)",
-        ));
+        let message = "missing `stack: <name>` (it names the state file and tags every resource)";
+        diags.push(Diagnostic::new(root.span, message));
     }
     (name, region, variables, decls, outputs)
+}
+
+fn stack_name(value: &Node, diags: &mut Vec<Diagnostic>) -> String {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    match value.as_str() {
+        Some(s) if valid(s) => s.to_string(),
+        _ => {
+            let message =
+                "must be a name of letters, digits, `-` and `_` (it names the state file)";
+            diags.push(Diagnostic::new(value.span, message).prop("stack"));
+            String::new()
+        }
+    }
+}
+
+/// The entries of a map; none of an empty value; and a diagnostic (`message`
+/// at `prop`) for anything else.
+fn map_entries<'n>(
+    value: &'n Node,
+    message: &str,
+    prop: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> &'n [(Node, Node)] {
+    match &value.kind {
+        NodeKind::Map(entries) => entries,
+        NodeKind::Null => &[],
+        _ => {
+            diags.push(Diagnostic::new(value.span, message).prop(prop));
+            &[]
+        }
+    }
+}
+
+fn add_declaration(
+    decls: &mut BTreeMap<String, Decl>,
+    decl: Decl,
+    at: Span,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if let Some(prev) = decls.get(&decl.id) {
+        let message = format!("logical id already used on line {}", prev.span.line);
+        diags.push(Diagnostic::new(at, message).at(&decl.id));
+    } else {
+        decls.insert(decl.id.clone(), decl);
+    }
+}
+
+/// "unknown key `x` (did you mean `y`?)", or the keys there are.
+fn unknown_key(other: &str, what: &str, known: &[&str]) -> String {
+    match crate::spelling::nearest(other, known) {
+        Some(near) => format!("unknown {what} `{other}` (did you mean `{near}`?)"),
+        None => format!(
+            "unknown {what} `{other}` (expected one of {})",
+            known.join(", ")
+        ),
+    }
 }
 
 fn declaration(
@@ -503,9 +498,8 @@ fn declaration(
         return None;
     }
     let Some(entries) = value.as_map() else {
-        diags.push(
-            Diagnostic::new(value.span, "must be a map with `type:` and `properties:`").at(&id),
-        );
+        let message = "must be a map with `type:` and `properties:`";
+        diags.push(Diagnostic::new(value.span, message).at(&id));
         return None;
     };
     let mut decl = Decl {
@@ -520,86 +514,68 @@ fn declaration(
         sensitive_keys: None,
     };
     for (k, v) in entries {
-        match k.as_str().unwrap_or_default() {
-            "type" => match v.as_str() {
-                Some(t) => {
-                    decl.type_name = t.to_string();
-                    decl.type_span = v.span;
-                }
-                None => diags.push(
-                    Diagnostic::new(
-                        v.span,
-                        "`type` must be a resource type name such as aws_sns_topic",
-                    )
-                    .at(&id),
-                ),
-            },
-            "properties" => match &v.kind {
-                NodeKind::Map(props) => {
-                    decl.properties = props
-                        .iter()
-                        .map(|(pk, pv)| Property {
-                            name: pk.key_text(),
-                            key_span: pk.span,
-                            value: pv.clone(),
-                        })
-                        .collect()
-                }
-                NodeKind::Null => {}
-                _ => diags.push(Diagnostic::new(v.span, "`properties` must be a map").at(&id)),
-            },
-            "depends_on" => match &v.kind {
-                NodeKind::Seq(items) => {
-                    for item in items {
-                        match item.as_str() {
-                            Some(dep) => decl.depends_on.push((dep.to_string(), item.span)),
-                            None => diags.push(
-                                Diagnostic::new(item.span, "`depends_on` lists logical ids")
-                                    .at(&id),
-                            ),
-                        }
-                    }
-                }
-                NodeKind::Null => {}
-                _ => diags.push(
-                    Diagnostic::new(v.span, "`depends_on` must be a list of logical ids").at(&id),
-                ),
-            },
-            "needs" => decl.needs = needs(&id, v, diags),
-            "sensitive" => match &v.kind {
-                NodeKind::Bool(true) => decl.sensitive_keys = None,
-                NodeKind::Bool(false) => decl.sensitive_keys = Some(Vec::new()),
-                NodeKind::Seq(items) if items.iter().all(|i| i.as_str().is_some()) => {
-                    decl.sensitive_keys =
-                        Some(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
-                }
-                _ => diags.push(
-                    Diagnostic::new(
-                        v.span,
-                        "`sensitive` must be true, false, or the list of names whose values stay sensitive",
-                    )
-                    .at(&id),
-                ),
-            },
-            other => diags.push(
-                Diagnostic::new(
-                    k.span,
-                    match crate::spelling::nearest(other, DECL_KEYS) {
-                        Some(near) => format!("unknown key `{other}` (did you mean `{near}`?)"),
-                        None => format!(
-                            "unknown key `{other}` (expected one of {})",
-                            DECL_KEYS.join(", ")
-                        ),
-                    },
-                )
-                .at(&id),
-            ),
-        }
+        declaration_entry(&mut decl, k, v, diags);
     }
     if decl.type_name.is_empty() && !diags.iter().any(|d| d.resource.as_deref() == Some(&id)) {
         diags.push(Diagnostic::new(key.span, "missing `type:`").at(&id));
     }
     Some(decl)
+}
+
+/// One key of a declaration (`type`, `properties`, `depends_on`, ...).
+fn declaration_entry(decl: &mut Decl, k: &Node, v: &Node, diags: &mut Vec<Diagnostic>) {
+    let id = decl.id.clone();
+    let at = |span: Span, message: &str| Diagnostic::new(span, message).at(&id);
+    match k.as_str().unwrap_or_default() {
+        "type" => match v.as_str() {
+            Some(t) => {
+                decl.type_name = t.to_string();
+                decl.type_span = v.span;
+            }
+            None => diags.push(at(
+                v.span,
+                "`type` must be a resource type name such as aws_sns_topic",
+            )),
+        },
+        "properties" => match &v.kind {
+            NodeKind::Map(props) => {
+                let props = props.iter().map(|(pk, pv)| Property {
+                    name: pk.key_text(),
+                    key_span: pk.span,
+                    value: pv.clone(),
+                });
+                decl.properties = props.collect();
+            }
+            NodeKind::Null => {}
+            _ => diags.push(at(v.span, "`properties` must be a map")),
+        },
+        "depends_on" => match &v.kind {
+            NodeKind::Seq(items) => {
+                for item in items {
+                    match item.as_str() {
+                        Some(dep) => decl.depends_on.push((dep.to_string(), item.span)),
+                        None => diags.push(at(item.span, "`depends_on` lists logical ids")),
+                    }
+                }
+            }
+            NodeKind::Null => {}
+            _ => diags.push(at(v.span, "`depends_on` must be a list of logical ids")),
+        },
+        "needs" => decl.needs = needs(&id, v, diags),
+        "sensitive" => match &v.kind {
+            NodeKind::Bool(true) => decl.sensitive_keys = None,
+            NodeKind::Bool(false) => decl.sensitive_keys = Some(Vec::new()),
+            NodeKind::Seq(items) if items.iter().all(|i| i.as_str().is_some()) => {
+                let keys = items.iter().filter_map(|i| i.as_str().map(str::to_string));
+                decl.sensitive_keys = Some(keys.collect())
+            }
+            _ => diags.push(at(
+                v.span,
+                "`sensitive` must be true, false, or the list of names whose values stay sensitive",
+            )),
+        },
+        other => diags.push(at(k.span, &unknown_key(other, "key", DECL_KEYS))),
+    }
 }
 
 #[cfg(test)]

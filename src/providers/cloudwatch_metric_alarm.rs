@@ -307,80 +307,74 @@ async fn observe(
     tags: Option<Vec<(String, String)>>,
 ) -> Result<Observed, AwsError> {
     let name = a.alarm_name.clone().unwrap_or_default();
-    let name = name.as_str();
     let arn = a.alarm_arn.clone().unwrap_or_default();
     let tags = match tags {
         Some(tags) => tags,
         None => tags_or(cx, &arn, tagging::list(SCHEMA.tagging, cx, &arn)).await?,
     };
-    let mut p = Props::new();
-    let list = |v: Option<Vec<String>>| {
-        Value::Array(v.unwrap_or_default().into_iter().map(Value::from).collect())
-    };
-    p.insert("alarm_name".into(), Value::from(name));
-    p.insert(
-        "alarm_description".into(),
-        Value::from(a.alarm_description.unwrap_or_default()),
-    );
-    p.insert(
-        "namespace".into(),
-        Value::from(a.namespace.unwrap_or_default()),
-    );
-    p.insert(
-        "metric_name".into(),
-        Value::from(a.metric_name.unwrap_or_default()),
-    );
-    if let Some(s) = a.statistic {
-        p.insert("statistic".into(), Value::from(s.as_str()));
-    }
-    if let Some(s) = a.extended_statistic {
-        p.insert("extended_statistic".into(), Value::from(s));
-    }
-    p.insert("period".into(), Value::from(a.period.unwrap_or_default()));
-    p.insert(
-        "evaluation_periods".into(),
-        Value::from(a.evaluation_periods.unwrap_or_default()),
-    );
-    if let Some(m) = a.datapoints_to_alarm {
-        p.insert("datapoints_to_alarm".into(), Value::from(m));
-    }
-    p.insert(
-        "threshold".into(),
-        Value::from(a.threshold.unwrap_or_default()),
-    );
-    if let Some(op) = a.comparison_operator {
-        p.insert("comparison_operator".into(), Value::from(op.as_str()));
-    }
-    p.insert(
-        "treat_missing_data".into(),
-        Value::from(a.treat_missing_data.unwrap_or_else(|| "missing".into())),
-    );
-    p.insert(
-        "dimensions".into(),
-        user_tags(
-            a.dimensions
-                .unwrap_or_default()
-                .into_iter()
-                .map(|d| (d.name.unwrap_or_default(), d.value.unwrap_or_default())),
-        ),
-    );
-    p.insert("alarm_actions".into(), list(a.alarm_actions));
-    p.insert("ok_actions".into(), list(a.ok_actions));
-    p.insert(
-        "insufficient_data_actions".into(),
-        list(a.insufficient_data_actions),
-    );
-    p.insert(
-        "actions_enabled".into(),
-        Value::from(a.actions_enabled.unwrap_or(true)),
-    );
+    let mut props = props_of(a);
     let (tags, owner) = split_tags(tags);
-    p.insert("tags".into(), tags);
+    props.insert("tags".into(), tags);
     Ok(Observed {
-        props: p,
-        attrs: alarm_attrs(&arn, name),
+        props,
+        attrs: alarm_attrs(&arn, &name),
         owner,
     })
+}
+
+/// DescribeAlarms' answer as the stack file names it (tags aside): what
+/// AWS leaves out is its default.
+fn props_of(a: aws_sdk_cloudwatch::types::MetricAlarm) -> Props {
+    let text = |v: Option<String>| Value::from(v.unwrap_or_default());
+    let list = |v: Option<Vec<String>>| Value::from(v.unwrap_or_default());
+    let dimensions = a.dimensions.unwrap_or_default().into_iter();
+    let dimensions = dimensions.map(|d| (d.name.unwrap_or_default(), d.value.unwrap_or_default()));
+    let treat_missing_data = a.treat_missing_data.unwrap_or_else(|| "missing".into());
+    let mut p: Props = [
+        ("alarm_name", text(a.alarm_name)),
+        ("alarm_description", text(a.alarm_description)),
+        ("namespace", text(a.namespace)),
+        ("metric_name", text(a.metric_name)),
+        ("period", Value::from(a.period.unwrap_or_default())),
+        (
+            "evaluation_periods",
+            Value::from(a.evaluation_periods.unwrap_or_default()),
+        ),
+        ("threshold", Value::from(a.threshold.unwrap_or_default())),
+        ("treat_missing_data", Value::from(treat_missing_data)),
+        ("dimensions", user_tags(dimensions)),
+        ("alarm_actions", list(a.alarm_actions)),
+        ("ok_actions", list(a.ok_actions)),
+        (
+            "insufficient_data_actions",
+            list(a.insufficient_data_actions),
+        ),
+        (
+            "actions_enabled",
+            Value::from(a.actions_enabled.unwrap_or(true)),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let optional = [
+        ("statistic", a.statistic.map(|s| Value::from(s.as_str()))),
+        ("extended_statistic", a.extended_statistic.map(Value::from)),
+        (
+            "datapoints_to_alarm",
+            a.datapoints_to_alarm.map(Value::from),
+        ),
+        (
+            "comparison_operator",
+            a.comparison_operator.map(|o| Value::from(o.as_str())),
+        ),
+    ];
+    for (k, v) in optional {
+        if let Some(v) = v {
+            p.insert(k.to_string(), v);
+        }
+    }
+    p
 }
 
 fn alarm_arn(cx: &Ctx, account: &str, name: &str) -> String {
@@ -571,5 +565,35 @@ mod tests {
         assert!(one_of(MISSING_DATA)(&json!("notBreaching")).is_ok());
         assert!(one_of(MISSING_DATA)(&json!("zero")).is_err());
         assert!(check_actions(&json!(["not-an-arn"])).is_err());
+    }
+
+    #[test]
+    fn describe_alarms_answer_reads_as_the_stack_file_names_it() {
+        use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic};
+        let alarm = MetricAlarm::builder()
+            .alarm_name("slow")
+            .namespace("App")
+            .metric_name("Slow")
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(2)
+            .threshold(3.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .dimensions(Dimension::builder().name("Host").value("web-1").build())
+            .alarm_actions("arn:aws:lambda:us-east-2:123456789012:function:fix")
+            .build();
+        let p = props_of(alarm);
+        assert_eq!(
+            Value::Object(p),
+            json!({
+                "alarm_name": "slow", "alarm_description": "", "namespace": "App",
+                "metric_name": "Slow", "statistic": "Sum", "period": 60,
+                "evaluation_periods": 2, "threshold": 3.0,
+                "comparison_operator": "GreaterThanOrEqualToThreshold",
+                "treat_missing_data": "missing", "dimensions": {"Host": "web-1"},
+                "alarm_actions": ["arn:aws:lambda:us-east-2:123456789012:function:fix"],
+                "ok_actions": [], "insufficient_data_actions": [], "actions_enabled": true,
+            })
+        );
     }
 }

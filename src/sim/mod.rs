@@ -631,30 +631,7 @@ impl Sim<'_> {
                 "runtime {runtime_name}: stackctl runs custom-runtime (provided.*) functions only"
             ));
         }
-        let dir = self.pipeline.v.stack.dir();
-        let zip = match (
-            d.props.get("source").and_then(Value::as_str),
-            d.props.get("filename").and_then(Value::as_str),
-        ) {
-            (Some(source), _) => {
-                let arch = crate::providers::str_list(d.props.get("architectures"))
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| "x86_64".into());
-                let (crate_dir, events) = (dir.join(source), self.cx.events.clone());
-                tokio::task::spawn_blocking(move || {
-                    crate::build::build(&crate_dir, &arch, events.as_ref())
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
-                .zip
-            }
-            (None, Some(file)) => {
-                std::fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?
-            }
-            _ => return Err("the function has no code (`source` or `filename`)".into()),
-        };
+        let zip = self.function_code(d).await?;
         let bootstrap =
             crate::package::unzip_file(&zip, "bootstrap").ok_or("the code has no `bootstrap`")?;
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -662,20 +639,74 @@ impl Sim<'_> {
         std::fs::write(&exe, bootstrap).map_err(|e| e.to_string())?;
         std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| e.to_string())?;
-
-        let name = text(&d.props, "function_name");
         let arn = d
             .attrs
             .get("arn")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let api = runtime::RuntimeApi::start(&arn)
+            .unwrap_or_default();
+        let api = runtime::RuntimeApi::start(arn)
             .await
             .map_err(|e| e.to_string())?;
         let timeout =
             Duration::from_secs(d.props.get("timeout").and_then(Value::as_u64).unwrap_or(3));
-        let mut cmd = std::process::Command::new(&exe);
+        let mut child = self
+            .runtime_command(d, &exe, work.path(), &api.address)
+            .spawn()
+            .map_err(|e| format!("cannot run the function's bootstrap: {e}"))?;
+        let stdout = child.stdout.take();
+        let logged = std::thread::spawn(move || {
+            let lines = stdout.map(|s| std::io::BufReader::new(s).lines().map_while(Result::ok));
+            lines.map(Iterator::collect::<Vec<_>>).unwrap_or_default()
+        });
+        let answer_by = timeout + Duration::from_secs(10);
+        let outcome = api.invoke("simulate-1", event, timeout, answer_by).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let lines = logged.join().unwrap_or_default();
+        let outcome = outcome.ok_or_else(|| {
+            format!(
+                "no answer within the function's timeout ({}s)",
+                timeout.as_secs()
+            )
+        })?;
+        Ok((outcome, self.steps(function, &lines)))
+    }
+
+    /// The zip apply uploads: built from `source` (or reused), or `filename`.
+    async fn function_code(&self, d: &Deployed) -> Result<Vec<u8>, String> {
+        let dir = self.pipeline.v.stack.dir();
+        let source = d.props.get("source").and_then(Value::as_str);
+        match (source, d.props.get("filename").and_then(Value::as_str)) {
+            (Some(source), _) => {
+                let arch = crate::providers::str_list(d.props.get("architectures"))
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "x86_64".into());
+                let (crate_dir, events) = (dir.join(source), self.cx.events.clone());
+                let built = tokio::task::spawn_blocking(move || {
+                    crate::build::build(&crate_dir, &arch, events.as_ref())
+                });
+                let built = built.await.map_err(|e| e.to_string())?;
+                Ok(built.map_err(|e| e.to_string())?.zip)
+            }
+            (None, Some(file)) => {
+                std::fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))
+            }
+            _ => Err("the function has no code (`source` or `filename`)".into()),
+        }
+    }
+
+    /// The function's bootstrap with the environment Lambda gives it.
+    fn runtime_command(
+        &self,
+        d: &Deployed,
+        exe: &std::path::Path,
+        work: &std::path::Path,
+        api: &str,
+    ) -> std::process::Command {
+        let name = text(&d.props, "function_name");
+        let memory = d.props.get("memory_size").map(Value::to_string);
+        let mut cmd = std::process::Command::new(exe);
         cmd.env_clear()
             // The standard configuration chain for its own calls, as the caller has it.
             .envs(
@@ -683,65 +714,25 @@ impl Sim<'_> {
                     .filter(|(k, _)| k.starts_with("AWS_") || k == "HOME" || k == "PATH"),
             )
             .env("AWS_REGION", self.cx.region())
-            .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+            .env("AWS_LAMBDA_RUNTIME_API", api)
             .env("AWS_LAMBDA_FUNCTION_NAME", &name)
             .env(
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-                d.props
-                    .get("memory_size")
-                    .map(Value::to_string)
-                    .unwrap_or_else(|| "128".into()),
+                memory.unwrap_or_else(|| "128".into()),
             )
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "simulate")
             .env("_HANDLER", text(&d.props, "handler"))
-            .env("LAMBDA_TASK_ROOT", work.path())
-            .current_dir(work.path())
+            .env("LAMBDA_TASK_ROOT", work)
+            .current_dir(work)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
-        if let Some(vars) = d
-            .props
-            .get("environment")
-            .and_then(|e| e.get("variables"))
-            .and_then(Value::as_object)
-        {
-            for (k, v) in vars {
-                cmd.env(k, v.as_str().map_or_else(|| v.to_string(), str::to_string));
-            }
+        let environment = d.props.get("environment").and_then(|e| e.get("variables"));
+        for (k, v) in environment.and_then(Value::as_object).into_iter().flatten() {
+            cmd.env(k, v.as_str().map_or_else(|| v.to_string(), str::to_string));
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run the function's bootstrap: {e}"))?;
-        let stdout = child.stdout.take();
-        let logged = std::thread::spawn(move || {
-            stdout
-                .map(|s| {
-                    std::io::BufReader::new(s)
-                        .lines()
-                        .map_while(Result::ok)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        });
-        let outcome = api
-            .invoke(
-                "simulate-1",
-                event,
-                timeout,
-                timeout + Duration::from_secs(10),
-            )
-            .await
-            .ok_or_else(|| {
-                format!(
-                    "no answer within the function's timeout ({}s)",
-                    timeout.as_secs()
-                )
-            });
-        let _ = child.kill();
-        let _ = child.wait();
-        let lines = logged.join().unwrap_or_default();
-        Ok((outcome?, self.steps(function, &lines)))
+        cmd
     }
 
     /// The function's step logs (one JSON line per step), as (resource,
