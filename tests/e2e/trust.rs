@@ -1029,3 +1029,28 @@ fn a_closed_stdout_never_stops_a_run() {
         .stdout
         .contains("notifications_policy"));
 }
+
+/// CloudWatch speaks CBOR (the proxy translates moto's JSON): a refusal
+/// reaches the user as AWS's code and message, and the retry converges.
+#[test]
+fn a_cloudwatch_refusal_in_cbor_is_told_with_awss_code() {
+    let env = Env::new();
+    env.write_stack("stack: cw\nresources:\n  alarm:\n    type: aws_cloudwatch_metric_alarm\n    properties:\n      alarm_name: cw-alarm\n      namespace: App\n      metric_name: Slow\n      statistic: Sum\n      period: 60\n      evaluation_periods: 1\n      threshold: 1.5\n      comparison_operator: GreaterThanThreshold\n");
+    env.aws.inject(Fault::coded(
+        "monitoring",
+        "PutMetricAlarm",
+        400,
+        "LimitExceeded",
+        "The maximum number of alarms has been reached.",
+    ));
+    let out = env.stackctl(&["apply", "--auto-approve"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("LimitExceeded: The maximum number of alarms has been reached."),
+        "{}",
+        out.stderr
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}

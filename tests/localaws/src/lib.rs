@@ -216,6 +216,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 mod bridge;
+mod cbor;
 
 pub struct LocalAws {
     /// The proxy's URL: what AWS_ENDPOINT_URL should be.
@@ -709,13 +710,20 @@ async fn proxy(
     if shared.in_outage() {
         return Err("outage".into());
     }
-    let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let (mut parts, body) = req.into_parts();
+    let mut body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
     let started = std::time::Instant::now();
     let (service, operation) =
         classify(parts.method.as_str(), &path, &query, &parts.headers, &body);
+    // moto reads CloudWatch's JSON protocol, not CBOR: the same call in that
+    // form, and the answer back in CBOR below.
+    let cbor = cbor::is_cbor(&parts.headers);
+    if cbor {
+        body = Bytes::from(cbor::request_to_json(&body)?);
+        cbor::as_json_request(&mut parts, &operation);
+    }
     let latency = *lock(&shared.latency);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -801,6 +809,10 @@ async fn proxy(
             Some(b.body(Full::new(Bytes::from(body))).unwrap_or_default())
         }
         _ => Some(response),
+    };
+    let answer = match answer {
+        Some(a) if cbor => Some(cbor::as_cbor_response(&call.operation, a).await),
+        other => other,
     };
     call.status = answer.as_ref().map_or(0, |r| r.status().as_u16());
     if let Some(log) = lock(&shared.log).as_mut() {

@@ -21,6 +21,20 @@ pub fn error(
             serde_json::json!({"__type": format!("com.amazonaws.sqs#{code}"), "message": message})
                 .to_string(),
         ),
+        // awsJson 1.0 as CloudWatch answers it (awsQueryCompatible); the
+        // proxy turns it into CBOR for a client speaking RPC v2 CBOR.
+        "monitoring" => (
+            status,
+            vec![
+                h("content-type", "application/x-amz-json-1.0"),
+                h(
+                    "x-amzn-query-error",
+                    &format!("{code};{}", if status >= 500 { "Receiver" } else { "Sender" }),
+                ),
+            ],
+            serde_json::json!({"__type": format!("com.amazonaws.cloudwatch#{code}"), "message": message})
+                .to_string(),
+        ),
         "logs" => (
             status,
             vec![h("content-type", "application/x-amz-json-1.1")],
@@ -50,7 +64,7 @@ pub fn error(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>0000000000000000</RequestId></Error>"
             ),
         ),
-        // awsQuery: SNS, IAM, STS, CloudWatch.
+        // awsQuery: SNS, IAM, STS.
         _ => (
             status,
             vec![h("content-type", "text/xml")],
