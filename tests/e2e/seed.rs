@@ -64,8 +64,14 @@ fn glob_parse(glob: &str, line: &str) -> Option<Vec<String>> {
     Some(captures)
 }
 
-#[test]
-fn seed_stack_applies_links_updates_in_place_and_destroys() {
+/// The seed stack, applied: each test below reads one part of it.
+struct Applied {
+    env: Env,
+    state: Value,
+    calls: Vec<localaws::Call>,
+}
+
+fn applied() -> Applied {
     let env = Env::new();
     env.write_stack(&seed_stack_with_zip(&env));
     env.take_calls();
@@ -76,18 +82,18 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         "{}",
         out.stdout
     );
-    let apply_calls = env.take_calls();
+    let calls = env.take_calls();
     let state = env.state("automate-monitoring");
-    let function_arn = attr(&state, "remediation", "arn");
-    let alarm_arn = attr(&state, "slow_response_alarm", "arn");
-    let topic_arn = rid(&state, "lambda_topic");
-    let instance_id = rid(&state, "dev_instance");
-    let instance_arn = attr(&state, "dev_instance", "arn");
-    let queue_url = rid(&state, "notifications");
-    let rt = &env.rt;
+    Applied { env, state, calls }
+}
 
-    // The alarm: more than 5 slow responses in 10 minutes invokes the function.
-    let alarm = slow_responses_alarm(&env).expect("the alarm exists");
+/// The alarm: more than 5 slow responses in 10 minutes invokes the function.
+#[test]
+fn the_alarm_counts_slow_responses_over_ten_minutes_and_invokes_the_function() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let function_arn = attr(state, "remediation", "arn");
+    let alarm = slow_responses_alarm(env).expect("the alarm exists");
     assert_eq!(
         alarm.alarm_actions.as_deref(),
         Some(&[function_arn.clone()][..])
@@ -111,8 +117,15 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         (alarm.namespace.as_deref(), alarm.metric_name.as_deref()),
         (Some("MyApp"), Some("SlowResponses"))
     );
+}
 
-    // The alarm may invoke the function, and only that alarm.
+/// The alarm may invoke the function, and only that alarm.
+#[test]
+fn only_the_alarm_may_invoke_the_function() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let alarm_arn = attr(state, "slow_response_alarm", "arn");
     let policy = rt
         .block_on(
             env.lambda()
@@ -140,8 +153,16 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         statement["Condition"]["ArnLike"]["AWS:SourceArn"],
         alarm_arn.as_str()
     );
+}
 
-    // The function: its role, its code, and the instance and topic by reference.
+/// The function: its role, its code, and the instance and topic by reference.
+#[test]
+fn the_function_runs_as_its_role_with_the_instance_and_topic_by_reference() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let topic_arn = rid(state, "lambda_topic");
+    let instance_id = rid(state, "dev_instance");
     let function = rt
         .block_on(
             env.lambda()
@@ -159,8 +180,16 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
     assert_eq!(config.timeout, Some(300));
     let role_arn = config.role.unwrap();
     assert!(role_arn.ends_with(":role/lambda_iam_role01"), "{role_arn}");
+}
 
-    // The role: trusted by Lambda, with exactly the policy it needs plus logging.
+/// The role: trusted by Lambda, with exactly the policy it needs plus logging.
+#[test]
+fn the_role_is_trusted_by_lambda_and_granted_only_what_the_function_needs() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let topic_arn = rid(state, "lambda_topic");
+    let instance_arn = attr(state, "dev_instance", "arn");
     let role = rt
         .block_on(env.iam().get_role().role_name("lambda_iam_role01").send())
         .unwrap()
@@ -194,7 +223,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
             "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".to_string(),
         ]
     );
-    let policy_arn = rid(&state, "lambda_policy");
+    let policy_arn = rid(state, "lambda_policy");
     let version = rt
         .block_on(env.iam().get_policy().policy_arn(&policy_arn).send())
         .unwrap()
@@ -231,8 +260,16 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
             assert_eq!(st["Resource"], expected, "{action}");
         }
     }
+}
 
-    // Messaging: the queue subscribes to the topic and only that topic may send.
+/// Messaging: the queue subscribes to the topic and only that topic may send.
+#[test]
+fn the_queue_subscribes_to_the_topic_and_only_that_topic_may_send() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let topic_arn = rid(state, "lambda_topic");
+    let queue_url = rid(state, "notifications");
     let queue_attrs = rt
         .block_on(
             env.sqs()
@@ -258,7 +295,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         .block_on(
             env.sns()
                 .get_subscription_attributes()
-                .subscription_arn(rid(&state, "notifications_subscription"))
+                .subscription_arn(rid(state, "notifications_subscription"))
                 .send(),
         )
         .unwrap()
@@ -268,8 +305,15 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         (sub["TopicArn"].as_str(), sub["Endpoint"].as_str()),
         (topic_arn.as_str(), queue_arn.as_str())
     );
+}
 
-    // The instance: tagged, in its security group; SSH only from the variable's range.
+/// The instance: tagged, in its security group; SSH only from the variable's range.
+#[test]
+fn the_instance_is_tagged_and_in_its_group_with_ssh_only_from_the_variables_range() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let instance_id = rid(state, "dev_instance");
     let instances = rt
         .block_on(
             env.ec2()
@@ -301,12 +345,12 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         tags.contains(&("stackctl:id".into(), "dev_instance".into())),
         "{tags:?}"
     );
-    let sg_id = rid(&state, "ssh_access");
+    let sg_id = rid(state, "ssh_access");
     assert_eq!(
         instance.security_groups.unwrap()[0].group_id.as_deref(),
         Some(sg_id.as_str())
     );
-    let sg = security_group(&env, &sg_id);
+    let sg = security_group(env, &sg_id);
     let ingress = sg.ip_permissions.unwrap();
     assert_eq!(ingress.len(), 1);
     assert_eq!(
@@ -325,9 +369,15 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         vec!["203.0.113.0/24"],
         "never 0.0.0.0/0 for SSH by default"
     );
+}
 
-    // Logs: the group and stream, the metric filter, and a saved query that finds
-    // the slow lines and extracts the number.
+/// Logs: the group and stream, the metric filter, and a saved query that finds
+/// the slow lines and extracts the number.
+#[test]
+fn the_logs_filter_and_saved_query_find_the_slow_lines() {
+    let applied = applied();
+    let env = &applied.env;
+    let rt = &env.rt;
     let filters = rt
         .block_on(
             env.logs()
@@ -376,9 +426,15 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         Some(vec!["/api/data".to_string(), "3500".to_string()])
     );
     assert!(text.contains("filter responseTime > 3000"));
+}
 
-    // No change: no perpetual diff from policy formatting, tags, defaults or
-    // normalised values, and no mutating call.
+/// No change: no perpetual diff from policy formatting, tags, defaults or
+/// normalised values, and no mutating call.
+#[test]
+fn a_second_plan_and_apply_change_nothing_and_only_read() {
+    let applied = applied();
+    let env = &applied.env;
+    let apply_calls = &applied.calls;
     env.take_calls();
     let out = env.stackctl(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "{}", out.stdout);
@@ -394,9 +450,17 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         apply_calls.len(),
         noop_calls.len()
     );
+}
 
-    // Every type that AWS can change in place is changed in place.
-    let edited = seed_stack_with_zip(&env)
+/// Every type that AWS can change in place is changed in place.
+#[test]
+fn every_type_aws_changes_in_place_is_updated_in_place() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let instance_id = rid(state, "dev_instance");
+    let sg_id = rid(state, "ssh_access");
+    let edited = seed_stack_with_zip(env)
         .replace("retention_in_days: 14", "retention_in_days: 30")
         .replace("| sort @timestamp desc", "| sort responseTime desc")
         .replace("response_time>3000", "response_time>3500")
@@ -453,9 +517,9 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
     assert_eq!(rid(&state, "remediation"), "lambda_function01");
     let config = env.function_config();
     assert_eq!(config.timeout, Some(240));
-    let alarm = slow_responses_alarm(&env).expect("the alarm exists");
+    let alarm = slow_responses_alarm(env).expect("the alarm exists");
     assert_eq!(alarm.threshold, Some(6.0));
-    let sg = security_group(&env, &sg_id);
+    let sg = security_group(env, &sg_id);
     let cidrs: Vec<_> = sg.ip_permissions.unwrap()[0]
         .ip_ranges
         .clone()
@@ -476,11 +540,17 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
         .unwrap()
         .remove(0);
     assert_eq!(group.retention_in_days, Some(30));
+}
 
-    // Destroy in an order AWS accepts; nothing is left.
-    let out = env
-        .stackctl(&[&["destroy", "--auto-approve"][..], &vars].concat())
-        .ok();
+/// Destroy in an order AWS accepts; nothing is left.
+#[test]
+fn destroy_deletes_in_an_order_aws_accepts_and_leaves_nothing() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let rt = &env.rt;
+    let instance_id = rid(state, "dev_instance");
+    let sg_id = rid(state, "ssh_access");
+    let out = env.stackctl(&["destroy", "--auto-approve"]).ok();
     assert!(out.stdout.contains("17 destroyed"), "{}", out.stdout);
     assert!(rt
         .block_on(
@@ -493,7 +563,7 @@ fn seed_stack_applies_links_updates_in_place_and_destroys() {
     assert!(rt
         .block_on(env.iam().get_role().role_name("lambda_iam_role01").send())
         .is_err());
-    assert!(slow_responses_alarm(&env).is_none());
+    assert!(slow_responses_alarm(env).is_none());
     let groups = rt
         .block_on(
             env.logs()
