@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::config::expr;
 use crate::events::Event;
 use crate::plan::{self, Action, Change, Plan, StackValues};
-use crate::providers::{self, AwsError, Ctx, Found, Provider, Reach, Resource};
+use crate::providers::{self, Ctx, Found, Provider, ProviderError, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
 use crate::state::{
     Backend, Deposed, Lease, Operation, Outcome as Ending, ResourceState, State, StateError,
@@ -61,7 +61,7 @@ impl Outcome {
 }
 
 /// One step's AWS calls, ready to run on the runtime.
-type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, AwsError>> + Send>>;
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Done, ProviderError>> + Send>>;
 
 /// What a finished AWS step reports back to the walk.
 enum Done {
@@ -197,8 +197,19 @@ fn dependents_of(needs: &HashMap<Step, HashSet<Step>>) -> HashMap<Step, Vec<Step
 
 /// The length of the longest chain of steps a step heads, then its place in
 /// the plan (earlier first).
+/// What stops a run before its outcome can be told.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The state could not be written, or the lock was lost.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A step's task ended without an answer (a defect in stackctl).
+    #[error("a step of the run failed unexpectedly: {0}")]
+    Crashed(String),
+}
+
 /// A step's result, and the moment it was sent.
-type Sent = (Result<Done, AwsError>, Instant);
+type Sent = (Result<Done, ProviderError>, Instant);
 
 /// How many intents a finished state write holds.
 type Durable = tokio::sync::watch::Receiver<u64>;
@@ -249,14 +260,14 @@ async fn gated(
 ) -> Sent {
     if let Some(gate) = gate {
         if durable.wait_for(|d| *d >= gate).await.is_err() {
-            let e = AwsError::local("the state could not be written: not sent");
+            let e = ProviderError::withheld("the state could not be written: not sent");
             return (Err(e), Instant::now());
         }
     }
     if let Some(lease) = lease {
         if let Err(e) = lease.confirm(LEASE_AGE).await {
             return (
-                Err(AwsError::local(format!("not sent: {e}"))),
+                Err(ProviderError::withheld(format!("not sent: {e}"))),
                 Instant::now(),
             );
         }
@@ -362,7 +373,7 @@ impl Walk<'_> {
     /// pipeline: one write at a time, each carrying every change made since
     /// the last; a create waits only for the write of its own intent, so the
     /// walk never stands still while the backend (a remote bucket) answers.
-    pub async fn run(self, plan: &Plan) -> Result<Outcome, StateError> {
+    pub async fn run(self, plan: &Plan) -> Result<Outcome, ApplyError> {
         let Walk {
             v,
             values,
@@ -477,7 +488,7 @@ impl<'a> Steps<'a> {
         });
     }
 
-    async fn walk(mut self, plan: &Plan, file: &'a mut dyn Backend) -> Result<Outcome, StateError> {
+    async fn walk(mut self, plan: &Plan, file: &'a mut dyn Backend) -> Result<Outcome, ApplyError> {
         let mut run = Schedule::new(plan, self.state);
         let mut signals = Signals::new();
         // The pipeline of state writes: `self.intents` counts intents
@@ -552,7 +563,7 @@ impl<'a> Steps<'a> {
         &mut self,
         run: &mut Schedule,
         joined: Result<(tokio::task::Id, Sent), tokio::task::JoinError>,
-    ) -> Result<(), StateError> {
+    ) -> Result<(), ApplyError> {
         let (task, (result, started)) = match joined {
             Ok(finished) => finished,
             Err(e) if e.is_cancelled() => {
@@ -561,10 +572,7 @@ impl<'a> Steps<'a> {
                 }
                 return Ok(());
             }
-            Err(e) => {
-                let e = format!("a step of the run failed unexpectedly: {e}");
-                return Err(StateError::Backend(e));
-            }
+            Err(e) => return Err(ApplyError::Crashed(e.to_string())),
         };
         let Some(step) = run.in_flight.remove(&task) else {
             return Ok(());
@@ -604,7 +612,7 @@ impl<'a> Steps<'a> {
         mut outcome: Outcome,
         plan: &Plan,
         file: &mut dyn Backend,
-    ) -> Result<Outcome, StateError> {
+    ) -> Result<Outcome, ApplyError> {
         outcome.skipped.sort();
         outcome.skipped.dedup();
         if outcome.ok() {
@@ -663,31 +671,32 @@ impl<'a> Steps<'a> {
         step: &Step,
         change: Option<&Change>,
         plan: &Plan,
-    ) -> Result<Job, AwsError> {
+    ) -> Result<Job, ProviderError> {
         let id = step.1.clone();
         match step.0 {
             StepKind::Delete => self.start_delete(id),
             StepKind::DeleteDeposed => self.start_delete_deposed(id),
             StepKind::Apply => {
-                let change = change
-                    .ok_or_else(|| AwsError::local(format!("no change planned for `{id}`")))?;
+                let change = change.ok_or_else(|| {
+                    ProviderError::refused(format!("no change planned for `{id}`"))
+                })?;
                 self.start_apply(change, &plan.data)
             }
         }
     }
 
-    fn provider(type_name: &str) -> Result<&'static dyn Provider, AwsError> {
+    fn provider(type_name: &str) -> Result<&'static dyn Provider, ProviderError> {
         providers::lookup(type_name)
-            .ok_or_else(|| AwsError::local(format!("unknown type `{type_name}`")))
+            .ok_or_else(|| ProviderError::refused(format!("unknown type `{type_name}`")))
     }
 
-    fn start_delete(&mut self, id: String) -> Result<Job, AwsError> {
+    fn start_delete(&mut self, id: String) -> Result<Job, ProviderError> {
         let rec = self
             .state
             .resources
             .get(&id)
             .cloned()
-            .ok_or_else(|| AwsError::local(format!("`{id}` is not in the state")))?;
+            .ok_or_else(|| ProviderError::refused(format!("`{id}` is not in the state")))?;
         let provider = Self::provider(&rec.type_name)?;
         let cx = self.cx.clone();
         if rec.physical_id.is_some() {
@@ -715,7 +724,7 @@ impl<'a> Steps<'a> {
         }
     }
 
-    fn start_delete_deposed(&mut self, id: String) -> Result<Job, AwsError> {
+    fn start_delete_deposed(&mut self, id: String) -> Result<Job, ProviderError> {
         let deposed: Vec<ResourceState> = self
             .state
             .deposed
@@ -742,7 +751,7 @@ impl<'a> Steps<'a> {
         &mut self,
         change: &Change,
         data: &BTreeMap<String, Map<String, Value>>,
-    ) -> Result<Job, AwsError> {
+    ) -> Result<Job, ProviderError> {
         let id = change.id.clone();
         let provider = Self::provider(&change.type_name)?;
         let schema = provider.schema();
@@ -767,12 +776,12 @@ impl<'a> Steps<'a> {
             .iter()
             .find(|(k, v)| contains_unknown(v) && !settles(k))
         {
-            return Err(AwsError::local(format!(
+            return Err(ProviderError::refused(format!(
                 "property `{name}` is still unknown after its dependencies were applied"
             )));
         }
         if let Some(name) = differs_from_plan(schema, change, &props) {
-            return Err(AwsError::local(format!(
+            return Err(ProviderError::refused(format!(
                 "`{name}` is no longer what the plan showed (its sources or inputs changed since); run `stackctl plan` again"
             )));
         }
@@ -946,7 +955,7 @@ impl<'a> Steps<'a> {
         step: &Step,
         change: Option<&Change>,
         ran: bool,
-        err: AwsError,
+        err: ProviderError,
         outcome: &mut Outcome,
         dependents: &HashMap<Step, Vec<Step>>,
         needs: &mut HashMap<Step, HashSet<Step>>,
@@ -988,7 +997,7 @@ impl<'a> Steps<'a> {
     }
 
     /// After a failed update or delete: what AWS may have done to the object.
-    fn keep_unfinished(&mut self, id: &str, err: &AwsError) {
+    fn keep_unfinished(&mut self, id: &str, err: &ProviderError) {
         if let Some(rec) = self.state.resources.get_mut(id) {
             rec.unfinished = match err.reach {
                 Reach::Unknown => rec.unfinished.take().map(|u| Unfinished {
@@ -1003,7 +1012,7 @@ impl<'a> Steps<'a> {
     /// After a failed create: records what it made, or drops the intent when
     /// nothing reached AWS, or keeps it for the next run to look for. Returns
     /// what to add to the error.
-    fn keep_create_intent(&mut self, id: &str, err: &AwsError) -> String {
+    fn keep_create_intent(&mut self, id: &str, err: &ProviderError) -> String {
         if let Some(pid) = err.created.clone() {
             // The resource exists; a later step of its create failed.
             if let Some(rec) = self.state.resources.get_mut(id) {
@@ -1066,7 +1075,7 @@ async fn create_or_adopt(
     id: &str,
     props: Props,
     intent: Intent,
-) -> Result<Done, AwsError> {
+) -> Result<Done, ProviderError> {
     let r = Resource {
         logical_id: id,
         props: &props,
@@ -1075,7 +1084,7 @@ async fn create_or_adopt(
     match providers::locate(provider, cx, &r, intent.inherited).await? {
         Found::Ours(pid, observed) => return finish_adopted(provider, cx, &r, pid, observed).await,
         Found::Foreign(pid) => {
-            return Err(AwsError::local(format!(
+            return Err(ProviderError::refused(format!(
                 "a {} with this identity ({}) already exists and was not created by this stack: {pid}. stackctl does not take over what it did not make; import it with `stackctl import {id} {pid}`, or give `{id}` another name",
                 provider.schema().type_name,
                 identity_of(provider.schema(), &props),
@@ -1111,7 +1120,7 @@ async fn finish_adopted(
     r: &Resource<'_>,
     pid: String,
     observed: providers::Observed,
-) -> Result<Done, AwsError> {
+) -> Result<Done, ProviderError> {
     let schema = provider.schema();
     // Values the create would have generated are what the object has.
     let mut want = r.props.clone();

@@ -9,7 +9,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::providers::{self, AwsError, Ctx, Observed};
+use crate::plan::ReadError;
+use crate::providers::{self, Ctx, Observed, ProviderError};
 use crate::schema::{Schema, Type};
 use crate::sensitive;
 
@@ -49,25 +50,23 @@ pub fn parse_target(arg: &str) -> Result<Target, String> {
 }
 
 /// Reads every target and writes the stack file.
-pub async fn generate(
-    cx: &Ctx,
-    stack: &str,
-    targets: &[Target],
-) -> Result<String, (String, AwsError)> {
+pub async fn generate(cx: &Ctx, stack: &str, targets: &[Target]) -> Result<String, ReadError> {
     let mut read = Vec::new();
     for t in targets {
+        let failed = |error| ReadError::Import {
+            id: t.id.clone(),
+            error,
+        };
         let p = providers::lookup(&t.type_name)
-            .ok_or_else(|| (t.id.clone(), AwsError::local("unknown type")))?;
-        let observed = p
-            .read(cx, &t.physical_id)
-            .await
-            .map_err(|e| (t.id.clone(), e))?
-            .ok_or_else(|| {
-                (
-                    t.id.clone(),
-                    AwsError::local(format!("{} does not exist", t.physical_id)),
-                )
-            })?;
+            .ok_or_else(|| failed(ProviderError::refused("unknown type")))?;
+        let observed = p.read(cx, &t.physical_id).await.map_err(failed)?;
+        let missing = || {
+            failed(ProviderError::refused(format!(
+                "{} does not exist",
+                t.physical_id
+            )))
+        };
+        let observed = observed.ok_or_else(missing)?;
         read.push((t, p.schema(), observed));
     }
     Ok(render(stack, &cx.region(), &read))

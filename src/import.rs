@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::plan::{self, StackValues};
-use crate::providers::{self, AwsError, Ctx, Observed, Provider, Resource};
+use crate::providers::{self, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{contains_unknown, Props};
 use crate::state::{ResourceState, State};
 use crate::validate::Validated;
@@ -44,7 +44,7 @@ pub enum ImportError {
         id: String,
     },
     #[error("`{id}`: {error}")]
-    Aws { id: String, error: AwsError },
+    Aws { id: String, error: ProviderError },
 }
 
 /// Reads `physical_id` as the stack's resource `id` and records it.

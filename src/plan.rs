@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::config::expr;
 use crate::graph::Graph;
-use crate::providers::{self, AwsError, Ctx, Found, Observed, Resource};
+use crate::providers::{self, Ctx, Found, Observed, ProviderError, Resource};
 use crate::schema::{self, contains_unknown, is_unknown, unknown, Props, Schema};
 use crate::sensitive;
 use crate::state::{ResourceState, State};
@@ -122,6 +122,17 @@ pub struct StackValues {
     pub account_id: Option<String>,
 }
 
+/// A resource or data source AWS could not be asked about, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("refreshing `{id}` from AWS: {error}")]
+    Refresh { id: String, error: ProviderError },
+    #[error("reading data source `{id}`: {error}")]
+    DataSource { id: String, error: ProviderError },
+    #[error("reading `{id}`: {error}")]
+    Import { id: String, error: ProviderError },
+}
+
 /// Reads every recorded resource from AWS, `parallelism` calls at a time.
 /// Types AWS reads in batches (alarms by 100 names, log groups a page at a
 /// time) are read in batches, and the tags of many resources come from the
@@ -133,7 +144,7 @@ pub async fn refresh(
     cx: &Ctx,
     state: &State,
     parallelism: usize,
-) -> Result<BTreeMap<String, Refreshed>, (String, AwsError)> {
+) -> Result<BTreeMap<String, Refreshed>, ReadError> {
     trust_bulk_tags(cx, state).await;
     let mut batches: BTreeMap<&str, Vec<(&String, String)>> = BTreeMap::new();
     let mut singles = Vec::new();
@@ -187,7 +198,10 @@ pub async fn refresh(
     results
         .into_iter()
         .flatten()
-        .map(|(id, r)| r.map(|v| (id.clone(), v)).map_err(|e| (id, e)))
+        .map(|(id, r)| match r {
+            Ok(found) => Ok((id, found)),
+            Err(error) => Err(ReadError::Refresh { id, error }),
+        })
         .collect()
 }
 
@@ -196,7 +210,7 @@ async fn refresh_one(
     id: &str,
     rec: &ResourceState,
     provider: &'static dyn providers::Provider,
-) -> Result<Refreshed, AwsError> {
+) -> Result<Refreshed, ProviderError> {
     let found = match &rec.physical_id {
         Some(pid) => provider
             .read_recorded(cx, pid, &rec.attrs)
@@ -279,16 +293,17 @@ pub async fn read_data(
     cx: &Ctx,
     v: &Validated,
     values: &StackValues,
-) -> Result<BTreeMap<String, Map<String, Value>>, (String, AwsError)> {
+) -> Result<BTreeMap<String, Map<String, Value>>, ReadError> {
     let mut out = BTreeMap::new();
     for decl in v.stack.decls.values().filter(|d| d.is_data) {
         let props = resolve_props(v, &decl.id, values, &|_, _| None);
+        let failed = |error| ReadError::DataSource {
+            id: decl.id.clone(),
+            error,
+        };
         let provider = providers::lookup(&decl.type_name)
-            .ok_or_else(|| (decl.id.clone(), AwsError::local("unknown data source type")))?;
-        let attrs = provider
-            .read_data(cx, &props)
-            .await
-            .map_err(|e| (decl.id.clone(), e))?;
+            .ok_or_else(|| failed(ProviderError::refused("unknown data source type")))?;
+        let attrs = provider.read_data(cx, &props).await.map_err(failed)?;
         out.insert(decl.id.clone(), attrs);
     }
     Ok(out)

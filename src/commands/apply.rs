@@ -263,9 +263,7 @@ pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
         // Only creates that were interrupted need a look in AWS: they may exist.
         let mut pending = session.state.clone();
         pending.resources.retain(|_, r| r.is_pending());
-        let live: BTreeMap<String, Refreshed> = plan::refresh(&cx, &pending, widths.reads)
-            .await
-            .map_err(|(id, e)| anyhow::anyhow!("looking for `{id}` in AWS: {e}"))?;
+        let live: BTreeMap<String, Refreshed> = plan::refresh(&cx, &pending, widths.reads).await?;
         let plan = plan::destroy(&session.state, &live);
         print!("{}", shown(&plan::render(&plan)));
         let question = "Do you really want to destroy all resources of this stack?";

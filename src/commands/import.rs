@@ -57,9 +57,7 @@ fn import(
         let cx = context(&v).await;
         session.pin(&cx).await?;
         let values = stack_values(&v, &cx).await?;
-        let data = plan::read_data(&cx, &v, &values)
-            .await
-            .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+        let data = plan::read_data(&cx, &v, &values).await?;
         let state = &mut session.state;
         let (imported, missed) = match single {
             Some((id, physical_id)) => {
@@ -120,9 +118,7 @@ fn generate_config(file: &Path, out: &Path, stack_name: &str, args: &[String]) -
     let text = runtime()?.block_on(async {
         let mut cx = Ctx::new(stack_name, None, &dir).await;
         cx.events = Arc::new(Printer);
-        crate::generate::generate(&cx, stack_name, &targets)
-            .await
-            .map_err(|(id, e)| anyhow::anyhow!("reading `{id}`: {e}"))
+        crate::generate::generate(&cx, stack_name, &targets).await
     })?;
     // Only its owner reads it, as the state: it describes what exists.
     crate::state::local::write_private(out, text.as_bytes())

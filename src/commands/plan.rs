@@ -167,14 +167,12 @@ async fn make_plan(
     };
     let values_and_data = async {
         let values = stack_values(v, cx).await?;
-        let data = plan::read_data(cx, v, &values)
-            .await
-            .map_err(|(id, e)| anyhow::anyhow!("reading data source `{id}`: {e}"))?;
+        let data = plan::read_data(cx, v, &values).await?;
         Ok::<_, anyhow::Error>((values, data))
     };
     let (values_and_data, live) = tokio::join!(values_and_data, refreshed);
     let (values, data) = values_and_data?;
-    let live = live.map_err(|(id, e)| anyhow::anyhow!("refreshing `{id}` from AWS: {e}"))?;
+    let live = live?;
     let plan = plan::make(v, state, &live, &data, &values);
     if let Some(problem) = plan::blocked_replacements(&plan).first() {
         bail!("{problem}");

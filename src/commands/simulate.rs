@@ -46,9 +46,7 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode> {
         let cx = context(&v).await;
         let report = check::check(&v, Some(cx.region().as_str()), &[]);
         let options = crate::sim::Options { live };
-        let outcome = crate::sim::run(&v, &session.state, &cx, &report, &parsed, options)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let outcome = crate::sim::run(&v, &session.state, &cx, &report, &parsed, options).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&outcome)?);
         } else {

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::Filter;
 use serde_json::{Map, Value};
 
-use super::{attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{attrs, aws, str_list, Created, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
@@ -71,7 +71,11 @@ impl Provider for Ami {
         &SCHEMA
     }
 
-    async fn read_data(&self, cx: &Ctx, props: &Props) -> Result<Map<String, Value>, AwsError> {
+    async fn read_data(
+        &self,
+        cx: &Ctx,
+        props: &Props,
+    ) -> Result<Map<String, Value>, ProviderError> {
         let filters = props
             .get("filter")
             .and_then(Value::as_array)
@@ -94,10 +98,12 @@ impl Provider for Ami {
             .map_err(aws)?;
         let mut images = out.images.unwrap_or_default();
         if images.is_empty() {
-            return Err(AwsError::local("no AMI matches the owners and filters"));
+            return Err(ProviderError::refused(
+                "no AMI matches the owners and filters",
+            ));
         }
         if images.len() > 1 && props.get("most_recent").and_then(Value::as_bool) != Some(true) {
-            return Err(AwsError::local(format!(
+            return Err(ProviderError::refused(format!(
                 "{} AMIs match; narrow the filters or set most_recent: true",
                 images.len()
             )));
@@ -105,7 +111,7 @@ impl Provider for Ami {
         // ISO-8601 creation dates sort as text.
         images.sort_by(|a, b| a.creation_date.cmp(&b.creation_date));
         let Some(image) = images.pop() else {
-            return Err(AwsError::local("no AMI matches"));
+            return Err(ProviderError::refused("no AMI matches"));
         };
         let id = image.image_id.unwrap_or_default();
         let arn = format!("arn:aws:ec2:{}::image/{id}", cx.region());
@@ -129,13 +135,13 @@ impl Provider for Ami {
         ]))
     }
 
-    async fn create(&self, _: &Ctx, _: &Resource<'_>) -> Result<Created, AwsError> {
-        Err(AwsError::local(
+    async fn create(&self, _: &Ctx, _: &Resource<'_>) -> Result<Created, ProviderError> {
+        Err(ProviderError::refused(
             "aws_ami is a data source; it is read, never created",
         ))
     }
 
-    async fn read(&self, _: &Ctx, _: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, _: &Ctx, _: &str) -> Result<Option<Observed>, ProviderError> {
         Ok(None)
     }
 
@@ -146,17 +152,17 @@ impl Provider for Ami {
         _: &Props,
         _: &Resource<'_>,
         _: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
-        Err(AwsError::local(
+    ) -> Result<Map<String, Value>, ProviderError> {
+        Err(ProviderError::refused(
             "aws_ami is a data source; it is read, never updated",
         ))
     }
 
-    async fn delete(&self, _: &Ctx, _: &str, _: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, _: &Ctx, _: &str, _: &Props) -> Result<(), ProviderError> {
         Ok(())
     }
 
-    async fn find(&self, _: &Ctx, _: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, _: &Ctx, _: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         Ok(None) // a data source is read, never created
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{Created, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{Props, Schema};
 
 pub struct Checked(pub &'static dyn Provider);
@@ -43,7 +43,7 @@ fn check_observed(schema: &Schema, observed: &Observed) {
 }
 
 impl Checked {
-    fn observed(&self, got: &Result<Option<Observed>, AwsError>) {
+    fn observed(&self, got: &Result<Option<Observed>, ProviderError>) {
         if let Ok(Some(observed)) = got {
             check_observed(self.0.schema(), observed);
         }
@@ -56,7 +56,7 @@ impl Provider for Checked {
         self.0.schema()
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let created = self.0.create(cx, r).await;
         if let Ok(c) = &created {
             check_attrs(self.schema(), &c.attrs);
@@ -64,7 +64,7 @@ impl Provider for Checked {
         created
     }
 
-    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, ProviderError> {
         let got = self.0.read(cx, physical_id).await;
         self.observed(&got);
         got
@@ -75,7 +75,7 @@ impl Provider for Checked {
         cx: &Ctx,
         physical_id: &str,
         attrs: &Map<String, Value>,
-    ) -> Result<Option<Observed>, AwsError> {
+    ) -> Result<Option<Observed>, ProviderError> {
         let got = self.0.read_recorded(cx, physical_id, attrs).await;
         self.observed(&got);
         got
@@ -88,7 +88,7 @@ impl Provider for Checked {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         let attrs = self.0.update(cx, physical_id, old, r, changed).await;
         if let Ok(attrs) = &attrs {
             check_attrs(self.schema(), attrs);
@@ -96,11 +96,16 @@ impl Provider for Checked {
         attrs
     }
 
-    async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props) -> Result<(), AwsError> {
+    async fn delete(
+        &self,
+        cx: &Ctx,
+        physical_id: &str,
+        props: &Props,
+    ) -> Result<(), ProviderError> {
         self.0.delete(cx, physical_id, props).await
     }
 
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         self.0.find(cx, r).await
     }
 
@@ -108,7 +113,7 @@ impl Provider for Checked {
         &self,
         cx: &Ctx,
         ids: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
         let got = self.0.read_many(cx, ids).await;
         for observed in got.iter().flat_map(|m| m.values().flatten()) {
             check_observed(self.schema(), observed);
@@ -116,7 +121,11 @@ impl Provider for Checked {
         got
     }
 
-    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find_existing(
+        &self,
+        cx: &Ctx,
+        r: &Resource<'_>,
+    ) -> Result<Option<String>, ProviderError> {
         self.0.find_existing(cx, r).await
     }
 
@@ -128,7 +137,11 @@ impl Provider for Checked {
         self.0.derive(props, stack_dir)
     }
 
-    async fn read_data(&self, cx: &Ctx, props: &Props) -> Result<Map<String, Value>, AwsError> {
+    async fn read_data(
+        &self,
+        cx: &Ctx,
+        props: &Props,
+    ) -> Result<Map<String, Value>, ProviderError> {
         let attrs = self.0.read_data(cx, props).await;
         if let Ok(attrs) = &attrs {
             check_attrs(self.schema(), attrs);

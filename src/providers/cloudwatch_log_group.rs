@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, AwsError, Created,
-    Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, Created, Ctx,
+    Observed, Provider, ProviderError, Resource,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
@@ -85,7 +85,7 @@ fn group_attrs(cx: &Ctx, name: &str, account: &str) -> Map<String, Value> {
 async fn describe(
     cx: &Ctx,
     name: &str,
-) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, AwsError> {
+) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, ProviderError> {
     let mut pages = cx
         .logs()
         .describe_log_groups()
@@ -111,7 +111,7 @@ async fn observe(
     cx: &Ctx,
     group: aws_sdk_cloudwatchlogs::types::LogGroup,
     tags: Option<Vec<(String, String)>>,
-) -> Result<Observed, AwsError> {
+) -> Result<Observed, ProviderError> {
     let name = group.log_group_name.clone().unwrap_or_default();
     let arn = group_attrs(cx, &name, &account_of(group.arn.as_deref()));
     let tags = match tags {
@@ -168,7 +168,7 @@ fn common_prefix(names: &[String]) -> &str {
 async fn read_many(
     cx: &Ctx,
     names: &[String],
-) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
     use futures::{StreamExt, TryStreamExt};
     let mut sorted = names.to_vec();
     sorted.sort();
@@ -197,7 +197,7 @@ async fn read_many(
 async fn describe_many(
     cx: &Ctx,
     sorted: &[String],
-) -> Result<Vec<aws_sdk_cloudwatchlogs::types::LogGroup>, AwsError> {
+) -> Result<Vec<aws_sdk_cloudwatchlogs::types::LogGroup>, ProviderError> {
     use futures::{StreamExt, TryStreamExt};
     let prefix = common_prefix(sorted);
     if prefix.is_empty() {
@@ -237,7 +237,7 @@ fn account_of(arn: Option<&str>) -> String {
         .to_string()
 }
 
-async fn set_retention(cx: &Ctx, name: &str, days: i64) -> Result<(), AwsError> {
+async fn set_retention(cx: &Ctx, name: &str, days: i64) -> Result<(), ProviderError> {
     if days == 0 {
         cx.logs()
             .delete_retention_policy()
@@ -263,7 +263,7 @@ impl Provider for LogGroup {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("name")?;
         cx.logs()
             .create_log_group()
@@ -279,14 +279,16 @@ impl Provider for LogGroup {
             let group = describe(cx, name).await?;
             Ok(account_of(group.as_ref().and_then(|g| g.arn.as_deref())))
         };
-        let account = finish.await.map_err(|e: AwsError| e.after_create(name))?;
+        let account = finish
+            .await
+            .map_err(|e: ProviderError| e.after_create(name))?;
         Ok(Created {
             attrs: group_attrs(cx, name, &account),
             physical_id: name.to_string(),
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
         if cx.has_known_tags() {
             return match describe(cx, name).await? {
                 Some(group) => Ok(Some(observe(cx, group, None).await?)),
@@ -307,7 +309,7 @@ impl Provider for LogGroup {
         &self,
         cx: &Ctx,
         names: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
         read_many(cx, names).await
     }
 
@@ -318,7 +320,7 @@ impl Provider for LogGroup {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         if changed.contains(&"retention_in_days") {
             set_retention(cx, name, r.i64("retention_in_days").unwrap_or(0)).await?;
         }
@@ -335,7 +337,7 @@ impl Provider for LogGroup {
         ))
     }
 
-    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx
             .logs()
             .delete_log_group()

@@ -3,7 +3,7 @@ use aws_sdk_cloudwatchlogs::types::{MetricTransformation, StandardUnit};
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
-use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{absent, attrs, aws, Created, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 pub struct MetricFilter;
@@ -134,10 +134,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
-fn transformation(v: Option<&Value>) -> Result<MetricTransformation, AwsError> {
+fn transformation(v: Option<&Value>) -> Result<MetricTransformation, ProviderError> {
     let t = v
         .and_then(Value::as_object)
-        .ok_or_else(|| AwsError::local("metric_transformation is missing"))?;
+        .ok_or_else(|| ProviderError::refused("metric_transformation is missing"))?;
     let s = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string);
     MetricTransformation::builder()
         .set_metric_name(s("name"))
@@ -146,15 +146,15 @@ fn transformation(v: Option<&Value>) -> Result<MetricTransformation, AwsError> {
         .set_default_value(t.get("default_value").and_then(Value::as_f64))
         .set_unit(s("unit").map(|u| StandardUnit::from(u.as_str())))
         .build()
-        .map_err(|e| AwsError::local(e.to_string()))
+        .map_err(|e| ProviderError::refused(e.to_string()))
 }
 
-fn split(id: &str) -> Result<(&str, &str), AwsError> {
+fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once(':')
-        .ok_or_else(|| AwsError::local(format!("malformed metric filter id `{id}`")))
+        .ok_or_else(|| ProviderError::refused(format!("malformed metric filter id `{id}`")))
 }
 
-async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), AwsError> {
+async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), ProviderError> {
     let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
     cx.logs()
         .put_metric_filter()
@@ -174,7 +174,7 @@ impl Provider for MetricFilter {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (group, name) = put(cx, r).await?;
         Ok(Created {
             attrs: attrs([("id", Value::from(name.clone()))]),
@@ -182,7 +182,7 @@ impl Provider for MetricFilter {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (group, name) = split(id)?;
         let got = cx
             .logs()
@@ -243,13 +243,13 @@ impl Provider for MetricFilter {
         _: &Props,
         r: &Resource<'_>,
         _: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         // PutMetricFilter with the same name replaces the filter's definition.
         let (_, name) = put(cx, r).await?;
         Ok(attrs([("id", Value::from(name))]))
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (group, name) = split(id)?;
         let deleted = cx
             .logs()

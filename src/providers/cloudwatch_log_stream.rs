@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
-use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{absent, attrs, aws, Created, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{Attr, Names, Prop, Props, Schema, Service, Type};
 
 pub struct LogStream;
@@ -53,16 +53,16 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
-fn split(id: &str) -> Result<(&str, &str), AwsError> {
+fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once(':')
-        .ok_or_else(|| AwsError::local(format!("malformed log stream id `{id}`")))
+        .ok_or_else(|| ProviderError::refused(format!("malformed log stream id `{id}`")))
 }
 
 async fn describe(
     cx: &Ctx,
     group: &str,
     stream: &str,
-) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogStream>, AwsError> {
+) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogStream>, ProviderError> {
     let got = cx
         .logs()
         .describe_log_streams()
@@ -99,7 +99,7 @@ impl Provider for LogStream {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
         cx.logs()
             .create_log_stream()
@@ -112,7 +112,7 @@ impl Provider for LogStream {
         let stream = describe(cx, group, name)
             .await
             .and_then(|s| {
-                s.ok_or_else(|| AwsError::local("the new log stream cannot be read back"))
+                s.ok_or_else(|| ProviderError::unexpected("the new log stream cannot be read back"))
             })
             .map_err(|e| e.after_create(&id))?;
         Ok(Created {
@@ -121,7 +121,7 @@ impl Provider for LogStream {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (group, name) = split(id)?;
         let Some(stream) = describe(cx, group, name).await? else {
             return Ok(None);
@@ -143,7 +143,7 @@ impl Provider for LogStream {
         _: &Props,
         _: &Resource<'_>,
         _: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         Ok(self
             .read(cx, id)
             .await?
@@ -151,7 +151,7 @@ impl Provider for LogStream {
             .unwrap_or_default())
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (group, name) = split(id)?;
         let deleted = cx
             .logs()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::{
     absent, attrs, aws, split_tags, str_list, string_map, tagging, tags_of_each, tags_or,
-    user_tags, with_tags, AwsError, Created, Ctx, Observed, Provider, Resource,
+    user_tags, with_tags, Created, Ctx, Observed, Provider, ProviderError, Resource,
 };
 use crate::schema::{
     Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -240,7 +240,7 @@ async fn put(
     cx: &Ctx,
     r: &Resource<'_>,
     tags: Option<Vec<(String, String)>>,
-) -> Result<(), AwsError> {
+) -> Result<(), ProviderError> {
     let mut req = cx
         .cloudwatch()
         .put_metric_alarm()
@@ -285,7 +285,7 @@ async fn put(
 async fn describe(
     cx: &Ctx,
     name: &str,
-) -> Result<Option<aws_sdk_cloudwatch::types::MetricAlarm>, AwsError> {
+) -> Result<Option<aws_sdk_cloudwatch::types::MetricAlarm>, ProviderError> {
     let out = cx
         .cloudwatch()
         .describe_alarms()
@@ -305,7 +305,7 @@ async fn observe(
     cx: &Ctx,
     a: aws_sdk_cloudwatch::types::MetricAlarm,
     tags: Option<Vec<(String, String)>>,
-) -> Result<Observed, AwsError> {
+) -> Result<Observed, ProviderError> {
     let name = a.alarm_name.clone().unwrap_or_default();
     let arn = a.alarm_arn.clone().unwrap_or_default();
     let tags = match tags {
@@ -391,7 +391,7 @@ fn alarm_arn(cx: &Ctx, account: &str, name: &str) -> String {
 async fn read_many(
     cx: &Ctx,
     names: &[String],
-) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
     use futures::{StreamExt, TryStreamExt};
     let calls = names.chunks(100).map(|chunk| async move {
         let out = cx
@@ -402,7 +402,7 @@ async fn read_many(
             .send()
             .await
             .map_err(aws)?;
-        Ok::<_, AwsError>(out.metric_alarms.unwrap_or_default())
+        Ok::<_, ProviderError>(out.metric_alarms.unwrap_or_default())
     });
     let tags = async {
         let account = cx.account_id().await?;
@@ -436,12 +436,14 @@ impl Provider for MetricAlarm {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("alarm_name")?;
         put(cx, r, Some(r.tags_with_ownership(cx))).await?;
         let alarm = describe(cx, name)
             .await
-            .and_then(|a| a.ok_or_else(|| AwsError::local("the new alarm cannot be read back")))
+            .and_then(|a| {
+                a.ok_or_else(|| ProviderError::unexpected("the new alarm cannot be read back"))
+            })
             .map_err(|e| e.after_create(name))?;
         Ok(Created {
             attrs: alarm_attrs(alarm.alarm_arn.as_deref().unwrap_or_default(), name),
@@ -449,7 +451,7 @@ impl Provider for MetricAlarm {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
         let arn = alarm_arn(cx, &cx.account_id().await?, name);
         let (alarm, tags) = with_tags(
             cx,
@@ -469,7 +471,7 @@ impl Provider for MetricAlarm {
         &self,
         cx: &Ctx,
         names: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
+    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
         read_many(cx, names).await
     }
 
@@ -480,7 +482,7 @@ impl Provider for MetricAlarm {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         let arn = describe(cx, name)
             .await?
             .and_then(|a| a.alarm_arn)
@@ -495,7 +497,7 @@ impl Provider for MetricAlarm {
         Ok(alarm_attrs(&arn, name))
     }
 
-    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx
             .cloudwatch()
             .delete_alarms()

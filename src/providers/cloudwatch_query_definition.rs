@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{absent, attrs, aws, str_list, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{
+    absent, attrs, aws, str_list, Created, Ctx, Observed, Provider, ProviderError, Resource,
+};
 use crate::schema::{Attr, Compare, Names, Prop, Props, Schema, Service, Type};
 
 /// A saved CloudWatch Logs Insights query.
@@ -74,7 +76,7 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
-async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, AwsError> {
+async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, ProviderError> {
     let out = cx
         .logs()
         .put_query_definition()
@@ -93,7 +95,7 @@ async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, Aws
         .await
         .map_err(aws)?;
     out.query_definition_id
-        .ok_or_else(|| AwsError::local("PutQueryDefinition returned no id"))
+        .ok_or_else(|| ProviderError::unexpected("PutQueryDefinition returned no id"))
 }
 
 fn qd_attrs(id: &str) -> Map<String, Value> {
@@ -106,7 +108,7 @@ fn qd_attrs(id: &str) -> Map<String, Value> {
 async fn list(
     cx: &Ctx,
     prefix: &str,
-) -> Result<Vec<aws_sdk_cloudwatchlogs::types::QueryDefinition>, AwsError> {
+) -> Result<Vec<aws_sdk_cloudwatchlogs::types::QueryDefinition>, ProviderError> {
     let mut all = Vec::new();
     let mut token = None;
     loop {
@@ -132,7 +134,7 @@ impl Provider for QueryDefinition {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let id = put(cx, r, None).await?;
         Ok(Created {
             attrs: qd_attrs(&id),
@@ -140,7 +142,7 @@ impl Provider for QueryDefinition {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         // DescribeQueryDefinitions filters by name only: list and pick the id.
         let found = list(cx, "")
             .await?
@@ -177,12 +179,12 @@ impl Provider for QueryDefinition {
         _: &Props,
         r: &Resource<'_>,
         _: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         put(cx, r, Some(id)).await?;
         Ok(qd_attrs(id))
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx
             .logs()
             .delete_query_definition()
@@ -192,7 +194,7 @@ impl Provider for QueryDefinition {
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
     }
 
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         // Query definitions are known by name in the console and the API.
         let name = r.required_str("name")?;
         Ok(list(cx, name)

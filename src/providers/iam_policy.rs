@@ -3,8 +3,8 @@ use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
 use super::{
-    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, AwsError,
-    Created, Ctx, Observed, Provider, Resource,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, Created, Ctx,
+    Observed, Provider, ProviderError, Resource,
 };
 use crate::schema::{
     check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -81,7 +81,7 @@ async fn read_policy(
     cx: &Ctx,
     arn: &str,
     guess: Option<&str>,
-) -> Result<Option<Observed>, AwsError> {
+) -> Result<Option<Observed>, ProviderError> {
     let version = |id: String| async move {
         let out = cx
             .iam()
@@ -109,7 +109,7 @@ async fn read_policy(
     let tags = tags?;
     let policy = out
         .policy
-        .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
+        .ok_or_else(|| ProviderError::unexpected("GetPolicy returned no policy"))?;
     let default = policy.default_version_id.clone().unwrap_or_default();
     let version = match guessed {
         Some(Ok(v)) if guess == Some(default.as_str()) => v,
@@ -138,7 +138,11 @@ async fn read_policy(
 
 /// A new default version with the policy document, returning its id; a
 /// policy keeps at most 5 versions, so the oldest non-default one goes first.
-async fn new_default_version(cx: &Ctx, arn: &str, r: &Resource<'_>) -> Result<String, AwsError> {
+async fn new_default_version(
+    cx: &Ctx,
+    arn: &str,
+    r: &Resource<'_>,
+) -> Result<String, ProviderError> {
     let versions = cx
         .iam()
         .list_policy_versions()
@@ -184,7 +188,7 @@ impl Provider for IamPolicy {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let mut req = cx
             .iam()
             .create_policy()
@@ -199,7 +203,7 @@ impl Provider for IamPolicy {
             .await
             .map_err(aws)?
             .policy
-            .ok_or_else(|| AwsError::local("CreatePolicy returned no policy"))?;
+            .ok_or_else(|| ProviderError::unexpected("CreatePolicy returned no policy"))?;
         let arn = policy.arn.clone().unwrap_or_default();
         Ok(Created {
             attrs: policy_attrs(&arn, &policy),
@@ -207,7 +211,7 @@ impl Provider for IamPolicy {
         })
     }
 
-    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
         read_policy(cx, arn, None).await
     }
 
@@ -216,7 +220,7 @@ impl Provider for IamPolicy {
         cx: &Ctx,
         arn: &str,
         attrs: &Map<String, Value>,
-    ) -> Result<Option<Observed>, AwsError> {
+    ) -> Result<Option<Observed>, ProviderError> {
         let recorded = attrs.get("default_version_id").and_then(Value::as_str);
         read_policy(cx, arn, recorded.filter(|v| !v.is_empty())).await
     }
@@ -228,7 +232,7 @@ impl Provider for IamPolicy {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         let new_version = match changed.contains(&"policy") {
             true => Some(new_default_version(cx, arn, r).await?),
             false => None,
@@ -245,7 +249,7 @@ impl Provider for IamPolicy {
             .await
             .map_err(aws)?
             .policy
-            .ok_or_else(|| AwsError::local("GetPolicy returned no policy"))?;
+            .ok_or_else(|| ProviderError::unexpected("GetPolicy returned no policy"))?;
         let mut attrs = policy_attrs(arn, &policy);
         // GetPolicy may not show the new version yet (IAM is eventually consistent).
         if let Some(id) = new_version {
@@ -254,7 +258,7 @@ impl Provider for IamPolicy {
         Ok(attrs)
     }
 
-    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), ProviderError> {
         let listed = cx.iam().list_policy_versions().policy_arn(arn).send().await;
         let Some(out) = absent(listed.map_err(aws), NO_SUCH_ENTITY)? else {
             return Ok(());

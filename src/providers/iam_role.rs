@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, wait_for,
-    AwsError, Created, Ctx, Observed, Provider, Resource,
+    Created, Ctx, Observed, Provider, ProviderError, Resource,
 };
 use crate::schema::{
     check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -69,7 +69,7 @@ impl Provider for IamRole {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("name")?;
         let mut req = cx
             .iam()
@@ -87,7 +87,7 @@ impl Provider for IamRole {
             .await
             .map_err(aws)?
             .role
-            .ok_or_else(|| AwsError::local("CreateRole returned no role"))?;
+            .ok_or_else(|| ProviderError::unexpected("CreateRole returned no role"))?;
         // IAM is eventually consistent: wait until the role can be read back
         // before anything (Lambda above all) is handed its ARN.
         wait_for(
@@ -111,7 +111,7 @@ impl Provider for IamRole {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
         // GetRole may omit tags; ListRoleTags is authoritative. Both at once.
         let (got, tags) = tokio::join!(
             cx.iam().get_role().role_name(name).send(),
@@ -122,7 +122,7 @@ impl Provider for IamRole {
         };
         let role = out
             .role
-            .ok_or_else(|| AwsError::local("GetRole returned no role"))?;
+            .ok_or_else(|| ProviderError::unexpected("GetRole returned no role"))?;
         let tags = tags?;
         let mut props = Props::new();
         props.insert("name".into(), Value::from(role.role_name.clone()));
@@ -153,7 +153,7 @@ impl Provider for IamRole {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         if changed.contains(&"assume_role_policy") {
             cx.iam()
                 .update_assume_role_policy()
@@ -197,7 +197,7 @@ impl Provider for IamRole {
             .unwrap_or_default())
     }
 
-    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx.iam().delete_role().role_name(name).send().await;
         absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
     }

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
-use super::{absent, attrs, aws, AwsError, Created, Ctx, Observed, Provider, Resource};
+use super::{absent, attrs, aws, Created, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
@@ -34,9 +34,9 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
-fn split(id: &str) -> Result<(&str, &str), AwsError> {
+fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once('/')
-        .ok_or_else(|| AwsError::local(format!("malformed attachment id `{id}`")))
+        .ok_or_else(|| ProviderError::refused(format!("malformed attachment id `{id}`")))
 }
 
 #[async_trait]
@@ -45,7 +45,7 @@ impl Provider for RolePolicyAttachment {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (role, arn) = (r.required_str("role")?, r.required_str("policy_arn")?);
         cx.iam()
             .attach_role_policy()
@@ -61,7 +61,7 @@ impl Provider for RolePolicyAttachment {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (role, arn) = split(id)?;
         let mut pages = cx
             .iam()
@@ -99,11 +99,11 @@ impl Provider for RolePolicyAttachment {
         _: &Props,
         _: &Resource<'_>,
         _: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         Ok(attrs([("id", Value::from(id))]))
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (role, arn) = split(id)?;
         let detached = cx
             .iam()

@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::security_group::tag_spec;
 use super::{
-    absent, attrs, aws, split_tags, str_list, tagging, wait_for, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    absent, attrs, aws, split_tags, str_list, tagging, wait_for, Created, Ctx, Observed, Provider,
+    ProviderError, Resource,
 };
 use crate::schema::{
     Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -57,7 +57,7 @@ const NO_INSTANCE: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.
 async fn describe(
     cx: &Ctx,
     id: &str,
-) -> Result<Option<(aws_sdk_ec2::types::Instance, String)>, AwsError> {
+) -> Result<Option<(aws_sdk_ec2::types::Instance, String)>, ProviderError> {
     let got = cx.ec2().describe_instances().instance_ids(id).send().await;
     let Some(out) = absent(got.map_err(aws), NO_INSTANCE)? else {
         return Ok(None);
@@ -111,7 +111,7 @@ async fn wait_state(
     id: &str,
     want: InstanceStateName,
     budget: Duration,
-) -> Result<Map<String, Value>, AwsError> {
+) -> Result<Map<String, Value>, ProviderError> {
     wait_for(
         cx,
         &format!("instance {id} to be {}", want.as_str()),
@@ -130,7 +130,7 @@ async fn wait_state(
             }
             if want == InstanceStateName::Running && gone(&i) {
                 let reason = i.state_reason.and_then(|r| r.message).unwrap_or_default();
-                return Err(AwsError::local(format!(
+                return Err(ProviderError::refused(format!(
                     "instance {id} terminated while starting: {reason}"
                 )));
             }
@@ -146,7 +146,7 @@ impl Provider for Instance {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let groups = str_list(r.props.get("vpc_security_group_ids"));
         let out = cx
             .ec2()
@@ -171,7 +171,7 @@ impl Provider for Instance {
             .unwrap_or_default()
             .into_iter()
             .find_map(|i| i.instance_id)
-            .ok_or_else(|| AwsError::local("RunInstances returned no instance"))?;
+            .ok_or_else(|| ProviderError::unexpected("RunInstances returned no instance"))?;
         let attrs = wait_state(
             cx,
             &id,
@@ -186,7 +186,7 @@ impl Provider for Instance {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let Some((i, owner)) = describe(cx, id).await? else {
             return Ok(None);
         };
@@ -248,7 +248,7 @@ impl Provider for Instance {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         if changed.contains(&"vpc_security_group_ids") {
             cx.ec2()
                 .modify_instance_attribute()
@@ -264,11 +264,11 @@ impl Provider for Instance {
         }
         let (i, owner) = describe(cx, id)
             .await?
-            .ok_or_else(|| AwsError::local(format!("instance {id} is gone")))?;
+            .ok_or_else(|| ProviderError::unexpected(format!("instance {id} is gone")))?;
         Ok(instance_attrs(cx, &i, &owner))
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let terminated = cx.ec2().terminate_instances().instance_ids(id).send().await;
         if absent(terminated.map_err(aws), NO_INSTANCE)?.is_none() {
             return Ok(());
@@ -284,7 +284,7 @@ impl Provider for Instance {
         Ok(())
     }
 
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let tags = [
             (super::TAG_STACK, cx.stack.as_str()),
             (super::TAG_ID, r.logical_id),
@@ -294,7 +294,11 @@ impl Provider for Instance {
 
     /// Ours by the ownership tags, or else the one live instance whose `Name`
     /// tag is the declared one (instances have no other name).
-    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find_existing(
+        &self,
+        cx: &Ctx,
+        r: &Resource<'_>,
+    ) -> Result<Option<String>, ProviderError> {
         if let Some(id) = self.find(cx, r).await? {
             return Ok(Some(id));
         }
@@ -316,7 +320,10 @@ impl Provider for Instance {
 }
 
 /// The ids of instances not terminated (nor shutting down) with these tags.
-async fn live_instances_tagged(cx: &Ctx, tags: &[(&str, &str)]) -> Result<Vec<String>, AwsError> {
+async fn live_instances_tagged(
+    cx: &Ctx,
+    tags: &[(&str, &str)],
+) -> Result<Vec<String>, ProviderError> {
     let mut req = cx.ec2().describe_instances().filters(
         Filter::builder()
             .name("instance-state-name")

@@ -13,7 +13,7 @@ use crate::{build, package};
 
 use super::{
     absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, tagging, user_tags,
-    wait_for, AwsError, Created, Ctx, Observed, Provider, Resource,
+    wait_for, Created, Ctx, Observed, Provider, ProviderError, Resource,
 };
 use crate::schema::{
     is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
@@ -229,22 +229,22 @@ fn architecture(props: &Props) -> String {
 
 /// The code to upload: the zip named by `filename`, or the crate named by
 /// `source`, built (or taken from the artifact cache) off the async runtime.
-async fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, AwsError> {
+async fn read_zip(cx: &Ctx, r: &Resource<'_>) -> Result<Vec<u8>, ProviderError> {
     if let Some(f) = r.str("filename") {
         let path = cx.stack_dir.join(f);
         return std::fs::read(&path)
-            .map_err(|e| AwsError::local(format!("cannot read {}: {e}", path.display())));
+            .map_err(|e| ProviderError::io(format!("cannot read {}: {e}", path.display())));
     }
     let source = r
         .str("source")
-        .ok_or_else(|| AwsError::local("no code: set `filename` or `source`"))?;
+        .ok_or_else(|| ProviderError::refused("no code: set `filename` or `source`"))?;
     let (crate_dir, arch) = (cx.stack_dir.join(source), architecture(r.props));
     let events = cx.events.clone();
     let artifact =
         tokio::task::spawn_blocking(move || build::build(&crate_dir, &arch, events.as_ref()))
             .await
-            .map_err(|e| AwsError::local(e.to_string()))?
-            .map_err(|e| AwsError::local(e.to_string()))?;
+            .map_err(|e| ProviderError::build(e.to_string()))?
+            .map_err(|e| ProviderError::build(e.to_string()))?;
     Ok(artifact.zip)
 }
 
@@ -281,7 +281,7 @@ fn architectures(r: &Resource<'_>) -> Option<Vec<Architecture>> {
 /// Lambda refuses calls on a function that is Pending or mid-update: wait for
 /// State Active and LastUpdateStatus Successful. Returns the configuration
 /// that showed it ready.
-async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutput, AwsError> {
+async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutput, ProviderError> {
     wait_for(
         cx,
         &format!("function {name} to become Active"),
@@ -296,7 +296,7 @@ async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutp
                 .map_err(aws)?;
             match (&c.state, &c.last_update_status) {
                 (Some(State::Failed), _) | (_, Some(LastUpdateStatus::Failed)) => {
-                    Err(AwsError::local(format!(
+                    Err(ProviderError::unexpected(format!(
                         "function {name} failed: {}",
                         c.state_reason
                             .or(c.last_update_status_reason)
@@ -314,11 +314,11 @@ async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutp
 }
 
 /// Right after a role is created Lambda may not be able to assume it yet.
-fn role_not_ready(e: &AwsError) -> bool {
+fn role_not_ready(e: &ProviderError) -> bool {
     e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
 }
 
-fn conflict(e: &AwsError) -> bool {
+fn conflict(e: &ProviderError) -> bool {
     e.is("ResourceConflictException")
 }
 
@@ -360,7 +360,7 @@ impl Provider for LambdaFunction {
         Ok(())
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("function_name")?;
         let zip = read_zip(cx, r).await?;
         let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
@@ -397,14 +397,14 @@ impl Provider for LambdaFunction {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
         let got = cx.lambda().get_function().function_name(name).send().await;
         let Some(out) = absent(got.map_err(aws), &["ResourceNotFoundException"])? else {
             return Ok(None);
         };
         let c = out
             .configuration
-            .ok_or_else(|| AwsError::local("GetFunction returned no configuration"))?;
+            .ok_or_else(|| ProviderError::unexpected("GetFunction returned no configuration"))?;
         let mut p = Props::new();
         p.insert("function_name".into(), Value::from(name));
         p.insert("role".into(), Value::from(c.role.unwrap_or_default()));
@@ -460,7 +460,7 @@ impl Provider for LambdaFunction {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         const CONFIG: &[&str] = &[
             "role",
             "handler",
@@ -531,7 +531,7 @@ impl Provider for LambdaFunction {
         Ok(function_attrs(&arn, name, &cx.region(), &sha))
     }
 
-    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx
             .lambda()
             .delete_function()

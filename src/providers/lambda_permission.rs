@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, parse_json_text, retry_eventual, AwsError, Created, Ctx, Observed,
-    Provider, Resource,
+    absent, attrs, aws, parse_json_text, retry_eventual, Created, Ctx, Observed, Provider,
+    ProviderError, Resource,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -40,9 +40,9 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
-fn split(id: &str) -> Result<(&str, &str), AwsError> {
+fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.rsplit_once('/')
-        .ok_or_else(|| AwsError::local(format!("malformed permission id `{id}`")))
+        .ok_or_else(|| ProviderError::refused(format!("malformed permission id `{id}`")))
 }
 
 fn condition<'a>(st: &'a Value, op: &str, key: &str) -> Option<&'a Value> {
@@ -61,7 +61,7 @@ impl Provider for LambdaPermission {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (function, sid) = (
             r.required_str("function_name")?,
             r.required_str("statement_id")?,
@@ -92,7 +92,7 @@ impl Provider for LambdaPermission {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (function, sid) = split(id)?;
         let got = cx
             .lambda()
@@ -157,11 +157,11 @@ impl Provider for LambdaPermission {
         _: &Props,
         _: &Resource<'_>,
         _: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         Ok(attrs([("id", Value::from(id))])) // every property forces a replacement
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (function, sid) = split(id)?;
         let removed = cx
             .lambda()

@@ -101,9 +101,9 @@ impl Resource<'_> {
         self.props.get(name).and_then(Value::as_str)
     }
 
-    pub fn required_str(&self, name: &str) -> Result<&str, AwsError> {
+    pub fn required_str(&self, name: &str) -> Result<&str, ProviderError> {
         self.str(name)
-            .ok_or_else(|| AwsError::local(format!("property `{name}` is missing")))
+            .ok_or_else(|| ProviderError::refused(format!("property `{name}` is missing")))
     }
 
     pub fn i64(&self, name: &str) -> Option<i64> {
@@ -163,10 +163,10 @@ pub struct Created {
 pub trait Provider: Send + Sync {
     fn schema(&self) -> &'static Schema;
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError>;
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError>;
 
     /// `Ok(None)` when the resource no longer exists.
-    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, AwsError>;
+    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, ProviderError>;
 
     /// `read` of a resource the state records with `attrs`: a read whose
     /// second call needs an id from its first may send it with the recorded id
@@ -176,7 +176,7 @@ pub trait Provider: Send + Sync {
         cx: &Ctx,
         physical_id: &str,
         _attrs: &Map<String, Value>,
-    ) -> Result<Option<Observed>, AwsError> {
+    ) -> Result<Option<Observed>, ProviderError> {
         self.read(cx, physical_id).await
     }
 
@@ -188,19 +188,20 @@ pub trait Provider: Send + Sync {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError>;
+    ) -> Result<Map<String, Value>, ProviderError>;
 
     /// Succeeds when the resource is already gone.
-    async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props) -> Result<(), AwsError>;
+    async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props)
+        -> Result<(), ProviderError>;
 
     /// Looks up, by its identity (name, or what AWS keys it by), the resource a
     /// create with these properties would make or have made, whoever made it.
     /// A run after a crash adopts what it finds if it is provably this
     /// stack's; a create refuses to take over what is not. Types whose schema
     /// has an `id_format` need not implement it: the id is made, then read.
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let Some(id) = formatted_id(self.schema(), cx, r).await? else {
-            return Err(AwsError::local(format!(
+            return Err(ProviderError::refused(format!(
                 "`{}` has no id_format: its provider must implement find",
                 self.schema().type_name
             )));
@@ -215,8 +216,8 @@ pub trait Provider: Send + Sync {
         &self,
         _cx: &Ctx,
         _ids: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, AwsError> {
-        Err(AwsError::local(format!(
+    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+        Err(ProviderError::refused(format!(
             "`{}` is read one at a time",
             self.schema().type_name
         )))
@@ -224,7 +225,11 @@ pub trait Provider: Send + Sync {
 
     /// For `stackctl import --all`: the resource that the declaration names,
     /// made by anyone (no create token to go by). Only an unambiguous match.
-    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find_existing(
+        &self,
+        cx: &Ctx,
+        r: &Resource<'_>,
+    ) -> Result<Option<String>, ProviderError> {
         self.find(cx, r).await
     }
 
@@ -239,8 +244,12 @@ pub trait Provider: Send + Sync {
     }
 
     /// For data sources: looks the thing up and returns its attributes.
-    async fn read_data(&self, _cx: &Ctx, _props: &Props) -> Result<Map<String, Value>, AwsError> {
-        Err(AwsError::local(format!(
+    async fn read_data(
+        &self,
+        _cx: &Ctx,
+        _props: &Props,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        Err(ProviderError::refused(format!(
             "`{}` is not a data source",
             self.schema().type_name
         )))
@@ -266,7 +275,7 @@ pub async fn claim(
     physical_id: &str,
     logical_id: &str,
     observed: &Observed,
-) -> Result<(), AwsError> {
+) -> Result<(), ProviderError> {
     let tags = observed
         .props
         .get("tags")
@@ -296,7 +305,7 @@ async fn formatted_id(
     schema: &Schema,
     cx: &Ctx,
     r: &Resource<'_>,
-) -> Result<Option<String>, AwsError> {
+) -> Result<Option<String>, ProviderError> {
     let Some(format) = schema.id_format else {
         return Ok(None);
     };
@@ -314,7 +323,7 @@ async fn formatted_id(
         }),
     });
     id.map(Some)
-        .ok_or_else(|| AwsError::local(format!("property `{missing}` is missing")))
+        .ok_or_else(|| ProviderError::refused(format!("property `{missing}` is missing")))
 }
 
 /// Looks the resource up by its identity and decides whose it is.
@@ -323,7 +332,7 @@ pub async fn locate(
     cx: &Ctx,
     r: &Resource<'_>,
     intent: bool,
-) -> Result<Found, AwsError> {
+) -> Result<Found, ProviderError> {
     let found = match formatted_id(p.schema(), cx, r).await? {
         Some(id) => Some(id),
         None => p.find(cx, r).await?,
@@ -512,7 +521,7 @@ impl Ctx {
     pub async fn tagged_resources(
         &self,
         services: &[&str],
-    ) -> Result<HashMap<String, Vec<(String, String)>>, AwsError> {
+    ) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
         let filter = aws_sdk_resourcegroupstagging::types::TagFilter::builder()
             .key(TAG_STACK)
             .values(&self.stack)
@@ -542,7 +551,7 @@ impl Ctx {
                         found.push((r.resource_arn.unwrap_or_default(), tags));
                     }
                 }
-                Ok::<_, AwsError>(found)
+                Ok::<_, ProviderError>(found)
             }
         });
         let mut all = HashMap::new();
@@ -557,7 +566,7 @@ impl Ctx {
     }
 
     /// `<account>/<region>`: where this run's resources live, as STS says.
-    pub async fn location(&self) -> Result<String, AwsError> {
+    pub async fn location(&self) -> Result<String, ProviderError> {
         Ok(format!(
             "{}/{}",
             self.caller_account().await?,
@@ -572,7 +581,7 @@ impl Ctx {
     }
 
     /// The account presumed from the state, else the one STS names.
-    pub async fn account_id(&self) -> Result<String, AwsError> {
+    pub async fn account_id(&self) -> Result<String, ProviderError> {
         match self.presumed_account.get() {
             Some(account) => Ok(account.clone()),
             None => self.caller_account().await,
@@ -580,12 +589,13 @@ impl Ctx {
     }
 
     /// Asked of STS once per run.
-    async fn caller_account(&self) -> Result<String, AwsError> {
+    async fn caller_account(&self) -> Result<String, ProviderError> {
         self.account_id
             .get_or_try_init(|| async {
                 let out = self.sts.get_caller_identity().send().await.map_err(aws)?;
-                out.account
-                    .ok_or_else(|| AwsError::local("STS GetCallerIdentity returned no account"))
+                out.account.ok_or_else(|| {
+                    ProviderError::unexpected("STS GetCallerIdentity returned no account")
+                })
             })
             .await
             .cloned()
@@ -614,15 +624,16 @@ pub enum Reach {
     Refused,
 }
 
-/// An AWS error reduced to what stackctl reasons about: its code, its message
-/// and whether the call may have reached AWS.
+/// What failed in a provider, reduced to what stackctl reasons about: its
+/// cause, its message and whether the call may have reached AWS.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}{}", match .reach {
-    Reach::Unknown => " (the answer was lost: the call may have taken effect in AWS)",
+#[error("{message}{}", match (.reach, .cause) {
+    (Reach::Unknown, Cause::Unexpected) => " (the call may have taken effect in AWS)",
+    (Reach::Unknown, _) => " (the answer was lost: the call may have taken effect in AWS)",
     _ => "",
 })]
-pub struct AwsError {
-    pub code: Option<String>,
+pub struct ProviderError {
+    pub cause: Cause,
     pub message: String,
     pub reach: Reach,
     /// Set when a create's own call succeeded and a later step of it failed:
@@ -630,31 +641,95 @@ pub struct AwsError {
     pub created: Option<String>,
 }
 
-impl AwsError {
-    /// An error of stackctl's own, before any call.
-    pub fn local(message: impl Into<String>) -> AwsError {
-        AwsError {
-            code: None,
+/// Where a provider's error came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// AWS answered with an error: its code, when the answer had one.
+    Answered(Option<String>),
+    /// No answer came: a refused or dropped connection, a timeout.
+    Transport,
+    /// AWS answered, but not as the call should end: without what it
+    /// returns (an id), or with the resource failed. The call was made and
+    /// may have taken effect.
+    Unexpected,
+    /// A local file could not be read (the function's code).
+    Io,
+    /// The function's code could not be built.
+    Build,
+    /// stackctl held the call back: its intent could not be written first,
+    /// or its lock was lost.
+    Withheld,
+    /// stackctl refused before any call (a value AWS would refuse, a
+    /// resource someone else owns).
+    Refused,
+}
+
+impl ProviderError {
+    fn before_any_call(cause: Cause, message: impl Into<String>) -> ProviderError {
+        ProviderError {
+            cause,
             message: message.into(),
             reach: Reach::NotSent,
             created: None,
         }
     }
 
+    /// stackctl's own refusal, before any call.
+    pub fn refused(message: impl Into<String>) -> ProviderError {
+        ProviderError::before_any_call(Cause::Refused, message)
+    }
+
+    /// A local file stackctl could not read, before any call.
+    pub fn io(message: impl Into<String>) -> ProviderError {
+        ProviderError::before_any_call(Cause::Io, message)
+    }
+
+    /// The function's code could not be built, before any call.
+    pub fn build(message: impl Into<String>) -> ProviderError {
+        ProviderError::before_any_call(Cause::Build, message)
+    }
+
+    /// A call stackctl held back.
+    pub fn withheld(message: impl Into<String>) -> ProviderError {
+        ProviderError::before_any_call(Cause::Withheld, message)
+    }
+
+    /// AWS answered, but not as the call should end: it may have acted on
+    /// the call.
+    pub fn unexpected(message: impl Into<String>) -> ProviderError {
+        ProviderError {
+            cause: Cause::Unexpected,
+            message: message.into(),
+            reach: Reach::Unknown,
+            created: None,
+        }
+    }
+
+    /// The error code AWS answered with.
+    pub fn code(&self) -> Option<&str> {
+        match &self.cause {
+            Cause::Answered(code) => code.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn is(&self, code: &str) -> bool {
-        self.code.as_deref() == Some(code)
+        self.code() == Some(code)
     }
 
     /// Marks an error of a step after the create call succeeded: the resource
     /// exists and must stay recorded.
-    pub fn after_create(mut self, physical_id: &str) -> AwsError {
+    pub fn after_create(mut self, physical_id: &str) -> ProviderError {
         self.created = Some(physical_id.to_string());
         self
     }
 }
 
 /// `Ok(None)` for the error codes that mean the thing does not exist.
-pub fn absent<T>(result: Result<T, AwsError>, codes: &[&str]) -> Result<Option<T>, AwsError> {
+pub fn absent<T>(
+    result: Result<T, ProviderError>,
+    codes: &[&str],
+) -> Result<Option<T>, ProviderError> {
     match result {
         Ok(v) => Ok(Some(v)),
         Err(e) if codes.iter().any(|c| e.is(c)) => Ok(None),
@@ -664,9 +739,13 @@ pub fn absent<T>(result: Result<T, AwsError>, codes: &[&str]) -> Result<Option<T
 
 /// The tags of `arn`: from the bulk read when it has them, else from the
 /// type's own call.
-pub async fn tags_or<F>(cx: &Ctx, arn: &str, fetch: F) -> Result<Vec<(String, String)>, AwsError>
+pub async fn tags_or<F>(
+    cx: &Ctx,
+    arn: &str,
+    fetch: F,
+) -> Result<Vec<(String, String)>, ProviderError>
 where
-    F: Future<Output = Result<Vec<(String, String)>, AwsError>>,
+    F: Future<Output = Result<Vec<(String, String)>, ProviderError>>,
 {
     match cx.known_tags(arn) {
         Some(tags) => Ok(tags),
@@ -682,10 +761,10 @@ pub async fn tags_of_each<F, TF>(
     cx: &Ctx,
     keys: Vec<String>,
     fetch: F,
-) -> Result<HashMap<String, Vec<(String, String)>>, AwsError>
+) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError>
 where
     F: Fn(String) -> TF,
-    TF: Future<Output = Result<Vec<(String, String)>, AwsError>>,
+    TF: Future<Output = Result<Vec<(String, String)>, ProviderError>>,
 {
     use futures::{StreamExt, TryStreamExt};
     if cx.has_known_tags() {
@@ -693,7 +772,7 @@ where
     }
     futures::stream::iter(keys.into_iter().map(|key| {
         let tags = fetch(key.clone());
-        async move { Ok::<_, AwsError>((key, tags.await?)) }
+        async move { Ok::<_, ProviderError>((key, tags.await?)) }
     }))
     .buffer_unordered(16)
     .try_collect()
@@ -708,10 +787,10 @@ pub async fn with_tags<R, RF, TF>(
     arn: &str,
     read: RF,
     tags: TF,
-) -> Result<(R, Vec<(String, String)>), AwsError>
+) -> Result<(R, Vec<(String, String)>), ProviderError>
 where
-    RF: Future<Output = Result<R, AwsError>>,
-    TF: Future<Output = Result<Vec<(String, String)>, AwsError>>,
+    RF: Future<Output = Result<R, ProviderError>>,
+    TF: Future<Output = Result<Vec<(String, String)>, ProviderError>>,
 {
     if cx.has_known_tags() {
         let read = read.await?;
@@ -734,7 +813,7 @@ fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-pub fn aws<E>(err: SdkError<E, HttpResponse>) -> AwsError
+pub fn aws<E>(err: SdkError<E, HttpResponse>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -750,8 +829,8 @@ where
     };
     let code = err.code().map(str::to_string);
     if matches!(err, SdkError::TimeoutError(_)) || verdict.is_some_and(|v| v.timed_out) {
-        return AwsError {
-            code,
+        return ProviderError {
+            cause: Cause::Transport,
             message: format!(
                 "AWS did not answer within {}s, retries included",
                 operation_deadline().as_secs()
@@ -781,8 +860,12 @@ where
             text
         }
     };
-    AwsError {
-        code,
+    let cause = match &err {
+        SdkError::ServiceError(_) => Cause::Answered(code),
+        _ => Cause::Transport,
+    };
+    ProviderError {
+        cause,
         message,
         reach,
         created: None,
@@ -794,12 +877,12 @@ where
 /// Throttling and 5xx are already retried by the SDK's standard retry mode.
 pub async fn retry_eventual<T, F, Fut>(
     budget: Duration,
-    is_transient: impl Fn(&AwsError) -> bool,
+    is_transient: impl Fn(&ProviderError) -> bool,
     mut op: F,
-) -> Result<T, AwsError>
+) -> Result<T, ProviderError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AwsError>>,
+    Fut: Future<Output = Result<T, ProviderError>>,
 {
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(500);
@@ -821,10 +904,10 @@ pub async fn wait_for<T, F, Fut>(
     what: &str,
     budget: Duration,
     mut check: F,
-) -> Result<T, AwsError>
+) -> Result<T, ProviderError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>, AwsError>>,
+    Fut: Future<Output = Result<Option<T>, ProviderError>>,
 {
     let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(200);
@@ -842,7 +925,7 @@ where
             });
         }
         if start.elapsed() + delay > budget {
-            return Err(AwsError::local(format!(
+            return Err(ProviderError::refused(format!(
                 "timed out after {}s waiting for {what}",
                 budget.as_secs()
             )));
@@ -1135,9 +1218,9 @@ mod tests {
                 let n = calls;
                 async move {
                     if n < 4 {
-                        Err(AwsError {
-                            code: Some("NotYet".into()),
-                            ..AwsError::local("not yet")
+                        Err(ProviderError {
+                            cause: Cause::Answered(Some("NotYet".into())),
+                            ..ProviderError::refused("not yet")
                         })
                     } else {
                         Ok(n)
@@ -1156,9 +1239,9 @@ mod tests {
             Duration::from_secs(5),
             |e| e.is("NotYet"),
             || async {
-                Err(AwsError {
-                    code: Some("NotYet".into()),
-                    ..AwsError::local("still not")
+                Err(ProviderError {
+                    cause: Cause::Answered(Some("NotYet".into())),
+                    ..ProviderError::refused("still not")
                 })
             },
         )
@@ -1171,7 +1254,7 @@ mod tests {
             |e| e.is("NotYet"),
             || {
                 calls += 1;
-                async { Err(AwsError::local("fatal")) }
+                async { Err(ProviderError::refused("fatal")) }
             },
         )
         .await;

@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecifi
 use serde_json::{json, Map, Value};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, tagging, AwsError, Created, Ctx,
-    Observed, Provider, Resource,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, tagging, Created, Ctx, Observed,
+    Provider, ProviderError, Resource,
 };
 use crate::schema::{
     is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
@@ -118,7 +118,7 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
 
 /// The group's name: as written, or the prefix and a suffix from the create's
 /// token (the same on every retry of that create, unique to it).
-fn group_name(r: &Resource<'_>) -> Result<String, AwsError> {
+fn group_name(r: &Resource<'_>) -> Result<String, ProviderError> {
     match (
         r.props.get("name").filter(|n| !is_unknown(n)),
         r.str("name_prefix"),
@@ -128,7 +128,7 @@ fn group_name(r: &Resource<'_>) -> Result<String, AwsError> {
             "{prefix}{}",
             r.token.replace('-', "").get(..20).unwrap_or_default()
         )),
-        _ => Err(AwsError::local("property `name` is missing")),
+        _ => Err(ProviderError::refused("property `name` is missing")),
     }
 }
 
@@ -218,7 +218,7 @@ const NO_GROUP: &[&str] = &["InvalidGroup.NotFound", "InvalidGroupId.Malformed"]
 async fn describe(
     cx: &Ctx,
     id: &str,
-) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, AwsError> {
+) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ProviderError> {
     let got = cx
         .ec2()
         .describe_security_groups()
@@ -246,10 +246,10 @@ fn group_attrs(cx: &Ctx, g: &aws_sdk_ec2::types::SecurityGroup) -> Map<String, V
 
 /// Makes the group's rules in one direction match `want`.
 /// The group's rules in one direction, as AWS has them now.
-async fn current_rules(cx: &Ctx, id: &str, egress: bool) -> Result<BTreeSet<Rule>, AwsError> {
+async fn current_rules(cx: &Ctx, id: &str, egress: bool) -> Result<BTreeSet<Rule>, ProviderError> {
     let g = describe(cx, id)
         .await?
-        .ok_or_else(|| AwsError::local(format!("security group {id} is gone")))?;
+        .ok_or_else(|| ProviderError::unexpected(format!("security group {id} is gone")))?;
     let perms = if egress {
         g.ip_permissions_egress
     } else {
@@ -266,7 +266,7 @@ async fn settle_rules(
     id: &str,
     egress: bool,
     want: &BTreeSet<Rule>,
-) -> Result<(), AwsError> {
+) -> Result<(), ProviderError> {
     let have = current_rules(cx, id, egress).await?;
     match sync_rules(cx, id, egress, &have, want).await {
         Err(e) if e.is("InvalidPermission.Duplicate") || e.is("InvalidPermission.NotFound") => {
@@ -283,7 +283,7 @@ async fn sync_rules(
     egress: bool,
     have: &BTreeSet<Rule>,
     want: &BTreeSet<Rule>,
-) -> Result<(), AwsError> {
+) -> Result<(), ProviderError> {
     let revoke: BTreeSet<Rule> = have.difference(want).cloned().collect();
     let grant: BTreeSet<Rule> = want.difference(have).cloned().collect();
     if !revoke.is_empty() {
@@ -342,7 +342,7 @@ impl Provider for SecurityGroup {
         Ok(())
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let out = cx
             .ec2()
             .create_security_group()
@@ -358,7 +358,7 @@ impl Provider for SecurityGroup {
             .map_err(aws)?;
         let id = out
             .group_id
-            .ok_or_else(|| AwsError::local("CreateSecurityGroup returned no GroupId"))?;
+            .ok_or_else(|| ProviderError::unexpected("CreateSecurityGroup returned no GroupId"))?;
         let rules = async {
             settle_rules(cx, &id, false, &rules_of(r.props.get("ingress"))).await?;
             if r.props.contains_key("egress") {
@@ -366,7 +366,7 @@ impl Provider for SecurityGroup {
             }
             describe(cx, &id)
                 .await?
-                .ok_or_else(|| AwsError::local("the new group cannot be read back"))
+                .ok_or_else(|| ProviderError::unexpected("the new group cannot be read back"))
         };
         let g = rules.await.map_err(|e| e.after_create(&id))?;
         Ok(Created {
@@ -375,7 +375,7 @@ impl Provider for SecurityGroup {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let Some(g) = describe(cx, id).await? else {
             return Ok(None);
         };
@@ -416,10 +416,10 @@ impl Provider for SecurityGroup {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         let g = describe(cx, id)
             .await?
-            .ok_or_else(|| AwsError::local(format!("security group {id} is gone")))?;
+            .ok_or_else(|| ProviderError::unexpected(format!("security group {id} is gone")))?;
         if changed.contains(&"ingress") {
             settle_rules(cx, id, false, &rules_of(r.props.get("ingress"))).await?;
         }
@@ -433,7 +433,7 @@ impl Provider for SecurityGroup {
         Ok(group_attrs(cx, &g))
     }
 
-    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         // An instance that was just terminated still holds the group for a while.
         let result = retry_eventual(
             Duration::from_secs(300),
@@ -451,7 +451,7 @@ impl Provider for SecurityGroup {
         absent(result, NO_GROUP).map(|_| ())
     }
 
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let mut req = cx.ec2().describe_security_groups().filters(
             Filter::builder()
                 .name("group-name")
@@ -472,7 +472,11 @@ impl Provider for SecurityGroup {
 
     /// By name, or for a generated name the one group whose name starts
     /// with the prefix.
-    async fn find_existing(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find_existing(
+        &self,
+        cx: &Ctx,
+        r: &Resource<'_>,
+    ) -> Result<Option<String>, ProviderError> {
         let Some(prefix) = r
             .str("name_prefix")
             .filter(|_| r.props.get("name").is_none_or(is_unknown))

@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, tagging, with_tags, AwsError, Created, Ctx,
-    Observed, Provider, Resource,
+    absent, attrs, aws, check_name, split_tags, tagging, with_tags, Created, Ctx, Observed,
+    Provider, ProviderError, Resource,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
@@ -72,7 +72,7 @@ impl Provider for SnsTopic {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         // CreateTopic is idempotent by name: a retry returns the same topic (and
         // would return someone else's: the engine looks before it creates).
         let mut req = cx
@@ -86,14 +86,14 @@ impl Provider for SnsTopic {
         let out = req.send().await.map_err(aws)?;
         let arn = out
             .topic_arn
-            .ok_or_else(|| AwsError::local("CreateTopic returned no TopicArn"))?;
+            .ok_or_else(|| ProviderError::unexpected("CreateTopic returned no TopicArn"))?;
         Ok(Created {
             attrs: topic_attrs(&arn),
             physical_id: arn,
         })
     }
 
-    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
         let got = async {
             let got = cx.sns().get_topic_attributes().topic_arn(arn).send().await;
             absent(got.map_err(aws), &["NotFound"])
@@ -129,7 +129,7 @@ impl Provider for SnsTopic {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         if changed.contains(&"display_name") {
             cx.sns()
                 .set_topic_attributes()
@@ -147,7 +147,7 @@ impl Provider for SnsTopic {
         Ok(topic_attrs(arn))
     }
 
-    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), ProviderError> {
         // DeleteTopic succeeds for a topic that no longer exists.
         cx.sns()
             .delete_topic()

@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, json_text, parse_json_text, Created, Ctx, Observed, Provider,
+    ProviderError, Resource,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -102,7 +102,12 @@ fn sub_attrs(arn: &str) -> Map<String, Value> {
     attrs([("arn", Value::from(arn)), ("id", Value::from(arn))])
 }
 
-async fn set_attribute(cx: &Ctx, arn: &str, name: &str, value: String) -> Result<(), AwsError> {
+async fn set_attribute(
+    cx: &Ctx,
+    arn: &str,
+    name: &str,
+    value: String,
+) -> Result<(), ProviderError> {
     cx.sns()
         .set_subscription_attributes()
         .subscription_arn(arn)
@@ -120,7 +125,7 @@ impl Provider for SnsTopicSubscription {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         // Subscribe is idempotent for the same topic, protocol and endpoint.
         let mut req = cx
             .sns()
@@ -139,14 +144,14 @@ impl Provider for SnsTopicSubscription {
         let out = req.send().await.map_err(aws)?;
         let arn = out
             .subscription_arn
-            .ok_or_else(|| AwsError::local("Subscribe returned no SubscriptionArn"))?;
+            .ok_or_else(|| ProviderError::unexpected("Subscribe returned no SubscriptionArn"))?;
         Ok(Created {
             attrs: sub_attrs(&arn),
             physical_id: arn,
         })
     }
 
-    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
         let got = cx
             .sns()
             .get_subscription_attributes()
@@ -190,7 +195,7 @@ impl Provider for SnsTopicSubscription {
         _old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         if changed.contains(&"raw_message_delivery") {
             let raw = r.bool("raw_message_delivery").unwrap_or(false);
             set_attribute(cx, arn, "RawMessageDelivery", raw.to_string()).await?;
@@ -201,12 +206,12 @@ impl Provider for SnsTopicSubscription {
         Ok(sub_attrs(arn))
     }
 
-    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), ProviderError> {
         let removed = cx.sns().unsubscribe().subscription_arn(arn).send().await;
         absent(removed.map_err(aws), &["NotFound"]).map(|_| ())
     }
 
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let (protocol, endpoint) = (r.required_str("protocol")?, r.required_str("endpoint")?);
         let mut pages = cx
             .sns()

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{
     absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, tagging, with_tags,
-    AwsError, Created, Ctx, Observed, Provider, Resource,
+    Created, Ctx, Observed, Provider, ProviderError, Resource,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
@@ -91,7 +91,7 @@ fn queue_attrs(url: &str, arn: &str) -> Map<String, Value> {
     ])
 }
 
-async fn queue_arn(cx: &Ctx, url: &str) -> Result<String, AwsError> {
+async fn queue_arn(cx: &Ctx, url: &str) -> Result<String, ProviderError> {
     let out = cx
         .sqs()
         .get_queue_attributes()
@@ -102,7 +102,7 @@ async fn queue_arn(cx: &Ctx, url: &str) -> Result<String, AwsError> {
         .map_err(aws)?;
     out.attributes
         .and_then(|mut a| a.remove(&Qa::QueueArn))
-        .ok_or_else(|| AwsError::local("GetQueueAttributes returned no QueueArn"))
+        .ok_or_else(|| ProviderError::unexpected("GetQueueAttributes returned no QueueArn"))
 }
 
 /// A queue's ARN from its URL (`.../ACCOUNT/NAME`), as AWS forms it.
@@ -125,7 +125,7 @@ impl Provider for SqsQueue {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let mut attributes = HashMap::new();
         for (prop, attr) in INT_ATTRS {
             if let Some(n) = r.i64(prop) {
@@ -152,7 +152,7 @@ impl Provider for SqsQueue {
         )
         .await?
         .queue_url
-        .ok_or_else(|| AwsError::local("CreateQueue returned no QueueUrl"))?;
+        .ok_or_else(|| ProviderError::unexpected("CreateQueue returned no QueueUrl"))?;
         let arn = queue_arn(cx, &url)
             .await
             .map_err(|e| e.after_create(&url))?;
@@ -162,7 +162,7 @@ impl Provider for SqsQueue {
         })
     }
 
-    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, ProviderError> {
         let got = async {
             let got = cx
                 .sqs()
@@ -206,7 +206,7 @@ impl Provider for SqsQueue {
         old: &Props,
         r: &Resource<'_>,
         changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         let attributes: HashMap<_, _> = INT_ATTRS
             .iter()
             .filter(|(prop, _)| changed.contains(prop))
@@ -229,12 +229,12 @@ impl Provider for SqsQueue {
         Ok(queue_attrs(url, &arn))
     }
 
-    async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx.sqs().delete_queue().queue_url(url).send().await;
         absent(deleted.map_err(aws), NO_QUEUE).map(|_| ())
     }
 
-    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, AwsError> {
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let got = cx
             .sqs()
             .get_queue_url()

@@ -4,8 +4,8 @@ use serde_json::{Map, Value};
 
 use super::sqs_queue::NO_QUEUE;
 use super::{
-    absent, attrs, aws, json_text, parse_json_text, AwsError, Created, Ctx, Observed, Provider,
-    Resource,
+    absent, attrs, aws, json_text, parse_json_text, Created, Ctx, Observed, Provider,
+    ProviderError, Resource,
 };
 use crate::schema::{check_policy_document, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -37,7 +37,7 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
-async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), AwsError> {
+async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), ProviderError> {
     cx.sqs()
         .set_queue_attributes()
         .queue_url(url)
@@ -48,11 +48,11 @@ async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-fn policy_text(r: &Resource<'_>) -> Result<String, AwsError> {
+fn policy_text(r: &Resource<'_>) -> Result<String, ProviderError> {
     let policy = r
         .props
         .get("policy")
-        .ok_or_else(|| AwsError::local("property `policy` is missing"))?;
+        .ok_or_else(|| ProviderError::refused("property `policy` is missing"))?;
     // Send compact JSON whatever the user's layout: AWS stores the text as given.
     Ok(match policy {
         Value::String(s) => {
@@ -68,7 +68,7 @@ impl Provider for SqsQueuePolicy {
         &SCHEMA
     }
 
-    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, AwsError> {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let url = r.required_str("queue_url")?;
         put_policy(cx, url, &policy_text(r)?).await?;
         Ok(Created {
@@ -77,7 +77,7 @@ impl Provider for SqsQueuePolicy {
         })
     }
 
-    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, AwsError> {
+    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, ProviderError> {
         let got = cx
             .sqs()
             .get_queue_attributes()
@@ -113,12 +113,12 @@ impl Provider for SqsQueuePolicy {
         _old: &Props,
         r: &Resource<'_>,
         _changed: &[&str],
-    ) -> Result<Map<String, Value>, AwsError> {
+    ) -> Result<Map<String, Value>, ProviderError> {
         put_policy(cx, url, &policy_text(r)?).await?;
         Ok(attrs([("id", Value::from(url))]))
     }
 
-    async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), AwsError> {
+    async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), ProviderError> {
         absent(put_policy(cx, url, "").await, NO_QUEUE).map(|_| ())
     }
 }

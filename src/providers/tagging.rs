@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{absent, aws, tag_changes, AwsError, Ctx};
+use super::{absent, aws, tag_changes, Ctx, ProviderError};
 use crate::schema::Tagging;
 
 type Tags = Vec<(String, String)>;
@@ -18,7 +18,7 @@ pub async fn sync(
     target: &str,
     old: Option<&Value>,
     new: Option<&Value>,
-) -> Result<(), AwsError> {
+) -> Result<(), ProviderError> {
     let (set, remove) = tag_changes(old, new);
     if !remove.is_empty() {
         untag(family, cx, target, remove).await?;
@@ -30,7 +30,7 @@ pub async fn sync(
 }
 
 /// The tags on `target`: empty when it is gone.
-pub async fn list(family: Tagging, cx: &Ctx, target: &str) -> Result<Tags, AwsError> {
+pub async fn list(family: Tagging, cx: &Ctx, target: &str) -> Result<Tags, ProviderError> {
     let pairs = |tags: Option<Vec<(String, String)>>| Ok(tags.unwrap_or_default());
     match family {
         Tagging::Logs => log_group_tags(cx, target).await,
@@ -73,14 +73,14 @@ pub async fn list(family: Tagging, cx: &Ctx, target: &str) -> Result<Tags, AwsEr
             let out = absent(out.map_err(aws), super::sqs_queue::NO_QUEUE)?;
             pairs(out.and_then(|o| o.tags).map(|t| t.into_iter().collect()))
         }
-        Tagging::Lambda | Tagging::Ec2 | Tagging::None => Err(AwsError::local(format!(
+        Tagging::Lambda | Tagging::Ec2 | Tagging::None => Err(ProviderError::refused(format!(
             "{family:?} tags come with the resource's own read"
         ))),
     }
 }
 
 #[allow(deprecated)] // moto has no ListTagsForResource for log groups
-async fn log_group_tags(cx: &Ctx, name: &str) -> Result<Tags, AwsError> {
+async fn log_group_tags(cx: &Ctx, name: &str) -> Result<Tags, ProviderError> {
     let out = cx
         .logs()
         .list_tags_log_group()
@@ -96,7 +96,7 @@ async fn log_group_tags(cx: &Ctx, name: &str) -> Result<Tags, AwsError> {
 }
 
 /// Adds or overwrites `tags` on `target`.
-pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<(), AwsError> {
+pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<(), ProviderError> {
     match family {
         #[allow(deprecated)] // moto has no TagResource for log groups
         Tagging::Logs => {
@@ -173,7 +173,7 @@ pub async fn untag(
     cx: &Ctx,
     target: &str,
     keys: Vec<String>,
-) -> Result<(), AwsError> {
+) -> Result<(), ProviderError> {
     match family {
         #[allow(deprecated)] // moto has no UntagResource for log groups
         Tagging::Logs => {
@@ -243,17 +243,17 @@ pub async fn untag(
 }
 
 /// Tags in the form IAM takes.
-pub fn iam(tags: Tags) -> Result<Vec<aws_sdk_iam::types::Tag>, AwsError> {
+pub fn iam(tags: Tags) -> Result<Vec<aws_sdk_iam::types::Tag>, ProviderError> {
     let tag = |(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build();
     let built: Result<Vec<_>, _> = tags.into_iter().map(tag).collect();
-    built.map_err(|e| AwsError::local(e.to_string()))
+    built.map_err(|e| ProviderError::refused(e.to_string()))
 }
 
 /// Tags in the form SNS takes.
-pub fn sns(tags: Tags) -> Result<Vec<aws_sdk_sns::types::Tag>, AwsError> {
+pub fn sns(tags: Tags) -> Result<Vec<aws_sdk_sns::types::Tag>, ProviderError> {
     let tag = |(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build();
     let built: Result<Vec<_>, _> = tags.into_iter().map(tag).collect();
-    built.map_err(|e| AwsError::local(e.to_string()))
+    built.map_err(|e| ProviderError::refused(e.to_string()))
 }
 
 /// Tags in the form EC2 takes.

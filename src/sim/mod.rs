@@ -37,22 +37,57 @@ pub struct LogEvent {
     pub log_group: Option<String>,
 }
 
+/// What stops a simulation before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("line {line}: {problem}")]
+    Events { line: usize, problem: String },
+    #[error("no events: give JSON Lines of {{\"timestamp\": epoch-ms, \"message\": \"...\"}}")]
+    NoEvents,
+    #[error("`{id}`: pattern: {problem}")]
+    Pattern { id: String, problem: String },
+}
+
+/// Why the function could not be run locally (told on its invocation).
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("runtime {0}: stackctl runs custom-runtime (provided.*) functions only")]
+    Runtime(String),
+    #[error("the function has no code (`source` or `filename`)")]
+    NoCode,
+    #[error("the code has no `bootstrap`")]
+    NoBootstrap,
+    #[error("{0}")]
+    Build(String),
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot run the function's bootstrap: {0}")]
+    Spawn(std::io::Error),
+    #[error("no answer within the function's timeout ({0}s)")]
+    Timeout(u64),
+}
+
 /// Parses JSON Lines of `{"timestamp": epoch-ms, "message": "..."}`.
-pub fn parse_events(text: &str) -> Result<Vec<LogEvent>, String> {
+pub fn parse_events(text: &str) -> Result<Vec<LogEvent>, SimError> {
     let mut out = Vec::new();
-    for (n, line) in text
+    let lines = text
         .lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+        .filter(|(_, l)| !l.trim().is_empty());
+    for (n, line) in lines {
+        let problem = |problem: String| SimError::Events {
+            line: n + 1,
+            problem,
+        };
+        let v: Value = serde_json::from_str(line).map_err(|e| problem(format!("not JSON: {e}")))?;
         let timestamp = v["timestamp"]
             .as_i64()
-            .ok_or_else(|| format!("line {}: `timestamp` must be epoch milliseconds", n + 1))?;
+            .ok_or_else(|| problem("`timestamp` must be epoch milliseconds".into()))?;
         let message = v["message"]
             .as_str()
-            .ok_or_else(|| format!("line {}: `message` must be a string", n + 1))?
+            .ok_or_else(|| problem("`message` must be a string".into()))?
             .to_string();
         let log_group = v["logGroup"].as_str().map(str::to_string);
         out.push(LogEvent {
@@ -63,9 +98,7 @@ pub fn parse_events(text: &str) -> Result<Vec<LogEvent>, String> {
     }
     out.sort_by_key(|e| e.timestamp);
     if out.is_empty() {
-        return Err(
-            "no events: give JSON Lines of {\"timestamp\": epoch-ms, \"message\": \"...\"}".into(),
-        );
+        return Err(SimError::NoEvents);
     }
     Ok(out)
 }
@@ -214,14 +247,17 @@ impl<'a> Pipeline<'a> {
 
     /// Runs every event through the metric filters of its log group: the
     /// metrics' samples, and a hop per match.
-    fn filter(&self, events: &[LogEvent]) -> Result<(Samples, Vec<Hop>), String> {
+    fn filter(&self, events: &[LogEvent]) -> Result<(Samples, Vec<Hop>), SimError> {
         let mut samples = Samples::new();
         let mut hops = Vec::new();
         for id in self.of_part(Part::MetricFilter) {
             let p = &self.resources[&id].props;
             let group = text(p, "log_group_name");
             let pattern =
-                filter::parse(&text(p, "pattern")).map_err(|e| format!("`{id}`: pattern: {e}"))?;
+                filter::parse(&text(p, "pattern")).map_err(|problem| SimError::Pattern {
+                    id: id.clone(),
+                    problem,
+                })?;
             let t = p
                 .get("metric_transformation")
                 .cloned()
@@ -381,7 +417,7 @@ pub fn evaluate_offline(
     state: &State,
     region: &str,
     events: &[LogEvent],
-) -> Result<Outcome, String> {
+) -> Result<Outcome, SimError> {
     let pipeline = Pipeline::new(v, state, region.to_string(), events);
     let (samples, mut timeline) = pipeline.filter(events)?;
     let alarms = pipeline.alarms();
@@ -432,7 +468,7 @@ pub async fn run(
     report: &Report,
     events: &[LogEvent],
     opts: Options,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, SimError> {
     let local = cx.sdk.endpoint_url().is_some();
     let mut sim = Sim {
         pipeline: Pipeline::new(v, state, cx.region(), events),
@@ -600,7 +636,7 @@ impl Sim<'_> {
                     }
                 }
             }
-            Err(e) => (false, json!({"error": e})),
+            Err(e) => (false, json!({"error": e.to_string()})),
         };
         let detail = match response["error"].as_str() {
             Some(e) => e.to_string(),
@@ -623,36 +659,31 @@ impl Sim<'_> {
         &self,
         function: &str,
         event: Value,
-    ) -> Result<(runtime::Outcome, Vec<(String, String)>), String> {
+    ) -> Result<(runtime::Outcome, Vec<(String, String)>), RunError> {
         let d = &self.pipeline.resources[function];
         let runtime_name = text(&d.props, "runtime");
         if !runtime_name.starts_with("provided") {
-            return Err(format!(
-                "runtime {runtime_name}: stackctl runs custom-runtime (provided.*) functions only"
-            ));
+            return Err(RunError::Runtime(runtime_name));
         }
         let zip = self.function_code(d).await?;
         let bootstrap =
-            crate::package::unzip_file(&zip, "bootstrap").ok_or("the code has no `bootstrap`")?;
-        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+            crate::package::unzip_file(&zip, "bootstrap").ok_or(RunError::NoBootstrap)?;
+        let work = tempfile::tempdir()?;
         let exe = work.path().join("bootstrap");
-        std::fs::write(&exe, bootstrap).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&exe, bootstrap)?;
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let arn = d
             .attrs
             .get("arn")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let api = runtime::RuntimeApi::start(arn)
-            .await
-            .map_err(|e| e.to_string())?;
+        let api = runtime::RuntimeApi::start(arn).await?;
         let timeout =
             Duration::from_secs(d.props.get("timeout").and_then(Value::as_u64).unwrap_or(3));
         let mut child = self
             .runtime_command(d, &exe, work.path(), &api.address)
             .spawn()
-            .map_err(|e| format!("cannot run the function's bootstrap: {e}"))?;
+            .map_err(RunError::Spawn)?;
         let stdout = child.stdout.take();
         let logged = std::thread::spawn(move || {
             let lines = stdout.map(|s| std::io::BufReader::new(s).lines().map_while(Result::ok));
@@ -663,17 +694,12 @@ impl Sim<'_> {
         let _ = child.kill();
         let _ = child.wait();
         let lines = logged.join().unwrap_or_default();
-        let outcome = outcome.ok_or_else(|| {
-            format!(
-                "no answer within the function's timeout ({}s)",
-                timeout.as_secs()
-            )
-        })?;
+        let outcome = outcome.ok_or(RunError::Timeout(timeout.as_secs()))?;
         Ok((outcome, self.steps(function, &lines)))
     }
 
     /// The zip apply uploads: built from `source` (or reused), or `filename`.
-    async fn function_code(&self, d: &Deployed) -> Result<Vec<u8>, String> {
+    async fn function_code(&self, d: &Deployed) -> Result<Vec<u8>, RunError> {
         let dir = self.pipeline.v.stack.dir();
         let source = d.props.get("source").and_then(Value::as_str);
         match (source, d.props.get("filename").and_then(Value::as_str)) {
@@ -686,13 +712,14 @@ impl Sim<'_> {
                 let built = tokio::task::spawn_blocking(move || {
                     crate::build::build(&crate_dir, &arch, events.as_ref())
                 });
-                let built = built.await.map_err(|e| e.to_string())?;
-                Ok(built.map_err(|e| e.to_string())?.zip)
+                let built = built.await.map_err(|e| RunError::Build(e.to_string()))?;
+                Ok(built.map_err(|e| RunError::Build(e.to_string()))?.zip)
             }
-            (None, Some(file)) => {
-                std::fs::read(dir.join(file)).map_err(|e| format!("cannot read {file}: {e}"))
-            }
-            _ => Err("the function has no code (`source` or `filename`)".into()),
+            (None, Some(file)) => std::fs::read(dir.join(file)).map_err(|error| RunError::Read {
+                path: file.to_string(),
+                error,
+            }),
+            _ => Err(RunError::NoCode),
         }
     }
 

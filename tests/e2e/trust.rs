@@ -98,6 +98,21 @@ fn a_lost_answer_to_any_create_converges_to_one_of_each() {
     }
 }
 
+/// A create AWS acted on whose answer came back without its content (no id)
+/// is not taken for one that never reached AWS: its intent stays recorded,
+/// and the next run finds what it made instead of making a second.
+#[test]
+fn an_empty_answer_to_any_create_converges_to_one_of_each() {
+    for (service, op) in SEED_CREATES {
+        if full_sweep() || CI_CREATES.contains(op) {
+            lost_answer_converges(
+                Fault::empty_answer(service, op),
+                &format!("{op}: success answered without content"),
+            );
+        }
+    }
+}
+
 #[test]
 fn a_dropped_connection_after_any_create_converges_to_one_of_each() {
     for (service, op) in SEED_CREATES {

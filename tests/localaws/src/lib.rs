@@ -70,6 +70,9 @@ pub enum FaultKind {
     DropConnection,
     /// The call waits this long before it is forwarded (a slow or hung AWS).
     Delay(Duration),
+    /// The call reaches AWS, which acts on it and answers success, but the
+    /// answer arrives without its content (the service's empty answer).
+    EmptyAnswer,
     /// The call reaches AWS, which acts on it; the connection drops without
     /// an answer, and for this long no connection can be made (the network
     /// or the endpoint down): retries meet "connection refused".
@@ -131,6 +134,11 @@ impl Fault {
     /// AWS acts on the call and its answer is lost (a 500 instead).
     pub fn lose_answer(service: &str, operation: &str) -> Fault {
         Fault::new(service, operation, 1, FaultKind::LoseAnswer { status: 500 })
+    }
+
+    /// AWS acts on the call and answers success without its content.
+    pub fn empty_answer(service: &str, operation: &str) -> Fault {
+        Fault::new(service, operation, 1, FaultKind::EmptyAnswer)
     }
 
     /// AWS acts on the call and the connection drops before the answer.
@@ -794,6 +802,14 @@ async fn proxy(
     let answer = match fault {
         _ if crashed => None,
         Some(FaultKind::DropConnection) => None,
+        Some(FaultKind::EmptyAnswer) if response.status().is_success() => {
+            let (headers, body) = protocol::empty_answer(&call.service, &call.operation);
+            let mut b = Response::builder().status(200);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            Some(b.body(Full::new(Bytes::from(body))).unwrap_or_default())
+        }
         Some(FaultKind::LoseAnswerThenOutage(outage)) => {
             *lock(&shared.outage_until) = Some(Instant::now() + outage);
             shared.outage.notify_one();

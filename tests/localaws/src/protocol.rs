@@ -76,6 +76,25 @@ pub fn error(
     }
 }
 
+/// A successful answer to `operation` with nothing in it, in the service's
+/// protocol: what a client gets from a truncated or malformed answer.
+pub fn empty_answer(service: &str, operation: &str) -> (Vec<(String, String)>, String) {
+    let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+    match service {
+        "sqs" | "monitoring" => (vec![h("content-type", "application/x-amz-json-1.0")], "{}".into()),
+        "logs" => (vec![h("content-type", "application/x-amz-json-1.1")], "{}".into()),
+        "lambda" => (vec![h("content-type", "application/json")], "{}".into()),
+        "ec2" => (
+            vec![h("content-type", "text/xml")],
+            format!("<{operation}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>00000000-0000-4000-8000-000000000000</requestId></{operation}Response>"),
+        ),
+        _ => (
+            vec![h("content-type", "text/xml")],
+            format!("<{operation}Response><{operation}Result></{operation}Result><ResponseMetadata><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ResponseMetadata></{operation}Response>"),
+        ),
+    }
+}
+
 /// The service's own throttling error, as AWS sends it.
 pub fn throttling(service: &str) -> (u16, Vec<(String, String)>, String) {
     match service {
