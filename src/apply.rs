@@ -18,7 +18,8 @@ use tokio::task::JoinSet;
 
 use crate::config::expr;
 use crate::events::Event;
-use crate::plan::{self, Action, Change, Plan, StackValues};
+use crate::model::{self, StackValues};
+use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{self, Ctx, Found, Provider, ProviderError, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
 use crate::state::{
@@ -755,7 +756,7 @@ impl<'a> Steps<'a> {
         let id = change.id.clone();
         let provider = Self::provider(&change.type_name)?;
         let schema = provider.schema();
-        let mut props = plan::resolve_props(
+        let mut props = model::resolve_props(
             self.v,
             &id,
             self.values,
@@ -1219,7 +1220,7 @@ pub fn stale_sources(
         .iter()
         .filter(|c| c.after.is_some() && v.stack.decls.contains_key(&c.id))
         .filter_map(|c| {
-            let props = plan::resolve_props(v, &c.id, values, &known);
+            let props = model::resolve_props(v, &c.id, values, &known);
             differs_from_plan(v.schema(&c.id), c, &props).map(|p| (c.id.clone(), p))
         })
         .collect()

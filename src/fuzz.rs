@@ -15,7 +15,8 @@ use std::path::Path;
 use serde_json::Map;
 
 use crate::config::Stack;
-use crate::plan::{self, StackValues};
+use crate::model::StackValues;
+use crate::plan;
 use crate::providers;
 use crate::schema::Type;
 use crate::state::State;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::plan::{self, StackValues};
+use crate::model::{self, StackValues};
 use crate::providers::{self, Ctx, Observed, Provider, ProviderError, Resource};
 use crate::schema::{contains_unknown, Props};
 use crate::state::{ResourceState, State};
@@ -89,7 +89,7 @@ pub async fn one(
     };
     let desired = {
         let known = crate::apply::known_from_state(v, state, data);
-        plan::resolve_props(v, id, values, &known)
+        model::resolve_props(v, id, values, &known)
     };
     let record = record(v, p, id, physical_id, observed, &desired);
     state.resources.insert(id.to_string(), record);
@@ -201,7 +201,7 @@ pub async fn all(
             id: id.clone(),
             why,
         };
-        let desired = plan::resolve_props(
+        let desired = model::resolve_props(
             v,
             id,
             values,

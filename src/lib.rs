@@ -51,6 +51,7 @@ pub mod generate;
 pub mod graph;
 pub mod iam;
 pub mod import;
+pub mod model;
 pub mod package;
 pub mod plan;
 pub mod providers;

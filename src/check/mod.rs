@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::config::expr;
 use crate::config::Diagnostic;
 use crate::iam::{self, Decision, Kind, Policy, Principal, Request};
-use crate::plan::{self, StackValues};
+use crate::model::{self, StackValues};
 use crate::schema::{is_unknown, Part, Props};
 use crate::validate::Validated;
 
@@ -91,14 +91,11 @@ impl<'a> Model<'a> {
             region,
             props: BTreeMap::new(),
         };
-        let values = StackValues {
-            name: v.stack.name.clone(),
-            region: Some(model.region.clone()),
-            account_id: Some(iam::unknown(ACCOUNT)),
-        };
+        let account = Some(iam::unknown(ACCOUNT));
+        let values = StackValues::offline(v, Some(model.region.clone()), account);
         for id in &v.graph.order {
             let props =
-                plan::declared_props(v, id, &values, &|dep, attr| Some(model.attr(dep, attr)));
+                model::declared_props(v, id, &values, &|dep, attr| Some(model.attr(dep, attr)));
             model.props.insert(id.clone(), props);
         }
         model
@@ -463,11 +460,8 @@ fn role_policies(m: &Model, role: &str) -> (Vec<Policy>, Vec<String>) {
 /// the crate it is built from (`[package.metadata.stackctl] needs`).
 fn needs_of(m: &Model, function: &str) -> Vec<(Vec<String>, Vec<String>)> {
     let decl = &m.v.stack.decls[function];
-    let values = StackValues {
-        name: m.v.stack.name.clone(),
-        region: Some(m.region.clone()),
-        account_id: Some(iam::unknown(ACCOUNT)),
-    };
+    let account = Some(iam::unknown(ACCOUNT));
+    let values = StackValues::offline(m.v, Some(m.region.clone()), account);
     let mut out: Vec<(Vec<String>, Vec<String>)> = decl
         .needs
         .iter()

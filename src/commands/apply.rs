@@ -15,7 +15,8 @@ use super::{
 };
 use crate::apply::{self, Walk};
 use crate::config::Stack;
-use crate::plan::{self, Plan, Refreshed, StackValues};
+use crate::model::StackValues;
+use crate::plan::{self, Plan, Refreshed};
 use crate::providers::{effective_region, Ctx};
 use crate::validate::{self, Validated};
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{load, Printer};
-use crate::plan::{self, StackValues};
+use crate::model::{self, StackValues};
 
 pub fn run(file: &Path, vars: &[(String, String)]) -> Result<ExitCode> {
     let v = load(file, vars)?;
@@ -17,7 +17,7 @@ pub fn run(file: &Path, vars: &[(String, String)]) -> Result<ExitCode> {
     };
     let mut any = false;
     for decl in v.stack.decls.values() {
-        let props = plan::resolve_props(&v, &decl.id, &values, &|_, _| None);
+        let props = model::resolve_props(&v, &decl.id, &values, &|_, _| None);
         let Some(source) = props.get("source").and_then(Value::as_str) else {
             continue;
         };

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Stack;
 use crate::events::{Event, Events};
-use crate::plan::{Plan, StackValues};
+use crate::model::StackValues;
+use crate::plan::Plan;
 use crate::providers::{effective_region, Ctx};
 use crate::state::{Backend, Held, State};
 use crate::validate::{self, Validated};

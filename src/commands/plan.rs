@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use super::{context, load, runtime, shown, stack_values, FileArgs, PlanFile, Session, VarArgs};
 use crate::check;
-use crate::plan::{self, Plan, StackValues};
+use crate::model::StackValues;
+use crate::plan::{self, Plan};
 use crate::providers::Ctx;
 use crate::state::{Backend, State};
 use crate::validate::Validated;

@@ -194,11 +194,7 @@ struct Transition {
 impl<'a> Pipeline<'a> {
     /// Each resource as the state records it, or as written before apply.
     fn new(v: &'a Validated, state: &State, region: String, events: &[LogEvent]) -> Pipeline<'a> {
-        let values = crate::plan::StackValues {
-            name: v.stack.name.clone(),
-            region: Some(region),
-            account_id: None,
-        };
+        let values = crate::model::StackValues::offline(v, Some(region), None);
         let resources = v
             .stack
             .decls
@@ -212,7 +208,7 @@ impl<'a> Pipeline<'a> {
                         physical_id: rec.physical_id.clone(),
                     },
                     None => Deployed {
-                        props: crate::plan::declared_props(v, &d.id, &values, &|_, _| None),
+                        props: crate::model::declared_props(v, &d.id, &values, &|_, _| None),
                         attrs: Default::default(),
                         physical_id: None,
                     },

@@ -721,7 +721,7 @@ fn the_seed_stack_is_least_privilege() {
     )
     .unwrap();
     let v = stackctl::validate::validate(stack, &[], Some("us-east-2")).unwrap();
-    let values = stackctl::plan::StackValues {
+    let values = stackctl::model::StackValues {
         name: v.stack.name.clone(),
         region: Some("us-east-2".into()),
         account_id: Some("123456789012".into()),
@@ -729,7 +729,7 @@ fn the_seed_stack_is_least_privilege() {
     let mut policies = 0;
     let mut rules = 0;
     for decl in v.stack.decls.values() {
-        let props = stackctl::plan::resolve_props(&v, &decl.id, &values, &|_, _| None);
+        let props = stackctl::model::resolve_props(&v, &decl.id, &values, &|_, _| None);
         if let Some(doc) = props
             .get("policy")
             .filter(|_| decl.type_name == "aws_iam_policy")
