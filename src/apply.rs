@@ -977,7 +977,7 @@ impl<'a> Steps<'a> {
             false => String::new(),
         };
         // AWS's messages can quote what was sent: masked like everything printed.
-        let err = crate::sensitive::redact(&err.to_string());
+        let err = self.v.redactor.redact(&err.to_string());
         self.cx.events.emit(Event::Failed {
             id: id.clone(),
             message: format!("error {verb} {type_name}: {err}{note}"),

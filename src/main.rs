@@ -7,13 +7,9 @@ fn main() -> ExitCode {
     match stackctl::cli::run(stackctl::cli::Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            // An error can quote a value (AWS's messages do): masked if
-            // sensitive. A closed stderr drops it (the exit code still says).
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: {}",
-                stackctl::sensitive::redact(&format!("{err:#}"))
-            );
+            // Masked by the command that made it (AWS's messages can quote
+            // a value). A closed stderr drops it (the exit code still says).
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             ExitCode::from(1)
         }
     }

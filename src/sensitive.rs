@@ -230,63 +230,84 @@ pub fn flows_from_secret(
     })
 }
 
-static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Values stackctl shows anyway (non-sensitive properties and attributes):
-/// a sensitive value equal to one (a topic's ARN in a function's
-/// environment) is masked where the schema says, but not in every text that
-/// quotes the public one.
-static PUBLIC: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-/// Remembers the text of values that are shown anyway.
-pub fn register_public(value: &Value) {
-    let mut leaves = Vec::new();
-    collect_strings(value, &mut leaves);
-    PUBLIC
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .extend(leaves);
-}
-
-/// Remembers what of these properties is not under a sensitive path, and
-/// these attributes, as shown anyway.
-pub fn register_public_props(
-    props: &Props,
-    attrs: &serde_json::Map<String, Value>,
-    paths: &[Path],
-) {
-    let (masked, _) = mask_pair(Some(props), None, paths);
-    if let Some(masked) = masked {
-        register_public(&Value::Object(masked));
-    }
-    register_public(&Value::Object(attrs.clone()));
+/// The sensitive values of one run, and the values it shows anyway: what
+/// it masks in everything it prints. Validation makes it (the sensitive
+/// variables), the plan adds each resource's sensitive values; whatever
+/// produces output holds it.
+#[derive(Debug, Default)]
+pub struct Redactor {
+    secrets: Mutex<Vec<String>>,
+    /// Values stackctl shows anyway (non-sensitive properties and
+    /// attributes): a sensitive value equal to one (a topic's ARN in a
+    /// function's environment) is masked where the schema says, but not in
+    /// every text that quotes the public one.
+    public: Mutex<BTreeSet<String>>,
 }
 
 /// Shorter values are not masked in free text: a two-letter secret would
 /// garble every message (plans and JSON mask by path, whatever the length).
 const MIN_REDACTED_LEN: usize = 3;
 
-/// Remembers the text of sensitive values, to mask them in anything printed.
-pub fn register(value: &Value) {
-    let mut leaves = Vec::new();
-    collect_strings(value, &mut leaves);
-    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
-    for s in leaves {
-        if s.chars().count() >= MIN_REDACTED_LEN && !secrets.contains(&s) {
-            secrets.push(s);
+impl Redactor {
+    /// Remembers the text of values that are shown anyway.
+    pub fn register_public(&self, value: &Value) {
+        let mut leaves = Vec::new();
+        collect_strings(value, &mut leaves);
+        let mut public = self.public.lock().unwrap_or_else(|e| e.into_inner());
+        public.extend(leaves);
+    }
+
+    /// Remembers what of these properties is not under a sensitive path, and
+    /// these attributes, as shown anyway.
+    pub fn register_public_props(
+        &self,
+        props: &Props,
+        attrs: &serde_json::Map<String, Value>,
+        paths: &[Path],
+    ) {
+        let (masked, _) = mask_pair(Some(props), None, paths);
+        if let Some(masked) = masked {
+            self.register_public(&Value::Object(masked));
+        }
+        self.register_public(&Value::Object(attrs.clone()));
+    }
+
+    /// Remembers the text of sensitive values, to mask them in anything printed.
+    pub fn register(&self, value: &Value) {
+        let mut leaves = Vec::new();
+        collect_strings(value, &mut leaves);
+        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        for s in leaves {
+            if s.chars().count() >= MIN_REDACTED_LEN && !secrets.contains(&s) {
+                secrets.push(s);
+            }
+        }
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Registers the values at `paths` of these properties.
+    pub fn register_at(&self, props: &Props, paths: &[Path]) {
+        let whole = Value::Object(props.clone());
+        for path in &expand(paths, &whole) {
+            if let Some(v) = at(&whole, path) {
+                self.register(v);
+            }
         }
     }
-    // Longest first, so a secret containing another is masked whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-}
 
-/// Registers the values at `paths` of these properties.
-pub fn register_at(props: &Props, paths: &[Path]) {
-    let whole = Value::Object(props.clone());
-    for path in &expand(paths, &whole) {
-        if let Some(v) = at(&whole, path) {
-            register(v);
+    /// `text` with every registered sensitive value masked (but those shown
+    /// anyway, as another resource's property or attribute).
+    pub fn redact(&self, text: &str) -> String {
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let public = self.public.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = text.to_string();
+        for s in secrets.iter().filter(|s| !public.contains(*s)) {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "(sensitive)");
+            }
         }
+        out
     }
 }
 
@@ -298,20 +319,6 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
         Value::Object(m) => m.values().for_each(|i| collect_strings(i, out)),
         _ => {}
     }
-}
-
-/// `text` with every registered sensitive value masked (but those shown
-/// anyway, as another resource's property or attribute).
-pub fn redact(text: &str) -> String {
-    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
-    let public = PUBLIC.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !public.contains(*s)) {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "(sensitive)");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -344,11 +351,28 @@ mod tests {
 
     #[test]
     fn registered_values_are_redacted_from_any_text() {
-        register(&json!("hunter2-secret"));
-        register(&json!("ab")); // too short to mask in free text
+        let r = Redactor::default();
+        r.register(&json!("hunter2-secret"));
+        r.register(&json!("ab")); // too short to mask in free text
         assert_eq!(
-            redact("error: password hunter2-secret rejected (ab)"),
+            r.redact("error: password hunter2-secret rejected (ab)"),
             "error: password (sensitive) rejected (ab)"
         );
+    }
+
+    #[test]
+    fn a_value_shown_anyway_is_not_masked_in_free_text() {
+        let r = Redactor::default();
+        r.register(&json!("arn:aws:sns:us-east-2:123456789012:alerts"));
+        r.register_public(&json!({"arn": "arn:aws:sns:us-east-2:123456789012:alerts"}));
+        let text = "topic arn:aws:sns:us-east-2:123456789012:alerts";
+        assert_eq!(r.redact(text), text);
+    }
+
+    #[test]
+    fn two_runs_do_not_share_their_secrets() {
+        let (a, b) = (Redactor::default(), Redactor::default());
+        a.register(&json!("only-in-a"));
+        assert_eq!(b.redact("only-in-a"), "only-in-a");
     }
 }

@@ -21,6 +21,8 @@ pub struct Validated {
     pub graph: Graph,
     /// Variables declared `sensitive: true`.
     pub sensitive_vars: BTreeSet<String>,
+    /// What this run masks in everything it prints.
+    pub redactor: std::sync::Arc<crate::sensitive::Redactor>,
 }
 
 impl Validated {
@@ -36,7 +38,7 @@ impl Validated {
     pub fn sensitive_paths(&self, id: &str, props: &Props) -> Vec<crate::sensitive::Path> {
         let paths =
             crate::sensitive::paths(&self.stack.decls[id], self.schema(id), &self.sensitive_vars);
-        crate::sensitive::register_at(props, &paths);
+        self.redactor.register_at(props, &paths);
         paths
     }
 
@@ -125,14 +127,16 @@ pub fn validate_lenient(
         .filter(|(_, var)| var.sensitive)
         .map(|(name, _)| name.clone())
         .collect();
+    let redactor = std::sync::Arc::new(crate::sensitive::Redactor::default());
     for value in sensitive_vars.iter().filter_map(|name| vars.get(name)) {
-        crate::sensitive::register(value);
+        redactor.register(value);
     }
     let v = Validated {
         stack,
         vars,
         graph,
         sensitive_vars,
+        redactor,
     };
     Ok((v, rules))
 }

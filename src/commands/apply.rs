@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use super::plan::pinned_plan;
 use super::{
-    confirm, context, load, runtime, shown, stack_values, FileArgs, PlanFile, Session, VarArgs,
-    Widths,
+    confirm, context, load, masked, runtime, shown, stack_values, FileArgs, PlanFile, Session,
+    VarArgs, Widths,
 };
 use crate::apply::{self, Walk};
 use crate::config::Stack;
@@ -51,7 +51,9 @@ pub fn run(r: ApplyArgs) -> Result<ExitCode> {
         }
         None => (load(&r.file.file, &r.vars.vars)?, None),
     };
-    runtime()?.block_on(apply(v, &r, saved))
+    let redactor = v.redactor.clone();
+    let result = runtime()?.block_on(apply(v, &r, saved));
+    result.map_err(|e| masked(&redactor, e))
 }
 
 /// A plan saved by `plan --out` (encrypted like the state when a key is set).
@@ -72,7 +74,7 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
         Some(saved) => {
             session.pin(&cx).await?;
             check_saved(&saved, &session, &cx)?;
-            print!("{}", shown(&plan::render(&saved.plan)));
+            print!("{}", shown(&v.redactor, &plan::render(&saved.plan)));
             (saved.plan, stack_values(&v, &cx).await?)
         }
         None => {
@@ -85,7 +87,7 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
                 r.read_parallelism,
             )
             .await?;
-            print!("{}", shown(&plan::render(&plan)));
+            print!("{}", shown(&v.redactor, &plan::render(&plan)));
             if plan.has_changes()
                 && !r.auto_approve
                 && !confirm("Do you want to perform these actions?", "--auto-approve")?
@@ -252,7 +254,7 @@ pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
     };
     let auto_approve = a.auto_approve;
     let v = load(&a.file.file, &a.vars.vars)?;
-    runtime()?.block_on(async {
+    let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &a.file.backend_config, "destroy").await?;
         if session.state.resources.is_empty() && session.state.deposed.is_empty() {
             println!("Nothing to destroy: the state records no resources.");
@@ -266,7 +268,7 @@ pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
         pending.resources.retain(|_, r| r.is_pending());
         let live: BTreeMap<String, Refreshed> = plan::refresh(&cx, &pending, widths.reads).await?;
         let plan = plan::destroy(&session.state, &live);
-        print!("{}", shown(&plan::render(&plan)));
+        print!("{}", shown(&v.redactor, &plan::render(&plan)));
         let question = "Do you really want to destroy all resources of this stack?";
         if !auto_approve && !confirm(question, "--auto-approve")? {
             println!("Destroy cancelled.");
@@ -285,5 +287,6 @@ pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
             Walking::Destroy,
         )
         .await
-    })
+    });
+    result.map_err(|e| masked(&v.redactor, e))
 }

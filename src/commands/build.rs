@@ -26,7 +26,11 @@ pub fn run(file: &Path, vars: &[(String, String)]) -> Result<ExitCode> {
             .next()
             .unwrap_or_else(|| "x86_64".into());
         let started = std::time::Instant::now();
-        let artifact = crate::build::build(&v.stack.dir().join(source), &arch, &Printer)?;
+        let artifact = crate::build::build(
+            &v.stack.dir().join(source),
+            &arch,
+            &Printer(v.redactor.clone()),
+        )?;
         any = true;
         println!("{}: {}", decl.id, artifact.zip_path.display());
         println!("  zip size:   {} bytes", artifact.zip.len());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::{context, load, runtime, stack_values, FileArgs, Printer, Session, VarArgs};
+use super::{context, load, masked, runtime, stack_values, FileArgs, Printer, Session, VarArgs};
 use crate::import::{Imported, Missed};
 use crate::plan;
 use crate::providers::Ctx;
@@ -52,7 +52,7 @@ fn import(
         _ => bail!("give LOGICAL_ID PHYSICAL_ID, or --all (or --generate-config FILE TYPE.ID=PHYSICAL_ID...)"),
     };
     let v = load(&file.file, vars)?;
-    runtime()?.block_on(async {
+    let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &file.backend_config, "import").await?;
         let cx = context(&v).await;
         session.pin(&cx).await?;
@@ -73,7 +73,8 @@ fn import(
         session.commit().await?;
         tell(&imported, &missed);
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    result.map_err(|e| masked(&v.redactor, e))
 }
 
 fn tell(imported: &[Imported], missed: &[Missed]) {
@@ -117,7 +118,7 @@ fn generate_config(file: &Path, out: &Path, stack_name: &str, args: &[String]) -
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let text = runtime()?.block_on(async {
         let mut cx = Ctx::new(stack_name, None, &dir).await;
-        cx.events = Arc::new(Printer);
+        cx.events = Arc::new(Printer(Arc::default()));
         crate::generate::generate(&cx, stack_name, &targets).await
     })?;
     // Only its owner reads it, as the state: it describes what exists.

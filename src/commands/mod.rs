@@ -26,6 +26,7 @@ use crate::events::{Event, Events};
 use crate::model::StackValues;
 use crate::plan::Plan;
 use crate::providers::{effective_region, Ctx};
+use crate::sensitive::Redactor;
 use crate::state::{Backend, Held, State};
 use crate::validate::{self, Validated};
 
@@ -145,17 +146,17 @@ pub struct Widths {
 /// The AWS clients of a run, reporting progress on the terminal.
 pub(crate) async fn context(v: &Validated) -> Ctx {
     let mut cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
-    cx.events = Arc::new(Printer);
+    cx.events = Arc::new(Printer(v.redactor.clone()));
     cx
 }
 
 /// Renders the engine's events as the lines people read: steps on stdout,
 /// failures, waits and builds on stderr, sensitive values masked.
-pub(crate) struct Printer;
+pub(crate) struct Printer(pub Arc<Redactor>);
 
 impl Events for Printer {
     fn emit(&self, event: Event) {
-        let redact = crate::sensitive::redact;
+        let redact = |text: &str| self.0.redact(text);
         match event {
             Event::Started { id, verb, detail: Some(d) } => println!("{id}: {verb} ({d})..."),
             Event::Started { id, verb, detail: None } => println!("{id}: {verb}..."),
@@ -176,8 +177,8 @@ impl Events for Printer {
 /// A rendered plan as printed: redacted, and coloured like Terraform's on a
 /// terminal (+ green, - red, ~ yellow, replacements magenta) unless NO_COLOR
 /// is set.
-pub(crate) fn shown(text: &str) -> String {
-    let text = crate::sensitive::redact(text);
+pub(crate) fn shown(redactor: &Redactor, text: &str) -> String {
+    let text = redactor.redact(text);
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     if !colour {
@@ -226,6 +227,12 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The stack file, parsed and validated (what AWS would refuse is an error).
+/// An error as it may be shown: the stack's sensitive values masked (AWS's
+/// messages can quote what was sent).
+pub(crate) fn masked(redactor: &Redactor, error: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(redactor.redact(&format!("{error:#}")))
+}
+
 pub(crate) fn load(path: &Path, vars: &[(String, String)]) -> Result<Validated> {
     let stack = Stack::load(path)?;
     let region = effective_region(stack.region.as_deref());

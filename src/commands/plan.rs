@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use super::{context, load, runtime, shown, stack_values, FileArgs, PlanFile, Session, VarArgs};
+use super::{
+    context, load, masked, runtime, shown, stack_values, FileArgs, PlanFile, Session, VarArgs,
+};
 use crate::check;
 use crate::model::StackValues;
 use crate::plan::{self, Plan};
@@ -55,7 +57,7 @@ pub struct PlanArgs {
 pub fn run(r: PlanArgs) -> Result<ExitCode> {
     let format = if r.json { PlanFormat::Json } else { r.format };
     let v = load(&r.file.file, &r.vars.vars)?;
-    runtime()?.block_on(async {
+    let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &r.file.backend_config, "plan").await?;
         let cx = context(&v).await;
         let (plan, _) = pinned_plan(
@@ -84,7 +86,8 @@ pub fn run(r: PlanArgs) -> Result<ExitCode> {
         } else {
             ExitCode::SUCCESS
         })
-    })
+    });
+    result.map_err(|e| masked(&v.redactor, e))
 }
 
 fn print_plan(v: &Validated, cx: &Ctx, plan: &Plan, format: PlanFormat) -> Result<()> {
@@ -97,7 +100,7 @@ fn print_plan(v: &Validated, cx: &Ctx, plan: &Plan, format: PlanFormat) -> Resul
                 plan::render_markdown(plan, &check::render_markdown(&report))
             );
         }
-        PlanFormat::Text => print!("{}", shown(&plan::render(plan))),
+        PlanFormat::Text => print!("{}", shown(&v.redactor, &plan::render(plan))),
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::{context, load, runtime, FileArgs, Session, VarArgs};
+use super::{context, load, masked, runtime, FileArgs, Session, VarArgs};
 use crate::check;
 
 #[derive(clap::Args, Debug)]
@@ -41,7 +41,7 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode> {
     let parsed = crate::sim::parse_events(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
     let v = load(&a.file.file, &a.vars.vars)?;
-    runtime()?.block_on(async {
+    let result = runtime()?.block_on(async {
         let session = Session::open(&v.stack, &a.file.backend_config, "simulate").await?;
         let cx = context(&v).await;
         let report = check::check(&v, Some(cx.region().as_str()), &[]);
@@ -50,12 +50,10 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode> {
         if json {
             println!("{}", serde_json::to_string_pretty(&outcome)?);
         } else {
-            print!(
-                "{}",
-                crate::sensitive::redact(&crate::sim::render(&outcome))
-            );
+            print!("{}", v.redactor.redact(&crate::sim::render(&outcome)));
         }
         session.release().await?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    result.map_err(|e| masked(&v.redactor, e))
 }

@@ -586,14 +586,16 @@ fn sensitive_of(
     let mut paths = v.sensitive_paths(id, desired);
     if let Some(rec) = record {
         paths.extend(rec.sensitive.iter().cloned());
-        sensitive::register_at(&rec.props, &rec.sensitive);
+        v.redactor.register_at(&rec.props, &rec.sensitive);
     }
     paths.sort();
     paths.dedup();
-    sensitive::register_public_props(desired, &Map::new(), &paths);
+    v.redactor
+        .register_public_props(desired, &Map::new(), &paths);
     if let Some((physical_id, before, attrs)) = existing {
-        sensitive::register_public_props(before, attrs, &paths);
-        sensitive::register_public(&Value::from(physical_id.clone()));
+        v.redactor.register_public_props(before, attrs, &paths);
+        v.redactor
+            .register_public(&Value::from(physical_id.clone()));
     }
     paths
 }
