@@ -126,18 +126,24 @@ async fn observe(
         }
     };
     let (tags, owner) = split_tags(tags);
-    let mut props = Props::new();
-    props.insert("name".into(), Value::from(name.as_str()));
-    props.insert(
-        "retention_in_days".into(),
-        Value::from(group.retention_in_days.unwrap_or(0)),
-    );
+    let mut props = props_of(&group);
     props.insert("tags".into(), tags);
     Ok(Observed {
         props,
         attrs: arn,
         owner,
     })
+}
+
+/// DescribeLogGroups' answer as the stack file names it (tags aside): no
+/// retention is 0, "never expire".
+fn props_of(group: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Props {
+    let name = group.log_group_name.clone().unwrap_or_default();
+    let retention = group.retention_in_days.unwrap_or(0);
+    Props::from_iter([
+        ("name".to_string(), Value::from(name)),
+        ("retention_in_days".to_string(), Value::from(retention)),
+    ])
 }
 
 /// The longest prefix all names share.
@@ -345,5 +351,26 @@ impl Provider for LogGroup {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_group_without_retention_reads_as_never_expiring() {
+        use aws_sdk_cloudwatchlogs::types::LogGroup;
+        let kept = LogGroup::builder()
+            .log_group_name("app")
+            .retention_in_days(14)
+            .build();
+        let forever = LogGroup::builder().log_group_name("app").build();
+        assert_eq!(
+            Value::Object(props_of(&kept)),
+            json!({"name": "app", "retention_in_days": 14})
+        );
+        assert_eq!(props_of(&forever)["retention_in_days"], json!(0));
     }
 }

@@ -203,32 +203,7 @@ impl Provider for MetricFilter {
         else {
             return Ok(None);
         };
-        let mut props = Props::new();
-        props.insert("name".into(), Value::from(name));
-        props.insert("log_group_name".into(), Value::from(group));
-        props.insert(
-            "pattern".into(),
-            Value::from(f.filter_pattern.unwrap_or_default()),
-        );
-        if let Some(t) = f
-            .metric_transformations
-            .unwrap_or_default()
-            .into_iter()
-            .next()
-        {
-            let mut m = Map::new();
-            m.insert("name".into(), Value::from(t.metric_name));
-            m.insert("namespace".into(), Value::from(t.metric_namespace));
-            m.insert("value".into(), Value::from(t.metric_value));
-            if let Some(d) = t.default_value {
-                m.insert("default_value".into(), Value::from(d));
-            }
-            // AWS reports an unset unit as None.
-            if let Some(u) = t.unit.filter(|u| u.as_str() != "None") {
-                m.insert("unit".into(), Value::from(u.as_str()));
-            }
-            props.insert("metric_transformation".into(), Value::Object(m));
-        }
+        let props = props_of(group, f);
         Ok(Some(Observed {
             props,
             attrs: attrs([("id", Value::from(name))]),
@@ -259,5 +234,64 @@ impl Provider for MetricFilter {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+    }
+}
+
+/// A filter of DescribeMetricFilters' answer as the stack file names it:
+/// its first transformation, an unset unit ("None") left out.
+fn props_of(group: &str, f: aws_sdk_cloudwatchlogs::types::MetricFilter) -> Props {
+    let mut props = Props::new();
+    props.insert(
+        "name".into(),
+        Value::from(f.filter_name.unwrap_or_default()),
+    );
+    props.insert("log_group_name".into(), Value::from(group));
+    props.insert(
+        "pattern".into(),
+        Value::from(f.filter_pattern.unwrap_or_default()),
+    );
+    let transformations = f.metric_transformations.unwrap_or_default();
+    if let Some(t) = transformations.into_iter().next() {
+        let mut m = Map::new();
+        m.insert("name".into(), Value::from(t.metric_name));
+        m.insert("namespace".into(), Value::from(t.metric_namespace));
+        m.insert("value".into(), Value::from(t.metric_value));
+        if let Some(d) = t.default_value {
+            m.insert("default_value".into(), Value::from(d));
+        }
+        // AWS reports an unset unit as None.
+        if let Some(u) = t.unit.filter(|u| u.as_str() != "None") {
+            m.insert("unit".into(), Value::from(u.as_str()));
+        }
+        props.insert("metric_transformation".into(), Value::Object(m));
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_filters_first_transformation_reads_without_an_unset_unit() {
+        use aws_sdk_cloudwatchlogs::types::{MetricFilter, MetricTransformation, StandardUnit};
+        let t = MetricTransformation::builder()
+            .metric_name("SlowResponses")
+            .metric_namespace("MyApp")
+            .metric_value("1")
+            .unit(StandardUnit::None)
+            .build()
+            .unwrap();
+        let f = MetricFilter::builder()
+            .filter_name("slow")
+            .filter_pattern("\"High response time\"")
+            .metric_transformations(t)
+            .build();
+        assert_eq!(
+            Value::Object(props_of("app", f)),
+            json!({"name": "slow", "log_group_name": "app", "pattern": "\"High response time\"",
+                   "metric_transformation": {"name": "SlowResponses", "namespace": "MyApp", "value": "1"}})
+        );
     }
 }

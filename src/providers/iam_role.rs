@@ -124,15 +124,7 @@ impl Provider for IamRole {
             .role
             .ok_or_else(|| ProviderError::unexpected("GetRole returned no role"))?;
         let tags = tags?;
-        let mut props = Props::new();
-        props.insert("name".into(), Value::from(role.role_name.clone()));
-        props.insert(
-            "description".into(),
-            Value::from(role.description.unwrap_or_default()),
-        );
-        if let Some(doc) = &role.assume_role_policy_document {
-            props.insert("assume_role_policy".into(), decode_policy(doc));
-        }
+        let mut props = props_of(&role);
         let (tags, owner) = split_tags(tags);
         props.insert("tags".into(), tags);
         Ok(Some(Observed {
@@ -200,5 +192,41 @@ impl Provider for IamRole {
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = cx.iam().delete_role().role_name(name).send().await;
         absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
+    }
+}
+
+/// GetRole's answer as the stack file names it (tags aside): the trust
+/// policy URL-decoded into JSON.
+fn props_of(role: &aws_sdk_iam::types::Role) -> Props {
+    let mut props = Props::new();
+    props.insert("name".into(), Value::from(role.role_name.clone()));
+    let description = role.description.clone().unwrap_or_default();
+    props.insert("description".into(), Value::from(description));
+    if let Some(doc) = &role.assume_role_policy_document {
+        props.insert("assume_role_policy".into(), decode_policy(doc));
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_roles_trust_policy_reads_decoded() {
+        let role = aws_sdk_iam::types::Role::builder()
+            .path("/")
+            .role_name("fixer")
+            .role_id("AROA1")
+            .arn("arn:aws:iam::123456789012:role/fixer")
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .assume_role_policy_document("%7B%22Version%22%3A%222012-10-17%22%7D")
+            .build()
+            .unwrap();
+        assert_eq!(
+            Value::Object(props_of(&role)),
+            serde_json::json!({"name": "fixer", "description": "",
+                               "assume_role_policy": {"Version": "2012-10-17"}})
+        );
     }
 }

@@ -193,39 +193,7 @@ impl Provider for Instance {
         if gone(&i) {
             return Ok(None);
         }
-        let mut p = Props::new();
-        p.insert(
-            "ami".into(),
-            Value::from(i.image_id.clone().unwrap_or_default()),
-        );
-        p.insert(
-            "instance_type".into(),
-            Value::from(
-                i.instance_type
-                    .as_ref()
-                    .map(|t| t.as_str().to_string())
-                    .unwrap_or_default(),
-            ),
-        );
-        p.insert(
-            "vpc_security_group_ids".into(),
-            Value::Array(
-                i.security_groups
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|g| g.group_id)
-                    .map(Value::from)
-                    .collect(),
-            ),
-        );
-        p.insert(
-            "subnet_id".into(),
-            Value::from(i.subnet_id.clone().unwrap_or_default()),
-        );
-        if let Some(k) = &i.key_name {
-            p.insert("key_name".into(), Value::from(k.clone()));
-        }
+        let mut p = props_of(&i);
         let (tags, tag_owner) = split_tags(
             i.tags
                 .clone()
@@ -351,4 +319,56 @@ async fn live_instances_tagged(
         .flat_map(|r| r.instances.unwrap_or_default())
         .filter_map(|i| i.instance_id)
         .collect())
+}
+
+/// DescribeInstances' instance as the stack file names it (tags aside): its
+/// groups by id.
+fn props_of(i: &aws_sdk_ec2::types::Instance) -> Props {
+    let text = |v: Option<&str>| Value::from(v.unwrap_or_default());
+    let groups = i
+        .security_groups
+        .iter()
+        .flatten()
+        .filter_map(|g| g.group_id.clone());
+    let mut p = Props::new();
+    p.insert("ami".into(), text(i.image_id.as_deref()));
+    p.insert(
+        "instance_type".into(),
+        text(i.instance_type.as_ref().map(|t| t.as_str())),
+    );
+    p.insert(
+        "vpc_security_group_ids".into(),
+        Value::from(groups.collect::<Vec<_>>()),
+    );
+    p.insert("subnet_id".into(), text(i.subnet_id.as_deref()));
+    if let Some(k) = &i.key_name {
+        p.insert("key_name".into(), Value::from(k.clone()));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_reads_its_groups_by_id_and_its_key_only_when_set() {
+        use aws_sdk_ec2::types::{GroupIdentifier, Instance, InstanceType};
+        let i = Instance::builder()
+            .image_id("ami-1")
+            .instance_type(InstanceType::T3Micro)
+            .security_groups(
+                GroupIdentifier::builder()
+                    .group_id("sg-1")
+                    .group_name("ssh")
+                    .build(),
+            )
+            .subnet_id("subnet-1")
+            .build();
+        assert_eq!(
+            Value::Object(props_of(&i)),
+            serde_json::json!({"ami": "ami-1", "instance_type": "t3.micro",
+                               "vpc_security_group_ids": ["sg-1"], "subnet_id": "subnet-1"})
+        );
+    }
 }

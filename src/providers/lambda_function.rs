@@ -405,47 +405,11 @@ impl Provider for LambdaFunction {
         let c = out
             .configuration
             .ok_or_else(|| ProviderError::unexpected("GetFunction returned no configuration"))?;
-        let mut p = Props::new();
-        p.insert("function_name".into(), Value::from(name));
-        p.insert("role".into(), Value::from(c.role.unwrap_or_default()));
-        p.insert("handler".into(), Value::from(c.handler.unwrap_or_default()));
-        p.insert(
-            "runtime".into(),
-            Value::from(
-                c.runtime
-                    .map(|r| r.as_str().to_string())
-                    .unwrap_or_default(),
-            ),
-        );
-        p.insert(
-            "architectures".into(),
-            Value::Array(
-                c.architectures
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|a| Value::from(a.as_str()))
-                    .collect(),
-            ),
-        );
-        p.insert("timeout".into(), Value::from(c.timeout.unwrap_or(3)));
-        p.insert(
-            "memory_size".into(),
-            Value::from(c.memory_size.unwrap_or(128)),
-        );
-        let vars = c.environment.and_then(|e| e.variables).unwrap_or_default();
-        p.insert(
-            "environment".into(),
-            serde_json::json!({"variables": user_tags(vars)}),
-        );
-        p.insert(
-            "description".into(),
-            Value::from(c.description.unwrap_or_default()),
-        );
-        let sha = c.code_sha256.unwrap_or_default();
-        p.insert("source_code_hash".into(), Value::from(sha.clone()));
+        let sha = c.code_sha256.clone().unwrap_or_default();
+        let arn = c.function_arn.clone().unwrap_or_default();
+        let mut p = props_of(name, c);
         let (tags, owner) = split_tags(out.tags.unwrap_or_default());
         p.insert("tags".into(), tags);
-        let arn = c.function_arn.unwrap_or_default();
         Ok(Some(Observed {
             props: p,
             attrs: function_attrs(&arn, name, &cx.region(), &sha),
@@ -539,5 +503,72 @@ impl Provider for LambdaFunction {
             .send()
             .await;
         absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+    }
+}
+
+/// GetFunction's configuration as the stack file names it (tags aside):
+/// what Lambda leaves out is its default (3 s, 128 MB).
+fn props_of(name: &str, c: aws_sdk_lambda::types::FunctionConfiguration) -> Props {
+    let runtime = c
+        .runtime
+        .map(|r| r.as_str().to_string())
+        .unwrap_or_default();
+    let architectures = c.architectures.unwrap_or_default();
+    let architectures: Vec<Value> = architectures
+        .iter()
+        .map(|a| Value::from(a.as_str()))
+        .collect();
+    let vars = c.environment.and_then(|e| e.variables).unwrap_or_default();
+    let text = |v: Option<String>| Value::from(v.unwrap_or_default());
+    Props::from_iter(
+        [
+            ("function_name", Value::from(name)),
+            ("role", text(c.role)),
+            ("handler", text(c.handler)),
+            ("runtime", Value::from(runtime)),
+            ("architectures", Value::Array(architectures)),
+            ("timeout", Value::from(c.timeout.unwrap_or(3))),
+            ("memory_size", Value::from(c.memory_size.unwrap_or(128))),
+            (
+                "environment",
+                serde_json::json!({"variables": user_tags(vars)}),
+            ),
+            ("description", text(c.description)),
+            ("source_code_hash", text(c.code_sha256)),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_functions_configuration_reads_with_lambdas_defaults() {
+        use aws_sdk_lambda::types::{
+            Architecture, EnvironmentResponse, FunctionConfiguration, Runtime,
+        };
+        let c = FunctionConfiguration::builder()
+            .role("arn:aws:iam::123456789012:role/fixer")
+            .handler("bootstrap")
+            .runtime(Runtime::Providedal2023)
+            .architectures(Architecture::X8664)
+            .environment(
+                EnvironmentResponse::builder()
+                    .variables("TOPIC_ARN", "t")
+                    .build(),
+            )
+            .code_sha256("abc=")
+            .build();
+        assert_eq!(
+            Value::Object(props_of("fix", c)),
+            json!({"function_name": "fix", "role": "arn:aws:iam::123456789012:role/fixer",
+                   "handler": "bootstrap", "runtime": "provided.al2023",
+                   "architectures": ["x86_64"], "timeout": 3, "memory_size": 128,
+                   "environment": {"variables": {"TOPIC_ARN": "t"}}, "description": "",
+                   "source_code_hash": "abc="})
+        );
     }
 }

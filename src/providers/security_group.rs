@@ -504,3 +504,40 @@ impl Provider for SecurityGroup {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::IpRange;
+
+    #[test]
+    fn each_range_of_a_permission_reads_as_one_rule_and_all_traffic_as_ports_zero() {
+        let range = |cidr: &str, description: Option<&str>| {
+            IpRange::builder()
+                .cidr_ip(cidr)
+                .set_description(description.map(str::to_string))
+                .build()
+        };
+        let ssh = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .ip_ranges(range("10.0.0.0/8", Some("office")))
+            .ip_ranges(range("192.168.0.0/16", Some("")))
+            .build();
+        let all = IpPermission::builder()
+            .ip_protocol("-1")
+            .from_port(-1)
+            .to_port(-1)
+            .ip_ranges(range("0.0.0.0/0", None))
+            .build();
+        assert_eq!(
+            rules_value(vec![ssh, all]),
+            json!([
+                {"from_port": 22, "to_port": 22, "protocol": "tcp", "cidr_blocks": ["10.0.0.0/8"], "description": "office"},
+                {"from_port": 22, "to_port": 22, "protocol": "tcp", "cidr_blocks": ["192.168.0.0/16"]},
+                {"from_port": 0, "to_port": 0, "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"]},
+            ])
+        );
+    }
+}

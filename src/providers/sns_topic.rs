@@ -105,15 +105,7 @@ impl Provider for SnsTopic {
         };
         let attributes = out.attributes.unwrap_or_default();
         let (tags, owner) = split_tags(tags);
-        let mut props = Props::new();
-        props.insert(
-            "name".into(),
-            Value::from(arn.rsplit(':').next().unwrap_or_default()),
-        );
-        props.insert(
-            "display_name".into(),
-            Value::from(attributes.get("DisplayName").cloned().unwrap_or_default()),
-        );
+        let mut props = props_of(arn, &attributes);
         props.insert("tags".into(), tags);
         Ok(Some(Observed {
             props,
@@ -156,5 +148,36 @@ impl Provider for SnsTopic {
             .await
             .map_err(aws)?;
         Ok(())
+    }
+}
+
+/// GetTopicAttributes' answer as the stack file names it (tags aside): the
+/// name from the ARN, no display name as "".
+fn props_of(arn: &str, attributes: &std::collections::HashMap<String, String>) -> Props {
+    let name = arn.rsplit(':').next().unwrap_or_default();
+    let display_name = attributes.get("DisplayName").cloned().unwrap_or_default();
+    Props::from_iter([
+        ("name".to_string(), Value::from(name)),
+        ("display_name".to_string(), Value::from(display_name)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_topic_reads_its_name_from_the_arn_and_its_display_name() {
+        let arn = "arn:aws:sns:us-east-2:123456789012:alerts";
+        let attributes = [("DisplayName".to_string(), "Alerts".to_string())].into();
+        assert_eq!(
+            Value::Object(props_of(arn, &attributes)),
+            json!({"name": "alerts", "display_name": "Alerts"})
+        );
+        assert_eq!(
+            props_of(arn, &std::collections::HashMap::new())["display_name"],
+            json!("")
+        );
     }
 }

@@ -162,25 +162,7 @@ impl Provider for SnsTopicSubscription {
         let Some(out) = absent(got, &["NotFound"])? else {
             return Ok(None);
         };
-        let a = out.attributes.unwrap_or_default();
-        let get = |k: &str| a.get(k).cloned().unwrap_or_default();
-        let mut props = Props::new();
-        props.insert("topic_arn".into(), Value::from(get("TopicArn")));
-        props.insert("protocol".into(), Value::from(get("Protocol")));
-        props.insert("endpoint".into(), Value::from(get("Endpoint")));
-        props.insert(
-            "raw_message_delivery".into(),
-            Value::Bool(get("RawMessageDelivery") == "true"),
-        );
-        let filter = get("FilterPolicy");
-        props.insert(
-            "filter_policy".into(),
-            if filter.is_empty() {
-                Value::from("")
-            } else {
-                parse_json_text(&filter)
-            },
-        );
+        let props = props_of(&out.attributes.unwrap_or_default());
         Ok(Some(Observed {
             props,
             attrs: sub_attrs(arn),
@@ -236,5 +218,53 @@ impl Provider for SnsTopicSubscription {
             }
         }
         Ok(None)
+    }
+}
+
+/// GetSubscriptionAttributes' answer as the stack file names it: the
+/// delivery flag from its text, the filter policy parsed (none is "").
+fn props_of(a: &std::collections::HashMap<String, String>) -> Props {
+    let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+    let filter = get("FilterPolicy");
+    let filter = match filter.is_empty() {
+        true => Value::from(""),
+        false => parse_json_text(&filter),
+    };
+    Props::from_iter([
+        ("topic_arn".to_string(), Value::from(get("TopicArn"))),
+        ("protocol".to_string(), Value::from(get("Protocol"))),
+        ("endpoint".to_string(), Value::from(get("Endpoint"))),
+        (
+            "raw_message_delivery".to_string(),
+            Value::Bool(get("RawMessageDelivery") == "true"),
+        ),
+        ("filter_policy".to_string(), filter),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn subscription_attributes_read_typed() {
+        let a = [
+            ("TopicArn", "arn:aws:sns:us-east-2:123456789012:alerts"),
+            ("Protocol", "sqs"),
+            ("Endpoint", "arn:aws:sqs:us-east-2:123456789012:inbox"),
+            ("RawMessageDelivery", "true"),
+            ("FilterPolicy", r#"{"level": ["high"]}"#),
+        ];
+        let a = a
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            Value::Object(props_of(&a)),
+            json!({"topic_arn": "arn:aws:sns:us-east-2:123456789012:alerts", "protocol": "sqs",
+                   "endpoint": "arn:aws:sqs:us-east-2:123456789012:inbox",
+                   "raw_message_delivery": true, "filter_policy": {"level": ["high"]}})
+        );
     }
 }

@@ -77,6 +77,21 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+/// GetQueueAttributes' answer as the stack file names it (tags aside): the
+/// name from the ARN, the numbers SQS sends as text.
+fn props_of(attributes: &HashMap<Qa, String>) -> Props {
+    let arn = attributes.get(&Qa::QueueArn).map_or("", String::as_str);
+    let mut props = Props::new();
+    let name = arn.rsplit(':').next().unwrap_or_default();
+    props.insert("name".into(), Value::from(name));
+    for (prop, attr) in INT_ATTRS {
+        if let Some(n) = attributes.get(attr).and_then(|s| s.parse::<i64>().ok()) {
+            props.insert(prop.to_string(), Value::from(n));
+        }
+    }
+    props
+}
+
 /// The codes SQS answers for a queue that does not exist.
 pub const NO_QUEUE: &[&str] = &[
     "AWS.SimpleQueueService.NonExistentQueue",
@@ -180,16 +195,7 @@ impl Provider for SqsQueue {
         };
         let attributes = out.attributes.unwrap_or_default();
         let arn = attributes.get(&Qa::QueueArn).cloned().unwrap_or_default();
-        let mut props = Props::new();
-        props.insert(
-            "name".into(),
-            Value::from(arn.rsplit(':').next().unwrap_or_default()),
-        );
-        for (prop, attr) in INT_ATTRS {
-            if let Some(n) = attributes.get(attr).and_then(|s| s.parse::<i64>().ok()) {
-                props.insert(prop.to_string(), Value::from(n));
-            }
-        }
+        let mut props = props_of(&attributes);
         let (tags, owner) = split_tags(tags);
         props.insert("tags".into(), tags);
         Ok(Some(Observed {
@@ -243,5 +249,30 @@ impl Provider for SqsQueue {
             .await
             .map_err(aws);
         Ok(absent(got, NO_QUEUE)?.and_then(|out| out.queue_url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn queue_attributes_read_as_numbers_and_the_name_comes_from_the_arn() {
+        let attributes = HashMap::from([
+            (
+                Qa::QueueArn,
+                "arn:aws:sqs:us-east-2:123456789012:inbox".to_string(),
+            ),
+            (Qa::VisibilityTimeout, "60".to_string()),
+            (Qa::MessageRetentionPeriod, "345600".to_string()),
+            (Qa::DelaySeconds, "0".to_string()),
+            (Qa::ApproximateNumberOfMessages, "3".to_string()),
+        ]);
+        assert_eq!(
+            Value::Object(props_of(&attributes)),
+            json!({"name": "inbox", "visibility_timeout_seconds": 60,
+                   "message_retention_seconds": 345600, "delay_seconds": 0})
+        );
     }
 }
