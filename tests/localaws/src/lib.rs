@@ -212,6 +212,11 @@ struct Shared {
     outage_until: Mutex<Option<Instant>>,
     /// Tells the accept loop an outage began.
     outage: tokio::sync::Notify,
+    /// While a stall is being placed, answers wait (see `stall`).
+    holding: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
+    /// When the last request arrived.
+    last_request: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -683,26 +688,71 @@ fn take_fault(shared: &Shared, service: &str, operation: &str) -> Option<FaultKi
     })
 }
 
-/// Whether the armed crash fires on this call, which AWS has just acted on.
-fn crash_now(shared: &Shared, call: &Call) -> bool {
+/// What the armed trap does on this call, which AWS has just acted on.
+enum Trap {
+    None,
+    /// The process was killed (SIGKILL): the call's answer is lost.
+    Killed,
+    /// The process is to be stopped (SIGSTOP).
+    Stall(u32),
+}
+
+fn trap_on(shared: &Shared, call: &Call) -> Trap {
     if !call.is_mutating() || call.status >= 300 {
-        return false;
+        return Trap::None;
     }
     let mut trap = lock(&shared.kill);
     let Some(t) = trap.as_mut().filter(|t| !t.fired) else {
-        return false;
+        return Trap::None;
     };
     t.seen += 1;
     if t.seen < t.after {
-        return false;
+        return Trap::None;
     }
-    let Some(pid) = t.pid else { return false };
+    let Some(pid) = t.pid else { return Trap::None };
     t.fired = true;
-    let signal = if t.stall { "-STOP" } else { "-9" };
+    if t.stall {
+        return Trap::Stall(pid);
+    }
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    Trap::Killed
+}
+
+/// Stops the process where a laptop's sleep would leave a run that checks
+/// its lease before each call: every answer is held, so nothing new begins;
+/// what the process had already begun sending arrives (a call handed to the
+/// network before a sleep is sent on waking whatever the client does); once
+/// nothing has arrived for 300 ms it is stopped, and the answers go into its
+/// sockets.
+async fn stall(shared: &Shared, pid: u32) {
+    use std::sync::atomic::Ordering;
+    shared.holding.store(true, Ordering::SeqCst);
+    let quiet = Duration::from_millis(300);
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let last = (*lock(&shared.last_request)).unwrap_or(started);
+        if last.elapsed() >= quiet || started.elapsed() >= Duration::from_secs(5) {
+            break;
+        }
+    }
     let _ = Command::new("kill")
-        .args([signal, &pid.to_string()])
+        .args(["-STOP", &pid.to_string()])
         .status();
-    !t.stall
+    shared.holding.store(false, Ordering::SeqCst);
+    shared.released.notify_waiters();
+}
+
+/// Waits while a stall is being placed.
+async fn held(shared: &Shared) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let released = shared.released.notified();
+        if !shared.holding.load(Ordering::SeqCst) {
+            return;
+        }
+        released.await;
+    }
 }
 
 type ProxyError = Box<dyn std::error::Error + Send + Sync>;
@@ -718,6 +768,7 @@ async fn proxy(
     if shared.in_outage() {
         return Err("outage".into());
     }
+    *lock(&shared.last_request) = Some(Instant::now());
     let (mut parts, body) = req.into_parts();
     let mut body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_string();
@@ -798,7 +849,17 @@ async fn proxy(
     if response.status().is_success() {
         lock(&shared.seen).insert(call.operation.clone());
     }
-    let crashed = crash_now(&shared, &call);
+    let crashed = match trap_on(&shared, &call) {
+        Trap::Killed => true,
+        Trap::Stall(pid) => {
+            stall(&shared, pid).await;
+            false
+        }
+        Trap::None => {
+            held(&shared).await;
+            false
+        }
+    };
     let answer = match fault {
         _ if crashed => None,
         Some(FaultKind::DropConnection) => None,
