@@ -109,6 +109,10 @@ impl Provider for Checked {
         self.0.find(cx, r).await
     }
 
+    async fn exists(&self, cx: &Ctx, id: &str) -> Result<Option<bool>, ProviderError> {
+        self.0.exists(cx, id).await
+    }
+
     async fn read_many(
         &self,
         cx: &Ctx,
@@ -159,5 +163,28 @@ mod tests {
         let schema = super::super::lookup("aws_sns_topic").unwrap().schema();
         let attrs = super::super::attrs([("arn", "a".into()), ("owner", "o".into())]);
         assert_eq!(undeclared(schema, &attrs), Some("owner"));
+    }
+
+    /// A method the wrapper does not forward would silently fall back to the
+    /// trait's default for every type.
+    #[test]
+    fn the_wrapper_forwards_every_method_of_the_trait() {
+        let fns = |text: &str, from: &str| -> Vec<String> {
+            let start = text.find(from).unwrap();
+            let body = &text[start..start + text[start..].find("\n}\n").unwrap()];
+            let mut names: Vec<String> = body
+                .split("fn ")
+                .skip(1)
+                .map(|s| s.split(['(', '<']).next().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        let trait_text = include_str!("mod.rs");
+        let wrapper_text = include_str!("checked.rs");
+        assert_eq!(
+            fns(wrapper_text, "impl Provider for Checked"),
+            fns(trait_text, "pub trait Provider")
+        );
     }
 }

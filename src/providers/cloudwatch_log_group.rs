@@ -309,6 +309,11 @@ impl Provider for LogGroup {
         }
     }
 
+    /// One describe call: the look before a create reads no tags.
+    async fn exists(&self, cx: &Ctx, name: &str) -> Result<Option<bool>, ProviderError> {
+        Ok(Some(describe(cx, name).await?.is_some()))
+    }
+
     /// DescribeLogGroups lists groups by name prefix, 50 a page, in name
     /// order: groups that share a prefix are read a page at a time.
     async fn read_many(

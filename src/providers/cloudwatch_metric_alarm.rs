@@ -466,6 +466,11 @@ impl Provider for MetricAlarm {
         }
     }
 
+    /// One describe call: the look before a create reads no tags.
+    async fn exists(&self, cx: &Ctx, name: &str) -> Result<Option<bool>, ProviderError> {
+        Ok(Some(describe(cx, name).await?.is_some()))
+    }
+
     /// DescribeAlarms takes up to 100 names per call.
     async fn read_many(
         &self,

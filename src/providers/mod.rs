@@ -209,6 +209,13 @@ pub trait Provider: Send + Sync {
         Ok(self.read(cx, &id).await?.map(|_| id))
     }
 
+    /// Whether the object with this id exists, in one call, for the look
+    /// before a create (which usually finds nothing): types whose read sends
+    /// more than one call (its tags beside) answer it; `None` reads instead.
+    async fn exists(&self, _cx: &Ctx, _id: &str) -> Result<Option<bool>, ProviderError> {
+        Ok(None)
+    }
+
     /// For types whose schema says `batch_read`: reads many at once
     /// (DescribeAlarms takes 100 names). The map holds `None` for those that
     /// no longer exist.
@@ -334,6 +341,7 @@ pub async fn locate(
     intent: bool,
 ) -> Result<Found, ProviderError> {
     let found = match formatted_id(p.schema(), cx, r).await? {
+        Some(id) if p.exists(cx, &id).await? == Some(false) => None,
         Some(id) => Some(id),
         None => p.find(cx, r).await?,
     };
