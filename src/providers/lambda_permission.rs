@@ -115,34 +115,7 @@ impl Provider for LambdaPermission {
         else {
             return Ok(None);
         };
-        let principal = match st.get("Principal") {
-            Some(Value::String(p)) => p.clone(),
-            Some(p) => p
-                .get("Service")
-                .or_else(|| p.get("AWS"))
-                .and_then(Value::as_str)
-                .map(|s| {
-                    s.trim_start_matches("arn:aws:iam::")
-                        .trim_end_matches(":root")
-                        .to_string()
-                })
-                .unwrap_or_default(),
-            None => String::new(),
-        };
-        let mut props = Props::new();
-        props.insert("statement_id".into(), Value::from(sid));
-        props.insert(
-            "action".into(),
-            st.get("Action").cloned().unwrap_or(Value::Null),
-        );
-        props.insert("function_name".into(), Value::from(function));
-        props.insert("principal".into(), Value::from(principal));
-        if let Some(arn) = condition(&st, "ArnLike", "AWS:SourceArn") {
-            props.insert("source_arn".into(), arn.clone());
-        }
-        if let Some(account) = condition(&st, "StringEquals", "AWS:SourceAccount") {
-            props.insert("source_account".into(), account.clone());
-        }
+        let props = props_of(function, sid, &st);
         Ok(Some(Observed {
             props,
             attrs: attrs([("id", Value::from(id))]),
@@ -171,5 +144,67 @@ impl Provider for LambdaPermission {
             .send()
             .await;
         absent(removed.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+    }
+}
+
+/// A statement of the function's policy as the stack file names it: the
+/// principal a service or an account (its root ARN read back as the id).
+fn props_of(function: &str, sid: &str, st: &Value) -> Props {
+    let principal = match st.get("Principal") {
+        Some(Value::String(p)) => p.clone(),
+        Some(p) => p
+            .get("Service")
+            .or_else(|| p.get("AWS"))
+            .and_then(Value::as_str)
+            .map(|s| {
+                s.trim_start_matches("arn:aws:iam::")
+                    .trim_end_matches(":root")
+                    .to_string()
+            })
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut props = Props::new();
+    props.insert("statement_id".into(), Value::from(sid));
+    props.insert(
+        "action".into(),
+        st.get("Action").cloned().unwrap_or(Value::Null),
+    );
+    props.insert("function_name".into(), Value::from(function));
+    props.insert("principal".into(), Value::from(principal));
+    if let Some(arn) = condition(&st, "ArnLike", "AWS:SourceArn") {
+        props.insert("source_arn".into(), arn.clone());
+    }
+    if let Some(account) = condition(&st, "StringEquals", "AWS:SourceAccount") {
+        props.insert("source_account".into(), account.clone());
+    }
+    props
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_statement_reads_back_as_the_permission_that_made_it() {
+        let st = json!({
+            "Sid": "AllowAlarm", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+            "Principal": {"Service": "lambda.alarms.cloudwatch.amazonaws.com"},
+            "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:cloudwatch:us-east-2:123456789012:alarm:slow"},
+                          "StringEquals": {"aws:sourceaccount": "123456789012"}},
+        });
+        assert_eq!(
+            Value::Object(props_of("fix", "AllowAlarm", &st)),
+            json!({"statement_id": "AllowAlarm", "action": "lambda:InvokeFunction",
+                   "function_name": "fix", "principal": "lambda.alarms.cloudwatch.amazonaws.com",
+                   "source_arn": "arn:aws:cloudwatch:us-east-2:123456789012:alarm:slow",
+                   "source_account": "123456789012"})
+        );
+        let account = json!({"Sid": "A", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}});
+        assert_eq!(
+            props_of("fix", "A", &account)["principal"],
+            json!("123456789012")
+        );
     }
 }
