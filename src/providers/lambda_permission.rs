@@ -172,10 +172,10 @@ fn props_of(function: &str, sid: &str, st: &Value) -> Props {
     );
     props.insert("function_name".into(), Value::from(function));
     props.insert("principal".into(), Value::from(principal));
-    if let Some(arn) = condition(&st, "ArnLike", "AWS:SourceArn") {
+    if let Some(arn) = condition(st, "ArnLike", "AWS:SourceArn") {
         props.insert("source_arn".into(), arn.clone());
     }
-    if let Some(account) = condition(&st, "StringEquals", "AWS:SourceAccount") {
+    if let Some(account) = condition(st, "StringEquals", "AWS:SourceAccount") {
         props.insert("source_account".into(), account.clone());
     }
     props
