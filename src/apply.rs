@@ -805,9 +805,13 @@ impl<'a> Steps<'a> {
                     props: &props,
                     token: "",
                 };
-                let attrs = provider
-                    .update(&cx, &physical_id, &before, &r, &changed)
-                    .await?;
+                let u = providers::Update {
+                    id: &physical_id,
+                    old: &before,
+                    r: &r,
+                    changed: &changed,
+                };
+                let attrs = providers::update(provider, &cx, &u).await?;
                 Ok(Done::Updated {
                     physical_id,
                     attrs,
@@ -1134,8 +1138,13 @@ async fn finish_adopted(
         observed.props
     } else {
         let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-        let updated = provider
-            .update(cx, &pid, &observed.props, r, &changed)
+        let u = providers::Update {
+            id: &pid,
+            old: &observed.props,
+            r,
+            changed: &changed,
+        };
+        let updated = providers::update(provider, cx, &u)
             .await
             .map_err(|e| e.after_create(&pid))?;
         attrs.extend(updated);

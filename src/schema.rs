@@ -139,6 +139,11 @@ impl Prop {
         self.required = true;
         self
     }
+    /// The user's tags, on a type whose schema names a tagging family.
+    pub const fn tags() -> Prop {
+        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap)
+    }
+
     pub const fn default(mut self, d: Default) -> Prop {
         self.default = Some(d);
         self
@@ -305,6 +310,12 @@ pub enum Tagging {
 }
 
 impl Tagging {
+    /// Whether the family's tag calls take the resource's ARN (its `arn`
+    /// attribute) where its id is something else.
+    pub fn by_arn(self) -> bool {
+        matches!(self, Tagging::CloudWatch | Tagging::Lambda)
+    }
+
     /// The service the Tagging API files these tags under, for families whose
     /// reads would otherwise make a tag call of their own per resource.
     pub fn bulk_service(self) -> Option<&'static str> {

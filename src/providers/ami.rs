@@ -2,7 +2,9 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::Filter;
 use serde_json::{Map, Value};
 
-use super::{attrs, aws, str_list, Created, Ctx, Observed, Provider, ProviderError, Resource};
+use super::{
+    attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+};
 use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
@@ -145,14 +147,7 @@ impl Provider for Ami {
         Ok(None)
     }
 
-    async fn update(
-        &self,
-        _: &Ctx,
-        _: &str,
-        _: &Props,
-        _: &Resource<'_>,
-        _: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, _: &Ctx, _: &Update<'_>) -> Result<Attrs, ProviderError> {
         Err(ProviderError::refused(
             "aws_ami is a data source; it is read, never updated",
         ))

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{Created, Ctx, Observed, Provider, ProviderError, Resource};
+use super::{Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update};
 use crate::schema::{Props, Schema};
 
 pub struct Checked(pub &'static dyn Provider);
@@ -81,15 +81,8 @@ impl Provider for Checked {
         got
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        physical_id: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
-        let attrs = self.0.update(cx, physical_id, old, r, changed).await;
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let attrs = self.0.update(cx, u).await;
         if let Ok(attrs) = &attrs {
             check_attrs(self.schema(), attrs);
         }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, Created, Ctx,
-    Observed, Provider, ProviderError, Resource,
+    absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, Attrs, Created,
+    Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
@@ -57,7 +57,7 @@ static SCHEMA: Schema = Schema {
         )
         .default(Default::Int(0))
         .check(check_retention),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Log group ARN (without the trailing :*)."),
@@ -324,21 +324,15 @@ impl Provider for LogGroup {
         read_many(cx, names).await
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        name: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: name,
+            r,
+            changed,
+            ..
+        } = *u;
         if changed.contains(&"retention_in_days") {
             set_retention(cx, name, r.i64("retention_in_days").unwrap_or(0)).await?;
-        }
-        if changed.contains(&"tags") {
-            #[allow(deprecated)]
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, name, old, new).await?;
         }
         let group = describe(cx, name).await?;
         Ok(group_attrs(

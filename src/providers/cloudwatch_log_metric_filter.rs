@@ -3,7 +3,9 @@ use aws_sdk_cloudwatchlogs::types::{MetricTransformation, StandardUnit};
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
-use super::{absent, attrs, aws, Created, Ctx, Observed, Provider, ProviderError, Resource};
+use super::{
+    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+};
 use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 pub struct MetricFilter;
@@ -211,14 +213,8 @@ impl Provider for MetricFilter {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        _id: &str,
-        _: &Props,
-        r: &Resource<'_>,
-        _: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { r, .. } = *u;
         // PutMetricFilter with the same name replaces the filter's definition.
         let (_, name) = put(cx, r).await?;
         Ok(attrs([("id", Value::from(name))]))

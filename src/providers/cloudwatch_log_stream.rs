@@ -2,7 +2,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
-use super::{absent, attrs, aws, Created, Ctx, Observed, Provider, ProviderError, Resource};
+use super::{
+    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+};
 use crate::schema::{Attr, Names, Prop, Props, Schema, Service, Type};
 
 pub struct LogStream;
@@ -136,14 +138,8 @@ impl Provider for LogStream {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        id: &str,
-        _: &Props,
-        _: &Resource<'_>,
-        _: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id, .. } = *u;
         Ok(self
             .read(cx, id)
             .await?

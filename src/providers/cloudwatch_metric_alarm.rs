@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::{
     absent, attrs, aws, split_tags, str_list, string_map, tagging, tags_of_each, tags_or,
-    user_tags, with_tags, Created, Ctx, Observed, Provider, ProviderError, Resource,
+    user_tags, with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -210,7 +210,7 @@ static SCHEMA: Schema = Schema {
         .check(check_actions),
         Prop::new("actions_enabled", Type::Bool, "Whether actions run.")
             .default(Default::Bool(true)),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Alarm ARN."),
@@ -480,24 +480,19 @@ impl Provider for MetricAlarm {
         read_many(cx, names).await
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        name: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: name,
+            r,
+            changed,
+            ..
+        } = *u;
         let arn = describe(cx, name)
             .await?
             .and_then(|a| a.alarm_arn)
             .unwrap_or_default();
-        if changed.iter().any(|c| *c != "tags") {
+        if !changed.is_empty() {
             put(cx, r, None).await?;
-        }
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, &arn, old, new).await?;
         }
         Ok(alarm_attrs(&arn, name))
     }

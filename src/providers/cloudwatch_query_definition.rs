@@ -2,7 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, str_list, Created, Ctx, Observed, Provider, ProviderError, Resource,
+    absent, attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource,
+    Update,
 };
 use crate::schema::{Attr, Compare, Names, Prop, Props, Schema, Service, Type};
 
@@ -172,14 +173,8 @@ impl Provider for QueryDefinition {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        id: &str,
-        _: &Props,
-        r: &Resource<'_>,
-        _: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id, r, .. } = *u;
         put(cx, r, Some(id)).await?;
         Ok(qd_attrs(id))
     }

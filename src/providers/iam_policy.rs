@@ -3,8 +3,8 @@ use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
 use super::{
-    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, Created, Ctx,
-    Observed, Provider, ProviderError, Resource,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, Attrs, Created,
+    Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -39,7 +39,7 @@ static SCHEMA: Schema = Schema {
         Prop::new("policy", Type::Policy, "Policy document.")
             .required()
             .check(check_policy_document),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Policy ARN."),
@@ -225,22 +225,17 @@ impl Provider for IamPolicy {
         read_policy(cx, arn, recorded.filter(|v| !v.is_empty())).await
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        arn: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: arn,
+            r,
+            changed,
+            ..
+        } = *u;
         let new_version = match changed.contains(&"policy") {
             true => Some(new_default_version(cx, arn, r).await?),
             false => None,
         };
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, arn, old, new).await?;
-        }
         let policy = cx
             .iam()
             .get_policy()

@@ -1,11 +1,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
-    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, wait_for,
-    Created, Ctx, Observed, Provider, ProviderError, Resource,
+    absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, wait_for, Attrs,
+    Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -39,7 +39,7 @@ static SCHEMA: Schema = Schema {
         )
         .required()
         .check(check_policy_document),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Role ARN."),
@@ -138,14 +138,13 @@ impl Provider for IamRole {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        name: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: name,
+            r,
+            changed,
+            ..
+        } = *u;
         if changed.contains(&"assume_role_policy") {
             cx.iam()
                 .update_assume_role_policy()
@@ -165,10 +164,6 @@ impl Provider for IamRole {
                 .send()
                 .await
                 .map_err(aws)?;
-        }
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, name, old, new).await?;
         }
         let role = cx
             .iam()

@@ -1,8 +1,10 @@
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::iam_role::NO_SUCH_ENTITY;
-use super::{absent, attrs, aws, Created, Ctx, Observed, Provider, ProviderError, Resource};
+use super::{
+    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+};
 use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
@@ -92,14 +94,8 @@ impl Provider for RolePolicyAttachment {
         Ok(None)
     }
 
-    async fn update(
-        &self,
-        _: &Ctx,
-        id: &str,
-        _: &Props,
-        _: &Resource<'_>,
-        _: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, _: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id, .. } = *u;
         Ok(attrs([("id", Value::from(id))]))
     }
 

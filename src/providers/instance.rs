@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::security_group::tag_spec;
 use super::{
-    absent, attrs, aws, split_tags, str_list, tagging, wait_for, Created, Ctx, Observed, Provider,
-    ProviderError, Resource,
+    absent, attrs, aws, split_tags, str_list, wait_for, Attrs, Created, Ctx, Observed, Provider,
+    ProviderError, Resource, Update,
 };
 use crate::schema::{
     Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -209,14 +209,8 @@ impl Provider for Instance {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        id: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id, r, changed, .. } = *u;
         if changed.contains(&"vpc_security_group_ids") {
             cx.ec2()
                 .modify_instance_attribute()
@@ -225,10 +219,6 @@ impl Provider for Instance {
                 .send()
                 .await
                 .map_err(aws)?;
-        }
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, id, old, new).await?;
         }
         let (i, owner) = describe(cx, id)
             .await?

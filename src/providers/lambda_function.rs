@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use crate::{build, package};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, tagging, user_tags,
-    wait_for, Created, Ctx, Observed, Provider, ProviderError, Resource,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, user_tags, wait_for,
+    Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
@@ -201,7 +201,7 @@ static SCHEMA: Schema = Schema {
             "SHA-256 of everything the build of `source` reads: the crate, its path dependencies, Cargo.lock, cargo configuration, toolchain, target and profile.",
         )
         .computed(),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Function ARN."),
@@ -417,14 +417,13 @@ impl Provider for LambdaFunction {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        name: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: name,
+            r,
+            changed,
+            ..
+        } = *u;
         const CONFIG: &[&str] = &[
             "role",
             "handler",
@@ -488,10 +487,6 @@ impl Provider for LambdaFunction {
             config.function_arn.unwrap_or_default(),
             config.code_sha256.unwrap_or_default(),
         );
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, &arn, old, new).await?;
-        }
         Ok(function_attrs(&arn, name, &cx.region(), &sha))
     }
 

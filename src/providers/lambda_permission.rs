@@ -1,11 +1,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
-    absent, attrs, aws, parse_json_text, retry_eventual, Created, Ctx, Observed, Provider,
-    ProviderError, Resource,
+    absent, attrs, aws, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
+    ProviderError, Resource, Update,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -123,14 +123,8 @@ impl Provider for LambdaPermission {
         }))
     }
 
-    async fn update(
-        &self,
-        _: &Ctx,
-        id: &str,
-        _: &Props,
-        _: &Resource<'_>,
-        _: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, _: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id, .. } = *u;
         Ok(attrs([("id", Value::from(id))])) // every property forces a replacement
     }
 

@@ -152,6 +152,45 @@ pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, 
     (user_tags(tags), owner)
 }
 
+/// A resource's attributes, by name.
+pub type Attrs = Map<String, Value>;
+
+/// An in-place change: the object `id`, its recorded properties `old`, the
+/// properties it is to have and the names of those that differ.
+#[derive(Clone, Copy)]
+pub struct Update<'a> {
+    pub id: &'a str,
+    pub old: &'a Props,
+    pub r: &'a Resource<'a>,
+    pub changed: &'a [&'a str],
+}
+
+/// Changes a resource in place: the provider sends what its type needs,
+/// then the tags are synced by the schema's tagging family, for every type
+/// alike.
+pub async fn update(p: &dyn Provider, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+    let (tags, rest): (Vec<&str>, Vec<&str>) = u.changed.iter().partition(|c| **c == "tags");
+    let attrs = p
+        .update(
+            cx,
+            &Update {
+                changed: &rest,
+                ..*u
+            },
+        )
+        .await?;
+    if !tags.is_empty() {
+        let family = p.schema().tagging;
+        let target = match family.by_arn() {
+            true => attrs.get("arn").and_then(Value::as_str).unwrap_or(u.id),
+            false => u.id,
+        };
+        let (old, new) = (u.old.get("tags"), u.r.props.get("tags"));
+        tagging::sync(family, cx, target, old, new).await?;
+    }
+    Ok(attrs)
+}
+
 /// A resource that now exists.
 #[derive(Debug, Clone)]
 pub struct Created {
@@ -180,15 +219,10 @@ pub trait Provider: Send + Sync {
         self.read(cx, physical_id).await
     }
 
-    /// Changes the properties named in `changed` in place; returns the attributes.
-    async fn update(
-        &self,
-        cx: &Ctx,
-        physical_id: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError>;
+    /// Changes the properties named in `u.changed` in place (never `tags`:
+    /// [`update`] syncs those through the type's tagging family); returns the
+    /// attributes.
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError>;
 
     /// Succeeds when the resource is already gone.
     async fn delete(&self, cx: &Ctx, physical_id: &str, props: &Props)
@@ -301,9 +335,13 @@ pub async fn claim(
         props: &props,
         token: "",
     };
-    p.update(cx, physical_id, &old, &r, &["tags"])
-        .await
-        .map(|_| ())
+    let u = Update {
+        id: physical_id,
+        old: &old,
+        r: &r,
+        changed: &["tags"],
+    };
+    update(p, cx, &u).await.map(drop)
 }
 
 /// The physical id the schema's `id_format` makes of these properties;

@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecifi
 use serde_json::{json, Map, Value};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, tagging, Created, Ctx, Observed,
-    Provider, ProviderError, Resource,
+    absent, attrs, aws, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx,
+    Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
@@ -77,7 +77,7 @@ static SCHEMA: Schema = Schema {
         Prop::new("vpc_id", Type::String, "VPC (default: the default VPC).").force_new(),
         Prop::new("ingress", RULES, "Inbound rules.").compare(Compare::Set),
         Prop::new("egress", RULES, "Outbound rules.").compare(Compare::Set),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("id", "Group id (sg-...)."),
@@ -409,14 +409,8 @@ impl Provider for SecurityGroup {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        id: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id, r, changed, .. } = *u;
         let g = describe(cx, id)
             .await?
             .ok_or_else(|| ProviderError::unexpected(format!("security group {id} is gone")))?;
@@ -425,10 +419,6 @@ impl Provider for SecurityGroup {
         }
         if changed.contains(&"egress") {
             settle_rules(cx, id, true, &rules_of(r.props.get("egress"))).await?;
-        }
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, id, old, new).await?;
         }
         Ok(group_attrs(cx, &g))
     }

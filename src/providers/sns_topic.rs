@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, tagging, with_tags, Created, Ctx, Observed,
-    Provider, ProviderError, Resource,
+    absent, attrs, aws, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
+    Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
@@ -43,7 +43,7 @@ static SCHEMA: Schema = Schema {
         )
         .default(Default::Str(""))
         .check(check_display_name),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Topic ARN."),
@@ -114,14 +114,13 @@ impl Provider for SnsTopic {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        arn: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: arn,
+            r,
+            changed,
+            ..
+        } = *u;
         if changed.contains(&"display_name") {
             cx.sns()
                 .set_topic_attributes()
@@ -131,10 +130,6 @@ impl Provider for SnsTopic {
                 .send()
                 .await
                 .map_err(aws)?;
-        }
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, arn, old, new).await?;
         }
         Ok(topic_attrs(arn))
     }

@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, json_text, parse_json_text, Created, Ctx, Observed, Provider,
-    ProviderError, Resource,
+    absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
+    ProviderError, Resource, Update,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -170,14 +170,13 @@ impl Provider for SnsTopicSubscription {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        arn: &str,
-        _old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: arn,
+            r,
+            changed,
+            ..
+        } = *u;
         if changed.contains(&"raw_message_delivery") {
             let raw = r.bool("raw_message_delivery").unwrap_or(false);
             set_attribute(cx, arn, "RawMessageDelivery", raw.to_string()).await?;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{
     absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, tagging, with_tags,
-    Created, Ctx, Observed, Provider, ProviderError, Resource,
+    Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
 
@@ -57,7 +57,7 @@ static SCHEMA: Schema = Schema {
         Prop::new("delay_seconds", Type::Int, "Delivery delay, 0-900 s.")
             .default(Default::Int(0))
             .check(|v| check_range(v, 0, 900)),
-        Prop::new("tags", Type::StringMap, "Tags.").default(Default::EmptyMap),
+        Prop::tags(),
     ],
     attrs: &[
         Attr::new("arn", "Queue ARN."),
@@ -205,14 +205,13 @@ impl Provider for SqsQueue {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        url: &str,
-        old: &Props,
-        r: &Resource<'_>,
-        changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update {
+            id: url,
+            r,
+            changed,
+            ..
+        } = *u;
         let attributes: HashMap<_, _> = INT_ATTRS
             .iter()
             .filter(|(prop, _)| changed.contains(prop))
@@ -226,10 +225,6 @@ impl Provider for SqsQueue {
                 .send()
                 .await
                 .map_err(aws)?;
-        }
-        if changed.contains(&"tags") {
-            let (old, new) = (old.get("tags"), r.props.get("tags"));
-            tagging::sync(SCHEMA.tagging, cx, url, old, new).await?;
         }
         let arn = queue_arn(cx, url).await?;
         Ok(queue_attrs(url, &arn))

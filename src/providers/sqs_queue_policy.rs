@@ -1,11 +1,11 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::sqs_queue::NO_QUEUE;
 use super::{
-    absent, attrs, aws, json_text, parse_json_text, Created, Ctx, Observed, Provider,
-    ProviderError, Resource,
+    absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
+    ProviderError, Resource, Update,
 };
 use crate::schema::{check_policy_document, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -106,14 +106,8 @@ impl Provider for SqsQueuePolicy {
         }))
     }
 
-    async fn update(
-        &self,
-        cx: &Ctx,
-        url: &str,
-        _old: &Props,
-        r: &Resource<'_>,
-        _changed: &[&str],
-    ) -> Result<Map<String, Value>, ProviderError> {
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let Update { id: url, r, .. } = *u;
         put_policy(cx, url, &policy_text(r)?).await?;
         Ok(attrs([("id", Value::from(url))]))
     }

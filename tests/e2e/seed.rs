@@ -542,6 +542,63 @@ fn every_type_aws_changes_in_place_is_updated_in_place() {
     assert_eq!(group.retention_in_days, Some(30));
 }
 
+/// A tag added to every taggable resource is synced in place, on the ARN
+/// where the family tags by ARN (alarms, functions), and then reads back.
+#[test]
+fn a_tag_added_to_every_taggable_resource_is_synced_in_place() {
+    let applied = applied();
+    let (env, state) = (&applied.env, &applied.state);
+    let mut edited = seed_stack_with_zip(env).replace(
+        "        Name: ${var.instance_name}",
+        "        Name: ${var.instance_name}\n        team: sre",
+    );
+    for kind in [
+        "aws_cloudwatch_log_group",
+        "aws_cloudwatch_metric_alarm",
+        "aws_sns_topic",
+        "aws_sqs_queue",
+        "aws_iam_role",
+        "aws_iam_policy",
+        "aws_lambda_function",
+        "aws_security_group",
+    ] {
+        let at = edited.find(&format!("    type: {kind}\n")).expect(kind);
+        let properties = at + edited[at..].find("    properties:\n").unwrap();
+        edited.insert_str(properties + 16, "      tags: {team: sre}\n");
+    }
+    env.write_stack(&edited);
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout
+            .contains("Resources: 0 added, 9 changed, 0 destroyed."),
+        "{}",
+        out.stdout
+    );
+    let rt = &env.rt;
+    let alarm_arn = attr(state, "slow_response_alarm", "arn");
+    let alarm_tags = rt
+        .block_on(
+            env.cloudwatch()
+                .list_tags_for_resource()
+                .resource_arn(&alarm_arn)
+                .send(),
+        )
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert!(alarm_tags
+        .iter()
+        .any(|t| t.key() == Some("team") && t.value() == Some("sre")));
+    let function_arn = attr(state, "remediation", "arn");
+    let function_tags = rt
+        .block_on(env.lambda().list_tags().resource(&function_arn).send())
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert_eq!(function_tags.get("team").map(String::as_str), Some("sre"));
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
 /// Destroy in an order AWS accepts; nothing is left.
 #[test]
 fn destroy_deletes_in_an_order_aws_accepts_and_leaves_nothing() {
