@@ -102,7 +102,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     use commands::{apply, build, import, output, plan, review, simulate, state};
     match cli.command {
-        Command::Validate { file, vars } => review::validate(&file.file, &vars.vars),
+        Command::Validate { file, vars } => review::validate(&file.file, &vars.pairs()?),
         Command::Check(a) => review::check(a),
         Command::Graph(a) => review::graph(a),
         Command::TestFilter(a) => review::test_filter(a),
@@ -117,7 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => plan::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Destroy(a) => apply::destroy(a),
-        Command::Build { file, vars } => build::run(&file.file, &vars.vars),
+        Command::Build { file, vars } => build::run(&file.file, &vars.pairs()?),
         Command::Output { file, name, json } => {
             output::run(&file.file, &file.backend_config, name, json)
         }

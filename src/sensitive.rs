@@ -226,7 +226,8 @@ pub fn flows_from_secret(
     expr::refs_in(node).iter().any(|(r, _)| match r {
         Ref::Var(v) => sensitive_vars.contains(v),
         Ref::Resource { id, attr } => paths_of(id).iter().any(|p| p.first() == Some(attr)),
-        Ref::Stack(_) => false,
+        // Expanded before anything asks.
+        Ref::Stack(_) | Ref::Each(_) | Ref::Instances { .. } => false,
     })
 }
 

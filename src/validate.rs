@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::config::expr::{self, Ref, StackField};
 use crate::config::yaml::{Node, NodeKind, Span};
-use crate::config::{ConfigError, Decl, Diagnostic, Stack};
+use crate::config::{ConfigError, Decl, Diagnostic, Stack, VarKind};
 use crate::graph::Graph;
 use crate::providers;
 use crate::schema::{self, contains_unknown, Kind, Props, Schema, Target};
@@ -99,6 +99,8 @@ pub fn validate_lenient(
     let mut diags = Vec::new();
     let mut rules = Vec::new();
     let vars = variables(&stack, cli_vars, &mut diags);
+    let mut stack = stack;
+    crate::config::expand(&mut stack, &vars, &mut diags);
     let mut deps = BTreeMap::new();
     for decl in stack.decls.values() {
         let Some(schema) = known_type(decl, &mut diags) else {
@@ -249,7 +251,8 @@ fn variables(
                 ),
             ));
         }
-        vars.insert(name.clone(), Value::String(value.clone()));
+        let kind = stack.variables.get(name).and_then(|v| v.kind);
+        vars.insert(name.clone(), cli_value(name, value, kind, diags));
     }
     for (name, var) in &stack.variables {
         if vars.contains_key(name) {
@@ -266,6 +269,30 @@ fn variables(
         }
     }
     vars
+}
+
+/// A `--var` value: text, or for a list or map variable the collection it
+/// spells in YAML or JSON.
+fn cli_value(name: &str, text: &str, kind: Option<VarKind>, diags: &mut Vec<Diagnostic>) -> Value {
+    let Some(kind @ (VarKind::List | VarKind::Map)) = kind else {
+        return Value::String(text.to_string());
+    };
+    let parsed = crate::config::yaml::parse(text).map(|n| n.to_json());
+    match parsed {
+        Ok(v) if VarKind::of(&v) == Some(kind) => v,
+        _ => {
+            let example = match kind {
+                VarKind::List => "[web-1, web-2]",
+                _ => "{web-1: {size: t3.micro}}",
+            };
+            let message = format!(
+                "--var {name}: must be a {} (in YAML or JSON, such as {example})",
+                kind.name()
+            );
+            diags.push(Diagnostic::new(Span { line: 0, col: 0 }, message));
+            Value::Null
+        }
+    }
 }
 
 fn reference_error(
@@ -292,6 +319,7 @@ fn reference_error(
         }
         Ref::Resource { id, attr } => {
             match stack.decls.get(id) {
+                None if collection_error(stack, r, id).is_some() => collection_error(stack, r, id),
                 None => {
                     let ids: Vec<&str> = stack.decls.keys().map(String::as_str).collect();
                     Some(match nearest(id, &ids) {
@@ -321,6 +349,26 @@ fn reference_error(
                 },
             }
         }
+        _ => None,
+    }
+}
+
+/// Why a reference to `id` names no instance: a key the collection does
+/// not have, an index on what has no `for_each`, or no index on what has.
+fn collection_error(stack: &Stack, r: &Ref, id: &str) -> Option<String> {
+    let (base, key) = expr::split_address(id);
+    match (stack.collections.get(base), key) {
+        (Some(keys), Some(key)) => Some(format!(
+            "`{r}`: `{base}` has no key `{key}` (its keys: {})",
+            keys.join(", ")
+        )),
+        (Some(keys), None) => Some(format!(
+            "`{r}`: `{base}` is a collection (for_each): name one instance, `${{{}.ATTRIBUTE}}`, or all of them, `${{{base}[*].ATTRIBUTE}}`",
+            expr::address(base, keys.first().map_or("KEY", String::as_str))
+        )),
+        (None, Some(_)) if stack.decls.contains_key(base) => Some(format!(
+            "`{r}`: `{base}` has no `for_each`; refer to it as `${{{base}.ATTRIBUTE}}`"
+        )),
         _ => None,
     }
 }
@@ -810,3 +858,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "for_each_tests.rs"]
+mod for_each_tests;

@@ -49,7 +49,7 @@ pub fn run(r: ApplyArgs) -> Result<ExitCode> {
             let v = validate::validate(stack, &saved.vars, region.as_deref())?;
             (v, Some(saved))
         }
-        None => (load(&r.file.file, &r.vars.vars)?, None),
+        None => (load(&r.file.file, &r.vars.pairs()?)?, None),
     };
     let redactor = v.redactor.clone();
     let result = runtime()?.block_on(apply(v, &r, saved));
@@ -253,7 +253,7 @@ pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
         reads: a.read_parallelism,
     };
     let auto_approve = a.auto_approve;
-    let v = load(&a.file.file, &a.vars.vars)?;
+    let v = load(&a.file.file, &a.vars.pairs()?)?;
     let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &a.file.backend_config, "destroy").await?;
         if session.state.resources.is_empty() && session.state.deposed.is_empty() {

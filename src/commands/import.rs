@@ -36,7 +36,7 @@ pub struct ImportArgs {
 pub fn run(a: ImportArgs) -> Result<ExitCode> {
     match &a.generate_config {
         Some(out) => generate_config(&a.file.file, out, &a.stack_name, &a.args),
-        None => import(&a.file, &a.vars.vars, a.all, &a.args),
+        None => import(&a.file, &a.vars.pairs()?, a.all, &a.args),
     }
 }
 

@@ -43,9 +43,50 @@ pub struct FileArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct VarArgs {
-    /// Set a variable: --var name=value (repeatable).
+    /// Set a variable: --var name=value (repeatable). A list or map variable
+    /// takes YAML or JSON: --var 'fleet=[web-1, web-2]'.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = validate::parse_var)]
-    pub vars: Vec<(String, String)>,
+    vars: Vec<(String, String)>,
+    /// Read variables from a YAML file of `name: value` (repeatable; --var
+    /// wins over a file, a later file over an earlier one).
+    #[arg(long = "var-file", value_name = "FILE")]
+    var_files: Vec<PathBuf>,
+}
+
+impl VarArgs {
+    /// Every variable given, as `name=value` text: a file's lists and maps as
+    /// JSON, which validation reads back by the variable's kind.
+    pub fn pairs(&self) -> Result<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        for file in &self.var_files {
+            pairs.extend(var_file(file)?);
+        }
+        pairs.extend(self.vars.iter().cloned());
+        Ok(pairs)
+    }
+}
+
+fn var_file(file: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the variables file {}", file.display()))?;
+    let node = crate::config::yaml::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let Some(entries) = node.as_map() else {
+        bail!(
+            "{}: a variables file is a map of `name: value`",
+            file.display()
+        );
+    };
+    Ok(entries
+        .iter()
+        .map(|(k, v)| {
+            let text = match v.to_json() {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k.key_text(), text)
+        })
+        .collect())
 }
 
 /// A command's hold on a stack's state: the backend opened, its lock taken

@@ -68,7 +68,7 @@ pub struct CheckArgs {
 /// `stackctl check`: exit 1 on an error finding (`strict`: on any).
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
     let (json, strict) = (a.json, a.strict);
-    let (v, report) = checked(&a.file.file, &a.vars.vars)?;
+    let (v, report) = checked(&a.file.file, &a.vars.pairs()?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -104,7 +104,7 @@ pub struct GraphArgs {
 
 /// `stackctl graph`.
 pub fn graph(a: GraphArgs) -> Result<ExitCode> {
-    let (v, report) = checked(&a.file.file, &a.vars.vars)?;
+    let (v, report) = checked(&a.file.file, &a.vars.pairs()?)?;
     match a.format {
         GraphFormat::Mermaid => print!("{}", crate::diagram::mermaid(&v, &report)),
         GraphFormat::Dot => print!("{}", crate::diagram::dot(&v, &report)),

@@ -12,6 +12,62 @@ pub enum Ref {
     Var(String),
     /// `${stack.name}`, `${stack.region}`, `${stack.account_id}`
     Stack(StackField),
+    /// `${each.key}`, `${each.value}`, `${each.value.FIELD}`: inside a
+    /// resource with `for_each`, replaced by the instance's key and value.
+    Each(Each),
+    /// `${id[each.key].attr}` (the instance of `id` with this one's key) or
+    /// `${id[*].attr}` (the list over all of them): replaced when the stack's
+    /// collections are expanded.
+    Instances {
+        id: String,
+        index: Index,
+        attr: String,
+    },
+}
+
+/// What `${each...}` names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Each {
+    Key,
+    Value,
+    Field(String),
+}
+
+/// What an instance reference's brackets hold before expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Index {
+    EachKey,
+    All,
+}
+
+/// The address of one instance of a collection: `id["key"]`.
+pub fn address(id: &str, key: &str) -> String {
+    format!("{id}[\"{key}\"]")
+}
+
+/// A `for_each` key: what may stand in the AWS names made from it (queue and
+/// function names take no more than letters, digits, `-` and `_`).
+pub fn is_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 64
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `id` or `id["key"]`: a logical id, or one instance of a collection.
+pub fn is_address(s: &str) -> bool {
+    match s.split_once("[\"") {
+        None => is_ident(s),
+        Some((id, rest)) => is_ident(id) && rest.strip_suffix("\"]").is_some_and(is_key),
+    }
+}
+
+/// The collection an address is an instance of, and its key.
+pub fn split_address(s: &str) -> (&str, Option<&str>) {
+    match s.split_once("[\"") {
+        Some((id, rest)) => (id, rest.strip_suffix("\"]")),
+        None => (s, None),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +85,16 @@ impl std::fmt::Display for Ref {
             Ref::Stack(StackField::Name) => write!(f, "${{stack.name}}"),
             Ref::Stack(StackField::Region) => write!(f, "${{stack.region}}"),
             Ref::Stack(StackField::AccountId) => write!(f, "${{stack.account_id}}"),
+            Ref::Each(Each::Key) => write!(f, "${{each.key}}"),
+            Ref::Each(Each::Value) => write!(f, "${{each.value}}"),
+            Ref::Each(Each::Field(field)) => write!(f, "${{each.value.{field}}}"),
+            Ref::Instances { id, index, attr } => {
+                let index = match index {
+                    Index::EachKey => "each.key",
+                    Index::All => "*",
+                };
+                write!(f, "${{{id}[{index}].{attr}}}")
+            }
         }
     }
 }
@@ -45,8 +111,70 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// `each.key`, `each.value`, `each.value.FIELD`.
+fn parse_each(inner: &str, tail: &str) -> Result<Ref, String> {
+    match tail {
+        "key" => Ok(Ref::Each(Each::Key)),
+        "value" => Ok(Ref::Each(Each::Value)),
+        _ => match tail.strip_prefix("value.") {
+            Some(field) if is_key(field) => Ok(Ref::Each(Each::Field(field.to_string()))),
+            _ => Err(format!(
+                "`${{{inner}}}` is not a valid reference; use each.key, each.value or each.value.FIELD"
+            )),
+        },
+    }
+}
+
+/// `id["key"].attr`, `id[each.key].attr` or `id[*].attr`.
+fn parse_indexed(inner: &str, open: usize) -> Result<Ref, String> {
+    let bad = || {
+        format!(
+            "`${{{inner}}}` is not a valid reference; an instance is `id[\"key\"].attribute`, `id[each.key].attribute` or `id[*].attribute`"
+        )
+    };
+    let id = &inner[..open];
+    let close = inner[open..].find(']').ok_or_else(bad)? + open;
+    let (index, attr) = (&inner[open + 1..close], &inner[close + 1..]);
+    let attr = attr
+        .strip_prefix('.')
+        .filter(|a| is_ident(a))
+        .ok_or_else(bad)?;
+    if !is_ident(id) {
+        return Err(bad());
+    }
+    let (id, attr) = (id.to_string(), attr.to_string());
+    match index {
+        "*" => Ok(Ref::Instances {
+            id,
+            index: Index::All,
+            attr,
+        }),
+        "each.key" => Ok(Ref::Instances {
+            id,
+            index: Index::EachKey,
+            attr,
+        }),
+        quoted => match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+            Some(key) if is_key(key) => Ok(Ref::Resource {
+                id: address(&id, key),
+                attr,
+            }),
+            Some(key) => Err(format!(
+                "`${{{inner}}}`: key `{key}` may hold only letters, digits, `-` and `_`"
+            )),
+            None => Err(bad()),
+        },
+    }
+}
+
 fn parse_ref(inner: &str) -> Result<Ref, String> {
     let inner = inner.trim();
+    if let Some(open) = inner.find('[') {
+        return parse_indexed(inner, open);
+    }
+    if let Some(tail) = inner.strip_prefix("each.") {
+        return parse_each(inner, tail);
+    }
     let Some((head, tail)) = inner.split_once('.') else {
         return Err(format!(
             "reference `${{{inner}}}` must be `${{resource.attribute}}`, `${{var.NAME}}` or `${{stack.name|region|account_id}}`"
@@ -171,6 +299,8 @@ impl Scope<'_> {
             Ref::Stack(StackField::Region) => known(self.region),
             Ref::Stack(StackField::AccountId) => known(self.account_id),
             Ref::Resource { id, attr } => (self.resource)(id, attr).unwrap_or_else(unknown),
+            // Expansion replaced these; validation refuses any left over.
+            Ref::Each(_) | Ref::Instances { .. } => unknown(),
         }
     }
 

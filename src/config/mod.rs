@@ -1,7 +1,10 @@
 //! The stack file: its structure, with the position of everything in it.
 
+mod expand;
 pub mod expr;
 pub mod yaml;
+
+pub use expand::expand;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,6 +72,52 @@ pub struct Variable {
     pub span: Span,
     /// Its value never appears in plans, output, errors or logs.
     pub sensitive: bool,
+    /// `type: string|number|bool|list|map`, or the kind of its default.
+    pub kind: Option<VarKind>,
+}
+
+/// What a variable holds: `--var` values are read as this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarKind {
+    String,
+    Number,
+    Bool,
+    List,
+    Map,
+}
+
+impl VarKind {
+    const NAMES: &[&str] = &["string", "number", "bool", "list", "map"];
+
+    fn named(name: &str) -> Option<VarKind> {
+        let kinds = [
+            VarKind::String,
+            VarKind::Number,
+            VarKind::Bool,
+            VarKind::List,
+            VarKind::Map,
+        ];
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| kinds[i])
+    }
+
+    pub fn of(v: &serde_json::Value) -> Option<VarKind> {
+        use serde_json::Value;
+        match v {
+            Value::String(_) => Some(VarKind::String),
+            Value::Number(_) => Some(VarKind::Number),
+            Value::Bool(_) => Some(VarKind::Bool),
+            Value::Array(_) => Some(VarKind::List),
+            Value::Object(_) => Some(VarKind::Map),
+            Value::Null => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +144,9 @@ pub struct Decl {
     /// type's sensitive-by-default maps (a function's environment variables)
     /// stay sensitive; `None` keeps them all sensitive.
     pub sensitive_keys: Option<Vec<String>>,
+    /// `for_each: LIST | MAP | ${var.NAME}`: one instance per key. Gone
+    /// from the declarations of an expanded stack.
+    pub for_each: Option<Node>,
 }
 
 /// One declared need: these actions on this resource (a template with
@@ -126,6 +178,8 @@ pub struct Stack {
     /// Where the state lives: `backend: {s3: {bucket, key, region, kms_key_id}}`
     /// as settings (`bucket` ...); empty for the local file.
     pub backend: BTreeMap<String, String>,
+    /// Once expanded: each declaration with `for_each`, and its keys.
+    pub collections: BTreeMap<String, Vec<String>>,
 }
 
 impl Stack {
@@ -181,6 +235,7 @@ impl Stack {
             decls,
             outputs,
             backend,
+            collections: BTreeMap::new(),
         })
     }
 
@@ -274,7 +329,14 @@ fn backend(value: &Node, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, String
     }
     out
 }
-const DECL_KEYS: &[&str] = &["type", "properties", "depends_on", "sensitive", "needs"];
+const DECL_KEYS: &[&str] = &[
+    "type",
+    "properties",
+    "depends_on",
+    "sensitive",
+    "needs",
+    "for_each",
+];
 
 /// `needs: [{actions: [...], resource: ...}, ...]`.
 fn needs(id: &str, value: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Need> {
@@ -316,7 +378,7 @@ fn needs(id: &str, value: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Need> {
     }
     out
 }
-const VARIABLE_KEYS: &[&str] = &["default", "sensitive", "description"];
+const VARIABLE_KEYS: &[&str] = &["default", "sensitive", "description", "type"];
 
 /// `name: default`, or `name: {default: ..., sensitive: true, description: ...}`.
 fn variable(key: &Node, value: &Node, name: &str, diags: &mut Vec<Diagnostic>) -> Variable {
@@ -326,8 +388,10 @@ fn variable(key: &Node, value: &Node, name: &str, diags: &mut Vec<Diagnostic>) -
                 .all(|(k, _)| k.as_str().is_some_and(|k| VARIABLE_KEYS.contains(&k)))
     });
     let Some(entries) = declaration else {
+        let default = (value.kind != NodeKind::Null).then(|| value.clone());
         return Variable {
-            default: (value.kind != NodeKind::Null).then(|| value.clone()),
+            kind: default.as_ref().and_then(|d| VarKind::of(&d.to_json())),
+            default,
             span: key.span,
             sensitive: false,
         };
@@ -349,10 +413,32 @@ fn variable(key: &Node, value: &Node, name: &str, diags: &mut Vec<Diagnostic>) -
             false
         }
     };
+    let default = get("default").filter(|d| d.kind != NodeKind::Null).cloned();
+    let of_default = default.as_ref().and_then(|d| VarKind::of(&d.to_json()));
+    let kind = match get("type") {
+        None => of_default,
+        Some(t) => {
+            let named = t.as_str().and_then(VarKind::named);
+            let problem = match (named, of_default) {
+                (None, _) => Some(format!("`type` is one of {}", VarKind::NAMES.join(", "))),
+                (Some(k), Some(d)) if k != d => Some(format!(
+                    "the default is a {} but `type` says {}",
+                    d.name(),
+                    k.name()
+                )),
+                _ => None,
+            };
+            if let Some(message) = problem {
+                diags.push(Diagnostic::new(t.span, message).prop(&format!("variables.{name}")));
+            }
+            named.or(of_default)
+        }
+    };
     Variable {
-        default: get("default").filter(|d| d.kind != NodeKind::Null).cloned(),
+        default,
         span: key.span,
         sensitive,
+        kind,
     }
 }
 
@@ -512,6 +598,7 @@ fn declaration(
         properties: Vec::new(),
         needs: Vec::new(),
         sensitive_keys: None,
+        for_each: None,
     };
     for (k, v) in entries {
         declaration_entry(&mut decl, k, v, diags);
@@ -562,6 +649,8 @@ fn declaration_entry(decl: &mut Decl, k: &Node, v: &Node, diags: &mut Vec<Diagno
             _ => diags.push(at(v.span, "`depends_on` must be a list of logical ids")),
         },
         "needs" => decl.needs = needs(&id, v, diags),
+        "for_each" if decl.is_data => diags.push(at(k.span, "data sources take no `for_each`")),
+        "for_each" => decl.for_each = Some(v.clone()),
         "sensitive" => match &v.kind {
             NodeKind::Bool(true) => decl.sensitive_keys = None,
             NodeKind::Bool(false) => decl.sensitive_keys = Some(Vec::new()),

@@ -96,6 +96,37 @@ impl Node {
         }
     }
 
+    /// A node that stands for this JSON value as it is (a `${` in its text
+    /// is not a reference), placed at `span`, where what it replaces was
+    /// written.
+    pub fn literal(v: &serde_json::Value, span: Span) -> Node {
+        use serde_json::Value;
+        let kind = match v {
+            Value::Null => NodeKind::Null,
+            Value::Bool(b) => NodeKind::Bool(*b),
+            Value::Number(n) => n.as_i64().map_or_else(
+                || NodeKind::Float(n.as_f64().unwrap_or_default()),
+                NodeKind::Int,
+            ),
+            Value::String(s) => NodeKind::Str(s.replace("${", "$${")),
+            Value::Array(items) => {
+                NodeKind::Seq(items.iter().map(|i| Node::literal(i, span)).collect())
+            }
+            Value::Object(m) => NodeKind::Map(
+                m.iter()
+                    .map(|(k, v)| {
+                        let key = Node {
+                            kind: NodeKind::Str(k.clone()),
+                            span,
+                        };
+                        (key, Node::literal(v, span))
+                    })
+                    .collect(),
+            ),
+        };
+        Node { kind, span }
+    }
+
     /// A map key as text: YAML allows `1: x`, JSON and AWS want strings. A
     /// list or map as a key is refused while loading.
     pub fn key_text(&self) -> String {

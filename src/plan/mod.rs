@@ -259,7 +259,7 @@ async fn trust_bulk_tags(cx: &Ctx, state: &State) {
         };
         let mut tags = providers::string_map(rec.props.get("tags"));
         tags.push((providers::TAG_STACK.to_string(), cx.stack.clone()));
-        tags.push((providers::TAG_ID.to_string(), id.clone()));
+        tags.push((providers::TAG_ID.to_string(), providers::id_tag(id)));
         tags.sort();
         services.insert(service);
         expected.insert(arn.trim_end_matches(":*").to_string(), tags);

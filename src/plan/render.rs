@@ -233,7 +233,9 @@ fn render_change(c: &Change) -> (String, String) {
         let _ = writeln!(head, "  # because {reason}");
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{symbol} resource \"{}\" \"{}\" {{", c.type_name, c.id);
+    // The heading names the whole address; the block, as Terraform's, the name.
+    let (name, _) = crate::config::expr::split_address(&c.id);
+    let _ = writeln!(out, "{symbol} resource \"{}\" \"{name}\" {{", c.type_name);
     let lines = match c.action {
         Action::Create => created_lines(c, schema),
         Action::Delete => {

@@ -243,10 +243,8 @@ impl Provider for Instance {
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
-        let tags = [
-            (super::TAG_STACK, cx.stack.as_str()),
-            (super::TAG_ID, r.logical_id),
-        ];
+        let id = super::id_tag(r.logical_id);
+        let tags = [(super::TAG_STACK, cx.stack.as_str()), (super::TAG_ID, &id)];
         Ok(live_instances_tagged(cx, &tags).await?.into_iter().next())
     }
 

@@ -119,8 +119,26 @@ impl Resource<'_> {
         let mut tags = string_map(self.props.get("tags"));
         tags.retain(|(k, _)| !k.starts_with("stackctl:"));
         tags.push((TAG_STACK.to_string(), cx.stack.clone()));
-        tags.push((TAG_ID.to_string(), self.logical_id.to_string()));
+        tags.push((TAG_ID.to_string(), id_tag(self.logical_id)));
         tags
+    }
+}
+
+/// The `stackctl:id` tag of an address: tag values take no quotes or
+/// brackets (IAM's allow letters, digits, spaces and `_.:/=+-@`), so the
+/// instance `web["a"]` is tagged `web.a` (a logical id has no `.`).
+pub fn id_tag(address: &str) -> String {
+    match crate::config::expr::split_address(address) {
+        (id, Some(key)) => format!("{id}.{key}"),
+        (id, None) => id.to_string(),
+    }
+}
+
+/// The address an `stackctl:id` tag names.
+fn address_of_tag(tag: &str) -> String {
+    match tag.split_once('.') {
+        Some((id, key)) => crate::config::expr::address(id, key),
+        None => tag.to_string(),
     }
 }
 
@@ -146,9 +164,10 @@ pub struct Observed {
 pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, Option<Owner>) {
     let tags: Vec<(String, String)> = tags.into_iter().collect();
     let get = |k: &str| tags.iter().find(|(tk, _)| tk == k).map(|(_, v)| v.clone());
-    let owner = get(TAG_STACK)
-        .zip(get(TAG_ID))
-        .map(|(stack, id)| Owner { stack, id });
+    let owner = get(TAG_STACK).zip(get(TAG_ID)).map(|(stack, id)| Owner {
+        stack,
+        id: address_of_tag(&id),
+    });
     (user_tags(tags), owner)
 }
 
@@ -325,7 +344,7 @@ pub async fn claim(
     let mut owned = tags.clone();
     if let Value::Object(m) = &mut owned {
         m.insert(TAG_STACK.into(), Value::from(cx.stack.clone()));
-        m.insert(TAG_ID.into(), Value::from(logical_id));
+        m.insert(TAG_ID.into(), Value::from(id_tag(logical_id)));
     }
     let old: Props = [("tags".to_string(), tags)].into_iter().collect();
     let mut props = observed.props.clone();

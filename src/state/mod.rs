@@ -267,8 +267,10 @@ impl State {
         if self.resources.contains_key(new) {
             return Err(format!("`{new}` is already in the state"));
         }
-        if !crate::config::is_logical_id(new) {
-            return Err(format!("`{new}`: logical ids must match [a-z][a-z0-9_]*"));
+        if !crate::config::expr::is_address(new) {
+            return Err(format!(
+                "`{new}`: logical ids must match [a-z][a-z0-9_]*; one instance of a collection is `id[\"key\"]`"
+            ));
         }
         let rec = self
             .resources

@@ -1,0 +1,355 @@
+//! `for_each`: a declaration with it becomes one declaration per key,
+//! addressed `id["key"]`, before anything else reads the stack, so that
+//! plans, state, apply, check and simulate see ordinary resources. References
+//! to a collection's instances (`${id[each.key].attr}`, `${id[*].attr}`) and
+//! to the instance's own key and value (`${each.key}`, `${each.value.FIELD}`)
+//! are written out here; what is left is ordinary references.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::expr::{self, Each, Index, Part, Ref};
+use super::yaml::{Node, NodeKind, Span};
+use super::{Decl, Diagnostic, Stack};
+
+/// Expands every `for_each` of `stack` with these variable values; problems
+/// are diagnostics. A collection whose `for_each` is refused has no
+/// instances.
+pub fn expand(stack: &mut Stack, vars: &BTreeMap<String, Value>, diags: &mut Vec<Diagnostic>) {
+    let mut members = BTreeMap::new();
+    for decl in stack.decls.values() {
+        if let Some(node) = &decl.for_each {
+            let entries = collection(stack, decl, node, vars, diags).unwrap_or_default();
+            members.insert(decl.id.clone(), entries);
+        }
+    }
+    stack.collections = members
+        .iter()
+        .map(|(id, entries)| (id.clone(), entries.iter().map(|(k, _)| k.clone()).collect()))
+        .collect();
+    let decls = std::mem::take(&mut stack.decls);
+    for (id, decl) in decls {
+        let Some(entries) = members.get(&id) else {
+            let plain = Rewriter::new(&stack.collections, &id, None);
+            stack.decls.insert(id.clone(), plain.decl(&decl, diags));
+            continue;
+        };
+        for (key, value) in entries {
+            let address = expr::address(&id, key);
+            let instance = Rewriter::new(&stack.collections, &address, Some((key, value)));
+            let decl = instance.decl(&decl, diags);
+            stack.decls.insert(address, decl);
+        }
+    }
+    for (name, node) in stack.outputs.iter_mut() {
+        let owner = format!("outputs.{name}");
+        *node = Rewriter::new(&stack.collections, &owner, None).output(node, diags);
+    }
+}
+
+/// The keys and values a `for_each` names, checked.
+fn collection(
+    stack: &Stack,
+    decl: &Decl,
+    node: &Node,
+    vars: &BTreeMap<String, Value>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<(String, Value)>> {
+    let mut refuse = |message: String| {
+        diags.push(
+            Diagnostic::new(node.span, message)
+                .at(&decl.id)
+                .prop("for_each"),
+        );
+    };
+    let resolved = expr::resolve(node, &mut |r: &Ref| match r {
+        Ref::Var(name) if stack.variables.get(name).is_some_and(|v| !v.sensitive) => {
+            vars.get(name).cloned().ok_or(None)
+        }
+        other => Err(Some(other.clone())),
+    });
+    let value = match resolved {
+        Ok(value) => value,
+        // The variable has no value: said once, at the variable.
+        Err(None) => return None,
+        Err(Some(r)) => {
+            refuse(format!(
+                "`{r}`: for_each must be known before any AWS call and not secret: a list of strings, a map, or `${{var.NAME}}` of a variable that is not sensitive"
+            ));
+            return None;
+        }
+    };
+    let entries: Vec<(String, Value)> = match value {
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .into_iter()
+            .map(|i| (i.as_str().unwrap_or_default().to_string(), i))
+            .collect(),
+        Value::Object(m) => m.into_iter().collect(),
+        other => {
+            let kind = Node::literal(&other, node.span).kind_name();
+            refuse(format!(
+                "for_each must be a list of strings or a map; this is {kind}"
+            ));
+            return None;
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for (key, _) in &entries {
+        if !expr::is_key(key) {
+            refuse(format!(
+                "key `{key}`: keys name AWS objects, so they may hold only letters, digits, `-` and `_` (up to 64)"
+            ));
+            return None;
+        }
+        if !seen.insert(key) {
+            refuse(format!("key `{key}` is listed twice"));
+            return None;
+        }
+    }
+    Some(entries)
+}
+
+/// A string rewritten: one value, or (a whole `${id[*].attr}`) the
+/// references to every instance, which a list takes as its items.
+enum Rewritten {
+    One(Node),
+    Many(Vec<Node>),
+}
+
+/// Rewrites the references of one declaration (or instance) or output.
+struct Rewriter<'a> {
+    collections: &'a BTreeMap<String, Vec<String>>,
+    /// Who the diagnostics name: the instance's address, or `outputs.NAME`.
+    owner: &'a str,
+    instance: Option<(&'a str, &'a Value)>,
+}
+
+impl<'a> Rewriter<'a> {
+    fn new(
+        collections: &'a BTreeMap<String, Vec<String>>,
+        owner: &'a str,
+        instance: Option<(&'a str, &'a Value)>,
+    ) -> Self {
+        Rewriter {
+            collections,
+            owner,
+            instance,
+        }
+    }
+
+    fn decl(&self, decl: &Decl, diags: &mut Vec<Diagnostic>) -> Decl {
+        let mut d = decl.clone();
+        d.id = self.owner.to_string();
+        d.for_each = None;
+        for p in &mut d.properties {
+            p.value = self.value(&p.value, &mut |span, message| {
+                diags.push(Diagnostic::new(span, message).at(self.owner).prop(&p.name))
+            });
+        }
+        for need in &mut d.needs {
+            need.resource = self.value(&need.resource, &mut |span, message| {
+                diags.push(Diagnostic::new(span, message).at(self.owner).prop("needs"))
+            });
+        }
+        d.depends_on = decl
+            .depends_on
+            .iter()
+            .flat_map(|(dep, span)| match self.collections.get(dep) {
+                Some(keys) => keys
+                    .iter()
+                    .map(|k| (expr::address(dep, k), *span))
+                    .collect(),
+                None => vec![(dep.clone(), *span)],
+            })
+            .collect();
+        d
+    }
+
+    fn output(&self, node: &Node, diags: &mut Vec<Diagnostic>) -> Node {
+        self.value(node, &mut |span, message| {
+            diags.push(Diagnostic::new(span, message).prop(self.owner))
+        })
+    }
+
+    fn value(&self, node: &Node, refuse: &mut dyn FnMut(Span, String)) -> Node {
+        let kind = match &node.kind {
+            NodeKind::Str(_) => match self.items(node, refuse).as_slice() {
+                [one] if !self.is_splat(node) => return one.clone(),
+                many => NodeKind::Seq(many.to_vec()),
+            },
+            NodeKind::Seq(items) => {
+                NodeKind::Seq(items.iter().flat_map(|i| self.items(i, refuse)).collect())
+            }
+            NodeKind::Map(entries) => NodeKind::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.value(v, refuse)))
+                    .collect(),
+            ),
+            _ => return node.clone(),
+        };
+        Node {
+            kind,
+            span: node.span,
+        }
+    }
+
+    fn is_splat(&self, node: &Node) -> bool {
+        let parts = node.as_str().and_then(|s| expr::parse_template(s).ok());
+        matches!(
+            parts.as_deref(),
+            Some([Part::Ref(Ref::Instances {
+                index: Index::All,
+                ..
+            })])
+        )
+    }
+
+    /// What a node becomes as an item of a list: a splat gives many.
+    fn items(&self, node: &Node, refuse: &mut dyn FnMut(Span, String)) -> Vec<Node> {
+        let NodeKind::Str(s) = &node.kind else {
+            return vec![self.value(node, refuse)];
+        };
+        match self.string(s, node.span) {
+            Ok(Rewritten::One(n)) => vec![n],
+            Ok(Rewritten::Many(items)) => items,
+            Err(message) => {
+                refuse(node.span, message);
+                vec![node.clone()]
+            }
+        }
+    }
+
+    fn string(&self, s: &str, span: Span) -> Result<Rewritten, String> {
+        let unchanged = || Node {
+            kind: NodeKind::Str(s.to_string()),
+            span,
+        };
+        // Syntax errors are validation's to report.
+        let Ok(parts) = expr::parse_template(s) else {
+            return Ok(Rewritten::One(unchanged()));
+        };
+        let local = |p: &Part| matches!(p, Part::Ref(Ref::Each(_) | Ref::Instances { .. }));
+        if !parts.iter().any(local) {
+            return Ok(Rewritten::One(unchanged()));
+        }
+        match parts.as_slice() {
+            [Part::Ref(
+                r @ Ref::Instances {
+                    id,
+                    index: Index::All,
+                    attr,
+                },
+            )] => {
+                let text = |key: &String| {
+                    let id = expr::address(id, key);
+                    Ref::Resource {
+                        id,
+                        attr: attr.clone(),
+                    }
+                    .to_string()
+                };
+                let node = |key| Node {
+                    kind: NodeKind::Str(text(key)),
+                    span,
+                };
+                return Ok(Rewritten::Many(
+                    self.keys(id, r)?.iter().map(node).collect(),
+                ));
+            }
+            [Part::Ref(Ref::Each(each))] => {
+                let value = self.each(each)?;
+                if !value.is_string() {
+                    return Ok(Rewritten::One(Node::literal(&value, span)));
+                }
+            }
+            _ => {}
+        }
+        let mut text = String::new();
+        for part in &parts {
+            text.push_str(&self.part(part)?);
+        }
+        let kind = NodeKind::Str(text);
+        Ok(Rewritten::One(Node { kind, span }))
+    }
+
+    /// One part of a longer string, as template text.
+    fn part(&self, part: &Part) -> Result<String, String> {
+        let escaped = |s: &str| s.replace("${", "$${");
+        Ok(match part {
+            Part::Lit(l) => escaped(l),
+            Part::Ref(r @ Ref::Each(each)) => match self.each(each)? {
+                Value::String(s) => escaped(&s),
+                v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+                v => {
+                    let kind = Node::literal(&v, Span::default()).kind_name();
+                    return Err(format!(
+                        "`{r}` is {kind}: name one of its fields, `${{each.value.FIELD}}`"
+                    ));
+                }
+            },
+            Part::Ref(
+                r @ Ref::Instances {
+                    id,
+                    index: Index::EachKey,
+                    attr,
+                },
+            ) => {
+                let key = self.key(r)?;
+                if !self.keys(id, r)?.iter().any(|k| k == key) {
+                    let keys = self.keys(id, r)?.join(", ");
+                    return Err(format!(
+                        "`{r}`: `{id}` has no key `{key}` (its keys: {keys})"
+                    ));
+                }
+                let id = expr::address(id, key);
+                Ref::Resource {
+                    id,
+                    attr: attr.clone(),
+                }
+                .to_string()
+            }
+            Part::Ref(r @ Ref::Instances { .. }) => {
+                return Err(format!(
+                    "`{r}` is a list: it must be the whole value, or an item of a list"
+                ))
+            }
+            Part::Ref(r) => r.to_string(),
+        })
+    }
+
+    fn key(&self, r: &Ref) -> Result<&'a str, String> {
+        self.instance
+            .map(|(key, _)| key)
+            .ok_or_else(|| format!("`{r}`: `each` is defined only in a resource with `for_each`"))
+    }
+
+    fn each(&self, each: &Each) -> Result<Value, String> {
+        let r = Ref::Each(each.clone());
+        let key = self.key(&r)?;
+        let value = self.instance.map(|(_, v)| v).unwrap_or(&Value::Null);
+        match each {
+            Each::Key => Ok(Value::from(key)),
+            Each::Value => Ok(value.clone()),
+            Each::Field(field) => match value {
+                Value::Object(m) => m.get(field).cloned().ok_or_else(|| {
+                    let fields: Vec<&str> = m.keys().map(String::as_str).collect();
+                    format!(
+                        "`{r}`: the value of key `{key}` has no field `{field}` (its fields: {})",
+                        fields.join(", ")
+                    )
+                }),
+                _ => Err(format!(
+                    "`{r}`: the value of key `{key}` is not a map; use `${{each.value}}`"
+                )),
+            },
+        }
+    }
+
+    fn keys(&self, id: &str, r: &dyn std::fmt::Display) -> Result<&'a [String], String> {
+        self.collections.get(id).map(Vec::as_slice).ok_or_else(|| {
+            format!("`{r}`: `{id}` has no `for_each`; refer to it as `${{{id}.ATTRIBUTE}}`")
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! `for_each`: collections are expanded, and what is wrong with them is
+//! said before any AWS call.
+
+use std::path::Path;
+
+use super::*;
+
+fn check_with(src: &str, vars: &[(&str, &str)]) -> Result<Validated, String> {
+    let stack = Stack::parse(Path::new("stack.yaml"), src).map_err(|e| e.to_string())?;
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    validate(stack, &vars, Some("us-east-2")).map_err(|e| e.to_string())
+}
+
+fn check(src: &str) -> Result<Validated, String> {
+    check_with(src, &[])
+}
+
+const FLEET: &str = "stack: demo
+variables:
+  fleet:
+    default:
+      web-1: {retention: 7}
+      web-2: {retention: 14}
+resources:
+  logs:
+    type: aws_cloudwatch_log_group
+    for_each: ${var.fleet}
+    properties:
+      name: app-${each.key}
+      retention_in_days: ${each.value.retention}
+  alerts:
+    type: aws_sns_topic
+    for_each: ${var.fleet}
+    properties:
+      name: alerts-${each.key}
+      display_name: ${logs[each.key].name}
+  everything:
+    type: aws_sqs_queue
+    depends_on: [alerts]
+    properties:
+      name: everything
+      tags:
+        groups: ${logs[\"web-1\"].name}
+outputs:
+  groups: ${logs[*].name}
+";
+
+fn prop(v: &Validated, id: &str, name: &str) -> String {
+    let node = &v.stack.decls[id].property(name).unwrap().value;
+    match &node.kind {
+        NodeKind::Str(s) => s.clone(),
+        _ => node.to_json().to_string(),
+    }
+}
+
+#[test]
+fn each_key_of_a_map_variable_is_one_resource() {
+    let v = check(FLEET).unwrap();
+    assert_eq!(prop(&v, "logs[\"web-1\"]", "name"), "app-web-1");
+    assert_eq!(prop(&v, "logs[\"web-2\"]", "retention_in_days"), "14");
+    assert!(!v.stack.decls.contains_key("logs"));
+    assert_eq!(v.stack.collections["logs"], ["web-1", "web-2"]);
+}
+
+#[test]
+fn an_instance_refers_to_the_instance_of_the_same_key() {
+    let v = check(FLEET).unwrap();
+    assert_eq!(
+        prop(&v, "alerts[\"web-2\"]", "display_name"),
+        "${logs[\"web-2\"].name}"
+    );
+    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
+    assert!(pos("logs[\"web-2\"]") < pos("alerts[\"web-2\"]"));
+}
+
+#[test]
+fn depends_on_a_collection_waits_for_every_instance() {
+    let v = check(FLEET).unwrap();
+    let deps: Vec<&str> = v.stack.decls["everything"]
+        .depends_on
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .collect();
+    assert_eq!(deps, ["alerts[\"web-1\"]", "alerts[\"web-2\"]"]);
+}
+
+#[test]
+fn a_splat_is_the_list_over_all_instances() {
+    let v = check(FLEET).unwrap();
+    assert_eq!(
+        v.stack.outputs["groups"].to_json(),
+        serde_json::json!(["${logs[\"web-1\"].name}", "${logs[\"web-2\"].name}"])
+    );
+}
+
+#[test]
+fn a_list_var_overrides_the_default_and_its_kind_is_checked() {
+    let src = "stack: demo\nvariables:\n  names: [a]\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: ${var.names}\n    properties: {name: \"q-${each.value}\"}\n";
+    let v = check_with(src, &[("names", "[b, c]")]).unwrap();
+    let ids: Vec<&String> = v.stack.decls.keys().collect();
+    assert_eq!(ids, ["q[\"b\"]", "q[\"c\"]"]);
+    let err = check_with(src, &[("names", "b")]).unwrap_err();
+    assert!(err.contains("--var names: must be a list"), "{err}");
+}
+
+fn refused(for_each: &str, name: &str) -> String {
+    let src = format!("stack: demo\nvariables:\n  n: 3\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: {for_each}\n    properties: {{name: \"{name}\"}}\n");
+    check(&src).unwrap_err()
+}
+
+#[test]
+fn for_each_over_a_number_is_refused_with_file_and_line() {
+    let err = refused("${var.n}", "q-${each.key}");
+    assert!(err.contains("stack.yaml:7: `q`, property `for_each`: for_each must be a list of strings or a map; this is an integer"), "{err}");
+}
+
+#[test]
+fn a_key_listed_twice_is_refused() {
+    let err = refused("[a, b, a]", "q-${each.key}");
+    assert!(err.contains("key `a` is listed twice"), "{err}");
+}
+
+#[test]
+fn a_key_aws_names_refuse_is_refused() {
+    let err = refused("[\"web 1\"]", "q-${each.key}");
+    assert!(err.contains("key `web 1`: keys name AWS objects"), "{err}");
+}
+
+#[test]
+fn for_each_over_a_resource_attribute_is_refused() {
+    let err = refused("[\"${other.arn}\"]", "q-${each.key}");
+    assert!(
+        err.contains("for_each must be known before any AWS call"),
+        "{err}"
+    );
+}
+
+#[test]
+fn each_outside_for_each_is_refused() {
+    let src = "stack: demo\nresources:\n  q:\n    type: aws_sqs_queue\n    properties: {name: \"q-${each.key}\"}\n";
+    let err = check(src).unwrap_err();
+    assert!(err.contains("stack.yaml:5: `q`, property `name`: `${each.key}`: `each` is defined only in a resource with `for_each`"), "{err}");
+}
+
+#[test]
+fn a_reference_to_a_missing_key_names_the_keys_there_are() {
+    let err = check(&FLEET.replace("logs[\"web-1\"].name", "logs[\"web-9\"].name")).unwrap_err();
+    assert!(
+        err.contains("`logs` has no key `web-9` (its keys: web-1, web-2)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_collection_named_without_a_key_is_refused() {
+    let err = check(&FLEET.replace("logs[\"web-1\"].name", "logs.name")).unwrap_err();
+    assert!(
+        err.contains("`logs` is a collection (for_each): name one instance"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_field_of_each_value_names_the_fields() {
+    let err = check(&FLEET.replace("each.value.retention", "each.value.retain")).unwrap_err();
+    assert!(
+        err.contains("has no field `retain` (its fields: retention)"),
+        "{err}"
+    );
+}

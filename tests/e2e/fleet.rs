@@ -1,0 +1,185 @@
+//! A fleet: one stack file, one set of resources per instance key.
+
+use crate::support::{mutating, Env};
+
+/// Per key: an instance, its log group, the filter that counts its slow
+/// responses and the alarm on that count; one topic for all of them.
+const FLEET: &str = r#"stack: fleet
+region: us-east-2
+variables:
+  fleet:
+    default:
+      web-1: {size: t3.micro}
+      web-2: {size: t3.micro}
+      web-3: {size: t3.small}
+resources:
+  alerts:
+    type: aws_sns_topic
+    properties: {name: fleet-alerts}
+  server:
+    type: aws_instance
+    for_each: ${var.fleet}
+    properties:
+      ami: ami-12c6146b
+      instance_type: ${each.value.size}
+      tags: {Name: "${each.key}"}
+  logs:
+    type: aws_cloudwatch_log_group
+    for_each: ${var.fleet}
+    properties:
+      name: /fleet/${each.key}
+      retention_in_days: 7
+  slow:
+    type: aws_cloudwatch_log_metric_filter
+    for_each: ${var.fleet}
+    properties:
+      name: slow-${each.key}
+      log_group_name: ${logs[each.key].name}
+      pattern: "[w1=High, w2=response, w3=time, w4=for, endpoint, response_time>3000, unit=ms]"
+      metric_transformation:
+        name: SlowResponses-${each.key}
+        namespace: Fleet
+        value: "1"
+  alarm:
+    type: aws_cloudwatch_metric_alarm
+    for_each: ${var.fleet}
+    properties:
+      alarm_name: slow-${each.key}
+      namespace: Fleet
+      metric_name: SlowResponses-${each.key}
+      statistic: Sum
+      period: 600
+      evaluation_periods: 1
+      threshold: 5
+      comparison_operator: GreaterThanThreshold
+      alarm_actions: ["${alerts.arn}"]
+      dimensions: {InstanceId: "${server[each.key].id}"}
+outputs:
+  instances: ${server[*].id}
+"#;
+
+fn applied_fleet() -> Env {
+    let env = Env::new();
+    env.write_stack(FLEET);
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout
+            .contains("Resources: 13 added, 0 changed, 0 destroyed."),
+        "{}",
+        out.stdout
+    );
+    env.take_calls();
+    env
+}
+
+fn fleet_var(keys: &[&str]) -> String {
+    let entries: Vec<String> = keys
+        .iter()
+        .map(|k| match *k {
+            "web-3" => format!("{k}: {{size: t3.small}}"),
+            _ => format!("{k}: {{size: t3.micro}}"),
+        })
+        .collect();
+    format!("fleet={{{}}}", entries.join(", "))
+}
+
+#[test]
+fn each_key_is_recorded_at_its_address_and_a_second_plan_is_empty() {
+    let env = applied_fleet();
+    let state = env.state("fleet");
+    for key in ["web-1", "web-2", "web-3"] {
+        for id in ["server", "logs", "slow", "alarm"] {
+            let address = format!("{id}[\"{key}\"]");
+            assert!(
+                state["resources"][&address]["physical_id"].is_string(),
+                "{address}"
+            );
+        }
+    }
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let shown = env.stackctl(&["state", "show", "logs[\"web-2\"]"]).ok();
+    assert!(shown.stdout.contains("/fleet/web-2"), "{}", shown.stdout);
+}
+
+#[test]
+fn one_more_key_creates_only_its_resources() {
+    let env = applied_fleet();
+    let four = fleet_var(&["web-1", "web-2", "web-3", "web-4"]);
+    let out = env
+        .stackctl(&["apply", "--auto-approve", "--var", &four])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("Resources: 4 added, 0 changed, 0 destroyed."),
+        "{}",
+        out.stdout
+    );
+    let calls = env.take_calls();
+    let mut sent: Vec<&str> = mutating(&calls)
+        .iter()
+        .map(|c| c.operation.as_str())
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "CreateLogGroup",
+            "PutMetricAlarm",
+            "PutMetricFilter",
+            "PutRetentionPolicy",
+            "RunInstances"
+        ],
+        "only web-4's resources are made"
+    );
+}
+
+#[test]
+fn removing_a_key_destroys_only_its_resources() {
+    let env = applied_fleet();
+    let before = env.state("fleet");
+    let two = fleet_var(&["web-1", "web-3"]);
+    let out = env
+        .stackctl(&["apply", "--auto-approve", "--var", &two])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("Resources: 0 added, 0 changed, 4 destroyed."),
+        "{}",
+        out.stdout
+    );
+    let after = env.state("fleet");
+    for address in ["server[\"web-1\"]", "alarm[\"web-3\"]", "alerts"] {
+        assert_eq!(
+            after["resources"][address]["physical_id"], before["resources"][address]["physical_id"],
+            "{address} is untouched"
+        );
+    }
+    assert!(after["resources"]["server[\"web-2\"]"].is_null());
+}
+
+#[test]
+fn an_instance_is_tagged_with_its_address_in_a_form_aws_takes() {
+    let env = applied_fleet();
+    let state = env.state("fleet");
+    let group = state["resources"]["logs[\"web-1\"]"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    #[allow(deprecated)]
+    let tags = env
+        .rt
+        .block_on(
+            env.logs()
+                .list_tags_log_group()
+                .log_group_name(&group)
+                .send(),
+        )
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert_eq!(
+        tags.get("stackctl:id").map(String::as_str),
+        Some("logs.web-1")
+    );
+}
