@@ -1359,6 +1359,7 @@ mod tests {
             changes,
             summary: Default::default(),
             data: BTreeMap::new(),
+            moves: Vec::new(),
         }
     }
 

@@ -171,3 +171,37 @@ fn a_missing_field_of_each_value_names_the_fields() {
         "{err}"
     );
 }
+
+fn moved(entry: &str) -> String {
+    let src = format!("stack: demo\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: [a]\n    properties: {{name: \"q-${{each.key}}\"}}\n  keep:\n    type: aws_sqs_queue\n    properties: {{name: keep}}\nmoved:\n  - {entry}\n");
+    check(&src).unwrap_err()
+}
+
+#[test]
+fn a_move_to_an_undeclared_address_is_refused() {
+    let err = moved("{from: old, to: 'q[\"b\"]'}");
+    assert!(
+        err.contains(
+            "stack.yaml:11: `moved`: moves `old` to `q[\"b\"]`, which the stack does not declare"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_move_from_a_declared_resource_is_refused() {
+    let err = moved("{from: keep, to: 'q[\"a\"]'}");
+    assert!(
+        err.contains("moves `keep`, which the stack still declares"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_move_must_name_two_addresses() {
+    let err = moved("{from: old}");
+    assert!(
+        err.contains("`moved` lists `{from: ADDRESS, to: ADDRESS}`"),
+        "{err}"
+    );
+}

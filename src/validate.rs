@@ -113,6 +113,7 @@ pub fn validate_lenient(
         );
     }
     check_outputs(&stack, &vars, &mut diags);
+    check_moves(&stack, &mut diags);
     let graph = graph_of(&stack, deps, &mut diags);
     rules.sort_by_key(|d| (d.span.line, d.span.col));
     if !diags.is_empty() {
@@ -210,6 +211,32 @@ fn check_outputs(stack: &Stack, vars: &BTreeMap<String, Value>, diags: &mut Vec<
             if let Some(message) = reference_error(stack, &r, None, vars) {
                 diags.push(Diagnostic::new(n.span, message).prop(&at));
             }
+        }
+    }
+}
+
+/// A move names where a record goes, a resource the stack declares, from
+/// what it no longer declares; each record moves once.
+fn check_moves(stack: &Stack, diags: &mut Vec<Diagnostic>) {
+    let mut from_seen = BTreeSet::new();
+    for m in &stack.moves {
+        let problem = if !stack.decls.contains_key(&m.to) {
+            Some(format!(
+                "moves `{}` to `{}`, which the stack does not declare",
+                m.from, m.to
+            ))
+        } else if stack.decls.contains_key(&m.from) {
+            Some(format!(
+                "moves `{}`, which the stack still declares; remove its declaration",
+                m.from
+            ))
+        } else if !from_seen.insert(&m.from) {
+            Some(format!("`{}` is moved twice", m.from))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            diags.push(Diagnostic::new(m.span, message).prop("moved"));
         }
     }
 }

@@ -99,6 +99,7 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
             (plan, values)
         }
     };
+    make_moves(&v, &mut session, &plan.moves).await?;
     if let Some((id, prop)) = apply::stale_sources(&v, &session.state, &values, &plan).first() {
         bail!("`{id}`: `{prop}` is no longer what the plan showed (its sources changed since); run `stackctl plan` again");
     }
@@ -112,6 +113,18 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
         Walking::Apply,
     )
     .await
+}
+
+/// The plan's moves, made in the state (written with the walk's first
+/// save), each object retagged with its new address.
+async fn make_moves(v: &Validated, session: &mut Session, moves: &[plan::Moved]) -> Result<()> {
+    for m in moves {
+        let moved = session.state.move_record(&m.from, &m.to);
+        moved.map_err(|e| anyhow::anyhow!("moving `{}`: {e}; nothing was moved", m.from))?;
+        super::state::retag(&v.stack, session, &m.to).await?;
+        println!("{}: moved to {}", m.from, m.to);
+    }
+    Ok(())
 }
 
 /// A saved plan applies only to the state and region it was made against.

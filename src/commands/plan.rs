@@ -170,6 +170,8 @@ async fn make_plan(
     refresh: bool,
     reads: usize,
 ) -> Result<(Plan, StackValues)> {
+    let (state, moves) = plan::with_moves(v, state).map_err(anyhow::Error::msg)?;
+    let state = &state;
     let refreshed = async {
         match refresh {
             true => plan::refresh(cx, state, reads).await,
@@ -184,7 +186,8 @@ async fn make_plan(
     let (values_and_data, live) = tokio::join!(values_and_data, refreshed);
     let (values, data) = values_and_data?;
     let live = live?;
-    let plan = plan::make(v, state, &live, &data, &values);
+    let mut plan = plan::make(v, state, &live, &data, &values);
+    plan.moves = moves;
     if let Some(problem) = plan::blocked_replacements(&plan).first() {
         bail!("{problem}");
     }

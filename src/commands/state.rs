@@ -296,7 +296,11 @@ pub fn mv(file: &Path, backend_config: &BackendConfig, old: &str, new: &str) -> 
 /// Gives a moved resource's object the ownership tag of its new id, so that
 /// whatever finds it by its tags (a create after `state rm`, a run after a
 /// crash) knows it as `id`. Types without tags have nothing to change.
-async fn retag(stack: &Stack, session: &mut Session, id: &str) -> Result<Option<String>> {
+pub(crate) async fn retag(
+    stack: &Stack,
+    session: &mut Session,
+    id: &str,
+) -> Result<Option<String>> {
     let rec = &session.state.resources[id];
     let provider = crate::providers::lookup(&rec.type_name)
         .with_context(|| format!("unknown type `{}`", rec.type_name))?;

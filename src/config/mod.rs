@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use yaml::{Node, NodeKind, Span};
 
+pub use expr::is_address;
+
 /// One problem in the stack file, located precisely enough to fix it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
@@ -180,6 +182,16 @@ pub struct Stack {
     pub backend: BTreeMap<String, String>,
     /// Once expanded: each declaration with `for_each`, and its keys.
     pub collections: BTreeMap<String, Vec<String>>,
+    /// `moved: [{from: ADDRESS, to: ADDRESS}]`: records renamed, objects kept.
+    pub moves: Vec<Move>,
+}
+
+/// One `moved:` entry: the record at `from` now belongs to `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+    pub span: Span,
 }
 
 impl Stack {
@@ -222,6 +234,10 @@ impl Stack {
             .get("backend")
             .map(|b| backend(b, &mut diags))
             .unwrap_or_default();
+        let moves = root
+            .get("moved")
+            .map(|m| moves(m, &mut diags))
+            .unwrap_or_default();
         if !diags.is_empty() {
             return Err(fail(diags));
         }
@@ -236,6 +252,7 @@ impl Stack {
             outputs,
             backend,
             collections: BTreeMap::new(),
+            moves,
         })
     }
 
@@ -264,6 +281,7 @@ const TOP_KEYS: &[&str] = &[
     "data",
     "outputs",
     "backend",
+    "moved",
 ];
 const BACKEND_KEYS: &[&str] = &["bucket", "key", "region", "kms_key_id"];
 
@@ -329,6 +347,33 @@ fn backend(value: &Node, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, String
     }
     out
 }
+/// `moved: [{from: alarm, to: 'alarm["web-1"]'}, ...]`.
+fn moves(value: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Move> {
+    let message =
+        "`moved` lists `{from: ADDRESS, to: ADDRESS}`, an address being `id` or `id[\"key\"]`";
+    let NodeKind::Seq(items) = &value.kind else {
+        diags.push(Diagnostic::new(value.span, message).prop("moved"));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let address = |k: &str| item.get(k).and_then(Node::as_str).filter(|a| is_address(a));
+        match (
+            address("from"),
+            address("to"),
+            item.as_map().map(<[_]>::len),
+        ) {
+            (Some(from), Some(to), Some(2)) if from != to => out.push(Move {
+                from: from.to_string(),
+                to: to.to_string(),
+                span: item.span,
+            }),
+            _ => diags.push(Diagnostic::new(item.span, message).prop("moved")),
+        }
+    }
+    out
+}
+
 const DECL_KEYS: &[&str] = &[
     "type",
     "properties",
@@ -492,6 +537,8 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
             }
             // Read by `backend` (the state's place is not part of the graph).
             "backend" => {}
+            // Read by `moves` (records, not declarations).
+            "moved" => {}
             "outputs" => {
                 let message = "must be a map of output names to values";
                 for (k, v) in map_entries(value, message, "outputs", diags) {

@@ -98,12 +98,49 @@ pub struct Plan {
     /// Attributes of the data sources as read for this plan.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, Map<String, Value>>,
+    /// Records the stack file's `moved:` renames, before any change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<Moved>,
 }
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.action != Action::NoOp)
+        !self.moves.is_empty() || self.changes.iter().any(|c| c.action != Action::NoOp)
     }
+}
+
+/// A record a `moved:` entry renames in this run; its object stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
+}
+
+/// The state as it is once the stack's moves are made, and the moves that
+/// were made (one already made, or of a record never made, is none). A move
+/// onto a record the state has is refused: it would lose one of them.
+pub fn with_moves(v: &Validated, state: &State) -> Result<(State, Vec<Moved>), String> {
+    let mut moved = state.clone();
+    let mut moves = Vec::new();
+    for m in v
+        .stack
+        .moves
+        .iter()
+        .filter(|m| state.resources.contains_key(&m.from))
+    {
+        if moved.resources.contains_key(&m.to) {
+            return Err(format!(
+                "`moved`: `{}` cannot move to `{}`, which the state already records; remove one of them with `stackctl state rm` first",
+                m.from, m.to
+            ));
+        }
+        moved.move_record(&m.from, &m.to)?;
+        moves.push(Moved {
+            from: m.from.clone(),
+            to: m.to.clone(),
+        });
+    }
+    Ok((moved, moves))
 }
 
 /// What a refresh learned about one recorded resource.
@@ -679,6 +716,7 @@ fn finish(stack: String, state: &State, changes: Vec<Change>) -> Plan {
         changes,
         summary,
         data: BTreeMap::new(),
+        moves: Vec::new(),
     }
 }
 

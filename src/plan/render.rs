@@ -187,6 +187,9 @@ pub fn render(plan: &Plan) -> String {
         return out;
     }
     out.push_str("stackctl will perform the following actions:\n\n");
+    for m in &plan.moves {
+        let _ = writeln!(out, "  # {} has moved to {}\n", m.from, m.to);
+    }
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         let (head, block) = render_change(c);
         out.push_str(&head);

@@ -183,3 +183,59 @@ fn an_instance_is_tagged_with_its_address_in_a_form_aws_takes() {
         Some("logs.web-1")
     );
 }
+
+const ONE_GROUP: &str = "stack: fleet\nregion: us-east-2\nresources:\n  logs:\n    type: aws_cloudwatch_log_group\n    properties: {name: /fleet/web-1}\n";
+
+const GROUP_PER_KEY: &str = "stack: fleet\nregion: us-east-2\nresources:\n  logs:\n    type: aws_cloudwatch_log_group\n    for_each: [web-1]\n    properties: {name: \"/fleet/${each.key}\"}\nmoved:\n  - {from: logs, to: 'logs[\"web-1\"]'}\n";
+
+#[test]
+fn a_move_into_a_collection_renames_the_record_and_rebuilds_nothing() {
+    let env = Env::new();
+    env.write_stack(ONE_GROUP);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let before = env.state("fleet")["resources"]["logs"]["physical_id"].clone();
+    env.write_stack(GROUP_PER_KEY);
+    let plan = env.stackctl(&["plan"]).ok();
+    assert!(
+        plan.stdout.contains("# logs has moved to logs[\"web-1\"]"),
+        "{}",
+        plan.stdout
+    );
+    env.take_calls();
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout
+            .contains("Resources: 0 added, 0 changed, 0 destroyed."),
+        "{}",
+        out.stdout
+    );
+    let calls = env.take_calls();
+    let sent: Vec<&str> = mutating(&calls)
+        .iter()
+        .map(|c| c.operation.as_str())
+        .collect();
+    assert_eq!(sent, ["TagLogGroup"], "only the ownership tag changes");
+    let after = env.state("fleet");
+    assert_eq!(after["resources"]["logs[\"web-1\"]"]["physical_id"], before);
+    assert!(after["resources"]["logs"].is_null());
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn a_move_onto_a_recorded_resource_is_refused() {
+    let env = Env::new();
+    let (per_key, _) = GROUP_PER_KEY.split_once("moved:").unwrap();
+    env.write_stack(&format!(
+        "{per_key}  old:\n    type: aws_cloudwatch_log_group\n    properties: {{name: /fleet/old}}\n"
+    ));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env.write_stack(&GROUP_PER_KEY.replace("from: logs,", "from: old,"));
+    let out = env.stackctl(&["plan"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("`old` cannot move to `logs[\"web-1\"]`, which the state already records"),
+        "{}",
+        out.stderr
+    );
+}
