@@ -74,6 +74,11 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// The stack's environments (env/NAME.yaml): `stackctl env list`.
+    Env {
+        #[command(subcommand)]
+        command: commands::env::EnvCommand,
+    },
     /// Inspect the state.
     State {
         #[command(subcommand)]
@@ -102,7 +107,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     use commands::{apply, build, import, output, plan, review, simulate, state};
     match cli.command {
-        Command::Validate { file, vars } => review::validate(&file.file, &vars.pairs()?),
+        Command::Validate { file, vars } => review::validate(&file, &vars.pairs()?),
         Command::Check(a) => review::check(a),
         Command::Graph(a) => review::graph(a),
         Command::TestFilter(a) => review::test_filter(a),
@@ -117,14 +122,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => plan::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Destroy(a) => apply::destroy(a),
-        Command::Build { file, vars } => build::run(&file.file, &vars.pairs()?),
-        Command::Output { file, name, json } => {
-            output::run(&file.file, &file.backend_config, name, json)
-        }
+        Command::Build { file, vars } => build::run(&file, &vars.pairs()?),
+        Command::Output { file, name, json } => output::run(&file, name, json),
         Command::Import(a) => import::run(a),
         Command::State { command } => state::run(command),
-        Command::ForceUnlock { file, lock_id, yes } => {
-            state::force_unlock(&file.file, &file.backend_config, &lock_id, yes)
-        }
+        Command::Env { command } => commands::env::run(command),
+        Command::ForceUnlock { file, lock_id, yes } => state::force_unlock(&file, &lock_id, yes),
     }
 }

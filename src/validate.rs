@@ -101,6 +101,7 @@ pub fn validate_lenient(
     let vars = variables(&stack, cli_vars, &mut diags);
     let mut stack = stack;
     crate::config::expand(&mut stack, &vars, &mut diags);
+    add_env_tags(&mut stack);
     let mut deps = BTreeMap::new();
     for decl in stack.decls.values() {
         let Some(schema) = known_type(decl, &mut diags) else {
@@ -142,6 +143,32 @@ pub fn validate_lenient(
         redactor,
     };
     Ok((v, rules))
+}
+
+/// The environment's tags, under each taggable resource's own.
+fn add_env_tags(stack: &mut Stack) {
+    let Some(env) = stack.env.as_ref().filter(|e| !e.tags.is_empty()) else {
+        return;
+    };
+    for decl in stack.decls.values_mut().filter(|d| !d.is_data) {
+        let taggable = providers::lookup(&decl.type_name).is_some_and(|p| p.schema().taggable());
+        if !taggable {
+            continue;
+        }
+        let tags = crate::config::with_env_tags(
+            decl.property("tags").map(|p| &p.value),
+            &env.tags,
+            decl.span,
+        );
+        match decl.properties.iter_mut().find(|p| p.name == "tags") {
+            Some(p) => p.value = tags,
+            None => decl.properties.push(crate::config::Property {
+                name: "tags".into(),
+                key_span: decl.span,
+                value: tags,
+            }),
+        }
+    }
 }
 
 /// The schema of a declaration's type, if the type exists and is declared

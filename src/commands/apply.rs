@@ -44,12 +44,16 @@ pub fn run(r: ApplyArgs) -> Result<ExitCode> {
     let (v, saved) = match &r.plan {
         Some(path) => {
             let saved = read_plan(path)?;
-            let stack = Stack::parse(&saved.stack_path, &saved.stack_source)?;
+            let mut stack = Stack::parse(&saved.stack_path, &saved.stack_source)?;
+            if let Some((name, source)) = &saved.env {
+                let file = crate::config::env_file(&stack.dir(), name);
+                stack = stack.overlay(name, &file, source)?;
+            }
             let region = effective_region(None);
             let v = validate::validate(stack, &saved.vars, region.as_deref())?;
             (v, Some(saved))
         }
-        None => (load(&r.file.file, &r.vars.pairs()?)?, None),
+        None => (load(&r.file, &r.vars.pairs()?)?, None),
     };
     let redactor = v.redactor.clone();
     let result = runtime()?.block_on(apply(v, &r, saved));
@@ -266,7 +270,7 @@ pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
         reads: a.read_parallelism,
     };
     let auto_approve = a.auto_approve;
-    let v = load(&a.file.file, &a.vars.pairs()?)?;
+    let v = load(&a.file, &a.vars.pairs()?)?;
     let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &a.file.backend_config, "destroy").await?;
         if session.state.resources.is_empty() && session.state.deposed.is_empty() {

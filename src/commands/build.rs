@@ -1,6 +1,5 @@
 //! `stackctl build`: every function's `source:` crate, built or reused.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -9,7 +8,7 @@ use serde_json::Value;
 use super::{load, Printer};
 use crate::model::{self, StackValues};
 
-pub fn run(file: &Path, vars: &[(String, String)]) -> Result<ExitCode> {
+pub fn run(file: &super::FileArgs, vars: &[(String, String)]) -> Result<ExitCode> {
     let v = load(file, vars)?;
     let values = StackValues {
         name: v.stack.name.clone(),

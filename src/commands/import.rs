@@ -51,7 +51,7 @@ fn import(
         (false, [id, physical_id]) => Some((id.clone(), physical_id.clone())),
         _ => bail!("give LOGICAL_ID PHYSICAL_ID, or --all (or --generate-config FILE TYPE.ID=PHYSICAL_ID...)"),
     };
-    let v = load(&file.file, vars)?;
+    let v = load(file, vars)?;
     let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &file.backend_config, "import").await?;
         let cx = context(&v).await;
@@ -117,7 +117,7 @@ fn generate_config(file: &Path, out: &Path, stack_name: &str, args: &[String]) -
     }
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let text = runtime()?.block_on(async {
-        let mut cx = Ctx::new(stack_name, None, &dir).await;
+        let mut cx = Ctx::new(stack_name, None, &dir, None).await;
         cx.events = Arc::new(Printer(Arc::default()));
         crate::generate::generate(&cx, stack_name, &targets).await
     })?;

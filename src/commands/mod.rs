@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod env;
 pub mod import;
 pub mod output;
 pub mod plan;
@@ -39,6 +40,23 @@ pub struct FileArgs {
     /// --backend-config bucket=NAME (also key, region, kms_key_id; repeatable).
     #[arg(long = "backend-config", value_name = "KEY=VALUE", value_parser = validate::parse_var)]
     pub backend_config: Vec<(String, String)>,
+    /// The environment: env/NAME.yaml beside the stack file overlays it,
+    /// with its own state (default: $STACKCTL_ENV).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Option<String>,
+}
+
+impl FileArgs {
+    /// `--env`, else `STACKCTL_ENV`.
+    pub fn env_name(&self) -> Option<String> {
+        let from_env = || std::env::var("STACKCTL_ENV").ok().filter(|e| !e.is_empty());
+        self.env.clone().or_else(from_env)
+    }
+
+    /// The stack file, as the environment makes it.
+    pub fn stack(&self) -> Result<Stack> {
+        Ok(Stack::load_in(&self.file, self.env_name().as_deref())?)
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -173,6 +191,9 @@ pub(crate) struct PlanFile {
     pub plan: Plan,
     pub stack_path: PathBuf,
     pub stack_source: String,
+    /// The environment overlaid: its name and its file as read.
+    #[serde(default)]
+    pub env: Option<(String, String)>,
     pub vars: Vec<(String, String)>,
     pub region: Option<String>,
 }
@@ -186,7 +207,14 @@ pub struct Widths {
 
 /// The AWS clients of a run, reporting progress on the terminal.
 pub(crate) async fn context(v: &Validated) -> Ctx {
-    let mut cx = Ctx::new(&v.stack.name, v.stack.region.as_deref(), &v.stack.dir()).await;
+    let stack = &v.stack;
+    let mut cx = Ctx::new(
+        &stack.name,
+        stack.region.as_deref(),
+        &stack.dir(),
+        stack.env.as_ref(),
+    )
+    .await;
     cx.events = Arc::new(Printer(v.redactor.clone()));
     cx
 }
@@ -274,17 +302,17 @@ pub(crate) fn masked(redactor: &Redactor, error: anyhow::Error) -> anyhow::Error
     anyhow::anyhow!(redactor.redact(&format!("{error:#}")))
 }
 
-pub(crate) fn load(path: &Path, vars: &[(String, String)]) -> Result<Validated> {
-    let stack = Stack::load(path)?;
+pub(crate) fn load(file: &FileArgs, vars: &[(String, String)]) -> Result<Validated> {
+    let stack = file.stack()?;
     let region = effective_region(stack.region.as_deref());
     Ok(validate::validate(stack, vars, region.as_deref())?)
 }
 
 /// The state as recorded, read without the lock (as `terraform output` does).
-pub(crate) fn read_state(file: &Path, backend_config: &[(String, String)]) -> Result<State> {
-    let stack = Stack::load(file)?;
+pub(crate) fn read_state(file: &FileArgs) -> Result<State> {
+    let stack = file.stack()?;
     runtime()?.block_on(async {
-        let mut backend = crate::state::open(&stack, backend_config).await?;
+        let mut backend = crate::state::open(&stack, &file.backend_config).await?;
         Ok(backend.load(&stack.name).await?)
     })
 }

@@ -1,7 +1,6 @@
 //! `stackctl output`: the outputs the last apply recorded.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -10,13 +9,8 @@ use serde_json::Value;
 use super::{keys, read_state};
 use crate::state::State;
 
-pub fn run(
-    file: &Path,
-    backend_config: &[(String, String)],
-    name: Option<String>,
-    json: bool,
-) -> Result<ExitCode> {
-    let state = read_state(file, backend_config)?;
+pub fn run(file: &super::FileArgs, name: Option<String>, json: bool) -> Result<ExitCode> {
+    let state = read_state(file)?;
     match name {
         Some(name) => {
             let value = state.outputs.get(&name).with_context(|| {

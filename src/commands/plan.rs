@@ -56,7 +56,7 @@ pub struct PlanArgs {
 
 pub fn run(r: PlanArgs) -> Result<ExitCode> {
     let format = if r.json { PlanFormat::Json } else { r.format };
-    let v = load(&r.file.file, &r.vars.pairs()?)?;
+    let v = load(&r.file, &r.vars.pairs()?)?;
     let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &r.file.backend_config, "plan").await?;
         let cx = context(&v).await;
@@ -127,6 +127,11 @@ fn save(
         plan: plan.clone(),
         stack_path: v.stack.path.clone(),
         stack_source: v.stack.source.clone(),
+        env: v
+            .stack
+            .env
+            .as_ref()
+            .map(|e| (e.name.clone(), e.source.clone())),
         vars: vars.to_vec(),
         region: Some(cx.region()),
     };

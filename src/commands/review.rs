@@ -1,6 +1,6 @@
 //! What reviewers run, offline: validate, check, graph, test-filter, schema.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::process::ExitCode;
 
@@ -8,13 +8,12 @@ use anyhow::{Context, Result};
 
 use super::{load, FileArgs, VarArgs};
 use crate::check;
-use crate::config::Stack;
 use crate::providers::effective_region;
 use crate::validate::{self, Validated};
 
 /// `stackctl validate`: the stack file as AWS would take it, and what
 /// `check` finds, as warnings.
-pub fn validate(file: &Path, vars: &[(String, String)]) -> Result<ExitCode> {
+pub fn validate(file: &FileArgs, vars: &[(String, String)]) -> Result<ExitCode> {
     let v = load(file, vars)?;
     let resources = v.stack.decls.values().filter(|d| !d.is_data).count();
     let data = v.stack.decls.len() - resources;
@@ -43,8 +42,8 @@ pub fn validate(file: &Path, vars: &[(String, String)]) -> Result<ExitCode> {
 
 /// The stack validated leniently (values AWS would refuse become findings)
 /// and its check report.
-fn checked(file: &Path, vars: &[(String, String)]) -> Result<(Validated, check::Report)> {
-    let stack = Stack::load(file)?;
+fn checked(file: &FileArgs, vars: &[(String, String)]) -> Result<(Validated, check::Report)> {
+    let stack = file.stack()?;
     let region = effective_region(stack.region.as_deref());
     let (v, rules) = validate::validate_lenient(stack, vars, region.as_deref())?;
     let report = check::check(&v, region.as_deref(), &rules);
@@ -68,7 +67,7 @@ pub struct CheckArgs {
 /// `stackctl check`: exit 1 on an error finding (`strict`: on any).
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
     let (json, strict) = (a.json, a.strict);
-    let (v, report) = checked(&a.file.file, &a.vars.pairs()?)?;
+    let (v, report) = checked(&a.file, &a.vars.pairs()?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -104,7 +103,7 @@ pub struct GraphArgs {
 
 /// `stackctl graph`.
 pub fn graph(a: GraphArgs) -> Result<ExitCode> {
-    let (v, report) = checked(&a.file.file, &a.vars.pairs()?)?;
+    let (v, report) = checked(&a.file, &a.vars.pairs()?)?;
     match a.format {
         GraphFormat::Mermaid => print!("{}", crate::diagram::mermaid(&v, &report)),
         GraphFormat::Dot => print!("{}", crate::diagram::dot(&v, &report)),

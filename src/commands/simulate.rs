@@ -40,7 +40,7 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode> {
     };
     let parsed = crate::sim::parse_events(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", events.display()))?;
-    let v = load(&a.file.file, &a.vars.pairs()?)?;
+    let v = load(&a.file, &a.vars.pairs()?)?;
     let result = runtime()?.block_on(async {
         let session = Session::open(&v.stack, &a.file.backend_config, "simulate").await?;
         let cx = context(&v).await;

@@ -14,8 +14,6 @@ use crate::config::Stack;
 use crate::providers::Ctx;
 use crate::state::State;
 
-type BackendConfig = [(String, String)];
-
 #[derive(Subcommand, Debug)]
 pub enum StateCommand {
     /// List the recorded resources.
@@ -83,35 +81,32 @@ pub enum StateCommand {
 /// Dispatches a `state` subcommand.
 pub fn run(command: StateCommand) -> Result<ExitCode> {
     match command {
-        StateCommand::List { file } => list(&file.file, &file.backend_config),
-        StateCommand::Show { file, id } => show(&file.file, &file.backend_config, &id),
-        StateCommand::Rekey { file } => rekey(&file.file, &file.backend_config),
-        StateCommand::Pull { file } => pull(&file.file, &file.backend_config),
-        StateCommand::Push { file, path, force } => {
-            push(&file.file, &file.backend_config, &path, force)
-        }
+        StateCommand::List { file } => list(&file),
+        StateCommand::Show { file, id } => show(&file, &id),
+        StateCommand::Rekey { file } => rekey(&file),
+        StateCommand::Pull { file } => pull(&file),
+        StateCommand::Push { file, path, force } => push(&file, &path, force),
         StateCommand::Migrate {
             file,
             to,
             to_region,
             force,
         } => migrate(
-            &file.file,
-            &file.backend_config,
+            &file,
             Target {
                 url: to,
                 region: to_region,
                 force,
             },
         ),
-        StateCommand::Rm { file, ids } => rm(&file.file, &file.backend_config, &ids),
-        StateCommand::Mv { file, old, new } => mv(&file.file, &file.backend_config, &old, &new),
+        StateCommand::Rm { file, ids } => rm(&file, &ids),
+        StateCommand::Mv { file, old, new } => mv(&file, &old, &new),
     }
 }
 
 /// `state list`: each record, and what became of a change still unfinished.
-pub fn list(file: &Path, backend_config: &BackendConfig) -> Result<ExitCode> {
-    let state = read_state(file, backend_config)?;
+pub fn list(file: &FileArgs) -> Result<ExitCode> {
+    let state = read_state(file)?;
     for (id, rec) in &state.resources {
         let pid = rec.physical_id.as_deref().unwrap_or("-");
         let note = rec
@@ -123,8 +118,8 @@ pub fn list(file: &Path, backend_config: &BackendConfig) -> Result<ExitCode> {
 }
 
 /// `state show ID`, sensitive values masked.
-pub fn show(file: &Path, backend_config: &BackendConfig, id: &str) -> Result<ExitCode> {
-    let state = read_state(file, backend_config)?;
+pub fn show(file: &FileArgs, id: &str) -> Result<ExitCode> {
+    let state = read_state(file)?;
     let rec = state.resources.get(id).with_context(|| {
         format!(
             "no resource `{id}` in the state (recorded: {})",
@@ -141,17 +136,17 @@ pub fn show(file: &Path, backend_config: &BackendConfig, id: &str) -> Result<Exi
 }
 
 /// `state pull`: the state as JSON (as the next run reads it).
-pub fn pull(file: &Path, backend_config: &BackendConfig) -> Result<ExitCode> {
-    let state = read_state(file, backend_config)?;
+pub fn pull(file: &FileArgs) -> Result<ExitCode> {
+    let state = read_state(file)?;
     println!("{}", serde_json::to_string_pretty(&state)?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `state rekey`: everything the backend keeps, rewritten with the current key.
-pub fn rekey(file: &Path, backend_config: &BackendConfig) -> Result<ExitCode> {
-    let stack = Stack::load(file)?;
+pub fn rekey(file: &FileArgs) -> Result<ExitCode> {
+    let stack = file.stack()?;
     runtime()?.block_on(async {
-        let mut backend = crate::state::open(&stack, backend_config).await?;
+        let mut backend = crate::state::open(&stack, &file.backend_config).await?;
         let lock = backend.lock("state rekey").await?;
         let n = backend.rekey(&stack.name).await?;
         warn_of_cleanup(backend.as_mut());
@@ -166,13 +161,8 @@ pub fn rekey(file: &Path, backend_config: &BackendConfig) -> Result<ExitCode> {
 
 /// `state push FILE`: refused over a newer state or another lineage unless
 /// `force`.
-pub fn push(
-    file: &Path,
-    backend_config: &BackendConfig,
-    path: &Path,
-    force: bool,
-) -> Result<ExitCode> {
-    let stack = Stack::load(file)?;
+pub fn push(file: &FileArgs, path: &Path, force: bool) -> Result<ExitCode> {
+    let stack = file.stack()?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     // What `state pull` prints is plain: the user's own file, read as given
     // (encrypted when the backend writes it).
@@ -189,7 +179,7 @@ pub fn push(
         )
     })?;
     runtime()?.block_on(async {
-        let mut session = Session::open(&stack, backend_config, "state push").await?;
+        let mut session = Session::open(&stack, &file.backend_config, "state push").await?;
         if let Some(problem) = session.state.refuses_replacement_by(&pushed) {
             if !force || pushed.stack != stack.name {
                 bail!("the file: {problem}; nothing was written");
@@ -216,10 +206,10 @@ pub struct Target {
 }
 
 /// `state migrate --to URL`: the state copied; the source left as it was.
-pub fn migrate(file: &Path, backend_config: &BackendConfig, to: Target) -> Result<ExitCode> {
-    let stack = Stack::load(file)?;
+pub fn migrate(file: &FileArgs, to: Target) -> Result<ExitCode> {
+    let stack = file.stack()?;
     runtime()?.block_on(async {
-        let from = Session::open(&stack, backend_config, "state migrate").await?;
+        let from = Session::open(&stack, &file.backend_config, "state migrate").await?;
         let mut settings = crate::state::settings_of(&to.url);
         if let Some(region) = to.region {
             settings.insert("region".into(), region);
@@ -253,10 +243,10 @@ pub fn migrate(file: &Path, backend_config: &BackendConfig, to: Target) -> Resul
 }
 
 /// `state rm ID...`: forgotten, left in AWS.
-pub fn rm(file: &Path, backend_config: &BackendConfig, ids: &[String]) -> Result<ExitCode> {
-    let stack = Stack::load(file)?;
+pub fn rm(file: &FileArgs, ids: &[String]) -> Result<ExitCode> {
+    let stack = file.stack()?;
     runtime()?.block_on(async {
-        let mut session = Session::open(&stack, backend_config, "state rm").await?;
+        let mut session = Session::open(&stack, &file.backend_config, "state rm").await?;
         let forgotten = session
             .state
             .forget(ids)
@@ -272,10 +262,10 @@ pub fn rm(file: &Path, backend_config: &BackendConfig, ids: &[String]) -> Result
 }
 
 /// `state mv OLD NEW`: renamed, and the object retagged with its new id.
-pub fn mv(file: &Path, backend_config: &BackendConfig, old: &str, new: &str) -> Result<ExitCode> {
-    let stack = Stack::load(file)?;
+pub fn mv(file: &FileArgs, old: &str, new: &str) -> Result<ExitCode> {
+    let stack = file.stack()?;
     runtime()?.block_on(async {
-        let mut session = Session::open(&stack, backend_config, "state mv").await?;
+        let mut session = Session::open(&stack, &file.backend_config, "state mv").await?;
         session
             .state
             .move_record(old, new)
@@ -311,7 +301,13 @@ pub(crate) async fn retag(
     else {
         return Ok(None);
     };
-    let cx = Ctx::new(&stack.name, stack.region.as_deref(), &stack.dir()).await;
+    let cx = Ctx::new(
+        &stack.name,
+        stack.region.as_deref(),
+        &stack.dir(),
+        stack.env.as_ref(),
+    )
+    .await;
     session.pin(&cx).await?;
     let read = provider.read(&cx, &pid).await.map_err(|e| {
         anyhow::anyhow!("reading `{id}` ({pid}) to retag it: {e}; nothing was moved")
@@ -342,15 +338,10 @@ fn backend_yaml(settings: &BTreeMap<String, String>) -> String {
 
 /// `force-unlock ID`: a lock whose holder may still run is removed only
 /// after a yes.
-pub fn force_unlock(
-    file: &Path,
-    backend_config: &BackendConfig,
-    lock_id: &str,
-    yes: bool,
-) -> Result<ExitCode> {
-    let stack = Stack::load(file)?;
+pub fn force_unlock(file: &FileArgs, lock_id: &str, yes: bool) -> Result<ExitCode> {
+    let stack = file.stack()?;
     runtime()?.block_on(async {
-        let backend = crate::state::open(&stack, backend_config).await?;
+        let backend = crate::state::open(&stack, &file.backend_config).await?;
         let holder = backend.holder().await?;
         let alive = holder.filter(|h| !h.gone).and_then(|h| h.info);
         if let Some(info) = alive.filter(|i| i.id == lock_id && !yes) {

@@ -1,9 +1,11 @@
 //! The stack file: its structure, with the position of everything in it.
 
+mod env;
 mod expand;
 pub mod expr;
 pub mod yaml;
 
+pub use env::{env_file, env_names, with_env_tags, Environment};
 pub use expand::expand;
 
 use std::collections::BTreeMap;
@@ -184,6 +186,8 @@ pub struct Stack {
     pub collections: BTreeMap<String, Vec<String>>,
     /// `moved: [{from: ADDRESS, to: ADDRESS}]`: records renamed, objects kept.
     pub moves: Vec<Move>,
+    /// The environment overlaid (`--env`), if any.
+    pub env: Option<Environment>,
 }
 
 /// One `moved:` entry: the record at `from` now belongs to `to`.
@@ -253,6 +257,7 @@ impl Stack {
             backend,
             collections: BTreeMap::new(),
             moves,
+            env: None,
         })
     }
 

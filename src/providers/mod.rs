@@ -423,6 +423,33 @@ pub async fn locate(
     })
 }
 
+/// The standard configuration chain, with the run's region, retries and
+/// deadlines.
+fn loader(stack_region: Option<&str>) -> aws_config::ConfigLoader {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = effective_region(stack_region) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+        && std::env::var_os("AWS_RETRY_MODE").is_none()
+    {
+        loader = loader.retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(6)
+                .with_max_backoff(Duration::from_secs(20)),
+        );
+    }
+    // Every call has a deadline, retries included: an endpoint that stops
+    // answering fails the run in minutes instead of holding the lock.
+    loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(60).min(operation_deadline()))
+            .operation_timeout(operation_deadline())
+            .build(),
+    )
+}
+
 /// AWS clients for one run, built from the standard configuration chain.
 pub struct Ctx {
     pub sdk: SdkConfig,
@@ -449,34 +476,39 @@ pub struct Ctx {
     /// Tags read in bulk (Resource Groups Tagging API) by ARN, for reads
     /// to use instead of one tag call per resource.
     known_tags: std::sync::RwLock<HashMap<String, Vec<(String, String)>>>,
+    /// The environment and the account it names: STS naming another refuses
+    /// the run.
+    required_account: Option<(String, String)>,
 }
 
 impl Ctx {
     /// `stack_region` applies only when the environment names no region.
-    pub async fn new(stack: &str, stack_region: Option<&str>, stack_dir: &std::path::Path) -> Ctx {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = effective_region(stack_region) {
-            loader = loader.region(aws_config::Region::new(region));
+    /// An environment's `assume_role` is assumed with the chain's
+    /// credentials, and its `account` is the only one the run may reach.
+    pub async fn new(
+        stack: &str,
+        stack_region: Option<&str>,
+        stack_dir: &std::path::Path,
+        env: Option<&crate::config::Environment>,
+    ) -> Ctx {
+        let mut sdk = loader(stack_region).load().await;
+        if let Some(role) = env.and_then(|e| e.assume_role.as_deref()) {
+            let session: String = format!("stackctl-{stack}").chars().take(64).collect();
+            let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name(session)
+                .configure(&sdk)
+                .build()
+                .await;
+            sdk = loader(stack_region)
+                .credentials_provider(assumed)
+                .load()
+                .await;
         }
-        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
-            && std::env::var_os("AWS_RETRY_MODE").is_none()
-        {
-            loader = loader.retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(6)
-                    .with_max_backoff(Duration::from_secs(20)),
-            );
+        let mut cx = Ctx::with_config(sdk, stack, stack_dir);
+        if let Some(env) = env {
+            cx.required_account = env.account.clone().map(|a| (env.name.clone(), a));
         }
-        // Every call has a deadline, retries included: an endpoint that stops
-        // answering fails the run in minutes instead of holding the lock.
-        loader = loader.timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .operation_attempt_timeout(Duration::from_secs(60).min(operation_deadline()))
-                .operation_timeout(operation_deadline())
-                .build(),
-        );
-        Ctx::with_config(loader.load().await, stack, stack_dir)
+        cx
     }
 
     /// A context over an SDK configuration built elsewhere (tests build one
@@ -511,6 +543,7 @@ impl Ctx {
             stack_dir: stack_dir.to_path_buf(),
             account_id: OnceCell::new(),
             presumed_account: Default::default(),
+            required_account: None,
         }
     }
 
@@ -658,9 +691,15 @@ impl Ctx {
         self.account_id
             .get_or_try_init(|| async {
                 let out = self.sts.get_caller_identity().send().await.map_err(aws)?;
-                out.account.ok_or_else(|| {
+                let account = out.account.ok_or_else(|| {
                     ProviderError::unexpected("STS GetCallerIdentity returned no account")
-                })
+                })?;
+                match &self.required_account {
+                    Some((env, want)) if *want != account => Err(ProviderError::refused(format!(
+                        "the credentials reach account {account}, and environment `{env}` names account {want}: nothing was done; use credentials of {want} (or `assume_role` a role there in env/{env}.yaml)"
+                    ))),
+                    _ => Ok(account),
+                }
             })
             .await
             .cloned()

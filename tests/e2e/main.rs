@@ -3,6 +3,7 @@
 
 mod backends;
 mod census;
+mod envs;
 mod fleet;
 mod hostile;
 mod import;
