@@ -72,7 +72,7 @@ pub async fn one(
         location: cx.region(),
     })?;
     let tagged = match &observed.owner {
-        Some(o) if o.stack == cx.stack && o.id == id => false,
+        Some(o) if o.stack == cx.stack && o.id == providers::id_tag(id) => false,
         Some(o) => {
             return Err(ImportError::OwnedElsewhere {
                 physical_id: physical_id.into(),

@@ -116,6 +116,15 @@ pub fn validate_lenient(
     check_outputs(&stack, &vars, &mut diags);
     check_moves(&stack, &mut diags);
     let graph = graph_of(&stack, deps, &mut diags);
+    for d in diags.iter_mut().chain(rules.iter_mut()) {
+        let decl = d.resource.as_ref().and_then(|id| stack.decls.get(id));
+        if let Some(origin) = decl
+            .and_then(|decl| decl.origin.clone())
+            .filter(|_| d.origin.is_none())
+        {
+            d.origin = Some(origin);
+        }
+    }
     rules.sort_by_key(|d| (d.span.line, d.span.col));
     if !diags.is_empty() {
         diags.extend(rules);
@@ -916,3 +925,7 @@ mod tests {
 #[cfg(test)]
 #[path = "for_each_tests.rs"]
 mod for_each_tests;
+
+#[cfg(test)]
+#[path = "module_tests.rs"]
+mod module_tests;

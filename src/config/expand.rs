@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::expr::{self, Each, Index, Part, Ref};
+use super::expr::{self, Each, Index, ModuleKey, Part, Ref};
+use super::modules::{self, Outputs};
 use super::yaml::{Node, NodeKind, Span};
 use super::{Decl, Diagnostic, Stack};
 
@@ -20,7 +21,7 @@ pub fn expand(stack: &mut Stack, vars: &BTreeMap<String, Value>, diags: &mut Vec
     let mut members = BTreeMap::new();
     for decl in stack.decls.values() {
         if let Some(node) = &decl.for_each {
-            let entries = collection(stack, decl, node, vars, diags).unwrap_or_default();
+            let entries = collection(stack, &decl.id, node, vars, diags).unwrap_or_default();
             members.insert(decl.id.clone(), entries);
         }
     }
@@ -28,30 +29,37 @@ pub fn expand(stack: &mut Stack, vars: &BTreeMap<String, Value>, diags: &mut Vec
         .iter()
         .map(|(id, entries)| (id.clone(), entries.iter().map(|(k, _)| k.clone()).collect()))
         .collect();
+    let outputs = modules::instantiate(stack, vars, diags);
     let decls = std::mem::take(&mut stack.decls);
     for (id, decl) in decls {
+        if decl.origin.is_some() {
+            // A module's: written out already.
+            stack.decls.insert(id, decl);
+            continue;
+        }
         let Some(entries) = members.get(&id) else {
-            let plain = Rewriter::new(&stack.collections, &id, None);
+            let plain = Rewriter::new(&stack.collections, &outputs, &id, None);
             stack.decls.insert(id.clone(), plain.decl(&decl, diags));
             continue;
         };
         for (key, value) in entries {
             let address = expr::address(&id, key);
-            let instance = Rewriter::new(&stack.collections, &address, Some((key, value)));
+            let instance =
+                Rewriter::new(&stack.collections, &outputs, &address, Some((key, value)));
             let decl = instance.decl(&decl, diags);
             stack.decls.insert(address, decl);
         }
     }
     for (name, node) in stack.outputs.iter_mut() {
         let owner = format!("outputs.{name}");
-        *node = Rewriter::new(&stack.collections, &owner, None).output(node, diags);
+        *node = Rewriter::new(&stack.collections, &outputs, &owner, None).output(node, diags);
     }
 }
 
 /// The keys and values a `for_each` names, checked.
-fn collection(
+pub(super) fn collection(
     stack: &Stack,
-    decl: &Decl,
+    owner: &str,
     node: &Node,
     vars: &BTreeMap<String, Value>,
     diags: &mut Vec<Diagnostic>,
@@ -59,7 +67,7 @@ fn collection(
     let mut refuse = |message: String| {
         diags.push(
             Diagnostic::new(node.span, message)
-                .at(&decl.id)
+                .at(owner)
                 .prop("for_each"),
         );
     };
@@ -118,21 +126,24 @@ enum Rewritten {
 }
 
 /// Rewrites the references of one declaration (or instance) or output.
-struct Rewriter<'a> {
+pub(super) struct Rewriter<'a> {
     collections: &'a BTreeMap<String, Vec<String>>,
+    outputs: &'a Outputs,
     /// Who the diagnostics name: the instance's address, or `outputs.NAME`.
     owner: &'a str,
     instance: Option<(&'a str, &'a Value)>,
 }
 
 impl<'a> Rewriter<'a> {
-    fn new(
+    pub(super) fn new(
         collections: &'a BTreeMap<String, Vec<String>>,
+        outputs: &'a Outputs,
         owner: &'a str,
         instance: Option<(&'a str, &'a Value)>,
     ) -> Self {
         Rewriter {
             collections,
+            outputs,
             owner,
             instance,
         }
@@ -172,7 +183,7 @@ impl<'a> Rewriter<'a> {
         })
     }
 
-    fn value(&self, node: &Node, refuse: &mut dyn FnMut(Span, String)) -> Node {
+    pub(super) fn value(&self, node: &Node, refuse: &mut dyn FnMut(Span, String)) -> Node {
         let kind = match &node.kind {
             NodeKind::Str(_) => match self.items(node, refuse).as_slice() {
                 [one] if !self.is_splat(node) => return one.clone(),
@@ -230,7 +241,12 @@ impl<'a> Rewriter<'a> {
         let Ok(parts) = expr::parse_template(s) else {
             return Ok(Rewritten::One(unchanged()));
         };
-        let local = |p: &Part| matches!(p, Part::Ref(Ref::Each(_) | Ref::Instances { .. }));
+        let local = |p: &Part| {
+            matches!(
+                p,
+                Part::Ref(Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. })
+            )
+        };
         if !parts.iter().any(local) {
             return Ok(Rewritten::One(unchanged()));
         }
@@ -257,6 +273,33 @@ impl<'a> Rewriter<'a> {
                 return Ok(Rewritten::Many(
                     self.keys(id, r)?.iter().map(node).collect(),
                 ));
+            }
+            [Part::Ref(
+                r @ Ref::Module {
+                    key: Some(ModuleKey::All),
+                    name,
+                    output,
+                },
+            )] => {
+                let keys = self
+                    .outputs
+                    .keys
+                    .get(name)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default();
+                let each = keys.iter().map(|k| {
+                    let one = Ref::Module {
+                        name: name.clone(),
+                        key: Some(ModuleKey::Key(k.clone())),
+                        output: output.clone(),
+                    };
+                    self.module_output(&one).map_err(|e| format!("`{r}`: {e}"))
+                });
+                return Ok(Rewritten::Many(each.collect::<Result<_, _>>()?));
+            }
+            [Part::Ref(r @ Ref::Module { .. })] => {
+                return Ok(Rewritten::One(self.module_output(r)?))
             }
             [Part::Ref(Ref::Each(each))] => {
                 let value = self.each(each)?;
@@ -310,12 +353,70 @@ impl<'a> Rewriter<'a> {
                 }
                 .to_string()
             }
+            Part::Ref(r @ Ref::Module { .. }) => match self.module_output(r)?.kind {
+                NodeKind::Str(s) => s,
+                NodeKind::Seq(_) | NodeKind::Map(_) => {
+                    return Err(format!(
+                        "`{r}` is a list or map: it must be the whole value"
+                    ))
+                }
+                other => Node {
+                    kind: other,
+                    span: Span::default(),
+                }
+                .to_json()
+                .to_string(),
+            },
             Part::Ref(r @ Ref::Instances { .. }) => {
                 return Err(format!(
                     "`{r}` is a list: it must be the whole value, or an item of a list"
                 ))
             }
             Part::Ref(r) => r.to_string(),
+        })
+    }
+
+    /// What `${module.NAME[KEY].OUTPUT}` stands for, in the stack's scope.
+    fn module_output(&self, r: &Ref) -> Result<Node, String> {
+        let Ref::Module { name, key, output } = r else {
+            return Err(format!("`{r}` is not a module's output"));
+        };
+        let Some(keys) = self.outputs.keys.get(name) else {
+            let names: Vec<&str> = self.outputs.keys.keys().map(String::as_str).collect();
+            return Err(format!(
+                "`{r}`: no module `{name}` is declared (modules: {})",
+                names.join(", ")
+            ));
+        };
+        let key = match (key, keys) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(format!("`{r}`: module `{name}` has `for_each`: name one instance, `${{module.{name}[\"KEY\"].{output}}}`, or all, `${{module.{name}[*].{output}}}`"))
+            }
+            (Some(_), None) => return Err(format!("`{r}`: module `{name}` has no `for_each`; use `${{module.{name}.{output}}}`")),
+            (Some(ModuleKey::Key(k)), Some(_)) => Some(k.clone()),
+            (Some(ModuleKey::EachKey), Some(_)) => Some(self.key(r)?.to_string()),
+            (Some(ModuleKey::All), Some(_)) => {
+                return Err(format!("`{r}` is a list: it must be the whole value, or an item of a list"))
+            }
+        };
+        if let (Some(k), Some(keys)) = (&key, keys) {
+            if !keys.contains(k) {
+                return Err(format!(
+                    "`{r}`: module `{name}` has no key `{k}` (its keys: {})",
+                    keys.join(", ")
+                ));
+            }
+        }
+        let values = self.outputs.values.get(&(name.clone(), key));
+        values.and_then(|o| o.get(output)).cloned().ok_or_else(|| {
+            let outputs: Vec<&str> = values
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "`{r}`: module `{name}` has no output `{output}` (its outputs: {})",
+                outputs.join(", ")
+            )
         })
     }
 

@@ -23,6 +23,31 @@ pub enum Ref {
         index: Index,
         attr: String,
     },
+    /// `${module.NAME.OUTPUT}`, or of one instance of a module with
+    /// `for_each`, or all of them: replaced by the output's value when the
+    /// stack's modules are expanded.
+    Module {
+        name: String,
+        key: Option<ModuleKey>,
+        output: String,
+    },
+}
+
+/// Which instance of a module a reference names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModuleKey {
+    Key(String),
+    EachKey,
+    All,
+}
+
+/// The address of a resource inside (one instance of) a module:
+/// `module.NAME.ID`, `module.NAME["key"].ID`.
+pub fn module_address(name: &str, key: Option<&str>, id: &str) -> String {
+    match key {
+        Some(key) => format!("module.{}.{id}", address(name, key)),
+        None => format!("module.{name}.{id}"),
+    }
 }
 
 /// What `${each...}` names.
@@ -54,17 +79,25 @@ pub fn is_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `id` or `id["key"]`: a logical id, or one instance of a collection.
+/// `id` or `id["key"]`: a logical id, or one instance of a collection; or
+/// either inside a module, `module.NAME.id`, `module.NAME["key"].id`.
 pub fn is_address(s: &str) -> bool {
-    match s.split_once("[\"") {
+    let plain = |s: &str| match s.split_once("[\"") {
         None => is_ident(s),
         Some((id, rest)) => is_ident(id) && rest.strip_suffix("\"]").is_some_and(is_key),
+    };
+    match s.strip_prefix("module.") {
+        Some(rest) => rest
+            .rsplit_once('.')
+            .is_some_and(|(m, id)| plain(m) && is_ident(id)),
+        None => plain(s),
     }
 }
 
-/// The collection an address is an instance of, and its key.
+/// The collection an address is an instance of, and its key (an address
+/// inside a module is its own).
 pub fn split_address(s: &str) -> (&str, Option<&str>) {
-    match s.split_once("[\"") {
+    match s.split_once("[\"").filter(|_| !s.starts_with("module.")) {
         Some((id, rest)) => (id, rest.strip_suffix("\"]")),
         None => (s, None),
     }
@@ -88,6 +121,12 @@ impl std::fmt::Display for Ref {
             Ref::Each(Each::Key) => write!(f, "${{each.key}}"),
             Ref::Each(Each::Value) => write!(f, "${{each.value}}"),
             Ref::Each(Each::Field(field)) => write!(f, "${{each.value.{field}}}"),
+            Ref::Module { name, key, output } => match key {
+                None => write!(f, "${{module.{name}.{output}}}"),
+                Some(ModuleKey::Key(k)) => write!(f, "${{module.{}.{output}}}", address(name, k)),
+                Some(ModuleKey::EachKey) => write!(f, "${{module.{name}[each.key].{output}}}"),
+                Some(ModuleKey::All) => write!(f, "${{module.{name}[*].{output}}}"),
+            },
             Ref::Instances { id, index, attr } => {
                 let index = match index {
                     Index::EachKey => "each.key",
@@ -167,8 +206,60 @@ fn parse_indexed(inner: &str, open: usize) -> Result<Ref, String> {
     }
 }
 
+/// `module.NAME[INDEX]?.OUTPUT`, or a resource inside a module,
+/// `module.NAME["key"]?.ID.ATTRIBUTE`.
+fn parse_module(inner: &str, rest: &str) -> Result<Ref, String> {
+    let bad = || {
+        format!("`${{{inner}}}` is not a valid reference; a module's output is `module.NAME.OUTPUT`, `module.NAME[\"key\"].OUTPUT`, `module.NAME[each.key].OUTPUT` or `module.NAME[*].OUTPUT`")
+    };
+    let end = rest.find(['[', '.']).ok_or_else(bad)?;
+    let name = &rest[..end];
+    let (key, after) = match rest[end..].strip_prefix('[') {
+        Some(indexed) => {
+            let close = indexed.find(']').ok_or_else(bad)?;
+            let key = match &indexed[..close] {
+                "*" => ModuleKey::All,
+                "each.key" => ModuleKey::EachKey,
+                quoted => match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                    Some(k) if is_key(k) => ModuleKey::Key(k.to_string()),
+                    _ => return Err(bad()),
+                },
+            };
+            (Some(key), &indexed[close + 1..])
+        }
+        None => (None, &rest[end..]),
+    };
+    let segments: Vec<&str> = after
+        .strip_prefix('.')
+        .ok_or_else(bad)?
+        .split('.')
+        .collect();
+    if !is_ident(name) || !segments.iter().all(|s| is_ident(s)) {
+        return Err(bad());
+    }
+    match (segments.as_slice(), key) {
+        ([output], key) => Ok(Ref::Module {
+            name: name.to_string(),
+            key,
+            output: output.to_string(),
+        }),
+        ([id, attr], None) => Ok(Ref::Resource {
+            id: module_address(name, None, id),
+            attr: attr.to_string(),
+        }),
+        ([id, attr], Some(ModuleKey::Key(k))) => Ok(Ref::Resource {
+            id: module_address(name, Some(&k), id),
+            attr: attr.to_string(),
+        }),
+        _ => Err(bad()),
+    }
+}
+
 fn parse_ref(inner: &str) -> Result<Ref, String> {
     let inner = inner.trim();
+    if let Some(rest) = inner.strip_prefix("module.") {
+        return parse_module(inner, rest);
+    }
     if let Some(open) = inner.find('[') {
         return parse_indexed(inner, open);
     }
@@ -300,7 +391,7 @@ impl Scope<'_> {
             Ref::Stack(StackField::AccountId) => known(self.account_id),
             Ref::Resource { id, attr } => (self.resource)(id, attr).unwrap_or_else(unknown),
             // Expansion replaced these; validation refuses any left over.
-            Ref::Each(_) | Ref::Instances { .. } => unknown(),
+            Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. } => unknown(),
         }
     }
 

@@ -3,6 +3,7 @@
 mod env;
 mod expand;
 pub mod expr;
+mod modules;
 pub mod yaml;
 
 pub use env::{env_file, env_names, with_env_tags, Environment};
@@ -23,6 +24,17 @@ pub struct Diagnostic {
     pub resource: Option<String>,
     pub property: Option<String>,
     pub message: String,
+    /// Set when the span is in a module's file.
+    pub origin: Option<Origin>,
+}
+
+/// Where a module's declaration came from: its file, and the module
+/// instance that made it, declared at `at` in the stack file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub module: String,
+    pub at: Span,
 }
 
 impl Diagnostic {
@@ -32,6 +44,7 @@ impl Diagnostic {
             resource: None,
             property: None,
             message: message.into(),
+            origin: None,
         }
     }
     pub fn at(mut self, resource: &str) -> Self {
@@ -57,7 +70,8 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}: ", self.file.display(), d.span.line)?;
+            let file = d.origin.as_ref().map_or(&self.file, |o| &o.file);
+            write!(f, "{}:{}: ", file.display(), d.span.line)?;
             match (&d.resource, &d.property) {
                 (Some(r), Some(p)) => write!(f, "`{r}`, property `{p}`: ")?,
                 (Some(r), None) => write!(f, "`{r}`: ")?,
@@ -65,6 +79,10 @@ impl fmt::Display for ConfigError {
                 (None, None) => {}
             }
             write!(f, "{}", d.message)?;
+            if let Some(o) = &d.origin {
+                let stack = self.file.display();
+                write!(f, " (in `{}`, declared at {stack}:{})", o.module, o.at.line)?;
+            }
         }
         Ok(())
     }
@@ -151,6 +169,18 @@ pub struct Decl {
     /// `for_each: LIST | MAP | ${var.NAME}`: one instance per key. Gone
     /// from the declarations of an expanded stack.
     pub for_each: Option<Node>,
+    /// For a declaration a module made: where it was written.
+    pub origin: Option<Origin>,
+}
+
+/// `modules: {NAME: {source: ./dir, inputs: {...}, for_each: ...}}`.
+#[derive(Debug, Clone)]
+pub struct ModuleDecl {
+    pub name: String,
+    pub source: String,
+    pub span: Span,
+    pub inputs: Vec<(String, Span, Node)>,
+    pub for_each: Option<Node>,
 }
 
 /// One declared need: these actions on this resource (a template with
@@ -188,6 +218,8 @@ pub struct Stack {
     pub moves: Vec<Move>,
     /// The environment overlaid (`--env`), if any.
     pub env: Option<Environment>,
+    /// The modules instantiated; expanded into `decls`.
+    pub modules: BTreeMap<String, ModuleDecl>,
 }
 
 /// One `moved:` entry: the record at `from` now belongs to `to`.
@@ -242,6 +274,10 @@ impl Stack {
             .get("moved")
             .map(|m| moves(m, &mut diags))
             .unwrap_or_default();
+        let modules = root
+            .get("modules")
+            .map(|m| modules(m, &mut diags))
+            .unwrap_or_default();
         if !diags.is_empty() {
             return Err(fail(diags));
         }
@@ -258,6 +294,7 @@ impl Stack {
             collections: BTreeMap::new(),
             moves,
             env: None,
+            modules,
         })
     }
 
@@ -287,6 +324,7 @@ const TOP_KEYS: &[&str] = &[
     "outputs",
     "backend",
     "moved",
+    "modules",
 ];
 const BACKEND_KEYS: &[&str] = &["bucket", "key", "region", "kms_key_id"];
 
@@ -352,6 +390,56 @@ fn backend(value: &Node, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, String
     }
     out
 }
+const MODULE_KEYS: &[&str] = &["source", "inputs", "for_each"];
+
+/// `modules: {NAME: {source: ./path, inputs: {...}, for_each: ...}}`.
+fn modules(value: &Node, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, ModuleDecl> {
+    let mut out = BTreeMap::new();
+    let message = "must be a map of module names to `{source: ./path, inputs: {...}}`";
+    for (k, v) in map_entries(value, message, "modules", diags) {
+        let name = k.key_text();
+        let at = format!("modules.{name}");
+        if !is_logical_id(&name) {
+            diags
+                .push(Diagnostic::new(k.span, "module names must match [a-z][a-z0-9_]*").prop(&at));
+            continue;
+        }
+        let mut m = ModuleDecl {
+            name: name.clone(),
+            source: String::new(),
+            span: k.span,
+            inputs: Vec::new(),
+            for_each: None,
+        };
+        for (mk, mv) in v.as_map().unwrap_or_default() {
+            match mk.key_text().as_str() {
+                "source" => m.source = mv.as_str().unwrap_or_default().to_string(),
+                "for_each" => m.for_each = Some(mv.clone()),
+                "inputs" => {
+                    let entries = mv.as_map().unwrap_or_default().iter();
+                    m.inputs = entries
+                        .map(|(ik, iv)| (ik.key_text(), ik.span, iv.clone()))
+                        .collect();
+                }
+                other => diags.push(
+                    Diagnostic::new(mk.span, unknown_key(other, "key", MODULE_KEYS)).prop(&at),
+                ),
+            }
+        }
+        if m.source.is_empty() {
+            diags.push(
+                Diagnostic::new(
+                    k.span,
+                    "a module needs `source: ./DIR` (a directory holding a stack.yaml)",
+                )
+                .prop(&at),
+            );
+        }
+        out.insert(name, m);
+    }
+    out
+}
+
 /// `moved: [{from: alarm, to: 'alarm["web-1"]'}, ...]`.
 fn moves(value: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Move> {
     let message =
@@ -542,8 +630,8 @@ fn structure(root: &Node, diags: &mut Vec<Diagnostic>) -> Parsed {
             }
             // Read by `backend` (the state's place is not part of the graph).
             "backend" => {}
-            // Read by `moves` (records, not declarations).
-            "moved" => {}
+            // Read by `moves` (records, not declarations) and `modules`.
+            "moved" | "modules" => {}
             "outputs" => {
                 let message = "must be a map of output names to values";
                 for (k, v) in map_entries(value, message, "outputs", diags) {
@@ -651,6 +739,7 @@ fn declaration(
         needs: Vec::new(),
         sensitive_keys: None,
         for_each: None,
+        origin: None,
     };
     for (k, v) in entries {
         declaration_entry(&mut decl, k, v, diags);

@@ -126,23 +126,14 @@ impl Resource<'_> {
 
 /// The `stackctl:id` tag of an address: tag values take no quotes or
 /// brackets (IAM's allow letters, digits, spaces and `_.:/=+-@`), so the
-/// instance `web["a"]` is tagged `web.a` (a logical id has no `.`).
+/// instance `web["a"]` is tagged `web.a`, and `module.m["a"].log` is tagged
+/// `module.m.a.log`.
 pub fn id_tag(address: &str) -> String {
-    match crate::config::expr::split_address(address) {
-        (id, Some(key)) => format!("{id}.{key}"),
-        (id, None) => id.to_string(),
-    }
+    address.replace("[\"", ".").replace("\"]", "")
 }
 
-/// The address an `stackctl:id` tag names.
-fn address_of_tag(tag: &str) -> String {
-    match tag.split_once('.') {
-        Some((id, key)) => crate::config::expr::address(id, key),
-        None => tag.to_string(),
-    }
-}
-
-/// Which stack and logical id a resource's ownership tags name.
+/// Which stack and logical id a resource's ownership tags name (the id as
+/// tagged: see `id_tag`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub stack: String,
@@ -164,10 +155,9 @@ pub struct Observed {
 pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, Option<Owner>) {
     let tags: Vec<(String, String)> = tags.into_iter().collect();
     let get = |k: &str| tags.iter().find(|(tk, _)| tk == k).map(|(_, v)| v.clone());
-    let owner = get(TAG_STACK).zip(get(TAG_ID)).map(|(stack, id)| Owner {
-        stack,
-        id: address_of_tag(&id),
-    });
+    let owner = get(TAG_STACK)
+        .zip(get(TAG_ID))
+        .map(|(stack, id)| Owner { stack, id });
     (user_tags(tags), owner)
 }
 
@@ -412,7 +402,7 @@ pub async fn locate(
         observed
             .owner
             .as_ref()
-            .is_some_and(|o| o.stack == cx.stack && o.id == r.logical_id)
+            .is_some_and(|o| o.stack == cx.stack && o.id == id_tag(r.logical_id))
     } else {
         intent
     };

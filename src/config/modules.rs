@@ -1,0 +1,338 @@
+//! Modules: `modules: {NAME: {source: ./dir, inputs: {...}, for_each: ...}}`
+//! instantiates the `stack.yaml` of variables, resources and outputs in
+//! `dir`, once or once per key. Its resources join the stack at
+//! `module.NAME.ID` (`module.NAME["key"].ID`), their references to the
+//! module's variables replaced by the inputs and to its resources by those
+//! addresses; `${module.NAME.OUTPUT}` reads an output.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::expand::{collection, Rewriter};
+use super::expr::{self, Part, Ref};
+use super::yaml::{self, Node, NodeKind, Span};
+use super::{Decl, Diagnostic, ModuleDecl, Origin, Stack};
+
+/// The outputs of every module instance, by module name and key (`None`
+/// for a module without `for_each`), as templates of the stack's scope.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub keys: BTreeMap<String, Option<Vec<String>>>,
+    pub values: BTreeMap<(String, Option<String>), BTreeMap<String, Node>>,
+}
+
+const MODULE_TOP_KEYS: &[&str] = &["variables", "resources", "data", "outputs"];
+
+/// Adds every module instance's declarations to `stack`; returns their
+/// outputs.
+pub fn instantiate(
+    stack: &mut Stack,
+    vars: &BTreeMap<String, Value>,
+    diags: &mut Vec<Diagnostic>,
+) -> Outputs {
+    let mut outputs = Outputs::default();
+    let modules: Vec<ModuleDecl> = stack.modules.values().cloned().collect();
+    for m in &modules {
+        let file = stack
+            .dir()
+            .join(m.source.trim_start_matches("./"))
+            .join("stack.yaml");
+        let Some(module) = load(&file, m, diags) else {
+            continue;
+        };
+        let instances: Vec<(Option<String>, Value)> = match &m.for_each {
+            None => vec![(None, Value::Null)],
+            Some(node) => {
+                let owner = format!("module.{}", m.name);
+                let entries = collection(stack, &owner, node, vars, diags).unwrap_or_default();
+                entries.into_iter().map(|(k, v)| (Some(k), v)).collect()
+            }
+        };
+        let keys = m
+            .for_each
+            .as_ref()
+            .map(|_| instances.iter().filter_map(|(k, _)| k.clone()).collect());
+        outputs.keys.insert(m.name.clone(), keys);
+        for (i, (key, value)) in instances.iter().enumerate() {
+            let this = (key.as_deref(), value, i == 0);
+            let instance = Instance::new(stack, m, &module, &file, this, diags);
+            for decl in module.decls.values() {
+                let d = instance.decl(decl, diags);
+                stack.decls.insert(d.id.clone(), d);
+            }
+            let values = module.outputs.iter().map(|(name, node)| {
+                let owner = format!("{}, output `{name}`", instance.prefix);
+                (name.clone(), instance.value(node, &owner, None, diags))
+            });
+            outputs
+                .values
+                .insert((m.name.clone(), key.clone()), values.collect());
+        }
+    }
+    outputs
+}
+
+/// The module's file, parsed: variables, resources, data and outputs.
+fn load(file: &Path, m: &ModuleDecl, diags: &mut Vec<Diagnostic>) -> Option<Stack> {
+    let at = format!("modules.{}", m.name);
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("source `{}`: cannot read {}: {e}", m.source, file.display());
+            diags.push(Diagnostic::new(m.span, message).prop(&at));
+            return None;
+        }
+    };
+    let origin = Origin {
+        file: file.to_path_buf(),
+        module: format!("module.{}", m.name),
+        at: m.span,
+    };
+    let in_module = |mut d: Diagnostic| {
+        d.origin = Some(origin.clone());
+        d
+    };
+    let root = match yaml::parse(&source) {
+        Ok(root) => root,
+        Err(e) => {
+            diags.push(in_module(Diagnostic::new(e.span, e.message)));
+            return None;
+        }
+    };
+    let mut found = Vec::new();
+    let parsed = super::structure(&root, &mut found);
+    found.retain(|d| !d.message.starts_with("missing `stack:"));
+    for (k, _) in root.as_map().unwrap_or_default() {
+        let key = k.key_text();
+        if !MODULE_TOP_KEYS.contains(&key.as_str()) {
+            let message = format!(
+                "a module holds only {}; `{key}` belongs in the stack file",
+                MODULE_TOP_KEYS.join(", ")
+            );
+            found.push(Diagnostic::new(k.span, message));
+        }
+    }
+    let ok = found.is_empty();
+    diags.extend(found.into_iter().map(in_module));
+    let (_, _, variables, decls, outputs) = parsed;
+    ok.then(|| Stack {
+        path: file.to_path_buf(),
+        source,
+        name: m.name.clone(),
+        region: None,
+        variables,
+        decls,
+        outputs,
+        backend: BTreeMap::new(),
+        collections: BTreeMap::new(),
+        moves: Vec::new(),
+        env: None,
+        modules: BTreeMap::new(),
+    })
+}
+
+/// One instance of a module: its address prefix, and its variables' values
+/// as nodes of the stack's scope.
+struct Instance<'a> {
+    module: &'a Stack,
+    name: &'a str,
+    key: Option<&'a str>,
+    prefix: String,
+    inputs: BTreeMap<String, Node>,
+    origin: Origin,
+}
+
+impl<'a> Instance<'a> {
+    fn new(
+        stack: &Stack,
+        m: &'a ModuleDecl,
+        module: &'a Stack,
+        file: &Path,
+        (key, value, first): (Option<&'a str>, &Value, bool),
+        diags: &mut Vec<Diagnostic>,
+    ) -> Instance<'a> {
+        let prefix = match key {
+            Some(k) => format!("module.{}", expr::address(&m.name, k)),
+            None => format!("module.{}", m.name),
+        };
+        let at = format!("modules.{}.inputs", m.name);
+        // Inputs may name the stack's resources and collections, not other
+        // modules' outputs.
+        let none = Outputs::default();
+        let rewriter = Rewriter::new(&stack.collections, &none, &prefix, key.map(|k| (k, value)));
+        let mut inputs = BTreeMap::new();
+        for (name, span, node) in &m.inputs {
+            if !module.variables.contains_key(name) {
+                let declared: Vec<&str> = module.variables.keys().map(String::as_str).collect();
+                let message = format!(
+                    "input `{name}`: the module declares no such variable (its variables: {})",
+                    declared.join(", ")
+                );
+                diags.push(Diagnostic::new(*span, message).prop(&at));
+                continue;
+            }
+            let value = rewriter.value(node, &mut |span, message| {
+                diags.push(Diagnostic::new(span, message).prop(&at))
+            });
+            inputs.insert(name.clone(), value);
+        }
+        for (name, var) in &module.variables {
+            match (&var.default, inputs.contains_key(name)) {
+                (Some(default), false) => {
+                    inputs.insert(
+                        name.clone(),
+                        Node::literal(&default.to_json(), default.span),
+                    );
+                }
+                // Said once, not once per instance.
+                (None, false) if first => {
+                    let message =
+                        format!("input `{name}` is missing: the module's variable has no default");
+                    diags.push(Diagnostic::new(m.span, message).prop(&at));
+                }
+                _ => {}
+            }
+        }
+        let origin = Origin {
+            file: file.to_path_buf(),
+            module: prefix.clone(),
+            at: m.span,
+        };
+        Instance {
+            module,
+            name: &m.name,
+            key,
+            prefix,
+            inputs,
+            origin,
+        }
+    }
+
+    fn decl(&self, decl: &Decl, diags: &mut Vec<Diagnostic>) -> Decl {
+        let mut d = decl.clone();
+        d.id = expr::module_address(self.name, self.key, &decl.id);
+        d.origin = Some(self.origin.clone());
+        if decl.for_each.is_some() {
+            let message = "`for_each` inside a module: put it on the module instead";
+            diags.push(self.diagnostic(Diagnostic::new(decl.span, message).at(&d.id)));
+            d.for_each = None;
+        }
+        for p in &mut d.properties {
+            p.value = self.value(&p.value, &d.id, Some(&p.name), diags);
+        }
+        for need in &mut d.needs {
+            need.resource = self.value(&need.resource, &d.id, Some("needs"), diags);
+        }
+        for (dep, _) in &mut d.depends_on {
+            if self.module.decls.contains_key(dep.as_str()) {
+                *dep = expr::module_address(self.name, self.key, dep);
+            }
+        }
+        d
+    }
+
+    fn diagnostic(&self, mut d: Diagnostic) -> Diagnostic {
+        d.origin = Some(self.origin.clone());
+        d
+    }
+
+    /// A node of the module, in the stack's scope.
+    fn value(
+        &self,
+        node: &Node,
+        owner: &str,
+        prop: Option<&str>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Node {
+        let kind = match &node.kind {
+            NodeKind::Str(s) => match self.string(s, node.span) {
+                Ok(n) => return n,
+                Err(message) => {
+                    let d = Diagnostic::new(node.span, message).at(owner);
+                    diags.push(self.diagnostic(match prop {
+                        Some(p) => d.prop(p),
+                        None => d,
+                    }));
+                    // Said once: nothing of it is left to be refused again.
+                    return Node {
+                        kind: NodeKind::Str(String::new()),
+                        span: node.span,
+                    };
+                }
+            },
+            NodeKind::Seq(items) => NodeKind::Seq(
+                items
+                    .iter()
+                    .map(|i| self.value(i, owner, prop, diags))
+                    .collect(),
+            ),
+            NodeKind::Map(entries) => NodeKind::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.value(v, owner, prop, diags)))
+                    .collect(),
+            ),
+            _ => return node.clone(),
+        };
+        Node {
+            kind,
+            span: node.span,
+        }
+    }
+
+    fn string(&self, s: &str, span: Span) -> Result<Node, String> {
+        let Ok(parts) = expr::parse_template(s) else {
+            return Ok(Node {
+                kind: NodeKind::Str(s.to_string()),
+                span,
+            });
+        };
+        if let [Part::Ref(Ref::Var(name))] = parts.as_slice() {
+            if let Some(input) = self.inputs.get(name) {
+                return Ok(input.clone());
+            }
+        }
+        let mut text = String::new();
+        for part in &parts {
+            text.push_str(&self.part(part)?);
+        }
+        Ok(Node {
+            kind: NodeKind::Str(text),
+            span,
+        })
+    }
+
+    fn part(&self, part: &Part) -> Result<String, String> {
+        Ok(match part {
+            Part::Lit(l) => l.replace("${", "$${"),
+            Part::Ref(Ref::Var(name)) => match self.inputs.get(name).map(|n| &n.kind) {
+                Some(NodeKind::Str(s)) => s.clone(),
+                Some(NodeKind::Seq(_) | NodeKind::Map(_)) => {
+                    return Err(format!(
+                        "`${{var.{name}}}` is a list or map: it must be the whole value"
+                    ))
+                }
+                Some(_) => self.inputs[name].to_json().to_string(),
+                // Missing: said once, where the module is declared.
+                None => String::new(),
+            },
+            Part::Ref(Ref::Resource { id, attr }) if self.module.decls.contains_key(id) => {
+                let id = expr::module_address(self.name, self.key, id);
+                Ref::Resource {
+                    id,
+                    attr: attr.clone(),
+                }
+                .to_string()
+            }
+            Part::Ref(r @ Ref::Resource { .. }) => {
+                return Err(format!(
+                    "`{r}`: a module refers only to its own resources; pass others in as inputs"
+                ))
+            }
+            Part::Ref(r @ Ref::Stack(_)) => r.to_string(),
+            Part::Ref(r) => return Err(format!("`{r}` cannot be used inside a module")),
+        })
+    }
+}

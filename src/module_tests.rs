@@ -1,0 +1,168 @@
+//! Modules: instantiated once or per key, their outputs read by the stack,
+//! and their mistakes told with the module's file and where it is declared.
+
+use super::*;
+
+const MODULE: &str = "variables:
+  name:
+  retention: 7
+resources:
+  logs:
+    type: aws_cloudwatch_log_group
+    properties:
+      name: /app/${var.name}
+      retention_in_days: ${var.retention}
+  alerts:
+    type: aws_sns_topic
+    properties:
+      name: alerts-${var.name}
+      display_name: ${logs.name}
+outputs:
+  group: ${logs.name}
+  topic: ${alerts.arn}
+";
+
+const STACK: &str = "stack: demo
+variables:
+  fleet: [web-1, web-2]
+modules:
+  app:
+    source: ./modules/app
+    for_each: ${var.fleet}
+    inputs: {name: \"${each.key}\"}
+resources:
+  inbox:
+    type: aws_sqs_queue
+    properties:
+      name: inbox
+      tags: {group: \"${module.app[\\\"web-2\\\"].group}\"}
+outputs:
+  topics: ${module.app[*].topic}
+";
+
+/// A stack file and its module in a directory of their own.
+fn validated(stack: &str, module: &str) -> (tempfile::TempDir, Result<Validated, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("modules/app")).unwrap();
+    std::fs::write(dir.path().join("modules/app/stack.yaml"), module).unwrap();
+    let path = dir.path().join("stack.yaml");
+    std::fs::write(&path, stack).unwrap();
+    let stack = crate::config::Stack::load(&path).map_err(|e| e.to_string());
+    let v = stack.and_then(|s| validate(s, &[], Some("us-east-2")).map_err(|e| e.to_string()));
+    (dir, v)
+}
+
+fn text(v: &Validated, id: &str, prop: &str) -> String {
+    let node = &v.stack.decls[id].property(prop).unwrap().value;
+    node.as_str()
+        .map_or_else(|| node.to_json().to_string(), str::to_string)
+}
+
+#[test]
+fn each_instance_of_a_module_adds_its_resources_at_their_addresses() {
+    let (_dir, v) = validated(STACK, MODULE);
+    let v = v.unwrap();
+    assert_eq!(text(&v, "module.app[\"web-1\"].logs", "name"), "/app/web-1");
+    assert_eq!(
+        text(&v, "module.app[\"web-2\"].logs", "retention_in_days"),
+        "7"
+    );
+    assert_eq!(
+        text(&v, "module.app[\"web-1\"].alerts", "display_name"),
+        "${module.app[\"web-1\"].logs.name}"
+    );
+}
+
+#[test]
+fn the_stack_reads_a_modules_outputs() {
+    let (_dir, v) = validated(STACK, MODULE);
+    let v = v.unwrap();
+    let tags = v.stack.decls["inbox"]
+        .property("tags")
+        .unwrap()
+        .value
+        .to_json();
+    assert_eq!(tags["group"], "${module.app[\"web-2\"].logs.name}");
+    assert_eq!(
+        v.stack.outputs["topics"].to_json(),
+        serde_json::json!([
+            "${module.app[\"web-1\"].alerts.arn}",
+            "${module.app[\"web-2\"].alerts.arn}"
+        ])
+    );
+    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
+    assert!(pos("module.app[\"web-2\"].logs") < pos("inbox"));
+}
+
+#[test]
+fn a_missing_input_is_told_where_the_module_is_declared() {
+    let (_dir, v) = validated(
+        &STACK.replace("    inputs: {name: \"${each.key}\"}\n", ""),
+        MODULE,
+    );
+    let err = v.unwrap_err();
+    assert!(
+        err.contains("stack.yaml:5: `modules.app.inputs`: input `name` is missing"),
+        "{err}"
+    );
+    assert_eq!(err.matches("input `name` is missing").count(), 1, "{err}");
+}
+
+#[test]
+fn an_unknown_input_names_the_modules_variables() {
+    let (_dir, v) = validated(
+        &STACK.replace("inputs: {name:", "inputs: {nam: x, name:"),
+        MODULE,
+    );
+    let err = v.unwrap_err();
+    assert!(
+        err.contains(
+            "input `nam`: the module declares no such variable (its variables: name, retention)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_mistake_inside_a_module_names_its_file_line_and_where_it_is_declared() {
+    let (_dir, v) = validated(STACK, &MODULE.replace("retention: 7", "retention: 8"));
+    let err = v.unwrap_err();
+    // The value's line: the module's default for it.
+    assert!(
+        err.contains(
+            "modules/app/stack.yaml:3: `module.app[\"web-1\"].logs`, property `retention_in_days`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("(in `module.app[\"web-1\"]`, declared at "),
+        "{err}"
+    );
+    assert!(err.contains("stack.yaml:5)"), "{err}");
+}
+
+#[test]
+fn a_cycle_through_a_module_is_refused() {
+    let module = MODULE.replace("  name:\n", "  name:\n  peer:\n").replace(
+        "      display_name: ${logs.name}",
+        "      display_name: ${var.peer}",
+    );
+    let stack = STACK.replace("].group}", "].topic}").replace(
+        "    inputs: {name: \"${each.key}\"}",
+        "    inputs: {name: \"${each.key}\", peer: \"${inbox.url}\"}",
+    );
+    let (_dir, v) = validated(&stack, &module);
+    let err = v.unwrap_err();
+    assert!(err.contains("dependency cycle"), "{err}");
+    assert!(err.contains("module.app[\"web-2\"].alerts"), "{err}");
+}
+
+#[test]
+fn a_missing_output_names_the_modules_outputs() {
+    let (_dir, v) = validated(&STACK.replace("].group}", "].groups}"), MODULE);
+    let err = v.unwrap_err();
+    assert!(
+        err.contains("module `app` has no output `groups` (its outputs: group, topic)"),
+        "{err}"
+    );
+}
