@@ -239,3 +239,140 @@ fn a_move_onto_a_recorded_resource_is_refused() {
         out.stderr
     );
 }
+
+/// How many of each of the fleet's objects exist, found by name or tags.
+fn fleet_census(env: &Env) -> [usize; 5] {
+    use aws_sdk_ec2::types::Filter;
+    let rt = &env.rt;
+    let instances = rt
+        .block_on(
+            env.ec2()
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("tag:stackctl:stack")
+                        .values("fleet")
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .set_values(Some(
+                            ["pending", "running", "stopping", "stopped"]
+                                .map(String::from)
+                                .to_vec(),
+                        ))
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .reservations()
+        .iter()
+        .map(|r| r.instances().len())
+        .sum();
+    let groups = rt
+        .block_on(
+            env.logs()
+                .describe_log_groups()
+                .log_group_name_prefix("/fleet/")
+                .send(),
+        )
+        .unwrap()
+        .log_groups()
+        .to_vec();
+    let mut filters = 0;
+    for g in &groups {
+        let name = g.log_group_name().unwrap_or_default();
+        filters += rt
+            .block_on(
+                env.logs()
+                    .describe_metric_filters()
+                    .log_group_name(name)
+                    .send(),
+            )
+            .unwrap()
+            .metric_filters()
+            .len();
+    }
+    let alarms = rt
+        .block_on(
+            env.cloudwatch()
+                .describe_alarms()
+                .alarm_name_prefix("slow-")
+                .send(),
+        )
+        .unwrap()
+        .metric_alarms()
+        .len();
+    let topics = rt
+        .block_on(env.sns().list_topics().send())
+        .unwrap()
+        .topics()
+        .iter()
+        .filter(|t| t.topic_arn().is_some_and(|a| a.ends_with(":fleet-alerts")))
+        .count();
+    [instances, groups.len(), filters, alarms, topics]
+}
+
+/// The next apply converges to exactly the fleet, a plan after it is empty,
+/// and destroy leaves nothing.
+#[track_caller]
+fn fleet_converges_then_destroys(env: &Env, what: &str) {
+    let out = env.stackctl(&["apply", "--auto-approve"]);
+    assert_eq!(out.code, 0, "{what}: {}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        fleet_census(env),
+        [3, 3, 3, 3, 1],
+        "{what}: one of each per key"
+    );
+    let plan = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{what}: no change after\n{}", plan.stdout);
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(
+        fleet_census(env),
+        [0, 0, 0, 0, 0],
+        "{what}: destroy leaves nothing"
+    );
+}
+
+/// Killed after each mutating call of the three-instance apply (a spread in
+/// CI, every call with the full sweep), the next apply converges.
+#[test]
+fn kill_9_during_a_fleet_apply_at_any_call_then_apply_converges() {
+    let mut points = 0;
+    for k in crate::trust::crash_points() {
+        let env = Env::new();
+        env.write_stack(FLEET);
+        if !crate::trust::killed_after(&env, k, &["apply", "--auto-approve"]) {
+            break;
+        }
+        fleet_converges_then_destroys(&env, &format!("fleet apply killed after mutating call {k}"));
+        points += 1;
+    }
+    eprintln!("crash sweep, fleet apply: {points} points, each converged, destroyed to nothing");
+}
+
+/// The answer to the first create of each kind is lost (AWS acted); the next
+/// apply converges to one of each per key.
+#[test]
+fn a_lost_answer_to_a_fleet_create_converges() {
+    let creates = [
+        ("ec2", "RunInstances"),
+        ("logs", "CreateLogGroup"),
+        ("logs", "PutMetricFilter"),
+        ("monitoring", "PutMetricAlarm"),
+        ("sns", "CreateTopic"),
+    ];
+    for (service, op) in creates {
+        if !crate::trust::full_sweep() && op != "RunInstances" {
+            continue;
+        }
+        let env = Env::new();
+        env.write_stack(FLEET);
+        env.aws.inject(localaws::Fault::lose_answer(service, op));
+        let first = env.stackctl(&["apply", "--auto-approve"]);
+        eprintln!("{op}: answer lost; first apply exited {}", first.code);
+        fleet_converges_then_destroys(&env, &format!("{op}: answer lost"));
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::census;
 use crate::support::{count, mutating, recorded_state, seed_stack_with_zip, Env};
 
-fn full_sweep() -> bool {
+pub(crate) fn full_sweep() -> bool {
     std::env::var_os("STACKCTL_FULL_SWEEP").is_some()
 }
 
@@ -244,7 +244,7 @@ fn a_coded_error_after_the_create_call_keeps_the_resource_recorded() {
 
 /// Runs `args` and kills it (SIGKILL) once AWS acted on its k-th mutating
 /// call. Whether it got that far.
-fn killed_after(env: &Env, k: usize, args: &[&str]) -> bool {
+pub(crate) fn killed_after(env: &Env, k: usize, args: &[&str]) -> bool {
     env.aws.kill_after_mutating(k);
     let mut child = env
         .command(args)
@@ -258,7 +258,7 @@ fn killed_after(env: &Env, k: usize, args: &[&str]) -> bool {
 }
 
 /// The crash points tried: every call with the full sweep, a spread in CI.
-fn crash_points() -> Vec<usize> {
+pub(crate) fn crash_points() -> Vec<usize> {
     if full_sweep() {
         (1..=200).collect()
     } else {
