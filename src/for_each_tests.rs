@@ -205,3 +205,38 @@ fn a_move_must_name_two_addresses() {
         "{err}"
     );
 }
+
+#[test]
+fn join_writes_every_instance_into_one_string() {
+    let src = FLEET.replace(
+        "      name: everything\n",
+        "      name: everything\n      policy: \"${join(\\\",\\\", logs[*].arn)}\"\n",
+    );
+    let mut stack = Stack::parse(Path::new("stack.yaml"), &src).unwrap();
+    let vars = vars_of(&stack);
+    let mut diags = Vec::new();
+    crate::config::expand(&mut stack, &vars, &mut diags);
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(
+        prop_of(&stack, "everything", "policy"),
+        "${logs[\"web-1\"].arn},${logs[\"web-2\"].arn}"
+    );
+}
+
+fn vars_of(stack: &Stack) -> BTreeMap<String, Value> {
+    stack
+        .variables
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.default.as_ref()?.to_json())))
+        .collect()
+}
+
+fn prop_of(stack: &Stack, id: &str, name: &str) -> String {
+    stack.decls[id]
+        .property(name)
+        .unwrap()
+        .value
+        .as_str()
+        .unwrap()
+        .to_string()
+}

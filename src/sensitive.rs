@@ -227,7 +227,11 @@ pub fn flows_from_secret(
         Ref::Var(v) => sensitive_vars.contains(v),
         Ref::Resource { id, attr } => paths_of(id).iter().any(|p| p.first() == Some(attr)),
         // Expanded before anything asks.
-        Ref::Stack(_) | Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. } => false,
+        Ref::Stack(_)
+        | Ref::Each(_)
+        | Ref::Instances { .. }
+        | Ref::Module { .. }
+        | Ref::Join { .. } => false,
     })
 }
 

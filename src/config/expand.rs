@@ -244,7 +244,9 @@ impl<'a> Rewriter<'a> {
         let local = |p: &Part| {
             matches!(
                 p,
-                Part::Ref(Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. })
+                Part::Ref(
+                    Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. } | Ref::Join { .. }
+                )
             )
         };
         if !parts.iter().any(local) {
@@ -352,6 +354,18 @@ impl<'a> Rewriter<'a> {
                     attr: attr.clone(),
                 }
                 .to_string()
+            }
+            Part::Ref(r @ Ref::Join { sep, id, attr }) => {
+                let one = |key: &String| {
+                    let id = expr::address(id, key);
+                    Ref::Resource {
+                        id,
+                        attr: attr.clone(),
+                    }
+                    .to_string()
+                };
+                let each: Vec<String> = self.keys(id, r)?.iter().map(one).collect();
+                each.join(&sep.replace("${", "$${"))
             }
             Part::Ref(r @ Ref::Module { .. }) => match self.module_output(r)?.kind {
                 NodeKind::Str(s) => s,

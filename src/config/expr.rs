@@ -23,6 +23,13 @@ pub enum Ref {
         index: Index,
         attr: String,
     },
+    /// `${join("SEP", id[*].attr)}`: the attribute of every instance, in
+    /// key order, as one string (an environment variable's list).
+    Join {
+        sep: String,
+        id: String,
+        attr: String,
+    },
     /// `${module.NAME.OUTPUT}`, or of one instance of a module with
     /// `for_each`, or all of them: replaced by the output's value when the
     /// stack's modules are expanded.
@@ -121,6 +128,7 @@ impl std::fmt::Display for Ref {
             Ref::Each(Each::Key) => write!(f, "${{each.key}}"),
             Ref::Each(Each::Value) => write!(f, "${{each.value}}"),
             Ref::Each(Each::Field(field)) => write!(f, "${{each.value.{field}}}"),
+            Ref::Join { sep, id, attr } => write!(f, "${{join({sep:?}, {id}[*].{attr})}}"),
             Ref::Module { name, key, output } => match key {
                 None => write!(f, "${{module.{name}.{output}}}"),
                 Some(ModuleKey::Key(k)) => write!(f, "${{module.{}.{output}}}", address(name, k)),
@@ -255,8 +263,34 @@ fn parse_module(inner: &str, rest: &str) -> Result<Ref, String> {
     }
 }
 
+/// `join("SEP", id[*].attr)`.
+fn parse_join(inner: &str, args: &str) -> Result<Ref, String> {
+    let bad = || {
+        format!("`${{{inner}}}`: join takes a quoted separator and all instances of a collection, `join(\",\", id[*].attribute)`")
+    };
+    let args = args.strip_suffix(')').ok_or_else(bad)?.trim_start();
+    let quoted = args.strip_prefix('"').ok_or_else(bad)?;
+    let close = quoted.find('"').ok_or_else(bad)?;
+    let sep = quoted[..close].to_string();
+    let list = quoted[close + 1..]
+        .trim_start()
+        .strip_prefix(',')
+        .ok_or_else(bad)?;
+    match parse_ref(list)? {
+        Ref::Instances {
+            id,
+            index: Index::All,
+            attr,
+        } => Ok(Ref::Join { sep, id, attr }),
+        _ => Err(bad()),
+    }
+}
+
 fn parse_ref(inner: &str) -> Result<Ref, String> {
     let inner = inner.trim();
+    if let Some(args) = inner.strip_prefix("join(") {
+        return parse_join(inner, args);
+    }
     if let Some(rest) = inner.strip_prefix("module.") {
         return parse_module(inner, rest);
     }
@@ -391,7 +425,9 @@ impl Scope<'_> {
             Ref::Stack(StackField::AccountId) => known(self.account_id),
             Ref::Resource { id, attr } => (self.resource)(id, attr).unwrap_or_else(unknown),
             // Expansion replaced these; validation refuses any left over.
-            Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. } => unknown(),
+            Ref::Each(_) | Ref::Instances { .. } | Ref::Module { .. } | Ref::Join { .. } => {
+                unknown()
+            }
         }
     }
 
