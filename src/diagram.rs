@@ -10,12 +10,54 @@ use serde_json::{json, Value};
 use crate::check::Report;
 use crate::validate::Validated;
 
-/// A dataflow link between two of the stack's resources, its actions merged.
+/// A dataflow link between two boxes, its actions merged.
 struct Flow {
     from: String,
     to: String,
     actions: Vec<String>,
     proven: bool,
+}
+
+/// What is drawn for a resource, or for all instances of a collection at
+/// once: `server["web-1"]` and `server["web-2"]` are the box `server[*]`,
+/// `module.watch["a"].alarm` is `module.watch[*].alarm`.
+struct Box {
+    name: String,
+    type_name: String,
+    is_data: bool,
+    count: usize,
+}
+
+impl Box {
+    fn id(&self) -> String {
+        node_id(&self.name)
+    }
+
+    fn label(&self) -> String {
+        match self.name.contains("[*]") {
+            true => format!("{} ×{}", self.name, self.count),
+            false => self.name.clone(),
+        }
+    }
+}
+
+fn box_of(address: &str) -> String {
+    let mut out = String::new();
+    let mut rest = address;
+    while let Some(open) = rest.find("[\"") {
+        out.push_str(&rest[..open]);
+        out.push_str("[*]");
+        rest = rest[open..]
+            .find("\"]")
+            .map_or("", |close| &rest[open + close + 2..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A box's name as Mermaid and DOT take an id.
+fn node_id(name: &str) -> String {
+    name.replace("[*]", "_all").replace('.', "_")
 }
 
 fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
@@ -24,11 +66,12 @@ fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
         if !v.stack.decls.contains_key(&e.from) || !v.stack.decls.contains_key(&e.to) {
             continue;
         }
+        let (from, to) = (node_id(&box_of(&e.from)), node_id(&box_of(&e.to)));
         let f = merged
-            .entry((e.from.clone(), e.to.clone()))
+            .entry((from.clone(), to.clone()))
             .or_insert_with(|| Flow {
-                from: e.from.clone(),
-                to: e.to.clone(),
+                from,
+                to,
                 actions: Vec::new(),
                 proven: true,
             });
@@ -40,45 +83,58 @@ fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
     merged.into_values().collect()
 }
 
-/// Resources by service group, in file order within each.
-fn groups(v: &Validated) -> BTreeMap<(&'static str, &'static str), Vec<&crate::config::Decl>> {
-    let mut groups: BTreeMap<_, Vec<_>> = BTreeMap::new();
+/// Boxes by service group, in file order within each.
+fn groups(v: &Validated) -> BTreeMap<(&'static str, &'static str), Vec<Box>> {
+    let mut groups: BTreeMap<_, Vec<Box>> = BTreeMap::new();
     let mut decls: Vec<_> = v.stack.decls.values().collect();
     decls.sort_by_key(|d| d.span.line);
     for d in decls {
         let service = v.schema(&d.id).service;
-        groups
-            .entry((service.key(), service.label()))
-            .or_default()
-            .push(d);
+        let boxes = groups.entry((service.key(), service.label())).or_default();
+        let name = box_of(&d.id);
+        match boxes.iter_mut().find(|b| b.name == name) {
+            Some(b) => b.count += 1,
+            None => boxes.push(Box {
+                name,
+                type_name: d.type_name.clone(),
+                is_data: d.is_data,
+                count: 1,
+            }),
+        }
     }
     groups
 }
 
-/// Dependency edges: (dependent, dependency).
-fn dependencies(v: &Validated) -> Vec<(&str, &str)> {
-    let mut out: Vec<(&str, &str)> = v
+/// Dependency edges between boxes: (dependent, dependency).
+fn dependencies(v: &Validated) -> Vec<(String, String)> {
+    let line = |id: &str| v.stack.decls[id].span.line;
+    let mut edges: Vec<(&str, &str)> = v
         .graph
         .deps
         .iter()
         .flat_map(|(id, ds)| ds.iter().map(move |d| (id.as_str(), d.as_str())))
         .collect();
-    out.sort_by_key(|(a, b)| (v.stack.decls[*a].span.line, v.stack.decls[*b].span.line));
+    edges.sort_by_key(|(a, b)| (line(a), line(b)));
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (a, b) in edges {
+        let edge = (node_id(&box_of(a)), node_id(&box_of(b)));
+        if edge.0 != edge.1 && !out.contains(&edge) {
+            out.push(edge);
+        }
+    }
     out
 }
 
 pub fn mermaid(v: &Validated, report: &Report) -> String {
     let mut out = String::from("flowchart LR\n");
-    for ((key, label), decls) in groups(v) {
+    for ((key, label), boxes) in groups(v) {
         let _ = writeln!(out, "  subgraph {key} [{label}]");
-        for d in decls {
-            let shape = if d.is_data {
-                format!(
-                    "{}[/\"{}<br/><small>{}</small>\"/]",
-                    d.id, d.id, d.type_name
-                )
+        for b in boxes {
+            let (id, label, kind) = (b.id(), b.label().replace('"', "#quot;"), &b.type_name);
+            let shape = if b.is_data {
+                format!("{id}[/\"{label}<br/><small>{kind}</small>\"/]")
             } else {
-                format!("{}[\"{}<br/><small>{}</small>\"]", d.id, d.id, d.type_name)
+                format!("{id}[\"{label}<br/><small>{kind}</small>\"]")
             };
             let _ = writeln!(out, "    {shape}");
         }
@@ -119,18 +175,20 @@ pub fn dot(v: &Validated, report: &Report) -> String {
     let mut out = String::from(
         "digraph stack {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
     );
-    for ((key, label), decls) in groups(v) {
+    for ((key, label), boxes) in groups(v) {
         let _ = writeln!(out, "  subgraph cluster_{key} {{\n    label=\"{label}\";");
-        for d in decls {
-            let shape = if d.is_data {
+        for b in boxes {
+            let shape = if b.is_data {
                 ", shape=parallelogram"
             } else {
                 ""
             };
+            let label = b.label().replace('"', "\\\"");
             let _ = writeln!(
                 out,
-                "    {} [label=\"{}\\n{}\"{shape}];",
-                d.id, d.id, d.type_name
+                "    {} [label=\"{label}\\n{}\"{shape}];",
+                b.id(),
+                b.type_name
             );
         }
         out.push_str("  }\n");
@@ -155,9 +213,9 @@ pub fn dot(v: &Validated, report: &Report) -> String {
 pub fn json(v: &Validated, report: &Report) -> Value {
     let nodes: Vec<Value> = groups(v)
         .into_iter()
-        .flat_map(|((key, _), decls)| {
-            decls.into_iter().map(move |d| {
-                json!({"id": d.id, "type": d.type_name, "service": key, "data": d.is_data})
+        .flat_map(|((key, _), boxes)| {
+            boxes.into_iter().map(move |b| {
+                json!({"id": b.id(), "label": b.label(), "count": b.count, "type": b.type_name, "service": key, "data": b.is_data})
             })
         })
         .collect();
@@ -200,6 +258,25 @@ mod tests {
         assert_eq!(
             shown, drawn,
             "the README's graph is stale: paste `stackctl graph` there (between the markers)"
+        );
+    }
+
+    #[test]
+    fn a_collection_is_one_box_with_its_count() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet/stack.yaml");
+        let stack = Stack::load_in(&path, Some("dev")).unwrap();
+        let v = crate::validate::validate(stack, &[], Some("us-east-2")).unwrap();
+        let report = crate::check::check(&v, Some("us-east-2"), &[]);
+        let text = mermaid(&v, &report);
+        assert!(text.contains("server_all[\"server[*] ×2<br/>"), "{text}");
+        assert!(
+            text.contains("module_watch_all_alarm == \"lambda:InvokeFunction\" ==> remediation"),
+            "{text}"
+        );
+        assert_eq!(text.matches("aws_instance").count(), 1, "{text}");
+        assert!(
+            !text.contains("#d22"),
+            "every link of the fleet is proven: {text}"
         );
     }
 

@@ -31,7 +31,12 @@ impl Action {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The instances the function may restart.
     pub instance_ids: Vec<String>,
+    /// INSTANCE_TAG: the alarm tag that names the one instance an alarm
+    /// restarts (a fleet: one alarm per instance); without it, an alarm
+    /// restarts all of them.
+    pub instance_tag: Option<String>,
     pub topic_arn: String,
     pub action: Action,
     pub cooldown: Duration,
@@ -98,8 +103,10 @@ impl Config {
                 ))
             })?,
         };
+        let instance_tag = var("INSTANCE_TAG").filter(|t| !t.trim().is_empty());
         Ok(Config {
             instance_ids,
+            instance_tag,
             topic_arn,
             action,
             cooldown: Duration::from_secs(cooldown),
@@ -209,6 +216,7 @@ pub fn parse_event(event: &Value) -> Result<Alarm, RemediationError> {
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub sns: aws_sdk_sns::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Clients {
@@ -216,6 +224,7 @@ impl Clients {
         Clients {
             ec2: aws_sdk_ec2::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
         }
     }
 }
@@ -407,7 +416,7 @@ async fn restart(
                 .send()
                 .await
                 .map_err(|e| sdk_error("RebootInstances", e))?;
-            report.step(request_id, "reboot", t, json!({}));
+            report.step(request_id, "reboot", t, json!({"instances": ids}));
         }
         Action::StopStart => {
             // An instance still starting cannot be stopped cleanly: let it settle.
@@ -425,12 +434,12 @@ async fn restart(
                 .send()
                 .await
                 .map_err(|e| sdk_error("StopInstances", e))?;
-            report.step(request_id, "stop", t, json!({}));
+            report.step(request_id, "stop", t, json!({"instances": ids}));
             let t = Instant::now();
             // Starting an instance that is still stopping fails with
             // IncorrectInstanceState: wait for stopped.
             wait_for(c, ids, InstanceStateName::Stopped, deadline).await?;
-            report.step(request_id, "stopped", t, json!({}));
+            report.step(request_id, "stopped", t, json!({"instances": ids}));
             let t = Instant::now();
             c.ec2
                 .start_instances()
@@ -438,10 +447,10 @@ async fn restart(
                 .send()
                 .await
                 .map_err(|e| sdk_error("StartInstances", e))?;
-            report.step(request_id, "start", t, json!({}));
+            report.step(request_id, "start", t, json!({"instances": ids}));
             let t = Instant::now();
             wait_for(c, ids, InstanceStateName::Running, deadline).await?;
-            report.step(request_id, "running", t, json!({}));
+            report.step(request_id, "running", t, json!({"instances": ids}));
         }
     }
     let t = Instant::now();
@@ -484,6 +493,53 @@ async fn publish(
     Ok(())
 }
 
+fn merged(base: &Value, extra: Value) -> Value {
+    let mut m = base.clone();
+    if let (Some(m), Value::Object(x)) = (m.as_object_mut(), extra) {
+        m.extend(x);
+    }
+    m
+}
+
+/// The instances this alarm restarts: with INSTANCE_TAG, the one its tag
+/// names, which must be one of INSTANCE_IDS (never another); else all.
+async fn targets(
+    c: &Clients,
+    cfg: &Config,
+    alarm: &Alarm,
+) -> Result<Vec<String>, RemediationError> {
+    let Some(key) = &cfg.instance_tag else {
+        return Ok(cfg.instance_ids.clone());
+    };
+    if alarm.arn.is_empty() {
+        return Err(err(format!(
+            "the event of alarm {} carries no alarm ARN to read its {key} tag from: nothing restarted",
+            alarm.name
+        )));
+    }
+    let out = c
+        .cloudwatch
+        .list_tags_for_resource()
+        .resource_arn(&alarm.arn)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ListTagsForResource", e))?;
+    let named = out.tags().iter().find(|t| t.key() == Some(key.as_str()));
+    let id = named.and_then(|t| t.value()).ok_or_else(|| {
+        err(format!(
+            "alarm {} has no tag {key} naming its instance: nothing restarted",
+            alarm.name
+        ))
+    })?;
+    if !cfg.instance_ids.iter().any(|i| i == id) {
+        return Err(err(format!(
+            "alarm {} names instance {id}, which is not one of INSTANCE_IDS: nothing restarted",
+            alarm.name
+        )));
+    }
+    Ok(vec![id.to_string()])
+}
+
 /// Handles one invocation. The result is what the invocation returns; an error
 /// fails the invocation so that Lambda's retries apply.
 pub async fn handle(
@@ -517,6 +573,18 @@ pub async fn handle(
         steps: Vec::new(),
         started: Instant::now(),
     };
+    let targeted = match targets(c, cfg, &alarm).await {
+        Ok(ids) => Config {
+            instance_ids: ids,
+            ..cfg.clone()
+        },
+        Err(e) => {
+            let base = json!({"alarm": alarm.name, "alarm_arn": alarm.arn, "instances": []});
+            let with = |extra: Value| merged(&base, extra);
+            return fail(c, cfg, &alarm, &with, &report, e, request_id).await;
+        }
+    };
+    let cfg = &targeted;
     let base = json!({
         "alarm": alarm.name, "alarm_arn": alarm.arn, "reason": alarm.reason,
         "instances": cfg.instance_ids, "action": cfg.action.as_str(),

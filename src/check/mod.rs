@@ -505,8 +505,14 @@ fn manifest_needs(m: &Model, function: &str, crate_dir: &Path) -> Vec<(Vec<Strin
         .and_then(|e| e.get("variables"))
         .cloned()
         .unwrap_or(Value::Null);
+    // `when = "NAME"`: the need of a feature the environment variable turns on.
+    let wanted = |need: &&toml::Value| {
+        let when = need.get("when").and_then(|w| w.as_str());
+        when.is_none_or(|name| env.get(name).is_some())
+    };
     needs
         .iter()
+        .filter(wanted)
         .map(|need| {
             let actions: Vec<String> = need
                 .get("actions")

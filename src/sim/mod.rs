@@ -758,6 +758,15 @@ impl Sim<'_> {
         cmd
     }
 
+    /// The logical id of the resource with this physical id, else the id.
+    fn resource_of(&self, physical_id: &str) -> String {
+        let resources = self.pipeline.resources.iter();
+        let found = resources
+            .clone()
+            .find(|(_, r)| r.physical_id.as_deref() == Some(physical_id));
+        found.map_or(physical_id.to_string(), |(k, _)| k.clone())
+    }
+
     /// The function's step logs (one JSON line per step), as (resource,
     /// detail); restarts are told on the instances they concern.
     fn steps(&self, function: &str, lines: &[String]) -> Vec<(String, String)> {
@@ -767,14 +776,7 @@ impl Sim<'_> {
             .and_then(|e| e["variables"]["INSTANCE_IDS"].as_str())
             .map(|ids| {
                 ids.split(',')
-                    .map(|id| {
-                        let id = id.trim();
-                        self.pipeline
-                            .resources
-                            .iter()
-                            .find(|(_, r)| r.physical_id.as_deref() == Some(id))
-                            .map_or(id.to_string(), |(k, _)| k.clone())
-                    })
+                    .map(|id| self.resource_of(id.trim()))
                     .collect()
             })
             .unwrap_or_default();
@@ -786,9 +788,19 @@ impl Sim<'_> {
             let Some(step) = v["step"].as_str() else {
                 continue;
             };
+            // The step names the instances it acted on (a fleet's function
+            // restarts one); an older function's, all it was given.
+            let acted: Vec<String> = match v["instances"].as_array() {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|id| self.resource_of(id))
+                    .collect(),
+                None => instances.clone(),
+            };
             match step {
-                "stop" | "stopped" | "start" | "running" | "reboot" if !instances.is_empty() => {
-                    for i in &instances {
+                "stop" | "stopped" | "start" | "running" | "reboot" if !acted.is_empty() => {
+                    for i in &acted {
                         out.push((i.clone(), step.to_string()));
                     }
                 }
