@@ -262,3 +262,71 @@ fn a_slow_machine_gives_the_same_timeline() {
     assert_eq!(slow["invocations"].as_array().unwrap().len(), alarms);
     assert_eq!(alarms, 1);
 }
+
+/// examples/fleet (two instances, a module each) applied in environment dev.
+fn deployed_fleet() -> Env {
+    let env = Env::new();
+    let example = localaws::repo_root().join("examples/fleet");
+    let lambda = localaws::repo_root().join("lambda");
+    let stack = std::fs::read_to_string(example.join("stack.yaml"))
+        .unwrap()
+        .replace(
+            "      source: ../../lambda\n",
+            &format!("      source: {}\n", lambda.display()),
+        );
+    env.write_stack(&stack);
+    for dir in ["modules/watch", "env"] {
+        std::fs::create_dir_all(env.path(dir)).unwrap();
+    }
+    for file in ["modules/watch/stack.yaml", "env/dev.yaml"] {
+        std::fs::copy(example.join(file), env.path(file)).unwrap();
+    }
+    env.stackctl(&["apply", "--auto-approve", "--env", "dev"])
+        .ok();
+    env
+}
+
+#[test]
+fn slow_responses_of_one_instance_of_a_fleet_restart_that_instance_alone() {
+    let env = deployed_fleet();
+    let events: String = slow(6, 4)
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v["logGroup"] = Value::from("/fleet/web-2");
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(env.path("events.jsonl"), events).unwrap();
+    env.take_calls();
+    let out = env
+        .stackctl(&[
+            "simulate",
+            "--env",
+            "dev",
+            "--events",
+            "events.jsonl",
+            "--json",
+        ])
+        .ok();
+    let outcome: Value = serde_json::from_str(&out.stdout).unwrap();
+    let calls = env.take_calls();
+    assert_eq!(
+        (
+            count(&calls, "StopInstances"),
+            count(&calls, "StartInstances")
+        ),
+        (1, 1),
+        "{outcome:#}"
+    );
+    let restarted: Vec<&str> = hops(&outcome, "step")
+        .iter()
+        .filter(|h| h["detail"] == "stopped")
+        .map(|h| h["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(restarted, ["server[\"web-2\"]"], "{outcome:#}");
+    assert_eq!(
+        outcome["alarms"]["module.watch[\"web-1\"].alarm"], "OK",
+        "{outcome:#}"
+    );
+}
