@@ -376,3 +376,22 @@ fn a_lost_answer_to_a_fleet_create_converges() {
         fleet_converges_then_destroys(&env, &format!("{op}: answer lost"));
     }
 }
+
+#[test]
+fn an_instance_of_a_collection_is_forgotten_and_imported_by_its_address() {
+    let env = applied_fleet();
+    let address = "logs[\"web-2\"]";
+    let group = env.state("fleet")["resources"][address]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.stackctl(&["state", "rm", address]).ok();
+    assert!(env.state("fleet")["resources"][address].is_null());
+    let out = env.stackctl(&["import", address, &group]).ok();
+    assert!(out.stdout.contains(address), "{}", out.stdout);
+    assert_eq!(
+        env.state("fleet")["resources"][address]["physical_id"],
+        group.as_str()
+    );
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
