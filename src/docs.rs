@@ -67,6 +67,8 @@ fn declaration(schema: &Schema) -> Value {
         keys["needs"] = json!({"type": "array", "description": "What the resource's code does in AWS, for `stackctl check`.", "items": {
             "type": "object", "required": ["actions", "resource"],
             "properties": {"actions": {"type": ["string", "array"]}, "resource": {"type": "string"}}}});
+        keys["for_each"] = json!({"type": ["array", "object", "string"],
+            "description": "A list of strings or a map (or ${var.NAME}): one resource per key, addressed id[\"key\"]; ${each.key}, ${each.value} inside."});
     }
     json!({"type": "object", "description": schema.doc, "required": ["type"], "additionalProperties": false, "properties": keys})
 }
@@ -111,6 +113,15 @@ pub fn json_schema() -> Value {
             "resources": resources,
             "data": data,
             "outputs": {"type": "object"},
+            "modules": {"type": "object", "description": "Directories of variables, resources and outputs, instantiated here.",
+                "additionalProperties": {"type": "object", "required": ["source"], "additionalProperties": false,
+                    "properties": {
+                        "source": {"type": "string", "description": "A directory holding a stack.yaml, from this file's."},
+                        "inputs": {"type": "object", "description": "The module's variables."},
+                        "for_each": {"type": ["array", "object", "string"], "description": "One instance per key: module.NAME[\"key\"]."}}}},
+            "moved": {"type": "array", "description": "Records renamed without rebuilding their objects.",
+                "items": {"type": "object", "required": ["from", "to"], "additionalProperties": false,
+                    "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}},
             "backend": {"type": "object", "maxProperties": 1, "description": "Where the state lives (default: state/<stack>.json beside the file).",
                 "properties": {
                     "local": {"type": "object", "additionalProperties": false},
@@ -241,5 +252,17 @@ mod tests {
             s["definitions"]["aws_sqs_queue"]["properties"]["properties"]["required"],
             json!(["name"])
         );
+    }
+
+    #[test]
+    fn the_schema_knows_every_key_the_stack_file_takes() {
+        let s = json_schema();
+        for key in crate::config::TOP_KEYS {
+            assert!(s["properties"][key].is_object(), "top-level `{key}`");
+        }
+        let queue = &s["definitions"]["aws_sqs_queue"]["properties"];
+        for key in crate::config::DECL_KEYS {
+            assert!(queue[key].is_object(), "declaration key `{key}`");
+        }
     }
 }

@@ -252,64 +252,10 @@ impl<'a> Rewriter<'a> {
         if !parts.iter().any(local) {
             return Ok(Rewritten::One(unchanged()));
         }
-        match parts.as_slice() {
-            [Part::Ref(
-                r @ Ref::Instances {
-                    id,
-                    index: Index::All,
-                    attr,
-                },
-            )] => {
-                let text = |key: &String| {
-                    let id = expr::address(id, key);
-                    Ref::Resource {
-                        id,
-                        attr: attr.clone(),
-                    }
-                    .to_string()
-                };
-                let node = |key| Node {
-                    kind: NodeKind::Str(text(key)),
-                    span,
-                };
-                return Ok(Rewritten::Many(
-                    self.keys(id, r)?.iter().map(node).collect(),
-                ));
+        if let [Part::Ref(r)] = parts.as_slice() {
+            if let Some(whole) = self.whole(r, span)? {
+                return Ok(whole);
             }
-            [Part::Ref(
-                r @ Ref::Module {
-                    key: Some(ModuleKey::All),
-                    name,
-                    output,
-                },
-            )] => {
-                let keys = self
-                    .outputs
-                    .keys
-                    .get(name)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_default();
-                let each = keys.iter().map(|k| {
-                    let one = Ref::Module {
-                        name: name.clone(),
-                        key: Some(ModuleKey::Key(k.clone())),
-                        output: output.clone(),
-                    };
-                    self.module_output(&one).map_err(|e| format!("`{r}`: {e}"))
-                });
-                return Ok(Rewritten::Many(each.collect::<Result<_, _>>()?));
-            }
-            [Part::Ref(r @ Ref::Module { .. })] => {
-                return Ok(Rewritten::One(self.module_output(r)?))
-            }
-            [Part::Ref(Ref::Each(each))] => {
-                let value = self.each(each)?;
-                if !value.is_string() {
-                    return Ok(Rewritten::One(Node::literal(&value, span)));
-                }
-            }
-            _ => {}
         }
         let mut text = String::new();
         for part in &parts {
@@ -317,6 +263,57 @@ impl<'a> Rewriter<'a> {
         }
         let kind = NodeKind::Str(text);
         Ok(Rewritten::One(Node { kind, span }))
+    }
+
+    /// A reference that is a whole value and keeps its type: a list over a
+    /// collection's instances, a module's output, `each.value` that is not
+    /// text. `None`: it is text like any other.
+    fn whole(&self, r: &Ref, span: Span) -> Result<Option<Rewritten>, String> {
+        let text = |s: String| Node {
+            kind: NodeKind::Str(s),
+            span,
+        };
+        Ok(Some(match r {
+            Ref::Instances {
+                id,
+                index: Index::All,
+                attr,
+            } => {
+                let one = |key: &String| {
+                    let id = expr::address(id, key);
+                    text(
+                        Ref::Resource {
+                            id,
+                            attr: attr.clone(),
+                        }
+                        .to_string(),
+                    )
+                };
+                Rewritten::Many(self.keys(id, r)?.iter().map(one).collect())
+            }
+            Ref::Module {
+                key: Some(ModuleKey::All),
+                name,
+                output,
+            } => {
+                let keys = self.outputs.keys.get(name).cloned().flatten();
+                let each = keys.unwrap_or_default().into_iter().map(|k| {
+                    let one = Ref::Module {
+                        name: name.clone(),
+                        key: Some(ModuleKey::Key(k)),
+                        output: output.clone(),
+                    };
+                    self.module_output(&one).map_err(|e| format!("`{r}`: {e}"))
+                });
+                Rewritten::Many(each.collect::<Result<_, _>>()?)
+            }
+            Ref::Module { .. } => Rewritten::One(self.module_output(r)?),
+            Ref::Each(each) => match self.each(each)? {
+                Value::String(_) => return Ok(None),
+                value => Rewritten::One(Node::literal(&value, span)),
+            },
+            _ => return Ok(None),
+        }))
     }
 
     /// One part of a longer string, as template text.

@@ -315,7 +315,7 @@ type Parsed = (
     BTreeMap<String, Node>,
 );
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "stack",
     "region",
     "variables",
@@ -467,7 +467,7 @@ fn moves(value: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Move> {
     out
 }
 
-const DECL_KEYS: &[&str] = &[
+pub(crate) const DECL_KEYS: &[&str] = &[
     "type",
     "properties",
     "depends_on",

@@ -395,3 +395,67 @@ fn an_instance_of_a_collection_is_forgotten_and_imported_by_its_address() {
     );
     assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// The applied seed stack, then tests/fixtures/seed-as-fleet: its
+/// per-instance part in a module under for_each, with `moved:` entries.
+#[test]
+fn the_seed_stack_moves_into_a_module_per_instance_without_rebuilding_anything() {
+    let env = Env::new();
+    env.write_stack(&crate::support::seed_stack_with_zip(&env));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let before = env.state("automate-monitoring");
+    let fixture = localaws::repo_root().join("tests/fixtures/seed-as-fleet");
+    let stack = std::fs::read_to_string(fixture.join("stack.yaml"))
+        .unwrap()
+        .replace("      source: lambda\n", "      filename: fn.zip\n");
+    env.write_stack(&stack);
+    std::fs::create_dir_all(env.path("modules/watch")).unwrap();
+    let module = fixture.join("modules/watch/stack.yaml");
+    std::fs::copy(module, env.path("modules/watch/stack.yaml")).unwrap();
+    env.take_calls();
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout
+            .contains("slow_response_alarm: moved to module.watch[\"dev\"].slow_response_alarm"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("Resources: 0 added,"), "{}", out.stdout);
+    assert!(out.stdout.contains(", 0 destroyed."), "{}", out.stdout);
+    let calls = env.take_calls();
+    let made: Vec<&str> = mutating(&calls)
+        .iter()
+        .map(|c| c.operation.as_str())
+        .filter(|o| {
+            o.starts_with("Create")
+                || o.starts_with("Delete")
+                || *o == "RunInstances"
+                || *o == "TerminateInstances"
+        })
+        .collect();
+    assert!(
+        made.iter().all(|o| *o == "CreateTags"
+            || *o == "CreatePolicyVersion"
+            || *o == "DeletePolicyVersion"),
+        "{made:?}"
+    );
+    let after = env.state("automate-monitoring");
+    for (from, to) in [
+        ("dev_instance", "dev_instance[\"dev\"]"),
+        ("app_logs", "module.watch[\"dev\"].app_logs"),
+        (
+            "slow_response_alarm",
+            "module.watch[\"dev\"].slow_response_alarm",
+        ),
+        (
+            "alarm_invoke_permission",
+            "module.watch[\"dev\"].alarm_invoke_permission",
+        ),
+    ] {
+        assert_eq!(
+            after["resources"][to]["physical_id"], before["resources"][from]["physical_id"],
+            "{from} → {to} is the same object"
+        );
+    }
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
