@@ -52,8 +52,9 @@ resources:
       evaluation_periods: 1
       threshold: 5
       comparison_operator: GreaterThanThreshold
+      treat_missing_data: notBreaching
       alarm_actions: ["${alerts.arn}"]
-      dimensions: {InstanceId: "${server[each.key].id}"}
+      tags: {InstanceId: "${server[each.key].id}"}
 outputs:
   instances: ${server[*].id}
 "#;
