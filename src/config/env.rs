@@ -37,6 +37,12 @@ pub fn env_file(stack_dir: &Path, name: &str) -> PathBuf {
     stack_dir.join("env").join(format!("{name}.yaml"))
 }
 
+/// An environment's name: it names a file, a state and ownership tags.
+fn is_env_name(name: &str) -> bool {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    !name.is_empty() && name.len() <= 64 && name.chars().all(valid)
+}
+
 /// The environments beside a stack file, by name.
 pub fn env_names(stack_dir: &Path) -> Vec<String> {
     let entries = std::fs::read_dir(stack_dir.join("env"))
@@ -58,6 +64,12 @@ impl Stack {
             return Ok(stack);
         };
         let file = env_file(&stack.dir(), name);
+        if !is_env_name(name) {
+            let message =
+                format!("environment names hold letters, digits, `-` and `_`; got `{name}`");
+            let diagnostics = vec![Diagnostic::new(Span::default(), message)];
+            return Err(ConfigError { file, diagnostics });
+        }
         let source = std::fs::read_to_string(&file).map_err(|e| {
             let known = env_names(&stack.dir()).join(", ");
             let message = format!(
@@ -80,11 +92,7 @@ impl Stack {
             file: file.to_path_buf(),
             diagnostics,
         };
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid_name {
+        if !is_env_name(name) {
             let message =
                 format!("environment names hold letters, digits, `-` and `_`; got `{name}`");
             return Err(fail(vec![Diagnostic::new(Span::default(), message)]));
@@ -237,5 +245,25 @@ pub fn with_env_tags(own: Option<&Node>, env: &[(String, String)], at: Span) -> 
     Node {
         kind: NodeKind::Map(entries),
         span: own.map_or(at, |n| n.span),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_environment_name_that_is_a_path_is_refused_before_any_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stack.yaml");
+        std::fs::write(&path, "stack: s\nresources: {}\n").unwrap();
+        let err = Stack::load_in(&path, Some("../secrets"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("environment names hold letters, digits"),
+            "{err}"
+        );
+        assert!(!err.contains("cannot read"), "{err}");
     }
 }
