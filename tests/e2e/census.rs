@@ -273,35 +273,36 @@ pub fn count(env: &Env) -> Census {
         .security_groups
         .unwrap_or_default();
     c.insert("security groups", groups.len());
-    let instances = rt
+    let instances = live_instances(env, "automate-monitoring");
+    c.insert("instances", instances);
+    env.take_calls();
+    c
+}
+
+/// The instances a stack's ownership tags name that are not terminated.
+pub fn live_instances(env: &Env, stack: &str) -> usize {
+    let live = ["pending", "running", "stopping", "stopped"].map(String::from);
+    env.rt
         .block_on(
             env.ec2()
                 .describe_instances()
                 .filters(
                     Filter::builder()
                         .name("tag:stackctl:stack")
-                        .values("automate-monitoring")
+                        .values(stack)
                         .build(),
                 )
                 .filters(
                     Filter::builder()
                         .name("instance-state-name")
-                        .set_values(Some(
-                            ["pending", "running", "stopping", "stopped"]
-                                .map(String::from)
-                                .to_vec(),
-                        ))
+                        .set_values(Some(live.to_vec()))
                         .build(),
                 )
                 .send(),
         )
         .unwrap()
-        .reservations
-        .unwrap_or_default()
+        .reservations()
         .iter()
-        .map(|r| r.instances.as_deref().unwrap_or_default().len())
-        .sum();
-    c.insert("instances", instances);
-    env.take_calls();
-    c
+        .map(|r| r.instances().len())
+        .sum()
 }

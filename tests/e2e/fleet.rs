@@ -243,35 +243,8 @@ fn a_move_onto_a_recorded_resource_is_refused() {
 
 /// How many of each of the fleet's objects exist, found by name or tags.
 fn fleet_census(env: &Env) -> [usize; 5] {
-    use aws_sdk_ec2::types::Filter;
     let rt = &env.rt;
-    let instances = rt
-        .block_on(
-            env.ec2()
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name("tag:stackctl:stack")
-                        .values("fleet")
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name("instance-state-name")
-                        .set_values(Some(
-                            ["pending", "running", "stopping", "stopped"]
-                                .map(String::from)
-                                .to_vec(),
-                        ))
-                        .build(),
-                )
-                .send(),
-        )
-        .unwrap()
-        .reservations()
-        .iter()
-        .map(|r| r.instances().len())
-        .sum();
+    let instances = crate::census::live_instances(env, "fleet");
     let groups = rt
         .block_on(
             env.logs()
