@@ -56,7 +56,9 @@ pub struct PlanArgs {
 
 pub fn run(r: PlanArgs) -> Result<ExitCode> {
     let format = if r.json { PlanFormat::Json } else { r.format };
-    let v = load(&r.file, &r.vars.pairs()?)?;
+    // Read once: a saved plan carries exactly the values this plan used.
+    let vars = r.vars.pairs()?;
+    let v = load(&r.file, &vars)?;
     let result = runtime()?.block_on(async {
         let mut session = Session::open(&v.stack, &r.file.backend_config, "plan").await?;
         let cx = context(&v).await;
@@ -71,14 +73,7 @@ pub fn run(r: PlanArgs) -> Result<ExitCode> {
         .await?;
         print_plan(&v, &cx, &plan, format)?;
         if let Some(out) = &r.out {
-            save(
-                &v,
-                &cx,
-                &plan,
-                &r.vars.pairs()?,
-                session.backend.as_ref(),
-                out,
-            )?;
+            save(&v, &cx, &plan, &vars, session.backend.as_ref(), out)?;
             if format != PlanFormat::Json {
                 println!(
                     "\nSaved the plan to {}; apply it with `stackctl apply {}`.",
