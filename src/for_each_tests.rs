@@ -130,6 +130,21 @@ fn a_key_aws_names_refuse_is_refused() {
 }
 
 #[test]
+fn keys_that_give_two_resources_one_name_are_refused() {
+    let err = refused("[a, b]", "q");
+    assert!(
+        err.contains("stack.yaml:8: `q[\"b\"]`, property `name`: names the same aws_sqs_queue as `q[\"a\"]` (q)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn names_known_only_after_apply_are_not_compared() {
+    let src = "stack: demo\nresources:\n  t:\n    type: aws_sns_topic\n    properties: {name: t}\n  q:\n    type: aws_sqs_queue\n    for_each: [a, b]\n    properties: {name: \"${t.name}\"}\n";
+    assert!(check(src).is_ok());
+}
+
+#[test]
 fn for_each_over_a_resource_attribute_is_refused() {
     let err = refused("[\"${other.arn}\"]", "q-${each.key}");
     assert!(

@@ -115,6 +115,7 @@ pub fn validate_lenient(
     }
     check_outputs(&stack, &vars, &mut diags);
     check_moves(&stack, &mut diags);
+    check_identities(&stack, &vars, region, &mut diags);
     let graph = graph_of(&stack, deps, &mut diags);
     for d in diags.iter_mut().chain(rules.iter_mut()) {
         let decl = d.resource.as_ref().and_then(|id| stack.decls.get(id));
@@ -275,6 +276,80 @@ fn check_moves(stack: &Stack, diags: &mut Vec<Diagnostic>) {
             diags.push(Diagnostic::new(m.span, message).prop("moved"));
         }
     }
+}
+
+/// Two declarations whose identities (the names AWS keys an object by) are
+/// the same offline would be one object in AWS: a fleet's keys given the same
+/// names, say. Said at the later one; identities that depend on another
+/// resource's attributes are not known until apply and not compared.
+fn check_identities(
+    stack: &Stack,
+    vars: &BTreeMap<String, Value>,
+    region: Option<&str>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut seen: BTreeMap<(&str, Vec<String>), &str> = BTreeMap::new();
+    let mut decls: Vec<&Decl> = stack.decls.values().filter(|d| !d.is_data).collect();
+    decls.sort_by_key(|d| (d.span.line, d.span.col, &d.id));
+    for decl in decls {
+        let Some(schema) = providers::lookup(&decl.type_name).map(|p| p.schema()) else {
+            continue;
+        };
+        let Some(identity) = known_identity(stack, decl, schema, vars, region) else {
+            continue;
+        };
+        let names: Vec<String> = identity
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(plain)
+            .collect();
+        let key = (
+            schema.type_name,
+            identity.iter().map(Value::to_string).collect(),
+        );
+        if let Some(first) = seen.get(&key) {
+            let message = format!(
+                "names the same {} as `{first}` ({}): two resources would be one object in AWS; give each its own name",
+                schema.type_name,
+                names.join(", ")
+            );
+            let prop = decl
+                .property(schema.identity[0])
+                .map_or(decl.span, |p| p.key_span);
+            diags.push(
+                Diagnostic::new(prop, message)
+                    .at(&decl.id)
+                    .prop(schema.identity[0]),
+            );
+        } else {
+            seen.insert(key, &decl.id);
+        }
+    }
+}
+
+/// The values of a declaration's identity properties where each is known
+/// offline (an absent one is null) and at least one is a string.
+fn known_identity(
+    stack: &Stack,
+    decl: &Decl,
+    schema: &Schema,
+    vars: &BTreeMap<String, Value>,
+    region: Option<&str>,
+) -> Option<Vec<Value>> {
+    let values: Vec<Value> = schema
+        .identity
+        .iter()
+        .map(|name| match decl.property(name) {
+            Some(p) => offline_value(stack, &p.value, vars, region),
+            None => Value::Null,
+        })
+        .collect();
+    let known = !values.iter().any(contains_unknown);
+    (known && values.iter().any(Value::is_string)).then_some(values)
+}
+
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
 
 /// The dependency graph over the declarations of known types; a cycle is a

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{check, Report};
 use crate::config::Stack;
 
-const SEED: &str = include_str!("../../stack.yaml");
+const SEED: &str = include_str!("../../tests/fixtures/seed/stack.yaml");
 
 #[derive(Debug, Clone)]
 struct Spelling {

@@ -1243,8 +1243,35 @@ mod tests {
     use super::*;
     use crate::config::Stack;
 
-    const SEED: &str = include_str!("../../stack.yaml");
+    const SEED: &str = include_str!("../../tests/fixtures/seed/stack.yaml");
     const TUTORIAL: &str = include_str!("../../tests/fixtures/tutorial.yaml");
+
+    /// The repository's stack.yaml with a second instance: every link of
+    /// each instance's watch is proven, and the function's to each instance.
+    #[test]
+    fn the_repository_stack_proves_every_link_of_every_instance() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
+        let stack = Stack::load(&path).unwrap();
+        let fleet = "{dev: {name: dev-instance, prefix: ''}, web-2: {name: web-2, prefix: web-2-}}";
+        let vars = [("fleet".to_string(), fleet.to_string())];
+        let (v, rules) =
+            crate::validate::validate_lenient(stack, &vars, Some("us-east-2")).unwrap();
+        let report = check(&v, Some("us-east-2"), &rules);
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        assert!(
+            report.edges.iter().all(|e| e.allowed),
+            "{:#?}",
+            report.edges
+        );
+        for key in ["dev", "web-2"] {
+            let alarm = format!("module.watch[\"{key}\"].slow_response_alarm");
+            let instance = format!("dev_instance[\"{key}\"]");
+            let proven =
+                |from: &str, to: &str| report.edges.iter().any(|e| e.from == from && e.to == to);
+            assert!(proven(&alarm, "remediation"), "{key}");
+            assert!(proven("remediation", &instance), "{key}");
+        }
+    }
 
     fn report(src: &str) -> Report {
         let stack = Stack::parse(

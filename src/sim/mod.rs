@@ -1016,7 +1016,7 @@ mod tests {
     use proptest::prelude::*;
     use std::path::Path;
 
-    const SEED: &str = include_str!("../../stack.yaml");
+    const SEED: &str = include_str!("../../tests/fixtures/seed/stack.yaml");
     const DEMO_EVENTS: &str = include_str!("../../scripts/lib/demo-events.jsonl");
     const SLOW: &str = "High response time for /api/data: 3500 ms";
     const FAST: &str = "GET /api/data 200 95 ms";

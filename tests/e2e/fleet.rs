@@ -370,21 +370,21 @@ fn an_instance_of_a_collection_is_forgotten_and_imported_by_its_address() {
     assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
 
-/// The applied seed stack, then tests/fixtures/seed-as-fleet: its
-/// per-instance part in a module under for_each, with `moved:` entries.
+/// The applied single-instance seed stack, then the repository's stack.yaml:
+/// its per-instance part in a module under for_each, with `moved:` entries.
 #[test]
 fn the_seed_stack_moves_into_a_module_per_instance_without_rebuilding_anything() {
     let env = Env::new();
     env.write_stack(&crate::support::seed_stack_with_zip(&env));
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let before = env.state("automate-monitoring");
-    let fixture = localaws::repo_root().join("tests/fixtures/seed-as-fleet");
-    let stack = std::fs::read_to_string(fixture.join("stack.yaml"))
+    let repo = localaws::repo_root();
+    let stack = std::fs::read_to_string(repo.join("stack.yaml"))
         .unwrap()
         .replace("      source: lambda\n", "      filename: fn.zip\n");
     env.write_stack(&stack);
     std::fs::create_dir_all(env.path("modules/watch")).unwrap();
-    let module = fixture.join("modules/watch/stack.yaml");
+    let module = repo.join("modules/watch/stack.yaml");
     std::fs::copy(module, env.path("modules/watch/stack.yaml")).unwrap();
     env.take_calls();
     let out = env.stackctl(&["apply", "--auto-approve"]).ok();

@@ -414,7 +414,7 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
 fn the_seed_stack_builds_and_uploads_the_function_once() {
     let env = Env::new();
     let source = repo().join("lambda");
-    let stack = include_str!("../../stack.yaml").replace(
+    let stack = include_str!("../fixtures/seed/stack.yaml").replace(
         "      source: lambda\n",
         &format!("      source: {}\n", source.display()),
     );

@@ -20,10 +20,9 @@ fn offline(env: &crate::support::Offline, args: &[&str]) -> Run {
 #[test]
 fn check_proves_the_seed_stack_and_fails_the_tutorial_without_calling_aws() {
     let env = Env::offline();
-    std::fs::write(env.path("stack.yaml"), include_str!("../../stack.yaml")).unwrap();
     // The seed stack names its crate, whose manifest declares the function's needs.
     let lambda = localaws::repo_root().join("lambda");
-    let seed = include_str!("../../stack.yaml")
+    let seed = include_str!("../fixtures/seed/stack.yaml")
         .replace("source: lambda", &format!("source: {}", lambda.display()));
     std::fs::write(env.path("stack.yaml"), seed).unwrap();
     let out = offline(&env, &["check", "--json"]).ok();
@@ -108,7 +107,7 @@ fn a_markdown_plan_leads_with_the_summary_and_ends_with_the_findings() {
 fn validate_and_check_tell_the_same_story() {
     let env = Env::offline();
     let lambda = localaws::repo_root().join("lambda");
-    let seed = include_str!("../../stack.yaml")
+    let seed = include_str!("../fixtures/seed/stack.yaml")
         .replace("source: lambda", &format!("source: {}", lambda.display()));
     // A typo in the metric the alarm watches: valid for AWS, broken pipeline.
     let broken = seed.replace("metric_name: SlowResponses", "metric_name: SlowResponse");

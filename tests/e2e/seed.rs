@@ -1,4 +1,5 @@
-//! The repository's stack.yaml: the whole monitoring pipeline.
+//! The seed stack (tests/fixtures/seed, the single-instance form of the
+//! repository's stack.yaml): the whole monitoring pipeline.
 
 use aws_sdk_cloudwatch::types::MetricAlarm;
 use aws_sdk_ec2::types::SecurityGroup;

@@ -15,10 +15,28 @@ fn deployed() -> Env {
 fn deployed_with(edit: impl Fn(String) -> String) -> Env {
     let env = Env::new();
     let source = localaws::repo_root().join("lambda");
-    env.write_stack(&edit(include_str!("../../stack.yaml").replace(
+    env.write_stack(&edit(include_str!("../fixtures/seed/stack.yaml").replace(
         "      source: lambda\n",
         &format!("      source: {}\n", source.display()),
     )));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env
+}
+
+/// The repository's stack.yaml (the fleet form, one instance) with its real
+/// function, applied: what `scripts/demo` runs.
+fn deployed_repository() -> Env {
+    let env = Env::new();
+    let repo = localaws::repo_root();
+    let stack = std::fs::read_to_string(repo.join("stack.yaml")).unwrap();
+    let source = repo.join("lambda");
+    env.write_stack(&stack.replace(
+        "      source: lambda\n",
+        &format!("      source: {}\n", source.display()),
+    ));
+    std::fs::create_dir_all(env.path("modules/watch")).unwrap();
+    let module = repo.join("modules/watch/stack.yaml");
+    std::fs::copy(module, env.path("modules/watch/stack.yaml")).unwrap();
     env.stackctl(&["apply", "--auto-approve"]).ok();
     env
 }
@@ -206,7 +224,7 @@ fn test_filter_answers_like_test_metric_filter() {
 /// one alarm, one restart, the report, back to OK, and nothing after.
 #[test]
 fn the_demos_burst_gives_one_alarm_one_restart_and_ok_and_nothing_after() {
-    let env = deployed();
+    let env = deployed_repository();
     std::fs::write(env.path("events.jsonl"), DEMO_EVENTS).unwrap();
     let out = env
         .stackctl(&["simulate", "--events", "events.jsonl"])
@@ -222,24 +240,26 @@ fn the_demos_burst_gives_one_alarm_one_restart_and_ok_and_nothing_after() {
     assert_eq!(
         timeline,
         [
-            "+01:00 slow_response_alarm INSUFFICIENT_DATA → OK (0 not 5)",
-            "+05:00 slow_response_alarm OK → ALARM (6 > 5)",
-            "+05:00 remediation invoked by slow_response_alarm",
+            "+01:00 module.watch[\"dev\"].slow_response_alarm INSUFFICIENT_DATA → OK (0 not 5)",
+            "+05:00 module.watch[\"dev\"].slow_response_alarm OK → ALARM (6 > 5)",
+            "+05:00 remediation invoked by module.watch[\"dev\"].slow_response_alarm",
             "+05:00 remediation received",
-            "+05:00 dev_instance stop",
-            "+05:00 dev_instance stopped",
-            "+05:00 dev_instance start",
-            "+05:00 dev_instance running",
+            "+05:00 dev_instance[\"dev\"] stop",
+            "+05:00 dev_instance[\"dev\"] stopped",
+            "+05:00 dev_instance[\"dev\"] start",
+            "+05:00 dev_instance[\"dev\"] running",
             "+05:00 remediation remember-restart",
             "+05:00 remediation done",
             "+05:00 remediation returned succeeded",
             "+05:00 notifications received \"Remediation succeeded: slow-responses\"",
-            "+15:00 slow_response_alarm ALARM → OK (0 not 5)",
+            "+15:00 module.watch[\"dev\"].slow_response_alarm ALARM → OK (0 not 5)",
         ],
         "{out}"
     );
     assert!(
-        out.contains("Alarms: slow_response_alarm OK. Invocations: 1. Messages received: 1."),
+        out.contains(
+            "Alarms: module.watch[\"dev\"].slow_response_alarm OK. Invocations: 1. Messages received: 1."
+        ),
         "{out}"
     );
 }

@@ -173,8 +173,9 @@ pub fn applied_seed_stack() -> Env {
     env
 }
 
-/// The repository's stack.yaml with the function's code as a small zip, so the
-/// stack's tests do not build the Rust Lambda (its own tests do).
+/// The single-instance seed stack (tests/fixtures/seed) with the function's
+/// code as a small zip, so the stack's tests do not build the Rust Lambda (its
+/// own tests do).
 pub fn seed_stack_with_zip(env: &Env) -> String {
     let zip = stackctl::package::zip(&mut [stackctl::package::Entry {
         name: "bootstrap",
@@ -183,7 +184,7 @@ pub fn seed_stack_with_zip(env: &Env) -> String {
     }])
     .expect("zip");
     std::fs::write(env.path("fn.zip"), zip).expect("write zip");
-    let stack = include_str!("../../stack.yaml");
+    let stack = include_str!("../fixtures/seed/stack.yaml");
     assert!(stack.contains("      source: lambda\n"));
     let stack = stack.replace("      source: lambda\n", "      filename: fn.zip\n");
     if std::env::var_os("STACKCTL_BIN").is_some() {
