@@ -110,6 +110,15 @@ pub fn split_address(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The name a resource is declared under, without its module or key:
+/// `app_logs` for `module.watch["dev"].app_logs`, `server` for `server["a"]`.
+pub fn local_name(s: &str) -> &str {
+    match s.strip_prefix("module.").and_then(|rest| rest.rsplit_once('.')) {
+        Some((_, id)) => id,
+        None => split_address(s).0,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StackField {
     Name,
@@ -493,6 +502,18 @@ pub fn resolve<E>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_local_name_drops_the_module_and_the_key() {
+        for (address, name) in [
+            ("alarm", "alarm"),
+            ("server[\"web-1\"]", "server"),
+            ("module.watch.alarm", "alarm"),
+            ("module.watch[\"web-1\"].alarm", "alarm"),
+        ] {
+            assert_eq!(super::local_name(address), name);
+        }
+    }
+
     use super::*;
     use crate::config::yaml;
     use serde_json::json;

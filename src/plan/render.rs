@@ -237,7 +237,7 @@ fn render_change(c: &Change) -> (String, String) {
     }
     let mut out = String::new();
     // The heading names the whole address; the block, as Terraform's, the name.
-    let (name, _) = crate::config::expr::split_address(&c.id);
+    let name = crate::config::expr::local_name(&c.id);
     let _ = writeln!(out, "{symbol} resource \"{}\" \"{name}\" {{", c.type_name);
     let lines = match c.action {
         Action::Create => created_lines(c, schema),
