@@ -113,7 +113,10 @@ pub fn split_address(s: &str) -> (&str, Option<&str>) {
 /// The name a resource is declared under, without its module or key:
 /// `app_logs` for `module.watch["dev"].app_logs`, `server` for `server["a"]`.
 pub fn local_name(s: &str) -> &str {
-    match s.strip_prefix("module.").and_then(|rest| rest.rsplit_once('.')) {
+    match s
+        .strip_prefix("module.")
+        .and_then(|rest| rest.rsplit_once('.'))
+    {
         Some((_, id)) => id,
         None => split_address(s).0,
     }

@@ -14,14 +14,18 @@ use crate::support::{count, Env};
 const ALARM_ARN: &str = "arn:aws:cloudwatch:us-east-2:123456789012:alarm:slow-responses";
 
 fn alarm_event(state: &str) -> Value {
+    alarm_event_of("slow-responses", ALARM_ARN, state)
+}
+
+fn alarm_event_of(name: &str, arn: &str, state: &str) -> Value {
     json!({
         "source": "aws.cloudwatch",
-        "alarmArn": ALARM_ARN,
+        "alarmArn": arn,
         "accountId": "123456789012",
         "time": "2026-11-25T10:20:08.431+0000",
         "region": REGION,
         "alarmData": {
-            "alarmName": "slow-responses",
+            "alarmName": name,
             "state": {"value": state, "reason": "Threshold Crossed: 1 out of the last 1 datapoints [6.0 (25/11/26 10:10:00)] was greater than the threshold (5.0) (minimum 1 datapoint for OK -> ALARM transition).", "timestamp": "2026-11-25T10:20:08.431+0000"},
             "previousState": {"value": "OK", "reason": "Threshold Crossed", "timestamp": "2026-11-25T09:20:08.431+0000"},
             "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "MyApp", "name": "SlowResponses", "dimensions": {}}, "period": 600, "stat": "Sum"}, "returnData": true}]}
@@ -46,7 +50,7 @@ struct World {
     queue_url: String,
 }
 
-fn world(env: &Env) -> World {
+fn run_instance(env: &Env) -> String {
     let rt = &env.rt;
     let images = rt
         .block_on(env.ec2().describe_images().owners("amazon").send())
@@ -64,7 +68,12 @@ fn world(env: &Env) -> World {
                 .send(),
         )
         .unwrap();
-    let instance_id = run.instances.unwrap()[0].instance_id.clone().unwrap();
+    run.instances.unwrap()[0].instance_id.clone().unwrap()
+}
+
+fn world(env: &Env) -> World {
+    let rt = &env.rt;
+    let instance_id = run_instance(env);
     let topic_arn = rt
         .block_on(env.sns().create_topic().name("lambda_topic01").send())
         .unwrap()
@@ -251,6 +260,86 @@ fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events
             && n["error"].as_str().unwrap().contains("i-00000000000000000")),
         "{notes:?}"
     );
+}
+
+/// An alarm with these tags, as the fleet's watch module makes it; its ARN.
+fn tagged_alarm(env: &Env, name: &str, tags: &[(&str, &str)]) -> String {
+    let cw = env.cloudwatch();
+    let mut put = cw
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("Fleet")
+        .metric_name(format!("SlowResponses-{name}"))
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(600)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold);
+    for (k, v) in tags {
+        put = put.tags(
+            aws_sdk_cloudwatch::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build(),
+        );
+    }
+    env.rt.block_on(put.send()).unwrap();
+    let out = env
+        .rt
+        .block_on(cw.describe_alarms().alarm_names(name).send())
+        .unwrap();
+    out.metric_alarms()[0].alarm_arn().unwrap().to_string()
+}
+
+/// With INSTANCE_TAG the function restarts the one instance the firing
+/// alarm's tag names, and nothing at all when the tag is missing or names an
+/// instance outside INSTANCE_IDS (never "all of them" as a fallback).
+#[test]
+fn with_instance_tag_only_the_alarms_own_instance_is_restarted() {
+    let env = Env::new();
+    let w = world(&env);
+    let other = run_instance(&env);
+    let stranger = run_instance(&env);
+    let clients = remediation::Clients::new(&env.sdk());
+    let pairs = [
+        ("INSTANCE_IDS", format!("{},{other}", w.instance_id)),
+        ("INSTANCE_TAG", "InstanceId".to_string()),
+        ("TOPIC_ARN", w.topic_arn.clone()),
+        ("COOLDOWN_SECONDS", "0".to_string()),
+    ];
+    let cfg = remediation::Config::from_env(|k| {
+        pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let fire = |name: &str, arn: &str| {
+        env.rt.block_on(remediation::handle(
+            &clients,
+            &cfg,
+            &alarm_event_of(name, arn, "ALARM"),
+            remediation::Deadline::after(Duration::from_secs(120)),
+            "req-1",
+        ))
+    };
+    let stops = |env: &Env| count(&env.take_calls(), "StopInstances");
+
+    let arn = tagged_alarm(&env, "slow-web-2", &[("InstanceId", &other)]);
+    env.take_calls();
+    let out = fire("slow-web-2", &arn).unwrap();
+    assert_eq!(out["outcome"], "succeeded", "{out}");
+    assert_eq!(out["instances"], json!([other]), "{out}");
+    assert_eq!(stops(&env), 1);
+
+    let untagged = tagged_alarm(&env, "slow-untagged", &[]);
+    env.take_calls();
+    let e = fire("slow-untagged", &untagged).unwrap_err();
+    assert!(e.0.contains("has no tag InstanceId"), "{e}");
+    assert_eq!(stops(&env), 0);
+
+    let outside = tagged_alarm(&env, "slow-stranger", &[("InstanceId", &stranger)]);
+    env.take_calls();
+    let e = fire("slow-stranger", &outside).unwrap_err();
+    assert!(e.0.contains("not one of INSTANCE_IDS"), "{e}");
+    assert_eq!(stops(&env), 0);
 }
 
 fn repo() -> PathBuf {
