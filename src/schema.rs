@@ -216,7 +216,7 @@ impl Attr {
 /// and the diagram find the log groups, alarms, functions... of a stack
 /// without naming types. A type that joins the dataflow names its part here
 /// and in its schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
     None,
     LogGroup,

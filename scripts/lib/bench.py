@@ -167,6 +167,59 @@ report(f"P5 validate, {VALIDATE_N:,} resources", wall, None, goal_wall=0.2, mib=
        calls=len(calls))
 need("P5 validate makes no call", not calls, f"{len(calls)} calls")
 
+# P7: check of a fleet (tests/e2e/fleet.rs's stack: an instance, log group,
+# metric filter and alarm per key, one topic) of FLEET_N keys, offline.
+def fleet_stack(n):
+    keys = ", ".join(f"web-{i}: {{size: t3.micro}}" for i in range(n))
+    return f"""stack: fleet
+region: us-east-2
+variables:
+  fleet:
+    default: {{{keys}}}
+resources:
+  alerts:
+    type: aws_sns_topic
+    properties: {{name: fleet-alerts}}
+  server:
+    type: aws_instance
+    for_each: ${{var.fleet}}
+    properties: {{ami: ami-12c6146b, instance_type: "${{each.value.size}}"}}
+  logs:
+    type: aws_cloudwatch_log_group
+    for_each: ${{var.fleet}}
+    properties: {{name: "/fleet/${{each.key}}", retention_in_days: 7}}
+  slow:
+    type: aws_cloudwatch_log_metric_filter
+    for_each: ${{var.fleet}}
+    properties:
+      name: slow-${{each.key}}
+      log_group_name: ${{logs[each.key].name}}
+      pattern: "[w1=High, w2=response, w3=time, w4=for, endpoint, response_time>3000, unit=ms]"
+      metric_transformation: {{name: "SlowResponses-${{each.key}}", namespace: Fleet, value: "1"}}
+  alarm:
+    type: aws_cloudwatch_metric_alarm
+    for_each: ${{var.fleet}}
+    properties:
+      alarm_name: slow-${{each.key}}
+      namespace: Fleet
+      metric_name: SlowResponses-${{each.key}}
+      statistic: Sum
+      period: 600
+      evaluation_periods: 1
+      threshold: 5
+      comparison_operator: GreaterThanThreshold
+      treat_missing_data: notBreaching
+      alarm_actions: ["${{alerts.arn}}"]
+"""
+
+
+FLEET_N = 50 if SMOKE else 1_000
+d = stack_dir("fleet", fleet_stack(FLEET_N))
+wall, mib, out, calls, _ = median_runs(["check"], d)
+report(f"P7 check, fleet of {FLEET_N:,} keys ({4 * FLEET_N + 1:,} resources)", wall, None,
+       goal_wall=0.5, mib=mib, goal_mib=100, calls=len(calls))
+need("P7 check proves every link", f"{3 * FLEET_N} of {3 * FLEET_N} links proven" in out, out[-200:])
+
 # The seed stack in its single-instance form (tests/fixtures/seed), which the
 # figures have measured since before fleets; its Lambda built before (P6
 # measures the build).

@@ -10,7 +10,7 @@
 //! (`crate::iam`) on the stack's own policies, with values not known before
 //! apply (ids, the account) as unknowns that only a wildcard matches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -76,6 +76,11 @@ struct Model<'a> {
     v: &'a Validated,
     region: String,
     props: BTreeMap<String, Props>,
+    /// The resources of each dataflow part, in the order of their ids.
+    parts: Vec<(Part, Vec<&'a str>)>,
+    /// Per part, the resource each name (ARN, URL, name, id) names first:
+    /// a link's target is found without comparing it with every resource.
+    named: HashMap<(Part, String), &'a str>,
 }
 
 const ACCOUNT: &str = "account";
@@ -90,6 +95,8 @@ impl<'a> Model<'a> {
             v,
             region,
             props: BTreeMap::new(),
+            parts: Vec::new(),
+            named: HashMap::new(),
         };
         let account = Some(iam::unknown(ACCOUNT));
         let values = StackValues::offline(v, Some(model.region.clone()), account);
@@ -98,7 +105,23 @@ impl<'a> Model<'a> {
                 model::declared_props(v, id, &values, &|dep, attr| Some(model.attr(dep, attr)));
             model.props.insert(id.clone(), props);
         }
+        model.index();
         model
+    }
+
+    fn index(&mut self) {
+        for decl in self.v.stack.decls.values() {
+            let (id, schema) = (decl.id.as_str(), self.v.schema(&decl.id));
+            match self.parts.iter_mut().find(|(p, _)| *p == schema.part) {
+                Some((_, ids)) => ids.push(id),
+                None => self.parts.push((schema.part, vec![id])),
+            }
+            for (attr, _) in schema.names {
+                if let Some(name) = self.attr(id, attr).as_str() {
+                    self.named.entry((schema.part, name.to_string())).or_insert(id);
+                }
+            }
+        }
     }
 
     fn part_of(&self, id: &str) -> Part {
@@ -107,9 +130,8 @@ impl<'a> Model<'a> {
 
     /// The resources that play this part in the dataflow.
     fn of_part(&self, part: Part) -> Vec<&'a str> {
-        let decls = self.v.stack.decls.values();
-        let ids = decls.map(|d| d.id.as_str());
-        ids.filter(|id| self.part_of(id) == part).collect()
+        let ids = self.parts.iter().find(|(p, _)| *p == part);
+        ids.map(|(_, ids)| ids.clone()).unwrap_or_default()
     }
 
     /// A resource's attribute or property as far as it is known offline.
@@ -161,13 +183,9 @@ impl<'a> Model<'a> {
     /// The resource of one of `types` this value names, in any of the forms
     /// its schema says name it (ARN, URL, name, id).
     fn target(&self, value: &str, parts: &[Part]) -> Option<&'a str> {
-        parts.iter().flat_map(|p| self.of_part(*p)).find(|id| {
-            self.v
-                .schema(id)
-                .names
-                .iter()
-                .any(|(attr, _)| self.attr(id, attr).as_str() == Some(value))
-        })
+        parts
+            .iter()
+            .find_map(|p| self.named.get(&(*p, value.to_string())).copied())
     }
 
     fn line(&self, id: &str, prop: Option<&str>) -> usize {
@@ -775,7 +793,7 @@ fn lint_security_groups(m: &Model, report: &mut Report) {
 
 /// A metric as CloudWatch keys it: namespace, name and the names of its
 /// dimensions (a filter's dimension values come from the lines it matches).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Metric {
     namespace: String,
     name: String,
@@ -827,6 +845,17 @@ impl Metric {
     }
 }
 
+/// The stack's metric filters by the metric each publishes.
+fn publishing<'a>(m: &Model<'a>) -> HashMap<Metric, Vec<&'a str>> {
+    let mut by_metric: HashMap<Metric, Vec<&str>> = HashMap::new();
+    for f in m.of_part(Part::MetricFilter) {
+        if let Some(metric) = Metric::published_by(m, f) {
+            by_metric.entry(metric).or_default().push(f);
+        }
+    }
+    by_metric
+}
+
 /// The first links of the pipeline: a log group's events through a metric
 /// filter, and the metric the filter publishes to the alarms that watch
 /// exactly it (same namespace, name and dimensions) with a statistic that
@@ -854,6 +883,7 @@ fn metric_links(m: &Model, report: &mut Report) {
             });
         }
     }
+    let publishing = publishing(m);
     for alarm in m.of_part(Part::Alarm) {
         let Some(watched) = Metric::watched_by(m, alarm) else {
             continue;
@@ -862,11 +892,7 @@ fn metric_links(m: &Model, report: &mut Report) {
         if watched.namespace.starts_with("AWS/") || filters.is_empty() {
             continue;
         }
-        let feeding: Vec<&str> = filters
-            .iter()
-            .filter(|(_, p)| *p == watched)
-            .map(|(f, _)| *f)
-            .collect();
+        let feeding = publishing.get(&watched).cloned().unwrap_or_default();
         for f in &feeding {
             let why_not = never_fires(m, alarm, f);
             if let Some(why) = &why_not {
@@ -989,19 +1015,17 @@ fn counts_defaults(m: &Model, alarm: &str, filter: &str, report: &mut Report) {
 }
 
 fn lint_alarms(m: &Model, report: &mut Report) {
+    let publishing = publishing(m);
     for alarm in m.of_part(Part::Alarm) {
         let missing = m
             .text(alarm, "treat_missing_data")
             .unwrap_or_else(|| "missing".into());
         if let Some(watched) = Metric::watched_by(m, alarm) {
-            for filter in m.of_part(Part::MetricFilter) {
+            for &filter in publishing.get(&watched).into_iter().flatten() {
                 let no_default = m
                     .prop(filter, "metric_transformation")
                     .is_some_and(|t| t.get("default_value").is_none());
-                if Metric::published_by(m, filter).as_ref() == Some(&watched)
-                    && no_default
-                    && (missing == "missing" || missing == "ignore")
-                {
+                if no_default && (missing == "missing" || missing == "ignore") {
                     report.findings.push(finding(m, "SC301", Severity::Error, alarm, "treat_missing_data",
                         format!("`{filter}` reports {}/{} only when a line matches (no default_value), and missing data is `{missing}`: after the first alarm the metric goes quiet and the alarm stays in ALARM, so it never fires again", watched.namespace, watched.name),
                         &format!("set metric_transformation.default_value: 0 on `{filter}` and treat_missing_data: notBreaching")));
