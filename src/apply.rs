@@ -367,6 +367,8 @@ struct Intent {
     token: String,
     /// An earlier run's intent: what its call made may be found and adopted.
     inherited: bool,
+    /// What this create replaces: never what it made.
+    replacing: Vec<String>,
 }
 
 impl Walk<'_> {
@@ -804,6 +806,7 @@ impl<'a> Steps<'a> {
                     logical_id: &id,
                     props: &props,
                     token: "",
+                    replacing: &[],
                 };
                 let u = providers::Update {
                     id: &physical_id,
@@ -841,17 +844,19 @@ impl<'a> Steps<'a> {
         let token = inherited
             .and_then(|r| r.create_token.clone())
             .unwrap_or_else(|| self.state.new_create_token(id));
-        let intent = Intent {
-            props: props.clone(),
-            token: token.clone(),
-            inherited: inherited.is_some(),
-        };
+        let inherited = inherited.is_some();
         if let Some(old) = existing.filter(|r| !r.is_pending() && change.create_first) {
             self.state.deposed.push(Deposed {
                 id: id.clone(),
                 record: old,
             });
         }
+        let intent = Intent {
+            props: props.clone(),
+            token: token.clone(),
+            inherited,
+            replacing: self.state.deposed_ids(id),
+        };
         let mut recorded = props.clone();
         recorded.retain(|_, v| !contains_unknown(v));
         self.state.resources.insert(
@@ -1085,6 +1090,7 @@ async fn create_or_adopt(
         logical_id: id,
         props: &props,
         token: &intent.token,
+        replacing: &intent.replacing,
     };
     match providers::locate(provider, cx, &r, intent.inherited).await? {
         Found::Ours(pid, observed) => return finish_adopted(provider, cx, &r, pid, observed).await,

@@ -233,6 +233,7 @@ pub async fn all(
             logical_id: id,
             props: &desired,
             token: "",
+            replacing: &[],
         };
         let found = match p.find_existing(cx, &r).await {
             Ok(Some(pid)) => pid,

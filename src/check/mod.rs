@@ -118,7 +118,9 @@ impl<'a> Model<'a> {
             }
             for (attr, _) in schema.names {
                 if let Some(name) = self.attr(id, attr).as_str() {
-                    self.named.entry((schema.part, name.to_string())).or_insert(id);
+                    self.named
+                        .entry((schema.part, name.to_string()))
+                        .or_insert(id);
                 }
             }
         }

@@ -188,7 +188,7 @@ pub async fn refresh(
                 .entry(provider.schema().type_name)
                 .or_default()
                 .push((id, pid.clone())),
-            _ => singles.push((id, rec, provider)),
+            _ => singles.push((id, rec, provider, state.deposed_ids(id))),
         }
     }
     let batch_jobs = batches.into_iter().map(|(type_name, members)| {
@@ -219,8 +219,12 @@ pub async fn refresh(
         }
         .boxed()
     });
-    let single_jobs = singles.into_iter().map(|(id, rec, provider)| {
-        async move { vec![(id.clone(), refresh_one(cx, id, rec, provider).await)] }.boxed()
+    let single_jobs = singles.into_iter().map(|(id, rec, provider, replacing)| {
+        async move {
+            let found = refresh_one(cx, id, rec, provider, &replacing).await;
+            vec![(id.clone(), found)]
+        }
+        .boxed()
     });
     let results: Vec<_> = stream::iter(batch_jobs.chain(single_jobs))
         .buffer_unordered(parallelism.max(1))
@@ -241,6 +245,7 @@ async fn refresh_one(
     id: &str,
     rec: &ResourceState,
     provider: &'static dyn providers::Provider,
+    replacing: &[String],
 ) -> Result<Refreshed, ProviderError> {
     let found = match &rec.physical_id {
         Some(pid) => provider
@@ -252,6 +257,7 @@ async fn refresh_one(
                 logical_id: id,
                 props: &rec.props,
                 token: rec.create_token.as_deref().unwrap_or_default(),
+                replacing,
             };
             match providers::locate(provider, cx, &r, true).await? {
                 Found::Ours(pid, observed) => Some((pid, observed)),

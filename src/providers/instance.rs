@@ -245,7 +245,8 @@ impl Provider for Instance {
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let id = super::id_tag(r.logical_id);
         let tags = [(super::TAG_STACK, cx.stack.as_str()), (super::TAG_ID, &id)];
-        Ok(live_instances_tagged(cx, &tags).await?.into_iter().next())
+        let found = live_instances_tagged(cx, &tags).await?;
+        Ok(found.into_iter().find(|i| !r.replacing.contains(i)))
     }
 
     /// Ours by the ownership tags, or else the one live instance whose `Name`

@@ -94,6 +94,9 @@ pub struct Resource<'a> {
     /// The idempotency token of this create (the same on every retry of it,
     /// across runs), for APIs that take one and for generated names.
     pub token: &'a str,
+    /// The objects a create-before-destroy replacement replaces. They carry
+    /// the same ownership tags, and are never what this create made.
+    pub replacing: &'a [String],
 }
 
 impl Resource<'_> {
@@ -343,6 +346,7 @@ pub async fn claim(
         logical_id,
         props: &props,
         token: "",
+        replacing: &[],
     };
     let u = Update {
         id: physical_id,
@@ -392,7 +396,7 @@ pub async fn locate(
         Some(id) => Some(id),
         None => p.find(cx, r).await?,
     };
-    let Some(pid) = found else {
+    let Some(pid) = found.filter(|pid| !r.replacing.contains(pid)) else {
         return Ok(Found::Absent);
     };
     let Some(observed) = p.read(cx, &pid).await? else {

@@ -209,6 +209,15 @@ pub struct State {
 }
 
 impl State {
+    /// The physical ids of the objects recorded as replaced at `id` and not
+    /// yet deleted.
+    pub fn deposed_ids(&self, id: &str) -> Vec<String> {
+        let deposed = self.deposed.iter().filter(|d| d.id == id);
+        deposed
+            .filter_map(|d| d.record.physical_id.clone())
+            .collect()
+    }
+
     pub fn new(stack: &str) -> State {
         State {
             version: STATE_VERSION,

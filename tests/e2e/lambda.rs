@@ -135,21 +135,6 @@ fn notifications(env: &Env, queue_url: &str) -> Vec<Value> {
         .collect()
 }
 
-fn instance_state(env: &Env, id: &str) -> String {
-    let out = env
-        .rt
-        .block_on(env.ec2().describe_instances().instance_ids(id).send())
-        .unwrap();
-    out.reservations.unwrap()[0].instances.clone().unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .name
-        .unwrap()
-        .as_str()
-        .to_string()
-}
-
 #[test]
 fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events() {
     let env = Env::new();
@@ -209,7 +194,7 @@ fn handler_restarts_on_alarm_only_respects_cooldown_and_rejects_malformed_events
         .map(|c| c.operation.as_str())
         .collect();
     assert_eq!(ec2_ops, ["StopInstances", "StartInstances", "CreateTags"]);
-    assert_eq!(instance_state(&env, &w.instance_id), "running");
+    assert_eq!(env.instance_state(&w.instance_id), "running");
     let notes = notifications(&env, &w.queue_url);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert_eq!(notes[0]["outcome"], "succeeded");
@@ -460,7 +445,7 @@ fn the_built_bootstrap_runs_under_the_runtime_api_and_builds_reproducibly() {
         (1, 1),
         "{calls:?}"
     );
-    assert_eq!(instance_state(&env, &w.instance_id), "running");
+    assert_eq!(env.instance_state(&w.instance_id), "running");
     let notes = notifications(&env, &w.queue_url);
     assert_eq!(notes[0]["outcome"], "succeeded");
 

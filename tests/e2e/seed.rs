@@ -545,6 +545,25 @@ fn every_type_aws_changes_in_place_is_updated_in_place() {
 
 /// A tag added to every taggable resource is synced in place, on the ARN
 /// where the family tags by ARN (alarms, functions), and then reads back.
+/// A change that replaces the instance (its type) makes the new one before
+/// the old one goes, and both carry the stack's ownership tags: the look
+/// before the create must not take the old one for what the create made
+/// (then terminate it as "the object it replaced", leaving none).
+#[test]
+fn a_replaced_instance_is_a_new_one_and_only_the_old_one_is_terminated() {
+    let env = crate::support::applied_seed_stack();
+    let old = rid(&env.state("automate-monitoring"), "dev_instance");
+    let bigger = ["--var", "instance_type=t3.small"];
+    env.stackctl(&[&["apply", "--auto-approve"][..], &bigger].concat())
+        .ok();
+    let new = rid(&env.state("automate-monitoring"), "dev_instance");
+    assert_ne!(new, old);
+    assert_eq!(env.instance_state(&new), "running");
+    assert_eq!(env.instance_state(&old), "terminated");
+    let plan = env.stackctl(&[&["plan", "--detailed-exitcode"][..], &bigger].concat());
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+}
+
 #[test]
 fn a_tag_added_to_every_taggable_resource_is_synced_in_place() {
     let applied = applied();

@@ -163,6 +163,17 @@ impl Env {
     pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         aws_sdk_cloudwatch::Client::new(&self.sdk())
     }
+
+    /// `running`, `terminated`, ...
+    pub fn instance_state(&self, id: &str) -> String {
+        let out = self
+            .rt
+            .block_on(self.ec2().describe_instances().instance_ids(id).send())
+            .unwrap();
+        let instance = &out.reservations()[0].instances()[0];
+        let state = instance.state().and_then(|s| s.name());
+        state.map(|n| n.as_str().to_string()).unwrap_or_default()
+    }
 }
 
 /// An endpoint with the seed stack (code from a zip) applied.
