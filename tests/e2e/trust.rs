@@ -1069,3 +1069,27 @@ fn a_cloudwatch_refusal_in_cbor_is_told_with_awss_code() {
     env.stackctl(&["apply", "--auto-approve"]).ok();
     assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// A replacement of the instance cut short by kill -9 right after its
+/// RunInstances: the next run finds the new instance (not the old one, which
+/// carries the same ownership tags), records it and terminates the old one.
+#[test]
+fn a_replacement_killed_after_its_create_converges_to_the_new_instance() {
+    let env = seeded();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let old = env.state("automate-monitoring")["resources"]["dev_instance"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bigger = ["apply", "--auto-approve", "--var", "instance_type=t3.small"];
+    assert!(killed_after(&env, 1, &bigger));
+    env.stackctl(&bigger).ok();
+    let new = env.state("automate-monitoring")["resources"]["dev_instance"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    assert_eq!(env.instance_state(&new), "running");
+    assert_eq!(env.instance_state(&old), "terminated");
+    assert_eq!(census::live_instances(&env, "automate-monitoring"), 1);
+}
