@@ -41,6 +41,9 @@ enum Command {
     /// Draw the stack: resources by service, dependencies dotted, dataflow
     /// links green when proven and red when not.
     Graph(commands::review::GraphArgs),
+    /// Print the IAM policy that running stackctl on this stack needs
+    /// (--for plan|apply|destroy|all), offline.
+    Permissions(commands::review::PermissionsArgs),
     /// Show what apply would change.
     Plan(commands::plan::PlanArgs),
     /// Make AWS match the stack file (or apply a saved plan).
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { file, vars } => review::validate(&file, &vars.pairs()?),
         Command::Check(a) => review::check(a),
         Command::Graph(a) => review::graph(a),
+        Command::Permissions(a) => review::permissions(a),
         Command::TestFilter(a) => review::test_filter(a),
         Command::Schema { markdown } => review::schema(markdown),
         Command::Completions { shell } => {

@@ -27,6 +27,16 @@ pub fn escape_unknowns(json_text: &str) -> String {
     json_text.replace(TOKEN, "\\u0001")
 }
 
+/// A value with each unknown part a wildcard: an ARN whose account is not
+/// known before apply still names the stack's resource, in any account.
+pub fn wildcard_unknowns(value: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in value.split(TOKEN).enumerate() {
+        out.push_str(if i % 2 == 1 { "*" } else { part });
+    }
+    out
+}
+
 /// A value as people read it: unknown parts as `<name>`.
 pub fn readable(value: &str) -> String {
     let mut out = String::new();

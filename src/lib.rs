@@ -53,6 +53,7 @@ pub mod iam;
 pub mod import;
 pub mod model;
 pub mod package;
+pub mod permissions;
 pub mod plan;
 pub mod providers;
 pub mod schema;

@@ -316,6 +316,35 @@ impl Tagging {
         matches!(self, Tagging::CloudWatch | Tagging::Lambda)
     }
 
+    /// The IAM actions of the family's tag calls: those that read tags, and
+    /// those that set and remove them (a create with tags needs them too).
+    pub fn actions(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Tagging::None => (&[], &[]),
+            Tagging::Logs => (
+                &["logs:ListTagsLogGroup"],
+                &["logs:TagLogGroup", "logs:UntagLogGroup", "logs:TagResource"],
+            ),
+            Tagging::CloudWatch => (
+                &["cloudwatch:ListTagsForResource"],
+                &["cloudwatch:TagResource", "cloudwatch:UntagResource"],
+            ),
+            Tagging::IamRole => (&["iam:ListRoleTags"], &["iam:TagRole", "iam:UntagRole"]),
+            Tagging::IamPolicy => (
+                &["iam:ListPolicyTags"],
+                &["iam:TagPolicy", "iam:UntagPolicy"],
+            ),
+            // GetFunction and DescribeInstances answer with the tags.
+            Tagging::Lambda => (&[], &["lambda:TagResource", "lambda:UntagResource"]),
+            Tagging::Sns => (
+                &["sns:ListTagsForResource"],
+                &["sns:TagResource", "sns:UntagResource"],
+            ),
+            Tagging::Sqs => (&["sqs:ListQueueTags"], &["sqs:TagQueue", "sqs:UntagQueue"]),
+            Tagging::Ec2 => (&[], &["ec2:CreateTags", "ec2:DeleteTags"]),
+        }
+    }
+
     /// The service the Tagging API files these tags under, for families whose
     /// reads would otherwise make a tag call of their own per resource.
     pub fn bulk_service(self) -> Option<&'static str> {
@@ -365,6 +394,43 @@ pub struct Schema {
     /// form; for each form, the first listed is the canonical one.
     pub names: &'static [(&'static str, Names)],
     pub part: Part,
+    /// The IAM actions its provider sends, for `stackctl permissions`.
+    pub actions: Actions,
+}
+
+/// The IAM actions a type's provider sends (its tag calls aside: those are
+/// its tagging family's), by what stackctl is doing, and what they act on.
+/// A test holds every SDK call in the provider's file to this table.
+#[derive(Debug, Clone, Copy)]
+pub struct Actions {
+    /// Refresh, import and the look before a create.
+    pub read: &'static [&'static str],
+    pub create: &'static [&'static str],
+    pub update: &'static [&'static str],
+    pub delete: &'static [&'static str],
+    pub on: ActsOn,
+}
+
+impl Actions {
+    pub const NONE: Actions = Actions {
+        read: &[],
+        create: &[],
+        update: &[],
+        delete: &[],
+        on: ActsOn::Itself,
+    };
+}
+
+/// The resource a type's writes are authorized against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ActsOn {
+    /// Its own ARN (`arn_format`).
+    Itself,
+    /// The ARN of the resource of this type that this property names: a
+    /// log stream's writes are authorized on its log group.
+    Parent(&'static str, &'static str),
+    /// An id AWS generates (EC2): scoped by the stack's ownership tag.
+    Tagged,
 }
 
 impl Schema {
@@ -386,6 +452,7 @@ impl Schema {
         batch_read: false,
         names: &[],
         part: Part::None,
+        actions: Actions::NONE,
     };
 
     pub fn taggable(&self) -> bool {

@@ -72,8 +72,8 @@ impl Report {
 
 /// The stack as the checks see it: every property resolved offline, with
 /// what only AWS will know as named unknowns.
-struct Model<'a> {
-    v: &'a Validated,
+pub(crate) struct Model<'a> {
+    pub(crate) v: &'a Validated,
     region: String,
     props: BTreeMap<String, Props>,
     /// The resources of each dataflow part, in the order of their ids.
@@ -86,7 +86,7 @@ struct Model<'a> {
 const ACCOUNT: &str = "account";
 
 impl<'a> Model<'a> {
-    fn build(v: &'a Validated, region: Option<&str>) -> Model<'a> {
+    pub(crate) fn build(v: &'a Validated, region: Option<&str>) -> Model<'a> {
         let region = region
             .map(str::to_string)
             .or_else(|| v.stack.region.clone())
@@ -126,6 +126,10 @@ impl<'a> Model<'a> {
         }
     }
 
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
     fn part_of(&self, id: &str) -> Part {
         self.v.schema(id).part
     }
@@ -137,7 +141,7 @@ impl<'a> Model<'a> {
     }
 
     /// A resource's attribute or property as far as it is known offline.
-    fn attr(&self, id: &str, attr: &str) -> Value {
+    pub(crate) fn attr(&self, id: &str, attr: &str) -> Value {
         let decl = &self.v.stack.decls[id];
         let schema = self.v.schema(id);
         // `${q.id}` and `${q.url}` name the queue alike: one spelling per form.
@@ -160,7 +164,7 @@ impl<'a> Model<'a> {
         Value::from(iam::unknown(&format!("{id}.{attr}")))
     }
 
-    fn text(&self, id: &str, prop: &str) -> Option<String> {
+    pub(crate) fn text(&self, id: &str, prop: &str) -> Option<String> {
         self.props
             .get(id)?
             .get(prop)
@@ -169,7 +173,7 @@ impl<'a> Model<'a> {
     }
 
     /// The resource's ARN from its type's format.
-    fn arn(&self, id: &str) -> Option<String> {
+    pub(crate) fn arn(&self, id: &str) -> Option<String> {
         let format = self.v.schema(id).arn_format?;
         crate::schema::fill_format(format, |field| {
             Some(match field {

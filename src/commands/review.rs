@@ -116,6 +116,43 @@ pub fn graph(a: GraphArgs) -> Result<ExitCode> {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct PermissionsArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// What the identity will run: plan (reads and the state), apply,
+    /// destroy, or all of them.
+    #[arg(long = "for", value_enum, default_value = "all")]
+    pub phase: crate::permissions::Phase,
+    /// Print the policy document only (what IAM takes).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stackctl permissions`: the IAM policy that running stackctl on this
+/// stack needs, offline.
+pub fn permissions(a: PermissionsArgs) -> Result<ExitCode> {
+    let v = load(&a.file, &a.vars.pairs()?)?;
+    let mut backend = v.stack.backend.clone();
+    backend.extend(a.file.backend_config.iter().cloned());
+    let region = effective_region(v.stack.region.as_deref());
+    let statements = crate::permissions::statements(&v, region.as_deref(), &backend, a.phase);
+    let document = serde_json::to_string_pretty(&crate::permissions::document(&statements))?;
+    if !a.json {
+        println!(
+            "# The IAM policy that `stackctl {}` on stack `{}` needs ({} statements).",
+            format!("{:?}", a.phase).to_lowercase(),
+            v.stack.name,
+            statements.len()
+        );
+        println!("# Unknown parts of ARNs (the account, names AWS makes) are wildcards.");
+    }
+    println!("{document}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
 pub struct TestFilterArgs {
     #[arg(long)]
     pub pattern: String,

@@ -5,7 +5,9 @@ use serde_json::{Map, Value};
 use super::{
     attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type,
+};
 
 /// Data source: looks up an AMI, typically the latest Amazon Linux.
 pub struct Ami;
@@ -64,6 +66,13 @@ static SCHEMA: Schema = Schema {
         ("arn", Names::Arn),
         ("name", Names::Name),
     ],
+    actions: Actions {
+        read: &["ec2:DescribeImages"],
+        create: &[],
+        update: &[],
+        delete: &[],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

@@ -7,7 +7,9 @@ use super::{
     absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, Attrs, Created,
     Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 pub struct LogGroup;
 
@@ -74,6 +76,13 @@ static SCHEMA: Schema = Schema {
         ("id", Names::Name),
     ],
     part: Part::LogGroup,
+    actions: Actions {
+        read: &["logs:DescribeLogGroups"],
+        create: &["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+        update: &["logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy"],
+        delete: &["logs:DeleteLogGroup"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

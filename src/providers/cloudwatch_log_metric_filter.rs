@@ -6,7 +6,7 @@ use super::cloudwatch_log_group::check_log_group_name;
 use super::{
     absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
+use crate::schema::{Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 pub struct MetricFilter;
 
@@ -133,6 +133,13 @@ static SCHEMA: Schema = Schema {
     id_format: Some("{log_group_name}:{name}"),
     names: &[("name", Names::Name), ("id", Names::Name)],
     part: Part::MetricFilter,
+    actions: Actions {
+        read: &["logs:DescribeMetricFilters"],
+        create: &["logs:PutMetricFilter"],
+        update: &["logs:PutMetricFilter"],
+        delete: &["logs:DeleteMetricFilter"],
+        on: ActsOn::Parent("log_group_name", "aws_cloudwatch_log_group"),
+    },
     ..Schema::BASE
 };
 

@@ -5,7 +5,7 @@ use super::cloudwatch_log_group::check_log_group_name;
 use super::{
     absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Names, Prop, Props, Schema, Service, Type};
+use crate::schema::{Actions, ActsOn, Attr, Names, Prop, Props, Schema, Service, Type};
 
 pub struct LogStream;
 
@@ -52,6 +52,13 @@ static SCHEMA: Schema = Schema {
         ("name", Names::Name),
         ("id", Names::Name),
     ],
+    actions: Actions {
+        read: &["logs:DescribeLogStreams"],
+        create: &["logs:CreateLogStream"],
+        update: &[],
+        delete: &["logs:DeleteLogStream"],
+        on: ActsOn::Parent("log_group_name", "aws_cloudwatch_log_group"),
+    },
     ..Schema::BASE
 };
 

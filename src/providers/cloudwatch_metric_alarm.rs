@@ -9,7 +9,8 @@ use super::{
     user_tags, with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
-    Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+    Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
+    Type,
 };
 
 pub struct MetricAlarm;
@@ -228,6 +229,13 @@ static SCHEMA: Schema = Schema {
         ("id", Names::Name),
     ],
     part: Part::Alarm,
+    actions: Actions {
+        read: &["cloudwatch:DescribeAlarms"],
+        create: &["cloudwatch:PutMetricAlarm"],
+        update: &["cloudwatch:PutMetricAlarm"],
+        delete: &["cloudwatch:DeleteAlarms"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

@@ -5,7 +5,7 @@ use super::{
     absent, attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource,
     Update,
 };
-use crate::schema::{Attr, Compare, Names, Prop, Props, Schema, Service, Type};
+use crate::schema::{Actions, ActsOn, Attr, Compare, Names, Prop, Props, Schema, Service, Type};
 
 /// A saved CloudWatch Logs Insights query.
 pub struct QueryDefinition;
@@ -74,6 +74,13 @@ static SCHEMA: Schema = Schema {
     ],
     identity: &["name"],
     names: &[("query_definition_id", Names::Id), ("id", Names::Id)],
+    actions: Actions {
+        read: &["logs:DescribeQueryDefinitions"],
+        create: &["logs:PutQueryDefinition"],
+        update: &["logs:PutQueryDefinition"],
+        delete: &["logs:DeleteQueryDefinition"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

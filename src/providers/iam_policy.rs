@@ -7,7 +7,8 @@ use super::{
     Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
-    check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+    check_policy_document, Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema,
+    Service, Tagging, Type,
 };
 
 /// A customer managed policy. Its id is its ARN.
@@ -61,6 +62,25 @@ static SCHEMA: Schema = Schema {
         ("policy_id", Names::Id),
     ],
     part: Part::Policy,
+    actions: Actions {
+        read: &[
+            "iam:GetPolicy",
+            "iam:GetPolicyVersion",
+            "iam:ListPolicyVersions",
+        ],
+        create: &["iam:CreatePolicy"],
+        update: &[
+            "iam:CreatePolicyVersion",
+            "iam:DeletePolicyVersion",
+            "iam:ListPolicyVersions",
+        ],
+        delete: &[
+            "iam:ListPolicyVersions",
+            "iam:DeletePolicyVersion",
+            "iam:DeletePolicy",
+        ],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

@@ -8,7 +8,8 @@ use super::{
     Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
-    check_policy_document, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+    check_policy_document, Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema,
+    Service, Tagging, Type,
 };
 
 pub struct IamRole;
@@ -57,6 +58,13 @@ static SCHEMA: Schema = Schema {
         ("unique_id", Names::Id),
     ],
     part: Part::Role,
+    actions: Actions {
+        read: &["iam:GetRole"],
+        create: &["iam:CreateRole"],
+        update: &["iam:UpdateAssumeRolePolicy", "iam:UpdateRole"],
+        delete: &["iam:DeleteRole"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

@@ -5,7 +5,7 @@ use super::iam_role::NO_SUCH_ENTITY;
 use super::{
     absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Names, Part, Prop, Props, Schema, Service, Type};
+use crate::schema::{Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
 /// Attaches a managed policy (customer or AWS managed) to a role.
 pub struct RolePolicyAttachment;
@@ -33,6 +33,13 @@ static SCHEMA: Schema = Schema {
     id_format: Some("{role}/{policy_arn}"),
     names: &[],
     part: Part::PolicyAttachment,
+    actions: Actions {
+        read: &["iam:ListAttachedRolePolicies"],
+        create: &["iam:AttachRolePolicy"],
+        update: &[],
+        delete: &["iam:DetachRolePolicy"],
+        on: ActsOn::Parent("role", "aws_iam_role"),
+    },
     ..Schema::BASE
 };
 

@@ -10,7 +10,8 @@ use super::{
     ProviderError, Resource, Update,
 };
 use crate::schema::{
-    Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+    Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
+    Type,
 };
 
 pub struct Instance;
@@ -49,6 +50,13 @@ static SCHEMA: Schema = Schema {
     arn_format: Some("arn:aws:ec2:{region}:{account}:instance/{id}"),
     names: &[("id", Names::Id), ("arn", Names::Arn)],
     part: Part::Instance,
+    actions: Actions {
+        read: &["ec2:DescribeInstances"],
+        create: &["ec2:RunInstances"],
+        update: &["ec2:ModifyInstanceAttribute"],
+        delete: &["ec2:TerminateInstances"],
+        on: ActsOn::Tagged,
+    },
     ..Schema::BASE
 };
 

@@ -16,8 +16,8 @@ use super::{
     Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
-    is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
-    Tagging, Type,
+    is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
+    Service, Tagging, Type,
 };
 
 pub struct LambdaFunction;
@@ -217,6 +217,13 @@ static SCHEMA: Schema = Schema {
     id_format: Some("{function_name}"),
     names: &[("arn", Names::Arn), ("function_name", Names::Name), ("id", Names::Name)],
     part: Part::Function,
+    actions: Actions {
+        read: &["lambda:GetFunction", "lambda:GetFunctionConfiguration"],
+        create: &["lambda:CreateFunction", "iam:PassRole"],
+        update: &["lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration", "iam:PassRole"],
+        delete: &["lambda:DeleteFunction"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

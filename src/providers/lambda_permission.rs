@@ -7,7 +7,9 @@ use super::{
     absent, attrs, aws, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Type,
+};
 
 /// A statement in a function's resource policy: who may invoke it.
 pub struct LambdaPermission;
@@ -37,6 +39,13 @@ static SCHEMA: Schema = Schema {
     id_format: Some("{function_name}/{statement_id}"),
     names: &[],
     part: Part::Invocation,
+    actions: Actions {
+        read: &["lambda:GetPolicy"],
+        create: &["lambda:AddPermission"],
+        update: &[],
+        delete: &["lambda:RemovePermission"],
+        on: ActsOn::Parent("function_name", "aws_lambda_function"),
+    },
     ..Schema::BASE
 };
 

@@ -10,8 +10,8 @@ use super::{
     Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
-    is_unknown, unknown, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service,
-    Tagging, Type,
+    is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
+    Service, Tagging, Type,
 };
 
 pub struct SecurityGroup;
@@ -92,6 +92,13 @@ static SCHEMA: Schema = Schema {
     cross_check: Some(cross_check),
     names: &[("id", Names::Id), ("arn", Names::Arn), ("name", Names::Name)],
     part: Part::Firewall,
+    actions: Actions {
+        read: &["ec2:DescribeSecurityGroups"],
+        create: &["ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"],
+        update: &["ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"],
+        delete: &["ec2:DeleteSecurityGroup"],
+        on: ActsOn::Tagged,
+    },
     ..Schema::BASE
 };
 

@@ -5,7 +5,9 @@ use super::{
     absent, attrs, aws, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
     Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 pub struct SnsTopic;
 
@@ -59,6 +61,13 @@ static SCHEMA: Schema = Schema {
         ("name", Names::Name),
     ],
     part: Part::Topic,
+    actions: Actions {
+        read: &["sns:GetTopicAttributes"],
+        create: &["sns:CreateTopic"],
+        update: &["sns:SetTopicAttributes"],
+        delete: &["sns:DeleteTopic"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

@@ -5,7 +5,9 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Type,
+};
 
 pub struct SnsTopicSubscription;
 
@@ -88,6 +90,16 @@ static SCHEMA: Schema = Schema {
     identity: &["topic_arn", "protocol", "endpoint"],
     names: &[("arn", Names::Arn), ("id", Names::Arn)],
     part: Part::Subscription,
+    actions: Actions {
+        read: &[
+            "sns:GetSubscriptionAttributes",
+            "sns:ListSubscriptionsByTopic",
+        ],
+        create: &["sns:Subscribe"],
+        update: &["sns:SetSubscriptionAttributes"],
+        delete: &["sns:Unsubscribe"],
+        on: ActsOn::Parent("topic_arn", "aws_sns_topic"),
+    },
     ..Schema::BASE
 };
 

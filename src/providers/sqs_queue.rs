@@ -9,7 +9,9 @@ use super::{
     absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, tagging, with_tags,
     Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
-use crate::schema::{Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+};
 
 pub struct SqsQueue;
 
@@ -74,6 +76,13 @@ static SCHEMA: Schema = Schema {
         ("name", Names::Name),
     ],
     part: Part::Queue,
+    actions: Actions {
+        read: &["sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+        create: &["sqs:CreateQueue"],
+        update: &["sqs:SetQueueAttributes"],
+        delete: &["sqs:DeleteQueue"],
+        on: ActsOn::Itself,
+    },
     ..Schema::BASE
 };
 

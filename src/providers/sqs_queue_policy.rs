@@ -7,7 +7,9 @@ use super::{
     absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
 };
-use crate::schema::{check_policy_document, Attr, Names, Part, Prop, Props, Schema, Service, Type};
+use crate::schema::{
+    check_policy_document, Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type,
+};
 
 /// The queue's access policy; without one, an SNS topic cannot deliver to the queue.
 pub struct SqsQueuePolicy;
@@ -34,6 +36,13 @@ static SCHEMA: Schema = Schema {
     id_format: Some("{queue_url}"),
     names: &[],
     part: Part::QueuePolicy,
+    actions: Actions {
+        read: &["sqs:GetQueueAttributes"],
+        create: &["sqs:SetQueueAttributes"],
+        update: &["sqs:SetQueueAttributes"],
+        delete: &["sqs:SetQueueAttributes"],
+        on: ActsOn::Parent("queue_url", "aws_sqs_queue"),
+    },
     ..Schema::BASE
 };
 
