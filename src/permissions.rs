@@ -324,3 +324,71 @@ fn state_bucket(backend: &BTreeMap<String, String>, stack: &str) -> Vec<Statemen
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backend: &[(&str, &str)]) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
+        let seed = include_str!("../tests/fixtures/seed/stack.yaml");
+        let stack = crate::config::Stack::parse(&path, seed).unwrap();
+        let v = crate::validate::validate(stack, &[], Some("us-east-2")).unwrap();
+        let backend = backend
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        document(&statements(&v, Some("us-east-2"), &backend, Phase::Apply))
+    }
+
+    fn statement<'p>(policy: &'p Value, sid: &str) -> &'p Value {
+        let all = policy["Statement"].as_array().unwrap();
+        all.iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("{sid}: {policy:#}"))
+    }
+
+    /// Writes are scoped: to the stack's ARNs where its names are known, and
+    /// by its ownership tag where AWS makes the ids; only reads (and what IAM
+    /// takes no resource for) are on `*`.
+    #[test]
+    fn writes_are_scoped_to_the_stacks_names_and_tag() {
+        let p = policy(&[]);
+        let queue = &statement(&p, "WriteSqsQueue")["Resource"];
+        assert_eq!(queue, "arn:aws:sqs:us-east-2:*:lambda_notifications01");
+        let instance = &statement(&p, "WriteInstance")["Condition"]["StringEquals"];
+        assert_eq!(
+            instance["aws:ResourceTag/stackctl:stack"],
+            "automate-monitoring"
+        );
+        let pass = &statement(&p, "PassTheFunctionsRole")["Resource"];
+        assert_eq!(pass, "arn:aws:iam::*:role/lambda_iam_role01");
+        let stream = &statement(&p, "WriteCloudwatchLogStream")["Resource"];
+        assert_eq!(stream[0], "arn:aws:logs:us-east-2:*:log-group:myloggroup");
+        let open: Vec<&Value> = (p["Statement"].as_array().unwrap().iter())
+            .filter(|s| s["Resource"] == "*" && s["Condition"].is_null())
+            .map(|s| &s["Sid"])
+            .collect();
+        assert_eq!(open, ["Read", "WriteCloudwatchQueryDefinition"]);
+    }
+
+    #[test]
+    fn an_s3_state_adds_its_objects_its_bucket_and_its_key() {
+        let p = policy(&[
+            ("type", "s3"),
+            ("bucket", "tf-state"),
+            ("key", "prod/app.json"),
+            ("kms_key_id", "arn:aws:kms:us-east-2:1:key/k"),
+        ]);
+        let objects = &statement(&p, "StateObjects")["Resource"];
+        assert_eq!(objects, "arn:aws:s3:::tf-state/prod/app.json*");
+        assert_eq!(
+            statement(&p, "StateBucket")["Resource"],
+            "arn:aws:s3:::tf-state"
+        );
+        assert_eq!(
+            statement(&p, "StateEncryption")["Resource"],
+            "arn:aws:kms:us-east-2:1:key/k"
+        );
+    }
+}

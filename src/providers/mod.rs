@@ -1229,6 +1229,69 @@ mod tests {
         }
     }
 
+    /// The SDK calls written in a file: `.logs().put_metric_filter(` as
+    /// `logs:PutMetricFilter` (operations are named as IAM's actions).
+    fn sdk_calls(text: &str) -> Vec<String> {
+        let call = regex::Regex::new(
+            r"\.(cloudwatch|logs|sns|sqs|iam|lambda|ec2|tagging)\(\)\s*\.([a-z_0-9]+)\(",
+        )
+        .unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        call.captures_iter(code)
+            .map(|c| {
+                let service = if &c[1] == "tagging" { "tag" } else { &c[1] };
+                let words = c[2].split('_').map(|w| w[..1].to_uppercase() + &w[1..]);
+                format!("{service}:{}", words.collect::<String>())
+            })
+            .collect()
+    }
+
+    /// `stackctl permissions` cannot miss a call: each provider's file sends
+    /// only what its schema's actions list, and the tag calls only what the
+    /// tagging families list.
+    #[test]
+    fn every_call_a_provider_sends_is_declared_in_its_actions() {
+        use crate::schema::Tagging;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers");
+        for p in all() {
+            let s = p.schema();
+            let file = dir.join(format!("{}.rs", s.type_name.trim_start_matches("aws_")));
+            let text = std::fs::read_to_string(&file).unwrap();
+            let a = s.actions;
+            let declared = [a.read, a.create, a.update, a.delete].concat();
+            for call in sdk_calls(&text) {
+                assert!(
+                    declared.contains(&call.as_str()),
+                    "{}: {call} is not in its schema's actions",
+                    file.display()
+                );
+            }
+        }
+        let families = [
+            Tagging::Logs,
+            Tagging::CloudWatch,
+            Tagging::IamRole,
+            Tagging::IamPolicy,
+            Tagging::Lambda,
+            Tagging::Sns,
+            Tagging::Sqs,
+            Tagging::Ec2,
+        ];
+        let tag_actions: Vec<&str> = families
+            .iter()
+            .flat_map(|f| [f.actions().0, f.actions().1].concat())
+            .collect();
+        let tagging = std::fs::read_to_string(dir.join("tagging.rs")).unwrap();
+        let calls = sdk_calls(&tagging);
+        assert!(calls.len() >= 20, "{calls:?}");
+        for call in calls {
+            assert!(
+                tag_actions.contains(&call.as_str()),
+                "tagging.rs: {call} is not in a family's actions"
+            );
+        }
+    }
+
     #[test]
     fn every_dataflow_part_is_played_by_one_type() {
         use crate::schema::Part;

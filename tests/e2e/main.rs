@@ -10,6 +10,7 @@ mod import;
 mod lambda;
 mod messaging;
 mod perf;
+mod permissions;
 mod review;
 mod secrets;
 mod seed;
