@@ -319,7 +319,7 @@ fn state_bucket(backend: &BTreeMap<String, String>, stack: &str) -> Vec<Statemen
         out.push(Statement::new(
             "StateEncryption",
             ["kms:GenerateDataKey", "kms:Decrypt"],
-            &[kms.clone()],
+            std::slice::from_ref(kms),
         ));
     }
     out
