@@ -96,6 +96,42 @@ fn a_splat_is_the_list_over_all_instances() {
     );
 }
 
+const JSON_POLICY: &str = r#"stack: demo
+resources:
+  server:
+    type: aws_instance
+    for_each: [a, b]
+    properties: {ami: ami-12c6146b, instance_type: t3.micro}
+  restart:
+    type: aws_iam_policy
+    properties:
+      name: restart
+      policy: |
+        {"Version": "2012-10-17", "Statement": [
+          {"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": RESOURCE}]}
+"#;
+
+#[test]
+fn a_splat_in_a_json_string_policy_is_a_json_list_of_its_values() {
+    let v = check(&JSON_POLICY.replace("RESOURCE", "${server[*].arn}")).unwrap();
+    let policy = prop(&v, "restart", "policy");
+    assert!(
+        policy.contains(r#""Resource": ["${server["a"].arn}", "${server["b"].arn}"]}"#),
+        "{policy}"
+    );
+    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
+    assert!(pos("server[\"b\"]") < pos("restart"));
+}
+
+#[test]
+fn a_quoted_splat_in_a_json_string_says_to_drop_the_quotes() {
+    let err = check(&JSON_POLICY.replace("RESOURCE", "\"${server[*].arn}\"")).unwrap_err();
+    assert!(
+        err.contains("in a JSON document, write it without quotes"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_list_var_overrides_the_default_and_its_kind_is_checked() {
     let src = "stack: demo\nvariables:\n  names: [a]\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: ${var.names}\n    properties: {name: \"q-${each.value}\"}\n";

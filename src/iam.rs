@@ -24,7 +24,24 @@ pub fn unknown(name: &str) -> String {
 /// JSON text with unknown tokens in its strings, made parseable: the
 /// token's marker is a control character, which JSON takes only escaped.
 pub fn escape_unknowns(json_text: &str) -> String {
-    json_text.replace(TOKEN, "\\u0001")
+    // An unknown's name may hold quotes (`server["a"].id`): escaped, so the
+    // string it stands in stays one JSON string.
+    let mut out = String::with_capacity(json_text.len());
+    let mut inside = false;
+    for c in json_text.chars() {
+        match c {
+            TOKEN => {
+                inside = !inside;
+                out.push_str("\\u0001");
+            }
+            '"' | '\\' if inside => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A value with each unknown part a wildcard: an ARN whose account is not

@@ -1303,6 +1303,36 @@ mod tests {
         }
     }
 
+    /// The same, its function's policy written as a JSON string with the
+    /// fleet's instances spliced in (`"Resource": ${dev_instance[*].arn}`).
+    #[test]
+    fn a_json_string_policy_over_a_fleet_proves_every_instance() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
+        let text = include_str!("../../stack.yaml");
+        let policy = text.find("  lambda_policy:").unwrap();
+        let start = policy + text[policy..].find("      policy:\n").unwrap();
+        let end = text.find("  lambda_policy_attachment:").unwrap();
+        let json = r#"      policy: |
+        {"Version": "2012-10-17", "Statement": [
+          {"Sid": "RestartTheInstance", "Effect": "Allow", "Action": ["ec2:StopInstances", "ec2:StartInstances", "ec2:RebootInstances", "ec2:CreateTags"], "Resource": ${dev_instance[*].arn}},
+          {"Sid": "WhichInstance", "Effect": "Allow", "Action": "cloudwatch:ListTagsForResource", "Resource": "arn:aws:cloudwatch:${stack.region}:${stack.account_id}:alarm:*"},
+          {"Sid": "WatchItsState", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+          {"Sid": "Report", "Effect": "Allow", "Action": "sns:Publish", "Resource": "${lambda_topic.arn}"}]}
+
+"#;
+        let mut src = text.to_string();
+        src.replace_range(start..end, json);
+        let stack = Stack::parse(&path, &src).unwrap();
+        let fleet = "{dev: {name: dev-instance, prefix: ''}, web-2: {name: web-2, prefix: web-2-}}";
+        let vars = [("fleet".to_string(), fleet.to_string())];
+        let (v, rules) =
+            crate::validate::validate_lenient(stack, &vars, Some("us-east-2")).unwrap();
+        let report = check(&v, Some("us-east-2"), &rules);
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        let proven = |to: &str| report.edges.iter().any(|e| e.to == to && e.allowed);
+        assert!(proven("dev_instance[\"dev\"]") && proven("dev_instance[\"web-2\"]"));
+    }
+
     fn report(src: &str) -> Report {
         let stack = Stack::parse(
             Path::new(env!("CARGO_MANIFEST_DIR"))

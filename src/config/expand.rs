@@ -258,8 +258,17 @@ impl<'a> Rewriter<'a> {
             }
         }
         let mut text = String::new();
-        for part in &parts {
-            text.push_str(&self.part(part)?);
+        for (i, part) in parts.iter().enumerate() {
+            let around = (i.checked_sub(1).map(|p| &parts[p]), parts.get(i + 1));
+            match (part, json_position(around)) {
+                (Part::Ref(r @ Ref::Instances { id, index: Index::All, attr }), Some(true)) => {
+                    text.push_str(&self.json_list(r, id, attr)?)
+                }
+                (Part::Ref(r @ Ref::Instances { index: Index::All, .. }), Some(false)) => {
+                    return Err(format!("`{r}` is a list: in a JSON document, write it without quotes (`\"Resource\": {r}`) for a JSON list of its values"))
+                }
+                _ => text.push_str(&self.part(part)?),
+            }
         }
         let kind = NodeKind::Str(text);
         Ok(Rewritten::One(Node { kind, span }))
@@ -314,6 +323,19 @@ impl<'a> Rewriter<'a> {
             },
             _ => return Ok(None),
         }))
+    }
+
+    /// `${id[*].attr}` where a JSON document has a value: the JSON list of
+    /// the instances' values (`["${id["a"].attr}", ...]`; names and ARNs
+    /// hold no quotes).
+    fn json_list(&self, r: &Ref, id: &str, attr: &str) -> Result<String, String> {
+        let one = |key: &String| {
+            let id = expr::address(id, key);
+            let attr = attr.to_string();
+            format!("\"{}\"", Ref::Resource { id, attr })
+        };
+        let each: Vec<String> = self.keys(id, r)?.iter().map(one).collect();
+        Ok(format!("[{}]", each.join(", ")))
     }
 
     /// One part of a longer string, as template text.
@@ -464,4 +486,28 @@ impl<'a> Rewriter<'a> {
             format!("`{r}`: `{id}` has no `for_each`; refer to it as `${{{id}.ATTRIBUTE}}`")
         })
     }
+}
+
+/// Whether a reference between these parts stands where a JSON document
+/// has a value: `Some(true)` bare (after `:`, `[` or `,`, before `,`, `]` or
+/// `}`), `Some(false)` in quotes there, `None` elsewhere (plain text).
+fn json_position((before, after): (Option<&Part>, Option<&Part>)) -> Option<bool> {
+    let text = |p: Option<&Part>| match p {
+        Some(Part::Lit(l)) => l.clone(),
+        _ => String::new(),
+    };
+    let (before, after) = (text(before), text(after));
+    let (before, after) = (before.trim_end(), after.trim_start());
+    let opens = |b: &str| b.ends_with(':') || b.ends_with('[') || b.ends_with(',');
+    let closes = |a: &str| a.starts_with(',') || a.starts_with(']') || a.starts_with('}');
+    if opens(before) && closes(after) {
+        return Some(true);
+    }
+    let quoted = before
+        .strip_suffix('"')
+        .is_some_and(|b| opens(b.trim_end()))
+        && after
+            .strip_prefix('"')
+            .is_some_and(|a| closes(a.trim_start()));
+    quoted.then_some(false)
 }

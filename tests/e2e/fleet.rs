@@ -433,3 +433,40 @@ fn the_seed_stack_moves_into_a_module_per_instance_without_rebuilding_anything()
     }
     assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// `"Resource": ${server[*].arn}` in a policy written as a JSON string is
+/// the JSON list of the instances' ARNs in the document IAM receives.
+#[test]
+fn a_json_string_policy_names_every_instance_of_a_splat() {
+    let env = Env::new();
+    env.write_stack(
+        r#"stack: splat
+region: us-east-2
+resources:
+  server:
+    type: aws_instance
+    for_each: [a, b]
+    properties: {ami: ami-12c6146b, instance_type: t3.micro}
+  restart:
+    type: aws_iam_policy
+    properties:
+      name: restart-the-fleet
+      policy: |
+        {"Version": "2012-10-17", "Statement": [
+          {"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": ${server[*].arn}}]}
+"#,
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let state = env.state("splat");
+    let arn = |key: &str| state["resources"][format!("server[\"{key}\"]")]["attrs"]["arn"].clone();
+    let written = state["resources"]["restart"]["props"]["policy"]
+        .as_str()
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(written).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Resource"],
+        serde_json::json!([arn("a"), arn("b")]),
+        "{policy}"
+    );
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+}
