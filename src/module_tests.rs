@@ -166,3 +166,49 @@ fn a_missing_output_names_the_modules_outputs() {
         "{err}"
     );
 }
+
+/// `a_reader` sorts before `z_source` but reads its output: it is
+/// instantiated after it, and its resources wait for that output's resource.
+const READER: &str = "stack: demo
+modules:
+  a_reader:
+    source: ./modules/app
+    inputs: {name: \"${module.z_source.group}\"}
+  z_source:
+    source: ./modules/app
+    inputs: {name: source}
+";
+
+#[test]
+fn a_modules_input_reads_another_modules_output() {
+    let (_dir, v) = validated(READER, MODULE);
+    let v = v.unwrap();
+    assert_eq!(
+        text(&v, "module.a_reader.logs", "name"),
+        "/app/${module.z_source.logs.name}"
+    );
+    let (_dir, v) = validated(&READER.replace("group", "topic"), MODULE);
+    let v = v.unwrap();
+    assert_eq!(
+        text(&v, "module.a_reader.alerts", "name"),
+        "alerts-${module.z_source.alerts.arn}"
+    );
+    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
+    assert!(pos("module.z_source.alerts") < pos("module.a_reader.alerts"));
+}
+
+#[test]
+fn modules_reading_each_others_outputs_are_refused() {
+    let cycle = READER.replace(
+        "inputs: {name: source}",
+        "inputs: {name: \"${module.a_reader.group}\"}",
+    );
+    let (_dir, v) = validated(&cycle, MODULE);
+    let err = v.unwrap_err();
+    assert!(
+        err.contains(
+            "modules read each other's outputs in a cycle: a_reader -> z_source -> a_reader"
+        ),
+        "{err}"
+    );
+}

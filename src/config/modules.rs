@@ -5,7 +5,7 @@
 //! module's variables replaced by the inputs and to its resources by those
 //! addresses; `${module.NAME.OUTPUT}` reads an output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
@@ -33,8 +33,7 @@ pub fn instantiate(
     diags: &mut Vec<Diagnostic>,
 ) -> Outputs {
     let mut outputs = Outputs::default();
-    let modules: Vec<ModuleDecl> = stack.modules.values().cloned().collect();
-    for m in &modules {
+    for m in &in_input_order(stack, diags) {
         let file = stack
             .dir()
             .join(m.source.trim_start_matches("./"))
@@ -57,7 +56,7 @@ pub fn instantiate(
         outputs.keys.insert(m.name.clone(), keys);
         for (i, (key, value)) in instances.iter().enumerate() {
             let this = (key.as_deref(), value, i == 0);
-            let instance = Instance::new(stack, m, &module, &file, this, diags);
+            let instance = Instance::new(stack, m, &module, &file, this, &outputs, diags);
             for decl in module.decls.values() {
                 let d = instance.decl(decl, diags);
                 stack.decls.insert(d.id.clone(), d);
@@ -72,6 +71,74 @@ pub fn instantiate(
         }
     }
     outputs
+}
+
+/// The modules, each after those whose outputs its inputs read; a cycle of
+/// them is refused.
+fn in_input_order(stack: &Stack, diags: &mut Vec<Diagnostic>) -> Vec<ModuleDecl> {
+    let reads: BTreeMap<&str, BTreeSet<String>> = stack
+        .modules
+        .values()
+        .map(|m| {
+            let mut names = BTreeSet::new();
+            for (_, _, node) in &m.inputs {
+                modules_read(node, &mut names);
+            }
+            (m.name.as_str(), names)
+        })
+        .collect();
+    let mut order: Vec<ModuleDecl> = Vec::new();
+    let mut path: Vec<&str> = Vec::new();
+    for name in reads.keys() {
+        visit(stack, &reads, name, &mut path, &mut order, diags);
+    }
+    order
+}
+
+fn visit<'s>(
+    stack: &Stack,
+    reads: &BTreeMap<&'s str, BTreeSet<String>>,
+    name: &'s str,
+    path: &mut Vec<&'s str>,
+    order: &mut Vec<ModuleDecl>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if order.iter().any(|m| m.name == name) {
+        return;
+    }
+    if let Some(at) = path.iter().position(|n| *n == name) {
+        let cycle = [&path[at..], &[name]].concat().join(" -> ");
+        let message = format!("modules read each other's outputs in a cycle: {cycle}");
+        let m = &stack.modules[name];
+        diags.push(Diagnostic::new(m.span, message).prop(&format!("modules.{name}.inputs")));
+        return;
+    }
+    path.push(name);
+    for read in reads[name].iter() {
+        if let Some((dep, _)) = reads.get_key_value(read.as_str()) {
+            visit(stack, reads, dep, path, order, diags);
+        }
+    }
+    path.pop();
+    if !order.iter().any(|m| m.name == name) && !path.contains(&name) {
+        order.push(stack.modules[name].clone());
+    }
+}
+
+/// The modules whose outputs a node's templates read.
+fn modules_read(node: &Node, names: &mut BTreeSet<String>) {
+    match &node.kind {
+        NodeKind::Str(s) => {
+            for part in expr::parse_template(s).unwrap_or_default() {
+                if let Part::Ref(Ref::Module { name, .. }) = part {
+                    names.insert(name);
+                }
+            }
+        }
+        NodeKind::Seq(items) => items.iter().for_each(|i| modules_read(i, names)),
+        NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| modules_read(v, names)),
+        _ => {}
+    }
 }
 
 /// The module's file, parsed: variables, resources, data and outputs.
@@ -151,6 +218,7 @@ impl<'a> Instance<'a> {
         module: &'a Stack,
         file: &Path,
         (key, value, first): (Option<&'a str>, &Value, bool),
+        outputs: &Outputs,
         diags: &mut Vec<Diagnostic>,
     ) -> Instance<'a> {
         let prefix = match key {
@@ -158,10 +226,14 @@ impl<'a> Instance<'a> {
             None => format!("module.{}", m.name),
         };
         let at = format!("modules.{}.inputs", m.name);
-        // Inputs may name the stack's resources and collections, not other
-        // modules' outputs.
-        let none = Outputs::default();
-        let rewriter = Rewriter::new(&stack.collections, &none, &prefix, key.map(|k| (k, value)));
+        // Inputs may name the stack's resources and collections, and the
+        // outputs of the modules instantiated before this one.
+        let rewriter = Rewriter::new(
+            &stack.collections,
+            outputs,
+            &prefix,
+            key.map(|k| (k, value)),
+        );
         let mut inputs = BTreeMap::new();
         for (name, span, node) in &m.inputs {
             if !module.variables.contains_key(name) {
