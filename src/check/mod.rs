@@ -1276,17 +1276,24 @@ mod tests {
     const SEED: &str = include_str!("../../tests/fixtures/seed/stack.yaml");
     const TUTORIAL: &str = include_str!("../../tests/fixtures/tutorial.yaml");
 
-    /// The repository's stack.yaml with a second instance: every link of
-    /// each instance's watch is proven, and the function's to each instance.
-    #[test]
-    fn the_repository_stack_proves_every_link_of_every_instance() {
+    /// The repository's stack.yaml (as `src` has it) with a second instance.
+    fn repository_with_two_instances(src: &str) -> Report {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
-        let stack = Stack::load(&path).unwrap();
+        let stack = Stack::parse(&path, src).unwrap();
         let fleet = "{dev: {name: dev-instance, prefix: ''}, web-2: {name: web-2, prefix: web-2-}}";
         let vars = [("fleet".to_string(), fleet.to_string())];
         let (v, rules) =
             crate::validate::validate_lenient(stack, &vars, Some("us-east-2")).unwrap();
-        let report = check(&v, Some("us-east-2"), &rules);
+        check(&v, Some("us-east-2"), &rules)
+    }
+
+    const REPOSITORY: &str = include_str!("../../stack.yaml");
+
+    /// Every link of each instance's watch is proven, and the function's to
+    /// each instance.
+    #[test]
+    fn the_repository_stack_proves_every_link_of_every_instance() {
+        let report = repository_with_two_instances(REPOSITORY);
         assert!(report.findings.is_empty(), "{:#?}", report.findings);
         assert!(
             report.edges.iter().all(|e| e.allowed),
@@ -1307,11 +1314,9 @@ mod tests {
     /// fleet's instances spliced in (`"Resource": ${dev_instance[*].arn}`).
     #[test]
     fn a_json_string_policy_over_a_fleet_proves_every_instance() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
-        let text = include_str!("../../stack.yaml");
-        let policy = text.find("  lambda_policy:").unwrap();
-        let start = policy + text[policy..].find("      policy:\n").unwrap();
-        let end = text.find("  lambda_policy_attachment:").unwrap();
+        let policy = REPOSITORY.find("  lambda_policy:").unwrap();
+        let start = policy + REPOSITORY[policy..].find("      policy:\n").unwrap();
+        let end = REPOSITORY.find("  lambda_policy_attachment:").unwrap();
         let json = r#"      policy: |
         {"Version": "2012-10-17", "Statement": [
           {"Sid": "RestartTheInstance", "Effect": "Allow", "Action": ["ec2:StopInstances", "ec2:StartInstances", "ec2:RebootInstances", "ec2:CreateTags"], "Resource": ${dev_instance[*].arn}},
@@ -1320,14 +1325,9 @@ mod tests {
           {"Sid": "Report", "Effect": "Allow", "Action": "sns:Publish", "Resource": "${lambda_topic.arn}"}]}
 
 "#;
-        let mut src = text.to_string();
+        let mut src = REPOSITORY.to_string();
         src.replace_range(start..end, json);
-        let stack = Stack::parse(&path, &src).unwrap();
-        let fleet = "{dev: {name: dev-instance, prefix: ''}, web-2: {name: web-2, prefix: web-2-}}";
-        let vars = [("fleet".to_string(), fleet.to_string())];
-        let (v, rules) =
-            crate::validate::validate_lenient(stack, &vars, Some("us-east-2")).unwrap();
-        let report = check(&v, Some("us-east-2"), &rules);
+        let report = repository_with_two_instances(&src);
         assert!(report.findings.is_empty(), "{:#?}", report.findings);
         let proven = |to: &str| report.edges.iter().any(|e| e.to == to && e.allowed);
         assert!(proven("dev_instance[\"dev\"]") && proven("dev_instance[\"web-2\"]"));
