@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, Image};
 use serde_json::{Map, Value};
 
 use super::{
@@ -107,43 +107,9 @@ impl Provider for Ami {
             .send()
             .await
             .map_err(aws)?;
-        let mut images = out.images.unwrap_or_default();
-        if images.is_empty() {
-            return Err(ProviderError::refused(
-                "no AMI matches the owners and filters",
-            ));
-        }
-        if images.len() > 1 && props.get("most_recent").and_then(Value::as_bool) != Some(true) {
-            return Err(ProviderError::refused(format!(
-                "{} AMIs match; narrow the filters or set most_recent: true",
-                images.len()
-            )));
-        }
-        // ISO-8601 creation dates sort as text.
-        images.sort_by(|a, b| a.creation_date.cmp(&b.creation_date));
-        let Some(image) = images.pop() else {
-            return Err(ProviderError::refused("no AMI matches"));
-        };
-        let id = image.image_id.unwrap_or_default();
-        let arn = format!("arn:aws:ec2:{}::image/{id}", cx.region());
-        Ok(attrs([
-            ("id", id.clone().into()),
-            ("image_id", id.into()),
-            ("arn", arn.into()),
-            ("name", image.name.unwrap_or_default().into()),
-            (
-                "architecture",
-                image
-                    .architecture
-                    .map(|a| a.as_str().to_string())
-                    .unwrap_or_default()
-                    .into(),
-            ),
-            (
-                "creation_date",
-                image.creation_date.unwrap_or_default().into(),
-            ),
-        ]))
+        let most_recent = props.get("most_recent").and_then(Value::as_bool) == Some(true);
+        let image = pick(out.images.unwrap_or_default(), most_recent)?;
+        Ok(attrs_of(&image, &cx.region()))
     }
 
     async fn create(&self, _: &Ctx, _: &Resource<'_>) -> Result<Created, ProviderError> {
@@ -168,5 +134,76 @@ impl Provider for Ami {
 
     async fn find(&self, _: &Ctx, _: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         Ok(None) // a data source is read, never created
+    }
+}
+
+/// The one image the filters name, or with `most_recent` the newest of them.
+fn pick(mut images: Vec<Image>, most_recent: bool) -> Result<Image, ProviderError> {
+    if images.len() > 1 && !most_recent {
+        return Err(ProviderError::refused(format!(
+            "{} AMIs match; narrow the filters or set most_recent: true",
+            images.len()
+        )));
+    }
+    // ISO-8601 creation dates sort as text.
+    images.sort_by(|a, b| a.creation_date.cmp(&b.creation_date));
+    images
+        .pop()
+        .ok_or_else(|| ProviderError::refused("no AMI matches the owners and filters"))
+}
+
+/// DescribeImages' image as the data source's attributes.
+fn attrs_of(image: &Image, region: &str) -> Map<String, Value> {
+    let id = image.image_id().unwrap_or_default();
+    let architecture = image.architecture().map(|a| a.as_str()).unwrap_or_default();
+    attrs([
+        ("id", id.into()),
+        ("image_id", id.into()),
+        ("arn", format!("arn:aws:ec2:{region}::image/{id}").into()),
+        ("name", image.name().unwrap_or_default().into()),
+        ("architecture", architecture.into()),
+        (
+            "creation_date",
+            image.creation_date().unwrap_or_default().into(),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(id: &str, created: &str) -> Image {
+        Image::builder()
+            .image_id(id)
+            .name(format!("al2023-ami-{id}"))
+            .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+            .creation_date(created)
+            .build()
+    }
+
+    #[test]
+    fn the_newest_image_is_picked_only_when_most_recent_says_so() {
+        let two = || {
+            vec![
+                image("ami-new", "2026-11-02T00:00:00.000Z"),
+                image("ami-old", "2025-01-01T00:00:00.000Z"),
+            ]
+        };
+        let newest = pick(two(), true).unwrap();
+        assert_eq!(newest.image_id(), Some("ami-new"));
+        let err = pick(two(), false).unwrap_err();
+        assert!(err.to_string().contains("2 AMIs match"), "{err}");
+        assert!(pick(vec![], true).is_err());
+    }
+
+    #[test]
+    fn an_image_reads_as_its_id_arn_name_and_architecture() {
+        let attrs = attrs_of(&image("ami-1", "2026-11-02"), "us-east-2");
+        assert_eq!(
+            Value::Object(attrs),
+            serde_json::json!({"id": "ami-1", "image_id": "ami-1", "arn": "arn:aws:ec2:us-east-2::image/ami-1",
+                               "name": "al2023-ami-ami-1", "architecture": "x86_64", "creation_date": "2026-11-02"})
+        );
     }
 }

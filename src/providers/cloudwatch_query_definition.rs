@@ -157,24 +157,8 @@ impl Provider for QueryDefinition {
             .into_iter()
             .find(|q| q.query_definition_id.as_deref() == Some(id));
         let Some(q) = found else { return Ok(None) };
-        let mut props = Props::new();
-        props.insert("name".into(), Value::from(q.name.unwrap_or_default()));
-        props.insert(
-            "log_group_names".into(),
-            Value::Array(
-                q.log_group_names
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(Value::from)
-                    .collect(),
-            ),
-        );
-        props.insert(
-            "query_string".into(),
-            Value::from(q.query_string.unwrap_or_default()),
-        );
         Ok(Some(Observed {
-            props,
+            props: props_of(&q),
             attrs: qd_attrs(id),
             owner: None,
         }))
@@ -207,9 +191,36 @@ impl Provider for QueryDefinition {
     }
 }
 
+/// DescribeQueryDefinitions' definition as the stack file names it.
+fn props_of(q: &aws_sdk_cloudwatchlogs::types::QueryDefinition) -> Props {
+    let groups = q.log_group_names().iter().map(|g| Value::from(g.as_str()));
+    let mut props = Props::new();
+    props.insert("name".into(), Value::from(q.name().unwrap_or_default()));
+    props.insert("log_group_names".into(), Value::Array(groups.collect()));
+    let query = q.query_string().unwrap_or_default();
+    props.insert("query_string".into(), Value::from(query));
+    props
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_definition_reads_its_name_groups_and_query() {
+        let q = aws_sdk_cloudwatchlogs::types::QueryDefinition::builder()
+            .name("ResponseTime")
+            .query_definition_id("450c605b")
+            .log_group_names("myloggroup")
+            .query_string("fields @message")
+            .build();
+        assert_eq!(
+            Value::Object(props_of(&q)),
+            serde_json::json!({"name": "ResponseTime", "log_group_names": ["myloggroup"], "query_string": "fields @message"})
+        );
+        let bare = aws_sdk_cloudwatchlogs::types::QueryDefinition::builder().build();
+        assert_eq!(props_of(&bare)["log_group_names"], serde_json::json!([]));
+    }
 
     #[test]
     fn parse_globs_need_one_name_per_star() {

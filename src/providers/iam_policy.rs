@@ -94,6 +94,20 @@ fn policy_attrs(arn: &str, policy: &aws_sdk_iam::types::Policy) -> Map<String, V
     ])
 }
 
+/// GetPolicy's policy and its default version's document (IAM gives it
+/// URL-encoded) as the stack file names them, tags aside.
+fn props_of(policy: &aws_sdk_iam::types::Policy, document: Option<&str>) -> Props {
+    let mut props = Props::new();
+    let name = policy.policy_name().unwrap_or_default();
+    props.insert("name".into(), Value::from(name));
+    let description = policy.description().unwrap_or_default();
+    props.insert("description".into(), Value::from(description));
+    if let Some(doc) = document {
+        props.insert("policy".into(), decode_policy(doc));
+    }
+    props
+}
+
 /// The policy and its document. GetPolicyVersion needs the default version's
 /// id, which GetPolicy gives; with the id the state recorded (`guess`), both
 /// go out at once and the guess is kept only if GetPolicy confirms it.
@@ -135,18 +149,8 @@ async fn read_policy(
         Some(Ok(v)) if guess == Some(default.as_str()) => v,
         _ => version(default).await?,
     };
-    let mut props = Props::new();
-    props.insert(
-        "name".into(),
-        Value::from(policy.policy_name.clone().unwrap_or_default()),
-    );
-    props.insert(
-        "description".into(),
-        Value::from(policy.description.clone().unwrap_or_default()),
-    );
-    if let Some(doc) = version.and_then(|v| v.document) {
-        props.insert("policy".into(), decode_policy(&doc));
-    }
+    let document = version.and_then(|v| v.document);
+    let mut props = props_of(&policy, document.as_deref());
     let (tags, owner) = split_tags(tags);
     props.insert("tags".into(), tags);
     Ok(Some(Observed {
@@ -292,5 +296,26 @@ impl Provider for IamPolicy {
         }
         let deleted = cx.iam().delete_policy().policy_arn(arn).send().await;
         absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_reads_its_name_description_and_url_encoded_document() {
+        let policy = aws_sdk_iam::types::Policy::builder()
+            .policy_name("lambda_policy01")
+            .description("Restart the instance")
+            .build();
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+        assert_eq!(
+            Value::Object(props_of(&policy, Some(encoded))),
+            serde_json::json!({"name": "lambda_policy01", "description": "Restart the instance",
+                               "policy": {"Version": "2012-10-17", "Statement": []}})
+        );
+        let bare = aws_sdk_iam::types::Policy::builder().build();
+        assert_eq!(props_of(&bare, None)["description"], "");
     }
 }

@@ -98,16 +98,9 @@ impl Provider for SqsQueuePolicy {
         let Some(out) = absent(got, NO_QUEUE)? else {
             return Ok(None);
         };
-        let Some(policy) = out
-            .attributes
-            .and_then(|mut a| a.remove(&Qa::Policy))
-            .filter(|p| !p.is_empty())
-        else {
+        let Some(props) = props_of(url, out.attributes.unwrap_or_default()) else {
             return Ok(None);
         };
-        let mut props = Props::new();
-        props.insert("queue_url".into(), Value::from(url));
-        props.insert("policy".into(), parse_json_text(&policy));
         Ok(Some(Observed {
             props,
             attrs: attrs([("id", Value::from(url))]),
@@ -123,5 +116,34 @@ impl Provider for SqsQueuePolicy {
 
     async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), ProviderError> {
         absent(put_policy(cx, url, "").await, NO_QUEUE).map(|_| ())
+    }
+}
+
+/// The queue's `Policy` attribute as the stack file names it; `None` when
+/// the queue has none (the policy resource is gone).
+fn props_of(url: &str, mut attributes: std::collections::HashMap<Qa, String>) -> Option<Props> {
+    let policy = attributes.remove(&Qa::Policy).filter(|p| !p.is_empty())?;
+    let mut props = Props::new();
+    props.insert("queue_url".into(), Value::from(url));
+    props.insert("policy".into(), parse_json_text(&policy));
+    Some(props)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_policy_is_its_policy_attribute_parsed() {
+        let url = "https://sqs.us-east-2.amazonaws.com/123456789012/q";
+        let policy = r#"{"Version":"2012-10-17","Statement":[]}"#.to_string();
+        let props = props_of(url, [(Qa::Policy, policy)].into()).unwrap();
+        assert_eq!(props["queue_url"], url);
+        assert_eq!(
+            props["policy"],
+            serde_json::json!({"Version": "2012-10-17", "Statement": []})
+        );
+        assert!(props_of(url, [(Qa::Policy, String::new())].into()).is_none());
+        assert!(props_of(url, std::collections::HashMap::new()).is_none());
     }
 }
