@@ -228,13 +228,22 @@ fn moved(entry: &str) -> String {
     check(&src).unwrap_err()
 }
 
+/// A fleet may drop the key a move once targeted: the entry does nothing
+/// until a state records its `from`, and then the plan refuses it.
 #[test]
-fn a_move_to_an_undeclared_address_is_refused() {
-    let err = moved("{from: old, to: 'q[\"b\"]'}");
+fn a_move_to_an_undeclared_address_is_refused_only_when_it_would_apply() {
+    let src = "stack: demo\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: [a]\n    properties: {name: \"q-${each.key}\"}\nmoved:\n  - {from: old, to: 'q[\"b\"]'}\n";
+    let v = check(src).unwrap();
+    let empty = crate::state::State::new("demo");
+    assert!(crate::plan::with_moves(&v, &empty).unwrap().1.is_empty());
+    let mut recorded = empty.clone();
+    let record = serde_json::json!({"type": "aws_sqs_queue", "physical_id": "u", "props": {}, "attrs": {}, "depends_on": []});
+    recorded
+        .resources
+        .insert("old".into(), serde_json::from_value(record).unwrap());
+    let err = crate::plan::with_moves(&v, &recorded).unwrap_err();
     assert!(
-        err.contains(
-            "stack.yaml:11: `moved`: moves `old` to `q[\"b\"]`, which the stack does not declare"
-        ),
+        err.contains("the state records `old`, which would move to `q[\"b\"]`, and the stack does not declare it"),
         "{err}"
     );
 }

@@ -212,3 +212,19 @@ fn modules_reading_each_others_outputs_are_refused() {
         "{err}"
     );
 }
+
+/// `${module.app[*].topic}` is a list however many instances there are.
+#[test]
+fn a_splat_over_one_module_instance_is_a_list_of_one() {
+    let (_dir, v) = validated(
+        &STACK
+            .replace("[web-1, web-2]", "[web-1]")
+            .replace("web-2", "web-1"),
+        MODULE,
+    );
+    let v = v.unwrap();
+    assert_eq!(
+        v.stack.outputs["topics"].to_json(),
+        serde_json::json!(["${module.app[\"web-1\"].alerts.arn}"])
+    );
+}

@@ -254,15 +254,14 @@ fn check_outputs(stack: &Stack, vars: &BTreeMap<String, Value>, diags: &mut Vec<
 
 /// A move names where a record goes, a resource the stack declares, from
 /// what it no longer declares; each record moves once.
+/// A move's `to` need not be declared: an entry applies only to a state that
+/// records its `from` (an old state brought over), and the plan refuses it
+/// then if `to` is not declared; so a fleet may drop the key its old
+/// resources were moved to.
 fn check_moves(stack: &Stack, diags: &mut Vec<Diagnostic>) {
     let mut from_seen = BTreeSet::new();
     for m in &stack.moves {
-        let problem = if !stack.decls.contains_key(&m.to) {
-            Some(format!(
-                "moves `{}` to `{}`, which the stack does not declare",
-                m.from, m.to
-            ))
-        } else if stack.decls.contains_key(&m.from) {
+        let problem = if stack.decls.contains_key(&m.from) {
             Some(format!(
                 "moves `{}`, which the stack still declares; remove its declaration",
                 m.from

@@ -1276,11 +1276,17 @@ mod tests {
     const SEED: &str = include_str!("../../tests/fixtures/seed/stack.yaml");
     const TUTORIAL: &str = include_str!("../../tests/fixtures/tutorial.yaml");
 
+    const TWO: &str =
+        "{dev: {name: dev-instance, prefix: ''}, web-2: {name: web-2, prefix: web-2-}}";
+
     /// The repository's stack.yaml (as `src` has it) with a second instance.
     fn repository_with_two_instances(src: &str) -> Report {
+        repository_with(src, TWO)
+    }
+
+    fn repository_with(src: &str, fleet: &str) -> Report {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
         let stack = Stack::parse(&path, src).unwrap();
-        let fleet = "{dev: {name: dev-instance, prefix: ''}, web-2: {name: web-2, prefix: web-2-}}";
         let vars = [("fleet".to_string(), fleet.to_string())];
         let (v, rules) =
             crate::validate::validate_lenient(stack, &vars, Some("us-east-2")).unwrap();
@@ -1308,6 +1314,17 @@ mod tests {
             assert!(proven(&alarm, "remediation"), "{key}");
             assert!(proven("remediation", &instance), "{key}");
         }
+    }
+
+    /// Its `moved:` entries and outputs do not tie it to its first key.
+    #[test]
+    fn the_repository_stack_takes_a_fleet_without_its_first_key() {
+        let report = repository_with(REPOSITORY, "{web-2: {name: web-2, prefix: web-2-}}");
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        assert!(report
+            .edges
+            .iter()
+            .any(|e| e.to == "dev_instance[\"web-2\"]" && e.allowed));
     }
 
     /// The same, its function's policy written as a JSON string with the

@@ -210,10 +210,15 @@ impl<'a> Rewriter<'a> {
         let parts = node.as_str().and_then(|s| expr::parse_template(s).ok());
         matches!(
             parts.as_deref(),
-            Some([Part::Ref(Ref::Instances {
-                index: Index::All,
-                ..
-            })])
+            Some(
+                [Part::Ref(Ref::Instances {
+                    index: Index::All,
+                    ..
+                })] | [Part::Ref(Ref::Module {
+                    key: Some(ModuleKey::All),
+                    ..
+                })]
+            )
         )
     }
 

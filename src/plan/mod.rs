@@ -128,6 +128,12 @@ pub fn with_moves(v: &Validated, state: &State) -> Result<(State, Vec<Moved>), S
         .iter()
         .filter(|m| state.resources.contains_key(&m.from))
     {
+        if !v.stack.decls.contains_key(&m.to) {
+            return Err(format!(
+                "`moved`: the state records `{}`, which would move to `{}`, and the stack does not declare it; declare it, or remove the entry to destroy `{}`",
+                m.from, m.to, m.from
+            ));
+        }
         if moved.resources.contains_key(&m.to) {
             return Err(format!(
                 "`moved`: `{}` cannot move to `{}`, which the state already records; remove one of them with `stackctl state rm` first",
