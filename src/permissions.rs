@@ -103,7 +103,24 @@ pub fn statements(
         out.extend(pass_role(&m, v));
     }
     out.extend(state_bucket(backend, &v.stack.name));
+    if let Some(account) = v.stack.env.as_ref().and_then(|e| e.account.as_deref()) {
+        out.iter_mut()
+            .for_each(|s| s.resources = in_account(&s.resources, account));
+    }
     out
+}
+
+/// ARNs whose account is a wildcard, in the one account the environment
+/// names.
+fn in_account(resources: &BTreeSet<String>, account: &str) -> BTreeSet<String> {
+    let scoped = |arn: &String| {
+        let mut fields: Vec<&str> = arn.splitn(6, ':').collect();
+        if fields.len() == 6 && fields[4] == "*" {
+            fields[4] = account;
+        }
+        fields.join(":")
+    };
+    resources.iter().map(scoped).collect()
 }
 
 /// Every read of the stack's types, and of their tags.
@@ -370,6 +387,28 @@ mod tests {
             .map(|s| &s["Sid"])
             .collect();
         assert_eq!(open, ["Read", "WriteCloudwatchQueryDefinition"]);
+    }
+
+    #[test]
+    fn an_environments_account_replaces_the_wildcard_account() {
+        let arns: BTreeSet<String> = [
+            "arn:aws:sqs:us-east-2:*:q",
+            "arn:aws:iam::*:role/r",
+            "arn:aws:s3:::b/k*",
+            "*",
+        ]
+        .map(String::from)
+        .into();
+        let scoped: Vec<String> = in_account(&arns, "111111111111").into_iter().collect();
+        assert_eq!(
+            scoped,
+            [
+                "*",
+                "arn:aws:iam::111111111111:role/r",
+                "arn:aws:s3:::b/k*",
+                "arn:aws:sqs:us-east-2:111111111111:q"
+            ]
+        );
     }
 
     #[test]

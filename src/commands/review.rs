@@ -147,6 +147,9 @@ pub fn permissions(a: PermissionsArgs) -> Result<ExitCode> {
             statements.len()
         );
         println!("# Unknown parts of ARNs (the account, names AWS makes) are wildcards.");
+        if let Some(role) = v.stack.env.as_ref().and_then(|e| e.assume_role.as_deref()) {
+            println!("# It is the policy of {role}, which the environment assumes: the identity that runs stackctl needs sts:AssumeRole on it.");
+        }
     }
     println!("{document}");
     Ok(ExitCode::SUCCESS)
