@@ -124,6 +124,16 @@ fn a_splat_in_a_json_string_policy_is_a_json_list_of_its_values() {
 }
 
 #[test]
+fn a_splat_in_text_that_is_not_a_json_document_is_refused() {
+    let src = "stack: demo\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: [a]\n    properties: {name: \"q-${each.key}\"}\n  t:\n    type: aws_sns_topic\n    properties: {name: t, display_name: \"a:${q[*].arn},b\"}\n";
+    let err = check(src).unwrap_err();
+    assert!(
+        err.contains("is a list: it must be the whole value"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_quoted_splat_in_a_json_string_says_to_drop_the_quotes() {
     let err = check(&JSON_POLICY.replace("RESOURCE", "\"${server[*].arn}\"")).unwrap_err();
     assert!(

@@ -262,10 +262,13 @@ impl<'a> Rewriter<'a> {
                 return Ok(whole);
             }
         }
+        // A bare splat is a JSON list only in a JSON document's text.
+        let json_text = s.trim_start().starts_with('{') && s.trim_end().ends_with('}');
         let mut text = String::new();
         for (i, part) in parts.iter().enumerate() {
             let around = (i.checked_sub(1).map(|p| &parts[p]), parts.get(i + 1));
-            match (part, json_position(around)) {
+            let position = json_position(around).filter(|_| json_text);
+            match (part, position) {
                 (Part::Ref(r @ Ref::Instances { id, index: Index::All, attr }), Some(true)) => {
                     text.push_str(&self.json_list(r, id, attr)?)
                 }
