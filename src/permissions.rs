@@ -192,15 +192,8 @@ fn parent_arns(m: &Model, id: &str, prop: &str, parent: &str) -> Vec<String> {
         .expect("registered")
         .schema();
     let value = m.text(id, prop).unwrap_or_default();
-    let ours = m.v.stack.decls.values().find(|d| {
-        d.type_name == parent
-            && schema
-                .names
-                .iter()
-                .any(|(attr, _)| m.attr(&d.id, attr).as_str() == Some(value.as_str()))
-    });
-    let arn = match ours {
-        Some(d) => own_arn(m, &d.id),
+    let arn = match m.target(&value, &[schema.part]) {
+        Some(id) => own_arn(m, id),
         None if value.starts_with("arn:") => value,
         None => named_arn(m, schema, &value),
     };

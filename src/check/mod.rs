@@ -188,7 +188,7 @@ impl<'a> Model<'a> {
 
     /// The resource of one of `types` this value names, in any of the forms
     /// its schema says name it (ARN, URL, name, id).
-    fn target(&self, value: &str, parts: &[Part]) -> Option<&'a str> {
+    pub(crate) fn target(&self, value: &str, parts: &[Part]) -> Option<&'a str> {
         parts
             .iter()
             .find_map(|p| self.named.get(&(*p, value.to_string())).copied())

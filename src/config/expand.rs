@@ -295,19 +295,12 @@ impl<'a> Rewriter<'a> {
                 id,
                 index: Index::All,
                 attr,
-            } => {
-                let one = |key: &String| {
-                    let id = expr::address(id, key);
-                    text(
-                        Ref::Resource {
-                            id,
-                            attr: attr.clone(),
-                        }
-                        .to_string(),
-                    )
-                };
-                Rewritten::Many(self.keys(id, r)?.iter().map(one).collect())
-            }
+            } => Rewritten::Many(
+                self.instance_refs(r, id, attr)?
+                    .into_iter()
+                    .map(text)
+                    .collect(),
+            ),
             Ref::Module {
                 key: Some(ModuleKey::All),
                 name,
@@ -337,13 +330,21 @@ impl<'a> Rewriter<'a> {
     /// the instances' values (`["${id["a"].attr}", ...]`; names and ARNs
     /// hold no quotes).
     fn json_list(&self, r: &Ref, id: &str, attr: &str) -> Result<String, String> {
+        let quoted: Vec<String> = self
+            .instance_refs(r, id, attr)?
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect();
+        Ok(format!("[{}]", quoted.join(", ")))
+    }
+
+    /// `${id["key"].attr}` for each key of the collection `id`, in key order.
+    fn instance_refs(&self, r: &Ref, id: &str, attr: &str) -> Result<Vec<String>, String> {
         let one = |key: &String| {
-            let id = expr::address(id, key);
-            let attr = attr.to_string();
-            format!("\"{}\"", Ref::Resource { id, attr })
+            let (id, attr) = (expr::address(id, key), attr.to_string());
+            Ref::Resource { id, attr }.to_string()
         };
-        let each: Vec<String> = self.keys(id, r)?.iter().map(one).collect();
-        Ok(format!("[{}]", each.join(", ")))
+        Ok(self.keys(id, r)?.iter().map(one).collect())
     }
 
     /// One part of a longer string, as template text.
@@ -382,18 +383,9 @@ impl<'a> Rewriter<'a> {
                 }
                 .to_string()
             }
-            Part::Ref(r @ Ref::Join { sep, id, attr }) => {
-                let one = |key: &String| {
-                    let id = expr::address(id, key);
-                    Ref::Resource {
-                        id,
-                        attr: attr.clone(),
-                    }
-                    .to_string()
-                };
-                let each: Vec<String> = self.keys(id, r)?.iter().map(one).collect();
-                each.join(&sep.replace("${", "$${"))
-            }
+            Part::Ref(r @ Ref::Join { sep, id, attr }) => self
+                .instance_refs(r, id, attr)?
+                .join(&sep.replace("${", "$${")),
             Part::Ref(r @ Ref::Module { .. }) => match self.module_output(r)?.kind {
                 NodeKind::Str(s) => s,
                 NodeKind::Seq(_) | NodeKind::Map(_) => {
