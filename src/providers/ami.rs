@@ -3,7 +3,7 @@ use aws_sdk_ec2::types::{Filter, Image};
 use serde_json::{Map, Value};
 
 use super::{
-    attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    attrs, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type,
@@ -99,14 +99,11 @@ impl Provider for Ami {
                     .build()
             })
             .collect();
-        let out = cx
+        let out = send!(cx
             .ec2()
             .describe_images()
             .set_owners(Some(str_list(props.get("owners"))))
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(aws)?;
+            .set_filters(Some(filters)))?;
         let most_recent = props.get("most_recent").and_then(Value::as_bool) == Some(true);
         let image = pick(out.images.unwrap_or_default(), most_recent)?;
         Ok(attrs_of(&image, &cx.region()))

@@ -254,20 +254,13 @@ fn account_of(arn: Option<&str>) -> String {
 
 async fn set_retention(cx: &Ctx, name: &str, days: i64) -> Result<(), ProviderError> {
     if days == 0 {
-        cx.logs()
-            .delete_retention_policy()
-            .log_group_name(name)
-            .send()
-            .await
-            .map_err(aws)?;
+        send!(cx.logs().delete_retention_policy().log_group_name(name))?;
     } else {
-        cx.logs()
+        send!(cx
+            .logs()
             .put_retention_policy()
             .log_group_name(name)
-            .retention_in_days(days as i32)
-            .send()
-            .await
-            .map_err(aws)?;
+            .retention_in_days(days as i32))?;
     }
     Ok(())
 }
@@ -280,13 +273,11 @@ impl Provider for LogGroup {
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("name")?;
-        cx.logs()
+        send!(cx
+            .logs()
             .create_log_group()
             .log_group_name(name)
-            .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect()))
-            .send()
-            .await
-            .map_err(aws)?;
+            .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))?;
         let finish = async {
             if let Some(days) = r.i64("retention_in_days").filter(|d| *d != 0) {
                 set_retention(cx, name, days).await?;
@@ -352,13 +343,8 @@ impl Provider for LogGroup {
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
-        let deleted = cx
-            .logs()
-            .delete_log_group()
-            .log_group_name(name)
-            .send()
-            .await;
-        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+        let deleted = send!(cx.logs().delete_log_group().log_group_name(name));
+        absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
     }
 }
 

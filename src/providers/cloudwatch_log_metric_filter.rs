@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{
-    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -165,15 +165,13 @@ fn split(id: &str) -> Result<(&str, &str), ProviderError> {
 
 async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), ProviderError> {
     let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
-    cx.logs()
+    send!(cx
+        .logs()
         .put_metric_filter()
         .log_group_name(group)
         .filter_name(name)
         .filter_pattern(r.str("pattern").unwrap_or_default())
-        .metric_transformations(transformation(r.props.get("metric_transformation"))?)
-        .send()
-        .await
-        .map_err(aws)?;
+        .metric_transformations(transformation(r.props.get("metric_transformation"))?))?;
     Ok((group.to_string(), name.to_string()))
 }
 
@@ -193,14 +191,11 @@ impl Provider for MetricFilter {
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (group, name) = split(id)?;
-        let got = cx
+        let got = send!(cx
             .logs()
             .describe_metric_filters()
             .log_group_name(group)
-            .filter_name_prefix(name)
-            .send()
-            .await
-            .map_err(aws);
+            .filter_name_prefix(name));
         let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
             return Ok(None);
         };
@@ -229,14 +224,12 @@ impl Provider for MetricFilter {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (group, name) = split(id)?;
-        let deleted = cx
+        let deleted = send!(cx
             .logs()
             .delete_metric_filter()
             .log_group_name(group)
-            .filter_name(name)
-            .send()
-            .await;
-        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+            .filter_name(name));
+        absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
     }
 }
 

@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::{
-    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Names, Prop, Props, Schema, Service, Type};
 
@@ -72,14 +72,11 @@ async fn describe(
     group: &str,
     stream: &str,
 ) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogStream>, ProviderError> {
-    let got = cx
+    let got = send!(cx
         .logs()
         .describe_log_streams()
         .log_group_name(group)
-        .log_stream_name_prefix(stream)
-        .send()
-        .await
-        .map_err(aws);
+        .log_stream_name_prefix(stream));
     let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
         return Ok(None);
     };
@@ -110,13 +107,11 @@ impl Provider for LogStream {
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
-        cx.logs()
+        send!(cx
+            .logs()
             .create_log_stream()
             .log_group_name(group)
-            .log_stream_name(name)
-            .send()
-            .await
-            .map_err(aws)?;
+            .log_stream_name(name))?;
         let id = format!("{group}:{name}");
         let stream = describe(cx, group, name)
             .await
@@ -156,13 +151,11 @@ impl Provider for LogStream {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (group, name) = split(id)?;
-        let deleted = cx
+        let deleted = send!(cx
             .logs()
             .delete_log_stream()
             .log_group_name(group)
-            .log_stream_name(name)
-            .send()
-            .await;
-        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+            .log_stream_name(name));
+        absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
     }
 }

@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 use super::{
-    absent, attrs, aws, split_tags, str_list, string_map, tagging, tags_of_each, tags_or,
-    user_tags, with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, split_tags, str_list, string_map, tagging, tags_of_each, tags_or, user_tags,
+    with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
@@ -286,7 +286,7 @@ async fn put(
     if let Some(tags) = tags {
         req = req.set_tags(Some(tagging::cloudwatch(tags)));
     }
-    req.send().await.map_err(aws)?;
+    send!(req)?;
     Ok(())
 }
 
@@ -294,13 +294,7 @@ async fn describe(
     cx: &Ctx,
     name: &str,
 ) -> Result<Option<aws_sdk_cloudwatch::types::MetricAlarm>, ProviderError> {
-    let out = cx
-        .cloudwatch()
-        .describe_alarms()
-        .alarm_names(name)
-        .send()
-        .await
-        .map_err(aws)?;
+    let out = send!(cx.cloudwatch().describe_alarms().alarm_names(name))?;
     Ok(out
         .metric_alarms
         .unwrap_or_default()
@@ -402,14 +396,11 @@ async fn read_many(
 ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
     use futures::{StreamExt, TryStreamExt};
     let calls = names.chunks(100).map(|chunk| async move {
-        let out = cx
+        let out = send!(cx
             .cloudwatch()
             .describe_alarms()
             .set_alarm_names(Some(chunk.to_vec()))
-            .max_records(100)
-            .send()
-            .await
-            .map_err(aws)?;
+            .max_records(100))?;
         Ok::<_, ProviderError>(out.metric_alarms.unwrap_or_default())
     });
     let tags = async {
@@ -506,13 +497,8 @@ impl Provider for MetricAlarm {
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
-        let deleted = cx
-            .cloudwatch()
-            .delete_alarms()
-            .alarm_names(name)
-            .send()
-            .await;
-        absent(deleted.map_err(aws), &["ResourceNotFound"]).map(|_| ())
+        let deleted = send!(cx.cloudwatch().delete_alarms().alarm_names(name));
+        absent(deleted, &["ResourceNotFound"]).map(|_| ())
     }
 }
 

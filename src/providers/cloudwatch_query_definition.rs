@@ -120,14 +120,11 @@ async fn list(
     let mut all = Vec::new();
     let mut token = None;
     loop {
-        let out = cx
+        let out = send!(cx
             .logs()
             .describe_query_definitions()
             .query_definition_name_prefix(prefix)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(aws)?;
+            .set_next_token(token))?;
         all.extend(out.query_definitions.unwrap_or_default());
         token = out.next_token;
         if token.is_none() {
@@ -171,13 +168,8 @@ impl Provider for QueryDefinition {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
-        let deleted = cx
-            .logs()
-            .delete_query_definition()
-            .query_definition_id(id)
-            .send()
-            .await;
-        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+        let deleted = send!(cx.logs().delete_query_definition().query_definition_id(id));
+        absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {

@@ -117,14 +117,8 @@ async fn read_policy(
     guess: Option<&str>,
 ) -> Result<Option<Observed>, ProviderError> {
     let version = |id: String| async move {
-        let out = cx
-            .iam()
-            .get_policy_version()
-            .policy_arn(arn)
-            .version_id(id)
-            .send()
-            .await;
-        out.map_err(aws).map(|o| o.policy_version)
+        let out = send!(cx.iam().get_policy_version().policy_arn(arn).version_id(id));
+        out.map(|o| o.policy_version)
     };
     let guessed = async {
         match guess {
@@ -167,13 +161,7 @@ async fn new_default_version(
     arn: &str,
     r: &Resource<'_>,
 ) -> Result<String, ProviderError> {
-    let versions = cx
-        .iam()
-        .list_policy_versions()
-        .policy_arn(arn)
-        .send()
-        .await
-        .map_err(aws)?
+    let versions = send!(cx.iam().list_policy_versions().policy_arn(arn))?
         .versions
         .unwrap_or_default();
     if versions.len() >= 5 {
@@ -182,24 +170,19 @@ async fn new_default_version(
             .filter(|v| !v.is_default_version)
             .min_by_key(|v| v.create_date.map(|d| d.secs()).unwrap_or(i64::MAX));
         if let Some(id) = oldest.and_then(|v| v.version_id.clone()) {
-            cx.iam()
+            send!(cx
+                .iam()
                 .delete_policy_version()
                 .policy_arn(arn)
-                .version_id(id)
-                .send()
-                .await
-                .map_err(aws)?;
+                .version_id(id))?;
         }
     }
-    let created = cx
+    let created = send!(cx
         .iam()
         .create_policy_version()
         .policy_arn(arn)
         .policy_document(json_text(r.props.get("policy").unwrap_or(&Value::Null)))
-        .set_as_default(true)
-        .send()
-        .await
-        .map_err(aws)?;
+        .set_as_default(true))?;
     Ok(created
         .policy_version
         .and_then(|v| v.version_id)
@@ -222,10 +205,7 @@ impl Provider for IamPolicy {
         if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
             req = req.description(d);
         }
-        let policy = req
-            .send()
-            .await
-            .map_err(aws)?
+        let policy = send!(req)?
             .policy
             .ok_or_else(|| ProviderError::unexpected("CreatePolicy returned no policy"))?;
         let arn = policy.arn.clone().unwrap_or_default();
@@ -260,13 +240,7 @@ impl Provider for IamPolicy {
             true => Some(new_default_version(cx, arn, r).await?),
             false => None,
         };
-        let policy = cx
-            .iam()
-            .get_policy()
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)?
+        let policy = send!(cx.iam().get_policy().policy_arn(arn))?
             .policy
             .ok_or_else(|| ProviderError::unexpected("GetPolicy returned no policy"))?;
         let mut attrs = policy_attrs(arn, &policy);
@@ -278,24 +252,22 @@ impl Provider for IamPolicy {
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), ProviderError> {
-        let listed = cx.iam().list_policy_versions().policy_arn(arn).send().await;
-        let Some(out) = absent(listed.map_err(aws), NO_SUCH_ENTITY)? else {
+        let listed = send!(cx.iam().list_policy_versions().policy_arn(arn));
+        let Some(out) = absent(listed, NO_SUCH_ENTITY)? else {
             return Ok(());
         };
         let versions = out.versions.unwrap_or_default();
         for v in versions.into_iter().filter(|v| !v.is_default_version) {
             if let Some(id) = v.version_id {
-                cx.iam()
+                send!(cx
+                    .iam()
                     .delete_policy_version()
                     .policy_arn(arn)
-                    .version_id(id)
-                    .send()
-                    .await
-                    .map_err(aws)?;
+                    .version_id(id))?;
             }
         }
-        let deleted = cx.iam().delete_policy().policy_arn(arn).send().await;
-        absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
+        let deleted = send!(cx.iam().delete_policy().policy_arn(arn));
+        absent(deleted, NO_SUCH_ENTITY).map(|_| ())
     }
 }
 

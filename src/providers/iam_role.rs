@@ -90,10 +90,7 @@ impl Provider for IamRole {
         if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
             req = req.description(d);
         }
-        let role = req
-            .send()
-            .await
-            .map_err(aws)?
+        let role = send!(req)?
             .role
             .ok_or_else(|| ProviderError::unexpected("CreateRole returned no role"))?;
         // IAM is eventually consistent: wait until the role can be read back
@@ -103,8 +100,8 @@ impl Provider for IamRole {
             "the role to become visible",
             Duration::from_secs(60),
             || async {
-                let got = cx.iam().get_role().role_name(name).send().await;
-                Ok(absent(got.map_err(aws), NO_SUCH_ENTITY)?.map(|_| ()))
+                let got = send!(cx.iam().get_role().role_name(name));
+                Ok(absent(got, NO_SUCH_ENTITY)?.map(|_| ()))
             },
         )
         .await
@@ -154,33 +151,22 @@ impl Provider for IamRole {
             ..
         } = *u;
         if changed.contains(&"assume_role_policy") {
-            cx.iam()
+            send!(cx
+                .iam()
                 .update_assume_role_policy()
                 .role_name(name)
                 .policy_document(json_text(
                     r.props.get("assume_role_policy").unwrap_or(&Value::Null),
-                ))
-                .send()
-                .await
-                .map_err(aws)?;
+                )))?;
         }
         if changed.contains(&"description") {
-            cx.iam()
+            send!(cx
+                .iam()
                 .update_role()
                 .role_name(name)
-                .description(r.str("description").unwrap_or_default())
-                .send()
-                .await
-                .map_err(aws)?;
+                .description(r.str("description").unwrap_or_default()))?;
         }
-        let role = cx
-            .iam()
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(aws)?
-            .role;
+        let role = send!(cx.iam().get_role().role_name(name))?.role;
         Ok(role
             .map(|role| {
                 attrs([
@@ -193,8 +179,8 @@ impl Provider for IamRole {
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
-        let deleted = cx.iam().delete_role().role_name(name).send().await;
-        absent(deleted.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
+        let deleted = send!(cx.iam().delete_role().role_name(name));
+        absent(deleted, NO_SUCH_ENTITY).map(|_| ())
     }
 }
 

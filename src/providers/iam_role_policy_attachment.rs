@@ -56,13 +56,11 @@ impl Provider for RolePolicyAttachment {
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (role, arn) = (r.required_str("role")?, r.required_str("policy_arn")?);
-        cx.iam()
+        send!(cx
+            .iam()
             .attach_role_policy()
             .role_name(role)
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(aws)?;
+            .policy_arn(arn))?;
         let id = format!("{role}/{arn}");
         Ok(Created {
             attrs: attrs([("id", Value::from(id.clone()))]),
@@ -108,13 +106,11 @@ impl Provider for RolePolicyAttachment {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (role, arn) = split(id)?;
-        let detached = cx
+        let detached = send!(cx
             .iam()
             .detach_role_policy()
             .role_name(role)
-            .policy_arn(arn)
-            .send()
-            .await;
-        absent(detached.map_err(aws), NO_SUCH_ENTITY).map(|_| ())
+            .policy_arn(arn));
+        absent(detached, NO_SUCH_ENTITY).map(|_| ())
     }
 }

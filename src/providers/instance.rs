@@ -66,8 +66,8 @@ async fn describe(
     cx: &Ctx,
     id: &str,
 ) -> Result<Option<(aws_sdk_ec2::types::Instance, String)>, ProviderError> {
-    let got = cx.ec2().describe_instances().instance_ids(id).send().await;
-    let Some(out) = absent(got.map_err(aws), NO_INSTANCE)? else {
+    let got = send!(cx.ec2().describe_instances().instance_ids(id));
+    let Some(out) = absent(got, NO_INSTANCE)? else {
         return Ok(None);
     };
     for reservation in out.reservations.unwrap_or_default() {
@@ -220,13 +220,11 @@ impl Provider for Instance {
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
         let Update { id, r, changed, .. } = *u;
         if changed.contains(&"vpc_security_group_ids") {
-            cx.ec2()
+            send!(cx
+                .ec2()
                 .modify_instance_attribute()
                 .instance_id(id)
-                .set_groups(Some(str_list(r.props.get("vpc_security_group_ids"))))
-                .send()
-                .await
-                .map_err(aws)?;
+                .set_groups(Some(str_list(r.props.get("vpc_security_group_ids")))))?;
         }
         let (i, owner) = describe(cx, id)
             .await?
@@ -235,8 +233,8 @@ impl Provider for Instance {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
-        let terminated = cx.ec2().terminate_instances().instance_ids(id).send().await;
-        if absent(terminated.map_err(aws), NO_INSTANCE)?.is_none() {
+        let terminated = send!(cx.ec2().terminate_instances().instance_ids(id));
+        if absent(terminated, NO_INSTANCE)?.is_none() {
             return Ok(());
         }
         // Its security group can only be deleted once the instance is gone.
@@ -308,7 +306,7 @@ async fn live_instances_tagged(
                 .build(),
         );
     }
-    let out = req.send().await.map_err(aws)?;
+    let out = send!(req)?;
     Ok(out
         .reservations
         .unwrap_or_default()

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use crate::{build, package};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, string_map, user_tags, wait_for,
-    Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, retry_eventual, split_tags, str_list, string_map, user_tags, wait_for, Attrs,
+    Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -294,13 +294,7 @@ async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutp
         &format!("function {name} to become Active"),
         Duration::from_secs(300),
         || async {
-            let c = cx
-                .lambda()
-                .get_function_configuration()
-                .function_name(name)
-                .send()
-                .await
-                .map_err(aws)?;
+            let c = send!(cx.lambda().get_function_configuration().function_name(name))?;
             match (&c.state, &c.last_update_status) {
                 (Some(State::Failed), _) | (_, Some(LastUpdateStatus::Failed)) => {
                     Err(ProviderError::unexpected(format!(
@@ -371,7 +365,8 @@ impl Provider for LambdaFunction {
         let name = r.required_str("function_name")?;
         let zip = read_zip(cx, r).await?;
         let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
-            cx.lambda()
+            send!(cx
+                .lambda()
                 .create_function()
                 .function_name(name)
                 .role(r.required_str("role")?)
@@ -387,10 +382,7 @@ impl Provider for LambdaFunction {
                 .memory_size(r.i64("memory_size").unwrap_or(128) as i32)
                 .set_environment(environment(r))
                 .description(r.str("description").unwrap_or_default())
-                .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect()))
-                .send()
-                .await
-                .map_err(aws)
+                .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))
         })
         .await?;
         wait_ready(cx, name)
@@ -405,8 +397,8 @@ impl Provider for LambdaFunction {
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
-        let got = cx.lambda().get_function().function_name(name).send().await;
-        let Some(out) = absent(got.map_err(aws), &["ResourceNotFoundException"])? else {
+        let got = send!(cx.lambda().get_function().function_name(name));
+        let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
             return Ok(None);
         };
         let c = out
@@ -446,7 +438,8 @@ impl Provider for LambdaFunction {
                 Duration::from_secs(180),
                 |e| role_not_ready(e) || conflict(e),
                 || async {
-                    cx.lambda()
+                    send!(cx
+                        .lambda()
                         .update_function_configuration()
                         .function_name(name)
                         .role(r.required_str("role")?)
@@ -457,10 +450,7 @@ impl Provider for LambdaFunction {
                         .environment(
                             environment(r).unwrap_or_else(|| Environment::builder().build()),
                         )
-                        .description(r.str("description").unwrap_or_default())
-                        .send()
-                        .await
-                        .map_err(aws)
+                        .description(r.str("description").unwrap_or_default()))
                 },
             )
             .await?;
@@ -478,14 +468,12 @@ impl Provider for LambdaFunction {
             let zip = read_zip(cx, r).await?;
             wait_ready(cx, name).await?;
             retry_eventual(Duration::from_secs(60), conflict, || async {
-                cx.lambda()
+                send!(cx
+                    .lambda()
                     .update_function_code()
                     .function_name(name)
                     .zip_file(Blob::new(zip.clone()))
-                    .set_architectures(architectures(r))
-                    .send()
-                    .await
-                    .map_err(aws)
+                    .set_architectures(architectures(r)))
             })
             .await?;
         }
@@ -498,13 +486,8 @@ impl Provider for LambdaFunction {
     }
 
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
-        let deleted = cx
-            .lambda()
-            .delete_function()
-            .function_name(name)
-            .send()
-            .await;
-        absent(deleted.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+        let deleted = send!(cx.lambda().delete_function().function_name(name));
+        absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
     }
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    absent, attrs, aws, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
+    absent, attrs, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
 };
 use crate::schema::{
@@ -80,17 +80,15 @@ impl Provider for LambdaPermission {
             Duration::from_secs(60),
             |e| e.is("ResourceConflictException") && !e.message.contains("already exists"),
             || async {
-                cx.lambda()
+                send!(cx
+                    .lambda()
                     .add_permission()
                     .function_name(function)
                     .statement_id(sid)
                     .action(r.str("action").unwrap_or("lambda:InvokeFunction"))
                     .principal(r.required_str("principal")?)
                     .set_source_arn(r.str("source_arn").map(str::to_string))
-                    .set_source_account(r.str("source_account").map(str::to_string))
-                    .send()
-                    .await
-                    .map_err(aws)
+                    .set_source_account(r.str("source_account").map(str::to_string)))
             },
         )
         .await?;
@@ -103,13 +101,8 @@ impl Provider for LambdaPermission {
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (function, sid) = split(id)?;
-        let got = cx
-            .lambda()
-            .get_policy()
-            .function_name(function)
-            .send()
-            .await;
-        let Some(out) = absent(got.map_err(aws), &["ResourceNotFoundException"])? else {
+        let got = send!(cx.lambda().get_policy().function_name(function));
+        let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
             return Ok(None);
         };
         let policy = parse_json_text(&out.policy.unwrap_or_default());
@@ -139,14 +132,12 @@ impl Provider for LambdaPermission {
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
         let (function, sid) = split(id)?;
-        let removed = cx
+        let removed = send!(cx
             .lambda()
             .remove_permission()
             .function_name(function)
-            .statement_id(sid)
-            .send()
-            .await;
-        absent(removed.map_err(aws), &["ResourceNotFoundException"]).map(|_| ())
+            .statement_id(sid));
+        absent(removed, &["ResourceNotFoundException"]).map(|_| ())
     }
 }
 

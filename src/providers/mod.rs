@@ -1,6 +1,15 @@
 //! Resource types: one module per type, each a schema plus the AWS calls that
 //! create, read, update and delete it. `REGISTRY` is the only list of them.
 
+/// Sends an SDK request and maps its error to a `ProviderError` that says
+/// whether the call may have reached AWS (`aws`). Defined before the type
+/// modules so that each of them can use it.
+macro_rules! send {
+    ($request:expr) => {
+        $request.send().await.map_err($crate::providers::aws)
+    };
+}
+
 mod ami;
 mod checked;
 mod cloudwatch_log_group;
@@ -684,7 +693,7 @@ impl Ctx {
     async fn caller_account(&self) -> Result<String, ProviderError> {
         self.account_id
             .get_or_try_init(|| async {
-                let out = self.sts.get_caller_identity().send().await.map_err(aws)?;
+                let out = send!(self.sts.get_caller_identity())?;
                 let account = out.account.ok_or_else(|| {
                     ProviderError::unexpected("STS GetCallerIdentity returned no account")
                 })?;
@@ -1357,13 +1366,7 @@ mod tests {
             ))
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
-        let err = aws_sdk_sns::Client::new(&sdk)
-            .create_topic()
-            .name("t")
-            .send()
-            .await
-            .map_err(aws)
-            .unwrap_err();
+        let err = send!(aws_sdk_sns::Client::new(&sdk).create_topic().name("t")).unwrap_err();
         assert_eq!(err.reach, Reach::NotSent, "{err}");
         assert!(!err.to_string().contains("may have taken effect"), "{err}");
     }

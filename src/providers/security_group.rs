@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecifi
 use serde_json::{json, Map, Value};
 
 use super::{
-    absent, attrs, aws, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx,
-    Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx, Observed,
+    Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -226,13 +226,8 @@ async fn describe(
     cx: &Ctx,
     id: &str,
 ) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ProviderError> {
-    let got = cx
-        .ec2()
-        .describe_security_groups()
-        .group_ids(id)
-        .send()
-        .await;
-    Ok(absent(got.map_err(aws), NO_GROUP)?
+    let got = send!(cx.ec2().describe_security_groups().group_ids(id));
+    Ok(absent(got, NO_GROUP)?
         .and_then(|out| out.security_groups.unwrap_or_default().into_iter().next()))
 }
 
@@ -296,41 +291,33 @@ async fn sync_rules(
     if !revoke.is_empty() {
         let perms = Some(permissions(&revoke));
         if egress {
-            cx.ec2()
+            send!(cx
+                .ec2()
                 .revoke_security_group_egress()
                 .group_id(id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map_err(aws)?;
+                .set_ip_permissions(perms))?;
         } else {
-            cx.ec2()
+            send!(cx
+                .ec2()
                 .revoke_security_group_ingress()
                 .group_id(id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map_err(aws)?;
+                .set_ip_permissions(perms))?;
         }
     }
     if !grant.is_empty() {
         let perms = Some(permissions(&grant));
         if egress {
-            cx.ec2()
+            send!(cx
+                .ec2()
                 .authorize_security_group_egress()
                 .group_id(id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map_err(aws)?;
+                .set_ip_permissions(perms))?;
         } else {
-            cx.ec2()
+            send!(cx
+                .ec2()
                 .authorize_security_group_ingress()
                 .group_id(id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map_err(aws)?;
+                .set_ip_permissions(perms))?;
         }
     }
     Ok(())
@@ -350,7 +337,7 @@ impl Provider for SecurityGroup {
     }
 
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
-        let out = cx
+        let out = send!(cx
             .ec2()
             .create_security_group()
             .group_name(group_name(r)?)
@@ -359,10 +346,7 @@ impl Provider for SecurityGroup {
             .tag_specifications(tag_spec(
                 ResourceType::SecurityGroup,
                 r.tags_with_ownership(cx),
-            ))
-            .send()
-            .await
-            .map_err(aws)?;
+            )))?;
         let id = out
             .group_id
             .ok_or_else(|| ProviderError::unexpected("CreateSecurityGroup returned no GroupId"))?;
@@ -435,14 +419,7 @@ impl Provider for SecurityGroup {
         let result = retry_eventual(
             Duration::from_secs(300),
             |e| e.is("DependencyViolation"),
-            || async {
-                cx.ec2()
-                    .delete_security_group()
-                    .group_id(id)
-                    .send()
-                    .await
-                    .map_err(aws)
-            },
+            || async { send!(cx.ec2().delete_security_group().group_id(id)) },
         )
         .await;
         absent(result, NO_GROUP).map(|_| ())
@@ -458,7 +435,7 @@ impl Provider for SecurityGroup {
         if let Some(vpc) = r.str("vpc_id") {
             req = req.filters(Filter::builder().name("vpc-id").values(vpc).build());
         }
-        let out = req.send().await.map_err(aws)?;
+        let out = send!(req)?;
         Ok(out
             .security_groups
             .unwrap_or_default()
@@ -489,12 +466,7 @@ impl Provider for SecurityGroup {
         if let Some(vpc) = r.str("vpc_id") {
             req = req.filters(Filter::builder().name("vpc-id").values(vpc).build());
         }
-        let groups = req
-            .send()
-            .await
-            .map_err(aws)?
-            .security_groups
-            .unwrap_or_default();
+        let groups = send!(req)?.security_groups.unwrap_or_default();
         Ok(match groups.as_slice() {
             [only] => only.group_id.clone(),
             _ => None,

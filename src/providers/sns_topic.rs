@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
+    absent, attrs, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
     Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
@@ -92,7 +92,7 @@ impl Provider for SnsTopic {
         if let Some(d) = r.str("display_name").filter(|d| !d.is_empty()) {
             req = req.attributes("DisplayName", d);
         }
-        let out = req.send().await.map_err(aws)?;
+        let out = send!(req)?;
         let arn = out
             .topic_arn
             .ok_or_else(|| ProviderError::unexpected("CreateTopic returned no TopicArn"))?;
@@ -104,8 +104,8 @@ impl Provider for SnsTopic {
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
         let got = async {
-            let got = cx.sns().get_topic_attributes().topic_arn(arn).send().await;
-            absent(got.map_err(aws), &["NotFound"])
+            let got = send!(cx.sns().get_topic_attributes().topic_arn(arn));
+            absent(got, &["NotFound"])
         };
         let tags = tagging::list(SCHEMA.tagging, cx, arn);
         let (got, tags) = with_tags(cx, arn, got, tags).await?;
@@ -131,26 +131,19 @@ impl Provider for SnsTopic {
             ..
         } = *u;
         if changed.contains(&"display_name") {
-            cx.sns()
+            send!(cx
+                .sns()
                 .set_topic_attributes()
                 .topic_arn(arn)
                 .attribute_name("DisplayName")
-                .attribute_value(r.str("display_name").unwrap_or_default())
-                .send()
-                .await
-                .map_err(aws)?;
+                .attribute_value(r.str("display_name").unwrap_or_default()))?;
         }
         Ok(topic_attrs(arn))
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), ProviderError> {
         // DeleteTopic succeeds for a topic that no longer exists.
-        cx.sns()
-            .delete_topic()
-            .topic_arn(arn)
-            .send()
-            .await
-            .map_err(aws)?;
+        send!(cx.sns().delete_topic().topic_arn(arn))?;
         Ok(())
     }
 }

@@ -120,14 +120,12 @@ async fn set_attribute(
     name: &str,
     value: String,
 ) -> Result<(), ProviderError> {
-    cx.sns()
+    send!(cx
+        .sns()
         .set_subscription_attributes()
         .subscription_arn(arn)
         .attribute_name(name)
-        .attribute_value(value)
-        .send()
-        .await
-        .map_err(aws)?;
+        .attribute_value(value))?;
     Ok(())
 }
 
@@ -153,7 +151,7 @@ impl Provider for SnsTopicSubscription {
         if !filter.is_empty() {
             req = req.attributes("FilterPolicy", filter);
         }
-        let out = req.send().await.map_err(aws)?;
+        let out = send!(req)?;
         let arn = out
             .subscription_arn
             .ok_or_else(|| ProviderError::unexpected("Subscribe returned no SubscriptionArn"))?;
@@ -164,13 +162,7 @@ impl Provider for SnsTopicSubscription {
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
-        let got = cx
-            .sns()
-            .get_subscription_attributes()
-            .subscription_arn(arn)
-            .send()
-            .await
-            .map_err(aws);
+        let got = send!(cx.sns().get_subscription_attributes().subscription_arn(arn));
         let Some(out) = absent(got, &["NotFound"])? else {
             return Ok(None);
         };
@@ -200,8 +192,8 @@ impl Provider for SnsTopicSubscription {
     }
 
     async fn delete(&self, cx: &Ctx, arn: &str, _props: &Props) -> Result<(), ProviderError> {
-        let removed = cx.sns().unsubscribe().subscription_arn(arn).send().await;
-        absent(removed.map_err(aws), &["NotFound"]).map(|_| ())
+        let removed = send!(cx.sns().unsubscribe().subscription_arn(arn));
+        absent(removed, &["NotFound"]).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {

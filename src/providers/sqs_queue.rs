@@ -6,8 +6,8 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, check_range, retry_eventual, split_tags, tagging, with_tags,
-    Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, check_name, check_range, retry_eventual, split_tags, tagging, with_tags, Attrs,
+    Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -116,14 +116,11 @@ fn queue_attrs(url: &str, arn: &str) -> Map<String, Value> {
 }
 
 async fn queue_arn(cx: &Ctx, url: &str) -> Result<String, ProviderError> {
-    let out = cx
+    let out = send!(cx
         .sqs()
         .get_queue_attributes()
         .queue_url(url)
-        .attribute_names(Qa::QueueArn)
-        .send()
-        .await
-        .map_err(aws)?;
+        .attribute_names(Qa::QueueArn))?;
     out.attributes
         .and_then(|mut a| a.remove(&Qa::QueueArn))
         .ok_or_else(|| ProviderError::unexpected("GetQueueAttributes returned no QueueArn"))
@@ -164,14 +161,12 @@ impl Provider for SqsQueue {
             Duration::from_secs(90),
             |e| e.is("AWS.SimpleQueueService.QueueDeletedRecently") || e.is("QueueDeletedRecently"),
             || async {
-                cx.sqs()
+                send!(cx
+                    .sqs()
                     .create_queue()
                     .queue_name(name)
                     .set_attributes(Some(attributes.clone()))
-                    .set_tags(Some(tags.clone()))
-                    .send()
-                    .await
-                    .map_err(aws)
+                    .set_tags(Some(tags.clone())))
             },
         )
         .await?
@@ -188,14 +183,12 @@ impl Provider for SqsQueue {
 
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, ProviderError> {
         let got = async {
-            let got = cx
+            let got = send!(cx
                 .sqs()
                 .get_queue_attributes()
                 .queue_url(url)
-                .attribute_names(Qa::All)
-                .send()
-                .await;
-            absent(got.map_err(aws), NO_QUEUE)
+                .attribute_names(Qa::All));
+            absent(got, NO_QUEUE)
         };
         let tags = tagging::list(SCHEMA.tagging, cx, url);
         let (got, tags) = with_tags(cx, &arn_of_url(cx, url), got, tags).await?;
@@ -227,31 +220,23 @@ impl Provider for SqsQueue {
             .filter_map(|(prop, attr)| Some((attr.clone(), r.i64(prop)?.to_string())))
             .collect();
         if !attributes.is_empty() {
-            cx.sqs()
+            send!(cx
+                .sqs()
                 .set_queue_attributes()
                 .queue_url(url)
-                .set_attributes(Some(attributes))
-                .send()
-                .await
-                .map_err(aws)?;
+                .set_attributes(Some(attributes)))?;
         }
         let arn = queue_arn(cx, url).await?;
         Ok(queue_attrs(url, &arn))
     }
 
     async fn delete(&self, cx: &Ctx, url: &str, _props: &Props) -> Result<(), ProviderError> {
-        let deleted = cx.sqs().delete_queue().queue_url(url).send().await;
-        absent(deleted.map_err(aws), NO_QUEUE).map(|_| ())
+        let deleted = send!(cx.sqs().delete_queue().queue_url(url));
+        absent(deleted, NO_QUEUE).map(|_| ())
     }
 
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
-        let got = cx
-            .sqs()
-            .get_queue_url()
-            .queue_name(r.required_str("name")?)
-            .send()
-            .await
-            .map_err(aws);
+        let got = send!(cx.sqs().get_queue_url().queue_name(r.required_str("name")?));
         Ok(absent(got, NO_QUEUE)?.and_then(|out| out.queue_url))
     }
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::sqs_queue::NO_QUEUE;
 use super::{
-    absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
+    absent, attrs, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
 };
 use crate::schema::{
@@ -47,13 +47,11 @@ static SCHEMA: Schema = Schema {
 };
 
 async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), ProviderError> {
-    cx.sqs()
+    send!(cx
+        .sqs()
         .set_queue_attributes()
         .queue_url(url)
-        .attributes(Qa::Policy, policy)
-        .send()
-        .await
-        .map_err(aws)?;
+        .attributes(Qa::Policy, policy))?;
     Ok(())
 }
 
@@ -87,14 +85,11 @@ impl Provider for SqsQueuePolicy {
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, ProviderError> {
-        let got = cx
+        let got = send!(cx
             .sqs()
             .get_queue_attributes()
             .queue_url(url)
-            .attribute_names(Qa::Policy)
-            .send()
-            .await
-            .map_err(aws);
+            .attribute_names(Qa::Policy));
         let Some(out) = absent(got, NO_QUEUE)? else {
             return Ok(None);
         };

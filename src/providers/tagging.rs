@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{absent, aws, tag_changes, Ctx, ProviderError};
+use super::{absent, tag_changes, Ctx, ProviderError};
 use crate::schema::Tagging;
 
 type Tags = Vec<(String, String)>;
@@ -40,7 +40,7 @@ pub async fn list(family: Tagging, cx: &Ctx, target: &str) -> Result<Tags, Provi
                 .list_tags_for_resource()
                 .resource_arn(target);
             let gone = &["ResourceNotFound", "ResourceNotFoundException"];
-            let out = absent(out.send().await.map_err(aws), gone)?;
+            let out = absent(send!(out), gone)?;
             pairs(out.and_then(|o| o.tags).map(|t| {
                 t.into_iter()
                     .filter_map(|t| Some((t.key?, t.value?)))
@@ -48,29 +48,26 @@ pub async fn list(family: Tagging, cx: &Ctx, target: &str) -> Result<Tags, Provi
             }))
         }
         Tagging::IamRole => {
-            let out = cx.iam().list_role_tags().role_name(target).send().await;
-            let out = absent(out.map_err(aws), &["NoSuchEntity"])?;
+            let out = send!(cx.iam().list_role_tags().role_name(target));
+            let out = absent(out, &["NoSuchEntity"])?;
             pairs(out.map(|o| o.tags.into_iter().map(|t| (t.key, t.value)).collect()))
         }
         Tagging::IamPolicy => {
-            let out = cx.iam().list_policy_tags().policy_arn(target).send().await;
-            let out = absent(out.map_err(aws), &["NoSuchEntity"])?;
+            let out = send!(cx.iam().list_policy_tags().policy_arn(target));
+            let out = absent(out, &["NoSuchEntity"])?;
             pairs(out.map(|o| o.tags.into_iter().map(|t| (t.key, t.value)).collect()))
         }
         Tagging::Sns => {
             let out = cx.sns().list_tags_for_resource().resource_arn(target);
-            let out = absent(
-                out.send().await.map_err(aws),
-                &["NotFound", "ResourceNotFound"],
-            )?;
+            let out = absent(send!(out), &["NotFound", "ResourceNotFound"])?;
             pairs(
                 out.and_then(|o| o.tags)
                     .map(|t| t.into_iter().map(|t| (t.key, t.value)).collect()),
             )
         }
         Tagging::Sqs => {
-            let out = cx.sqs().list_queue_tags().queue_url(target).send().await;
-            let out = absent(out.map_err(aws), super::sqs_queue::NO_QUEUE)?;
+            let out = send!(cx.sqs().list_queue_tags().queue_url(target));
+            let out = absent(out, super::sqs_queue::NO_QUEUE)?;
             pairs(out.and_then(|o| o.tags).map(|t| t.into_iter().collect()))
         }
         Tagging::Lambda | Tagging::Ec2 | Tagging::None => Err(ProviderError::refused(format!(
@@ -81,13 +78,8 @@ pub async fn list(family: Tagging, cx: &Ctx, target: &str) -> Result<Tags, Provi
 
 #[allow(deprecated)] // moto has no ListTagsForResource for log groups
 async fn log_group_tags(cx: &Ctx, name: &str) -> Result<Tags, ProviderError> {
-    let out = cx
-        .logs()
-        .list_tags_log_group()
-        .log_group_name(name)
-        .send()
-        .await;
-    let out = absent(out.map_err(aws), &["ResourceNotFoundException"])?;
+    let out = send!(cx.logs().list_tags_log_group().log_group_name(name));
+    let out = absent(out, &["ResourceNotFoundException"])?;
     Ok(out
         .and_then(|o| o.tags)
         .unwrap_or_default()
@@ -101,19 +93,11 @@ pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<
         #[allow(deprecated)] // moto has no TagResource for log groups
         Tagging::Logs => {
             let req = cx.logs().tag_log_group().log_group_name(target);
-            req.set_tags(Some(tags.into_iter().collect()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(aws)
+            send!(req.set_tags(Some(tags.into_iter().collect()))).map(drop)
         }
         Tagging::CloudWatch => {
             let req = cx.cloudwatch().tag_resource().resource_arn(target);
-            req.set_tags(Some(cloudwatch(tags)))
-                .send()
-                .await
-                .map(drop)
-                .map_err(aws)
+            send!(req.set_tags(Some(cloudwatch(tags)))).map(drop)
         }
         Tagging::IamRole => {
             let req = cx
@@ -121,7 +105,7 @@ pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<
                 .tag_role()
                 .role_name(target)
                 .set_tags(Some(iam(tags)?));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::IamPolicy => {
             let req = cx
@@ -129,15 +113,11 @@ pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<
                 .tag_policy()
                 .policy_arn(target)
                 .set_tags(Some(iam(tags)?));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::Lambda => {
             let req = cx.lambda().tag_resource().resource(target);
-            req.set_tags(Some(tags.into_iter().collect()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(aws)
+            send!(req.set_tags(Some(tags.into_iter().collect()))).map(drop)
         }
         Tagging::Sns => {
             let req = cx
@@ -145,15 +125,11 @@ pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<
                 .tag_resource()
                 .resource_arn(target)
                 .set_tags(Some(sns(tags)?));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::Sqs => {
             let req = cx.sqs().tag_queue().queue_url(target);
-            req.set_tags(Some(tags.into_iter().collect()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(aws)
+            send!(req.set_tags(Some(tags.into_iter().collect()))).map(drop)
         }
         Tagging::Ec2 => {
             let req = cx
@@ -161,7 +137,7 @@ pub async fn tag(family: Tagging, cx: &Ctx, target: &str, tags: Tags) -> Result<
                 .create_tags()
                 .resources(target)
                 .set_tags(Some(ec2(tags)));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::None => Ok(()),
     }
@@ -178,15 +154,11 @@ pub async fn untag(
         #[allow(deprecated)] // moto has no UntagResource for log groups
         Tagging::Logs => {
             let req = cx.logs().untag_log_group().log_group_name(target);
-            req.set_tags(Some(keys)).send().await.map(drop).map_err(aws)
+            send!(req.set_tags(Some(keys))).map(drop)
         }
         Tagging::CloudWatch => {
             let req = cx.cloudwatch().untag_resource().resource_arn(target);
-            req.set_tag_keys(Some(keys))
-                .send()
-                .await
-                .map(drop)
-                .map_err(aws)
+            send!(req.set_tag_keys(Some(keys))).map(drop)
         }
         Tagging::IamRole => {
             let req = cx
@@ -194,7 +166,7 @@ pub async fn untag(
                 .untag_role()
                 .role_name(target)
                 .set_tag_keys(Some(keys));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::IamPolicy => {
             let req = cx
@@ -202,7 +174,7 @@ pub async fn untag(
                 .untag_policy()
                 .policy_arn(target)
                 .set_tag_keys(Some(keys));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::Lambda => {
             let req = cx
@@ -210,7 +182,7 @@ pub async fn untag(
                 .untag_resource()
                 .resource(target)
                 .set_tag_keys(Some(keys));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::Sns => {
             let req = cx
@@ -218,7 +190,7 @@ pub async fn untag(
                 .untag_resource()
                 .resource_arn(target)
                 .set_tag_keys(Some(keys));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::Sqs => {
             let req = cx
@@ -226,17 +198,13 @@ pub async fn untag(
                 .untag_queue()
                 .queue_url(target)
                 .set_tag_keys(Some(keys));
-            req.send().await.map(drop).map_err(aws)
+            send!(req).map(drop)
         }
         Tagging::Ec2 => {
             let keys = keys.into_iter();
             let keys = keys.map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build());
             let req = cx.ec2().delete_tags().resources(target);
-            req.set_tags(Some(keys.collect()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(aws)
+            send!(req.set_tags(Some(keys.collect()))).map(drop)
         }
         Tagging::None => Ok(()),
     }
