@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{
-    absent, attrs, aws, check_name, split_tags, tagging, tags_of_each, tags_or, Attrs, Created,
-    Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, aws, check_name, observed_by_name, split_tags, tagging, tags_of_each, tags_or,
+    Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -184,28 +184,17 @@ async fn read_many(
     cx: &Ctx,
     names: &[String],
 ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
-    use futures::{StreamExt, TryStreamExt};
     let mut sorted = names.to_vec();
     sorted.sort();
     let tags = tags_of_each(cx, names.to_vec(), |name| async move {
         tagging::list(SCHEMA.tagging, cx, &name).await
     });
     let (groups, mut tags) = tokio::try_join!(describe_many(cx, &sorted), tags)?;
-    let observed: Vec<Observed> = futures::stream::iter(groups.into_iter().map(|g| {
+    let observing = groups.into_iter().map(|g| {
         let tags = tags.remove(g.log_group_name.as_deref().unwrap_or_default());
         observe(cx, g, tags)
-    }))
-    .buffer_unordered(16)
-    .try_collect()
-    .await?;
-    let mut found: HashMap<String, Option<Observed>> =
-        names.iter().map(|n| (n.clone(), None)).collect();
-    for o in observed {
-        if let Some(Value::String(name)) = o.props.get("name") {
-            found.insert(name.clone(), Some(o.clone()));
-        }
-    }
-    Ok(found)
+    });
+    observed_by_name(names, "name", observing).await
 }
 
 /// The groups of these names (sorted) that exist.
@@ -325,12 +314,7 @@ impl Provider for LogGroup {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: name,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (name, r, changed) = (u.id, u.r, u.changed);
         if changed.contains(&"retention_in_days") {
             set_retention(cx, name, r.i64("retention_in_days").unwrap_or(0)).await?;
         }

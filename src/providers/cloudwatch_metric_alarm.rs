@@ -5,8 +5,9 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 use super::{
-    absent, attrs, split_tags, str_list, string_map, tagging, tags_of_each, tags_or, user_tags,
-    with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, observed_by_name, split_tags, str_list, string_map, tagging, tags_of_each,
+    tags_or, user_tags, with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError,
+    Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
@@ -394,7 +395,6 @@ async fn read_many(
     cx: &Ctx,
     names: &[String],
 ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
-    use futures::{StreamExt, TryStreamExt};
     let calls = names.chunks(100).map(|chunk| async move {
         let out = send!(cx
             .cloudwatch()
@@ -412,21 +412,11 @@ async fn read_many(
         .await
     };
     let (alarms, mut tags) = tokio::try_join!(futures::future::try_join_all(calls), tags)?;
-    let observed: Vec<Observed> = futures::stream::iter(alarms.into_iter().flatten().map(|a| {
+    let observing = alarms.into_iter().flatten().map(|a| {
         let tags = tags.remove(a.alarm_arn.as_deref().unwrap_or_default());
         observe(cx, a, tags)
-    }))
-    .buffer_unordered(16)
-    .try_collect()
-    .await?;
-    let mut found: HashMap<String, Option<Observed>> =
-        names.iter().map(|n| (n.clone(), None)).collect();
-    for o in observed {
-        if let Some(Value::String(name)) = o.props.get("alarm_name") {
-            found.insert(name.clone(), Some(o.clone()));
-        }
-    }
-    Ok(found)
+    });
+    observed_by_name(names, "alarm_name", observing).await
 }
 
 #[async_trait]
@@ -480,12 +470,7 @@ impl Provider for MetricAlarm {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: name,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (name, r, changed) = (u.id, u.r, u.changed);
         let arn = describe(cx, name)
             .await?
             .and_then(|a| a.alarm_arn)

@@ -230,12 +230,7 @@ impl Provider for IamPolicy {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: arn,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (arn, r, changed) = (u.id, u.r, u.changed);
         let new_version = match changed.contains(&"policy") {
             true => Some(new_default_version(cx, arn, r).await?),
             false => None,

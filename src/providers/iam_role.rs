@@ -144,12 +144,7 @@ impl Provider for IamRole {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: name,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (name, r, changed) = (u.id, u.r, u.changed);
         if changed.contains(&"assume_role_policy") {
             send!(cx
                 .iam()

@@ -417,12 +417,7 @@ impl Provider for LambdaFunction {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: name,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (name, r, changed) = (u.id, u.r, u.changed);
         const CONFIG: &[&str] = &[
             "role",
             "handler",

@@ -860,6 +860,32 @@ where
     }
 }
 
+/// What a batched read returns: each name asked for, with the object observed
+/// under it or none. The observations (each may still send a call) run 16 at
+/// a time.
+pub async fn observed_by_name<F>(
+    names: &[String],
+    name_prop: &str,
+    observing: impl IntoIterator<Item = F>,
+) -> Result<HashMap<String, Option<Observed>>, ProviderError>
+where
+    F: Future<Output = Result<Observed, ProviderError>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    let observed: Vec<Observed> = futures::stream::iter(observing)
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let mut found: HashMap<String, Option<Observed>> =
+        names.iter().map(|n| (n.clone(), None)).collect();
+    for o in observed {
+        if let Some(Value::String(name)) = o.props.get(name_prop) {
+            found.insert(name.clone(), Some(o));
+        }
+    }
+    Ok(found)
+}
+
 /// The tags of many resources, each from the type's own call (16 at a time),
 /// by the key each was asked for: what a batched read sends beside itself
 /// rather than after. Empty when a bulk read of tags is in use (reads take

@@ -124,12 +124,7 @@ impl Provider for SnsTopic {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: arn,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (arn, r, changed) = (u.id, u.r, u.changed);
         if changed.contains(&"display_name") {
             send!(cx
                 .sns()

@@ -175,12 +175,7 @@ impl Provider for SnsTopicSubscription {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: arn,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (arn, r, changed) = (u.id, u.r, u.changed);
         if changed.contains(&"raw_message_delivery") {
             let raw = r.bool("raw_message_delivery").unwrap_or(false);
             set_attribute(cx, arn, "RawMessageDelivery", raw.to_string()).await?;

@@ -208,12 +208,7 @@ impl Provider for SqsQueue {
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
-        let Update {
-            id: url,
-            r,
-            changed,
-            ..
-        } = *u;
+        let (url, r, changed) = (u.id, u.r, u.changed);
         let attributes: HashMap<_, _> = INT_ATTRS
             .iter()
             .filter(|(prop, _)| changed.contains(prop))
