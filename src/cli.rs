@@ -44,6 +44,10 @@ enum Command {
     /// Print the IAM policy that running stackctl on this stack needs
     /// (--for plan|apply|destroy|all), offline.
     Permissions(commands::review::PermissionsArgs),
+    /// Write one self-contained HTML page for a reviewer: the stack drawn
+    /// with check's verdict on each link, the plan, the findings, and a
+    /// simulation's timeline (--events).
+    Review(commands::plan::ReviewArgs),
     /// Show what apply would change.
     Plan(commands::plan::PlanArgs),
     /// Make AWS match the stack file (or apply a saved plan).
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Simulate(a) => simulate::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Review(a) => plan::review(a),
         Command::Apply(a) => apply::run(a),
         Command::Destroy(a) => apply::destroy(a),
         Command::Build { file, vars } => build::run(&file, &vars.pairs()?),

@@ -11,29 +11,31 @@ use crate::check::Report;
 use crate::validate::Validated;
 
 /// A dataflow link between two boxes, its actions merged.
-struct Flow {
-    from: String,
-    to: String,
-    actions: Vec<String>,
-    proven: bool,
+pub(crate) struct Flow {
+    pub from: String,
+    pub to: String,
+    pub actions: Vec<String>,
+    pub proven: bool,
+    /// Why each link that is not proven fails, as `check` says it.
+    pub reasons: Vec<String>,
 }
 
 /// What is drawn for a resource, or for all instances of a collection at
 /// once: `server["web-1"]` and `server["web-2"]` are the box `server[*]`,
 /// `module.watch["a"].alarm` is `module.watch[*].alarm`.
-struct Box {
-    name: String,
-    type_name: String,
-    is_data: bool,
-    count: usize,
+pub(crate) struct Box {
+    pub name: String,
+    pub type_name: String,
+    pub is_data: bool,
+    pub count: usize,
 }
 
 impl Box {
-    fn id(&self) -> String {
+    pub fn id(&self) -> String {
         node_id(&self.name)
     }
 
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match self.name.contains("[*]") {
             true => format!("{} ×{}", self.name, self.count),
             false => self.name.clone(),
@@ -41,7 +43,7 @@ impl Box {
     }
 }
 
-fn box_of(address: &str) -> String {
+pub(crate) fn box_of(address: &str) -> String {
     let mut out = String::new();
     let mut rest = address;
     while let Some(open) = rest.find("[\"") {
@@ -56,11 +58,11 @@ fn box_of(address: &str) -> String {
 }
 
 /// A box's name as Mermaid and DOT take an id.
-fn node_id(name: &str) -> String {
+pub(crate) fn node_id(name: &str) -> String {
     name.replace("[*]", "_all").replace('.', "_")
 }
 
-fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
+pub(crate) fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
     let mut merged: BTreeMap<(String, String), Flow> = BTreeMap::new();
     for e in &report.edges {
         if !v.stack.decls.contains_key(&e.from) || !v.stack.decls.contains_key(&e.to) {
@@ -74,17 +76,23 @@ fn flows(v: &Validated, report: &Report) -> Vec<Flow> {
                 to,
                 actions: Vec::new(),
                 proven: true,
+                reasons: Vec::new(),
             });
         if !f.actions.contains(&e.action) {
             f.actions.push(e.action.clone());
         }
         f.proven &= e.allowed;
+        if let Some(why) = e.missing.as_ref().filter(|_| !e.allowed) {
+            if !f.reasons.contains(why) {
+                f.reasons.push(why.clone());
+            }
+        }
     }
     merged.into_values().collect()
 }
 
 /// Boxes by service group, in file order within each.
-fn groups(v: &Validated) -> BTreeMap<(&'static str, &'static str), Vec<Box>> {
+pub(crate) fn groups(v: &Validated) -> BTreeMap<(&'static str, &'static str), Vec<Box>> {
     let mut groups: BTreeMap<_, Vec<Box>> = BTreeMap::new();
     let mut decls: Vec<_> = v.stack.decls.values().collect();
     decls.sort_by_key(|d| d.span.line);
@@ -106,7 +114,7 @@ fn groups(v: &Validated) -> BTreeMap<(&'static str, &'static str), Vec<Box>> {
 }
 
 /// Dependency edges between boxes: (dependent, dependency).
-fn dependencies(v: &Validated) -> Vec<(String, String)> {
+pub(crate) fn dependencies(v: &Validated) -> Vec<(String, String)> {
     let line = |id: &str| v.stack.decls[id].span.line;
     let mut edges: Vec<(&str, &str)> = v
         .graph

@@ -56,6 +56,7 @@ pub mod package;
 pub mod permissions;
 pub mod plan;
 pub mod providers;
+pub mod review_page;
 pub mod schema;
 pub mod seal;
 pub mod sensitive;

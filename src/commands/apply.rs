@@ -61,7 +61,7 @@ pub fn run(r: ApplyArgs) -> Result<ExitCode> {
 }
 
 /// A plan saved by `plan --out` (encrypted like the state when a key is set).
-fn read_plan(path: &Path) -> Result<PlanFile> {
+pub(crate) fn read_plan(path: &Path) -> Result<PlanFile> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read plan {}", path.display()))?;
     let keys = crate::seal::Keys::from_env()?;

@@ -193,3 +193,127 @@ async fn make_plan(
     }
     Ok((plan, values))
 }
+
+#[derive(clap::Args, Debug)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Where to write the page.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The plan to show: a file of `plan --json`, or a plan saved by `plan
+    /// --out`. Without it the plan is made as `stackctl plan` makes it.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Log lines to simulate (as `stackctl simulate --events` takes them):
+    /// the page shows the run's timeline.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Make no AWS call: no plan unless --plan is given, and the events go
+    /// through the filters and alarms as written, no action run.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `stackctl review`: the page, written to `--out`.
+pub fn review(a: ReviewArgs) -> Result<ExitCode> {
+    let vars = a.vars.pairs()?;
+    let v = load(&a.file, &vars)?;
+    let region = crate::providers::effective_region(v.stack.region.as_deref());
+    let report = check::check(&v, region.as_deref(), &[]);
+    let events = match &a.events {
+        Some(path) => Some(
+            crate::sim::parse_events(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let given = a.plan.as_deref().map(plan_json).transpose()?;
+    let (plan, timeline) = match (given, a.offline) {
+        (Some(p), true) => (Ok(p), None),
+        (None, true) => (Err("--offline".to_string()), None),
+        (given, false) => {
+            let made = runtime()?.block_on(live_review(&v, &a, given.is_none(), &events, &report));
+            match made {
+                Ok((made, timeline)) => (given.or(made).ok_or_else(String::new), timeline),
+                Err(e) => (
+                    given.ok_or_else(|| v.redactor.redact(&format!("{e:#}"))),
+                    None,
+                ),
+            }
+        }
+    };
+    let region_name = region.clone().unwrap_or_else(|| "us-east-1".to_string());
+    let timeline = match (timeline, &events) {
+        (Some(t), _) => Some(t),
+        (None, Some(events)) => {
+            let state = State::new(&v.stack.name);
+            Some(crate::review_page::Timeline {
+                outcome: crate::sim::evaluate_offline(&v, &state, &region_name, events)?,
+                series: crate::sim::series(&v, &state, &region_name, events)?,
+            })
+        }
+        (None, None) => None,
+    };
+    let inputs = crate::review_page::Inputs {
+        v: &v,
+        report: &report,
+        region,
+        plan,
+        timeline,
+    };
+    let html = crate::review_page::page(&inputs);
+    std::fs::write(&a.out, html).with_context(|| format!("cannot write {}", a.out.display()))?;
+    println!("Wrote the review page to {}.", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plan given to `review`: `plan --json`'s output, or a saved plan.
+fn plan_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match serde_json::from_slice::<serde_json::Value>(&text) {
+        Ok(v) if v.get("changes").is_some() => Ok(v),
+        _ => Ok(plan::to_json(&super::apply::read_plan(path)?.plan)),
+    }
+}
+
+/// The plan (when `make_plan`) and the simulation, against AWS: the state
+/// locked and read as `plan` does.
+async fn live_review(
+    v: &Validated,
+    a: &ReviewArgs,
+    make_plan: bool,
+    events: &Option<Vec<crate::sim::LogEvent>>,
+    report: &check::Report,
+) -> Result<(
+    Option<serde_json::Value>,
+    Option<crate::review_page::Timeline>,
+)> {
+    let mut session = Session::open(&v.stack, &a.file.backend_config, "review").await?;
+    let cx = context(v).await;
+    let made = match make_plan {
+        true => {
+            let backend = session.backend.as_ref();
+            let (plan, _) = pinned_plan(v, &mut session.state, &cx, backend, true, 32).await?;
+            Some(plan::to_json(&plan))
+        }
+        false => None,
+    };
+    let timeline = match events {
+        Some(events) => {
+            let options = crate::sim::Options { live: false };
+            let state = &session.state;
+            let outcome = crate::sim::run(v, state, &cx, report, events, options).await?;
+            let series = crate::sim::series(v, state, &cx.region(), events)?;
+            Some(crate::review_page::Timeline { outcome, series })
+        }
+        None => None,
+    };
+    session.release().await?;
+    Ok((made, timeline))
+}

@@ -17,7 +17,7 @@ use crate::state::{ResourceState, State};
 use crate::validate::Validated;
 
 mod render;
-pub use render::{render, render_drift, render_markdown, to_json, MARKDOWN_LIMIT};
+pub use render::{as_shown, render, render_drift, render_markdown, to_json, MARKDOWN_LIMIT};
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 

@@ -50,6 +50,14 @@ fn markers_as_text(v: &mut Value) {
     }
 }
 
+/// A value as people are shown it: unknown values as "(known after
+/// apply)", masked ones as the text their marker stands for.
+pub fn as_shown(mut v: Value) -> Value {
+    mask_unknowns(&mut v);
+    markers_as_text(&mut v);
+    v
+}
+
 /// A change with its sensitive values masked, for showing.
 fn masked(c: &Change) -> Change {
     let (before, after) = sensitive::mask_pair(c.before.as_ref(), c.after.as_ref(), &c.sensitive);

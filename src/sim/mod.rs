@@ -406,6 +406,61 @@ fn reason(rule: &alarm::Rule, value: Option<f64>) -> String {
     }
 }
 
+/// One alarm's metric as the alarm sees it: the statistic of each period
+/// from the first event's minute to the last evaluation, against the
+/// threshold. What a reviewer's chart of a simulation draws.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub alarm: String,
+    pub metric: String,
+    pub period_ms: i64,
+    pub threshold: f64,
+    pub comparison: &'static str,
+    /// (start of the period on the virtual clock, from the first event's
+    /// minute; its statistic or none).
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+/// Each alarm's datapoints per period for these events (pure: no AWS call).
+pub fn series(
+    v: &Validated,
+    state: &State,
+    region: &str,
+    events: &[LogEvent],
+) -> Result<Vec<Series>, SimError> {
+    let pipeline = Pipeline::new(v, state, region.to_string(), events);
+    let (samples, _) = pipeline.filter(events)?;
+    let last = events.last().map_or(pipeline.t0, |e| e.timestamp);
+    let series = pipeline.alarms().into_iter().map(|a| {
+        let rule = &a.rule;
+        let data = samples
+            .get(&a.metric)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let end = last + rule.n as i64 * rule.period_ms;
+        let starts = (pipeline.t0..=end).step_by(rule.period_ms.max(1) as usize);
+        let points = starts
+            .map(|t| {
+                let values: Vec<f64> = data
+                    .iter()
+                    .filter(|(at, _)| (t..t + rule.period_ms).contains(at))
+                    .map(|(_, v)| *v)
+                    .collect();
+                (t - pipeline.t0, rule.statistic.of(&values))
+            })
+            .collect();
+        Series {
+            alarm: a.id.clone(),
+            metric: format!("{}/{}", a.metric.0, a.metric.1),
+            period_ms: rule.period_ms,
+            threshold: rule.threshold,
+            comparison: rule.comparison.symbol(),
+            points,
+        }
+    });
+    Ok(series.collect())
+}
+
 /// What the filters and alarms make of the events, before any action: the
 /// matches and every state change, and each alarm's final state.
 pub fn evaluate_offline(
