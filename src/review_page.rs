@@ -675,3 +675,139 @@ const SCRIPT: &str = r#"
   });
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Stack;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn inputs_for(src: &str) -> (Validated, Report) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("stack.yaml");
+        let stack = Stack::parse(&path, src).unwrap();
+        let v = crate::validate::validate(stack, &[], Some("us-east-2")).unwrap();
+        let report = crate::check::check(&v, Some("us-east-2"), &[]);
+        (v, report)
+    }
+
+    fn page_of(src: &str, plan: Result<Value, String>) -> String {
+        let (v, report) = inputs_for(src);
+        page(&Inputs {
+            v: &v,
+            report: &report,
+            region: Some("us-east-2".into()),
+            plan,
+            timeline: None,
+        })
+    }
+
+    const SEED: &str = include_str!("../stack.yaml");
+
+    #[test]
+    fn every_box_and_dataflow_link_of_the_stack_is_drawn_and_proven() {
+        let (v, report) = inputs_for(SEED);
+        let html = page_of(SEED, Err("offline".into()));
+        let boxes: usize = diagram::groups(&v).values().map(Vec::len).sum();
+        assert_eq!(html.matches("<a class=\"node").count(), boxes);
+        let flows = diagram::flows(&v, &report).len();
+        assert!(flows >= 6, "{flows}");
+        assert_eq!(html.matches("class=\"edge flow proven\"").count(), flows);
+        assert!(!html.contains("edge flow broken"));
+    }
+
+    #[test]
+    fn a_queue_policy_naming_another_topic_draws_a_red_link_with_the_reason() {
+        let other = "arn:aws:sns:us-east-2:123456789012:someone-elses-topic";
+        let src = SEED.replacen(
+            "ArnEquals: {\"aws:SourceArn\": \"${lambda_topic.arn}\"}",
+            &format!("ArnEquals: {{\"aws:SourceArn\": \"{other}\"}}"),
+            1,
+        );
+        assert_ne!(src, SEED);
+        let html = page_of(&src, Err("offline".into()));
+        let red = html
+            .split("<path class=\"edge flow broken\"")
+            .nth(1)
+            .expect("a red link");
+        assert!(
+            red.contains("data-from=\"lambda_topic\" data-to=\"notifications\""),
+            "{red}"
+        );
+        assert!(
+            html.contains("<td class=\"broken\">not allowed: "),
+            "the links table says why"
+        );
+    }
+
+    #[test]
+    fn the_page_fetches_nothing() {
+        let html = page_of(SEED, Err("offline".into()));
+        for external in [
+            "src=\"http",
+            "href=\"http",
+            "url(http",
+            "@import",
+            "<link",
+            "<script src",
+        ] {
+            assert!(!html.contains(external), "{external}");
+        }
+    }
+
+    #[test]
+    fn a_sensitive_variable_never_reaches_the_page() {
+        let secret = "pa55-w0rd-that-must-not-show";
+        let src = SEED
+            .replacen(
+                "variables:\n",
+                &format!("variables:\n  api_key: {{sensitive: true, default: {secret}}}\n"),
+                1,
+            )
+            .replacen(
+                "          COOLDOWN_SECONDS: \"900\"\n",
+                "          COOLDOWN_SECONDS: \"900\"\n          API_KEY: ${var.api_key}\n",
+                1,
+            );
+        let html = page_of(&src, Err("offline".into()));
+        assert!(
+            html.contains("API_KEY"),
+            "the key is shown, its value is not"
+        );
+        assert!(!html.contains(secret));
+    }
+
+    #[test]
+    fn a_replacement_names_the_property_that_forces_it() {
+        let plan = json!({
+            "summary": {"add": 1, "change": 0, "destroy": 1},
+            "changes": [{
+                "id": "notifications", "type": "aws_sqs_queue", "action": "replace",
+                "before": {"name": "old-queue", "visibility_timeout_seconds": 30},
+                "after": {"name": "new-queue", "visibility_timeout_seconds": 30},
+                "changed": ["name"], "replace_because": ["name"],
+            }],
+        });
+        let html = page_of(SEED, Ok(plan));
+        assert!(
+            html.contains("name: old-queue → new-queue (forces replacement)"),
+            "the plan table"
+        );
+        let section = html.split("id=\"r-notifications\"").nth(1).unwrap();
+        assert!(section.contains("<p class=\"action replace\">replace</p>"));
+        assert!(section.contains("<tr class=\"forces\"><th>name <em>forces replacement</em></th>"));
+    }
+
+    #[test]
+    fn a_thousand_resources_each_get_a_box() {
+        let mut src = String::from("stack: big\nregion: us-east-2\nresources:\n");
+        for n in 0..1000 {
+            let _ = write!(
+                src,
+                "  q{n}:\n    type: aws_sqs_queue\n    properties:\n      name: q{n}\n"
+            );
+        }
+        let html = page_of(&src, Err("offline".into()));
+        assert_eq!(html.matches("<a class=\"node").count(), 1000);
+    }
+}
