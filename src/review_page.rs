@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::check::{Report, Severity};
 use crate::diagram::{self, Flow};
 use crate::model::{declared_props, StackValues};
-use crate::sim::{Outcome, Series};
+use crate::sim::{clock, Outcome, Series};
 use crate::validate::Validated;
 
 /// A simulation of log lines through the stack, for the timeline.
@@ -149,7 +149,18 @@ fn layout(groups: &Groups, deps: &[(String, String)]) -> Layout {
     let mut at = HashMap::new();
     let mut bands = Vec::new();
     let mut y = 8.0;
-    for ((_, label), boxes) in groups {
+    // Bands in the order of their boxes' mean depth: the pipeline reads as a
+    // staircase from the top left, most links between neighbouring bands.
+    let mut ordered: Vec<(&'static str, &Vec<diagram::Box>)> = groups
+        .iter()
+        .map(|((_, label), boxes)| (*label, boxes))
+        .collect();
+    let mean = |boxes: &Vec<diagram::Box>| {
+        let sum: usize = boxes.iter().map(|b| depth[&b.id()]).sum();
+        sum as f64 / boxes.len().max(1) as f64
+    };
+    ordered.sort_by(|a, b| mean(a.1).total_cmp(&mean(b.1)).then(a.0.cmp(b.0)));
+    for (label, boxes) in ordered {
         let mut rows = vec![0usize; columns];
         for b in boxes {
             let col = depth[&b.id()];
@@ -158,7 +169,7 @@ fn layout(groups: &Groups, deps: &[(String, String)]) -> Layout {
             rows[col] += 1;
         }
         let height = BAND_HEAD + rows.iter().max().copied().unwrap_or(1) as f64 * ROW_H;
-        bands.push((*label, y, height));
+        bands.push((label, y, height));
         y += height + 8.0;
     }
     Layout {
@@ -524,12 +535,6 @@ fn findings_section(out: &mut String, i: &Inputs) {
         );
     }
     out.push_str("</tbody></table></section>");
-}
-
-/// A time on the virtual clock, from its first minute.
-fn clock(t_ms: i64) -> String {
-    let s = t_ms / 1000;
-    format!("+{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn timeline_section(out: &mut String, t: &Timeline) {

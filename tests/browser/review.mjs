@@ -1,6 +1,6 @@
 // Opens a review page in headless Chromium and prints what a reviewer would
 // meet, as JSON, for the end-to-end tests to judge (tests/e2e/review_page.rs):
-//   node tests/browser/review.mjs PAGE [--click NODE_ID] [--screenshot PNG]
+//   node tests/browser/review.mjs PAGE [--click NODE_ID] [--screenshot PNG] [--no-script]
 // No network: any request other than the page itself is reported.
 import { chromium } from 'playwright-core';
 import { pathToFileURL } from 'node:url';
@@ -17,7 +17,10 @@ const browser = await chromium.launch({
 });
 const out = { console_errors: [], page_errors: [], requests: [] };
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const page = await browser.newPage({
+    viewport: { width: 1400, height: 1000 },
+    javaScriptEnabled: !rest.includes('--no-script'),
+  });
   const url = pathToFileURL(page_path).href;
   page.on('console', (m) => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', (e) => out.page_errors.push(String(e)));

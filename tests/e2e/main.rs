@@ -12,6 +12,7 @@ mod messaging;
 mod perf;
 mod permissions;
 mod review;
+mod review_page;
 mod secrets;
 mod seed;
 mod simulate;

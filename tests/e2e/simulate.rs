@@ -350,3 +350,38 @@ fn slow_responses_of_one_instance_of_a_fleet_restart_that_instance_alone() {
         "{outcome:#}"
     );
 }
+
+/// `stackctl review --events`: the page shows the run `simulate` makes.
+#[test]
+fn the_review_page_shows_the_timeline_of_the_demos_burst() {
+    let env = deployed();
+    std::fs::write(env.path("events.jsonl"), DEMO_EVENTS).unwrap();
+    let args = ["review", "--out", "review.html", "--events", "events.jsonl"];
+    env.stackctl(&args).ok();
+    let page = std::fs::read_to_string(env.path("review.html")).unwrap();
+    let row = |t: &str, resource: &str, what: &str, detail: &str| {
+        format!("<td>{t}</td><td>{resource}</td><td>{what}</td><td>{detail}</td>")
+    };
+    assert!(
+        page.contains("<rect class=\"datapoint breaching\""),
+        "the burst's period is over the threshold"
+    );
+    assert!(page.contains(&row(
+        "+05:00",
+        "slow_response_alarm",
+        "state",
+        "OK → ALARM (6 &gt; 5)"
+    )));
+    assert!(page.contains(&row(
+        "+05:00",
+        "remediation",
+        "invoked",
+        "invoked by slow_response_alarm"
+    )));
+    assert!(
+        page.contains(&row("+05:00", "dev_instance", "step", "stopped")),
+        "{page}"
+    );
+    assert!(page.contains("Messages in the queues"));
+    assert!(page.contains("Remediation succeeded"));
+}
