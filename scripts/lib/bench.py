@@ -220,6 +220,27 @@ report(f"P7 check, fleet of {FLEET_N:,} keys ({4 * FLEET_N + 1:,} resources)", w
        goal_wall=0.5, mib=mib, goal_mib=100, calls=len(calls))
 need("P7 check proves every link", f"{3 * FLEET_N} of {3 * FLEET_N} links proven" in out, out[-200:])
 
+# P8: `stackctl review` of 1,000 resources (big_stack: topics, queues, log
+# groups, alarms), offline, then the page opened in headless Chromium: the
+# time to its load event, every box drawn, a click answered.
+REVIEW_N = 40 if SMOKE else 250
+d = stack_dir("review", big_stack(REVIEW_N))
+wall, mib, out, calls, _ = median_runs(["review", "--offline", "--out", "review.html"], d)
+report(f"P8 review page, {4 * REVIEW_N:,} resources", wall, None, goal_wall=1.0,
+       mib=mib, goal_mib=200, calls=len(calls))
+need("P8 review --offline makes no call", not calls, f"{len(calls)} calls")
+driver = os.path.join(REPO, "tests/browser/review.mjs")
+opened = [json.loads(subprocess.run(
+    ["node", driver, os.path.join(d, "review.html"), "--click", "queue_7"],
+    check=True, capture_output=True, text=True).stdout) for _ in range(RUNS)]
+load = statistics.median(o["load_ms"] for o in opened) / 1000
+report(f"P8 review page opened in Chromium", load, None, goal_wall=2.0)
+seen = opened[0]
+need("P8 every box drawn", len(seen["nodes"]) == 4 * REVIEW_N, len(seen["nodes"]))
+need("P8 a click shows the resource", seen["inspector"]["shown"] and "queue_7" in seen["inspector"]["text"],
+     seen["inspector"])
+need("P8 no console error", not seen["console_errors"] and not seen["page_errors"], seen)
+
 # The seed stack in its single-instance form (tests/fixtures/seed), which the
 # figures have measured since before fleets; its Lambda built before (P6
 # measures the build).
