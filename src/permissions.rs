@@ -100,14 +100,17 @@ pub fn statements(
             let schema = v.schema(ids[0]);
             out.extend(writes(&m, schema, ids, phase, &v.stack.name));
         }
-        out.extend(pass_role(&m, v));
+        // A role is passed on create and update, never on delete.
+        if phase != Phase::Destroy {
+            out.extend(pass_role(&m, v));
+        }
     }
     out.extend(state_bucket(backend, &v.stack.name));
     if let Some(account) = v.stack.env.as_ref().and_then(|e| e.account.as_deref()) {
         out.iter_mut()
             .for_each(|s| s.resources = in_account(&s.resources, account));
     }
-    out
+    without_redundant(out)
 }
 
 /// ARNs whose account is a wildcard, in the one account the environment
@@ -161,7 +164,10 @@ fn writes(m: &Model, schema: &Schema, ids: &[&str], phase: Phase, stack: &str) -
     }
     match schema.actions.on {
         ActsOn::Itself => {
-            let arns: Vec<String> = ids.iter().map(|id| own_arn(m, id)).collect();
+            let arns: Vec<String> = ids
+                .iter()
+                .flat_map(|id| with_logs_form(own_arn(m, id)))
+                .collect();
             vec![Statement::new(&sid(schema), actions, &arns)]
         }
         ActsOn::Parent(prop, parent) => {
@@ -197,8 +203,42 @@ fn parent_arns(m: &Model, id: &str, prop: &str, parent: &str) -> Vec<String> {
         None if value.starts_with("arn:") => value,
         None => named_arn(m, schema, &value),
     };
-    let arn = crate::iam::wildcard_unknowns(&arn);
-    vec![format!("{arn}:*"), arn]
+    with_logs_form(crate::iam::wildcard_unknowns(&arn))
+}
+
+/// An ARN, and for a log group its `:*` form too: CloudWatch Logs writes a
+/// group's ARN that way (DescribeLogGroups' `arn`) and authorizes its streams
+/// under it (`log-group:NAME:log-stream:S`).
+fn with_logs_form(arn: String) -> Vec<String> {
+    match arn.starts_with("arn:aws:logs:") && arn.contains(":log-group:") {
+        true => vec![format!("{arn}:*"), arn],
+        false => vec![arn],
+    }
+}
+
+/// The statements without any whose every action on every resource another
+/// statement with the same condition already allows (a queue policy's
+/// SetQueueAttributes on a queue of the stack, which the queue's own
+/// statement holds): each statement left is needed.
+fn without_redundant(statements: Vec<Statement>) -> Vec<Statement> {
+    let covers = |t: &Statement, s: &Statement| {
+        t.condition == s.condition
+            && s.actions.is_subset(&t.actions)
+            && s.resources
+                .iter()
+                .all(|r| t.resources.contains(r) || t.resources.contains("*"))
+    };
+    let mut kept: Vec<Statement> = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        let covered = statements
+            .iter()
+            .enumerate()
+            .any(|(j, t)| j != i && covers(t, s) && !(covers(s, t) && j > i));
+        if !covered {
+            kept.push(s.clone());
+        }
+    }
+    kept
 }
 
 /// The ARN of a resource outside the stack known by its name (or URL).

@@ -217,6 +217,8 @@ struct Shared {
     released: tokio::sync::Notify,
     /// When the last request arrived.
     last_request: Mutex<Option<Instant>>,
+    /// The identity whose calls the proxy authorizes (authz.rs).
+    restricted: Mutex<Option<Arc<authz::Restricted>>>,
 }
 
 impl Shared {
@@ -228,6 +230,7 @@ impl Shared {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+pub mod authz;
 mod bridge;
 mod cbor;
 
@@ -404,6 +407,21 @@ impl LocalAws {
     /// Runs `hook` as each call of `operation` arrives, before AWS sees it.
     pub fn on_call(&self, operation: &str, hook: impl Fn() + Send + Sync + 'static) {
         lock(&self.shared.hooks).push((operation.to_string(), Box::new(hook)));
+    }
+
+    /// From now on the calls signed with `access_key` are authorized against
+    /// `policy` as IAM would, and refused with AccessDenied where it does
+    /// not allow them (authz.rs); other credentials stay unrestricted.
+    pub fn restrict(&self, access_key: &str, policy: serde_json::Value) {
+        *lock(&self.shared.restricted) = Some(Arc::new(authz::Restricted {
+            access_key: access_key.to_string(),
+            policy,
+        }));
+    }
+
+    /// Every identity unrestricted again.
+    pub fn unrestrict(&self) {
+        *lock(&self.shared.restricted) = None;
     }
 
     /// Environment that points an AWS SDK at this endpoint with dummy credentials.
@@ -793,7 +811,28 @@ async fn proxy(
             hook();
         }
     }
-    let fault = take_fault(&shared, &service, &operation);
+    let restricted = lock(&shared.restricted).clone();
+    let refusal = authz::refusal(
+        restricted.as_deref(),
+        &client,
+        &upstream,
+        &parts.headers,
+        &service,
+        &operation,
+        &path,
+        &query,
+        &body,
+    )
+    .await;
+    // AWS authorizes a call before anything else happens to it.
+    let fault = match refusal {
+        Some((status, headers, body)) => Some(FaultKind::Refuse {
+            status,
+            headers,
+            body,
+        }),
+        None => take_fault(&shared, &service, &operation),
+    };
     if let Some(FaultKind::Delay(d)) = &fault {
         tokio::time::sleep(*d).await;
     }
