@@ -63,6 +63,8 @@ pub struct Params {
     named: BTreeMap<String, Vec<String>>,
     raw: Vec<(String, String)>,
     path: Vec<String>,
+    /// The `<Key>`s of an XML body (S3's DeleteObjects).
+    keys: Vec<String>,
 }
 
 impl Params {
@@ -75,6 +77,15 @@ impl Params {
                 .collect(),
             ..Params::default()
         };
+        if body.starts_with(b"<") {
+            let xml = String::from_utf8_lossy(body);
+            p.keys = xml
+                .split("<Key>")
+                .skip(1)
+                .filter_map(|k| k.split("</Key>").next().map(str::to_string))
+                .collect();
+            return p;
+        }
         if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
             for (k, v) in m {
                 let values = match v {
@@ -236,7 +247,7 @@ pub fn needs(service: &str, operation: &str, p: &Params, region: &str) -> Option
         }
         "tagging" if operation == "GetResources" => on("tag", any()),
         "ec2" => ec2_needs(operation, p, region)?,
-        "s3" => on("s3", vec![s3_resource(operation, p)?]),
+        "s3" => s3_needs(operation, p)?,
         _ => return None,
     })
 }
@@ -420,13 +431,27 @@ fn ec2_needs(operation: &str, p: &Params, region: &str) -> Option<Vec<Need>> {
     })
 }
 
-fn s3_resource(operation: &str, p: &Params) -> Option<String> {
-    let bucket = p.path.first()?;
+/// S3 authorizes object calls on the object, listings on the bucket, and a
+/// multi-object delete as s3:DeleteObject on each key.
+fn s3_needs(operation: &str, p: &Params) -> Option<Vec<Need>> {
+    let bucket = format!("arn:aws:s3:::{}", p.path.first()?);
+    let object = format!("arn:aws:s3:::{}", p.path.join("/"));
+    let one = |action: &str, resource: &str| vec![Need::new(action, resource.to_string())];
     Some(match operation {
-        "GetObject" | "HeadObject" | "PutObject" | "DeleteObject" | "CopyObject" => {
-            format!("arn:aws:s3:::{}", p.path.join("/"))
+        "GetObject" | "HeadObject" => one("s3:GetObject", &object),
+        "PutObject" => one("s3:PutObject", &object),
+        "DeleteObject" => one("s3:DeleteObject", &object),
+        "DeleteObjects" => p
+            .keys
+            .iter()
+            .map(|k| Need::new("s3:DeleteObject", format!("{bucket}/{k}")))
+            .collect(),
+        "ListObjects" | "ListObjectsV2" | "HeadBucket" => one("s3:ListBucket", &bucket),
+        "ListObjectVersions" => one("s3:ListBucketVersions", &bucket),
+        "GetBucketVersioning" | "PutBucketVersioning" | "CreateBucket" | "DeleteBucket" => {
+            one(&format!("s3:{operation}"), &bucket)
         }
-        _ => format!("arn:aws:s3:::{bucket}"),
+        _ => return None,
     })
 }
 
