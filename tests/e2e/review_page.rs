@@ -160,3 +160,36 @@ fn no_sensitive_value_is_in_the_pages_text_or_source() {
     assert!(!seen["text"].as_str().unwrap().contains(secret));
     assert!(!seen["inspector"]["text"].as_str().unwrap().contains(secret));
 }
+
+/// `--plan` shows a plan made earlier (`plan --json`, or a plan saved with
+/// `plan --out`) with `--offline`: no call at all.
+#[test]
+fn a_plan_made_earlier_is_shown_without_a_call() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    let json = env.stackctl(&["plan", "--json"]).ok().stdout;
+    std::fs::write(env.path("plan.json"), json).unwrap();
+    env.stackctl(&["plan", "--out", "saved.plan"]).ok();
+    for given in ["plan.json", "saved.plan"] {
+        env.take_calls();
+        let args = [
+            "review",
+            "--offline",
+            "--plan",
+            given,
+            "--out",
+            "review.html",
+        ];
+        env.stackctl(&args).ok();
+        assert_eq!(env.take_calls().len(), 0, "{given}");
+        let page = std::fs::read_to_string(env.path("review.html")).unwrap();
+        assert!(
+            page.contains("plan: 17 to add, 0 to change, 0 to destroy"),
+            "{given}"
+        );
+        assert!(
+            page.contains("<p class=\"action create\">create</p>"),
+            "{given}"
+        );
+    }
+}
