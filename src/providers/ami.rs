@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, Image};
 use serde_json::{Map, Value};
 
+use super::Typed;
 use super::{
     attrs, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
@@ -76,12 +77,12 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for Ami {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 #[async_trait]
 impl Provider for Ami {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn read_data(
         &self,
         cx: &Ctx,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update};
+use super::{Attrs, Created, Ctx, HasSchema, Observed, Provider, ProviderError, Resource, Update};
 use crate::schema::{Props, Schema};
 
 pub struct Checked(pub &'static dyn Provider);
@@ -50,12 +50,14 @@ impl Checked {
     }
 }
 
-#[async_trait]
-impl Provider for Checked {
+impl HasSchema for Checked {
     fn schema(&self) -> &'static Schema {
         self.0.schema()
     }
+}
 
+#[async_trait]
+impl Provider for Checked {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let created = self.0.create(cx, r).await;
         if let Ok(c) = &created {

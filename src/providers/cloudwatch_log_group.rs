@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use super::Typed;
 use super::{
     absent, attrs, aws, check_name, observed_by_name, split_tags, tagging, tags_of_each, tags_or,
     Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -85,6 +86,10 @@ static SCHEMA: Schema = Schema {
     },
     ..Schema::BASE
 };
+
+impl Typed for LogGroup {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
 
 fn group_attrs(cx: &Ctx, name: &str, account: &str) -> Map<String, Value> {
     let arn = format!("arn:aws:logs:{}:{account}:log-group:{name}", cx.region());
@@ -256,10 +261,6 @@ async fn set_retention(cx: &Ctx, name: &str, days: i64) -> Result<(), ProviderEr
 
 #[async_trait]
 impl Provider for LogGroup {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("name")?;
         send!(cx

@@ -3,6 +3,7 @@ use aws_sdk_cloudwatchlogs::types::{MetricTransformation, StandardUnit};
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
+use super::Typed;
 use super::{
     absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
@@ -143,6 +144,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for MetricFilter {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn transformation(v: Option<&Value>) -> Result<MetricTransformation, ProviderError> {
     let t = v
         .and_then(Value::as_object)
@@ -177,10 +182,6 @@ async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), ProviderErr
 
 #[async_trait]
 impl Provider for MetricFilter {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (group, name) = put(cx, r).await?;
         Ok(Created {

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
+use super::Typed;
 use super::{
     absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
@@ -62,6 +63,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for LogStream {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once(':')
         .ok_or_else(|| ProviderError::refused(format!("malformed log stream id `{id}`")))
@@ -101,10 +106,6 @@ fn stream_attrs(
 
 #[async_trait]
 impl Provider for LogStream {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
         send!(cx

@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use std::collections::HashMap;
 
+use super::Typed;
 use super::{
     absent, attrs, observed_by_name, split_tags, str_list, string_map, tagging, tags_of_each,
     tags_or, user_tags, with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError,
@@ -240,6 +241,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for MetricAlarm {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn alarm_attrs(arn: &str, name: &str) -> Map<String, Value> {
     attrs([("arn", arn.into()), ("id", name.into())])
 }
@@ -421,10 +426,6 @@ async fn read_many(
 
 #[async_trait]
 impl Provider for MetricAlarm {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("alarm_name")?;
         put(cx, r, Some(r.tags_with_ownership(cx))).await?;

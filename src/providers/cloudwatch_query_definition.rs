@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use super::Typed;
 use super::{
     absent, attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource,
     Update,
@@ -84,6 +85,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for QueryDefinition {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 async fn put(cx: &Ctx, r: &Resource<'_>, id: Option<&str>) -> Result<String, ProviderError> {
     let out = cx
         .logs()
@@ -135,10 +140,6 @@ async fn list(
 
 #[async_trait]
 impl Provider for QueryDefinition {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let id = put(cx, r, None).await?;
         Ok(Created {

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::iam_role::NO_SUCH_ENTITY;
+use super::Typed;
 use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, Attrs, Created,
     Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -83,6 +84,10 @@ static SCHEMA: Schema = Schema {
     },
     ..Schema::BASE
 };
+
+impl Typed for IamPolicy {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
 
 fn policy_attrs(arn: &str, policy: &aws_sdk_iam::types::Policy) -> Map<String, Value> {
     let text = |v: &Option<String>| Value::from(v.clone().unwrap_or_default());
@@ -191,10 +196,6 @@ async fn new_default_version(
 
 #[async_trait]
 impl Provider for IamPolicy {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let mut req = cx
             .iam()

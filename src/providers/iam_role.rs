@@ -3,6 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::Typed;
 use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, wait_for, Attrs,
     Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -68,15 +69,15 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for IamRole {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 /// What IAM answers for a role, policy or attachment that does not exist.
 pub const NO_SUCH_ENTITY: &[&str] = &["NoSuchEntity"];
 
 #[async_trait]
 impl Provider for IamRole {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("name")?;
         let mut req = cx

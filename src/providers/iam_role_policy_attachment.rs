@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::iam_role::NO_SUCH_ENTITY;
+use super::Typed;
 use super::{
     absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
 };
@@ -43,6 +44,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for RolePolicyAttachment {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once('/')
         .ok_or_else(|| ProviderError::refused(format!("malformed attachment id `{id}`")))
@@ -50,10 +55,6 @@ fn split(id: &str) -> Result<(&str, &str), ProviderError> {
 
 #[async_trait]
 impl Provider for RolePolicyAttachment {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (role, arn) = (r.required_str("role")?, r.required_str("policy_arn")?);
         send!(cx

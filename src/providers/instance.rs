@@ -5,6 +5,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType, ResourceType};
 use serde_json::{Map, Value};
 
 use super::security_group::tag_spec;
+use super::Typed;
 use super::{
     absent, attrs, aws, split_tags, str_list, wait_for, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
@@ -59,6 +60,10 @@ static SCHEMA: Schema = Schema {
     },
     ..Schema::BASE
 };
+
+impl Typed for Instance {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
 
 const NO_INSTANCE: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
 
@@ -150,10 +155,6 @@ async fn wait_state(
 
 #[async_trait]
 impl Provider for Instance {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let groups = str_list(r.props.get("vpc_security_group_ids"));
         let out = cx

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::{build, package};
 
+use super::Typed;
 use super::{
     absent, attrs, retry_eventual, split_tags, str_list, string_map, user_tags, wait_for, Attrs,
     Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -227,6 +228,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for LambdaFunction {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn architecture(props: &Props) -> String {
     str_list(props.get("architectures"))
         .into_iter()
@@ -325,10 +330,6 @@ fn conflict(e: &ProviderError) -> bool {
 
 #[async_trait]
 impl Provider for LambdaFunction {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     fn derive(&self, props: &mut Props, stack_dir: &Path) -> Result<(), (&'static str, String)> {
         if let Some(f) = props
             .get("filename")

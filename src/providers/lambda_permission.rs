@@ -3,6 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::Typed;
 use super::{
     absent, attrs, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
@@ -49,6 +50,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for LambdaPermission {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.rsplit_once('/')
         .ok_or_else(|| ProviderError::refused(format!("malformed permission id `{id}`")))
@@ -66,10 +71,6 @@ fn condition<'a>(st: &'a Value, op: &str, key: &str) -> Option<&'a Value> {
 
 #[async_trait]
 impl Provider for LambdaPermission {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (function, sid) = (
             r.required_str("function_name")?,

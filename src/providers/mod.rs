@@ -219,10 +219,25 @@ pub struct Created {
     pub attrs: Map<String, Value>,
 }
 
-#[async_trait]
-pub trait Provider: Send + Sync {
-    fn schema(&self) -> &'static Schema;
+/// A resource type's schema, declared once beside it: `impl Typed for
+/// LogGroup { const SCHEMA: &'static Schema = &SCHEMA; }`.
+pub trait Typed {
+    const SCHEMA: &'static Schema;
+}
 
+/// The schema of a provider, through which the engine reaches it.
+pub trait HasSchema {
+    fn schema(&self) -> &'static Schema;
+}
+
+impl<T: Typed> HasSchema for T {
+    fn schema(&self) -> &'static Schema {
+        T::SCHEMA
+    }
+}
+
+#[async_trait]
+pub trait Provider: HasSchema + Send + Sync {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError>;
 
     /// `Ok(None)` when the resource no longer exists.

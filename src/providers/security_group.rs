@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecification};
 use serde_json::{json, Map, Value};
 
+use super::Typed;
 use super::{
     absent, attrs, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx, Observed,
     Provider, ProviderError, Resource, Update,
@@ -101,6 +102,10 @@ static SCHEMA: Schema = Schema {
     },
     ..Schema::BASE
 };
+
+impl Typed for SecurityGroup {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
 
 fn check_group_name(v: &Value) -> Result<(), String> {
     match v.as_str() {
@@ -325,10 +330,6 @@ async fn sync_rules(
 
 #[async_trait]
 impl Provider for SecurityGroup {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     fn derive(&self, props: &mut Props, _: &std::path::Path) -> Result<(), (&'static str, String)> {
         if props.contains_key("name_prefix") && !props.contains_key("name") {
             props.insert("name".into(), unknown());

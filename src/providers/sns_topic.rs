@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use super::Typed;
 use super::{
     absent, attrs, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
     Provider, ProviderError, Resource, Update,
@@ -71,16 +72,16 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for SnsTopic {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn topic_attrs(arn: &str) -> Map<String, Value> {
     attrs([("arn", Value::from(arn)), ("id", Value::from(arn))])
 }
 
 #[async_trait]
 impl Provider for SnsTopic {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         // CreateTopic is idempotent by name: a retry returns the same topic (and
         // would return someone else's: the engine looks before it creates).

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use super::Typed;
 use super::{
     absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
@@ -103,6 +104,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for SnsTopicSubscription {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 fn filter_policy_text(r: &Resource<'_>) -> String {
     r.props
         .get("filter_policy")
@@ -131,10 +136,6 @@ async fn set_attribute(
 
 #[async_trait]
 impl Provider for SnsTopicSubscription {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         // Subscribe is idempotent for the same topic, protocol and endpoint.
         let mut req = cx

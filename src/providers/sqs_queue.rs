@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::{Map, Value};
 
+use super::Typed;
 use super::{
     absent, attrs, check_name, check_range, retry_eventual, split_tags, tagging, with_tags, Attrs,
     Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -86,6 +87,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for SqsQueue {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 /// GetQueueAttributes' answer as the stack file names it (tags aside): the
 /// name from the ARN, the numbers SQS sends as text.
 fn props_of(attributes: &HashMap<Qa, String>) -> Props {
@@ -142,10 +147,6 @@ fn arn_of_url(cx: &Ctx, url: &str) -> String {
 
 #[async_trait]
 impl Provider for SqsQueue {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let mut attributes = HashMap::new();
         for (prop, attr) in INT_ATTRS {

@@ -3,6 +3,7 @@ use aws_sdk_sqs::types::QueueAttributeName as Qa;
 use serde_json::Value;
 
 use super::sqs_queue::NO_QUEUE;
+use super::Typed;
 use super::{
     absent, attrs, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
     ProviderError, Resource, Update,
@@ -46,6 +47,10 @@ static SCHEMA: Schema = Schema {
     ..Schema::BASE
 };
 
+impl Typed for SqsQueuePolicy {
+    const SCHEMA: &'static Schema = &SCHEMA;
+}
+
 async fn put_policy(cx: &Ctx, url: &str, policy: &str) -> Result<(), ProviderError> {
     send!(cx
         .sqs()
@@ -71,10 +76,6 @@ fn policy_text(r: &Resource<'_>) -> Result<String, ProviderError> {
 
 #[async_trait]
 impl Provider for SqsQueuePolicy {
-    fn schema(&self) -> &'static Schema {
-        &SCHEMA
-    }
-
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let url = r.required_str("queue_url")?;
         put_policy(cx, url, &policy_text(r)?).await?;
