@@ -35,6 +35,10 @@ pub struct Inputs<'a> {
 const NODE_H: f64 = 46.0;
 const ROW_H: f64 = 60.0;
 const COL_GAP: f64 = 80.0;
+/// Between the side-by-side columns of one depth.
+const STACK_GAP: f64 = 24.0;
+/// Boxes of one band and depth per column.
+const MAX_ROWS: usize = 8;
 const MARGIN: f64 = 24.0;
 /// Room at the top of a service's band for its name.
 const BAND_HEAD: f64 = 30.0;
@@ -135,20 +139,27 @@ fn layout(groups: &Groups, deps: &[(String, String)]) -> Layout {
     let ids: Vec<String> = groups.values().flatten().map(|b| b.id()).collect();
     let depth = depths(&ids, deps);
     let columns = depth.values().max().map_or(1, |d| d + 1);
+    // A depth's boxes of one band stand MAX_ROWS to a column, side by side,
+    // so that a wide stack grows to the right rather than into one tall column.
     let mut widths = vec![0.0f64; columns];
-    for b in groups.values().flatten() {
-        let col = depth[&b.id()];
-        widths[col] = widths[col].max(box_width(b));
+    let mut per_cell: BTreeMap<(&str, usize), usize> = BTreeMap::new();
+    for ((_, label), boxes) in groups {
+        for b in boxes {
+            let col = depth[&b.id()];
+            widths[col] = widths[col].max(box_width(b));
+            *per_cell.entry((label, col)).or_default() += 1;
+        }
+    }
+    let mut stacks = vec![1usize; columns];
+    for ((_, col), n) in &per_cell {
+        stacks[*col] = stacks[*col].max(n.div_ceil(MAX_ROWS));
     }
     let mut xs = Vec::with_capacity(columns);
     let mut x = MARGIN;
-    for w in &widths {
+    for (w, n) in widths.iter().zip(&stacks) {
         xs.push(x);
-        x += w + COL_GAP;
+        x += (w + STACK_GAP) * *n as f64 - STACK_GAP + COL_GAP;
     }
-    let mut at = HashMap::new();
-    let mut bands = Vec::new();
-    let mut y = 8.0;
     // Bands in the order of their boxes' mean depth: the pipeline reads as a
     // staircase from the top left, most links between neighbouring bands.
     let mut ordered: Vec<(&'static str, &Vec<diagram::Box>)> = groups
@@ -160,15 +171,23 @@ fn layout(groups: &Groups, deps: &[(String, String)]) -> Layout {
         sum as f64 / boxes.len().max(1) as f64
     };
     ordered.sort_by(|a, b| mean(a.1).total_cmp(&mean(b.1)).then(a.0.cmp(b.0)));
+    let mut at = HashMap::new();
+    let mut bands = Vec::new();
+    let mut y = 8.0;
     for (label, boxes) in ordered {
-        let mut rows = vec![0usize; columns];
+        let mut placed = vec![0usize; columns];
         for b in boxes {
             let col = depth[&b.id()];
-            let top = y + BAND_HEAD + rows[col] as f64 * ROW_H;
-            at.insert(b.id(), (xs[col], top, widths[col]));
-            rows[col] += 1;
+            let (stack, row) = (placed[col] / MAX_ROWS, placed[col] % MAX_ROWS);
+            let left = xs[col] + stack as f64 * (widths[col] + STACK_GAP);
+            at.insert(
+                b.id(),
+                (left, y + BAND_HEAD + row as f64 * ROW_H, widths[col]),
+            );
+            placed[col] += 1;
         }
-        let height = BAND_HEAD + rows.iter().max().copied().unwrap_or(1) as f64 * ROW_H;
+        let rows = placed.iter().max().copied().unwrap_or(1).clamp(1, MAX_ROWS);
+        let height = BAND_HEAD + rows as f64 * ROW_H;
         bands.push((label, y, height));
         y += height + 8.0;
     }
