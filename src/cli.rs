@@ -53,7 +53,7 @@ enum Command {
     /// Make AWS match the stack file (or apply a saved plan).
     Apply(commands::apply::ApplyArgs),
     /// Delete every resource recorded in the state, dependents first.
-    Destroy(commands::apply::DestroyArgs),
+    Destroy(commands::apply::ChangeArgs),
     /// Build the code of every function with `source:`; print each artifact.
     Build {
         #[command(flatten)]

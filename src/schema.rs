@@ -691,18 +691,20 @@ fn parse_if_text(value: &Value) -> Value {
     }
 }
 
+/// An object with its keys in order, each value mapped by `f(key, value)`.
+fn by_key(m: &serde_json::Map<String, Value>, f: impl Fn(&str, &Value) -> Value) -> Value {
+    let mut entries: Vec<_> = m.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), f(k, v))).collect())
+}
+
+fn normalize_policy_at(key: &str, value: &Value) -> Value {
+    normalize_policy(value, key)
+}
+
 fn sort_keys(value: &Value) -> Value {
     match value {
-        Value::Object(m) => {
-            let mut entries: Vec<_> = m.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), sort_keys(v)))
-                    .collect(),
-            )
-        }
+        Value::Object(m) => by_key(m, |_, v| sort_keys(v)),
         Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
         other => other.clone(),
     }
@@ -713,16 +715,7 @@ fn sort_keys(value: &Value) -> Value {
 fn normalize_policy(value: &Value, key: &str) -> Value {
     match value {
         Value::Object(_) if key == "Statement" => Value::Array(vec![normalize_policy(value, "")]),
-        Value::Object(m) => {
-            let mut entries: Vec<_> = m.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), normalize_policy(v, k)))
-                    .collect(),
-            )
-        }
+        Value::Object(m) => by_key(m, normalize_policy_at),
         Value::Array(items) => {
             let item_key = if key == "Statement" { "" } else { key };
             let mut items: Vec<Value> = items

@@ -20,9 +20,9 @@ use crate::plan::{self, Plan, Refreshed};
 use crate::providers::{effective_region, Ctx};
 use crate::validate::{self, Validated};
 
-/// What `stackctl apply` was asked: a saved plan, or the stack file's.
+/// What `stackctl apply` and `stackctl destroy` share.
 #[derive(clap::Args, Debug)]
-pub struct ApplyArgs {
+pub struct ChangeArgs {
     #[command(flatten)]
     pub file: FileArgs,
     #[command(flatten)]
@@ -33,9 +33,16 @@ pub struct ApplyArgs {
     /// How many resources are changed at once.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
-    /// How many AWS reads of the refresh run at once.
+    /// How many AWS reads (of the refresh) run at once.
     #[arg(long, default_value_t = 32)]
     pub read_parallelism: usize,
+}
+
+/// What `stackctl apply` was asked: a saved plan, or the stack file's.
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub change: ChangeArgs,
     /// A plan saved by `stackctl plan --out`.
     pub plan: Option<PathBuf>,
 }
@@ -53,7 +60,7 @@ pub fn run(r: ApplyArgs) -> Result<ExitCode> {
             let v = validate::validate(stack, &saved.vars, region.as_deref())?;
             (v, Some(saved))
         }
-        None => (load(&r.file, &r.vars.pairs()?)?, None),
+        None => (load(&r.change.file, &r.change.vars.pairs()?)?, None),
     };
     let redactor = v.redactor.clone();
     let result = runtime()?.block_on(apply(v, &r, saved));
@@ -72,7 +79,7 @@ pub(crate) fn read_plan(path: &Path) -> Result<PlanFile> {
 }
 
 async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<ExitCode> {
-    let mut session = Session::open(&v.stack, &r.file.backend_config, "apply").await?;
+    let mut session = Session::open(&v.stack, &r.change.file.backend_config, "apply").await?;
     let cx = Arc::new(context(&v).await);
     let (plan, values) = match saved {
         Some(saved) => {
@@ -88,12 +95,12 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
                 &cx,
                 session.backend.as_ref(),
                 true,
-                r.read_parallelism,
+                r.change.read_parallelism,
             )
             .await?;
             print!("{}", shown(&v.redactor, &plan::render(&plan)));
             if plan.has_changes()
-                && !r.auto_approve
+                && !r.change.auto_approve
                 && !confirm("Do you want to perform these actions?", "--auto-approve")?
             {
                 println!("Apply cancelled.");
@@ -113,7 +120,7 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
         cx,
         &plan,
         &values,
-        r.parallelism,
+        r.change.parallelism,
         Walking::Apply,
     )
     .await
@@ -248,23 +255,8 @@ fn finish(outcome: &apply::Outcome, plan: &Plan, secs: f64, what: &str) -> Resul
     bail!("{what} failed; the state records everything that succeeded, run the command again once fixed:{msg}")
 }
 
-#[derive(clap::Args, Debug)]
-pub struct DestroyArgs {
-    #[command(flatten)]
-    pub file: FileArgs,
-    #[command(flatten)]
-    pub vars: VarArgs,
-    #[arg(long)]
-    pub auto_approve: bool,
-    #[arg(long, default_value_t = 10)]
-    pub parallelism: usize,
-    /// How many AWS reads run at once.
-    #[arg(long, default_value_t = 32)]
-    pub read_parallelism: usize,
-}
-
 /// `stackctl destroy`: every resource the state records, dependents first.
-pub fn destroy(a: DestroyArgs) -> Result<ExitCode> {
+pub fn destroy(a: ChangeArgs) -> Result<ExitCode> {
     let widths = Widths {
         writes: a.parallelism,
         reads: a.read_parallelism,

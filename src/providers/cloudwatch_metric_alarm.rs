@@ -122,6 +122,14 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
     errors
 }
 
+/// A list of ARNs notified on one state, in any order.
+const fn actions(name: &'static str, doc: &'static str) -> Prop {
+    Prop::new(name, Type::List(&Type::String), doc)
+        .takes(&[("*", Names::Arn)])
+        .compare(Compare::Set)
+        .check(check_actions)
+}
+
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_metric_alarm",
     service: Service::CloudWatch,
@@ -187,30 +195,9 @@ static SCHEMA: Schema = Schema {
         .default(Default::Str("missing"))
         .check(|v| one_of(MISSING_DATA)(v)),
         Prop::new("dimensions", Type::StringMap, "Metric dimensions.").default(Default::EmptyMap),
-        Prop::new(
-            "alarm_actions",
-            Type::List(&Type::String),
-            "ARNs notified on ALARM.",
-        )
-        .takes(&[("*", Names::Arn)])
-        .compare(Compare::Set)
-        .check(check_actions),
-        Prop::new(
-            "ok_actions",
-            Type::List(&Type::String),
-            "ARNs notified on OK.",
-        )
-        .takes(&[("*", Names::Arn)])
-        .compare(Compare::Set)
-        .check(check_actions),
-        Prop::new(
-            "insufficient_data_actions",
-            Type::List(&Type::String),
-            "ARNs notified on INSUFFICIENT_DATA.",
-        )
-        .takes(&[("*", Names::Arn)])
-        .compare(Compare::Set)
-        .check(check_actions),
+        actions("alarm_actions", "ARNs notified on ALARM."),
+        actions("ok_actions", "ARNs notified on OK."),
+        actions("insufficient_data_actions", "ARNs notified on INSUFFICIENT_DATA."),
         Prop::new("actions_enabled", Type::Bool, "Whether actions run.")
             .default(Default::Bool(true)),
         Prop::tags(),
