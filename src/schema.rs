@@ -695,7 +695,12 @@ fn parse_if_text(value: &Value) -> Value {
 fn by_key(m: &serde_json::Map<String, Value>, f: impl Fn(&str, &Value) -> Value) -> Value {
     let mut entries: Vec<_> = m.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), f(k, v))).collect())
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.clone(), f(k, v)))
+            .collect(),
+    )
 }
 
 fn normalize_policy_at(key: &str, value: &Value) -> Value {

@@ -3,6 +3,7 @@ use aws_sdk_cloudwatchlogs::types::{MetricTransformation, StandardUnit};
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
+use super::id_parts;
 use super::Typed;
 use super::{
     absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -163,11 +164,6 @@ fn transformation(v: Option<&Value>) -> Result<MetricTransformation, ProviderErr
         .map_err(|e| ProviderError::refused(e.to_string()))
 }
 
-fn split(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once(':')
-        .ok_or_else(|| ProviderError::refused(format!("malformed metric filter id `{id}`")))
-}
-
 async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), ProviderError> {
     let (group, name) = (r.required_str("log_group_name")?, r.required_str("name")?);
     send!(cx
@@ -191,7 +187,7 @@ impl Provider for MetricFilter {
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
-        let (group, name) = split(id)?;
+        let (group, name) = id_parts(&SCHEMA, id)?;
         let got = send!(cx
             .logs()
             .describe_metric_filters()
@@ -224,7 +220,7 @@ impl Provider for MetricFilter {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
-        let (group, name) = split(id)?;
+        let (group, name) = id_parts(&SCHEMA, id)?;
         let deleted = send!(cx
             .logs()
             .delete_metric_filter()

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::cloudwatch_log_group::check_log_group_name;
+use super::id_parts;
 use super::Typed;
 use super::{
     absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -67,11 +68,6 @@ impl Typed for LogStream {
     const SCHEMA: &'static Schema = &SCHEMA;
 }
 
-fn split(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once(':')
-        .ok_or_else(|| ProviderError::refused(format!("malformed log stream id `{id}`")))
-}
-
 async fn describe(
     cx: &Ctx,
     group: &str,
@@ -127,7 +123,7 @@ impl Provider for LogStream {
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
-        let (group, name) = split(id)?;
+        let (group, name) = id_parts(&SCHEMA, id)?;
         let Some(stream) = describe(cx, group, name).await? else {
             return Ok(None);
         };
@@ -151,7 +147,7 @@ impl Provider for LogStream {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
-        let (group, name) = split(id)?;
+        let (group, name) = id_parts(&SCHEMA, id)?;
         let deleted = send!(cx
             .logs()
             .delete_log_stream()

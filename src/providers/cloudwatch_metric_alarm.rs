@@ -197,7 +197,10 @@ static SCHEMA: Schema = Schema {
         Prop::new("dimensions", Type::StringMap, "Metric dimensions.").default(Default::EmptyMap),
         actions("alarm_actions", "ARNs notified on ALARM."),
         actions("ok_actions", "ARNs notified on OK."),
-        actions("insufficient_data_actions", "ARNs notified on INSUFFICIENT_DATA."),
+        actions(
+            "insufficient_data_actions",
+            "ARNs notified on INSUFFICIENT_DATA.",
+        ),
         Prop::new("actions_enabled", Type::Bool, "Whether actions run.")
             .default(Default::Bool(true)),
         Prop::tags(),

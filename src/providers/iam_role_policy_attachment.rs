@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::iam_role::NO_SUCH_ENTITY;
+use super::id_parts;
 use super::Typed;
 use super::{
     absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
@@ -48,11 +49,6 @@ impl Typed for RolePolicyAttachment {
     const SCHEMA: &'static Schema = &SCHEMA;
 }
 
-fn split(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once('/')
-        .ok_or_else(|| ProviderError::refused(format!("malformed attachment id `{id}`")))
-}
-
 #[async_trait]
 impl Provider for RolePolicyAttachment {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
@@ -70,7 +66,7 @@ impl Provider for RolePolicyAttachment {
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
-        let (role, arn) = split(id)?;
+        let (role, arn) = id_parts(&SCHEMA, id)?;
         let mut pages = cx
             .iam()
             .list_attached_role_policies()
@@ -106,7 +102,7 @@ impl Provider for RolePolicyAttachment {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
-        let (role, arn) = split(id)?;
+        let (role, arn) = id_parts(&SCHEMA, id)?;
         let detached = send!(cx
             .iam()
             .detach_role_policy()

@@ -3,6 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::id_parts;
 use super::Typed;
 use super::{
     absent, attrs, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
@@ -54,11 +55,6 @@ impl Typed for LambdaPermission {
     const SCHEMA: &'static Schema = &SCHEMA;
 }
 
-fn split(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.rsplit_once('/')
-        .ok_or_else(|| ProviderError::refused(format!("malformed permission id `{id}`")))
-}
-
 fn condition<'a>(st: &'a Value, op: &str, key: &str) -> Option<&'a Value> {
     let cond = st.get("Condition")?.get(op)?;
     cond.get(key).or_else(|| {
@@ -101,7 +97,7 @@ impl Provider for LambdaPermission {
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
-        let (function, sid) = split(id)?;
+        let (function, sid) = id_parts(&SCHEMA, id)?;
         let got = send!(cx.lambda().get_policy().function_name(function));
         let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
             return Ok(None);
@@ -132,7 +128,7 @@ impl Provider for LambdaPermission {
     }
 
     async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
-        let (function, sid) = split(id)?;
+        let (function, sid) = id_parts(&SCHEMA, id)?;
         let removed = send!(cx
             .lambda()
             .remove_permission()

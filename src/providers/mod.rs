@@ -162,6 +162,23 @@ pub struct Observed {
     pub owner: Option<Owner>,
 }
 
+/// The two fields of a composite id as the schema's `id_format` writes it
+/// (`{log_group_name}:{name}`, `{role}/{policy_arn}`), split at the first
+/// separator: AWS's rules keep it out of the first field's values.
+pub fn id_parts<'a>(schema: &Schema, id: &'a str) -> Result<(&'a str, &'a str), ProviderError> {
+    let format = schema.id_format.unwrap_or_default();
+    let sep = format
+        .split_once('}')
+        .and_then(|(_, rest)| rest.split_once('{'))
+        .map_or("", |(sep, _)| sep);
+    id.split_once(sep)
+        .filter(|_| !sep.is_empty())
+        .ok_or_else(|| {
+            let what = schema.type_name;
+            ProviderError::refused(format!("malformed {what} id `{id}`: expected {format}"))
+        })
+}
+
 /// Tags as AWS reports them, split into the user's (as the `tags` property,
 /// stackctl's own hidden from diffs) and the owner they name.
 pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, Option<Owner>) {
@@ -1294,6 +1311,18 @@ mod tests {
                 format!("{service}:{}", words.collect::<String>())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_composite_id_splits_as_its_schema_writes_it() {
+        let stream = lookup("aws_cloudwatch_log_stream").unwrap().schema();
+        assert_eq!(id_parts(stream, "/app/logs:web-1").unwrap(), ("/app/logs", "web-1"));
+        let attachment = lookup("aws_iam_role_policy_attachment").unwrap().schema();
+        let arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+        let id = format!("lambda_role/{arn}");
+        assert_eq!(id_parts(attachment, &id).unwrap(), ("lambda_role", arn));
+        let err = id_parts(stream, "no-separator").unwrap_err().to_string();
+        assert!(err.contains("expected {log_group_name}:{name}"), "{err}");
     }
 
     /// `stackctl permissions` cannot miss a call: each provider's file sends
