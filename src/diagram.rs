@@ -276,10 +276,10 @@ mod tests {
         let v = crate::validate::validate(stack, &[], Some("us-east-2")).unwrap();
         let report = crate::check::check(&v, Some("us-east-2"), &[]);
         let text = mermaid(&v, &report);
-        assert!(text.contains("server_all[\"server[*] ×2<br/>"), "{text}");
-        assert!(
-            text.contains("module_watch_all_alarm == \"lambda:InvokeFunction\" ==> remediation"),
-            "{text}"
+        assert_contains!(text, "server_all[\"server[*] ×2<br/>");
+        assert_contains!(
+            text,
+            "module_watch_all_alarm == \"lambda:InvokeFunction\" ==> remediation"
         );
         assert_eq!(text.matches("aws_instance").count(), 1, "{text}");
         assert!(
@@ -292,9 +292,9 @@ mod tests {
     fn proven_links_are_green_and_broken_ones_red() {
         let (v, mut report) = seed();
         let text = mermaid(&v, &report);
-        assert!(
-            text.contains("slow_response_alarm == \"lambda:InvokeFunction\" ==> remediation"),
-            "{text}"
+        assert_contains!(
+            text,
+            "slow_response_alarm == \"lambda:InvokeFunction\" ==> remediation"
         );
         assert!(text.contains("subgraph lambda [Lambda]"));
         assert!(!text.contains("#d22"));

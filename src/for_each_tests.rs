@@ -115,9 +115,9 @@ resources:
 fn a_splat_in_a_json_string_policy_is_a_json_list_of_its_values() {
     let v = check(&JSON_POLICY.replace("RESOURCE", "${server[*].arn}")).unwrap();
     let policy = prop(&v, "restart", "policy");
-    assert!(
-        policy.contains(r#""Resource": ["${server["a"].arn}", "${server["b"].arn}"]}"#),
-        "{policy}"
+    assert_contains!(
+        policy,
+        r#""Resource": ["${server["a"].arn}", "${server["b"].arn}"]}"#
     );
     let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
     assert!(pos("server[\"b\"]") < pos("restart"));
@@ -127,19 +127,13 @@ fn a_splat_in_a_json_string_policy_is_a_json_list_of_its_values() {
 fn a_splat_in_text_that_is_not_a_json_document_is_refused() {
     let src = "stack: demo\nresources:\n  q:\n    type: aws_sqs_queue\n    for_each: [a]\n    properties: {name: \"q-${each.key}\"}\n  t:\n    type: aws_sns_topic\n    properties: {name: t, display_name: \"a:${q[*].arn},b\"}\n";
     let err = check(src).unwrap_err();
-    assert!(
-        err.contains("is a list: it must be the whole value"),
-        "{err}"
-    );
+    assert_contains!(err, "is a list: it must be the whole value");
 }
 
 #[test]
 fn a_quoted_splat_in_a_json_string_says_to_drop_the_quotes() {
     let err = check(&JSON_POLICY.replace("RESOURCE", "\"${server[*].arn}\"")).unwrap_err();
-    assert!(
-        err.contains("in a JSON document, write it without quotes"),
-        "{err}"
-    );
+    assert_contains!(err, "in a JSON document, write it without quotes");
 }
 
 #[test]
@@ -149,7 +143,7 @@ fn a_list_var_overrides_the_default_and_its_kind_is_checked() {
     let ids: Vec<&String> = v.stack.decls.keys().collect();
     assert_eq!(ids, ["q[\"b\"]", "q[\"c\"]"]);
     let err = check_with(src, &[("names", "b")]).unwrap_err();
-    assert!(err.contains("--var names: must be a list"), "{err}");
+    assert_contains!(err, "--var names: must be a list");
 }
 
 fn refused(for_each: &str, name: &str) -> String {
@@ -166,21 +160,21 @@ fn for_each_over_a_number_is_refused_with_file_and_line() {
 #[test]
 fn a_key_listed_twice_is_refused() {
     let err = refused("[a, b, a]", "q-${each.key}");
-    assert!(err.contains("key `a` is listed twice"), "{err}");
+    assert_contains!(err, "key `a` is listed twice");
 }
 
 #[test]
 fn a_key_aws_names_refuse_is_refused() {
     let err = refused("[\"web 1\"]", "q-${each.key}");
-    assert!(err.contains("key `web 1`: keys name AWS objects"), "{err}");
+    assert_contains!(err, "key `web 1`: keys name AWS objects");
 }
 
 #[test]
 fn keys_that_give_two_resources_one_name_are_refused() {
     let err = refused("[a, b]", "q");
-    assert!(
-        err.contains("stack.yaml:8: `q[\"b\"]`, property `name`: names the same aws_sqs_queue as `q[\"a\"]` (q)"),
-        "{err}"
+    assert_contains!(
+        err,
+        "stack.yaml:8: `q[\"b\"]`, property `name`: names the same aws_sqs_queue as `q[\"a\"]` (q)"
     );
 }
 
@@ -193,44 +187,32 @@ fn names_known_only_after_apply_are_not_compared() {
 #[test]
 fn for_each_over_a_resource_attribute_is_refused() {
     let err = refused("[\"${other.arn}\"]", "q-${each.key}");
-    assert!(
-        err.contains("for_each must be known before any AWS call"),
-        "{err}"
-    );
+    assert_contains!(err, "for_each must be known before any AWS call");
 }
 
 #[test]
 fn each_outside_for_each_is_refused() {
     let src = "stack: demo\nresources:\n  q:\n    type: aws_sqs_queue\n    properties: {name: \"q-${each.key}\"}\n";
     let err = check(src).unwrap_err();
-    assert!(err.contains("stack.yaml:5: `q`, property `name`: `${each.key}`: `each` is defined only in a resource with `for_each`"), "{err}");
+    assert_contains!(err, "stack.yaml:5: `q`, property `name`: `${each.key}`: `each` is defined only in a resource with `for_each`");
 }
 
 #[test]
 fn a_reference_to_a_missing_key_names_the_keys_there_are() {
     let err = check(&FLEET.replace("logs[\"web-1\"].name", "logs[\"web-9\"].name")).unwrap_err();
-    assert!(
-        err.contains("`logs` has no key `web-9` (its keys: web-1, web-2)"),
-        "{err}"
-    );
+    assert_contains!(err, "`logs` has no key `web-9` (its keys: web-1, web-2)");
 }
 
 #[test]
 fn a_collection_named_without_a_key_is_refused() {
     let err = check(&FLEET.replace("logs[\"web-1\"].name", "logs.name")).unwrap_err();
-    assert!(
-        err.contains("`logs` is a collection (for_each): name one instance"),
-        "{err}"
-    );
+    assert_contains!(err, "`logs` is a collection (for_each): name one instance");
 }
 
 #[test]
 fn a_missing_field_of_each_value_names_the_fields() {
     let err = check(&FLEET.replace("each.value.retention", "each.value.retain")).unwrap_err();
-    assert!(
-        err.contains("has no field `retain` (its fields: retention)"),
-        "{err}"
-    );
+    assert_contains!(err, "has no field `retain` (its fields: retention)");
 }
 
 fn moved(entry: &str) -> String {
@@ -252,28 +234,19 @@ fn a_move_to_an_undeclared_address_is_refused_only_when_it_would_apply() {
         .resources
         .insert("old".into(), serde_json::from_value(record).unwrap());
     let err = crate::plan::with_moves(&v, &recorded).unwrap_err();
-    assert!(
-        err.contains("the state records `old`, which would move to `q[\"b\"]`, and the stack does not declare it"),
-        "{err}"
-    );
+    assert_contains!(err, "the state records `old`, which would move to `q[\"b\"]`, and the stack does not declare it");
 }
 
 #[test]
 fn a_move_from_a_declared_resource_is_refused() {
     let err = moved("{from: keep, to: 'q[\"a\"]'}");
-    assert!(
-        err.contains("moves `keep`, which the stack still declares"),
-        "{err}"
-    );
+    assert_contains!(err, "moves `keep`, which the stack still declares");
 }
 
 #[test]
 fn a_move_must_name_two_addresses() {
     let err = moved("{from: old}");
-    assert!(
-        err.contains("`moved` lists `{from: ADDRESS, to: ADDRESS}`"),
-        "{err}"
-    );
+    assert_contains!(err, "`moved` lists `{from: ADDRESS, to: ADDRESS}`");
 }
 
 #[test]

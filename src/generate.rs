@@ -260,13 +260,13 @@ mod tests {
         ];
         let text = render("imported", "us-east-2", &read);
         assert!(!text.contains("hunter2-by-hand"), "{text}");
-        assert!(
-            text.contains("\"DB_PASSWORD\":\"${var.fn_environment_variables_db_password}\""),
-            "{text}"
+        assert_contains!(
+            text,
+            "\"DB_PASSWORD\":\"${var.fn_environment_variables_db_password}\""
         );
-        assert!(
-            text.contains("  fn_environment_variables_db_password: {sensitive: true}"),
-            "{text}"
+        assert_contains!(
+            text,
+            "  fn_environment_variables_db_password: {sensitive: true}"
         );
         assert!(
             text.contains("\"TOPIC\":\"${topic.arn}\""),
@@ -318,14 +318,8 @@ mod tests {
             ),
         ];
         let text = render("imported", "us-east-2", &read);
-        assert!(
-            text.contains("      topic_arn: \"${topic.arn}\"\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("      endpoint: \"${queue.arn}\"\n"),
-            "{text}"
-        );
+        assert_contains!(text, "      topic_arn: \"${topic.arn}\"\n");
+        assert_contains!(text, "      endpoint: \"${queue.arn}\"\n");
         assert!(
             text.contains("      name: \"alerts\"\n"),
             "its own name stays a value:\n{text}"

@@ -34,6 +34,15 @@ macro_rules! eprint {
     }};
 }
 
+/// Asserts that `$text` contains `$part`, and shows the whole text when not.
+#[cfg(test)]
+macro_rules! assert_contains {
+    ($text:expr, $part:expr $(,)?) => {{
+        let (text, part) = (&$text, $part);
+        assert!(text.contains(part), "{part:?} is not in:\n{text}");
+    }};
+}
+
 pub mod apply;
 #[cfg(test)]
 mod architecture_tests;

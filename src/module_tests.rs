@@ -101,9 +101,9 @@ fn a_missing_input_is_told_where_the_module_is_declared() {
         MODULE,
     );
     let err = v.unwrap_err();
-    assert!(
-        err.contains("stack.yaml:5: `modules.app.inputs`: input `name` is missing"),
-        "{err}"
+    assert_contains!(
+        err,
+        "stack.yaml:5: `modules.app.inputs`: input `name` is missing"
     );
     assert_eq!(err.matches("input `name` is missing").count(), 1, "{err}");
 }
@@ -115,11 +115,9 @@ fn an_unknown_input_names_the_modules_variables() {
         MODULE,
     );
     let err = v.unwrap_err();
-    assert!(
-        err.contains(
-            "input `nam`: the module declares no such variable (its variables: name, retention)"
-        ),
-        "{err}"
+    assert_contains!(
+        err,
+        "input `nam`: the module declares no such variable (its variables: name, retention)"
     );
 }
 
@@ -128,17 +126,12 @@ fn a_mistake_inside_a_module_names_its_file_line_and_where_it_is_declared() {
     let (_dir, v) = validated(STACK, &MODULE.replace("retention: 7", "retention: 8"));
     let err = v.unwrap_err();
     // The value's line: the module's default for it.
-    assert!(
-        err.contains(
-            "modules/app/stack.yaml:3: `module.app[\"web-1\"].logs`, property `retention_in_days`"
-        ),
-        "{err}"
+    assert_contains!(
+        err,
+        "modules/app/stack.yaml:3: `module.app[\"web-1\"].logs`, property `retention_in_days`"
     );
-    assert!(
-        err.contains("(in `module.app[\"web-1\"]`, declared at "),
-        "{err}"
-    );
-    assert!(err.contains("stack.yaml:5)"), "{err}");
+    assert_contains!(err, "(in `module.app[\"web-1\"]`, declared at ");
+    assert_contains!(err, "stack.yaml:5)");
 }
 
 #[test]
@@ -153,17 +146,17 @@ fn a_cycle_through_a_module_is_refused() {
     );
     let (_dir, v) = validated(&stack, &module);
     let err = v.unwrap_err();
-    assert!(err.contains("dependency cycle"), "{err}");
-    assert!(err.contains("module.app[\"web-2\"].alerts"), "{err}");
+    assert_contains!(err, "dependency cycle");
+    assert_contains!(err, "module.app[\"web-2\"].alerts");
 }
 
 #[test]
 fn a_missing_output_names_the_modules_outputs() {
     let (_dir, v) = validated(&STACK.replace("].group}", "].groups}"), MODULE);
     let err = v.unwrap_err();
-    assert!(
-        err.contains("module `app` has no output `groups` (its outputs: group, topic)"),
-        "{err}"
+    assert_contains!(
+        err,
+        "module `app` has no output `groups` (its outputs: group, topic)"
     );
 }
 
@@ -205,11 +198,9 @@ fn modules_reading_each_others_outputs_are_refused() {
     );
     let (_dir, v) = validated(&cycle, MODULE);
     let err = v.unwrap_err();
-    assert!(
-        err.contains(
-            "modules read each other's outputs in a cycle: a_reader -> z_source -> a_reader"
-        ),
-        "{err}"
+    assert_contains!(
+        err,
+        "modules read each other's outputs in a cycle: a_reader -> z_source -> a_reader"
     );
 }
 

@@ -217,8 +217,8 @@ mod tests {
         };
         let listing = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{listing}");
-        assert!(listing.contains("-rwxr-xr-x"), "{listing}");
-        assert!(listing.contains("bootstrap"), "{listing}");
+        assert_contains!(listing, "-rwxr-xr-x");
+        assert_contains!(listing, "bootstrap");
         let test = std::process::Command::new("unzip")
             .arg("-t")
             .arg(&path)

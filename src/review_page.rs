@@ -754,10 +754,7 @@ mod tests {
             .split("<path class=\"edge flow broken\"")
             .nth(1)
             .expect("a red link");
-        assert!(
-            red.contains("data-from=\"lambda_topic\" data-to=\"notifications\""),
-            "{red}"
-        );
+        assert_contains!(red, "data-from=\"lambda_topic\" data-to=\"notifications\"");
         assert!(
             html.contains("<td class=\"broken\">not allowed: "),
             "the links table says why"

@@ -297,7 +297,7 @@ mod tests {
             )),
             "{err}"
         );
-        assert!(err.contains("no key is set"), "{err}");
+        assert_contains!(err, "no key is set");
         assert!(open(&keys(2, None), &sealed, "s", "c").is_err());
     }
 
@@ -359,6 +359,6 @@ mod tests {
     fn keys_are_base64_of_32_bytes() {
         assert!(Key::parse("K", B64.encode([7u8; 32]).as_bytes()).is_ok());
         let err = Key::parse("K", b"short").unwrap_err().to_string();
-        assert!(err.contains("base64"), "{err}");
+        assert_contains!(err, "base64");
     }
 }

@@ -797,6 +797,15 @@ mod tests {
         validate(stack, &[], Some("us-east-2")).map_err(|e| e.to_string())
     }
 
+    /// Validation refuses `result`'s stack with a message containing `expected`.
+    #[track_caller]
+    fn refused(result: Result<Validated, String>, expected: &str) {
+        match result {
+            Ok(_) => panic!("accepted; expected a refusal containing {expected:?}"),
+            Err(err) => assert!(err.contains(expected), "{err}"),
+        }
+    }
+
     const HEAD: &str = "stack: demo\nregion: us-east-2\n";
 
     #[test]
@@ -811,13 +820,11 @@ mod tests {
 
     #[test]
     fn unknown_type_names_resource_and_line() {
-        let err = check(&format!(
-            "{HEAD}resources:\n  t:\n    type: aws_sns_topik\n"
-        ))
-        .unwrap_err();
-        assert!(
-            err.contains("stack.yaml:5: `t`: unknown type `aws_sns_topik`"),
-            "{err}"
+        refused(
+            check(&format!(
+                "{HEAD}resources:\n  t:\n    type: aws_sns_topik\n"
+            )),
+            "stack.yaml:5: `t`: unknown type `aws_sns_topik`",
         );
     }
 
@@ -827,15 +834,13 @@ mod tests {
             "{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties:\n      nam: x\n"
         ))
         .unwrap_err();
-        assert!(
-            err.contains(
-                "stack.yaml:7: `t`, property `nam`: `aws_sns_topic` has no property `nam`"
-            ),
-            "{err}"
+        assert_contains!(
+            err,
+            "stack.yaml:7: `t`, property `nam`: `aws_sns_topic` has no property `nam`"
         );
-        assert!(
-            err.contains("stack.yaml:4: `t`, property `name`: missing required property `name`"),
-            "{err}"
+        assert_contains!(
+            err,
+            "stack.yaml:4: `t`, property `name`: missing required property `name`"
         );
     }
 
@@ -866,16 +871,11 @@ mod tests {
             "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties:\n      name: \"bad name\"\n      visibility_timeout_seconds: soon\n      delay_seconds: 901\n"
         ))
         .unwrap_err();
-        assert!(
-            err.contains("stack.yaml:7: `q`, property `name`: contains ` `"),
-            "{err}"
-        );
-        assert!(err.contains("stack.yaml:8: `q`, property `visibility_timeout_seconds`: must be an integer, got a string"), "{err}");
-        assert!(
-            err.contains(
-                "stack.yaml:9: `q`, property `delay_seconds`: must be between 0 and 900, got 901"
-            ),
-            "{err}"
+        assert_contains!(err, "stack.yaml:7: `q`, property `name`: contains ` `");
+        assert_contains!(err, "stack.yaml:8: `q`, property `visibility_timeout_seconds`: must be an integer, got a string");
+        assert_contains!(
+            err,
+            "stack.yaml:9: `q`, property `delay_seconds`: must be between 0 and 900, got 901"
         );
     }
 
@@ -885,26 +885,19 @@ mod tests {
             "{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties: {{name: t}}\n  s:\n    type: aws_sns_topic_subscription\n    properties:\n      topic_arn: ${{t.url}}\n      protocol: sqs\n      endpoint: ${{nope.arn}}\noutputs:\n  x: ${{var.missing}}\n"
         ))
         .unwrap_err();
-        assert!(err.contains("stack.yaml:10: `s`, property `topic_arn`: `${t.url}`: `aws_sns_topic` has no attribute `url`"), "{err}");
-        assert!(err.contains("stack.yaml:12: `s`, property `endpoint`: `${nope.arn}` refers to `nope`, which is not declared"), "{err}");
-        assert!(
-            err.contains(
-                "stack.yaml:14: `outputs.x`: `${var.missing}` names an undeclared variable"
-            ),
-            "{err}"
+        assert_contains!(err, "stack.yaml:10: `s`, property `topic_arn`: `${t.url}`: `aws_sns_topic` has no attribute `url`");
+        assert_contains!(err, "stack.yaml:12: `s`, property `endpoint`: `${nope.arn}` refers to `nope`, which is not declared");
+        assert_contains!(
+            err,
+            "stack.yaml:14: `outputs.x`: `${var.missing}` names an undeclared variable"
         );
     }
 
     #[test]
     fn cycles_are_printed() {
-        let err = check(&format!(
+        refused(check(&format!(
             "{HEAD}resources:\n  a:\n    type: aws_sqs_queue\n    properties: {{name: \"${{b.name}}\"}}\n  b:\n    type: aws_sqs_queue\n    properties: {{name: \"${{a.name}}\"}}\n"
-        ))
-        .unwrap_err();
-        assert!(
-            err.contains("stack.yaml:4: `a`: dependency cycle: a -> b -> a"),
-            "{err}"
-        );
+        )), "stack.yaml:4: `a`: dependency cycle: a -> b -> a");
     }
 
     #[test]
@@ -926,17 +919,11 @@ mod tests {
         let err = validate(stack.clone(), &vars, None)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("must be between 0 and 43200, got 99999"),
-            "{err}"
-        );
+        assert_contains!(err, "must be between 0 and 43200, got 99999");
         let err = validate(stack, &[("nope".into(), "1".into())], None)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("--var nope: the stack declares no variable `nope`"),
-            "{err}"
-        );
+        assert_contains!(err, "--var nope: the stack declares no variable `nope`");
     }
 
     /// A queue, a topic, and `policy_queue` naming the queue by `QUEUE_REF`.
@@ -950,15 +937,10 @@ mod tests {
 
     #[test]
     fn a_reference_of_the_wrong_form_is_refused_naming_the_one_that_fits() {
-        let err = messaging("${q.arn}", POLICY).unwrap_err();
-        assert!(
-            err.contains("stack.yaml:13: `p`, property `queue_url`: `queue_url` takes the URL of an aws_sqs_queue, and `${q.arn}` is its ARN: use `${q.url}`"),
-            "{err}"
-        );
-        let err = messaging("${t.arn}", POLICY).unwrap_err();
-        assert!(
-            err.contains("`queue_url` takes the URL of an aws_sqs_queue, and `${t.arn}` names an aws_sns_topic"),
-            "{err}"
+        refused(messaging("${q.arn}", POLICY), "stack.yaml:13: `p`, property `queue_url`: `queue_url` takes the URL of an aws_sqs_queue, and `${q.arn}` is its ARN: use `${q.url}`");
+        refused(
+            messaging("${t.arn}", POLICY),
+            "`queue_url` takes the URL of an aws_sqs_queue, and `${t.arn}` names an aws_sns_topic",
         );
         // The queue's id is its URL.
         messaging("${q.id}", POLICY).unwrap();
@@ -968,31 +950,22 @@ mod tests {
     #[test]
     fn a_json_string_policy_with_references_is_parsed_as_aws_will_see_it() {
         let trailing_comma = POLICY.replace("}}}]}", "}}},]}");
-        let err = messaging("${q.url}", &trailing_comma).unwrap_err();
-        assert!(
-            err.contains("stack.yaml:14: `p`, property `policy`: must be valid JSON"),
-            "{err}"
+        refused(
+            messaging("${q.url}", &trailing_comma),
+            "stack.yaml:14: `p`, property `policy`: must be valid JSON",
         );
         let no_effect = POLICY.replace(r#""Effect": "Allow", "#, "");
-        let err = messaging("${q.url}", &no_effect).unwrap_err();
-        assert!(
-            err.contains("statement 1 must have `Effect: Allow`"),
-            "{err}"
+        refused(
+            messaging("${q.url}", &no_effect),
+            "statement 1 must have `Effect: Allow`",
         );
     }
 
     #[test]
     fn policies_must_have_version_and_statement() {
-        let err = check(&format!(
+        refused(check(&format!(
             "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties: {{name: q}}\n  p:\n    type: aws_sqs_queue_policy\n    properties:\n      queue_url: ${{q.url}}\n      policy: {{Statement: []}}\n"
-        ))
-        .unwrap_err();
-        assert!(
-            err.contains(
-                "stack.yaml:11: `p`, property `policy`: must have `Version: \"2012-10-17\"`"
-            ),
-            "{err}"
-        );
+        )), "stack.yaml:11: `p`, property `policy`: must have `Version: \"2012-10-17\"`");
     }
 }
 

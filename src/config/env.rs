@@ -260,10 +260,7 @@ mod tests {
         let err = Stack::load_in(&path, Some("../secrets"))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("environment names hold letters, digits"),
-            "{err}"
-        );
+        assert_contains!(err, "environment names hold letters, digits");
         assert!(!err.contains("cannot read"), "{err}");
     }
 }

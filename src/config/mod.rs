@@ -835,14 +835,8 @@ mod tests {
         let err = parse("stack: demo\nresources:\n  Bad-Id:\n    type: x\n  ok:\n    typo: 1\n")
             .unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("stack.yaml:3: `Bad-Id`: logical ids must match"),
-            "{text}"
-        );
-        assert!(
-            text.contains("stack.yaml:6: `ok`: unknown key `typo`"),
-            "{text}"
-        );
+        assert_contains!(text, "stack.yaml:3: `Bad-Id`: logical ids must match");
+        assert_contains!(text, "stack.yaml:6: `ok`: unknown key `typo`");
     }
 
     #[test]

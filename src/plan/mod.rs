@@ -920,14 +920,8 @@ mod tests {
         let sub = plan.changes.iter().find(|c| c.id == "sub").unwrap();
         assert!(is_unknown(&sub.after.as_ref().unwrap()["topic_arn"]));
         let text = render(&plan);
-        assert!(
-            text.contains("+ topic_arn            = (known after apply)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("Plan: 3 to add, 0 to change, 0 to destroy."),
-            "{text}"
-        );
+        assert_contains!(text, "+ topic_arn            = (known after apply)");
+        assert_contains!(text, "Plan: 3 to add, 0 to change, 0 to destroy.");
         let queue = plan.changes.iter().find(|c| c.id == "queue").unwrap();
         assert_eq!(
             queue.after.as_ref().unwrap()["delay_seconds"],
@@ -981,21 +975,12 @@ mod tests {
         let text = render(&plan);
         // A new name can exist beside the old one: the new topic comes first.
         assert!(topic.create_first);
-        assert!(
-            text.contains("+/- resource \"aws_sns_topic\" \"topic\""),
-            "{text}"
-        );
+        assert_contains!(text, "+/- resource \"aws_sns_topic\" \"topic\"");
         // The subscription keeps topic, protocol and endpoint as far as is
         // known: it cannot be made beside the old one.
         assert!(!sub.create_first);
-        assert!(
-            text.contains("-/+ resource \"aws_sns_topic_subscription\" \"sub\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("~ name = \"t1\" -> \"t2\" # forces replacement"),
-            "{text}"
-        );
+        assert_contains!(text, "-/+ resource \"aws_sns_topic_subscription\" \"sub\"");
+        assert_contains!(text, "~ name = \"t1\" -> \"t2\" # forces replacement");
     }
 
     #[test]
@@ -1095,7 +1080,7 @@ mod tests {
             [r#"- "Resource": "arn:q""#, r#"+ "Resource": "arn:q2""#],
             "{text}"
         );
-        assert!(text.contains(r#"  "Effect": "Allow","#), "{text}");
+        assert_contains!(text, r#"  "Effect": "Allow","#);
 
         // A member added at the end: only its line is marked, not the one
         // before it that gained a comma.
@@ -1113,10 +1098,7 @@ mod tests {
         let state = applied(&validated(src));
         let v = validated(&src.replace("[a]", "[a, b]"));
         let text = render(&planned(&v, &state));
-        assert!(
-            text.contains(r#"~ log_group_names = ["a"] -> ["a","b"]"#),
-            "{text}"
-        );
+        assert_contains!(text, r#"~ log_group_names = ["a"] -> ["a","b"]"#);
     }
 
     #[test]

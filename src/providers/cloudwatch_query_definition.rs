@@ -225,7 +225,7 @@ mod tests {
             "parse @message 'for /api/data: * (\\\\d+) ms' as a, b",
         ))
         .unwrap_err();
-        assert!(err.contains("has 1 `*` but 2 names"), "{err}");
+        assert_contains!(err, "has 1 `*` but 2 names");
         assert!(check_query(&Value::from("")).is_err());
     }
 }

@@ -1316,13 +1316,16 @@ mod tests {
     #[test]
     fn a_composite_id_splits_as_its_schema_writes_it() {
         let stream = lookup("aws_cloudwatch_log_stream").unwrap().schema();
-        assert_eq!(id_parts(stream, "/app/logs:web-1").unwrap(), ("/app/logs", "web-1"));
+        assert_eq!(
+            id_parts(stream, "/app/logs:web-1").unwrap(),
+            ("/app/logs", "web-1")
+        );
         let attachment = lookup("aws_iam_role_policy_attachment").unwrap().schema();
         let arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
         let id = format!("lambda_role/{arn}");
         assert_eq!(id_parts(attachment, &id).unwrap(), ("lambda_role", arn));
         let err = id_parts(stream, "no-separator").unwrap_err().to_string();
-        assert!(err.contains("expected {log_group_name}:{name}"), "{err}");
+        assert_contains!(err, "expected {log_group_name}:{name}");
     }
 
     /// `stackctl permissions` cannot miss a call: each provider's file sends

@@ -701,7 +701,7 @@ mod tests {
         copied[2] = entry_2.replace("serial 2", "serial 3");
         std::fs::write(f.journal_path(), copied.join("\n") + "\n").unwrap();
         let err = swapped.read("demo").unwrap_err().to_string();
-        assert!(err.contains("cannot be decrypted"), "{err}");
+        assert_contains!(err, "cannot be decrypted");
     }
 
     #[test]
@@ -803,12 +803,9 @@ mod tests {
         let f = StateFile::for_stack(dir.path(), "demo");
         let lock = Lock::acquire(&f, "apply").unwrap();
         let err = Lock::acquire(&f, "plan").unwrap_err().to_string();
-        assert!(err.contains("`stackctl apply`"), "{err}");
-        assert!(
-            err.contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
-        assert!(err.contains(&format!("lock id {}", lock.info.id)), "{err}");
+        assert_contains!(err, "`stackctl apply`");
+        assert_contains!(err, &format!("pid {}", std::process::id()));
+        assert_contains!(err, &format!("lock id {}", lock.info.id));
         drop(lock);
         Lock::acquire(&f, "plan").unwrap();
     }

@@ -883,10 +883,7 @@ mod tests {
             .pin_location("111111111111/us-east-2", path)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2"),
-            "{err}"
-        );
+        assert_contains!(err, "records resources in account 222222222222, region eu-west-1, but this run uses account 111111111111, region us-east-2");
     }
 
     #[test]
@@ -925,7 +922,7 @@ mod tests {
             s.resources.insert(id.into(), record(id));
         }
         let err = s.forget(&["a".into(), "c".into()]).unwrap_err();
-        assert!(err.contains("no resource `c`"), "{err}");
+        assert_contains!(err, "no resource `c`");
         assert_eq!(s.resources.len(), 2, "none forgotten");
         let gone = s.forget(&["a".into()]).unwrap();
         assert_eq!(gone[0].0, "a");
