@@ -269,14 +269,16 @@ pub(crate) fn shown(redactor: &Redactor, text: &str) -> String {
 }
 
 /// Asks on the terminal; `skip` is the flag that answers yes beforehand.
+/// Asks `question` and reads the answer from standard input, a terminal or
+/// not (`echo yes | stackctl apply`, as Terraform reads it); a closed input
+/// gives no answer and is a refusal that says how to skip the question.
 pub(crate) fn confirm(question: &str, skip: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!("{question}\nrefusing without confirmation: stdin is not a terminal; pass {skip}");
-    }
     print!("\n{question}\n  Only 'yes' will be accepted: ");
     std::io::stdout().flush()?;
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
+    if std::io::stdin().lock().read_line(&mut answer)? == 0 {
+        bail!("{question}\nrefusing without confirmation: standard input is closed; answer yes on it, or pass {skip}");
+    }
     Ok(answer.trim() == "yes")
 }
 

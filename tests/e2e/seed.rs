@@ -866,3 +866,50 @@ fn the_seed_stack_is_least_privilege() {
     }
     assert_eq!((policies, rules), (1, 1));
 }
+
+/// `echo yes | stackctl apply`: the confirmation is read from a pipe too, as
+/// Terraform reads it.
+#[test]
+fn apply_and_destroy_read_their_confirmation_from_a_pipe() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    for command in ["apply", "destroy"] {
+        let mut child = env
+            .command(&[command])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+        let run = crate::support::Run::from_output(child.wait_with_output().unwrap()).ok();
+        assert!(
+            run.stdout.contains("Only 'yes' will be accepted"),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(env.state("automate-monitoring")["resources"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+}
+
+/// A closed standard input answers nothing: a refusal that changes nothing.
+#[test]
+fn a_closed_input_is_a_refusal_that_says_how_to_skip_the_question() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    env.take_calls();
+    let run = env.stackctl(&["apply"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("standard input is closed; answer yes on it, or pass --auto-approve"),
+        "{}",
+        run.stderr
+    );
+    assert!(mutating(&env.take_calls()).is_empty());
+}

@@ -5,8 +5,27 @@
 
 use std::io::Write;
 
+const USAGE: &str = "localaws [--calls-log FILE] [--latency-ms N]
+
+Starts moto (server mode, installed by scripts/setup) behind stackctl's
+recording proxy, prints AWS_ENDPOINT_URL=<url> and serves until SIGINT or
+SIGTERM. --calls-log appends every call to FILE as a JSON line;
+--latency-ms adds N ms to every call.";
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    if let Some(unknown) = args
+        .iter()
+        .skip(1)
+        .find(|a| a.starts_with('-') && !matches!(a.as_str(), "--calls-log" | "--latency-ms"))
+    {
+        eprintln!("localaws: unknown option {unknown}\n\n{USAGE}");
+        std::process::exit(2);
+    }
     let aws = localaws::LocalAws::start()?;
     if let Some(pos) = args.iter().position(|a| a == "--calls-log") {
         let path = args
