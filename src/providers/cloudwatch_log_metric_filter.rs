@@ -104,7 +104,7 @@ static TRANSFORMATION: &[Prop] = &[
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_metric_filter",
     service: Service::Logs,
-    doc: "Turns matching log events into a metric. Its id is `<log group>:<name>`.",
+    doc: "Turns matching log events into a metric. Its physical id (in `state list`, and what `import` takes) is `<log group>:<name>`; its `id` attribute (`${mf.id}`), as in Terraform, is the filter's name.",
     props: &[
         Prop::new("name", Type::String, "Filter name.")
             .required()

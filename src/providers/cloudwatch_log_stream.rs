@@ -28,7 +28,7 @@ fn check_stream_name(v: &Value) -> Result<(), String> {
 static SCHEMA: Schema = Schema {
     type_name: "aws_cloudwatch_log_stream",
     service: Service::Logs,
-    doc: "A log stream in a log group. Its id is `<log group>:<stream>`.",
+    doc: "A log stream in a log group. Its physical id (in `state list`, and what `import` takes) is `<log group>:<stream>`; its `id` attribute, as in Terraform, is the stream's name.",
     props: &[
         Prop::new("name", Type::String, "Stream name.")
             .required()
