@@ -362,6 +362,19 @@ fn plain_scalar(text: &str) -> NodeKind {
     NodeKind::Str(text.to_string())
 }
 
+/// What to do when a reference stands unquoted in a flow list or map
+/// (`[${a.arn}]`): YAML reads `{` there as the start of a map.
+fn flow_hint(source: &str, line: usize) -> &'static str {
+    let text = source.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    let unquoted = ["[${", "{${", ", ${", ",${", ": ${"]
+        .iter()
+        .any(|p| text.contains(p));
+    match unquoted && (text.contains('[') || text.contains('{')) {
+        true => " (a `${...}` inside `[...]` or `{...}` must be quoted, `[\"${a.arn}\"]`, or written as a block list, one `- ${a.arn}` per line)",
+        false => "",
+    }
+}
+
 /// Parses one YAML document. An empty file yields a null node. Any input is
 /// an answer in time and memory bounded by its size: no panic, no blow-up.
 pub fn parse(source: &str) -> Result<Node, YamlError> {
@@ -383,13 +396,14 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
         error: None,
     };
     let mut parser = Parser::new_from_str(source);
-    parser.load(&mut builder, true).map_err(|e| YamlError {
-        message: if e.info().contains("recursion limit") {
+    parser.load(&mut builder, true).map_err(|e| {
+        let span = span_of(*e.marker());
+        let message = if e.info().contains("recursion limit") {
             format!("maps and lists nest deeper than {MAX_DEPTH} levels")
         } else {
-            format!("malformed YAML: {}", e.info())
-        },
-        span: span_of(*e.marker()),
+            format!("malformed YAML: {}{}", e.info(), flow_hint(source, span.line))
+        };
+        YamlError { message, span }
     })?;
     if let Some(err) = builder.error {
         return Err(err);
@@ -411,6 +425,15 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unquoted_reference_in_a_flow_list_says_to_quote_it() {
+        let err = parse("a:\n  actions: [${t.arn}]\n").unwrap_err();
+        assert_contains!(err.message, "must be quoted, `[\"${a.arn}\"]`");
+        assert_eq!(err.span.line, 2);
+        let other = parse("a: [b\n").unwrap_err();
+        assert!(!other.message.contains("must be quoted"), "{}", other.message);
+    }
 
     #[test]
     fn scalars_follow_the_core_schema() {
