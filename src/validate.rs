@@ -779,9 +779,11 @@ impl PropertyCheck<'_> {
                 self.rule(span_of(name), message, name);
             }
         }
+        // What derive reads is on this machine (a zip, a crate): a file it
+        // cannot read is the stack's error, not a value AWS would refuse.
         if let Some(provider) = providers::lookup(&decl.type_name) {
             if let Err((name, message)) = provider.derive(&mut props, &self.stack.dir()) {
-                self.rule(span_of(name), message, name);
+                self.error(span_of(name), message, name);
             }
         }
     }
@@ -804,6 +806,21 @@ mod tests {
             Ok(_) => panic!("accepted; expected a refusal containing {expected:?}"),
             Err(err) => assert!(err.contains(expected), "{err}"),
         }
+    }
+
+    #[test]
+    fn a_missing_local_file_is_the_stacks_error_even_to_check() {
+        let src = format!("{HEAD}resources:\n  f:\n    type: aws_lambda_function\n    properties:\n      function_name: f1\n      role: arn:aws:iam::123456789012:role/r\n      runtime: provided.al2023\n      handler: bootstrap\n      filename: missing.zip\n");
+        let stack = Stack::parse(Path::new("stack.yaml"), &src).unwrap();
+        let err = validate_lenient(stack, &[], Some("us-east-2"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_contains!(
+            err,
+            "stack.yaml:11: `f`, property `filename`: cannot read ./missing.zip"
+        );
+        assert!(!err.contains("AWS would refuse"), "{err}");
     }
 
     const HEAD: &str = "stack: demo\nregion: us-east-2\n";

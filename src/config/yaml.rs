@@ -365,7 +365,10 @@ fn plain_scalar(text: &str) -> NodeKind {
 /// What to do when a reference stands unquoted in a flow list or map
 /// (`[${a.arn}]`): YAML reads `{` there as the start of a map.
 fn flow_hint(source: &str, line: usize) -> &'static str {
-    let text = source.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    let text = source
+        .lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or_default();
     let unquoted = ["[${", "{${", ", ${", ",${", ": ${"]
         .iter()
         .any(|p| text.contains(p));
@@ -401,7 +404,11 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
         let message = if e.info().contains("recursion limit") {
             format!("maps and lists nest deeper than {MAX_DEPTH} levels")
         } else {
-            format!("malformed YAML: {}{}", e.info(), flow_hint(source, span.line))
+            format!(
+                "malformed YAML: {}{}",
+                e.info(),
+                flow_hint(source, span.line)
+            )
         };
         YamlError { message, span }
     })?;
@@ -432,7 +439,11 @@ mod tests {
         assert_contains!(err.message, "must be quoted, `[\"${a.arn}\"]`");
         assert_eq!(err.span.line, 2);
         let other = parse("a: [b\n").unwrap_err();
-        assert!(!other.message.contains("must be quoted"), "{}", other.message);
+        assert!(
+            !other.message.contains("must be quoted"),
+            "{}",
+            other.message
+        );
     }
 
     #[test]
