@@ -43,6 +43,12 @@ fn check_proves_the_seed_stack_and_fails_the_tutorial_without_calling_aws() {
         include_str!("../fixtures/tutorial.yaml"),
     )
     .unwrap();
+    // The function's zip, as the tutorial's reader has it.
+    std::fs::write(
+        env.path("fn.zip"),
+        b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+    )
+    .unwrap();
     let out = offline(&env, &["check", "-f", "tutorial.yaml"]);
     assert_eq!(out.code, 1, "errors fail the check: {}", out.stdout);
     assert!(
