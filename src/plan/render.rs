@@ -206,7 +206,47 @@ pub fn render(plan: &Plan) -> String {
     }
     out.push_str(&summary_line(plan));
     out.push('\n');
+    for hint in rename_hints(plan) {
+        let _ = writeln!(out, "\n{hint}");
+    }
     out
+}
+
+/// A destroy and a create of one type that look like one resource renamed:
+/// the same identity (`name`), or the only destroy and create of that type.
+/// Renaming a logical id destroys the object unless a move keeps it.
+pub fn rename_hints(plan: &Plan) -> Vec<String> {
+    let of = |action: Action| -> Vec<&Change> {
+        plan.changes.iter().filter(|c| c.action == action).collect()
+    };
+    let (gone, new) = (of(Action::Delete), of(Action::Create));
+    let identity = |c: &Change, props: Option<&crate::schema::Props>| -> Option<String> {
+        let schema = providers::lookup(&c.type_name)?.schema();
+        let props = props?;
+        let values: Option<Vec<String>> = schema
+            .identity
+            .iter()
+            .map(|k| props.get(*k).map(|v| v.to_string()))
+            .collect();
+        values.filter(|v| !v.is_empty()).map(|v| v.join("/"))
+    };
+    let mut hints = Vec::new();
+    for old in &gone {
+        let same_type = |c: &&&Change| c.type_name == old.type_name;
+        let candidates: Vec<&&Change> = new.iter().filter(same_type).collect();
+        let lone = candidates.len() == 1 && gone.iter().filter(same_type).count() == 1;
+        let was = identity(old, old.before.as_ref());
+        let renamed = candidates
+            .into_iter()
+            .find(|c| lone || (was.is_some() && identity(c, c.after.as_ref()) == was));
+        if let Some(to) = renamed {
+            hints.push(format!(
+                "Note: `{}` leaves the stack and `{}` of the same type ({}) comes in. If `{}` is `{}` renamed, keep the object instead of destroying it: add `moved: [{{from: {}, to: {}}}]` to the stack file (or run `stackctl state mv {} {}`).",
+                old.id, to.id, old.type_name, to.id, old.id, old.id, to.id, old.id, to.id
+            ));
+        }
+    }
+    hints
 }
 
 fn summary_line(plan: &Plan) -> String {
@@ -329,6 +369,9 @@ pub fn render_markdown(plan: &Plan, findings: &str) -> String {
     let drift = render_drift(plan);
     if !drift.is_empty() {
         let _ = write!(out, "```\n{}```\n\n", drift.trim_end());
+    }
+    for hint in rename_hints(plan) {
+        let _ = write!(out, "> {hint}\n\n");
     }
     let changes: Vec<&Change> = plan
         .changes

@@ -463,3 +463,24 @@ fn saved_plans_locks_and_json() {
         .unwrap()
         .ends_with("/lambda_inbox01"));
 }
+
+/// Renaming a logical id plans a destroy and a create of the same object;
+/// the plan says how to keep it (`moved:` or `state mv`).
+#[test]
+fn a_renamed_logical_id_gets_a_hint_to_move_it() {
+    let env = Env::new();
+    env.write_stack(STACK);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env.write_stack(
+        &STACK
+            .replace("  alerts:\n", "  topic:\n")
+            .replace("${alerts.arn}", "${topic.arn}"),
+    );
+    let out = env.stackctl(&["plan"]).ok().stdout;
+    assert!(
+        out.contains("Note: `alerts` leaves the stack and `topic` of the same type (aws_sns_topic) comes in.")
+            && out.contains("add `moved: [{from: alerts, to: topic}]`")
+            && out.contains("`stackctl state mv alerts topic`"),
+        "{out}"
+    );
+}
