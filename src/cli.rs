@@ -70,6 +70,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a commented first stack (a log, its alarm, a topic and a queue)
+    /// to start from.
+    Init(commands::init::InitArgs),
     /// Print the JSON Schema of stack.yaml (for editors), or with --markdown
     /// the resource types' reference (docs/resources.md).
     Schema {
@@ -120,6 +123,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Permissions(a) => review::permissions(a),
         Command::TestFilter(a) => review::test_filter(a),
         Command::Schema { markdown } => review::schema(markdown),
+        Command::Init(a) => commands::init::run(a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = std::io::stdout();

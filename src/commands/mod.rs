@@ -8,6 +8,7 @@ pub mod apply;
 pub mod build;
 pub mod env;
 pub mod import;
+pub mod init;
 pub mod output;
 pub mod plan;
 pub mod review;

@@ -484,3 +484,28 @@ fn a_renamed_logical_id_gets_a_hint_to_move_it() {
         "{out}"
     );
 }
+
+/// `stackctl init` writes a first stack that applies as written, shows no
+/// change after, and destroys; it never overwrites a stack file.
+#[test]
+fn the_stack_init_writes_applies_and_destroys_as_written() {
+    let env = Env::new();
+    env.stackctl(&["init", "--name", "first"]).ok();
+    let again = env.stackctl(&["init"]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again
+            .stderr
+            .contains("stack.yaml exists; init never overwrites"),
+        "{}",
+        again.stderr
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]).ok().stdout;
+    assert!(out.contains("No changes"), "{out}");
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+    assert!(env.state("first")["resources"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+}
