@@ -252,20 +252,20 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_the_seed_stacks_graph_as_the_command_draws_it() {
+    fn docs_review_shows_the_seed_stacks_graph_as_the_command_draws_it() {
         let (v, report) = seed();
         let drawn = format!("```mermaid\n{}```", mermaid(&v, &report));
-        let readme = include_str!("../README.md");
-        let start = readme
+        let page = include_str!("../docs/review.md");
+        let start = page
             .find("<!-- graph:start -->")
-            .expect("README has the graph markers");
-        let end = readme
+            .expect("docs/review.md has the graph markers");
+        let end = page
             .find("<!-- graph:end -->")
-            .expect("README has the graph markers");
-        let shown = readme[start + "<!-- graph:start -->".len()..end].trim();
+            .expect("docs/review.md has the graph markers");
+        let shown = page[start + "<!-- graph:start -->".len()..end].trim();
         assert_eq!(
             shown, drawn,
-            "the README's graph is stale: paste `stackctl graph` there (between the markers)"
+            "docs/review.md's graph is stale: paste `stackctl graph` there (between the markers)"
         );
     }
 
