@@ -688,8 +688,9 @@ impl<'a> Steps<'a> {
         }
     }
 
-    fn provider(type_name: &str) -> Result<&'static dyn Provider, ProviderError> {
-        providers::lookup(type_name)
+    fn provider(&self, type_name: &str) -> Result<&'static dyn Provider, ProviderError> {
+        self.cx
+            .provider(type_name)
             .ok_or_else(|| ProviderError::refused(format!("unknown type `{type_name}`")))
     }
 
@@ -700,7 +701,7 @@ impl<'a> Steps<'a> {
             .get(&id)
             .cloned()
             .ok_or_else(|| ProviderError::refused(format!("`{id}` is not in the state")))?;
-        let provider = Self::provider(&rec.type_name)?;
+        let provider = self.provider(&rec.type_name)?;
         let cx = self.cx.clone();
         if rec.physical_id.is_some() {
             self.in_flight(&id, Operation::Delete, None);
@@ -740,7 +741,9 @@ impl<'a> Steps<'a> {
         Ok(Box::pin(async move {
             let mut gone = Vec::new();
             for rec in deposed {
-                let provider = Self::provider(&rec.type_name)?;
+                let provider = cx.provider(&rec.type_name).ok_or_else(|| {
+                    ProviderError::refused(format!("unknown type `{}`", rec.type_name))
+                })?;
                 if let Some(pid) = &rec.physical_id {
                     provider.delete(&cx, pid, &rec.props).await?;
                     gone.push(pid.clone());
@@ -756,7 +759,7 @@ impl<'a> Steps<'a> {
         data: &BTreeMap<String, Map<String, Value>>,
     ) -> Result<Job, ProviderError> {
         let id = change.id.clone();
-        let provider = Self::provider(&change.type_name)?;
+        let provider = self.provider(&change.type_name)?;
         let schema = provider.schema();
         let mut props = model::resolve_props(
             self.v,

@@ -53,6 +53,8 @@ pub mod commands;
 pub mod config;
 pub mod diagram;
 pub mod docs;
+#[cfg(test)]
+mod dst;
 pub mod events;
 #[cfg(test)]
 mod fuzz;

@@ -356,11 +356,11 @@ impl Backend for StateFile {
 
     async fn save(&mut self, state: &mut State) -> Result<(), StateError> {
         // A few hundred bytes appended and fsynced: cheap next to the call it records.
-        tokio::task::block_in_place(|| self.append(state))
+        blocking(|| self.append(state))
     }
 
     async fn compact(&mut self, state: &mut State) -> Result<(), StateError> {
-        tokio::task::block_in_place(|| self.write(state))
+        blocking(|| self.write(state))
     }
 
     async fn lock(&self, operation: &str) -> Result<Box<dyn Held>, StateError> {
@@ -406,6 +406,17 @@ fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
     Ok(())
+}
+
+/// Runs file I/O where the runtime allows blocking: beside its other tasks
+/// on a multi-threaded runtime, inline on a single-threaded one (the
+/// deterministic simulation's, whose clock is paused).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// An exclusive lock on a stack's state: an OS advisory lock (flock) on the

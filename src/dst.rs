@@ -1,0 +1,794 @@
+//! Deterministic simulation of the engine, a first part of issue 21: plan,
+//! apply and destroy run in process against an in-memory cloud that serves
+//! three types (topics, queues, log groups) from their schemas, on tokio's
+//! paused clock, with every fault drawn from one seed: a call refused before
+//! it acts, an answer lost after it acted, and the process dropped at a
+//! chosen call (the whole runtime with it, as a kill would end it). Each
+//! seed generates a stack and edits to it; after every faulted run a
+//! fault-free run must converge, and then the invariants are checked: the
+//! cloud holds exactly what the stack asks for, the state records exactly
+//! that, a following plan is empty, objects of another stack are untouched,
+//! and destroy leaves nothing. `scripts/dst [SEEDS] [START]` runs a range;
+//! a failure names its seed and the command that replays it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+
+use crate::providers::{
+    split_tags, Attrs, Cause, Created, Ctx, HasSchema, Observed, Provider, ProviderError, Reach,
+    Resource, Update,
+};
+use crate::schema::{fill_format, Props, Schema};
+
+pub const REGION: &str = "us-east-2";
+pub const ACCOUNT: &str = "123456789012";
+
+/// The types the model cloud serves.
+const TYPES: &[&str] = &["aws_sns_topic", "aws_sqs_queue", "aws_cloudwatch_log_group"];
+
+/// xorshift64*: small, seeded, repeatable.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+}
+
+/// How a faulted run's calls fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Per mille of calls refused before they act (nothing sent).
+    pub refuse: u64,
+    /// Per mille of calls whose answer is lost after they acted.
+    pub lose: u64,
+    /// The call at which the process dies (1-based), if it does.
+    pub crash_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Object {
+    type_name: String,
+    props: Props,
+}
+
+struct Inner {
+    objects: BTreeMap<String, Object>,
+    rng: Rng,
+    faults: Faults,
+    calls: u64,
+}
+
+/// The in-memory cloud: objects by physical id.
+pub struct Cloud {
+    inner: Mutex<Inner>,
+    crashed: tokio::sync::Notify,
+}
+
+/// Faults injected since the process started, by kind: what a range of
+/// seeds exercised (printed by the test).
+static INJECTED: [std::sync::atomic::AtomicU64; 3] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
+fn count(kind: usize) {
+    INJECTED[kind].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What a call meets before it acts.
+enum Fate {
+    Act,
+    Refused,
+    /// It acts, then its answer is lost.
+    Lost,
+    /// The process dies here, after the call acted or before.
+    Crash {
+        acted: bool,
+    },
+}
+
+impl Cloud {
+    pub fn new(seed: u64) -> Arc<Cloud> {
+        Arc::new(Cloud {
+            inner: Mutex::new(Inner {
+                objects: BTreeMap::new(),
+                rng: Rng::new(seed ^ 0xC10D),
+                faults: Faults::default(),
+                calls: 0,
+            }),
+            crashed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        let mut inner = self.lock();
+        inner.faults = faults;
+        inner.calls = 0;
+    }
+
+    fn fate(&self) -> Fate {
+        let mut inner = self.lock();
+        inner.calls += 1;
+        let f = inner.faults;
+        if f.crash_at == Some(inner.calls) {
+            count(2);
+            let acted = inner.rng.chance(500);
+            return Fate::Crash { acted };
+        }
+        if inner.rng.chance(f.refuse) {
+            count(0);
+            return Fate::Refused;
+        }
+        match inner.rng.chance(f.lose) {
+            true => {
+                count(1);
+                Fate::Lost
+            }
+            false => Fate::Act,
+        }
+    }
+
+    /// Runs `act` under the call's fate: the result, a refusal, a lost
+    /// answer, or no answer ever (the process is dropped while it waits).
+    async fn call<T>(
+        &self,
+        what: &str,
+        act: impl FnOnce(&mut BTreeMap<String, Object>) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        let fate = self.fate();
+        let acted = match fate {
+            Fate::Refused => return Err(error(Reach::NotSent, format!("{what}: refused (fault)"))),
+            Fate::Crash { acted: false } => None,
+            _ => Some(act(&mut self.lock().objects)),
+        };
+        match fate {
+            Fate::Crash { .. } => {
+                self.crashed.notify_one();
+                std::future::pending::<()>().await;
+                unreachable!("a dropped run does not resume")
+            }
+            Fate::Lost => Err(error(
+                Reach::Unknown,
+                format!("{what}: answer lost (fault)"),
+            )),
+            _ => acted.unwrap_or_else(|| Err(error(Reach::NotSent, "no call".into()))),
+        }
+    }
+
+    /// Waits until a call kills the process.
+    pub async fn crashed(&self) {
+        self.crashed.notified().await
+    }
+
+    /// Every object, for the invariants.
+    fn objects(&self) -> BTreeMap<String, Object> {
+        self.lock().objects.clone()
+    }
+
+    /// An object made by someone else, which no run may touch.
+    pub fn put_foreign(&self, type_name: &str, name: &str) {
+        let schema = schema_of(type_name);
+        let props: Props = [("name".to_string(), Value::from(name))]
+            .into_iter()
+            .collect();
+        let id = id_of(schema, &props);
+        let mut tagged = props;
+        tagged.insert(
+            "tags".into(),
+            json!({"stackctl:stack": "someone-else", "stackctl:id": name}),
+        );
+        let object = Object {
+            type_name: type_name.to_string(),
+            props: tagged,
+        };
+        self.lock().objects.insert(id, object);
+    }
+}
+
+fn error(reach: Reach, message: String) -> ProviderError {
+    let cause = match reach {
+        Reach::Unknown => Cause::Transport,
+        _ => Cause::Answered(None),
+    };
+    ProviderError {
+        cause,
+        message,
+        reach,
+        created: None,
+    }
+}
+
+fn schema_of(type_name: &str) -> &'static Schema {
+    crate::providers::lookup(type_name)
+        .map(|p| p.schema())
+        .expect("a registered type")
+}
+
+/// The physical id: the schema's id format, else a model id by identity.
+fn id_of(schema: &Schema, props: &Props) -> String {
+    let field = |f: &str| match f {
+        "region" => Some(REGION.to_string()),
+        "account" => Some(ACCOUNT.to_string()),
+        _ => props.get(f).and_then(Value::as_str).map(str::to_string),
+    };
+    let identity = || {
+        let parts: Vec<String> = schema.identity.iter().filter_map(|k| field(k)).collect();
+        format!("model:{}:{}", schema.type_name, parts.join("/"))
+    };
+    schema
+        .id_format
+        .and_then(|f| fill_format(f, field))
+        .unwrap_or_else(identity)
+}
+
+fn attrs_of(schema: &Schema, id: &str, props: &Props) -> Attrs {
+    let arn = schema.arn_format.and_then(|f| {
+        fill_format(f, |k| match k {
+            "region" => Some(REGION.to_string()),
+            "account" => Some(ACCOUNT.to_string()),
+            _ => props.get(k).and_then(Value::as_str).map(str::to_string),
+        })
+    });
+    let mut attrs = Map::new();
+    for a in schema.attrs {
+        let value = match a.name {
+            "arn" => arn.clone().unwrap_or_else(|| id.to_string()),
+            "name" => props
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(id)
+                .to_string(),
+            _ => id.to_string(),
+        };
+        attrs.insert(a.name.to_string(), Value::from(value));
+    }
+    attrs
+}
+
+/// A type's calls served by the model cloud.
+struct Model(&'static Schema);
+
+impl HasSchema for Model {
+    fn schema(&self) -> &'static Schema {
+        self.0
+    }
+}
+
+fn cloud(cx: &Ctx) -> &Cloud {
+    cx.model.as_deref().expect("a model context")
+}
+
+fn observed(schema: &Schema, id: &str, o: &Object) -> Observed {
+    let mut props = o.props.clone();
+    let tags = crate::providers::string_map(props.get("tags"));
+    let (user, owner) = split_tags(tags);
+    props.insert("tags".into(), user);
+    Observed {
+        attrs: attrs_of(schema, id, &o.props),
+        props,
+        owner,
+    }
+}
+
+#[async_trait]
+impl Provider for Model {
+    async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
+        let schema = self.0;
+        let mut props = r.props.clone();
+        let tags: Map<String, Value> = r
+            .tags_with_ownership(cx)
+            .into_iter()
+            .map(|(k, v)| (k, Value::from(v)))
+            .collect();
+        props.insert("tags".into(), Value::Object(tags));
+        let id = id_of(schema, &props);
+        let attrs = attrs_of(schema, &id, &props);
+        let what = format!("create {id}");
+        cloud(cx)
+            .call(&what, |objects| {
+                if objects.contains_key(&id) {
+                    return Err(error(Reach::Refused, format!("{id} already exists")));
+                }
+                let object = Object {
+                    type_name: schema.type_name.to_string(),
+                    props,
+                };
+                objects.insert(id.clone(), object);
+                Ok(())
+            })
+            .await?;
+        Ok(Created {
+            physical_id: id,
+            attrs,
+        })
+    }
+
+    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+        let schema = self.0;
+        let what = format!("read {id}");
+        cloud(cx)
+            .call(&what, |objects| {
+                Ok(objects.get(id).map(|o| observed(schema, id, o)))
+            })
+            .await
+    }
+
+    async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
+        let schema = self.0;
+        let id = u.id.to_string();
+        let what = format!("update {id}");
+        let (changed, desired) = (u.changed.to_vec(), u.r.props.clone());
+        let ownership = u.r.tags_with_ownership(cx);
+        cloud(cx)
+            .call(&what, move |objects| {
+                let Some(o) = objects.get_mut(&id) else {
+                    return Err(error(Reach::Refused, format!("{id} does not exist")));
+                };
+                for k in changed {
+                    let value = match k {
+                        "tags" => Value::Object(
+                            ownership
+                                .iter()
+                                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                                .collect(),
+                        ),
+                        _ => desired.get(k).cloned().unwrap_or(Value::Null),
+                    };
+                    o.props.insert(k.to_string(), value);
+                }
+                Ok(attrs_of(schema, &id, &o.props))
+            })
+            .await
+    }
+
+    async fn delete(&self, cx: &Ctx, id: &str, _props: &Props) -> Result<(), ProviderError> {
+        let what = format!("delete {id}");
+        cloud(cx)
+            .call(&what, |objects| {
+                objects.remove(id);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn read_many(
+        &self,
+        cx: &Ctx,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Option<Observed>>, ProviderError> {
+        let mut found = std::collections::HashMap::new();
+        for id in ids {
+            found.insert(id.clone(), self.read(cx, id).await?);
+        }
+        Ok(found)
+    }
+
+    /// What a create of these properties would make, whoever made it.
+    async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
+        let id = id_of(self.0, r.props);
+        let what = format!("find {id}");
+        cloud(cx)
+            .call(&what, |objects| {
+                Ok(objects.contains_key(&id).then_some(id.clone()))
+            })
+            .await
+    }
+}
+
+/// The model's provider of `type_name`.
+pub fn provider(type_name: &str) -> Option<&'static dyn Provider> {
+    static MODELS: OnceLock<Vec<&'static Model>> = OnceLock::new();
+    let models = MODELS.get_or_init(|| {
+        TYPES
+            .iter()
+            .map(|t| &*Box::leak(Box::new(Model(schema_of(t)))))
+            .collect()
+    });
+    models
+        .iter()
+        .find(|m| m.0.type_name == type_name)
+        .map(|m| *m as &dyn Provider)
+}
+
+// ---------------------------------------------------------------- the runs
+
+/// One resource of a generated stack.
+#[derive(Debug, Clone)]
+struct Res {
+    id: String,
+    type_name: &'static str,
+    name: String,
+    /// A queue's visibility timeout, a log group's retention, a topic's tag.
+    setting: u64,
+    /// A topic whose ARN a queue carries in a tag (a dependency).
+    topic: Option<String>,
+}
+
+const RETENTIONS: &[u64] = &[1, 3, 5, 7, 14, 30];
+
+fn render(stack: &[Res]) -> String {
+    let mut out = String::from("stack: dst\nregion: us-east-2\nresources:\n");
+    if stack.is_empty() {
+        out = out.replace("resources:\n", "resources: {}\n");
+    }
+    for r in stack {
+        let props = match r.type_name {
+            "aws_sns_topic" => format!("{{name: {}, tags: {{level: \"{}\"}}}}", r.name, r.setting),
+            "aws_sqs_queue" => {
+                let tags = r.topic.as_ref().map_or(String::new(), |t| {
+                    format!(", tags: {{topic: \"${{{t}.arn}}\"}}")
+                });
+                format!(
+                    "{{name: {}, visibility_timeout_seconds: {}{tags}}}",
+                    r.name, r.setting
+                )
+            }
+            _ => format!(
+                "{{name: {}, retention_in_days: {}}}",
+                r.name,
+                RETENTIONS[r.setting as usize % RETENTIONS.len()]
+            ),
+        };
+        out.push_str(&format!(
+            "  {}:\n    type: {}\n    properties: {props}\n",
+            r.id, r.type_name
+        ));
+    }
+    out
+}
+
+fn new_res(rng: &mut Rng, stack: &[Res], n: u64, seed: u64) -> Res {
+    let type_name = TYPES[rng.below(TYPES.len() as u64) as usize];
+    let topics: Vec<&Res> = stack
+        .iter()
+        .filter(|r| r.type_name == "aws_sns_topic")
+        .collect();
+    let topic = match (type_name, topics.is_empty()) {
+        ("aws_sqs_queue", false) if rng.chance(600) => {
+            Some(topics[rng.below(topics.len() as u64) as usize].id.clone())
+        }
+        _ => None,
+    };
+    Res {
+        id: format!("r{n}"),
+        type_name,
+        name: format!("dst-{seed}-{n}"),
+        setting: rng.below(60),
+        topic,
+    }
+}
+
+/// An edit: add, remove, change in place, or change what forces a
+/// replacement (the name).
+fn edit(rng: &mut Rng, stack: &mut Vec<Res>, n: u64, seed: u64) -> &'static str {
+    let kind = if stack.is_empty() { 0 } else { rng.below(4) };
+    let at = rng.below(stack.len() as u64) as usize;
+    match kind {
+        0 => {
+            let r = new_res(rng, stack, n, seed);
+            stack.push(r);
+            "add"
+        }
+        1 => {
+            let gone = stack.remove(at).id;
+            for r in stack
+                .iter_mut()
+                .filter(|r| r.topic.as_deref() == Some(&gone))
+            {
+                r.topic = None;
+            }
+            "remove"
+        }
+        2 => {
+            stack[at].setting = (stack[at].setting + 1 + rng.below(20)) % 60;
+            "change"
+        }
+        _ => {
+            stack[at].name = format!("dst-{seed}-{n}-renamed");
+            "replace"
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum End {
+    Done,
+    Failed(String),
+    Crashed,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Apply,
+    Destroy,
+    Plan,
+}
+
+fn validated(dir: &std::path::Path) -> crate::validate::Validated {
+    let path = dir.join("stack.yaml");
+    let text = std::fs::read_to_string(&path).expect("the stack file");
+    let stack = crate::config::Stack::parse(&path, &text).expect("a generated stack parses");
+    crate::validate::validate(stack, &[], Some(REGION)).expect("a generated stack validates")
+}
+
+/// One command, in a runtime of its own on the paused clock; a crash drops
+/// the runtime with every task of the run, as a kill ends the process.
+fn run(dir: &std::path::Path, cloud: &Arc<Cloud>, op: Op) -> End {
+    let v = validated(dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let ended = rt.block_on(async {
+        tokio::select! {
+            r = once(&v, cloud.clone(), op) => Some(r),
+            () = cloud.crashed() => None,
+        }
+    });
+    drop(rt);
+    match ended {
+        None => End::Crashed,
+        Some(Ok(())) => End::Done,
+        Some(Err(e)) => End::Failed(format!("{e:#}")),
+    }
+}
+
+async fn once(v: &crate::validate::Validated, cloud: Arc<Cloud>, op: Op) -> anyhow::Result<()> {
+    use crate::commands::Session;
+    let name = match op {
+        Op::Apply => "apply",
+        Op::Destroy => "destroy",
+        Op::Plan => "plan",
+    };
+    let mut session = Session::open(&v.stack, &[], name).await?;
+    let cx = Arc::new(Ctx::for_model(cloud, &v.stack.name, &v.stack.dir()));
+    let (plan, values) = match op {
+        Op::Destroy => {
+            session.pin(&cx).await?;
+            let mut pending = session.state.clone();
+            pending.resources.retain(|_, r| r.is_pending());
+            let live = crate::plan::refresh(&cx, &pending, 8).await?;
+            let values = crate::model::StackValues::offline(v, Some(REGION.into()), None);
+            (crate::plan::destroy(&session.state, &live), values)
+        }
+        _ => {
+            let backend = session.backend.as_ref();
+            crate::commands::plan::pinned_plan(v, &mut session.state, &cx, backend, true, 8).await?
+        }
+    };
+    if op == Op::Plan {
+        session.release().await?;
+        anyhow::ensure!(
+            !plan.has_changes(),
+            "the plan after it is not empty:\n{}",
+            crate::plan::render(&plan)
+        );
+        return Ok(());
+    }
+    let walk = crate::apply::Walk {
+        v,
+        values: &values,
+        cx,
+        file: session.backend.as_mut(),
+        state: &mut session.state,
+        parallelism: 4,
+    };
+    let outcome = walk.run(&plan).await?;
+    if op == Op::Destroy && outcome.ok() {
+        session.state.outputs.clear();
+    }
+    session.commit().await?;
+    anyhow::ensure!(outcome.ok(), "failed: {:?}", outcome.failed);
+    Ok(())
+}
+
+/// The invariants after a converged run.
+fn check(
+    dir: &std::path::Path,
+    cloud: &Arc<Cloud>,
+    stack: &[Res],
+    foreign: &BTreeMap<String, Object>,
+) -> Result<(), String> {
+    if let End::Failed(e) = run(dir, cloud, Op::Plan) {
+        return Err(e);
+    }
+    let objects = cloud.objects();
+    for (id, o) in foreign {
+        if objects.get(id) != Some(o) {
+            return Err(format!("another stack's {id} was touched"));
+        }
+    }
+    let ours: BTreeMap<&String, &Object> = objects
+        .iter()
+        .filter(|(id, _)| !foreign.contains_key(*id))
+        .collect();
+    let mut have: Vec<(String, String)> = ours
+        .values()
+        .map(|o| {
+            (
+                o.type_name.clone(),
+                o.props["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, String)> = stack
+        .iter()
+        .map(|r| (r.type_name.to_string(), r.name.clone()))
+        .collect();
+    have.sort();
+    want.sort();
+    if have != want {
+        return Err(format!(
+            "the cloud holds {have:?}, the stack asks for {want:?}"
+        ));
+    }
+    for r in stack {
+        let o = ours
+            .values()
+            .find(|o| o.type_name == r.type_name && o.props["name"] == r.name.as_str())
+            .ok_or_else(|| format!("`{}` ({}) is not in the cloud", r.id, r.name))?;
+        let tag = |k: &str| o.props["tags"][k].as_str().map(str::to_string);
+        let holds = match r.type_name {
+            "aws_sns_topic" => tag("level") == Some(r.setting.to_string()),
+            "aws_sqs_queue" => {
+                let topic = r
+                    .topic
+                    .as_ref()
+                    .and_then(|t| stack.iter().find(|s| &s.id == t));
+                let arn = topic.map(|t| format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}", t.name));
+                o.props["visibility_timeout_seconds"] == r.setting && tag("topic") == arn
+            }
+            _ => o.props["retention_in_days"] == RETENTIONS[r.setting as usize % RETENTIONS.len()],
+        };
+        if !holds {
+            return Err(format!(
+                "`{}` in the cloud is {:?}, not what the stack asks",
+                r.id, o.props
+            ));
+        }
+    }
+    let state: Value = std::fs::read_to_string(dir.join("state/dst.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let empty = Map::new();
+    let records = state["resources"].as_object().unwrap_or(&empty);
+    let mut recorded: Vec<&str> = records
+        .values()
+        .filter_map(|r| r["physical_id"].as_str())
+        .collect();
+    if recorded.len() != records.len() {
+        return Err(format!(
+            "the state records a create without its object: {}",
+            state["resources"]
+        ));
+    }
+    let mut existing: Vec<&str> = ours.keys().map(|k| k.as_str()).collect();
+    recorded.sort();
+    existing.sort();
+    if recorded != existing {
+        return Err(format!(
+            "the state records {recorded:?}, the cloud holds {existing:?}"
+        ));
+    }
+    let deposed = state["deposed"].as_object().is_some_and(|d| !d.is_empty())
+        || state["deposed"].as_array().is_some_and(|d| !d.is_empty());
+    if deposed {
+        return Err(format!(
+            "the state still records replaced objects: {}",
+            state["deposed"]
+        ));
+    }
+    Ok(())
+}
+
+/// One seed: a stack, edits each applied under faults and recovered, then
+/// destroy under faults and recovered. The error says what broke where.
+pub fn run_seed(seed: u64) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cloud = Cloud::new(seed);
+    cloud.put_foreign("aws_sqs_queue", "foreign-queue");
+    cloud.put_foreign("aws_sns_topic", "foreign-topic");
+    let foreign = cloud.objects();
+    let mut rng = Rng::new(seed);
+    let mut stack: Vec<Res> = Vec::new();
+    for n in 0..(1 + rng.below(10)) {
+        let r = new_res(&mut rng, &stack, n, seed);
+        stack.push(r);
+    }
+    let steps = 4;
+    let mut n = 100;
+    for step in 0..=steps {
+        let what = match step {
+            0 => "create",
+            _ => edit(&mut rng, &mut stack, n, seed),
+        };
+        n += 1;
+        std::fs::write(dir.path().join("stack.yaml"), render(&stack)).map_err(|e| e.to_string())?;
+        let faults = faults(&mut rng);
+        let at = |e: String| format!("seed {seed}, step {step} ({what}, faults {faults:?}): {e}");
+        cloud.set_faults(faults);
+        let _ = run(dir.path(), &cloud, Op::Apply);
+        cloud.set_faults(Faults::default());
+        if let End::Failed(e) = run(dir.path(), &cloud, Op::Apply) {
+            return Err(at(format!("the recovery apply failed: {e}")));
+        }
+        check(dir.path(), &cloud, &stack, &foreign).map_err(at)?;
+    }
+    let faults = faults(&mut rng);
+    cloud.set_faults(faults);
+    let _ = run(dir.path(), &cloud, Op::Destroy);
+    cloud.set_faults(Faults::default());
+    let at = |e: String| format!("seed {seed}, destroy (faults {faults:?}): {e}");
+    if let End::Failed(e) = run(dir.path(), &cloud, Op::Destroy) {
+        return Err(at(format!("the recovery destroy failed: {e}")));
+    }
+    // Nothing declared now: the plan is empty only if the state is.
+    std::fs::write(dir.path().join("stack.yaml"), render(&[])).map_err(|e| e.to_string())?;
+    check(dir.path(), &cloud, &[], &foreign).map_err(at)
+}
+
+fn faults(rng: &mut Rng) -> Faults {
+    Faults {
+        refuse: rng.below(200),
+        lose: rng.below(200),
+        crash_at: rng.chance(500).then(|| 1 + rng.below(12)),
+    }
+}
+
+/// Seeds from DST_START (default 0), DST_SEEDS of them (default 150, what
+/// CI runs; `scripts/dst` runs more, in release); each
+/// failure prints the command that replays it.
+#[test]
+fn seeds_converge_under_faults_and_keep_every_invariant() {
+    let var = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (start, count) = (var("DST_START", 0), var("DST_SEEDS", 150));
+    let failures: Vec<String> = (start..start + count)
+        .filter_map(|seed| run_seed(seed).err())
+        .collect();
+    for f in &failures {
+        let seed = f
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("seed ");
+        eprintln!("{f}\n  replay: scripts/dst 1 {seed}");
+    }
+    let [refused, lost, crashed] = INJECTED
+        .each_ref()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+    eprintln!("dst: seeds {start}..{}: {refused} calls refused, {lost} answers lost, {crashed} runs killed", start + count);
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds broke an invariant (above)",
+        failures.len()
+    );
+}
