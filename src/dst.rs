@@ -21,6 +21,7 @@ use crate::providers::{
     split_tags, Attrs, Cause, Created, Ctx, HasSchema, Observed, Provider, ProviderError, Reach,
     Resource, Update,
 };
+use crate::rng::Rng;
 use crate::schema::{fill_format, Props, Schema};
 
 pub const REGION: &str = "us-east-2";
@@ -29,37 +30,24 @@ pub const ACCOUNT: &str = "123456789012";
 /// The types the model cloud serves.
 const TYPES: &[&str] = &["aws_sns_topic", "aws_sqs_queue", "aws_cloudwatch_log_group"];
 
-/// xorshift64*: small, seeded, repeatable.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
+/// A seed's choices: its bits mixed so neighbouring seeds differ at once.
+fn rng(seed: u64) -> Rng {
+    Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
 }
 
-/// How a faulted run's calls fail.
+/// How a faulted run's calls fail, each per mille of calls. Whether a call
+/// fails is drawn from the seed, the run and the call itself (its kind and
+/// object, and how many such calls came before it in the run), not from its
+/// place among all calls: the order in which the engine starts independent
+/// steps does not change which calls fail, so a seed replays exactly.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
-    /// Per mille of calls refused before they act (nothing sent).
+    /// Refused before they act (nothing sent).
     pub refuse: u64,
-    /// Per mille of calls whose answer is lost after they acted.
+    /// Answer lost after they acted.
     pub lose: u64,
-    /// The call at which the process dies (1-based), if it does.
-    pub crash_at: Option<u64>,
+    /// The process dies at the call (after it acted, or before).
+    pub crash: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,9 +58,14 @@ struct Object {
 
 struct Inner {
     objects: BTreeMap<String, Object>,
-    rng: Rng,
+    seed: u64,
+    /// Counts the runs: each draws afresh.
+    run: u64,
     faults: Faults,
-    calls: u64,
+    /// Calls so far in this run, by what they are.
+    seen: std::collections::HashMap<String, u64>,
+    /// Whether this run's process has died (a run dies once).
+    dead: bool,
 }
 
 /// The in-memory cloud: objects by physical id.
@@ -110,9 +103,11 @@ impl Cloud {
         Arc::new(Cloud {
             inner: Mutex::new(Inner {
                 objects: BTreeMap::new(),
-                rng: Rng::new(seed ^ 0xC10D),
+                seed,
+                run: 0,
                 faults: Faults::default(),
-                calls: 0,
+                seen: Default::default(),
+                dead: false,
             }),
             crashed: tokio::sync::Notify::new(),
         })
@@ -125,23 +120,36 @@ impl Cloud {
     pub fn set_faults(&self, faults: Faults) {
         let mut inner = self.lock();
         inner.faults = faults;
-        inner.calls = 0;
+        inner.run += 1;
+        inner.seen.clear();
+        inner.dead = false;
     }
 
-    fn fate(&self) -> Fate {
+    fn fate(&self, what: &str) -> Fate {
+        use std::hash::{Hash, Hasher};
         let mut inner = self.lock();
-        inner.calls += 1;
+        let n = {
+            let seen = inner.seen.entry(what.to_string()).or_default();
+            *seen += 1;
+            *seen
+        };
+        // SipHash with its fixed keys: the same in every process.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        (inner.seed, inner.run, what, n).hash(&mut h);
+        let mut draw = rng(h.finish());
         let f = inner.faults;
-        if f.crash_at == Some(inner.calls) {
+        if draw.per_mille(f.crash) && !inner.dead {
+            inner.dead = true;
             count(2);
-            let acted = inner.rng.chance(500);
+            let acted = draw.per_mille(500);
             return Fate::Crash { acted };
         }
-        if inner.rng.chance(f.refuse) {
+        if draw.per_mille(f.refuse) {
             count(0);
             return Fate::Refused;
         }
-        match inner.rng.chance(f.lose) {
+        match draw.per_mille(f.lose) {
             true => {
                 count(1);
                 Fate::Lost
@@ -157,7 +165,7 @@ impl Cloud {
         what: &str,
         act: impl FnOnce(&mut BTreeMap<String, Object>) -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
-        let fate = self.fate();
+        let fate = self.fate(what);
         let acted = match fate {
             Fate::Refused => return Err(error(Reach::NotSent, format!("{what}: refused (fault)"))),
             Fate::Crash { acted: false } => None,
@@ -165,7 +173,7 @@ impl Cloud {
         };
         match fate {
             Fate::Crash { .. } => {
-                self.crashed.notify_one();
+                self.crashed.notify_waiters();
                 std::future::pending::<()>().await;
                 unreachable!("a dropped run does not resume")
             }
@@ -177,9 +185,15 @@ impl Cloud {
         }
     }
 
-    /// Waits until a call kills the process.
+    /// Waits until a call of this run kills the process.
     pub async fn crashed(&self) {
-        self.crashed.notified().await
+        loop {
+            let notified = self.crashed.notified();
+            if self.lock().dead {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Every object, for the invariants.
@@ -460,22 +474,20 @@ fn render(stack: &[Res]) -> String {
 }
 
 fn new_res(rng: &mut Rng, stack: &[Res], n: u64, seed: u64) -> Res {
-    let type_name = TYPES[rng.below(TYPES.len() as u64) as usize];
+    let type_name = *rng.pick(TYPES);
     let topics: Vec<&Res> = stack
         .iter()
         .filter(|r| r.type_name == "aws_sns_topic")
         .collect();
     let topic = match (type_name, topics.is_empty()) {
-        ("aws_sqs_queue", false) if rng.chance(600) => {
-            Some(topics[rng.below(topics.len() as u64) as usize].id.clone())
-        }
+        ("aws_sqs_queue", false) if rng.per_mille(600) => Some(rng.pick(&topics).id.clone()),
         _ => None,
     };
     Res {
         id: format!("r{n}"),
         type_name,
         name: format!("dst-{seed}-{n}"),
-        setting: rng.below(60),
+        setting: rng.below(60) as u64,
         topic,
     }
 }
@@ -484,7 +496,7 @@ fn new_res(rng: &mut Rng, stack: &[Res], n: u64, seed: u64) -> Res {
 /// replacement (the name).
 fn edit(rng: &mut Rng, stack: &mut Vec<Res>, n: u64, seed: u64) -> &'static str {
     let kind = if stack.is_empty() { 0 } else { rng.below(4) };
-    let at = rng.below(stack.len() as u64) as usize;
+    let at = rng.below(stack.len());
     match kind {
         0 => {
             let r = new_res(rng, stack, n, seed);
@@ -502,7 +514,7 @@ fn edit(rng: &mut Rng, stack: &mut Vec<Res>, n: u64, seed: u64) -> &'static str 
             "remove"
         }
         2 => {
-            stack[at].setting = (stack[at].setting + 1 + rng.below(20)) % 60;
+            stack[at].setting = (stack[at].setting + 1 + rng.below(20) as u64) % 60;
             "change"
         }
         _ => {
@@ -612,8 +624,10 @@ fn check(
     stack: &[Res],
     foreign: &BTreeMap<String, Object>,
 ) -> Result<(), String> {
-    if let End::Failed(e) = run(dir, cloud, Op::Plan) {
-        return Err(e);
+    match run(dir, cloud, Op::Plan) {
+        End::Done => {}
+        End::Failed(e) => return Err(e),
+        End::Crashed => return Err("the plan's run died without a fault".into()),
     }
     let objects = cloud.objects();
     for (id, o) in foreign {
@@ -713,9 +727,9 @@ pub fn run_seed(seed: u64) -> Result<(), String> {
     cloud.put_foreign("aws_sqs_queue", "foreign-queue");
     cloud.put_foreign("aws_sns_topic", "foreign-topic");
     let foreign = cloud.objects();
-    let mut rng = Rng::new(seed);
+    let mut rng = rng(seed);
     let mut stack: Vec<Res> = Vec::new();
-    for n in 0..(1 + rng.below(10)) {
+    for n in 0..(1 + rng.below(10) as u64) {
         let r = new_res(&mut rng, &stack, n, seed);
         stack.push(r);
     }
@@ -733,8 +747,9 @@ pub fn run_seed(seed: u64) -> Result<(), String> {
         cloud.set_faults(faults);
         let _ = run(dir.path(), &cloud, Op::Apply);
         cloud.set_faults(Faults::default());
-        if let End::Failed(e) = run(dir.path(), &cloud, Op::Apply) {
-            return Err(at(format!("the recovery apply failed: {e}")));
+        match run(dir.path(), &cloud, Op::Apply) {
+            End::Done => {}
+            other => return Err(at(format!("the recovery apply did not finish: {other:?}"))),
         }
         check(dir.path(), &cloud, &stack, &foreign).map_err(at)?;
     }
@@ -743,8 +758,13 @@ pub fn run_seed(seed: u64) -> Result<(), String> {
     let _ = run(dir.path(), &cloud, Op::Destroy);
     cloud.set_faults(Faults::default());
     let at = |e: String| format!("seed {seed}, destroy (faults {faults:?}): {e}");
-    if let End::Failed(e) = run(dir.path(), &cloud, Op::Destroy) {
-        return Err(at(format!("the recovery destroy failed: {e}")));
+    match run(dir.path(), &cloud, Op::Destroy) {
+        End::Done => {}
+        other => {
+            return Err(at(format!(
+                "the recovery destroy did not finish: {other:?}"
+            )))
+        }
     }
     // Nothing declared now: the plan is empty only if the state is.
     std::fs::write(dir.path().join("stack.yaml"), render(&[])).map_err(|e| e.to_string())?;
@@ -753,9 +773,12 @@ pub fn run_seed(seed: u64) -> Result<(), String> {
 
 fn faults(rng: &mut Rng) -> Faults {
     Faults {
-        refuse: rng.below(200),
-        lose: rng.below(200),
-        crash_at: rng.chance(500).then(|| 1 + rng.below(12)),
+        refuse: rng.below(200) as u64,
+        lose: rng.below(200) as u64,
+        crash: match rng.per_mille(500) {
+            true => 20 + rng.below(150) as u64,
+            false => 0,
+        },
     }
 }
 

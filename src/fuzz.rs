@@ -18,29 +18,9 @@ use crate::config::Stack;
 use crate::model::StackValues;
 use crate::plan;
 use crate::providers;
+use crate::rng::Rng;
 use crate::schema::Type;
 use crate::state::State;
-
-/// xorshift64*: small, seeded, repeatable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const IDS: &[&str] = &["a", "b", "topic", "queue", "fn", "role", "sg", "x_1"];
 const ATTRS: &[&str] = &["arn", "id", "name", "url", "nope", "function_name"];
@@ -196,7 +176,7 @@ fn exercise(text: &str) {
 
 /// Runs `cases` generated inputs from `seed`; the input of the first panic.
 pub fn run(seed: u64, cases: u64) -> Result<u64, String> {
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::new(seed);
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let mut ran = 0;
@@ -244,7 +224,7 @@ mod tests {
     #[test]
     fn the_generator_reaches_plans() {
         // Without this the fuzzing would only exercise error paths.
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let planned = (0..2_000)
             .filter(|_| {
                 let text = stack(&mut rng);

@@ -68,6 +68,8 @@ pub mod permissions;
 pub mod plan;
 pub mod providers;
 pub mod review_page;
+#[cfg(test)]
+mod rng;
 pub mod schema;
 pub mod seal;
 pub mod sensitive;

@@ -90,9 +90,10 @@ fn summary(i: &Inputs) -> String {
         }
         Err(why) => format!("no plan ({})", esc(why)),
     };
+    let data = i.v.stack.decls.values().filter(|d| d.is_data).count();
     format!(
-        "<p class=\"summary\">{} resources · check: {errors} error(s), {warnings} warning(s) · {plan}</p>",
-        i.v.stack.decls.len()
+        "<p class=\"summary\">{} resources, {data} data sources · check: {errors} error(s), {warnings} warning(s) · {plan}</p>",
+        i.v.stack.decls.len() - data
     )
 }
 
