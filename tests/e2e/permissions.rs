@@ -42,11 +42,7 @@ fn the_seed_stacks_lifecycle_runs_as_an_identity_holding_only_the_generated_poli
     let env = Env::new();
     let stack = seed_stack_with_zip(&env);
     env.write_stack(&stack);
-    let (apply, plan, destroy) = (
-        policy(&env, "apply"),
-        policy(&env, "plan"),
-        policy(&env, "destroy"),
-    );
+    let [apply, plan, destroy] = ["apply", "plan", "destroy"].map(|p| policy(&env, p));
     as_restricted(&env, &apply, &["apply", "--auto-approve"]).ok();
     let out = as_restricted(&env, &plan, &["plan", "--detailed-exitcode"]).ok();
     assert!(out.stdout.contains("No changes"), "{}", out.stdout);
@@ -127,11 +123,7 @@ fn with_an_s3_state_the_lifecycle_runs_with_only_the_generated_policies() {
         "region: us-east-2\nbackend:\n  s3: {bucket: team-state, key: seed.json}\n",
     );
     env.write_stack(&stack);
-    let (apply, plan, destroy) = (
-        policy(&env, "apply"),
-        policy(&env, "plan"),
-        policy(&env, "destroy"),
-    );
+    let [apply, plan, destroy] = ["apply", "plan", "destroy"].map(|p| policy(&env, p));
     as_restricted(&env, &apply, &["apply", "--auto-approve"]).ok();
     as_restricted(&env, &plan, &["plan"]).ok();
     as_restricted(&env, &destroy, &["destroy", "--auto-approve"]).ok();
