@@ -63,9 +63,9 @@ pub fn page(i: &Inputs) -> String {
     if let Some(t) = &i.timeline {
         timeline_section(&mut out, t);
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</main><aside id=\"inspector\" hidden></aside><script>{SCRIPT}</script></body></html>\n"
+        "</main><aside id=\"inspector\" hidden></aside><script>{SCRIPT}</script></body></html>"
     );
     i.v.redactor.redact(&out)
 }

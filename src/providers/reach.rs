@@ -23,15 +23,46 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 use super::Reach;
 
-/// The attempts of one call so far.
+/// The attempts of one call so far. The interceptor keeps one per SDK call;
+/// the deterministic simulation (dst.rs) keeps one per simulated call, so
+/// both are judged by the same rule.
 #[derive(Debug, Clone, Default)]
-struct Ledger {
+pub struct Ledger {
     /// An attempt was handed to the connection (signed, about to be sent).
     sent: bool,
     /// The current attempt was.
     sending: bool,
     /// A sent attempt got no answer, or a 5xx: AWS may have acted on it.
     maybe_acted: bool,
+}
+
+impl Ledger {
+    /// An attempt is handed to the connection.
+    pub fn sending(&mut self) {
+        (self.sent, self.sending) = (true, true);
+    }
+
+    /// The attempt handed over last has ended; `acted`: AWS may have acted
+    /// on it (no answer, or a 5xx).
+    pub fn attempted(&mut self, acted: bool) {
+        if self.sending {
+            self.maybe_acted |= acted;
+            self.sending = false;
+        }
+    }
+
+    /// Where a call whose last attempt failed without an answer from AWS
+    /// may have reached, when the ledger knows better than that attempt's
+    /// own error (`None`: the error says it). Nothing sent: whatever failed
+    /// (credentials, signing), AWS saw nothing. Sent, and the last attempt
+    /// could not connect: an earlier one may have been acted on.
+    pub fn judge(&self, last_never_connected: bool) -> Option<Reach> {
+        match (self.sent, self.maybe_acted) {
+            (false, _) => Some(Reach::NotSent),
+            (true, true) if last_never_connected => Some(Reach::Unknown),
+            _ => None,
+        }
+    }
 }
 
 impl Storable for Ledger {
@@ -117,7 +148,7 @@ impl Intercept for Interceptor {
         // Refused here, the attempt is not sent, and the ledger says so.
         self.gate_allows()?;
         let mut l = ledger(cfg);
-        (l.sent, l.sending) = (true, true);
+        l.sending();
         cfg.interceptor_state().store_put(l);
         Ok(())
     }
@@ -129,15 +160,12 @@ impl Intercept for Interceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let mut l = ledger(cfg);
-        if l.sending {
-            let acted = match (ctx.response(), ctx.output_or_error()) {
-                (Some(r), _) => !(400..500).contains(&r.status().as_u16()),
-                (None, Some(Err(e))) => !super::never_connected(e),
-                (None, _) => true,
-            };
-            l.maybe_acted |= acted;
-            l.sending = false;
-        }
+        let acted = match (ctx.response(), ctx.output_or_error()) {
+            (Some(r), _) => !(400..500).contains(&r.status().as_u16()),
+            (None, Some(Err(e))) => !super::never_connected(e),
+            (None, _) => true,
+        };
+        l.attempted(acted);
         cfg.interceptor_state().store_put(l);
         Ok(())
     }
@@ -157,14 +185,10 @@ impl Intercept for Interceptor {
         if err.is_operation_error() || err.is_response_error() {
             return Ok(());
         }
-        // Nothing sent: whatever failed (credentials, signing), AWS saw
-        // nothing. Sent, and the last attempt could not connect: an earlier
-        // one may have been acted on. Otherwise the last attempt's own error
-        // says it (a timeout or a dropped connection: maybe acted on).
-        let reach = match (l.sent, l.maybe_acted) {
-            (false, _) => Reach::NotSent,
-            (true, true) if super::never_connected(err) => Reach::Unknown,
-            _ => return Ok(()),
+        // Otherwise the last attempt's own error says it (a timeout or a
+        // dropped connection: maybe acted on).
+        let Some(reach) = l.judge(super::never_connected(err)) else {
+            return Ok(());
         };
         let timed_out = err.is_timeout_error();
         let last = std::mem::replace(err, OrchestratorError::other("(replaced)"));

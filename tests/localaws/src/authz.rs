@@ -73,7 +73,7 @@ impl Params {
             path: path
                 .trim_matches('/')
                 .split('/')
-                .map(|s| percent_decode(s))
+                .map(percent_decode)
                 .collect(),
             ..Params::default()
         };
