@@ -625,6 +625,13 @@ impl Ctx {
         self.calls.set_gate(gate);
     }
 
+    /// What the gate says of a call about to be sent (the simulation's
+    /// calls ask it as the interceptor's do).
+    #[cfg(test)]
+    pub fn gate_allows(&self) -> Result<(), String> {
+        self.calls.gate_allows().map_err(|e| e.to_string())
+    }
+
     pub fn sns(&self) -> &aws_sdk_sns::Client {
         &self.sns
     }

@@ -121,7 +121,7 @@ impl Interceptor {
         *self.gate.write().unwrap_or_else(|e| e.into_inner()) = gate;
     }
 
-    fn gate_allows(&self) -> Result<(), BoxError> {
+    pub(crate) fn gate_allows(&self) -> Result<(), BoxError> {
         let gate = self.gate.read().unwrap_or_else(|e| e.into_inner()).clone();
         match gate {
             Some(open) => open().map_err(BoxError::from),

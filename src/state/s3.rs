@@ -522,7 +522,7 @@ impl Backend for S3Backend {
                     bucket: self.bucket.clone(),
                     key: self.lock_key(),
                     etag: etag.clone(),
-                    confirmed: Mutex::new(Some(SystemTime::now())),
+                    confirmed: Mutex::new(Some(super::wall_clock())),
                     lost: AtomicBool::new(false),
                 }));
                 return Ok(Box::new(S3Lock {
@@ -675,7 +675,7 @@ impl Lease for S3Lease {
                 now: "found lost earlier in this run".into(),
             });
         }
-        let now = SystemTime::now();
+        let now = super::wall_clock();
         let last = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
         if last
             .and_then(|t| now.duration_since(t).ok())
@@ -720,7 +720,7 @@ impl Lease for S3Lease {
         let last = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
         !self.is_lost()
             && last
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .and_then(|t| super::wall_clock().duration_since(t).ok())
                 .is_some_and(|age| age <= max_age)
     }
 }

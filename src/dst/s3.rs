@@ -1,0 +1,224 @@
+//! An in-memory S3 behind the SDK's HTTP seam, for the simulation: the real
+//! S3 state backend (state/s3.rs) runs over it, its requests built, signed
+//! and read by the SDK as against AWS. It serves what the backend sends,
+//! with S3's semantics: GetObject, HeadObject (If-Match), PutObject
+//! (If-None-Match: *, If-Match), DeleteObject (If-Match), DeleteObjects,
+//! ListObjectsV2 (by prefix) and GetBucketVersioning. S3 is strongly
+//! consistent for all of these, and so is this.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+
+/// The bucket the simulation's states live in.
+pub const BUCKET: &str = "dst-state";
+
+#[derive(Default)]
+struct Store {
+    /// Objects by key: body and ETag.
+    objects: BTreeMap<String, (Vec<u8>, String)>,
+    /// Counts the writes, for ETags.
+    writes: u64,
+}
+
+/// The store, shared by every client made over it.
+#[derive(Clone, Default)]
+pub struct MemS3(Arc<Mutex<Store>>);
+
+impl std::fmt::Debug for MemS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemS3")
+    }
+}
+
+impl MemS3 {
+    /// An SDK configuration whose every request this store answers.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        let credentials = Credentials::new("AKIDDST", "dst-secret", None, None, "dst");
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new(super::REGION))
+            .endpoint_url("http://s3.dst.test")
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            // A checksum only where S3 requires one (DeleteObjects): a body
+            // with a trailing checksum would arrive as a stream.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .http_client(self.clone())
+            .build()
+    }
+
+    /// An object's body, if it exists.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        store.objects.get(key).map(|(body, _)| body.clone())
+    }
+
+    fn serve(&self, req: &HttpRequest) -> (u16, Vec<(&'static str, String)>, String) {
+        let uri = req.uri();
+        let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+        let path = path.split_once('/').map_or("", |(_, p)| p);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let key = path
+            .strip_prefix(BUCKET)
+            .map(|k| percent_decode(k.trim_start_matches('/')));
+        let Some(key) = key else {
+            return error(404, "NoSuchBucket");
+        };
+        let header = |h: &str| {
+            req.headers()
+                .get(h)
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        let body = req.body().bytes().unwrap_or_default();
+        let param = |p: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(p)?.strip_prefix('='))
+                .map(percent_decode)
+        };
+        let mut store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let etag = |s: &Store| s.objects.get(&key).map(|(_, e)| e.clone());
+        let holds = |s: &Store| match (header("if-match"), etag(s)) {
+            (Some(want), Some(have)) => want == have,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        match (req.method(), key.is_empty()) {
+            ("GET", true) if query.contains("versioning") => (
+                200,
+                vec![],
+                "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+                    .into(),
+            ),
+            ("GET", true) => (
+                200,
+                vec![],
+                list(&store, &param("prefix").unwrap_or_default()),
+            ),
+            ("POST", true) if query.contains("delete") => {
+                for k in tags_of(&String::from_utf8_lossy(body), "Key") {
+                    store.objects.remove(&k);
+                }
+                (200, vec![], "<DeleteResult></DeleteResult>".into())
+            }
+            ("GET" | "HEAD", false) => match store.objects.get(&key) {
+                None => error(404, "NoSuchKey"),
+                Some(_) if !holds(&store) => error(412, "PreconditionFailed"),
+                Some((body, etag)) => (
+                    200,
+                    vec![("etag", format!("\"{etag}\""))],
+                    match req.method() {
+                        "GET" => String::from_utf8_lossy(body).into_owned(),
+                        _ => String::new(),
+                    },
+                ),
+            },
+            ("PUT", false) => {
+                let exists = store.objects.contains_key(&key);
+                if (header("if-none-match").is_some() && exists) || !holds(&store) {
+                    return error(412, "PreconditionFailed");
+                }
+                store.writes += 1;
+                let etag = format!("etag-{}", store.writes);
+                store.objects.insert(key, (body.to_vec(), etag.clone()));
+                (200, vec![("etag", format!("\"{etag}\""))], String::new())
+            }
+            ("DELETE", false) => match (store.objects.contains_key(&key), holds(&store)) {
+                (false, _) if header("if-match").is_some() => error(404, "NoSuchKey"),
+                (true, false) => error(412, "PreconditionFailed"),
+                _ => {
+                    store.objects.remove(&key);
+                    (204, vec![], String::new())
+                }
+            },
+            (method, _) => error(405, &format!("MethodNotAllowed: {method} {uri}")),
+        }
+    }
+}
+
+fn error(status: u16, code: &str) -> (u16, Vec<(&'static str, String)>, String) {
+    let body = format!("<Error><Code>{code}</Code><Message>{code}</Message></Error>");
+    (status, vec![], body)
+}
+
+/// ListObjectsV2's answer: every key under the prefix, in one page.
+fn list(store: &Store, prefix: &str) -> String {
+    let keys: Vec<_> = store
+        .objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .collect();
+    let mut out = format!(
+        "<ListBucketResult><Name>{BUCKET}</Name><Prefix>{prefix}</Prefix><KeyCount>{}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>",
+        keys.len()
+    );
+    for (k, (body, etag)) in keys {
+        out.push_str(&format!(
+            "<Contents><Key>{k}</Key><ETag>\"{etag}\"</ETag><Size>{}</Size></Contents>",
+            body.len()
+        ));
+    }
+    out + "</ListBucketResult>"
+}
+
+/// The text of every `<tag>` element (the keys of a DeleteObjects body).
+fn tags_of(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|s| s.split_once(close.as_str()).map(|(v, _)| v.to_string()))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl HttpConnector for MemS3 {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let (status, headers, body) = self.serve(&request);
+        let status = status.try_into().expect("a valid status");
+        let mut response = HttpResponse::new(status, SdkBody::from(body));
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
+        }
+        HttpConnectorFuture::ready(Ok(response))
+    }
+}
+
+impl HttpClient for MemS3 {
+    fn http_connector(
+        &self,
+        _: &HttpConnectorSettings,
+        _: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
