@@ -477,21 +477,42 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
             .unwrap_or(d)
     };
     let (start, count) = (var("DST_START", 0), var("DST_SEEDS", 150));
+    let threads = var("DST_THREADS", 1).max(1);
+    // Seeds are independent: each thread takes every `threads`-th.
+    let share = |first: u64| {
+        let mut total = Counts::default();
+        let mut failures = Vec::new();
+        for seed in (first..start + count).step_by(threads as usize) {
+            match run_seed(seed) {
+                Ok(counts) => total.iter_mut().zip(counts).for_each(|(t, c)| *t += c),
+                Err(e) => {
+                    eprintln!("{e}\n  replay: scripts/dst 1 {seed}");
+                    failures.push(e);
+                }
+            }
+            if (seed - start) % 10_000 == 9_999 {
+                eprintln!(
+                    "dst: seed {seed} done, {} failed on this thread",
+                    failures.len()
+                );
+            }
+        }
+        (total, failures)
+    };
+    let shares: Vec<(Counts, Vec<String>)> = std::thread::scope(|s| {
+        let running: Vec<_> = (start..start + threads)
+            .map(|first| s.spawn(move || share(first)))
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().expect("a share of the seeds"))
+            .collect()
+    });
     let mut total = Counts::default();
     let mut failures = Vec::new();
-    for seed in start..start + count {
-        match run_seed(seed) {
-            Ok(counts) => total.iter_mut().zip(counts).for_each(|(t, c)| *t += c),
-            Err(e) => failures.push(e),
-        }
-    }
-    for f in &failures {
-        let seed = f
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("seed ");
-        eprintln!("{f}\n  replay: scripts/dst 1 {seed}");
+    for (counts, failed) in shares {
+        total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+        failures.extend(failed);
     }
     let [refused, lost, outages, throttled, killed, stalled] = total;
     eprintln!(
