@@ -23,7 +23,7 @@ use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{self, Ctx, Found, Provider, ProviderError, Reach, Resource};
 use crate::schema::{self, contains_unknown, Compare, Props, Schema};
 use crate::state::{
-    Backend, Deposed, Lease, Operation, Outcome as Ending, ResourceState, State, StateError,
+    Backend, Deposed, Lease, Operation, Outcome as Ending, Rec, ResourceState, State, StateError,
     Unfinished, LEASE_AGE,
 };
 use crate::validate::Validated;
@@ -767,7 +767,7 @@ impl<'a> Steps<'a> {
             self.values,
             &known_from_state(self.v, self.state, data),
         );
-        plan::keep_derived(schema, &mut props, self.state.resources.get(&id));
+        plan::keep_derived(schema, &mut props, self.state.record(&id));
         if change.action == Action::Replace {
             plan::regenerate(schema, &mut props);
         }
@@ -791,7 +791,7 @@ impl<'a> Steps<'a> {
                 "`{name}` is no longer what the plan showed (its sources or inputs changed since); run `stackctl plan` again"
             )));
         }
-        let existing = self.state.resources.get(&id).cloned();
+        let existing = self.state.record(&id).cloned();
         let create = matches!(change.action, Action::Create | Action::Replace)
             || existing.as_ref().is_none_or(|r| r.is_pending());
         let cx = self.cx.clone();
@@ -864,7 +864,7 @@ impl<'a> Steps<'a> {
         recorded.retain(|_, v| !contains_unknown(v));
         self.state.resources.insert(
             id.clone(),
-            ResourceState {
+            Rec::from(ResourceState {
                 type_name: change.type_name.clone(),
                 physical_id: None,
                 props: recorded,
@@ -873,7 +873,7 @@ impl<'a> Steps<'a> {
                 create_token: Some(token),
                 sensitive: change.sensitive.clone(),
                 unfinished: None,
-            },
+            }),
         );
         intent
     }
@@ -939,15 +939,17 @@ impl<'a> Steps<'a> {
             .state
             .resources
             .entry(id.to_string())
-            .or_insert_with(|| ResourceState {
-                type_name: type_name.clone(),
-                physical_id: None,
-                props: Props::new(),
-                attrs: Map::new(),
-                depends_on: Vec::new(),
-                create_token: None,
-                sensitive: Vec::new(),
-                unfinished: None,
+            .or_insert_with(|| {
+                Rec::from(ResourceState {
+                    type_name: type_name.clone(),
+                    physical_id: None,
+                    props: Props::new(),
+                    attrs: Map::new(),
+                    depends_on: Vec::new(),
+                    create_token: None,
+                    sensitive: Vec::new(),
+                    unfinished: None,
+                })
             });
         rec.physical_id = Some(physical_id);
         rec.props = props;
@@ -1040,7 +1042,7 @@ impl<'a> Steps<'a> {
             self.state.resources.remove(id);
             if let Some(pos) = self.state.deposed.iter().rposition(|d| d.id == *id) {
                 let d = self.state.deposed.remove(pos);
-                self.state.resources.insert(d.id, d.record);
+                self.state.resources.insert(d.id, d.record.into());
             }
             return String::new();
         }
@@ -1346,7 +1348,7 @@ mod tests {
     fn recorded(state: &mut State, id: &str, deps: &[&str]) {
         state.resources.insert(
             id.into(),
-            ResourceState {
+            Rec::from(ResourceState {
                 type_name: "aws_sns_topic".into(),
                 physical_id: Some(id.into()),
                 props: Props::new(),
@@ -1355,7 +1357,7 @@ mod tests {
                 create_token: None,
                 sensitive: Vec::new(),
                 unfinished: None,
-            },
+            }),
         );
     }
 

@@ -92,7 +92,7 @@ pub async fn one(
         model::resolve_props(v, id, values, &known)
     };
     let record = record(v, p, id, physical_id, observed, &desired);
-    state.resources.insert(id.to_string(), record);
+    state.resources.insert(id.to_string(), record.into());
     Ok(Imported {
         id: id.into(),
         type_name: decl.type_name.clone(),

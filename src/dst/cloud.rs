@@ -122,6 +122,10 @@ pub(super) struct Inner {
     pub(super) stalled: bool,
     pub(super) woken: bool,
     pub(super) rules: Rules,
+    /// The network's latency, waited on the paused clock before each attempt.
+    pub(super) latency: std::time::Duration,
+    /// Attempts made, for the benchmark.
+    pub(super) attempts: u64,
     pub(super) injected: Counts,
 }
 
@@ -186,6 +190,8 @@ impl Cloud {
                 stalled: false,
                 woken: false,
                 rules: Rules::TODAYS,
+                latency: std::time::Duration::ZERO,
+                attempts: 0,
                 injected: Counts::default(),
             }),
             crashed: tokio::sync::Notify::new(),
@@ -291,10 +297,17 @@ impl Cloud {
             }
             Fate::Attempts(attempts) => attempts,
         };
-        let rules = self.lock().rules;
+        let (rules, latency) = {
+            let inner = self.lock();
+            (inner.rules, inner.latency)
+        };
         let mut ledger = Ledger::default();
         let mut last = Attempt::NoConnection;
         for attempt in attempts {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            self.lock().attempts += 1;
             // The interceptor asks the gate before each attempt is sent.
             let asked = match rules.gated {
                 true => cx.gate_allows(),
@@ -576,9 +589,22 @@ impl Provider for Model {
         cx: &Ctx,
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, Option<Observed>>, ProviderError> {
+        // As DescribeLogGroups by the names' prefix: a page of 50 a call,
+        // one page after another.
+        let schema = self.0;
         let mut found = std::collections::HashMap::new();
-        for id in ids {
-            found.insert(id.clone(), self.read(cx, id).await?);
+        for page in ids.chunks(50) {
+            let what = format!("describe {}", page[0]);
+            let read = cloud(cx)
+                .call(cx, &what, |objects| {
+                    let observe = |id: &String| objects.get(id).map(|o| observed(schema, id, o));
+                    Ok(page
+                        .iter()
+                        .map(|id| (id.clone(), observe(id)))
+                        .collect::<Vec<_>>())
+                })
+                .await?;
+            found.extend(read);
         }
         Ok(found)
     }

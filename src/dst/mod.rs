@@ -26,6 +26,7 @@ use crate::rng::Rng;
 
 mod cloud;
 mod s3;
+mod scale;
 mod stack;
 
 pub use cloud::{provider, Cloud, ACCOUNT, REGION};
@@ -73,6 +74,8 @@ struct Sim {
     dir: tempfile::TempDir,
     cloud: Arc<Cloud>,
     s3: Option<s3::MemS3>,
+    /// Calls at once, in reads and in changes.
+    parallelism: usize,
 }
 
 /// A run whose process stalled at a call, kept to be woken later.
@@ -96,7 +99,8 @@ impl Sim {
     }
 
     fn once(&self, op: Op) -> impl std::future::Future<Output = anyhow::Result<()>> + 'static {
-        once(self.validated(), self.cloud.clone(), self.s3.clone(), op)
+        let (cloud, s3) = (self.cloud.clone(), self.s3.clone());
+        once(self.validated(), cloud, s3, op, self.parallelism)
     }
 
     /// One command, in a runtime of its own on the paused clock; a crash
@@ -199,6 +203,7 @@ async fn once(
     cloud: Arc<Cloud>,
     s3: Option<s3::MemS3>,
     op: Op,
+    parallelism: usize,
 ) -> anyhow::Result<()> {
     use crate::commands::Session;
     let name = match op {
@@ -217,14 +222,14 @@ async fn once(
             session.pin(&cx).await?;
             let mut pending = session.state.clone();
             pending.resources.retain(|_, r| r.is_pending());
-            let live = crate::plan::refresh(&cx, &pending, 8).await?;
+            let live = crate::plan::refresh(&cx, &pending, parallelism).await?;
             let values = crate::model::StackValues::offline(&v, Some(REGION.into()), None);
             (crate::plan::destroy(&session.state, &live), values)
         }
         _ => {
             let backend = session.backend.as_ref();
-            crate::commands::plan::pinned_plan(&v, &mut session.state, &cx, backend, true, 8)
-                .await?
+            let state = &mut session.state;
+            crate::commands::plan::pinned_plan(&v, state, &cx, backend, true, parallelism).await?
         }
     };
     if op == Op::Plan {
@@ -242,7 +247,7 @@ async fn once(
         cx,
         file: session.backend.as_mut(),
         state: &mut session.state,
-        parallelism: 4,
+        parallelism,
     };
     let outcome = walk.run(&plan).await?;
     if op == Op::Destroy && outcome.ok() {
@@ -370,7 +375,12 @@ fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
     // Half the seeds keep their state in S3 (drawn apart from the rest).
     let s3 = rng(seed ^ 0x53).per_mille(500).then(s3::MemS3::default);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let sim = Sim { dir, cloud, s3 };
+    let sim = Sim {
+        dir,
+        cloud,
+        s3,
+        parallelism: 4,
+    };
     let mut rng = rng(seed);
     let mut stack: Vec<Res> = Vec::new();
     for n in 0..(1 + rng.below(10) as u64) {
@@ -529,37 +539,39 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
     );
 }
 
+/// The first seed of 0..300 whose run under `old` rules breaks an invariant
+/// with `symptom`, which today's rules keep.
+fn first_seed_catching(old: Rules, symptom: &str) -> u64 {
+    let seed = (0..300).find(|&seed| run_seed_under(seed, old).is_err_and(|e| e.contains(symptom)));
+    let seed = seed.unwrap_or_else(|| panic!("no seed of 0..300 found {symptom:?}"));
+    assert!(run_seed(seed).is_ok(), "seed {seed} fails today too");
+    eprintln!("dst: {symptom:?} first found by seed {seed}");
+    seed
+}
+
 /// Trust II's first defect, put back: a failed call judged by its last
 /// attempt alone. A metric filter's create whose answer was lost and whose
 /// retries then found no connection is "not sent", its intent dropped, and
 /// the filter it made (untagged) is refused as another's by every later
-/// run. Seeds 48 and 63 were the first two of 0..300 to find it.
+/// run. (Seed 48 is the first to find it.)
 #[test]
 fn the_simulation_finds_a_call_judged_by_its_last_attempt_alone() {
     let last_attempt_alone = Rules {
         judge: |_, _| None,
         ..Rules::TODAYS
     };
-    for seed in [48, 63] {
-        let broken = run_seed_under(seed, last_attempt_alone);
-        assert_contains!(broken.unwrap_err(), "was not created by this stack");
-        assert!(run_seed(seed).is_ok());
-    }
+    first_seed_catching(last_attempt_alone, "was not created by this stack");
 }
 
 /// Trust II's second defect, put back: calls sent without asking whether
 /// the lock is still the run's. A run that stalled, whose lock was forced
 /// away and whose stack another run applied meanwhile, wakes and sends the
-/// call it stalled at. Seeds 62 and 165 were the two of 0..300 to find it.
+/// call it stalled at. (Seed 62 is the first to find it; 7 of 0..600 do.)
 #[test]
 fn the_simulation_finds_a_woken_run_that_sends_after_its_lock_was_forced() {
     let ungated = Rules {
         gated: false,
         ..Rules::TODAYS
     };
-    for seed in [62, 165] {
-        let broken = run_seed_under(seed, ungated);
-        assert_contains!(broken.unwrap_err(), "changed the cloud");
-        assert!(run_seed(seed).is_ok());
-    }
+    first_seed_catching(ungated, "changed the cloud");
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::http::{
@@ -26,11 +27,14 @@ struct Store {
     objects: BTreeMap<String, (Vec<u8>, String)>,
     /// Counts the writes, for ETags.
     writes: u64,
+    /// Bytes written, for the benchmark.
+    written: u64,
 }
 
-/// The store, shared by every client made over it.
+/// The store, shared by every client made over it, and the network's
+/// latency to it (waited on the paused clock).
 #[derive(Clone, Default)]
-pub struct MemS3(Arc<Mutex<Store>>);
+pub struct MemS3(Arc<Mutex<Store>>, Duration);
 
 impl std::fmt::Debug for MemS3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,6 +58,16 @@ impl MemS3 {
             )
             .http_client(self.clone())
             .build()
+    }
+
+    pub fn with_latency(latency: Duration) -> MemS3 {
+        MemS3(Arc::default(), latency)
+    }
+
+    /// Writes so far, and their bytes.
+    pub fn written(&self) -> (u64, u64) {
+        let store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (store.writes, store.written)
     }
 
     /// An object's body, if it exists.
@@ -128,6 +142,7 @@ impl MemS3 {
                     return error(412, "PreconditionFailed");
                 }
                 store.writes += 1;
+                store.written += body.len() as u64;
                 let etag = format!("etag-{}", store.writes);
                 store.objects.insert(key, (body.to_vec(), etag.clone()));
                 (200, vec![("etag", format!("\"{etag}\""))], String::new())
@@ -209,7 +224,13 @@ impl HttpConnector for MemS3 {
         for (name, value) in headers {
             response.headers_mut().insert(name, value);
         }
-        HttpConnectorFuture::ready(Ok(response))
+        let latency = self.1;
+        HttpConnectorFuture::new(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            Ok(response)
+        })
     }
 }
 

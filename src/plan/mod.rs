@@ -450,7 +450,7 @@ pub fn make(
             resolved.insert(id.clone(), (Action::NoOp, props, attrs));
             continue;
         }
-        let (record, refreshed) = (state.resources.get(id), live.get(id));
+        let (record, refreshed) = (state.record(id), live.get(id));
         let (change, attrs) = change_of(v, id, record, refreshed, values, &resolved);
         let desired = change.after.clone().unwrap_or_default();
         resolved.insert(id.clone(), (change.action, desired, attrs));
@@ -894,7 +894,7 @@ mod tests {
             };
             state.resources.insert(
                 c.id.clone(),
-                ResourceState {
+                crate::state::Rec::from(ResourceState {
                     type_name: c.type_name.clone(),
                     physical_id: Some(arn.into()),
                     props,
@@ -903,7 +903,7 @@ mod tests {
                     create_token: None,
                     sensitive: Vec::new(),
                     unfinished: None,
-                },
+                }),
             );
         }
         state
@@ -1044,7 +1044,7 @@ mod tests {
         let aws_text = r#"{"Version":"2012-10-17","Statement":[{"Resource":"arn:q","Action":"sqs:SendMessage","Principal":{"Service":"sns.amazonaws.com"},"Effect":"Allow"}]}"#;
         state.resources.insert(
             "p".into(),
-            ResourceState {
+            crate::state::Rec::from(ResourceState {
                 type_name: "aws_sqs_queue_policy".into(),
                 physical_id: Some("https://q".into()),
                 props: [
@@ -1058,7 +1058,7 @@ mod tests {
                 create_token: None,
                 sensitive: Vec::new(),
                 unfinished: None,
-            },
+            }),
         );
         let plan = planned(&v, &state);
         assert!(!plan.has_changes(), "{}", render(&plan));

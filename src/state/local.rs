@@ -643,7 +643,7 @@ mod tests {
             props.insert("policy".into(), Value::from("x".repeat(1000)));
             s.resources.insert(
                 format!("r{n}"),
-                super::super::ResourceState {
+                super::super::Rec::from(super::super::ResourceState {
                     type_name: "aws_iam_policy".into(),
                     physical_id: Some(format!("p{n}")),
                     props,
@@ -652,7 +652,7 @@ mod tests {
                     create_token: None,
                     sensitive: vec![],
                     unfinished: None,
-                },
+                }),
             );
         }
         f.append(&mut s).unwrap();

@@ -69,7 +69,52 @@ pub enum StateError {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A record as the state holds it: shared with the state's snapshots (the
+/// last write, a write in flight), so copying a state copies pointers,
+/// comparing it skips the records both share, and changing a record copies
+/// that record alone. A run's state writes cost what changed, not the
+/// state's size (docs/measurements.md, "The engine at 10,000 resources").
+#[derive(Debug, Clone, Default)]
+pub struct Rec(std::sync::Arc<ResourceState>);
+
+impl std::ops::Deref for Rec {
+    type Target = ResourceState;
+    fn deref(&self) -> &ResourceState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Rec {
+    fn deref_mut(&mut self) -> &mut ResourceState {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
+}
+
+impl PartialEq for Rec {
+    fn eq(&self, other: &Rec) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl From<ResourceState> for Rec {
+    fn from(r: ResourceState) -> Rec {
+        Rec(std::sync::Arc::new(r))
+    }
+}
+
+impl Serialize for Rec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rec, D::Error> {
+        ResourceState::deserialize(d).map(Rec::from)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ResourceState {
     #[serde(rename = "type")]
     pub type_name: String,
@@ -194,7 +239,7 @@ pub struct State {
     /// is refused instead of seeing everything as deleted.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub location: String,
-    pub resources: BTreeMap<String, ResourceState>,
+    pub resources: BTreeMap<String, Rec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<Deposed>,
     pub outputs: BTreeMap<String, Value>,
@@ -209,6 +254,11 @@ pub struct State {
 }
 
 impl State {
+    /// The record of `id`, if the state has one.
+    pub fn record(&self, id: &str) -> Option<&ResourceState> {
+        self.resources.get(id).map(|r| &**r)
+    }
+
     /// The physical ids of the objects recorded as replaced at `id` and not
     /// yet deleted.
     pub fn deposed_ids(&self, id: &str) -> Vec<String> {
@@ -304,7 +354,7 @@ impl State {
         }
         Ok(ids
             .iter()
-            .filter_map(|id| Some((id.clone(), self.resources.remove(id)?)))
+            .filter_map(|id| Some((id.clone(), (*self.resources.remove(id)?).clone())))
             .collect())
     }
 
@@ -583,7 +633,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub follows: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub set: BTreeMap<String, ResourceState>,
+    pub set: BTreeMap<String, Rec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -877,7 +927,7 @@ mod tests {
             None,
             "another account may still take it"
         );
-        s.resources.insert("topic".into(), record("topic"));
+        s.resources.insert("topic".into(), record("topic").into());
         assert_eq!(s.pinned_account(), Some("111111111111"));
     }
 
@@ -887,7 +937,7 @@ mod tests {
         let mut s = State::new("demo");
         s.pin_location("111111111111/us-east-2", path).unwrap();
         s.pin_location("222222222222/eu-west-1", path).unwrap(); // nothing recorded yet
-        s.resources.insert("topic".into(), record("topic"));
+        s.resources.insert("topic".into(), record("topic").into());
         let err = s
             .pin_location("111111111111/us-east-2", path)
             .unwrap_err()
@@ -898,10 +948,10 @@ mod tests {
     #[test]
     fn a_move_renames_the_record_and_whatever_names_it() {
         let mut s = State::new("demo");
-        s.resources.insert("dlq".into(), record("dlq"));
+        s.resources.insert("dlq".into(), record("dlq").into());
         let mut user = record("user");
         user.depends_on = vec!["dlq".into()];
-        s.resources.insert("user".into(), user);
+        s.resources.insert("user".into(), user.into());
         s.deposed.push(Deposed {
             id: "dlq".into(),
             record: record("old"),
@@ -928,7 +978,7 @@ mod tests {
     fn forgetting_takes_all_the_records_named_or_none() {
         let mut s = State::new("demo");
         for id in ["a", "b"] {
-            s.resources.insert(id.into(), record(id));
+            s.resources.insert(id.into(), record(id).into());
         }
         let err = s.forget(&["a".into(), "c".into()]).unwrap_err();
         assert_contains!(err, "no resource `c`");
@@ -1001,7 +1051,7 @@ mod tests {
         let mut before = s.clone();
         for (n, id) in ["a", "b", "c"].iter().enumerate() {
             s.serial = n as u64 + 1;
-            s.resources.insert(id.to_string(), record(id));
+            s.resources.insert(id.to_string(), record(id).into());
             if *id == "c" {
                 s.resources.remove("a");
                 s.outputs.insert("o".into(), Value::from(1));
@@ -1036,7 +1086,7 @@ mod tests {
         let mut entries = Vec::new();
         let mut last = a.clone();
         for id in ["x", "y"] {
-            a.resources.insert(id.into(), record(id));
+            a.resources.insert(id.into(), record(id).into());
             entries.push(next_entry(&last, &mut a, "A"));
             last = a.clone();
         }
@@ -1046,7 +1096,7 @@ mod tests {
         assert_eq!((b.serial, b.head.as_str()), (2, "A/2"));
         let mut b_last = b.clone();
         for id in ["z", "w"] {
-            b.resources.insert(id.into(), record(id));
+            b.resources.insert(id.into(), record(id).into());
             next_entry(&b_last, &mut b, "B");
             b_last = b.clone();
         }
@@ -1099,7 +1149,7 @@ mod tests {
         let mut entries = Vec::new();
         for (n, id) in ["a", "b"].iter().enumerate() {
             s.serial = n as u64 + 1;
-            s.resources.insert(id.to_string(), record(id));
+            s.resources.insert(id.to_string(), record(id).into());
             entries.push(delta(&before, &s));
             before = s.clone();
         }
@@ -1113,7 +1163,7 @@ mod tests {
     fn an_entry_holds_only_what_changed() {
         let mut a = State::new("demo");
         for id in ["x", "y", "z"] {
-            a.resources.insert(id.into(), record(id));
+            a.resources.insert(id.into(), record(id).into());
         }
         let mut b = a.clone();
         b.serial = 1;
