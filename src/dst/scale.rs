@@ -1,7 +1,8 @@
 //! The engine at scale, on the simulation's cloud (issue 21): a stack of
 //! `DST_SCALE` resources (default 10,000) applied, planned with nothing to
 //! do, and changed in one resource, every call to the cloud and to the S3
-//! state waiting 50 ms on the paused clock, 32 calls at once. Simulated time
+//! state waiting 50 ms on the paused clock, 32 calls at once (or
+//! `DST_PARALLELISM`). Simulated time
 //! is the virtual clock's; CPU time is the thread's own (the runtime is
 //! single-threaded); memory is the process's peak. `scripts/bench` runs it.
 
@@ -10,7 +11,16 @@ use std::time::Duration;
 use super::{once, runtime, s3, Cloud, End, Op, Res, Sim};
 
 const LATENCY: Duration = Duration::from_millis(50);
-const PARALLELISM: usize = 32;
+
+fn var(name: &str, default: u64) -> u64 {
+    let set = std::env::var(name).ok().and_then(|v| v.parse().ok());
+    set.unwrap_or(default)
+}
+
+/// Calls at once: 32, or DST_PARALLELISM.
+fn parallelism() -> usize {
+    var("DST_PARALLELISM", 32) as usize
+}
 
 /// Chains of two: a topic and the queue that carries its ARN, a log group
 /// and its metric filter.
@@ -62,10 +72,17 @@ struct Measured {
 }
 
 impl Measured {
+    /// The calls' latency spread over the calls made at once: the time no
+    /// schedule can beat.
+    fn work(&self) -> Duration {
+        LATENCY * self.calls as u32 / parallelism() as u32
+    }
+
     fn line(&self, what: &str) -> String {
-        let work = LATENCY * self.calls as u32 / PARALLELISM as u32;
+        let parallelism = parallelism();
+        let work = self.work();
         format!(
-            "scale: {what}: {:.2} s simulated ({} calls to the cloud: {:.2} s at {PARALLELISM} at once, {:.2}x that), \
+            "scale: {what}: {:.2} s simulated ({} calls to the cloud: {:.2} s at {parallelism} at once, {:.2}x that), \
              {:.2} s CPU (+{:.2} s to validate), {} state writes of {} KB",
             self.simulated.as_secs_f64(),
             self.calls,
@@ -92,7 +109,7 @@ impl Sim {
         let rt = runtime();
         let (result, simulated) = rt.block_on(async {
             let t = tokio::time::Instant::now();
-            let r = once(v, self.cloud.clone(), self.s3.clone(), op, PARALLELISM).await;
+            let r = once(v, self.cloud.clone(), self.s3.clone(), op, parallelism()).await;
             (r, t.elapsed())
         });
         drop(rt);
@@ -112,31 +129,63 @@ impl Sim {
 #[test]
 #[ignore = "a benchmark: scripts/bench runs it"]
 fn scale() {
-    let n = std::env::var("DST_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n = var("DST_SCALE", 10_000);
     let cloud = Cloud::new(0);
     cloud.lock().latency = LATENCY;
     let sim = Sim {
         dir: tempfile::tempdir().expect("a directory"),
         cloud,
         s3: Some(s3::MemS3::with_latency(LATENCY)),
-        parallelism: PARALLELISM,
+        parallelism: parallelism(),
     };
     let mut resources = stack(n);
     sim.write(&resources).expect("the stack file");
-    eprintln!(
-        "scale: {n} resources in chains of two, {} ms a call, {PARALLELISM} at once",
-        LATENCY.as_millis()
-    );
-    eprintln!(
-        "{}",
-        sim.measure(Op::Apply).line(&format!("apply of {n} new"))
-    );
-    eprintln!("{}", sim.measure(Op::Plan).line("plan with nothing to do"));
+    let ms = LATENCY.as_millis();
+    let at_once = parallelism();
+    eprintln!("scale: {n} resources in chains of two, {ms} ms a call, {at_once} at once");
+    let apply = sim.measure(Op::Apply);
+    eprintln!("{}", apply.line(&format!("apply of {n} new")));
+    let noop = sim.measure(Op::Plan);
+    eprintln!("{}", noop.line("plan with nothing to do"));
     resources[0].setting += 1;
     sim.write(&resources).expect("the stack file");
-    eprintln!("{}", sim.measure(Op::Apply).line("apply of one change"));
-    eprintln!("scale: peak memory {} MB", peak_mb());
+    let one = sim.measure(Op::Apply);
+    eprintln!("{}", one.line("apply of one change"));
+    let peak = peak_mb();
+    eprintln!("scale: peak memory {peak} MB");
+    let goals = [
+        (
+            "no-op plan <= 3 s simulated",
+            noop.simulated <= Duration::from_secs(3),
+        ),
+        ("no-op plan <= 2 s CPU", noop.cpu <= Duration::from_secs(2)),
+        (
+            "apply <= 1.2x its calls at once",
+            apply.simulated <= apply.work() * 6 / 5,
+        ),
+        ("peak memory <= 500 MB", peak <= 500),
+        (
+            "one change writes <= 64 KB of state",
+            one.bytes <= 64 * 1024,
+        ),
+    ];
+    for (goal, met) in &goals {
+        eprintln!(
+            "scale: goal {goal}: {}",
+            if *met { "met" } else { "MISSED" }
+        );
+    }
+    // scripts/bench holds the full benchmark to its goals (its smoke form
+    // in CI, 1,000 resources in a debug build, to nothing but finishing).
+    if std::env::var_os("DST_GOALS").is_some() {
+        let missed: Vec<_> = goals
+            .iter()
+            .filter(|(_, met)| !met)
+            .map(|(g, _)| g)
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "goals missed: {missed:?} (docs/measurements.md)"
+        );
+    }
 }
