@@ -243,3 +243,24 @@ impl HttpClient for MemS3 {
         SharedHttpConnector::new(self.clone())
     }
 }
+
+/// An HTTP client that sends nothing: the model's providers never reach
+/// HTTP, and building clients over it loads no TLS roots.
+pub fn no_network() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_runtime_api::client::http::http_client_fn(|_, _| {
+        SharedHttpConnector::new(Unreachable)
+    })
+}
+
+#[derive(Debug)]
+struct Unreachable;
+
+impl HttpConnector for Unreachable {
+    fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Err(
+            aws_smithy_runtime_api::client::result::ConnectorError::user(
+                "the simulation's providers make no HTTP call".into(),
+            ),
+        ))
+    }
+}

@@ -612,6 +612,9 @@ impl Ctx {
         let sdk = SdkConfig::builder()
             .region(aws_config::Region::new(crate::dst::REGION))
             .behavior_version(aws_config::BehaviorVersion::latest())
+            // The model's calls never reach HTTP; without this each client
+            // would load the TLS roots (most of a seed's time, in debug).
+            .http_client(crate::dst::no_network())
             .build();
         let mut cx = Ctx::with_config(sdk, stack, dir);
         let _ = cx.account_id.set(crate::dst::ACCOUNT.to_string());
