@@ -79,6 +79,10 @@ pub struct Faults {
     /// Of calls: the process stalls before the call (a laptop asleep) until
     /// the simulation wakes it.
     pub stall: u64,
+    /// Reads miss an object created in this run for up to this many more
+    /// calls to the cloud (eventual consistency; writes see it at once, and
+    /// a later run sees everything: runs are further apart than that).
+    pub lag: u64,
 }
 
 /// The rules of the layer between the engine and AWS (the SDK interceptor's)
@@ -106,6 +110,27 @@ pub(super) const MAX_ATTEMPTS: usize = 6;
 pub(super) struct Object {
     pub(super) type_name: String,
     pub(super) props: Props,
+    /// The cloud's call count from which reads see it.
+    pub(super) visible_at: u64,
+}
+
+impl Cloud {
+    /// The object as a read at `now` sees it: not at all while it is new.
+    fn seen<'a>(&self, o: Option<&'a Object>, now: u64) -> Option<&'a Object> {
+        let unseen = o.is_some_and(|o| o.visible_at > now);
+        if unseen {
+            self.unseen
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        o.filter(|_| !unseen)
+    }
+
+    /// The faults injected so far.
+    pub(super) fn counts(&self) -> Counts {
+        let mut counts = self.lock().injected;
+        counts[Injected::Unseen as usize] = self.unseen.load(std::sync::atomic::Ordering::Relaxed);
+        counts
+    }
 }
 
 pub(super) struct Inner {
@@ -141,6 +166,9 @@ pub struct Cloud {
     /// Told when a call kills or stalls the process, and when it is woken.
     crashed: tokio::sync::Notify,
     woken: tokio::sync::Notify,
+    /// Reads that missed a new object (counted outside the lock the reads
+    /// run under).
+    unseen: std::sync::atomic::AtomicU64,
 }
 
 /// What the faults did: what a range of seeds exercised (printed by the
@@ -153,10 +181,12 @@ pub(super) enum Injected {
     Throttled,
     Killed,
     Stalled,
+    /// Reads that missed an object not yet visible to them.
+    Unseen,
 }
 
 /// Faults injected, by `Injected`.
-pub type Counts = [u64; 6];
+pub type Counts = [u64; 7];
 
 /// How one attempt of a call ends, AWS's own answer aside.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,6 +226,7 @@ impl Cloud {
             }),
             crashed: tokio::sync::Notify::new(),
             woken: tokio::sync::Notify::new(),
+            unseen: Default::default(),
         })
     }
 
@@ -211,6 +242,27 @@ impl Cloud {
         inner.dead = false;
         inner.stalled = false;
         inner.woken = false;
+        for o in inner.objects.values_mut() {
+            o.visible_at = 0;
+        }
+    }
+
+    /// The cloud's clock for reads: calls made so far.
+    fn now(&self) -> u64 {
+        self.lock().attempts
+    }
+
+    /// How many more calls the reads of an object this call creates miss it.
+    fn lag(&self, what: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let inner = self.lock();
+        if inner.faults.lag == 0 {
+            return 0;
+        }
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        (inner.seed, inner.run, "lag", what).hash(&mut h);
+        rng(h.finish()).below(inner.faults.lag as usize + 1) as u64
     }
 
     fn fate(&self, what: &str) -> Fate {
@@ -395,6 +447,7 @@ impl Cloud {
         let object = Object {
             type_name: type_name.to_string(),
             props: tagged,
+            visible_at: 0,
         };
         self.lock().objects.insert(id, object);
     }
@@ -512,6 +565,7 @@ impl Provider for Model {
         let attrs = attrs_of(schema, &id, &props);
         let what = format!("create {id}");
         let upsert = schema.type_name == "aws_cloudwatch_log_metric_filter";
+        let visible_at = cloud(cx).now() + cloud(cx).lag(&what);
         cloud(cx)
             .call(cx, &what, |objects| {
                 if let Some(o) = objects.get(&id).filter(|_| !upsert) {
@@ -520,6 +574,7 @@ impl Provider for Model {
                 let object = Object {
                     type_name: schema.type_name.to_string(),
                     props: props.clone(),
+                    visible_at,
                 };
                 objects.insert(id.clone(), object);
                 Ok(())
@@ -534,9 +589,11 @@ impl Provider for Model {
     async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
         let schema = self.0;
         let what = format!("read {id}");
+        let now = cloud(cx).now();
         cloud(cx)
             .call(cx, &what, |objects| {
-                Ok(objects.get(id).map(|o| observed(schema, id, o)))
+                let seen = cloud(cx).seen(objects.get(id), now);
+                Ok(seen.map(|o| observed(schema, id, o)))
             })
             .await
     }
@@ -595,9 +652,13 @@ impl Provider for Model {
         let mut found = std::collections::HashMap::new();
         for page in ids.chunks(50) {
             let what = format!("describe {}", page[0]);
+            let now = cloud(cx).now();
             let read = cloud(cx)
                 .call(cx, &what, |objects| {
-                    let observe = |id: &String| objects.get(id).map(|o| observed(schema, id, o));
+                    let observe = |id: &String| {
+                        let seen = cloud(cx).seen(objects.get(id), now);
+                        seen.map(|o| observed(schema, id, o))
+                    };
                     Ok(page
                         .iter()
                         .map(|id| (id.clone(), observe(id)))
@@ -613,9 +674,11 @@ impl Provider for Model {
     async fn find(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Option<String>, ProviderError> {
         let id = id_of(self.0, r.props);
         let what = format!("find {id}");
+        let now = cloud(cx).now();
         cloud(cx)
             .call(cx, &what, |objects| {
-                Ok(objects.contains_key(&id).then_some(id.clone()))
+                let seen = cloud(cx).seen(objects.get(&id), now);
+                Ok(seen.map(|_| id.clone()))
             })
             .await
     }

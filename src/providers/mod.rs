@@ -518,7 +518,7 @@ pub struct Ctx {
     /// The environment and the account it names: STS naming another refuses
     /// the run.
     required_account: Option<(String, String)>,
-    /// The deterministic simulation's cloud (src/dst.rs): its providers
+    /// The deterministic simulation's cloud (src/dst/): its providers
     /// serve every call in place of AWS's.
     #[cfg(test)]
     pub model: Option<std::sync::Arc<crate::dst::Cloud>>,
