@@ -498,7 +498,7 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
     // Seeds are independent: each thread takes every `threads`-th.
     let share = |first: u64| {
         let mut total = Counts::default();
-        let mut failures = Vec::new();
+        let (mut failures, mut done) = (Vec::new(), 0u64);
         for seed in (first..start + count).step_by(threads as usize) {
             match run_seed(seed) {
                 Ok(counts) => total.iter_mut().zip(counts).for_each(|(t, c)| *t += c),
@@ -507,11 +507,10 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
                     failures.push(e);
                 }
             }
-            if (seed - start) % 10_000 == 9_999 {
-                eprintln!(
-                    "dst: seed {seed} done, {} failed on this thread",
-                    failures.len()
-                );
+            done += 1;
+            if done % 10_000 == 0 {
+                let failed = failures.len();
+                eprintln!("dst: {done} seeds done on the thread from {first}, up to {seed}; {failed} failed");
             }
         }
         (total, failures)
