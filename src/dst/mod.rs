@@ -276,14 +276,16 @@ fn check(sim: &Sim, stack: &[Res], foreign: &BTreeMap<String, Object>) -> Result
         .iter()
         .filter(|(id, _)| !foreign.contains_key(*id))
         .collect();
+    the_cloud_holds(stack, &ours)?;
+    the_state_records(&sim.state(), &ours)
+}
+
+/// Exactly the stack's resources, by type and name, with its values.
+fn the_cloud_holds(stack: &[Res], ours: &BTreeMap<&String, &Object>) -> Result<(), String> {
+    let name_of = |o: &Object| o.props["name"].as_str().unwrap_or_default().to_string();
     let mut have: Vec<(String, String)> = ours
         .values()
-        .map(|o| {
-            (
-                o.type_name.clone(),
-                o.props["name"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+        .map(|o| (o.type_name.clone(), name_of(o)))
         .collect();
     let mut want: Vec<(String, String)> = stack
         .iter()
@@ -301,31 +303,40 @@ fn check(sim: &Sim, stack: &[Res], foreign: &BTreeMap<String, Object>) -> Result
             .values()
             .find(|o| o.type_name == r.type_name && o.props["name"] == r.name.as_str())
             .ok_or_else(|| format!("`{}` ({}) is not in the cloud", r.id, r.name))?;
-        let tag = |k: &str| o.props["tags"][k].as_str().map(str::to_string);
-        let on =
-            r.on.as_ref()
-                .and_then(|t| stack.iter().find(|s| &s.id == t));
-        let holds = match r.type_name {
-            "aws_sns_topic" => tag("level") == Some(r.setting.to_string()),
-            "aws_sqs_queue" => {
-                let arn = on.map(|t| format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}", t.name));
-                o.props["visibility_timeout_seconds"] == r.setting && tag("topic") == arn
-            }
-            "aws_cloudwatch_log_metric_filter" => {
-                let group = on.map(|g| Value::from(g.name.as_str()));
-                o.props["pattern"] == format!("slow-{}", r.setting).as_str()
-                    && Some(&o.props["log_group_name"]) == group.as_ref()
-            }
-            _ => o.props["retention_in_days"] == RETENTIONS[r.setting as usize % RETENTIONS.len()],
-        };
-        if !holds {
+        if !holds(stack, r, o) {
             return Err(format!(
                 "`{}` in the cloud is {:?}, not what the stack asks",
                 r.id, o.props
             ));
         }
     }
-    let state = sim.state();
+    Ok(())
+}
+
+/// Whether the object has the values the stack gives `r`.
+fn holds(stack: &[Res], r: &Res, o: &Object) -> bool {
+    let tag = |k: &str| o.props["tags"][k].as_str().map(str::to_string);
+    let on =
+        r.on.as_ref()
+            .and_then(|t| stack.iter().find(|s| &s.id == t));
+    match r.type_name {
+        "aws_sns_topic" => tag("level") == Some(r.setting.to_string()),
+        "aws_sqs_queue" => {
+            let arn = on.map(|t| format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}", t.name));
+            o.props["visibility_timeout_seconds"] == r.setting && tag("topic") == arn
+        }
+        "aws_cloudwatch_log_metric_filter" => {
+            let group = on.map(|g| Value::from(g.name.as_str()));
+            o.props["pattern"] == format!("slow-{}", r.setting).as_str()
+                && Some(&o.props["log_group_name"]) == group.as_ref()
+        }
+        _ => o.props["retention_in_days"] == RETENTIONS[r.setting as usize % RETENTIONS.len()],
+    }
+}
+
+/// Every object of ours, and nothing else: no record without its object, no
+/// replaced object left.
+fn the_state_records(state: &Value, ours: &BTreeMap<&String, &Object>) -> Result<(), String> {
     let empty = Map::new();
     let records = state["resources"].as_object().unwrap_or(&empty);
     let mut recorded: Vec<&str> = records
@@ -348,13 +359,13 @@ fn check(sim: &Sim, stack: &[Res], foreign: &BTreeMap<String, Object>) -> Result
     }
     let deposed = state["deposed"].as_object().is_some_and(|d| !d.is_empty())
         || state["deposed"].as_array().is_some_and(|d| !d.is_empty());
-    if deposed {
-        return Err(format!(
+    match deposed {
+        true => Err(format!(
             "the state still records replaced objects: {}",
             state["deposed"]
-        ));
+        )),
+        false => Ok(()),
     }
-    Ok(())
 }
 
 /// One seed: a stack, edits each applied under faults and recovered, then

@@ -76,7 +76,7 @@ impl MemS3 {
         store.objects.get(key).map(|(body, _)| body.clone())
     }
 
-    fn serve(&self, req: &HttpRequest) -> (u16, Vec<(&'static str, String)>, String) {
+    fn serve(&self, req: &HttpRequest) -> Answer {
         let uri = req.uri();
         let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
         let path = path.split_once('/').map_or("", |(_, p)| p);
@@ -88,79 +88,100 @@ impl MemS3 {
             return error(404, "NoSuchBucket");
         };
         let header = |h: &str| {
-            req.headers()
-                .get(h)
-                .map(|v| v.trim_matches('"').to_string())
+            let value = req.headers().get(h);
+            value.map(|v| v.trim_matches('"').to_string())
         };
         let body = req.body().bytes().unwrap_or_default();
-        let param = |p: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix(p)?.strip_prefix('='))
-                .map(percent_decode)
-        };
         let mut store = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let etag = |s: &Store| s.objects.get(&key).map(|(_, e)| e.clone());
-        let holds = |s: &Store| match (header("if-match"), etag(s)) {
-            (Some(want), Some(have)) => want == have,
-            (Some(_), None) => false,
-            (None, _) => true,
-        };
         match (req.method(), key.is_empty()) {
-            ("GET", true) if query.contains("versioning") => (
-                200,
-                vec![],
-                "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
-                    .into(),
-            ),
-            ("GET", true) => (
-                200,
-                vec![],
-                list(&store, &param("prefix").unwrap_or_default()),
-            ),
-            ("POST", true) if query.contains("delete") => {
-                for k in tags_of(&String::from_utf8_lossy(body), "Key") {
-                    store.objects.remove(&k);
-                }
-                (200, vec![], "<DeleteResult></DeleteResult>".into())
+            (method, true) => bucket(&mut store, method, query, body),
+            (method, false) => {
+                let conditions = (header("if-match"), header("if-none-match").is_some());
+                object(&mut store, method, key, conditions, body)
             }
-            ("GET" | "HEAD", false) => match store.objects.get(&key) {
-                None => error(404, "NoSuchKey"),
-                Some(_) if !holds(&store) => error(412, "PreconditionFailed"),
-                Some((body, etag)) => (
-                    200,
-                    vec![("etag", format!("\"{etag}\""))],
-                    match req.method() {
-                        "GET" => String::from_utf8_lossy(body).into_owned(),
-                        _ => String::new(),
-                    },
-                ),
-            },
-            ("PUT", false) => {
-                let exists = store.objects.contains_key(&key);
-                if (header("if-none-match").is_some() && exists) || !holds(&store) {
-                    return error(412, "PreconditionFailed");
-                }
-                store.writes += 1;
-                store.written += body.len() as u64;
-                let etag = format!("etag-{}", store.writes);
-                store.objects.insert(key, (body.to_vec(), etag.clone()));
-                (200, vec![("etag", format!("\"{etag}\""))], String::new())
-            }
-            ("DELETE", false) => match (store.objects.contains_key(&key), holds(&store)) {
-                (false, _) if header("if-match").is_some() => error(404, "NoSuchKey"),
-                (true, false) => error(412, "PreconditionFailed"),
-                _ => {
-                    store.objects.remove(&key);
-                    (204, vec![], String::new())
-                }
-            },
-            (method, _) => error(405, &format!("MethodNotAllowed: {method} {uri}")),
         }
     }
 }
 
-fn error(status: u16, code: &str) -> (u16, Vec<(&'static str, String)>, String) {
+/// A status, headers and a body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// GetBucketVersioning, ListObjectsV2 and DeleteObjects.
+fn bucket(store: &mut Store, method: &str, query: &str, body: &[u8]) -> Answer {
+    let param = |p: &str| {
+        let pairs = query.split('&');
+        pairs
+            .into_iter()
+            .find_map(|kv| kv.strip_prefix(p)?.strip_prefix('='))
+            .map(percent_decode)
+    };
+    match method {
+        "GET" if query.contains("versioning") => (
+            200,
+            vec![],
+            "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>".into(),
+        ),
+        "GET" => (
+            200,
+            vec![],
+            list(store, &param("prefix").unwrap_or_default()),
+        ),
+        "POST" if query.contains("delete") => {
+            for k in tags_of(&String::from_utf8_lossy(body), "Key") {
+                store.objects.remove(&k);
+            }
+            (200, vec![], "<DeleteResult></DeleteResult>".into())
+        }
+        _ => error(405, &format!("MethodNotAllowed: {method} on the bucket")),
+    }
+}
+
+/// GetObject, HeadObject, PutObject and DeleteObject, with their If-Match
+/// and If-None-Match: * conditions.
+fn object(
+    store: &mut Store,
+    method: &str,
+    key: String,
+    (if_match, if_none_match): (Option<String>, bool),
+    body: &[u8],
+) -> Answer {
+    let exists = store.objects.contains_key(&key);
+    let holds = match (&if_match, store.objects.get(&key)) {
+        (Some(want), Some((_, have))) => want == have,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    match method {
+        "GET" | "HEAD" => match store.objects.get(&key) {
+            None => error(404, "NoSuchKey"),
+            Some(_) if !holds => error(412, "PreconditionFailed"),
+            Some((body, etag)) => {
+                let text = match method {
+                    "GET" => String::from_utf8_lossy(body).into_owned(),
+                    _ => String::new(),
+                };
+                (200, vec![("etag", format!("\"{etag}\""))], text)
+            }
+        },
+        "PUT" if (if_none_match && exists) || !holds => error(412, "PreconditionFailed"),
+        "PUT" => {
+            store.writes += 1;
+            store.written += body.len() as u64;
+            let etag = format!("etag-{}", store.writes);
+            store.objects.insert(key, (body.to_vec(), etag.clone()));
+            (200, vec![("etag", format!("\"{etag}\""))], String::new())
+        }
+        "DELETE" if !exists && if_match.is_some() => error(404, "NoSuchKey"),
+        "DELETE" if exists && !holds => error(412, "PreconditionFailed"),
+        "DELETE" => {
+            store.objects.remove(&key);
+            (204, vec![], String::new())
+        }
+        _ => error(405, &format!("MethodNotAllowed: {method} {key}")),
+    }
+}
+
+fn error(status: u16, code: &str) -> Answer {
     let body = format!("<Error><Code>{code}</Code><Message>{code}</Message></Error>");
     (status, vec![], body)
 }
