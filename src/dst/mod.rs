@@ -180,13 +180,28 @@ impl Stalled {
 }
 
 thread_local! {
-    /// Wall-clock time the simulation's stalled runs slept (state::wall_clock).
+    /// Wall-clock time the simulation's stalled runs slept.
     static SLEPT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+    /// Whether this thread runs the simulation, and its clock's origin.
+    static ORIGIN: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
-/// How far the simulation set the wall clock forward on this thread.
-pub fn slept() -> Duration {
-    SLEPT.get()
+/// Makes the wall clock of this thread the simulation's (state::wall_clock).
+fn simulate_the_wall_clock() {
+    if ORIGIN.get().is_none() {
+        ORIGIN.set(Some(std::time::Instant::now()));
+    }
+}
+
+/// The wall clock on the simulation's threads: the runtime's paused clock
+/// (which moves only as the simulation waits) plus what stalled runs slept;
+/// a real clock would let the machine's speed decide whether a lease is
+/// fresh, and so what a seed does. None on other threads.
+pub fn wall_clock() -> Option<std::time::SystemTime> {
+    let origin = ORIGIN.get()?;
+    let virtual_now = tokio::time::Instant::now().into_std();
+    let since = virtual_now.saturating_duration_since(origin);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + since + SLEPT.get())
 }
 
 const STATE_KEY: &str = "dst.json";
@@ -379,6 +394,7 @@ pub const SCHEDULES_PER_SEED: u64 = STEPS + 2;
 const STEPS: u64 = 4;
 
 fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
+    simulate_the_wall_clock();
     let cloud = Cloud::new(seed);
     cloud.lock().rules = rules;
     cloud.put_foreign("aws_sqs_queue", "foreign-queue");

@@ -129,6 +129,7 @@ impl Sim {
 #[test]
 #[ignore = "a benchmark: scripts/bench runs it"]
 fn scale() {
+    super::simulate_the_wall_clock();
     let n = var("DST_SCALE", 10_000);
     let cloud = Cloud::new(0);
     cloud.lock().latency = LATENCY;

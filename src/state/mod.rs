@@ -843,12 +843,14 @@ pub fn checked(state: State, stack: &str, location: &str) -> Result<State, State
 /// The backend a stack names: `backend: {s3: {bucket, key, region}}` in the
 /// stack file (each setting overridable with `--backend-config k=v`), or the
 /// local file beside the stack file.
-/// The wall clock a lease is timed by. The simulation sets it forward for
-/// a run that wakes from a stall, as a laptop's clock is after its sleep.
+/// The wall clock a lease is timed by. On the simulation's threads it is
+/// simulated (dst::wall_clock), so how fast the machine runs a seed does not
+/// change what the seed does.
 pub(crate) fn wall_clock() -> std::time::SystemTime {
     #[cfg(test)]
-    return std::time::SystemTime::now() + crate::dst::slept();
-    #[cfg(not(test))]
+    if let Some(simulated) = crate::dst::wall_clock() {
+        return simulated;
+    }
     std::time::SystemTime::now()
 }
 
