@@ -155,6 +155,16 @@ pub(super) struct Inner {
 }
 
 impl Inner {
+    /// The choices of one thing in this run: drawn from the seed, the run
+    /// and the thing, with SipHash's fixed keys (the same in every process).
+    fn draw(&self, thing: impl std::hash::Hash) -> crate::rng::Rng {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        (self.seed, self.run, thing).hash(&mut h);
+        rng(h.finish())
+    }
+
     pub(super) fn count(&mut self, kind: Injected) {
         self.injected[kind as usize] += 1;
     }
@@ -254,30 +264,23 @@ impl Cloud {
 
     /// How many more calls the reads of an object this call creates miss it.
     fn lag(&self, what: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
         let inner = self.lock();
         if inner.faults.lag == 0 {
             return 0;
         }
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new();
-        (inner.seed, inner.run, "lag", what).hash(&mut h);
-        rng(h.finish()).below(inner.faults.lag as usize + 1) as u64
+        inner
+            .draw(("lag", what))
+            .below(inner.faults.lag as usize + 1) as u64
     }
 
     fn fate(&self, what: &str) -> Fate {
-        use std::hash::{Hash, Hasher};
         let mut inner = self.lock();
         let n = {
             let seen = inner.seen.entry(what.to_string()).or_default();
             *seen += 1;
             *seen
         };
-        // SipHash with its fixed keys: the same in every process.
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new();
-        (inner.seed, inner.run, what, n).hash(&mut h);
-        let mut draw = rng(h.finish());
+        let mut draw = inner.draw((what, n));
         let f = inner.faults;
         if draw.per_mille(f.crash) && !inner.dead {
             inner.dead = true;
