@@ -251,28 +251,34 @@ impl Schedule {
     }
 }
 
-/// A step's job, sent only once the state write holding its intent is done
-/// (`gate`) and the lease is confirmed; with the moment it was sent.
-async fn gated(
-    job: Job,
-    gate: Option<u64>,
-    mut durable: Durable,
+/// What a step waits for before its first change to AWS: the state write
+/// holding its intent (when it recorded one) and a confirmed lease.
+struct Gate {
+    intent: Option<u64>,
+    durable: Durable,
     lease: Option<Arc<dyn Lease>>,
-) -> Sent {
-    if let Some(gate) = gate {
-        if durable.wait_for(|d| *d >= gate).await.is_err() {
-            let e = ProviderError::withheld("the state could not be written: not sent");
-            return (Err(e), Instant::now());
+}
+
+impl Gate {
+    async fn open(mut self) -> Result<(), ProviderError> {
+        if let Some(intent) = self.intent {
+            if self.durable.wait_for(|d| *d >= intent).await.is_err() {
+                return Err(ProviderError::withheld(
+                    "the state could not be written: not sent",
+                ));
+            }
         }
-    }
-    if let Some(lease) = lease {
-        if let Err(e) = lease.confirm(LEASE_AGE).await {
-            return (
-                Err(ProviderError::withheld(format!("not sent: {e}"))),
-                Instant::now(),
-            );
+        if let Some(lease) = self.lease {
+            if let Err(e) = lease.confirm(LEASE_AGE).await {
+                return Err(ProviderError::withheld(format!("not sent: {e}")));
+            }
         }
+        Ok(())
     }
+}
+
+/// A step's job, with the moment it started.
+async fn timed(job: Job) -> Sent {
     let started = Instant::now();
     (job.await, started)
 }
@@ -393,6 +399,7 @@ impl Walk<'_> {
             parallelism,
             intents: 0,
             lease: file.lease(),
+            durable: tokio::sync::watch::channel(0).0,
         };
         steps.adopt(plan);
         file.save(steps.state).await?;
@@ -471,9 +478,22 @@ struct Steps<'a> {
     intents: u64,
     /// A lock another run can force away: confirmed before each step's calls.
     lease: Option<Arc<dyn Lease>>,
+    /// The pipeline of state writes: announces how many of the intents a
+    /// finished write holds.
+    durable: tokio::sync::watch::Sender<u64>,
 }
 
 impl<'a> Steps<'a> {
+    /// The gate of a step just prepared: `recorded` when it recorded an
+    /// intent (the last one so far), which must be durable before it acts.
+    fn gate(&self, recorded: bool) -> Gate {
+        Gate {
+            intent: recorded.then_some(self.intents),
+            durable: self.durable.subscribe(),
+            lease: self.lease.clone(),
+        }
+    }
+
     fn started(&self, id: &str, verb: &str, detail: Option<String>) {
         self.cx.events.emit(Event::Started {
             id: id.to_string(),
@@ -494,14 +514,11 @@ impl<'a> Steps<'a> {
     async fn walk(mut self, plan: &Plan, file: &'a mut dyn Backend) -> Result<Outcome, ApplyError> {
         let mut run = Schedule::new(plan, self.state);
         let mut signals = Signals::new();
-        // The pipeline of state writes: `self.intents` counts intents
-        // recorded, `durable` announces how many of them a finished write holds.
-        let (durable_tx, durable_rx) = tokio::sync::watch::channel(0u64);
         let mut idle: Option<&'a mut dyn Backend> = Some(file);
         let mut writing: Option<Write<'a>> = None;
         let mut written = 0u64;
         loop {
-            self.launch(&mut run, plan, &durable_rx);
+            self.launch(&mut run, plan);
             if writing.is_none() && written < self.intents {
                 if let Some(file) = idle.take() {
                     writing = Some(write(file, self.state.clone(), self.intents));
@@ -518,7 +535,7 @@ impl<'a> Steps<'a> {
                     result?;
                     written = generation;
                     self.state.serial = self.state.serial.max(serial);
-                    let _ = durable_tx.send(generation);
+                    self.durable.send_replace(generation);
                 }
                 joined = run.running.join_next_with_id(), if !run.running.is_empty() => {
                     if let Some(joined) = joined {
@@ -537,20 +554,17 @@ impl<'a> Steps<'a> {
     }
 
     /// Starts the ready steps of highest priority, as many as may run.
-    fn launch(&mut self, run: &mut Schedule, plan: &Plan, durable: &Durable) {
+    fn launch(&mut self, run: &mut Schedule, plan: &Plan) {
         // `pop` below takes the last: the highest priority.
         run.ready.sort_by_key(|s| run.priority.get(s).copied());
         let lost = self.lease.as_ref().is_some_and(|l| l.is_lost());
         while run.running.len() < self.parallelism.max(1) && !run.outcome.interrupted && !lost {
             let Some(step) = run.ready.pop() else { break };
-            let before = self.intents;
             let change = run.changes.get(&step.1);
             match self.start(&step, change, plan) {
                 Ok(job) => {
-                    // A create is sent once the write holding its intent is done.
-                    let gate = (self.intents > before).then_some(self.intents);
-                    let job = gated(job, gate, durable.clone(), self.lease.clone());
-                    run.in_flight.insert(run.running.spawn(job).id(), step);
+                    run.in_flight
+                        .insert(run.running.spawn(timed(job)).id(), step);
                 }
                 Err(e) => {
                     let (outcome, needs) = (&mut run.outcome, &mut run.needs);
@@ -703,11 +717,11 @@ impl<'a> Steps<'a> {
             .ok_or_else(|| ProviderError::refused(format!("`{id}` is not in the state")))?;
         let provider = self.provider(&rec.type_name)?;
         let cx = self.cx.clone();
-        if rec.physical_id.is_some() {
-            self.in_flight(&id, Operation::Delete, None);
-        }
+        let recorded = rec.physical_id.is_some() && self.in_flight(&id, Operation::Delete, None);
+        let gate = self.gate(recorded);
         self.started(&id, "destroying", None);
         Ok(Box::pin(async move {
+            gate.open().await?;
             if let Some(pid) = &rec.physical_id {
                 provider.delete(&cx, pid, &rec.props).await?;
             }
@@ -717,15 +731,18 @@ impl<'a> Steps<'a> {
 
     /// Records a change of stackctl's own before its call is sent (the call
     /// waits for the write): a run after a crash tells it from drift.
-    fn in_flight(&mut self, id: &str, operation: Operation, props: Option<Props>) {
-        if let Some(rec) = self.state.resources.get_mut(id) {
-            rec.unfinished = Some(Unfinished {
-                operation,
-                outcome: Ending::InFlight,
-                props,
-            });
-            self.intents += 1;
-        }
+    /// Returns whether there was a record to mark.
+    fn in_flight(&mut self, id: &str, operation: Operation, props: Option<Props>) -> bool {
+        let Some(rec) = self.state.resources.get_mut(id) else {
+            return false;
+        };
+        rec.unfinished = Some(Unfinished {
+            operation,
+            outcome: Ending::InFlight,
+            props,
+        });
+        self.intents += 1;
+        true
     }
 
     fn start_delete_deposed(&mut self, id: String) -> Result<Job, ProviderError> {
@@ -737,8 +754,10 @@ impl<'a> Steps<'a> {
             .map(|d| d.record.clone())
             .collect();
         let cx = self.cx.clone();
+        let gate = self.gate(false);
         self.started(&id, "destroying the object it replaced", None);
         Ok(Box::pin(async move {
+            gate.open().await?;
             let mut gone = Vec::new();
             for rec in deposed {
                 let provider = cx.provider(&rec.type_name).ok_or_else(|| {
@@ -801,9 +820,11 @@ impl<'a> Steps<'a> {
             let (changed, _) = plan::diff(schema, &props, &before);
             let mut sent = props.clone();
             sent.retain(|_, v| !contains_unknown(v));
-            self.in_flight(&id, Operation::Update, Some(sent));
+            let recorded = self.in_flight(&id, Operation::Update, Some(sent));
+            let gate = self.gate(recorded);
             self.started(&id, "updating", Some(changed.join(", ")));
             return Ok(Box::pin(async move {
+                gate.open().await?;
                 let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
                 let r = Resource {
                     logical_id: &id,
@@ -827,9 +848,10 @@ impl<'a> Steps<'a> {
         }
         let intent = self.record_intent(change, existing, &props);
         self.intents += 1;
+        let gate = self.gate(true);
         self.started(&id, "creating", None);
         Ok(Box::pin(async move {
-            create_or_adopt(provider, &cx, &id, props, intent).await
+            create_or_adopt(provider, &cx, &id, props, intent, gate).await
         }))
     }
 
@@ -1083,13 +1105,16 @@ fn skip_dependents(
 /// A create that never takes over and never makes twice: it looks first for
 /// the resource by its identity (adopting what an earlier run of this stack
 /// made, refusing what someone else made), creates, and when the answer is
-/// lost looks again for what the call made.
+/// lost looks again for what the call made. The look-up, a read, goes out
+/// while the write of the intent is under way; nothing that changes AWS
+/// goes before the gate opens.
 async fn create_or_adopt(
     provider: &'static dyn Provider,
     cx: &Ctx,
     id: &str,
     props: Props,
     intent: Intent,
+    gate: Gate,
 ) -> Result<Done, ProviderError> {
     let r = Resource {
         logical_id: id,
@@ -1097,7 +1122,12 @@ async fn create_or_adopt(
         token: &intent.token,
         replacing: &intent.replacing,
     };
-    match providers::locate(provider, cx, &r, intent.inherited).await? {
+    let (found, opened) = tokio::join!(
+        providers::locate(provider, cx, &r, intent.inherited),
+        gate.open()
+    );
+    opened?;
+    match found? {
         Found::Ours(pid, observed) => return finish_adopted(provider, cx, &r, pid, observed).await,
         Found::Foreign(pid) => {
             return Err(ProviderError::refused(format!(
