@@ -9,7 +9,7 @@
 //! is written to the state as soon as AWS confirmed it.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -224,6 +224,8 @@ struct Schedule {
     ready: Vec<Step>,
     running: JoinSet<Sent>,
     in_flight: HashMap<tokio::task::Id, Step>,
+    /// Creates next in line whose intents are recorded, waiting for a slot.
+    prepared: VecDeque<(Step, Job, Event)>,
     outcome: Outcome,
 }
 
@@ -246,6 +248,7 @@ impl Schedule {
             ready,
             running: JoinSet::new(),
             in_flight: HashMap::new(),
+            prepared: VecDeque::new(),
             outcome: Outcome::default(),
         }
     }
@@ -400,6 +403,7 @@ impl Walk<'_> {
             intents: 0,
             lease: file.lease(),
             durable: tokio::sync::watch::channel(0).0,
+            announced: None,
         };
         steps.adopt(plan);
         file.save(steps.state).await?;
@@ -481,6 +485,8 @@ struct Steps<'a> {
     /// The pipeline of state writes: announces how many of the intents a
     /// finished write holds.
     durable: tokio::sync::watch::Sender<u64>,
+    /// The event of the step last prepared.
+    announced: Option<Event>,
 }
 
 impl<'a> Steps<'a> {
@@ -494,8 +500,9 @@ impl<'a> Steps<'a> {
         }
     }
 
-    fn started(&self, id: &str, verb: &str, detail: Option<String>) {
-        self.cx.events.emit(Event::Started {
+    /// Announces the step being prepared (emitted when it is sent).
+    fn started(&mut self, id: &str, verb: &str, detail: Option<String>) {
+        self.announced = Some(Event::Started {
             id: id.to_string(),
             verb: verb.to_string(),
             detail,
@@ -548,28 +555,74 @@ impl<'a> Steps<'a> {
         if run.outcome.interrupted || self.lease.as_ref().is_some_and(|l| l.is_lost()) {
             let ready = std::mem::take(&mut run.ready);
             run.outcome.skipped.extend(ready.into_iter().map(|s| s.1));
+            // A prepared create was never sent: its intent goes.
+            for ((_, id), _, _) in run.prepared.drain(..) {
+                self.state.resources.remove(&id);
+                run.outcome.skipped.push(id);
+            }
         }
         let file = idle.expect("no write in flight after the loop");
         self.conclude(run.outcome, plan, file).await
     }
 
-    /// Starts the ready steps of highest priority, as many as may run.
+    /// Starts the ready steps of highest priority, as many as may run. The
+    /// creates of new resources next in line record their intents at once, so
+    /// the state write under way carries them and each is durable, or nearly,
+    /// when a slot frees.
     fn launch(&mut self, run: &mut Schedule, plan: &Plan) {
         // `pop` below takes the last: the highest priority.
         run.ready.sort_by_key(|s| run.priority.get(s).copied());
-        let lost = self.lease.as_ref().is_some_and(|l| l.is_lost());
-        while run.running.len() < self.parallelism.max(1) && !run.outcome.interrupted && !lost {
-            let Some(step) = run.ready.pop() else { break };
-            let change = run.changes.get(&step.1);
-            match self.start(&step, change, plan) {
-                Ok(job) => {
-                    run.in_flight
-                        .insert(run.running.spawn(timed(job)).id(), step);
+        if run.outcome.interrupted || self.lease.as_ref().is_some_and(|l| l.is_lost()) {
+            return;
+        }
+        let slots = self.parallelism.max(1);
+        while run.running.len() < slots {
+            let (step, job, started) = match run.prepared.pop_front() {
+                Some(prepared) => prepared,
+                None => {
+                    let Some(step) = run.ready.pop() else { break };
+                    let Some((job, started)) = self.prepare(run, &step, plan) else {
+                        continue;
+                    };
+                    (step, job, started)
                 }
-                Err(e) => {
-                    let (outcome, needs) = (&mut run.outcome, &mut run.needs);
-                    self.fail(&step, change, false, e, outcome, &run.dependents, needs);
-                }
+            };
+            self.cx.events.emit(started);
+            run.in_flight
+                .insert(run.running.spawn(timed(job)).id(), step);
+        }
+        while run.prepared.len() < slots
+            && run.ready.last().is_some_and(|s| self.creates_anew(run, s))
+        {
+            let step = run.ready.pop().expect("checked");
+            if let Some((job, started)) = self.prepare(run, &step, plan) {
+                run.prepared.push_back((step, job, started));
+            }
+        }
+    }
+
+    /// A create of a resource the state has no record of.
+    fn creates_anew(&self, run: &Schedule, step: &Step) -> bool {
+        step.0 == StepKind::Apply
+            && run
+                .changes
+                .get(&step.1)
+                .is_some_and(|c| c.action == Action::Create)
+            && self.state.record(&step.1).is_none()
+    }
+
+    /// A step's job and the event that announces it, or its failure recorded.
+    fn prepare(&mut self, run: &mut Schedule, step: &Step, plan: &Plan) -> Option<(Job, Event)> {
+        let change = run.changes.get(&step.1);
+        match self.start(step, change, plan) {
+            Ok(job) => Some((
+                job,
+                self.announced.take().expect("every step announces itself"),
+            )),
+            Err(e) => {
+                let (outcome, needs) = (&mut run.outcome, &mut run.needs);
+                self.fail(step, change, false, e, outcome, &run.dependents, needs);
+                None
             }
         }
     }

@@ -805,6 +805,75 @@ fn a_second_interrupt_stops_waiting_and_keeps_the_intent() {
     );
 }
 
+/// A create waiting for a slot has its intent recorded ahead (so it is
+/// durable when the slot frees); the first interrupt, which starts nothing
+/// more, takes such intents back: the state holds only what was created, and
+/// everything else is told as not attempted.
+#[test]
+fn an_interrupt_takes_back_the_intents_of_creates_never_sent() {
+    let env = seeded();
+    let sent = Arc::new(Mutex::new(false));
+    for (service, op) in [
+        ("logs", "CreateLogGroup"),
+        ("iam", "CreateRole"),
+        ("sns", "CreateTopic"),
+        ("sqs", "CreateQueue"),
+        ("ec2", "CreateSecurityGroup"),
+        ("iam", "CreatePolicy"),
+    ] {
+        env.aws
+            .inject(Fault::delay(service, op, Duration::from_secs(3)));
+        let flag = sent.clone();
+        env.aws.on_call(op, move || *flag.lock().unwrap() = true);
+    }
+    let child = env
+        .command(&["apply", "--auto-approve", "--parallelism", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !*sent.lock().unwrap() {
+        assert!(Instant::now() < deadline, "no create was called");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(int.unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let skipped = stderr
+        .lines()
+        .find(|l| l.contains("not attempted"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let state = env.state("automate-monitoring");
+    let records = state["resources"].as_object().unwrap();
+    assert!(
+        !records.is_empty(),
+        "the create in flight finished: {state}"
+    );
+    for (id, rec) in records {
+        assert!(
+            rec["physical_id"].is_string(),
+            "`{id}` was never created: {state}"
+        );
+    }
+    for id in [
+        "app_logs",
+        "lambda_topic",
+        "notifications",
+        "lambda_role",
+        "ssh_access",
+    ] {
+        assert!(
+            records.contains_key(id) || skipped.contains(id),
+            "`{id}` is neither created nor told as not attempted: {stderr}"
+        );
+    }
+}
+
 /// The plan tells stackctl's own unfinished work from drift: nothing here
 /// changed outside stackctl.
 #[track_caller]
