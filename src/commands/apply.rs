@@ -175,8 +175,7 @@ impl Walking {
     }
 }
 
-/// Walks the plan, records the outputs, commits the state (the run's
-/// journal folds into it: the next read is one object), tells the outcome.
+/// Walks the plan, records the outputs, commits the state, tells the outcome.
 async fn walk_and_commit(
     v: &Validated,
     mut session: Session,

@@ -164,11 +164,11 @@ impl Session {
         Ok(())
     }
 
-    /// Writes the state whole (the run's journal folds into it), tells what
-    /// failed after it was saved, and releases the lock. Returns the state
-    /// as written.
+    /// Makes the state durable (the run's journal folded into it when the
+    /// backend finds that due), tells what failed after it was saved, and
+    /// releases the lock. Returns the state as written.
     pub async fn commit(mut self) -> Result<State> {
-        self.backend.compact(&mut self.state).await?;
+        self.backend.settle(&mut self.state).await?;
         warn_of_cleanup(self.backend.as_mut());
         self.lock.release().await?;
         Ok(self.state)

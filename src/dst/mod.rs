@@ -25,7 +25,7 @@ use crate::providers::Ctx;
 use crate::rng::Rng;
 
 mod cloud;
-mod s3;
+pub(crate) mod s3;
 mod scale;
 mod stack;
 
@@ -154,15 +154,18 @@ impl Sim {
             .map_err(|e| e.to_string())
     }
 
-    /// The saved state as JSON (Null when there is none).
+    /// The saved state as JSON, as the next run loads it (its journal
+    /// replayed); Null when there is none.
     fn state(&self) -> Value {
-        let bytes = match &self.s3 {
-            Some(mem) => mem.get(STATE_KEY),
-            None => std::fs::read(self.dir.path().join("state/dst.json")).ok(),
+        let loaded = match &self.s3 {
+            Some(mem) => s3_backend(mem)
+                .and_then(|mut b| runtime().block_on(crate::state::Backend::load(&mut b, "dst"))),
+            None => crate::state::local::StateFile::for_stack(self.dir.path(), "dst").read("dst"),
         };
-        bytes
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null)
+        match loaded {
+            Ok(state) if state.serial > 0 => serde_json::to_value(state).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
     }
 }
 
@@ -204,9 +207,11 @@ pub fn wall_clock() -> Option<std::time::SystemTime> {
     Some(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + since + SLEPT.get())
 }
 
-const STATE_KEY: &str = "dst.json";
+pub(crate) const STATE_KEY: &str = "dst.json";
 
-fn s3_backend(mem: &s3::MemS3) -> Result<crate::state::s3::S3Backend, crate::state::StateError> {
+pub(crate) fn s3_backend(
+    mem: &s3::MemS3,
+) -> Result<crate::state::s3::S3Backend, crate::state::StateError> {
     let settings = [("bucket", s3::BUCKET), ("key", STATE_KEY)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

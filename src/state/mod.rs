@@ -576,8 +576,14 @@ pub trait Backend: Send + Sync {
     /// since the last write, the serial bumped. Nothing when nothing changed.
     async fn save(&mut self, state: &mut State) -> Result<(), StateError>;
 
-    /// Writes the whole state and clears the journal: the end of a run.
+    /// Writes the whole state and clears the journal.
     async fn compact(&mut self, state: &mut State) -> Result<(), StateError>;
+
+    /// The end of a run: the state made durable, its journal folded into
+    /// the whole state when that is due (here, always).
+    async fn settle(&mut self, state: &mut State) -> Result<(), StateError> {
+        self.compact(state).await
+    }
 
     /// What failed after the state was saved (a journal left behind), for
     /// the run to report as warnings; each is given once.

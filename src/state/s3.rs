@@ -36,6 +36,13 @@ pub struct S3Backend {
     etag: Option<String>,
     /// Journal objects written by this run (or found at load), for compaction.
     journal: Vec<String>,
+    /// The size of the state object and of the journal entries that follow
+    /// it: what decides when a run's end folds the journal in.
+    state_bytes: usize,
+    journal_bytes: usize,
+    /// Entries the state object already holds, or that do not continue it,
+    /// were found: the next write of the state deletes them.
+    stale_entries: bool,
     /// What went wrong after the state was saved, for the run to report.
     warnings: Vec<String>,
     /// This run's id, named by what it writes.
@@ -43,6 +50,10 @@ pub struct S3Backend {
     /// The lock this backend took, checked before every write.
     lease: Mutex<Option<Arc<S3Lease>>>,
 }
+
+/// The journal entries past which a run's end folds them into the state
+/// object whatever their size: every load reads them.
+const FOLD_AT_ENTRIES: usize = 128;
 
 /// An S3 error turned into what a user can act on.
 fn s3_error<E: ProvideErrorMetadata>(
@@ -131,6 +142,9 @@ impl S3Backend {
             last: None,
             etag: None,
             journal: Vec::new(),
+            state_bytes: 0,
+            journal_bytes: 0,
+            stale_entries: false,
             warnings: Vec::new(),
             run: super::new_run_id(),
             lease: Mutex::new(None),
@@ -314,7 +328,7 @@ impl S3Backend {
     /// parallel: what a run that died saved. Entries at or below it (left
     /// when a compaction could not delete them) are in the state already and
     /// are not read; the next compaction deletes them.
-    async fn newer_entries(&self, serial: u64) -> Result<Vec<Entry>, StateError> {
+    async fn newer_entries(&self, serial: u64) -> Result<(Vec<Entry>, usize), StateError> {
         use futures::{StreamExt, TryStreamExt};
         let newer: Vec<String> = self
             .journal
@@ -322,17 +336,18 @@ impl S3Backend {
             .filter(|key| serial_of_journal_key(key).is_none_or(|entry| entry > serial))
             .cloned()
             .collect();
-        let read: Vec<Option<Entry>> = futures::stream::iter(newer)
+        let read: Vec<Option<(Entry, usize)>> = futures::stream::iter(newer)
             .map(|key| async move { self.entry(&key).await })
             .buffered(16)
             .try_collect()
             .await?;
-        Ok(read.into_iter().flatten().collect())
+        let bytes = read.iter().flatten().map(|(_, n)| n).sum();
+        Ok((read.into_iter().flatten().map(|(e, _)| e).collect(), bytes))
     }
 
-    /// One journal entry; None when it is gone or unreadable (a write cut
-    /// short never completed, so nothing relies on it).
-    async fn entry(&self, key: &str) -> Result<Option<Entry>, StateError> {
+    /// One journal entry and its size; None when it is gone or unreadable (a
+    /// write cut short never completed, so nothing relies on it).
+    async fn entry(&self, key: &str) -> Result<Option<(Entry, usize)>, StateError> {
         let Some((bytes, _)) = self.get(key).await? else {
             return Ok(None);
         };
@@ -342,7 +357,7 @@ impl S3Backend {
             return Ok(None);
         };
         check_entry(&entry, &self.stack, context.as_deref(), &what)?;
-        Ok(Some(entry))
+        Ok(Some((entry, bytes.len())))
     }
 
     async fn journal_keys(&self) -> Result<Vec<String>, StateError> {
@@ -411,6 +426,7 @@ impl Backend for S3Backend {
         let mut state = match self.get(&self.key).await? {
             Some((bytes, etag)) => {
                 self.etag = etag;
+                self.state_bytes = bytes.len();
                 let plain = self.open_state(&bytes)?;
                 let state: State =
                     serde_json::from_slice(&plain).map_err(|e| StateError::Corrupt {
@@ -426,9 +442,12 @@ impl Backend for S3Backend {
             }
         };
         self.journal = self.journal_keys().await?;
-        let entries = self.newer_entries(state.serial).await?;
+        let (entries, bytes) = self.newer_entries(state.serial).await?;
+        let read = entries.len();
         let left = replay(&mut state, entries);
         self.warnings.extend(broken_chain(&location, &left));
+        self.journal_bytes = bytes;
+        self.stale_entries = !left.is_empty() || read < self.journal.len();
         self.last = Some(state.clone());
         Ok(state)
     }
@@ -449,6 +468,7 @@ impl Backend for S3Backend {
             &key,
             &journal_context(&self.stack, entry.serial),
         )?;
+        let size = body.len();
         // The lock is confirmed beside the write, and the write counts only
         // with it: what follows (the call an intent announces) is not sent by
         // a run whose lock was forced away; an entry it wrote meanwhile
@@ -468,8 +488,25 @@ impl Backend for S3Backend {
             return Err(e);
         }
         self.journal.push(key);
+        self.journal_bytes += size;
         self.last = Some(state.clone());
         Ok(())
+    }
+
+    /// Folds the journal into the state object only once the journal has
+    /// grown to a quarter of it (or to `FOLD_AT_ENTRIES`, which bounds what a
+    /// load reads), or holds entries that are stale: a small change writes a
+    /// small entry, and the writes of many runs stay in proportion to what
+    /// they changed.
+    async fn settle(&mut self, state: &mut State) -> Result<(), StateError> {
+        let due = self.last.is_none()
+            || self.stale_entries
+            || self.journal.len() >= FOLD_AT_ENTRIES
+            || self.journal_bytes * 4 >= self.state_bytes;
+        match due {
+            true => self.compact(state).await,
+            false => self.save(state).await,
+        }
     }
 
     async fn compact(&mut self, state: &mut State) -> Result<(), StateError> {
@@ -486,6 +523,7 @@ impl Backend for S3Backend {
             &self.location(),
             &state_context(&self.stack),
         )?;
+        let size = body.len();
         let written = match self.etag.clone() {
             Some(etag) => self.put(&self.key, body, Some(&etag), false).await?,
             None => self.put(&self.key, body, None, true).await?,
@@ -497,13 +535,17 @@ impl Backend for S3Backend {
             });
         };
         self.etag = Some(etag);
+        self.state_bytes = size;
+        self.journal_bytes = 0;
         self.last = Some(state.clone());
         // The state is saved: a journal left behind is older than it, never
         // read again, and deleted by the next compaction, so a failure to
         // delete it is a warning, not a failed run.
         let journal = std::mem::take(&mut self.journal);
+        self.stale_entries = false;
         if let Err(e) = self.delete_all(&journal).await {
             self.journal = journal;
+            self.stale_entries = true;
             self.warnings.push(format!(
                 "{e}; the state is saved, and the journal entries left are older than it: the next run that writes the state deletes them"
             ));
@@ -815,5 +857,65 @@ mod tests {
             .contains("set `backend.s3.region` to the bucket's region"));
         assert!(says("AuthorizationHeaderMalformed", 400).contains("in another region"));
         assert!(says("SlowDown", 503).contains("SlowDown: m"));
+    }
+
+    fn topic(n: usize) -> crate::state::ResourceState {
+        crate::state::ResourceState {
+            type_name: "aws_sns_topic".into(),
+            physical_id: Some(format!("arn:aws:sns:us-east-2:123456789012:topic-{n}")),
+            props: [("name".to_string(), format!("topic-{n}").into())]
+                .into_iter()
+                .collect(),
+            attrs: serde_json::Map::new(),
+            depends_on: vec![],
+            create_token: None,
+            sensitive: Vec::new(),
+            unfinished: None,
+        }
+    }
+
+    /// A run that changes one record writes one journal entry, not the whole
+    /// state; once the entries reach a quarter of the state, a run's end
+    /// folds them in. Every run reads every earlier run's change.
+    #[tokio::test]
+    async fn a_small_change_writes_an_entry_and_the_journal_folds_once_grown() {
+        let mem = crate::dst::s3::MemS3::default();
+        let object = || mem.get(crate::dst::STATE_KEY).expect("the state object");
+        let mut first = crate::dst::s3_backend(&mem).unwrap();
+        let mut state = first.load("dst").await.unwrap();
+        for n in 0..40 {
+            state.resources.insert(format!("t{n}"), topic(n).into());
+        }
+        first.settle(&mut state).await.unwrap();
+        let whole = object().len();
+        let mut folded_after = Vec::new();
+        for run in 1..=20 {
+            let (before, (_, bytes_before)) = (object(), mem.written());
+            let mut backend = crate::dst::s3_backend(&mem).unwrap();
+            let mut state = backend.load("dst").await.unwrap();
+            assert_eq!(
+                state.resources.len(),
+                39 + run,
+                "run {run} reads every earlier change"
+            );
+            state
+                .resources
+                .insert(format!("t{}", 39 + run), topic(39 + run).into());
+            backend.settle(&mut state).await.unwrap();
+            if object() != before {
+                assert!(backend.journal.is_empty(), "a fold deletes the journal");
+                folded_after.push(run);
+            } else {
+                let written = mem.written().1 - bytes_before;
+                assert!(
+                    written * 4 < whole as u64,
+                    "run {run} wrote {written} bytes of a {whole}-byte state"
+                );
+            }
+        }
+        assert!(
+            !folded_after.is_empty() && folded_after[0] > 2,
+            "folds after runs {folded_after:?}"
+        );
     }
 }
