@@ -83,6 +83,10 @@ pub struct Faults {
     /// calls to the cloud (eventual consistency; writes see it at once, and
     /// a later run sees everything: runs are further apart than that).
     pub lag: u64,
+    /// Of requests to the in-memory S3 that keeps the state (s3.rs): no
+    /// connection, SlowDown, or S3 acts and the answer is lost (then, at
+    /// times, no connection for the next few requests). The SDK retries.
+    pub s3: u64,
 }
 
 /// The rules of the layer between the engine and AWS (the SDK interceptor's)
@@ -193,10 +197,12 @@ pub(super) enum Injected {
     Stalled,
     /// Reads that missed an object not yet visible to them.
     Unseen,
+    /// Requests to the state's S3 that failed (counted by s3.rs).
+    S3,
 }
 
 /// Faults injected, by `Injected`.
-pub type Counts = [u64; 7];
+pub type Counts = [u64; 8];
 
 /// How one attempt of a call ends, AWS's own answer aside.
 #[derive(Debug, Clone, Copy, PartialEq)]

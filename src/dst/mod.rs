@@ -87,6 +87,14 @@ struct Stalled {
 }
 
 impl Sim {
+    /// The next run's faults, in the cloud and in the state's S3.
+    fn set_faults(&self, faults: Faults) {
+        self.cloud.set_faults(faults);
+        if let Some(mem) = &self.s3 {
+            mem.set_faults(faults.s3);
+        }
+    }
+
     fn write(&self, stack: &[Res]) -> Result<(), String> {
         let path = self.dir.path().join("stack.yaml");
         std::fs::write(path, render(stack)).map_err(|e| e.to_string())
@@ -217,6 +225,7 @@ pub(crate) fn s3_backend(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     crate::state::s3::S3Backend::new(&mem.sdk_config(), &settings, "dst")
+        .map(crate::state::s3::S3Backend::with_own_retry_quota)
 }
 
 async fn once(
@@ -406,7 +415,9 @@ fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
     cloud.put_foreign("aws_sns_topic", "foreign-topic");
     let foreign = cloud.objects();
     // Half the seeds keep their state in S3 (drawn apart from the rest).
-    let s3 = rng(seed ^ 0x53).per_mille(500).then(s3::MemS3::default);
+    let s3 = rng(seed ^ 0x53)
+        .per_mille(500)
+        .then(|| s3::MemS3::seeded(seed));
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let sim = Sim {
         dir,
@@ -428,7 +439,7 @@ fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
         sim.write(&stack)?;
         let faults = faults(&mut rng, sim.s3.is_some());
         let at = |e: String| format!("seed {seed}, step {step} ({what}, faults {faults:?}): {e}");
-        sim.cloud.set_faults(faults);
+        sim.set_faults(faults);
         if let Ok(stalled) = sim.run_until_stalled(Op::Apply) {
             let n = 200 + step;
             let what = edit(&mut rng, &mut stack, n, seed);
@@ -439,20 +450,22 @@ fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
         check(&sim, &stack, &foreign).map_err(at)?;
     }
     let faults = faults(&mut rng, false);
-    sim.cloud.set_faults(faults);
+    sim.set_faults(faults);
     let _ = sim.run(Op::Destroy);
     let at = |e: String| format!("seed {seed}, destroy (faults {faults:?}): {e}");
     recover(&sim, Op::Destroy).map_err(at)?;
     // Nothing declared now: the plan is empty only if the state is.
     sim.write(&[])?;
     check(&sim, &[], &foreign).map_err(at)?;
-    Ok(sim.cloud.counts())
+    let mut counts = sim.cloud.counts();
+    counts[cloud::Injected::S3 as usize] = sim.s3.as_ref().map_or(0, s3::MemS3::failed);
+    Ok(counts)
 }
 
 /// A fault-free run after a faulted one, which must finish (a lock left by
 /// a killed run forced away first, as its operator would).
 fn recover(sim: &Sim, op: Op) -> Result<(), String> {
-    sim.cloud.set_faults(Faults::default());
+    sim.set_faults(Faults::default());
     sim.force_unlock()?;
     match sim.run(op) {
         End::Done => Ok(()),
@@ -464,9 +477,9 @@ fn recover(sim: &Sim, op: Op) -> Result<(), String> {
 /// forced away and another run applies `stack`; the stalled run wakes a
 /// minute later. It must change nothing: no call, the newer state intact.
 fn forced_while_stalled(sim: &Sim, stalled: Stalled, stack: &[Res]) -> Result<(), String> {
+    sim.set_faults(Faults::default());
     sim.force_unlock()?;
     sim.write(stack)?;
-    sim.cloud.set_faults(Faults::default());
     match sim.run(Op::Apply) {
         End::Done => {}
         other => return Err(format!("the other run did not finish: {other:?}")),
@@ -509,6 +522,7 @@ fn faults(rng: &mut Rng, can_stall: bool) -> Faults {
         crash,
         stall,
         lag,
+        s3: per_mille(100),
     }
 }
 
@@ -562,11 +576,12 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
         total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
         failures.extend(failed);
     }
-    let [refused, lost, outages, throttled, killed, stalled, unseen] = total;
+    let [refused, lost, outages, throttled, killed, stalled, unseen, s3] = total;
     eprintln!(
         "dst: seeds {start}..{} ({} schedules): {refused} calls or attempts without a connection, \
          {lost} answers lost ({outages} then no connection), {throttled} throttled, {killed} runs killed, \
-         {stalled} stalled and their locks forced, {unseen} reads that missed a new object",
+         {stalled} stalled and their locks forced, {unseen} reads that missed a new object, \
+         {s3} requests to the state's S3 failed",
         start + count,
         count * SCHEDULES_PER_SEED
     );

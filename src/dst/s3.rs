@@ -4,7 +4,12 @@
 //! with S3's semantics: GetObject, HeadObject (If-Match), PutObject
 //! (If-None-Match: *, If-Match), DeleteObject (If-Match), DeleteObjects,
 //! ListObjectsV2 (by prefix) and GetBucketVersioning. S3 is strongly
-//! consistent for all of these, and so is this.
+//! consistent for all of these, and so is this. In a faulted run, requests
+//! fail as the network and S3 make them fail, drawn from the seed, the run
+//! and the request (its method and address, and how many such requests came
+//! before it): no connection, 503 SlowDown, or S3 acts and the answer is
+//! lost, at times followed by no connection for the next few requests. The
+//! SDK retries them as it would against AWS.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +34,35 @@ struct Store {
     writes: u64,
     /// Bytes written, for the benchmark.
     written: u64,
+    faults: Plan,
 }
+
+/// The faults of the current run.
+#[derive(Default)]
+struct Plan {
+    seed: u64,
+    run: u64,
+    per_mille: u64,
+    /// Requests so far in this run, by method and address.
+    seen: std::collections::HashMap<(String, String), u64>,
+    /// Requests still to find no connection (S3 unreachable for a while).
+    down_for: u32,
+    /// Requests failed, over all runs.
+    failed: u64,
+}
+
+/// How one request ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Fate {
+    Through,
+    NoConnection,
+    SlowDown,
+    /// S3 acts; the answer is lost.
+    Lost,
+}
+
+/// Requests that find no connection after a lost answer followed by an outage.
+const OUTAGE_REQUESTS: u32 = 8;
 
 /// The store, shared by every client made over it, and the network's
 /// latency to it (waited on the paused clock).
@@ -57,6 +90,14 @@ impl MemS3 {
                 aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
             )
             .http_client(self.clone())
+            // As providers::loader retries, without the jitter (drawn from
+            // the OS, which a seed does not replay).
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_max_backoff(Duration::from_secs(20))
+                    .with_use_static_exponential_base(true),
+            )
             .build()
     }
 
@@ -64,15 +105,75 @@ impl MemS3 {
         MemS3(Arc::default(), latency)
     }
 
+    /// A store whose faulted runs draw their faults from `seed`.
+    pub fn seeded(seed: u64) -> MemS3 {
+        let mem = MemS3::default();
+        mem.store().faults.seed = seed;
+        mem
+    }
+
+    /// The next run's faults: of its requests, `per_mille` fail.
+    pub fn set_faults(&self, per_mille: u64) {
+        let faults = &mut self.store().faults;
+        faults.run += 1;
+        faults.per_mille = per_mille;
+        faults.seen.clear();
+        faults.down_for = 0;
+    }
+
+    /// Requests failed so far.
+    pub fn failed(&self) -> u64 {
+        self.store().faults.failed
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fate(&self, req: &HttpRequest) -> Fate {
+        let faults = &mut self.store().faults;
+        if faults.per_mille == 0 {
+            return Fate::Through;
+        }
+        if faults.down_for > 0 {
+            faults.down_for -= 1;
+            faults.failed += 1;
+            return Fate::NoConnection;
+        }
+        let request = (req.method().to_string(), req.uri().to_string());
+        let nth = faults.seen.entry(request.clone()).or_default();
+        *nth += 1;
+        let mut draw = {
+            use std::hash::{Hash, Hasher};
+            #[allow(deprecated)]
+            let mut h = std::hash::SipHasher::new();
+            (faults.seed, faults.run, request, *nth).hash(&mut h);
+            super::rng(h.finish())
+        };
+        if !draw.per_mille(faults.per_mille) {
+            return Fate::Through;
+        }
+        faults.failed += 1;
+        match draw.below(4) {
+            0 => Fate::NoConnection,
+            1 => Fate::SlowDown,
+            2 => Fate::Lost,
+            _ => {
+                faults.down_for = OUTAGE_REQUESTS;
+                Fate::Lost
+            }
+        }
+    }
+
     /// Writes so far, and their bytes.
     pub fn written(&self) -> (u64, u64) {
-        let store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let store = self.store();
         (store.writes, store.written)
     }
 
     /// An object's body, if it exists.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let store = self.store();
         store.objects.get(key).map(|(body, _)| body.clone())
     }
 
@@ -92,7 +193,7 @@ impl MemS3 {
             value.map(|v| v.trim_matches('"').to_string())
         };
         let body = req.body().bytes().unwrap_or_default();
-        let mut store = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut store = self.store();
         match (req.method(), key.is_empty()) {
             (method, true) => bucket(&mut store, method, query, body),
             (method, false) => {
@@ -239,18 +340,32 @@ fn percent_decode(s: &str) -> String {
 
 impl HttpConnector for MemS3 {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let (status, headers, body) = self.serve(&request);
-        let status = status.try_into().expect("a valid status");
-        let mut response = HttpResponse::new(status, SdkBody::from(body));
-        for (name, value) in headers {
-            response.headers_mut().insert(name, value);
-        }
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let fate = self.fate(&request);
+        let (status, headers, body) = match fate {
+            Fate::NoConnection => (0, vec![], String::new()),
+            Fate::SlowDown => error(503, "SlowDown"),
+            Fate::Through | Fate::Lost => self.serve(&request),
+        };
         let latency = self.1;
         HttpConnectorFuture::new(async move {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            Ok(response)
+            match fate {
+                Fate::NoConnection => Err(ConnectorError::io("connection refused".into())),
+                Fate::Lost => Err(ConnectorError::io(
+                    "connection reset: the answer was lost".into(),
+                )),
+                Fate::Through | Fate::SlowDown => {
+                    let status = status.try_into().expect("a valid status");
+                    let mut response = HttpResponse::new(status, SdkBody::from(body));
+                    for (name, value) in headers {
+                        response.headers_mut().insert(name, value);
+                    }
+                    Ok(response)
+                }
+            }
         })
     }
 }

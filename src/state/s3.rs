@@ -151,6 +151,23 @@ impl S3Backend {
         })
     }
 
+    /// A client with a retry quota of its own. The SDK shares one quota among
+    /// a process's clients of a service; the simulation runs thousands of
+    /// backends in one process, and one seed's retries must not spend the
+    /// next seed's.
+    #[cfg(test)]
+    pub(crate) fn with_own_retry_quota(mut self) -> S3Backend {
+        use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
+        let quota = RetryPartition::custom("dst").token_bucket(TokenBucket::default());
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .retry_partition(quota.build());
+        self.client = aws_sdk_s3::Client::from_conf(config.build());
+        self
+    }
+
     fn lock_key(&self) -> String {
         format!("{}.lock", self.key)
     }
