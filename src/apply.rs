@@ -534,7 +534,13 @@ impl<'a> Steps<'a> {
             if run.running.is_empty() && writing.is_none() {
                 break;
             }
+            // In a fixed order, not tokio's random one, so that a run's
+            // interleaving follows from its inputs alone (the simulation
+            // replays a seed exactly): an interrupt first, then a finished
+            // write (it releases creates), then a finished step.
             tokio::select! {
+                biased;
+                _ = signals.next() => self.interrupt(&mut run),
                 done = async { writing.as_mut().expect("guarded").await }, if writing.is_some() => {
                     let (file, generation, serial, result) = done;
                     writing = None;
@@ -549,7 +555,6 @@ impl<'a> Steps<'a> {
                         self.joined(&mut run, joined)?;
                     }
                 }
-                _ = signals.next() => self.interrupt(&mut run),
             }
         }
         if run.outcome.interrupted || self.lease.as_ref().is_some_and(|l| l.is_lost()) {
@@ -866,39 +871,10 @@ impl<'a> Steps<'a> {
         let existing = self.state.record(&id).cloned();
         let create = matches!(change.action, Action::Create | Action::Replace)
             || existing.as_ref().is_none_or(|r| r.is_pending());
-        let cx = self.cx.clone();
         if !create {
-            let physical_id = existing.and_then(|r| r.physical_id).unwrap_or_default();
-            let before = change.before.clone().unwrap_or_default();
-            let (changed, _) = plan::diff(schema, &props, &before);
-            let mut sent = props.clone();
-            sent.retain(|_, v| !contains_unknown(v));
-            let recorded = self.in_flight(&id, Operation::Update, Some(sent));
-            let gate = self.gate(recorded);
-            self.started(&id, "updating", Some(changed.join(", ")));
-            return Ok(Box::pin(async move {
-                gate.open().await?;
-                let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
-                let r = Resource {
-                    logical_id: &id,
-                    props: &props,
-                    token: "",
-                    replacing: &[],
-                };
-                let u = providers::Update {
-                    id: &physical_id,
-                    old: &before,
-                    r: &r,
-                    changed: &changed,
-                };
-                let attrs = providers::update(provider, &cx, &u).await?;
-                Ok(Done::Updated {
-                    physical_id,
-                    attrs,
-                    props,
-                })
-            }));
+            return Ok(self.start_update(change, provider, props, existing));
         }
+        let cx = self.cx.clone();
         let intent = self.record_intent(change, existing, &props);
         self.intents += 1;
         let gate = self.gate(true);
@@ -906,6 +882,47 @@ impl<'a> Steps<'a> {
         Ok(Box::pin(async move {
             create_or_adopt(provider, &cx, &id, props, intent, gate).await
         }))
+    }
+
+    /// An update in place of what `existing` records.
+    fn start_update(
+        &mut self,
+        change: &Change,
+        provider: &'static dyn Provider,
+        props: Props,
+        existing: Option<ResourceState>,
+    ) -> Job {
+        let (id, cx) = (change.id.clone(), self.cx.clone());
+        let physical_id = existing.and_then(|r| r.physical_id).unwrap_or_default();
+        let before = change.before.clone().unwrap_or_default();
+        let (changed, _) = plan::diff(provider.schema(), &props, &before);
+        let mut sent = props.clone();
+        sent.retain(|_, v| !contains_unknown(v));
+        let recorded = self.in_flight(&id, Operation::Update, Some(sent));
+        let gate = self.gate(recorded);
+        self.started(&id, "updating", Some(changed.join(", ")));
+        Box::pin(async move {
+            gate.open().await?;
+            let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+            let r = Resource {
+                logical_id: &id,
+                props: &props,
+                token: "",
+                replacing: &[],
+            };
+            let u = providers::Update {
+                id: &physical_id,
+                old: &before,
+                r: &r,
+                changed: &changed,
+            };
+            let attrs = providers::update(provider, &cx, &u).await?;
+            Ok(Done::Updated {
+                physical_id,
+                attrs,
+                props,
+            })
+        })
     }
 
     /// Writes the intent of a create into the state: the properties, and the

@@ -118,9 +118,12 @@ impl Sim {
     fn run(&self, op: Op) -> End {
         let rt = runtime();
         let result = rt.block_on(async {
+            // A process that died at a call died there, whatever else was
+            // ready (and tokio's random choice would not replay).
             tokio::select! {
-                r = self.once(op) => Some(r),
+                biased;
                 () = self.cloud.crashed() => None,
+                r = self.once(op) => Some(r),
             }
         });
         drop(rt);
@@ -133,8 +136,9 @@ impl Sim {
         let mut run = local.spawn_local(self.once(op));
         let result = rt.block_on(local.run_until(async {
             tokio::select! {
-                r = &mut run => Some(r.unwrap_or_else(|e| Err(e.into()))),
+                biased;
                 () = self.cloud.crashed() => None,
+                r = &mut run => Some(r.unwrap_or_else(|e| Err(e.into()))),
             }
         }));
         let stalled = self.cloud.lock().stalled;
@@ -530,7 +534,8 @@ fn faults(rng: &mut Rng, can_stall: bool) -> Faults {
 /// threads. The default, what every `cargo test` and so CI runs: 1,667
 /// seeds (10,002 schedules) on two threads, about 100 s in the debug build
 /// on two free cores. `scripts/dst` runs more, in release. Each failure
-/// prints the command that replays it.
+/// prints the command that replays it; with DST_EACH set, each seed's counts
+/// (two processes over the same seeds print the same lines).
 #[test]
 fn seeds_converge_under_faults_and_keep_every_invariant() {
     let var = |k: &str, d: u64| {
@@ -547,7 +552,12 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
         let (mut failures, mut done) = (Vec::new(), 0u64);
         for seed in (first..start + count).step_by(threads as usize) {
             match run_seed(seed) {
-                Ok(counts) => total.iter_mut().zip(counts).for_each(|(t, c)| *t += c),
+                Ok(counts) => {
+                    if std::env::var_os("DST_EACH").is_some() {
+                        eprintln!("dst: seed {seed} {counts:?}");
+                    }
+                    total.iter_mut().zip(counts).for_each(|(t, c)| *t += c)
+                }
                 Err(e) => {
                     eprintln!("{e}\n  replay: scripts/dst 1 {seed}");
                     failures.push(e);

@@ -90,6 +90,11 @@ impl MemS3 {
                 aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
             )
             .http_client(self.clone())
+            // It times a body's progress by the machine's clock; bodies here
+            // are in memory.
+            .stalled_stream_protection(
+                aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+            )
             // As providers::loader retries, without the jitter (drawn from
             // the OS, which a seed does not replay).
             .retry_config(
