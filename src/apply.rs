@@ -213,7 +213,46 @@ pub enum ApplyError {
 type Sent = (Result<Done, ProviderError>, Instant);
 
 /// How many intents a finished state write holds.
-type Durable = tokio::sync::watch::Receiver<u64>;
+/// How many of the run's intents the finished state writes hold, and a wake-up
+/// for the steps waiting on them. (Not a `watch` channel: it wakes its
+/// waiters in a random order, and a run's interleaving must follow from its
+/// inputs alone for the simulation to replay a seed.)
+#[derive(Default)]
+struct Durable {
+    written: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicBool,
+    grew: tokio::sync::Notify,
+}
+
+impl Durable {
+    fn advance(&self, written: u64) {
+        self.written
+            .fetch_max(written, std::sync::atomic::Ordering::SeqCst);
+        self.grew.notify_waiters();
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.grew.notify_waiters();
+    }
+
+    /// Whether the writes came to hold `intent`; false once one failed.
+    async fn reached(&self, intent: u64) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let grew = self.grew.notified();
+            tokio::pin!(grew);
+            grew.as_mut().enable();
+            if self.written.load(SeqCst) >= intent {
+                return true;
+            }
+            if self.failed.load(SeqCst) {
+                return false;
+            }
+            grew.await;
+        }
+    }
+}
 
 /// Where a run's steps are: what each needs, which are ready, which run.
 struct Schedule {
@@ -258,14 +297,14 @@ impl Schedule {
 /// holding its intent (when it recorded one) and a confirmed lease.
 struct Gate {
     intent: Option<u64>,
-    durable: Durable,
+    durable: Arc<Durable>,
     lease: Option<Arc<dyn Lease>>,
 }
 
 impl Gate {
-    async fn open(mut self) -> Result<(), ProviderError> {
+    async fn open(self) -> Result<(), ProviderError> {
         if let Some(intent) = self.intent {
-            if self.durable.wait_for(|d| *d >= intent).await.is_err() {
+            if !self.durable.reached(intent).await {
                 return Err(ProviderError::withheld(
                     "the state could not be written: not sent",
                 ));
@@ -402,7 +441,7 @@ impl Walk<'_> {
             parallelism,
             intents: 0,
             lease: file.lease(),
-            durable: tokio::sync::watch::channel(0).0,
+            durable: Arc::default(),
             announced: None,
         };
         steps.adopt(plan);
@@ -484,7 +523,7 @@ struct Steps<'a> {
     lease: Option<Arc<dyn Lease>>,
     /// The pipeline of state writes: announces how many of the intents a
     /// finished write holds.
-    durable: tokio::sync::watch::Sender<u64>,
+    durable: Arc<Durable>,
     /// The event of the step last prepared.
     announced: Option<Event>,
 }
@@ -495,7 +534,7 @@ impl<'a> Steps<'a> {
     fn gate(&self, recorded: bool) -> Gate {
         Gate {
             intent: recorded.then_some(self.intents),
-            durable: self.durable.subscribe(),
+            durable: self.durable.clone(),
             lease: self.lease.clone(),
         }
     }
@@ -545,10 +584,13 @@ impl<'a> Steps<'a> {
                     let (file, generation, serial, result) = done;
                     writing = None;
                     idle = Some(file);
-                    result?;
+                    if let Err(e) = result {
+                        self.durable.fail();
+                        return Err(e.into());
+                    }
                     written = generation;
                     self.state.serial = self.state.serial.max(serial);
-                    self.durable.send_replace(generation);
+                    self.durable.advance(generation);
                 }
                 joined = run.running.join_next_with_id(), if !run.running.is_empty() => {
                     if let Some(joined) = joined {
