@@ -568,8 +568,9 @@ pub trait Backend: Send + Sync {
     /// Where, for messages: `state/<stack>.json` or `s3://bucket/key`.
     fn location(&self) -> String;
 
-    /// The state with whatever the journal of a run that died holds replayed
-    /// into it; an empty state for a stack never applied.
+    /// The state with its journal replayed into it (what a run that died
+    /// wrote, or entries not yet folded in); an empty state for a stack
+    /// never applied.
     async fn load(&mut self, stack: &str) -> Result<State, StateError>;
 
     /// Makes the state durable as it is now: a journal entry with what changed

@@ -342,7 +342,8 @@ impl S3Backend {
     }
 
     /// The journal entries written after the state's serial, read in
-    /// parallel: what a run that died saved. Entries at or below it (left
+    /// parallel: what earlier runs saved and did not fold into the state
+    /// object, or a run that died left. Entries at or below it (left
     /// when a compaction could not delete them) are in the state already and
     /// are not read; the next compaction deletes them.
     async fn newer_entries(&self, serial: u64) -> Result<(Vec<Entry>, usize), StateError> {
