@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
-use super::rng;
 use crate::providers::reach::Ledger;
 use crate::providers::{
     split_tags, Attrs, Cause, Created, Ctx, HasSchema, Observed, Provider, ProviderError, Reach,
@@ -159,14 +158,8 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    /// The choices of one thing in this run: drawn from the seed, the run
-    /// and the thing, with SipHash's fixed keys (the same in every process).
     fn draw(&self, thing: impl std::hash::Hash) -> crate::rng::Rng {
-        use std::hash::{Hash, Hasher};
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new();
-        (self.seed, self.run, thing).hash(&mut h);
-        rng(h.finish())
+        super::draw(self.seed, self.run, thing)
     }
 
     pub(super) fn count(&mut self, kind: Injected) {

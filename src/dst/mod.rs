@@ -39,6 +39,17 @@ fn rng(seed: u64) -> Rng {
     Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
 }
 
+/// The choices of one thing in one run of a seed: drawn from the three with
+/// SipHash's fixed keys (the same in every process), so they do not depend
+/// on what else the run did first.
+fn draw(seed: u64, run: u64, thing: impl std::hash::Hash) -> Rng {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    (seed, run, thing).hash(&mut h);
+    rng(h.finish())
+}
+
 #[derive(Debug, PartialEq)]
 enum End {
     Done,

@@ -148,13 +148,7 @@ impl MemS3 {
         let request = (req.method().to_string(), req.uri().to_string());
         let nth = faults.seen.entry(request.clone()).or_default();
         *nth += 1;
-        let mut draw = {
-            use std::hash::{Hash, Hasher};
-            #[allow(deprecated)]
-            let mut h = std::hash::SipHasher::new();
-            (faults.seed, faults.run, request, *nth).hash(&mut h);
-            super::rng(h.finish())
-        };
+        let mut draw = super::draw(faults.seed, faults.run, (request, *nth));
         if !draw.per_mille(faults.per_mille) {
             return Fate::Through;
         }
