@@ -440,6 +440,9 @@ fn read_info(f: &mut File) -> Option<LockInfo> {
     serde_json::from_str(&text).ok()
 }
 
+/// How long a lock held by a holder that has not named itself is waited for.
+const UNNAMED_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn open_lock_file(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
@@ -461,20 +464,29 @@ impl Lock {
             source,
         };
         let mut f = open_lock_file(&path).map_err(write_err)?;
-        match f.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let info = read_info(&mut f);
-                return Err(StateError::Locked {
-                    holder: info.as_ref().map_or_else(
-                        || "another run (it has not named itself yet)".to_string(),
-                        LockInfo::describe,
-                    ),
-                    id: info.map(|i| i.id).unwrap_or_default(),
-                    path,
-                });
+        // A holder that has not named itself is gone or named in moments: a
+        // run that just took the flock, or the handle of a lock just released
+        // still open in a child process between fork and exec.
+        let named_by = std::time::Instant::now() + UNNAMED_HOLDER_WAIT;
+        loop {
+            match f.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(write_err(e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(write_err(e)),
+            let info = read_info(&mut f);
+            if info.is_none() && std::time::Instant::now() < named_by {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+            return Err(StateError::Locked {
+                holder: info.as_ref().map_or_else(
+                    || "another run (it has not named itself yet)".to_string(),
+                    LockInfo::describe,
+                ),
+                id: info.map(|i| i.id).unwrap_or_default(),
+                path,
+            });
         }
         // Whatever the file names, its process is gone: it held the flock.
         let took_over = read_info(&mut f);
@@ -588,6 +600,24 @@ mod tests {
         saved_with_output(&mut f, &mut s, n + 100);
         f.write(&mut s).unwrap();
         s
+    }
+
+    /// A flock held without a name is a run between taking it and naming
+    /// itself, or a copy of a closed lock's handle in a child process not
+    /// yet started (between fork and exec): either is gone in moments.
+    #[test]
+    fn a_lock_held_without_a_name_is_waited_for_a_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::for_stack(dir.path(), "demo");
+        let unnamed = open_lock_file(&file.lock_path()).unwrap();
+        unnamed.try_lock().unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(unnamed);
+        });
+        let lock = Lock::acquire(&file, "apply");
+        holder.join().unwrap();
+        assert!(lock.is_ok(), "{:?}", lock.err());
     }
 
     #[test]
