@@ -732,6 +732,16 @@ fn of_two_concurrent_applies_one_proceeds_and_the_other_fails_fast_naming_it() {
     }
 }
 
+/// Waits (a minute at most) until a call hook sets `flag`.
+#[track_caller]
+fn until_set(flag: &Mutex<bool>, never: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !*flag.lock().unwrap() {
+        assert!(Instant::now() < deadline, "{never}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_second_interrupt_stops_waiting_and_keeps_the_intent() {
     let env = seeded();
@@ -750,11 +760,7 @@ fn a_second_interrupt_stops_waiting_and_keeps_the_intent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !*started.lock().unwrap() {
-        assert!(Instant::now() < deadline, "RunInstances was never called");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_set(&started, "RunInstances was never called");
     let pid = child.id().to_string();
     let int = || {
         std::process::Command::new("kill")
@@ -832,11 +838,7 @@ fn an_interrupt_takes_back_the_intents_of_creates_never_sent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !*sent.lock().unwrap() {
-        assert!(Instant::now() < deadline, "no create was called");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_set(&sent, "no create was called");
     let int = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
