@@ -341,7 +341,7 @@ fn backend_yaml(settings: &BTreeMap<String, String>) -> String {
 pub fn force_unlock(file: &FileArgs, lock_id: &str, yes: bool) -> Result<ExitCode> {
     let stack = file.stack()?;
     runtime()?.block_on(async {
-        let backend = crate::state::open(&stack, &file.backend_config).await?;
+        let mut backend = crate::state::open(&stack, &file.backend_config).await?;
         let holder = backend.holder().await?;
         let alive = holder.filter(|h| !h.gone).and_then(|h| h.info);
         if let Some(info) = alive.filter(|i| i.id == lock_id && !yes) {

@@ -371,7 +371,7 @@ impl Backend for StateFile {
         tokio::task::block_in_place(|| StateFile::rekey(self, stack))
     }
 
-    async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
+    async fn force_unlock(&mut self, id: &str) -> Result<String, StateError> {
         Lock::force_unlock(self, id)
     }
 

@@ -595,8 +595,10 @@ pub trait Backend: Send + Sync {
     /// Takes the lock, or fails at once naming its holder.
     async fn lock(&self, operation: &str) -> Result<Box<dyn Held>, StateError>;
 
-    /// Clears a lock whose holder is gone, given the id its error printed.
-    async fn force_unlock(&self, id: &str) -> Result<String, StateError>;
+    /// Clears a lock whose holder is gone or stalled, given the id its error
+    /// printed; where that holder could still write later (S3), the state is
+    /// fenced against it first.
+    async fn force_unlock(&mut self, id: &str) -> Result<String, StateError>;
 
     /// Who holds the lock now, if anyone (before a force-unlock asks).
     async fn holder(&self) -> Result<Option<Holder>, StateError> {

@@ -431,6 +431,30 @@ impl S3Backend {
             &state_context(&self.stack),
         )?)
     }
+
+    /// Writes the state whole at the next serial, before a lock is forced
+    /// away: a write of the run that held it, sent from a machine that
+    /// stalled and landing at any time later, then finds the state object
+    /// changed (a compaction) or its serial behind the state's (an entry),
+    /// and is refused or never replayed. Its lease stops what it has not
+    /// sent yet; only the store can refuse what it has. Retried while that
+    /// run still writes.
+    async fn fence(&mut self) -> Result<(), StateError> {
+        let stack = self.stack.clone();
+        for _ in 0..3 {
+            let mut state = self.load(&stack).await?;
+            // Compared with nothing read, even an unchanged state moves on.
+            self.last = None;
+            match self.compact(&mut state).await {
+                Err(StateError::Conflict { .. }) => continue,
+                written => return written,
+            }
+        }
+        Err(StateError::Backend(format!(
+            "the state {} kept changing while its lock was being forced: its holder is still running, so the lock is left in place",
+            self.location()
+        )))
+    }
 }
 
 #[async_trait]
@@ -617,7 +641,7 @@ impl Backend for S3Backend {
         }
     }
 
-    async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
+    async fn force_unlock(&mut self, id: &str) -> Result<String, StateError> {
         let Some((bytes, etag)) = self.get(&self.lock_key()).await? else {
             return Ok("The state was not locked.".into());
         };
@@ -629,6 +653,7 @@ impl Backend for S3Backend {
                 info.describe()
             )));
         }
+        self.fence().await?;
         // Only the lock object that was read: a new holder's survives.
         if !self.delete(&self.lock_key(), etag.as_deref()).await? {
             return Err(StateError::Backend(
@@ -890,6 +915,33 @@ mod tests {
             sensitive: Vec::new(),
             unfinished: None,
         }
+    }
+
+    /// `force-unlock` fences the run it forces out: that run's write, sent
+    /// before it stalled and landing after another run changed nothing,
+    /// finds its serial behind the state's and is never replayed.
+    #[tokio::test]
+    async fn a_forced_out_runs_late_write_is_refused() {
+        let mem = crate::dst::s3::MemS3::default();
+        let mut first = crate::dst::s3_backend(&mem).unwrap();
+        let mut state = first.load("dst").await.unwrap();
+        state.resources.insert("t0".into(), topic(0).into());
+        first.settle(&mut state).await.unwrap();
+
+        let mut stalled = crate::dst::s3_backend(&mem).unwrap();
+        let held = stalled.lock("apply").await.unwrap();
+        let mut stale = stalled.load("dst").await.unwrap();
+        let mut operator = crate::dst::s3_backend(&mem).unwrap();
+        operator.force_unlock(&held.info().id).await.unwrap();
+        let mut other = crate::dst::s3_backend(&mem).unwrap();
+        let _lock = other.lock("apply").await.unwrap();
+        let mut unchanged = other.load("dst").await.unwrap();
+        other.settle(&mut unchanged).await.unwrap();
+
+        stale.resources.insert("t1".into(), topic(1).into());
+        stalled.save(&mut stale).await.unwrap_err();
+        let next = crate::dst::s3_backend(&mem).unwrap().load("dst").await;
+        assert_eq!(next.unwrap(), unchanged);
     }
 
     /// A run that changes one record writes one journal entry, not the whole

@@ -305,7 +305,7 @@ fn force_unlock_takes_the_lock_id_it_printed() {
     on_both(|kind, rt| {
         rt.block_on(async {
             kind.plant_dead_lock().await;
-            let b = kind.open();
+            let mut b = kind.open();
             let wrong = b.force_unlock("not-it").await.unwrap_err().to_string();
             assert!(wrong.contains("the lock's id is dead-run"), "{wrong}");
             b.force_unlock("dead-run").await.unwrap();
