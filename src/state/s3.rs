@@ -432,13 +432,13 @@ impl S3Backend {
         )?)
     }
 
-    /// Writes the state whole at the next serial, before a lock is forced
-    /// away: a write of the run that held it, sent from a machine that
-    /// stalled and landing at any time later, then finds the state object
-    /// changed (a compaction) or its serial behind the state's (an entry),
-    /// and is refused or never replayed. Its lease stops what it has not
-    /// sent yet; only the store can refuse what it has. Retried while that
-    /// run still writes.
+    /// Writes the state whole at the next serial, while a lock is being
+    /// forced away: a write of the run that held it, sent from a machine
+    /// that stalled and landing at any time later, then finds the state
+    /// object changed (a compaction) or its serial behind the state's (an
+    /// entry), and is refused or never replayed. Its lease stops what it
+    /// has not sent yet; only the store can refuse what it has. Retried
+    /// while such writes land.
     async fn fence(&mut self) -> Result<(), StateError> {
         let stack = self.stack.clone();
         for _ in 0..3 {
@@ -653,12 +653,28 @@ impl Backend for S3Backend {
                 info.describe()
             )));
         }
-        self.fence().await?;
-        // Only the lock object that was read: a new holder's survives.
-        if !self.delete(&self.lock_key(), etag.as_deref()).await? {
-            return Err(StateError::Backend(
-                "the lock changed while it was being cleared: look again".into(),
-            ));
+        let changed = || {
+            StateError::Backend("the lock changed while it was being cleared: look again".into())
+        };
+        // The holder is revoked first: the lock becomes this command's (only
+        // the object that was read), so the holder's next confirmation fails
+        // and no other run starts before the state is fenced.
+        let ours = LockInfo::new("force-unlock");
+        let body = serde_json::to_vec(&ours).map_err(|e| StateError::Backend(e.to_string()))?;
+        let Some(etag) = etag else {
+            return Err(changed());
+        };
+        let Some(etag) = self.put(&self.lock_key(), body, Some(&etag), false).await? else {
+            return Err(changed());
+        };
+        if let Err(e) = self.fence().await {
+            return Err(StateError::Backend(format!(
+                "{e}; the lock is now this command's: once that is mended, `stackctl force-unlock {}` clears it",
+                ours.id
+            )));
+        }
+        if !self.delete(&self.lock_key(), Some(&etag)).await? {
+            return Err(changed());
         }
         Ok(match info {
             Some(i) => format!("Removed the lock of {}.", i.describe()),
