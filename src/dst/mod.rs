@@ -27,11 +27,13 @@ use crate::rng::Rng;
 mod cloud;
 pub(crate) mod s3;
 mod scale;
+mod shrink;
 mod stack;
 
 pub use cloud::{provider, Cloud, ACCOUNT, REGION};
 use cloud::{Counts, Faults, Object, Rules};
 pub use s3::no_network;
+use shrink::Keep;
 use stack::{edit, new_res, render, Res, RETENTIONS};
 
 /// A seed's choices: its bits mixed so neighbouring seeds differ at once.
@@ -415,14 +417,14 @@ fn the_state_records(state: &Value, ours: &BTreeMap<&String, &Object>) -> Result
 /// One seed: a stack, edits each applied under faults and recovered, then
 /// destroy under faults and recovered. The error says what broke where.
 pub fn run_seed(seed: u64) -> Result<Counts, String> {
-    run_seed_under(seed, Rules::TODAYS)
+    run_seed_under(seed, Rules::TODAYS, &Keep::ALL)
 }
 
 /// The faulted runs of a seed: its edits' applies, then its destroy.
 pub const SCHEDULES_PER_SEED: u64 = STEPS + 2;
 const STEPS: u64 = 4;
 
-fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
+fn run_seed_under(seed: u64, rules: Rules, keep: &Keep) -> Result<Counts, String> {
     simulate_the_wall_clock();
     let cloud = Cloud::new(seed);
     cloud.lock().rules = rules;
@@ -452,7 +454,7 @@ fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
             _ => edit(&mut rng, &mut stack, 100 + step, seed),
         };
         sim.write(&stack)?;
-        let faults = faults(&mut rng, sim.s3.is_some());
+        let faults = keep.of(step as usize, faults(&mut rng, sim.s3.is_some()));
         let at = |e: String| format!("seed {seed}, step {step} ({what}, faults {faults:?}): {e}");
         sim.set_faults(faults);
         if let Ok(stalled) = sim.run_until_stalled(Op::Apply) {
@@ -464,7 +466,7 @@ fn run_seed_under(seed: u64, rules: Rules) -> Result<Counts, String> {
         recover(&sim, Op::Apply).map_err(at)?;
         check(&sim, &stack, &foreign).map_err(at)?;
     }
-    let faults = faults(&mut rng, false);
+    let faults = keep.of(STEPS as usize + 1, faults(&mut rng, false));
     sim.set_faults(faults);
     let _ = sim.run(Op::Destroy);
     let at = |e: String| format!("seed {seed}, destroy (faults {faults:?}): {e}");
@@ -557,12 +559,13 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
     };
     let (start, count) = (var("DST_START", 0), var("DST_SEEDS", 1_667));
     let threads = var("DST_THREADS", 2).max(1);
+    let keep = Keep::from_env().unwrap_or_else(|e| panic!("{e}"));
     // Seeds are independent: each thread takes every `threads`-th.
     let share = |first: u64| {
         let mut total = Counts::default();
         let (mut failures, mut done) = (Vec::new(), 0u64);
         for seed in (first..start + count).step_by(threads as usize) {
-            match run_seed(seed) {
+            match run_seed_under(seed, Rules::TODAYS, &keep) {
                 Ok(counts) => {
                     if std::env::var_os("DST_EACH").is_some() {
                         eprintln!("dst: seed {seed} {counts:?}");
@@ -570,7 +573,12 @@ fn seeds_converge_under_faults_and_keep_every_invariant() {
                     total.iter_mut().zip(counts).for_each(|(t, c)| *t += c)
                 }
                 Err(e) => {
-                    eprintln!("{e}\n  replay: scripts/dst 1 {seed}");
+                    let (shrunk, how) = shrink::shrink(seed, Rules::TODAYS, keep, e.clone());
+                    eprintln!(
+                        "{e}\n  replay: {}scripts/dst 1 {seed}\n  shrunk: {how}\n  replay that: {}scripts/dst 1 {seed}",
+                        keep.env(),
+                        shrunk.env()
+                    );
                     failures.push(e);
                 }
             }
@@ -628,11 +636,29 @@ fn a_stalled_runs_write_is_not_replayed_after_a_run_that_changed_nothing() {
 /// The first seed of 0..300 whose run under `old` rules breaks an invariant
 /// with `symptom`, which today's rules keep.
 fn first_seed_catching(old: Rules, symptom: &str) -> u64 {
-    let seed = (0..300).find(|&seed| run_seed_under(seed, old).is_err_and(|e| e.contains(symptom)));
+    let seed = (0..300)
+        .find(|&seed| run_seed_under(seed, old, &Keep::ALL).is_err_and(|e| e.contains(symptom)));
     let seed = seed.unwrap_or_else(|| panic!("no seed of 0..300 found {symptom:?}"));
     assert!(run_seed(seed).is_ok(), "seed {seed} fails today too");
     eprintln!("dst: {symptom:?} first found by seed {seed}");
     seed
+}
+
+/// A failing seed shrinks to the faulted runs and kinds of fault it needs:
+/// a woken run that sends after its lock was forced (Trust II's second
+/// defect, put back) needs its stall, and the shrunk schedule replays.
+#[test]
+fn a_failing_schedule_shrinks_to_what_it_needs() {
+    let ungated = Rules {
+        gated: false,
+        ..Rules::TODAYS
+    };
+    let failure = run_seed_under(58, ungated, &Keep::ALL).unwrap_err();
+    let (kept, how) = shrink::shrink(58, ungated, Keep::ALL, failure);
+    eprintln!("dst: seed 58 ungated shrinks to {}: {how}", kept.env());
+    assert!(kept.keeps("stall") && kept != Keep::ALL, "{kept:?}");
+    assert!(kept.env().contains("DST_RUNS="), "{}", kept.env());
+    assert_eq!(run_seed_under(58, ungated, &kept), Err(how));
 }
 
 /// Trust II's first defect, put back: a failed call judged by its last
