@@ -86,6 +86,10 @@ pub struct Faults {
     /// connection, SlowDown, or S3 acts and the answer is lost (then, at
     /// times, no connection for the next few requests). The SDK retries.
     pub s3: u64,
+    /// Of attempts: the network's latency, up to this many ms, drawn for
+    /// each attempt, so that steps finish, and the steps they free start,
+    /// in an order drawn from the seed.
+    pub slow: u64,
 }
 
 /// The rules of the layer between the engine and AWS (the SDK interceptor's)
@@ -351,15 +355,18 @@ impl Cloud {
             }
             Fate::Attempts(attempts) => attempts,
         };
-        let (rules, latency) = {
+        let (rules, latency, slow, mut pace) = {
             let inner = self.lock();
-            (inner.rules, inner.latency)
+            let n = inner.seen.get(what).copied().unwrap_or_default();
+            let pace = inner.draw(("slow", what, n));
+            (inner.rules, inner.latency, inner.faults.slow, pace)
         };
         let mut ledger = Ledger::default();
         let mut last = Attempt::NoConnection;
         for attempt in attempts {
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
+            let jitter = std::time::Duration::from_millis(pace.below(slow as usize + 1) as u64);
+            if !(latency + jitter).is_zero() {
+                tokio::time::sleep(latency + jitter).await;
             }
             self.lock().attempts += 1;
             // The interceptor asks the gate before each attempt is sent.

@@ -454,7 +454,8 @@ fn run_seed_under(seed: u64, rules: Rules, keep: &Keep) -> Result<Counts, String
             _ => edit(&mut rng, &mut stack, 100 + step, seed),
         };
         sim.write(&stack)?;
-        let faults = keep.of(step as usize, faults(&mut rng, sim.s3.is_some()));
+        let drawn = faults(&mut rng, sim.s3.is_some(), slow(seed, step));
+        let faults = keep.of(step as usize, drawn);
         let at = |e: String| format!("seed {seed}, step {step} ({what}, faults {faults:?}): {e}");
         sim.set_faults(faults);
         if let Ok(stalled) = sim.run_until_stalled(Op::Apply) {
@@ -466,7 +467,8 @@ fn run_seed_under(seed: u64, rules: Rules, keep: &Keep) -> Result<Counts, String
         recover(&sim, Op::Apply).map_err(at)?;
         check(&sim, &stack, &foreign).map_err(at)?;
     }
-    let faults = keep.of(STEPS as usize + 1, faults(&mut rng, false));
+    let drawn = faults(&mut rng, false, slow(seed, STEPS + 1));
+    let faults = keep.of(STEPS as usize + 1, drawn);
     sim.set_faults(faults);
     let _ = sim.run(Op::Destroy);
     let at = |e: String| format!("seed {seed}, destroy (faults {faults:?}): {e}");
@@ -514,9 +516,9 @@ fn forced_while_stalled(sim: &Sim, stalled: Stalled, stack: &[Res]) -> Result<()
     Ok(())
 }
 
-/// A faulted run's faults; one that can stall only where the lock is S3's
+/// A faulted run's faults, its latency drawn apart; one that can stall only where the lock is S3's
 /// (a local lock is the process's own: it cannot be forced while it lives).
-fn faults(rng: &mut Rng, can_stall: bool) -> Faults {
+fn faults(rng: &mut Rng, can_stall: bool, slow: u64) -> Faults {
     let crash = match rng.per_mille(500) {
         true => 20 + rng.below(150) as u64,
         false => 0,
@@ -540,6 +542,17 @@ fn faults(rng: &mut Rng, can_stall: bool) -> Faults {
         stall,
         lag,
         s3: per_mille(100),
+        slow,
+    }
+}
+
+/// A faulted run's latency: in half the runs, up to 0–199 ms an attempt.
+/// Drawn apart from the seed's other choices, which it leaves as they were.
+fn slow(seed: u64, run: u64) -> u64 {
+    let mut d = draw(seed, run, "slow");
+    match d.per_mille(500) {
+        true => d.below(200) as u64,
+        false => 0,
     }
 }
 

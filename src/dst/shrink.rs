@@ -6,8 +6,8 @@ use super::cloud::{Faults, Rules};
 use super::{run_seed_under, SCHEDULES_PER_SEED};
 
 /// The kinds of fault, by the names `DST_KEEP` takes.
-const KINDS: [&str; 9] = [
-    "down", "refuse", "lose", "outage", "throttle", "crash", "stall", "lag", "s3",
+const KINDS: [&str; 10] = [
+    "down", "refuse", "lose", "outage", "throttle", "crash", "stall", "lag", "s3", "slow",
 ];
 const RUNS: usize = SCHEDULES_PER_SEED as usize;
 
@@ -41,6 +41,7 @@ impl Keep {
             &mut f.stall,
             &mut f.lag,
             &mut f.s3,
+            &mut f.slow,
         ];
         for (field, kept) in fields.into_iter().zip(self.kinds) {
             if !kept {
@@ -135,7 +136,7 @@ fn the_replay_environment_reads_back_as_the_schedule_it_names() {
     let env = keep.env();
     assert_eq!(
         env,
-        "DST_KEEP=down,refuse,lose,outage,throttle,crash,lag,s3 DST_RUNS=0,1,3,4,5 "
+        "DST_KEEP=down,refuse,lose,outage,throttle,crash,lag,s3,slow DST_RUNS=0,1,3,4,5 "
     );
     let value = |name: &str| env.split(' ').find_map(|v| v.strip_prefix(name));
     assert_eq!(
