@@ -960,6 +960,29 @@ mod tests {
         assert_eq!(next.unwrap(), unchanged);
     }
 
+    /// `force-unlock` takes the lock from its holder before it touches the
+    /// state: when the state cannot be fenced (here, unreadable), the holder
+    /// has lost its lock all the same, and the lock left is the command's.
+    #[tokio::test]
+    async fn force_unlock_revokes_the_holder_before_it_fences_the_state() {
+        let mem = crate::dst::s3::MemS3::default();
+        let holder = crate::dst::s3_backend(&mem).unwrap();
+        let held = holder.lock("apply").await.unwrap();
+        let mut operator = crate::dst::s3_backend(&mem).unwrap();
+        let garbage = b"{".to_vec();
+        let written = operator.put(crate::dst::STATE_KEY, garbage, None, false);
+        written.await.unwrap();
+        let refused = operator.force_unlock(&held.info().id).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("the lock is now this command's"),
+            "{refused}"
+        );
+        let lease = holder.lease().unwrap();
+        assert!(lease.confirm(Duration::ZERO).await.is_err());
+    }
+
     /// A run that changes one record writes one journal entry, not the whole
     /// state; once the entries reach a quarter of the state, a run's end
     /// folds them in. Every run reads every earlier run's change.
