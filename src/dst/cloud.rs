@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::providers::reach::Ledger;
 use crate::providers::{
-    split_tags, Attrs, Cause, Created, Ctx, HasSchema, Observed, Provider, ProviderError, Reach,
-    Resource, Update,
+    split_tags, Attrs, BatchResult, Cause, Created, Ctx, HasSchema, Observed, Provider,
+    ProviderError, Reach, ReadResult, Resource, Update,
 };
 use crate::schema::{fill_format, Props, Schema};
 
@@ -595,7 +595,7 @@ impl Provider for Model {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let schema = self.0;
         let what = format!("read {id}");
         let now = cloud(cx).now();
@@ -650,11 +650,7 @@ impl Provider for Model {
             .await
     }
 
-    async fn read_many(
-        &self,
-        cx: &Ctx,
-        ids: &[String],
-    ) -> Result<std::collections::HashMap<String, Option<Observed>>, ProviderError> {
+    async fn read_many(&self, cx: &Ctx, ids: &[String]) -> BatchResult {
         // As DescribeLogGroups by the names' prefix: a page of 50 a call,
         // one page after another.
         let schema = self.0;

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    attrs, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    attrs, str_list, Attrs, Created, Ctx, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Kind, Names, Prop, Props, Schema, Service, Type,
@@ -116,7 +116,7 @@ impl Provider for Ami {
         ))
     }
 
-    async fn read(&self, _: &Ctx, _: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, _: &Ctx, _: &str) -> ReadResult {
         Ok(None)
     }
 

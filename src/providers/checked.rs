@@ -3,12 +3,13 @@
 //! attribute or property the schema does not declare (and so that validation,
 //! plans, docs and the JSON Schema do not know about).
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{Attrs, Created, Ctx, HasSchema, Observed, Provider, ProviderError, Resource, Update};
+use super::{
+    Attrs, BatchResult, Created, Ctx, HasSchema, Observed, Provider, ProviderError, ReadResult,
+    Resource, Update,
+};
 use crate::schema::{Props, Schema};
 
 pub struct Checked(pub &'static dyn Provider);
@@ -43,7 +44,7 @@ fn check_observed(schema: &Schema, observed: &Observed) {
 }
 
 impl Checked {
-    fn observed(&self, got: &Result<Option<Observed>, ProviderError>) {
+    fn observed(&self, got: &ReadResult) {
         if let Ok(Some(observed)) = got {
             check_observed(self.0.schema(), observed);
         }
@@ -66,18 +67,13 @@ impl Provider for Checked {
         created
     }
 
-    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, physical_id: &str) -> ReadResult {
         let got = self.0.read(cx, physical_id).await;
         self.observed(&got);
         got
     }
 
-    async fn read_recorded(
-        &self,
-        cx: &Ctx,
-        physical_id: &str,
-        attrs: &Map<String, Value>,
-    ) -> Result<Option<Observed>, ProviderError> {
+    async fn read_recorded(&self, cx: &Ctx, physical_id: &str, attrs: &Attrs) -> ReadResult {
         let got = self.0.read_recorded(cx, physical_id, attrs).await;
         self.observed(&got);
         got
@@ -108,11 +104,7 @@ impl Provider for Checked {
         self.0.exists(cx, id).await
     }
 
-    async fn read_many(
-        &self,
-        cx: &Ctx,
-        ids: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+    async fn read_many(&self, cx: &Ctx, ids: &[String]) -> BatchResult {
         let got = self.0.read_many(cx, ids).await;
         for observed in got.iter().flat_map(|m| m.values().flatten()) {
             check_observed(self.schema(), observed);

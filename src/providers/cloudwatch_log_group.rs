@@ -1,12 +1,11 @@
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
     absent, attrs, aws, check_name, observed_by_name, split_tags, tagging, tags_of_each, tags_or,
-    Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    Attrs, BatchResult, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
+    Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -185,10 +184,7 @@ fn common_prefix(names: &[String]) -> &str {
 /// last name wanted; one lookup each, in parallel, when they share no prefix.
 /// Without tags from the bulk read, each group's tag call (by name) goes out
 /// beside them, not after.
-async fn read_many(
-    cx: &Ctx,
-    names: &[String],
-) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+async fn read_many(cx: &Ctx, names: &[String]) -> BatchResult {
     let mut sorted = names.to_vec();
     sorted.sort();
     let tags = tags_of_each(cx, names.to_vec(), |name| async move {
@@ -284,7 +280,7 @@ impl Provider for LogGroup {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {
         if cx.has_known_tags() {
             return match describe(cx, name).await? {
                 Some(group) => Ok(Some(observe(cx, group, None).await?)),
@@ -306,11 +302,7 @@ impl Provider for LogGroup {
 
     /// DescribeLogGroups lists groups by name prefix, 50 a page, in name
     /// order: groups that share a prefix are read a page at a time.
-    async fn read_many(
-        &self,
-        cx: &Ctx,
-        names: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+    async fn read_many(&self, cx: &Ctx, names: &[String]) -> BatchResult {
         read_many(cx, names).await
     }
 

@@ -6,7 +6,8 @@ use super::cloudwatch_log_group::check_log_group_name;
 use super::id_parts;
 use super::Typed;
 use super::{
-    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
+    Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -186,7 +187,7 @@ impl Provider for MetricFilter {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let (group, name) = id_parts(&SCHEMA, id)?;
         let got = send!(cx
             .logs()

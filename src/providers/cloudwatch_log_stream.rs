@@ -5,7 +5,8 @@ use super::cloudwatch_log_group::check_log_group_name;
 use super::id_parts;
 use super::Typed;
 use super::{
-    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
+    Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Names, Prop, Props, Schema, Service, Type};
 
@@ -122,7 +123,7 @@ impl Provider for LogStream {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let (group, name) = id_parts(&SCHEMA, id)?;
         let Some(stream) = describe(cx, group, name).await? else {
             return Ok(None);

@@ -2,13 +2,11 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use serde_json::{Map, Value};
 
-use std::collections::HashMap;
-
 use super::Typed;
 use super::{
     absent, attrs, observed_by_name, split_tags, str_list, string_map, tagging, tags_of_each,
-    tags_or, user_tags, with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError,
-    Resource, Update,
+    tags_or, user_tags, with_tags, Attrs, BatchResult, Created, Ctx, Observed, Provider,
+    ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
@@ -386,10 +384,7 @@ fn alarm_arn(cx: &Ctx, account: &str, name: &str) -> String {
 /// Alarms by name, 100 per DescribeAlarms call, the calls in parallel. Without
 /// tags from the bulk read, each alarm's tag call goes out beside them (its
 /// ARN follows from the name), not after.
-async fn read_many(
-    cx: &Ctx,
-    names: &[String],
-) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+async fn read_many(cx: &Ctx, names: &[String]) -> BatchResult {
     let calls = names.chunks(100).map(|chunk| async move {
         let out = send!(cx
             .cloudwatch()
@@ -431,7 +426,7 @@ impl Provider for MetricAlarm {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {
         let arn = alarm_arn(cx, &cx.account_id().await?, name);
         let (alarm, tags) = with_tags(
             cx,
@@ -452,11 +447,7 @@ impl Provider for MetricAlarm {
     }
 
     /// DescribeAlarms takes up to 100 names per call.
-    async fn read_many(
-        &self,
-        cx: &Ctx,
-        names: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+    async fn read_many(&self, cx: &Ctx, names: &[String]) -> BatchResult {
         read_many(cx, names).await
     }
 

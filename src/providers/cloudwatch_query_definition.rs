@@ -3,8 +3,8 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource,
-    Update,
+    absent, attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError,
+    ReadResult, Resource, Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Compare, Names, Prop, Props, Schema, Service, Type};
 
@@ -148,7 +148,7 @@ impl Provider for QueryDefinition {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         // DescribeQueryDefinitions filters by name only: list and pick the id.
         let found = list(cx, "")
             .await?

@@ -5,7 +5,7 @@ use super::iam_role::NO_SUCH_ENTITY;
 use super::Typed;
 use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, Attrs, Created,
-    Ctx, Observed, Provider, ProviderError, Resource, Update,
+    Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     check_policy_document, Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema,
@@ -116,11 +116,7 @@ fn props_of(policy: &aws_sdk_iam::types::Policy, document: Option<&str>) -> Prop
 /// The policy and its document. GetPolicyVersion needs the default version's
 /// id, which GetPolicy gives; with the id the state recorded (`guess`), both
 /// go out at once and the guess is kept only if GetPolicy confirms it.
-async fn read_policy(
-    cx: &Ctx,
-    arn: &str,
-    guess: Option<&str>,
-) -> Result<Option<Observed>, ProviderError> {
+async fn read_policy(cx: &Ctx, arn: &str, guess: Option<&str>) -> ReadResult {
     let version = |id: String| async move {
         let out = send!(cx.iam().get_policy_version().policy_arn(arn).version_id(id));
         out.map(|o| o.policy_version)
@@ -216,16 +212,11 @@ impl Provider for IamPolicy {
         })
     }
 
-    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, arn: &str) -> ReadResult {
         read_policy(cx, arn, None).await
     }
 
-    async fn read_recorded(
-        &self,
-        cx: &Ctx,
-        arn: &str,
-        attrs: &Map<String, Value>,
-    ) -> Result<Option<Observed>, ProviderError> {
+    async fn read_recorded(&self, cx: &Ctx, arn: &str, attrs: &Attrs) -> ReadResult {
         let recorded = attrs.get("default_version_id").and_then(Value::as_str);
         read_policy(cx, arn, recorded.filter(|v| !v.is_empty())).await
     }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::Typed;
 use super::{
     absent, attrs, aws, check_name, decode_policy, json_text, split_tags, tagging, wait_for, Attrs,
-    Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     check_policy_document, Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema,
@@ -117,7 +117,7 @@ impl Provider for IamRole {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {
         // GetRole may omit tags; ListRoleTags is authoritative. Both at once.
         let (got, tags) = tokio::join!(
             cx.iam().get_role().role_name(name).send(),

@@ -5,7 +5,8 @@ use super::iam_role::NO_SUCH_ENTITY;
 use super::id_parts;
 use super::Typed;
 use super::{
-    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    absent, attrs, aws, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult,
+    Resource, Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -65,7 +66,7 @@ impl Provider for RolePolicyAttachment {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let (role, arn) = id_parts(&SCHEMA, id)?;
         let mut pages = cx
             .iam()

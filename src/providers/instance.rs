@@ -8,7 +8,7 @@ use super::security_group::tag_spec;
 use super::Typed;
 use super::{
     absent, attrs, aws, split_tags, str_list, wait_for, Attrs, Created, Ctx, Observed, Provider,
-    ProviderError, Resource, Update,
+    ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
@@ -195,7 +195,7 @@ impl Provider for Instance {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let Some((i, owner)) = describe(cx, id).await? else {
             return Ok(None);
         };

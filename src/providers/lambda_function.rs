@@ -14,7 +14,7 @@ use crate::{build, package};
 use super::Typed;
 use super::{
     absent, attrs, retry_eventual, split_tags, str_list, string_map, user_tags, wait_for, Attrs,
-    Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -397,7 +397,7 @@ impl Provider for LambdaFunction {
         })
     }
 
-    async fn read(&self, cx: &Ctx, name: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {
         let got = send!(cx.lambda().get_function().function_name(name));
         let Some(out) = absent(got, &["ResourceNotFoundException"])? else {
             return Ok(None);

@@ -7,7 +7,7 @@ use super::id_parts;
 use super::Typed;
 use super::{
     absent, attrs, parse_json_text, retry_eventual, Attrs, Created, Ctx, Observed, Provider,
-    ProviderError, Resource, Update,
+    ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Type,
@@ -96,7 +96,7 @@ impl Provider for LambdaPermission {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let (function, sid) = id_parts(&SCHEMA, id)?;
         let got = send!(cx.lambda().get_policy().function_name(function));
         let Some(out) = absent(got, &["ResourceNotFoundException"])? else {

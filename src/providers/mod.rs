@@ -193,6 +193,12 @@ pub fn split_tags<I: IntoIterator<Item = (String, String)>>(tags: I) -> (Value, 
 /// A resource's attributes, by name.
 pub type Attrs = Map<String, Value>;
 
+/// What a read finds: `None` when the resource does not exist.
+pub type ReadResult = Result<Option<Observed>, ProviderError>;
+
+/// What a batched read finds, by physical id.
+pub type BatchResult = Result<HashMap<String, Option<Observed>>, ProviderError>;
+
 /// An in-place change: the object `id`, its recorded properties `old`, the
 /// properties it is to have and the names of those that differ.
 #[derive(Clone, Copy)]
@@ -262,17 +268,12 @@ pub trait Provider: HasSchema + Send + Sync {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError>;
 
     /// `Ok(None)` when the resource no longer exists.
-    async fn read(&self, cx: &Ctx, physical_id: &str) -> Result<Option<Observed>, ProviderError>;
+    async fn read(&self, cx: &Ctx, physical_id: &str) -> ReadResult;
 
     /// `read` of a resource the state records with `attrs`: a read whose
     /// second call needs an id from its first may send it with the recorded id
     /// at once, and keep its answer only if the first call confirms the id.
-    async fn read_recorded(
-        &self,
-        cx: &Ctx,
-        physical_id: &str,
-        _attrs: &Map<String, Value>,
-    ) -> Result<Option<Observed>, ProviderError> {
+    async fn read_recorded(&self, cx: &Ctx, physical_id: &str, _attrs: &Attrs) -> ReadResult {
         self.read(cx, physical_id).await
     }
 
@@ -310,11 +311,7 @@ pub trait Provider: HasSchema + Send + Sync {
     /// For types whose schema says `batch_read`: reads many at once
     /// (DescribeAlarms takes 100 names). The map holds `None` for those that
     /// no longer exist.
-    async fn read_many(
-        &self,
-        _cx: &Ctx,
-        _ids: &[String],
-    ) -> Result<HashMap<String, Option<Observed>>, ProviderError> {
+    async fn read_many(&self, _cx: &Ctx, _ids: &[String]) -> BatchResult {
         Err(ProviderError::refused(format!(
             "`{}` is read one at a time",
             self.schema().type_name
@@ -946,7 +943,7 @@ pub async fn observed_by_name<F>(
     names: &[String],
     name_prop: &str,
     observing: impl IntoIterator<Item = F>,
-) -> Result<HashMap<String, Option<Observed>>, ProviderError>
+) -> BatchResult
 where
     F: Future<Output = Result<Observed, ProviderError>>,
 {

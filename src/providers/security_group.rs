@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::Typed;
 use super::{
     absent, attrs, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx, Observed,
-    Provider, ProviderError, Resource, Update,
+    Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -367,7 +367,7 @@ impl Provider for SecurityGroup {
         })
     }
 
-    async fn read(&self, cx: &Ctx, id: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
         let Some(g) = describe(cx, id).await? else {
             return Ok(None);
         };

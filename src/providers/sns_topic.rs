@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use super::Typed;
 use super::{
     absent, attrs, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
-    Provider, ProviderError, Resource, Update,
+    Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -103,7 +103,7 @@ impl Provider for SnsTopic {
         })
     }
 
-    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, arn: &str) -> ReadResult {
         let got = async {
             let got = send!(cx.sns().get_topic_attributes().topic_arn(arn));
             absent(got, &["NotFound"])

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use super::Typed;
 use super::{
     absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
-    ProviderError, Resource, Update,
+    ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Type,
@@ -162,7 +162,7 @@ impl Provider for SnsTopicSubscription {
         })
     }
 
-    async fn read(&self, cx: &Ctx, arn: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, arn: &str) -> ReadResult {
         let got = send!(cx.sns().get_subscription_attributes().subscription_arn(arn));
         let Some(out) = absent(got, &["NotFound"])? else {
             return Ok(None);

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::Typed;
 use super::{
     absent, attrs, check_name, check_range, retry_eventual, split_tags, tagging, with_tags, Attrs,
-    Created, Ctx, Observed, Provider, ProviderError, Resource, Update,
+    Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -182,7 +182,7 @@ impl Provider for SqsQueue {
         })
     }
 
-    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, url: &str) -> ReadResult {
         let got = async {
             let got = send!(cx
                 .sqs()

@@ -6,7 +6,7 @@ use super::sqs_queue::NO_QUEUE;
 use super::Typed;
 use super::{
     absent, attrs, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
-    ProviderError, Resource, Update,
+    ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     check_policy_document, Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type,
@@ -85,7 +85,7 @@ impl Provider for SqsQueuePolicy {
         })
     }
 
-    async fn read(&self, cx: &Ctx, url: &str) -> Result<Option<Observed>, ProviderError> {
+    async fn read(&self, cx: &Ctx, url: &str) -> ReadResult {
         let got = send!(cx
             .sqs()
             .get_queue_attributes()
