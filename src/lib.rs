@@ -9,30 +9,16 @@
 // standard macros): a write to a closed stdout or stderr (`| head`, a pager
 // or log collector that exited) is dropped instead of panicking, so an apply
 // never stops halfway because its reader did.
-macro_rules! println {
-    ($($t:tt)*) => {{
+macro_rules! print_to {
+    ($write:ident, $stream:expr, $($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
+        let _ = $write!($stream, $($t)*);
     }};
 }
-macro_rules! print {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($t)*);
-    }};
-}
-macro_rules! eprintln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-macro_rules! eprint {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($t)*);
-    }};
-}
+macro_rules! println { ($($t:tt)*) => { print_to!(writeln, std::io::stdout(), $($t)*) }; }
+macro_rules! print { ($($t:tt)*) => { print_to!(write, std::io::stdout(), $($t)*) }; }
+macro_rules! eprintln { ($($t:tt)*) => { print_to!(writeln, std::io::stderr(), $($t)*) }; }
+macro_rules! eprint { ($($t:tt)*) => { print_to!(write, std::io::stderr(), $($t)*) }; }
 
 /// Asserts that `$text` contains `$part`, and shows the whole text when not.
 #[cfg(test)]

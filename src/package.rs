@@ -41,31 +41,13 @@ pub fn zip(entries: &mut [Entry<'_>]) -> std::io::Result<Vec<u8>> {
         let (csize, usize_) = (compressed.len() as u32, e.data.len() as u32);
 
         out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        out.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        out.extend_from_slice(&0u16.to_le_bytes()); // flags
-        out.extend_from_slice(&8u16.to_le_bytes()); // deflate
-        out.extend_from_slice(&DOS_TIME.to_le_bytes());
-        out.extend_from_slice(&DOS_DATE.to_le_bytes());
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&csize.to_le_bytes());
-        out.extend_from_slice(&usize_.to_le_bytes());
-        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes()); // extra
+        shared_fields(&mut out, [crc, csize, usize_], name.len() as u16);
         out.extend_from_slice(name);
         out.extend_from_slice(&compressed);
 
         central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
         central.extend_from_slice(&((3u16 << 8) | 20).to_le_bytes()); // made by: Unix
-        central.extend_from_slice(&20u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&8u16.to_le_bytes());
-        central.extend_from_slice(&DOS_TIME.to_le_bytes());
-        central.extend_from_slice(&DOS_DATE.to_le_bytes());
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&csize.to_le_bytes());
-        central.extend_from_slice(&usize_.to_le_bytes());
-        central.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes()); // extra
+        shared_fields(&mut central, [crc, csize, usize_], name.len() as u16);
         central.extend_from_slice(&0u16.to_le_bytes()); // comment
         central.extend_from_slice(&0u16.to_le_bytes()); // disk
         central.extend_from_slice(&0u16.to_le_bytes()); // internal attrs
@@ -84,6 +66,21 @@ pub fn zip(entries: &mut [Entry<'_>]) -> std::io::Result<Vec<u8>> {
     out.extend_from_slice(&central_offset.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     Ok(out)
+}
+
+/// The fields a file's local header and its central directory entry share,
+/// from "version needed" to the extra field's length (APPNOTE 4.3.7, 4.3.12):
+/// deflated, dated 1980-01-01, no extra field.
+fn shared_fields(buf: &mut Vec<u8>, [crc, csize, size]: [u32; 3], name_len: u16) {
+    for half in [20, 0, 8, DOS_TIME, DOS_DATE] {
+        buf.extend_from_slice(&half.to_le_bytes()); // version needed, flags, method
+    }
+    for word in [crc, csize, size] {
+        buf.extend_from_slice(&word.to_le_bytes());
+    }
+    for half in [name_len, 0] {
+        buf.extend_from_slice(&half.to_le_bytes());
+    }
 }
 
 /// The bytes of one file in a zip (stored or deflated), such as a function's
@@ -157,6 +154,19 @@ mod tests {
         assert_eq!(unzip_file(&zip, "lib/data.txt").unwrap(), b"data");
         assert!(unzip_file(&zip, "missing").is_none());
         assert!(unzip_file(b"not a zip", "bootstrap").is_none());
+    }
+
+    /// A function's code hash is the zip's: bytes that changed between
+    /// versions of stackctl would redeploy every function on upgrade.
+    #[test]
+    fn the_archive_bytes_stay_as_released() {
+        let zip = zip(&mut [Entry {
+            name: "bootstrap",
+            data: b"#!/bin/sh\necho hi\n",
+            mode: 0o755,
+        }])
+        .unwrap();
+        assert_eq!((zip.len(), crc32fast::hash(&zip)), (136, 1_682_496_514));
     }
 
     #[test]

@@ -339,17 +339,15 @@ mod tests {
         }
     }
 
+    /// The spec's reference tables 1 (three of three) and 2 (two of three).
     #[test]
-    fn reference_table_1_three_of_three() {
+    fn the_reference_tables() {
         row(3, "0 - X - X", ["OK", "OK", "OK", "OK"]);
         row(3, "0 - - - -", ["OK", "OK", "OK", "OK"]);
         row(3, "- - - - -", ["INSUFFICIENT_DATA", "keep", "ALARM", "OK"]);
         row(3, "0 X X - X", ["ALARM", "ALARM", "ALARM", "ALARM"]);
         row(3, "- - X - -", ["ALARM", "keep", "ALARM", "OK"]);
-    }
 
-    #[test]
-    fn reference_table_2_two_of_three() {
         row(2, "0 - X - X", ["ALARM", "ALARM", "ALARM", "ALARM"]);
         row(2, "0 0 X 0 X", ["ALARM", "ALARM", "ALARM", "ALARM"]);
         row(2, "0 - X - -", ["OK", "OK", "ALARM", "OK"]);
@@ -357,41 +355,46 @@ mod tests {
         row(2, "- - - X -", ["ALARM", "keep", "ALARM", "OK"]);
     }
 
+    /// Each case: the datapoints (oldest first), the treatment of missing
+    /// data, the state before and the state after an evaluation of N of M.
+    fn evaluations(n: usize, m: usize, cases: &[(&str, Missing, State, State)]) {
+        for &(datapoints, missing, before, after) in cases {
+            let got = evaluate(&points(datapoints), n, m, missing, before);
+            assert_eq!(got, after, "{datapoints} under {missing:?} from {before:?}");
+        }
+    }
+
     #[test]
     fn late_breaches_do_not_alarm_early_under_missing() {
-        assert_eq!(
-            evaluate(&points("- - - - X"), 3, 3, Missing::Missing, State::Ok),
-            State::Ok
-        );
-        assert_eq!(
-            evaluate(&points("- - - X -"), 3, 3, Missing::Missing, State::Ok),
-            State::Ok
+        evaluations(
+            3,
+            3,
+            &[
+                ("- - - - X", Missing::Missing, State::Ok, State::Ok),
+                ("- - - X -", Missing::Missing, State::Ok, State::Ok),
+            ],
         );
     }
 
     #[test]
     fn one_of_one_follows_the_newest_period() {
-        assert_eq!(
-            evaluate(&points("- - X"), 1, 1, Missing::NotBreaching, State::Ok),
-            State::Alarm
-        );
-        assert_eq!(
-            evaluate(&points("- X -"), 1, 1, Missing::NotBreaching, State::Alarm),
-            State::Alarm,
-            "newest real point"
-        );
-        assert_eq!(
-            evaluate(&points("- - -"), 1, 1, Missing::NotBreaching, State::Alarm),
-            State::Ok
-        );
-        assert_eq!(
-            evaluate(&points("- - -"), 1, 1, Missing::Ignore, State::Alarm),
-            State::Alarm,
-            "stuck in ALARM"
-        );
-        assert_eq!(
-            evaluate(&points("- - -"), 1, 1, Missing::Missing, State::Alarm),
-            State::InsufficientData
+        evaluations(
+            1,
+            1,
+            &[
+                ("- - X", Missing::NotBreaching, State::Ok, State::Alarm),
+                // The newest real point.
+                ("- X -", Missing::NotBreaching, State::Alarm, State::Alarm),
+                ("- - -", Missing::NotBreaching, State::Alarm, State::Ok),
+                // Stuck in ALARM.
+                ("- - -", Missing::Ignore, State::Alarm, State::Alarm),
+                (
+                    "- - -",
+                    Missing::Missing,
+                    State::Alarm,
+                    State::InsufficientData,
+                ),
+            ],
         );
     }
 

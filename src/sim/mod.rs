@@ -641,12 +641,7 @@ impl Sim<'_> {
         t: i64,
     ) -> Value {
         let p = &self.pipeline.resources[alarm].props;
-        let arn = self.pipeline.resources[alarm]
-            .attrs
-            .get("arn")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let arn = text(&self.pipeline.resources[alarm].attrs, "arn");
         let time = iso_millis(t);
         let account = arn.split(':').nth(4).unwrap_or_default().to_string();
         json!({
@@ -873,12 +868,7 @@ impl Sim<'_> {
 
     /// CloudWatch's notification for a transition, published to the topic.
     async fn publish(&mut self, topic: &str, alarm: &str, to: alarm::State, t: i64) {
-        let arn = self.pipeline.resources[topic]
-            .attrs
-            .get("arn")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let arn = text(&self.pipeline.resources[topic].attrs, "arn");
         let name = text(&self.pipeline.resources[alarm].props, "alarm_name");
         let message = json!({"AlarmName": name, "NewStateValue": to.as_str(), "AlarmArn": self.pipeline.resources[alarm].attrs.get("arn")});
         let sent = self
