@@ -72,8 +72,7 @@ fn an_instance_refers_to_the_instance_of_the_same_key() {
         prop(&v, "alerts[\"web-2\"]", "display_name"),
         "${logs[\"web-2\"].name}"
     );
-    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
-    assert!(pos("logs[\"web-2\"]") < pos("alerts[\"web-2\"]"));
+    assert!(v.graph.orders("logs[\"web-2\"]", "alerts[\"web-2\"]"));
 }
 
 #[test]
@@ -119,8 +118,7 @@ fn a_splat_in_a_json_string_policy_is_a_json_list_of_its_values() {
         policy,
         r#""Resource": ["${server["a"].arn}", "${server["b"].arn}"]}"#
     );
-    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
-    assert!(pos("server[\"b\"]") < pos("restart"));
+    assert!(v.graph.orders("server[\"b\"]", "restart"));
 }
 
 #[test]

@@ -229,36 +229,38 @@ mod tests {
         assert!(parse_target("aws_sns_topic=x").is_err());
     }
 
+    /// The stack file for these targets (as `stackctl generate` takes them),
+    /// each read with its properties and attributes.
+    fn rendered(read: &[(&str, Value, Value)]) -> String {
+        let read: Vec<_> = read
+            .iter()
+            .map(|(target, props, attrs)| (parse_target(target).unwrap(), props, attrs))
+            .collect();
+        let read: Vec<_> = read
+            .iter()
+            .map(|(t, props, attrs)| {
+                let schema = providers::lookup(&t.type_name).unwrap().schema();
+                (t, schema, observed((*props).clone(), (*attrs).clone()))
+            })
+            .collect();
+        render("imported", "us-east-2", &read)
+    }
+
     #[test]
     fn sensitive_values_become_variables_the_file_does_not_hold() {
-        let f = Target {
-            type_name: "aws_lambda_function".into(),
-            id: "fn".into(),
-            physical_id: "f".into(),
-        };
-        let topic = Target {
-            type_name: "aws_sns_topic".into(),
-            id: "topic".into(),
-            physical_id: "arn:t".into(),
-        };
-        let schema = |t: &str| providers::lookup(t).unwrap().schema();
-        let read = vec![
+        let text = rendered(&[
             (
-                &topic,
-                schema("aws_sns_topic"),
-                observed(json!({"name": "alerts"}), json!({"arn": "arn:t"})),
+                "aws_sns_topic.topic=arn:t",
+                json!({"name": "alerts"}),
+                json!({"arn": "arn:t"}),
             ),
             (
-                &f,
-                schema("aws_lambda_function"),
-                observed(
-                    json!({"function_name": "f", "role": "arn:r", "runtime": "provided.al2023",
-                           "environment": {"variables": {"DB_PASSWORD": "hunter2-by-hand", "TOPIC": "arn:t"}}}),
-                    json!({"arn": "arn:f"}),
-                ),
+                "aws_lambda_function.fn=f",
+                json!({"function_name": "f", "role": "arn:r", "runtime": "provided.al2023",
+                       "environment": {"variables": {"DB_PASSWORD": "hunter2-by-hand", "TOPIC": "arn:t"}}}),
+                json!({"arn": "arn:f"}),
             ),
-        ];
-        let text = render("imported", "us-east-2", &read);
+        ]);
         assert!(!text.contains("hunter2-by-hand"), "{text}");
         assert_contains!(
             text,
@@ -278,46 +280,23 @@ mod tests {
 
     #[test]
     fn values_another_resource_reports_become_references() {
-        let topic = Target {
-            type_name: "aws_sns_topic".into(),
-            id: "topic".into(),
-            physical_id: "arn:t".into(),
-        };
-        let queue = Target {
-            type_name: "aws_sqs_queue".into(),
-            id: "queue".into(),
-            physical_id: "https://q".into(),
-        };
-        let sub = Target {
-            type_name: "aws_sns_topic_subscription".into(),
-            id: "sub".into(),
-            physical_id: "arn:t:1".into(),
-        };
-        let schema = |t: &str| providers::lookup(t).unwrap().schema();
-        let read = vec![
+        let text = rendered(&[
             (
-                &topic,
-                schema("aws_sns_topic"),
-                observed(json!({"name": "alerts"}), json!({"arn": "arn:t"})),
+                "aws_sns_topic.topic=arn:t",
+                json!({"name": "alerts"}),
+                json!({"arn": "arn:t"}),
             ),
             (
-                &queue,
-                schema("aws_sqs_queue"),
-                observed(
-                    json!({"name": "q"}),
-                    json!({"arn": "arn:q", "url": "https://q"}),
-                ),
+                "aws_sqs_queue.queue=https://q",
+                json!({"name": "q"}),
+                json!({"arn": "arn:q", "url": "https://q"}),
             ),
             (
-                &sub,
-                schema("aws_sns_topic_subscription"),
-                observed(
-                    json!({"topic_arn": "arn:t", "protocol": "sqs", "endpoint": "arn:q"}),
-                    json!({"arn": "arn:t:1"}),
-                ),
+                "aws_sns_topic_subscription.sub=arn:t:1",
+                json!({"topic_arn": "arn:t", "protocol": "sqs", "endpoint": "arn:q"}),
+                json!({"arn": "arn:t:1"}),
             ),
-        ];
-        let text = render("imported", "us-east-2", &read);
+        ]);
         assert_contains!(text, "      topic_arn: \"${topic.arn}\"\n");
         assert_contains!(text, "      endpoint: \"${queue.arn}\"\n");
         assert!(

@@ -26,6 +26,20 @@ impl std::fmt::Display for Cycle {
     }
 }
 
+#[cfg(test)]
+impl Graph {
+    /// Whether `first` is made before `then`.
+    pub fn orders(&self, first: &str, then: &str) -> bool {
+        let at = |id| {
+            self.order
+                .iter()
+                .position(|x| x == id)
+                .expect("in the graph")
+        };
+        at(first) < at(then)
+    }
+}
+
 impl Graph {
     /// `deps` must only name ids that are keys of `deps`. Among resources that
     /// could go in any order, the one with the lower `rank` (its line in the

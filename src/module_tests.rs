@@ -90,8 +90,7 @@ fn the_stack_reads_a_modules_outputs() {
             "${module.app[\"web-2\"].alerts.arn}"
         ])
     );
-    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
-    assert!(pos("module.app[\"web-2\"].logs") < pos("inbox"));
+    assert!(v.graph.orders("module.app[\"web-2\"].logs", "inbox"));
 }
 
 #[test]
@@ -186,8 +185,9 @@ fn a_modules_input_reads_another_modules_output() {
         text(&v, "module.a_reader.alerts", "name"),
         "alerts-${module.z_source.alerts.arn}"
     );
-    let pos = |id: &str| v.graph.order.iter().position(|x| x == id).unwrap();
-    assert!(pos("module.z_source.alerts") < pos("module.a_reader.alerts"));
+    assert!(v
+        .graph
+        .orders("module.z_source.alerts", "module.a_reader.alerts"));
 }
 
 #[test]

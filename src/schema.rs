@@ -6,6 +6,12 @@ use serde_json::{Map, Value};
 /// Properties of one resource as resolved JSON, keyed by schema property name.
 pub type Props = Map<String, Value>;
 
+/// The properties a JSON object literal holds, for tests.
+#[cfg(test)]
+pub fn props(object: Value) -> Props {
+    object.as_object().expect("a JSON object").clone()
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Type {
     String,

@@ -329,11 +329,8 @@ fn collect_strings(v: &Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::props;
     use serde_json::json;
-
-    fn props(v: Value) -> Props {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn masking_says_only_whether_a_value_changed() {

@@ -472,11 +472,8 @@ impl Provider for MetricAlarm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::props;
     use serde_json::json;
-
-    fn props(v: Value) -> Props {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn the_tutorials_five_of_one_alarm_is_rejected() {
