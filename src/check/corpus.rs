@@ -68,45 +68,33 @@ impl Break {
     }
 }
 
-fn spelling() -> impl Strategy<Value = Spelling> {
-    (
-        any::<[bool; 3]>(),
-        any::<bool>(),
-        any::<u64>(),
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-        (any::<bool>(), any::<bool>()),
-        prop::sample::select(vec!["function_name", "arn", "id"]),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(
-                json_strings,
-                scalars,
-                order,
-                extras,
-                arn_like,
-                split,
-                by_id,
-                function_by,
-                defaults,
-                source_account,
-            )| Spelling {
-                json_strings,
-                scalars,
-                order,
-                extras,
-                arn_like,
-                split,
-                queue_by_id: by_id.0,
-                topic_by_id: by_id.1,
-                function_by,
-                defaults,
-                source_account,
-            },
-        )
+prop_compose! {
+    fn spelling()(
+        json_strings in any::<[bool; 3]>(),
+        scalars in any::<bool>(),
+        order in any::<u64>(),
+        extras in any::<bool>(),
+        arn_like in any::<bool>(),
+        split in any::<bool>(),
+        (queue_by_id, topic_by_id) in (any::<bool>(), any::<bool>()),
+        function_by in prop::sample::select(vec!["function_name", "arn", "id"]),
+        defaults in any::<bool>(),
+        source_account in any::<bool>(),
+    ) -> Spelling {
+        Spelling {
+            json_strings,
+            scalars,
+            order,
+            extras,
+            arn_like,
+            split,
+            queue_by_id,
+            topic_by_id,
+            function_by,
+            defaults,
+            source_account,
+        }
+    }
 }
 
 fn one_break() -> impl Strategy<Value = Break> {
