@@ -1362,6 +1362,16 @@ mod tests {
         check(&v, Some("us-east-2"), &rules)
     }
 
+    /// Asserts that `rule` is found on `resource`, and shows every finding
+    /// when it is not.
+    fn assert_finding(r: &Report, rule: &str, resource: &str) {
+        let found = r
+            .findings
+            .iter()
+            .any(|f| f.rule == rule && f.resource == resource);
+        assert!(found, "no {rule} on {resource} in {:#?}", r.findings);
+    }
+
     fn rules_of(r: &Report) -> Vec<(&'static str, String)> {
         r.findings
             .iter()
@@ -1454,7 +1464,7 @@ mod tests {
                 .contains("source_arn ${slow_response_alarm.arn}"),
             "{e:?}"
         );
-        assert!(rules_of(&r).contains(&("SC601", "slow_response_alarm".into())));
+        assert_finding(&r, "SC601", "slow_response_alarm");
     }
 
     #[test]
@@ -1507,7 +1517,7 @@ mod tests {
 ",
         ));
         assert!(!edge(&r, "remediation", "sns:Publish").allowed);
-        assert!(rules_of(&r).contains(&("SC101", "lambda_policy".into())));
+        assert_finding(&r, "SC101", "lambda_policy");
     }
 
     #[test]
@@ -1626,11 +1636,7 @@ mod tests {
     #[test]
     fn an_alarm_counting_samples_of_a_metric_with_a_default_counts_quiet_minutes() {
         let r = report(&SEED.replace("      statistic: Sum\n", "      statistic: SampleCount\n"));
-        assert!(
-            rules_of(&r).contains(&("SC304", "slow_response_alarm".into())),
-            "{:#?}",
-            r.findings
-        );
+        assert_finding(&r, "SC304", "slow_response_alarm");
     }
 
     /// Every rule reasons on the value AWS will use: left out, a property is
@@ -1662,20 +1668,12 @@ mod tests {
             "      statistic: Maximum
 ",
         ));
-        assert!(
-            rules_of(&r).contains(&("SC302", "slow_response_alarm".into())),
-            "{:#?}",
-            r.findings
-        );
+        assert_finding(&r, "SC302", "slow_response_alarm");
     }
 
     #[test]
     fn a_description_promising_another_window_is_flagged() {
         let r = report(&SEED.replace("period: 600", "period: 300"));
-        assert!(
-            rules_of(&r).contains(&("SC303", "slow_response_alarm".into())),
-            "{:#?}",
-            r.findings
-        );
+        assert_finding(&r, "SC303", "slow_response_alarm");
     }
 }
