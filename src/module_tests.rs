@@ -219,3 +219,28 @@ fn a_splat_over_one_module_instance_is_a_list_of_one() {
         serde_json::json!(["${module.app[\"web-1\"].alerts.arn}"])
     );
 }
+
+/// A reference a module cannot make is told once, not again as the empty
+/// value it left behind (a name "must be 1 to 512 characters").
+#[test]
+fn a_reference_a_module_cannot_make_is_told_once() {
+    let module = MODULE.replace("name: /app/${var.name}", "name: /app/${each.key}");
+    let (_dir, v) = validated(&STACK.replace("[web-1, web-2]", "[web-1]"), &module);
+    let err = v.unwrap_err();
+    assert_contains!(
+        err,
+        "`module.app[\"web-1\"].logs`, property `name`: `${each.key}` cannot be used inside a module"
+    );
+    assert_eq!(err.matches("property `name`").count(), 1, "{err}");
+}
+
+/// An output's error names it as the stack's outputs are named.
+#[test]
+fn a_modules_output_is_named_in_its_errors() {
+    let module = MODULE.replace("group: ${logs.name}", "group: ${nope.name}");
+    let (_dir, v) = validated(STACK, &module);
+    assert_contains!(
+        v.unwrap_err(),
+        "`module.app[\"web-1\"].outputs.group`: `${nope.name}`: a module refers only to its own resources"
+    );
+}

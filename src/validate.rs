@@ -88,6 +88,23 @@ pub fn validate(
     }
 }
 
+/// A property expansion refused is told once: what expansion left of it
+/// would be refused again by the checks and rules after it.
+fn told_once(diags: &mut Vec<Diagnostic>, rules: &mut Vec<Diagnostic>, expansion: usize) {
+    let key = |d: &Diagnostic| (d.resource.clone(), d.property.clone());
+    let refused: BTreeSet<_> = diags[..expansion]
+        .iter()
+        .filter(|d| d.property.is_some())
+        .map(key)
+        .collect();
+    let mut at = 0;
+    diags.retain(|d| {
+        at += 1;
+        at <= expansion || !refused.contains(&key(d))
+    });
+    rules.retain(|d| !refused.contains(&key(d)));
+}
+
 /// Validation that lets a structurally sound stack through with the values
 /// AWS would refuse listed beside it (what `stackctl check` reports among its
 /// findings); anything else wrong is an error.
@@ -101,6 +118,7 @@ pub fn validate_lenient(
     let vars = variables(&stack, cli_vars, &mut diags);
     let mut stack = stack;
     crate::config::expand(&mut stack, &vars, &mut diags);
+    let refused_in_expansion = diags.len();
     add_env_tags(&mut stack);
     let mut deps = BTreeMap::new();
     for decl in stack.decls.values() {
@@ -117,6 +135,7 @@ pub fn validate_lenient(
     check_moves(&stack, &mut diags);
     check_identities(&stack, &vars, region, &mut diags);
     let graph = graph_of(&stack, deps, &mut diags);
+    told_once(&mut diags, &mut rules, refused_in_expansion);
     for d in diags.iter_mut().chain(rules.iter_mut()) {
         let decl = d.resource.as_ref().and_then(|id| stack.decls.get(id));
         if let Some(origin) = decl

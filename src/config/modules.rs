@@ -62,7 +62,7 @@ pub fn instantiate(
                 stack.decls.insert(d.id.clone(), d);
             }
             let values = module.outputs.iter().map(|(name, node)| {
-                let owner = format!("{}, output `{name}`", instance.prefix);
+                let owner = format!("{}.outputs.{name}", instance.prefix);
                 (name.clone(), instance.value(node, &owner, None, diags))
             });
             outputs
