@@ -281,3 +281,32 @@ fn prop_of(stack: &Stack, id: &str, name: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The README's fleet example, as a user copies it: the stack file and
+/// env/prod.yaml, valid as they stand, with prod's fleet of three.
+#[test]
+fn the_readmes_fleet_example_validates_in_each_environment() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## A fleet, in every environment")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README's fleet section");
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("env")).unwrap();
+    std::fs::write(dir.path().join("stack.yaml"), blocks[0]).unwrap();
+    std::fs::write(dir.path().join("env/prod.yaml"), blocks[1]).unwrap();
+    let servers = |env: Option<&str>| {
+        let stack = Stack::load_in(&dir.path().join("stack.yaml"), env).unwrap();
+        let v = validate(stack, &[], None).unwrap();
+        let ids = v.stack.decls.keys().filter(|id| id.starts_with("server["));
+        ids.cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(servers(None), ["server[\"web-1\"]", "server[\"web-2\"]"]);
+    assert_eq!(servers(Some("prod")).len(), 3);
+}
