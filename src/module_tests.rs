@@ -224,12 +224,12 @@ fn a_splat_over_one_module_instance_is_a_list_of_one() {
 /// value it left behind (a name "must be 1 to 512 characters").
 #[test]
 fn a_reference_a_module_cannot_make_is_told_once() {
-    let module = MODULE.replace("name: /app/${var.name}", "name: /app/${each.key}");
+    let module = MODULE.replace("name: /app/${var.name}", "name: /app/${nope.name}");
     let (_dir, v) = validated(&STACK.replace("[web-1, web-2]", "[web-1]"), &module);
     let err = v.unwrap_err();
     assert_contains!(
         err,
-        "`module.app[\"web-1\"].logs`, property `name`: `${each.key}` cannot be used inside a module"
+        "`module.app[\"web-1\"].logs`, property `name`: `${nope.name}`: a module refers only to its own resources"
     );
     assert_eq!(err.matches("property `name`").count(), 1, "{err}");
 }
@@ -242,5 +242,85 @@ fn a_modules_output_is_named_in_its_errors() {
     assert_contains!(
         v.unwrap_err(),
         "`module.app[\"web-1\"].outputs.group`: `${nope.name}`: a module refers only to its own resources"
+    );
+}
+
+/// A module of queues, one per name it is given, each with a copy that
+/// names it, and a topic that waits for all of them.
+const QUEUES: &str = "variables:
+  prefix:
+  names: {default: [a]}
+resources:
+  q:
+    type: aws_sqs_queue
+    for_each: ${var.names}
+    properties: {name: \"${var.prefix}-${each.key}\"}
+  copy:
+    type: aws_sqs_queue
+    for_each: ${var.names}
+    properties:
+      name: \"${var.prefix}-${each.key}-copy\"
+      tags: {of: \"${q[each.key].url}\"}
+  t:
+    type: aws_sns_topic
+    properties: {name: \"${var.prefix}-t\", display_name: \"${q[\\\"x\\\"].name}\"}
+    depends_on: [q]
+outputs:
+  urls: ${q[*].url}
+";
+
+const QUEUE_STACK: &str = "stack: demo
+variables:
+  fleet: [web-1, web-2]
+modules:
+  app:
+    source: ./modules/app
+    for_each: ${var.fleet}
+    inputs: {prefix: \"${each.key}\", names: [x, y]}
+outputs:
+  urls: ${module.app[\"web-2\"].urls}
+";
+
+#[test]
+fn a_resource_inside_a_module_may_have_for_each() {
+    let (_dir, v) = validated(QUEUE_STACK, QUEUES);
+    let v = v.unwrap();
+    let q = |m: &str, key: &str| format!("module.app[\"{m}\"].q[\"{key}\"]");
+    assert_eq!(text(&v, &q("web-1", "x"), "name"), "web-1-x");
+    assert_eq!(text(&v, &q("web-2", "y"), "name"), "web-2-y");
+    let copy = &v.stack.decls["module.app[\"web-2\"].copy[\"y\"]"];
+    let tags = copy.property("tags").unwrap().value.to_json();
+    assert_eq!(tags["of"], format!("${{{}.url}}", q("web-2", "y")));
+    let t = "module.app[\"web-1\"].t";
+    assert_eq!(
+        text(&v, t, "display_name"),
+        format!("${{{}.name}}", q("web-1", "x"))
+    );
+    assert!(v.graph.orders(&q("web-1", "x"), t) && v.graph.orders(&q("web-1", "y"), t));
+    assert_eq!(
+        v.stack.outputs["urls"].to_json(),
+        serde_json::json!([
+            format!("${{{}.url}}", q("web-2", "x")),
+            format!("${{{}.url}}", q("web-2", "y"))
+        ])
+    );
+}
+
+#[test]
+fn a_missing_key_inside_a_module_names_the_keys_there_are() {
+    let (_dir, v) = validated(QUEUE_STACK, &QUEUES.replace("q[\\\"x\\\"]", "q[\\\"z\\\"]"));
+    let err = v.unwrap_err();
+    assert_contains!(
+        err,
+        "modules/app/stack.yaml:17: `module.app[\"web-1\"].t`, property `display_name`: `${q[\"z\"].name}`: `q` has no key `z` (its keys: x, y)"
+    );
+}
+
+#[test]
+fn for_each_inside_a_module_over_a_number_is_refused_in_the_modules_file() {
+    let (_dir, v) = validated(&QUEUE_STACK.replace("names: [x, y]", "names: 3"), QUEUES);
+    assert_contains!(
+        v.unwrap_err(),
+        "modules/app/stack.yaml:7: `module.app[\"web-1\"].q`, property `for_each`: for_each must be a list of strings or a map; this is an integer"
     );
 }

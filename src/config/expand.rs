@@ -128,7 +128,8 @@ enum Rewritten {
 /// Rewrites the references of one declaration (or instance) or output.
 pub(super) struct Rewriter<'a> {
     collections: &'a BTreeMap<String, Vec<String>>,
-    outputs: &'a Outputs,
+    /// `None` inside a module, which reads no module's outputs.
+    outputs: Option<&'a Outputs>,
     /// Who the diagnostics name: the instance's address, or `outputs.NAME`.
     owner: &'a str,
     instance: Option<(&'a str, &'a Value)>,
@@ -143,13 +144,28 @@ impl<'a> Rewriter<'a> {
     ) -> Self {
         Rewriter {
             collections,
-            outputs,
+            outputs: Some(outputs),
             owner,
             instance,
         }
     }
 
-    fn decl(&self, decl: &Decl, diags: &mut Vec<Diagnostic>) -> Decl {
+    /// A rewriter of a module's declaration (or output) in the module's own
+    /// scope: its collections, and the instance of one of them.
+    pub(super) fn in_module(
+        collections: &'a BTreeMap<String, Vec<String>>,
+        owner: &'a str,
+        instance: Option<(&'a str, &'a Value)>,
+    ) -> Self {
+        Rewriter {
+            collections,
+            outputs: None,
+            owner,
+            instance,
+        }
+    }
+
+    pub(super) fn decl(&self, decl: &Decl, diags: &mut Vec<Diagnostic>) -> Decl {
         let mut d = decl.clone();
         d.id = self.owner.to_string();
         d.for_each = None;
@@ -177,7 +193,7 @@ impl<'a> Rewriter<'a> {
         d
     }
 
-    fn output(&self, node: &Node, diags: &mut Vec<Diagnostic>) -> Node {
+    pub(super) fn output(&self, node: &Node, diags: &mut Vec<Diagnostic>) -> Node {
         self.value(node, &mut |span, message| {
             diags.push(Diagnostic::new(span, message).prop(self.owner))
         })
@@ -306,7 +322,10 @@ impl<'a> Rewriter<'a> {
                 name,
                 output,
             } => {
-                let keys = self.outputs.keys.get(name).cloned().flatten();
+                let Some(outputs) = self.outputs else {
+                    return Err(format!("`{r}` cannot be used inside a module"));
+                };
+                let keys = outputs.keys.get(name).cloned().flatten();
                 let each = keys.unwrap_or_default().into_iter().map(|k| {
                     let one = Ref::Module {
                         name: name.clone(),
@@ -414,8 +433,11 @@ impl<'a> Rewriter<'a> {
         let Ref::Module { name, key, output } = r else {
             return Err(format!("`{r}` is not a module's output"));
         };
-        let Some(keys) = self.outputs.keys.get(name) else {
-            let names: Vec<&str> = self.outputs.keys.keys().map(String::as_str).collect();
+        let Some(outputs) = self.outputs else {
+            return Err(format!("`{r}` cannot be used inside a module"));
+        };
+        let Some(keys) = outputs.keys.get(name) else {
+            let names: Vec<&str> = outputs.keys.keys().map(String::as_str).collect();
             return Err(format!(
                 "`{r}`: no module `{name}` is declared (modules: {})",
                 names.join(", ")
@@ -441,7 +463,7 @@ impl<'a> Rewriter<'a> {
                 ));
             }
         }
-        let values = self.outputs.values.get(&(name.clone(), key));
+        let values = outputs.values.get(&(name.clone(), key));
         values.and_then(|o| o.get(output)).cloned().ok_or_else(|| {
             let outputs: Vec<&str> = values
                 .map(|o| o.keys().map(String::as_str).collect())

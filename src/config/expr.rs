@@ -89,15 +89,19 @@ pub fn is_key(k: &str) -> bool {
 /// `id` or `id["key"]`: a logical id, or one instance of a collection; or
 /// either inside a module, `module.NAME.id`, `module.NAME["key"].id`.
 pub fn is_address(s: &str) -> bool {
-    let plain = |s: &str| match s.split_once("[\"") {
-        None => is_ident(s),
-        Some((id, rest)) => is_ident(id) && rest.strip_suffix("\"]").is_some_and(is_key),
-    };
     match s.strip_prefix("module.") {
         Some(rest) => rest
             .rsplit_once('.')
-            .is_some_and(|(m, id)| plain(m) && is_ident(id)),
-        None => plain(s),
+            .is_some_and(|(m, id)| is_instance(m) && is_instance(id)),
+        None => is_instance(s),
+    }
+}
+
+/// `id` or `id["key"]` (keys hold no `.`, so an address splits at its dots).
+fn is_instance(s: &str) -> bool {
+    match s.split_once("[\"") {
+        None => is_ident(s),
+        Some((id, rest)) => is_ident(id) && rest.strip_suffix("\"]").is_some_and(is_key),
     }
 }
 
@@ -117,7 +121,7 @@ pub fn local_name(s: &str) -> &str {
         .strip_prefix("module.")
         .and_then(|rest| rest.rsplit_once('.'))
     {
-        Some((_, id)) => id,
+        Some((_, id)) => split_address(id).0,
         None => split_address(s).0,
     }
 }
@@ -254,7 +258,11 @@ fn parse_module(inner: &str, rest: &str) -> Result<Ref, String> {
         .ok_or_else(bad)?
         .split('.')
         .collect();
-    if !is_ident(name) || !segments.iter().all(|s| is_ident(s)) {
+    let fits = match segments.as_slice() {
+        [id, attr] => is_instance(id) && is_ident(attr),
+        other => other.iter().all(|s| is_ident(s)),
+    };
+    if !is_ident(name) || !fits {
         return Err(bad());
     }
     match (segments.as_slice(), key) {
@@ -512,8 +520,13 @@ mod tests {
             ("server[\"web-1\"]", "server"),
             ("module.watch.alarm", "alarm"),
             ("module.watch[\"web-1\"].alarm", "alarm"),
+            ("module.watch[\"web-1\"].alarm[\"a\"]", "alarm"),
         ] {
             assert_eq!(super::local_name(address), name);
+            assert!(super::is_address(address), "{address}");
+        }
+        for not_one in ["module.watch", "a[\"b c\"]", "module.w.a.b", "Alarm"] {
+            assert!(!super::is_address(not_one), "{not_one}");
         }
     }
 

@@ -57,11 +57,17 @@ pub fn instantiate(
         for (i, (key, value)) in instances.iter().enumerate() {
             let this = (key.as_deref(), value, i == 0);
             let instance = Instance::new(stack, m, &module, &file, this, &outputs, diags);
-            for decl in module.decls.values() {
+            let (expanded, collections) = instance.expanded(stack, vars, diags);
+            let instance = Instance {
+                module: &expanded,
+                collections,
+                ..instance
+            };
+            for decl in expanded.decls.values() {
                 let d = instance.decl(decl, diags);
                 stack.decls.insert(d.id.clone(), d);
             }
-            let values = module.outputs.iter().map(|(name, node)| {
+            let values = expanded.outputs.iter().map(|(name, node)| {
                 let owner = format!("{}.outputs.{name}", instance.prefix);
                 (name.clone(), instance.value(node, &owner, None, diags))
             });
@@ -204,6 +210,8 @@ fn load(file: &Path, m: &ModuleDecl, diags: &mut Vec<Diagnostic>) -> Option<Stac
 /// as nodes of the stack's scope.
 struct Instance<'a> {
     module: &'a Stack,
+    /// The module's own collections (`for_each` on its resources), by id.
+    collections: BTreeMap<String, Vec<String>>,
     name: &'a str,
     key: Option<&'a str>,
     prefix: String,
@@ -274,6 +282,7 @@ impl<'a> Instance<'a> {
         };
         Instance {
             module,
+            collections: BTreeMap::new(),
             name: &m.name,
             key,
             prefix,
@@ -282,15 +291,72 @@ impl<'a> Instance<'a> {
         }
     }
 
+    /// The module with its own `for_each`es written out in its scope: `q`
+    /// becomes `q["a"]` and `q["b"]`, and `${each.*}`, `${q[each.key].*}`
+    /// and `${q[*].*}` become references to those; the keys come from the
+    /// inputs, known before any AWS call.
+    fn expanded(
+        &self,
+        stack: &Stack,
+        vars: &BTreeMap<String, Value>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> (Stack, BTreeMap<String, Vec<String>>) {
+        let mut members = BTreeMap::new();
+        for decl in self.module.decls.values() {
+            let Some(node) = &decl.for_each else {
+                continue;
+            };
+            let owner = expr::module_address(self.name, self.key, &decl.id);
+            let mut over = self.value(node, &owner, Some("for_each"), diags);
+            over.span = node.span;
+            let mut found = Vec::new();
+            let entries = collection(stack, &owner, &over, vars, &mut found).unwrap_or_default();
+            diags.extend(found.into_iter().map(|d| self.diagnostic(d)));
+            members.insert(decl.id.clone(), entries);
+        }
+        let collections: BTreeMap<String, Vec<String>> = members
+            .iter()
+            .map(|(id, entries)| (id.clone(), entries.iter().map(|(k, _)| k.clone()).collect()))
+            .collect();
+        let mut found = Vec::new();
+        let mut module = self.module.clone();
+        module.decls.clear();
+        for (id, decl) in &self.module.decls {
+            let Some(entries) = members.get(id) else {
+                let plain = Rewriter::in_module(&collections, id, None);
+                module
+                    .decls
+                    .insert(id.clone(), plain.decl(decl, &mut found));
+                continue;
+            };
+            for (key, value) in entries {
+                let address = expr::address(id, key);
+                let instance = Rewriter::in_module(&collections, &address, Some((key, value)));
+                module
+                    .decls
+                    .insert(address.clone(), instance.decl(decl, &mut found));
+            }
+        }
+        for (name, node) in module.outputs.iter_mut() {
+            *node = Rewriter::in_module(&collections, name, None).output(node, &mut found);
+        }
+        diags.extend(found.into_iter().map(|mut d| {
+            d.resource = d
+                .resource
+                .map(|id| expr::module_address(self.name, self.key, &id));
+            if d.resource.is_none() {
+                let output = d.property.take().unwrap_or_default();
+                d.resource = Some(format!("{}.outputs.{output}", self.prefix));
+            }
+            self.diagnostic(d)
+        }));
+        (module, collections)
+    }
+
     fn decl(&self, decl: &Decl, diags: &mut Vec<Diagnostic>) -> Decl {
         let mut d = decl.clone();
         d.id = expr::module_address(self.name, self.key, &decl.id);
         d.origin = Some(self.origin.clone());
-        if decl.for_each.is_some() {
-            let message = "`for_each` inside a module: put it on the module instead";
-            diags.push(self.diagnostic(Diagnostic::new(decl.span, message).at(&d.id)));
-            d.for_each = None;
-        }
         for p in &mut d.properties {
             p.value = self.value(&p.value, &d.id, Some(&p.name), diags);
         }
@@ -398,13 +464,30 @@ impl<'a> Instance<'a> {
                 }
                 .to_string()
             }
-            Part::Ref(r @ Ref::Resource { .. }) => {
-                return Err(format!(
-                    "`{r}`: a module refers only to its own resources; pass others in as inputs"
-                ))
-            }
+            Part::Ref(r @ Ref::Resource { id, .. }) => return Err(self.no_such_resource(r, id)),
             Part::Ref(r @ Ref::Stack(_)) => r.to_string(),
-            Part::Ref(r) => return Err(format!("`{r}` cannot be used inside a module")),
+            // Refused already by the module's expansion, which left it as it was.
+            Part::Ref(r) => r.to_string(),
         })
+    }
+
+    /// Why a reference names none of the module's resources.
+    fn no_such_resource(&self, r: &Ref, id: &str) -> String {
+        let (base, key) = expr::split_address(id);
+        match (self.collections.get(base), key) {
+            (Some(keys), Some(key)) if keys.is_empty() => {
+                format!("`{r}`: `{base}` has no key `{key}` (its for_each gives none)")
+            }
+            (Some(keys), Some(key)) => format!(
+                "`{r}`: `{base}` has no key `{key}` (its keys: {})",
+                keys.join(", ")
+            ),
+            (Some(_), None) => format!(
+                "`{r}`: `{base}` is a collection (for_each): name one instance, `${{{base}[\"KEY\"].ATTRIBUTE}}`, or all of them, `${{{base}[*].ATTRIBUTE}}`"
+            ),
+            (None, _) => format!(
+                "`{r}`: a module refers only to its own resources; pass others in as inputs"
+            ),
+        }
     }
 }

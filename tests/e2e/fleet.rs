@@ -470,3 +470,58 @@ resources:
     );
     assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// A module whose queues are a collection of their own: each instance of the
+/// module makes one queue per name it is given.
+const QUEUE_MODULE: &str = r#"variables:
+  team:
+  names: {default: [jobs]}
+resources:
+  queue:
+    type: aws_sqs_queue
+    for_each: ${var.names}
+    properties: {name: "${var.team}-${each.key}"}
+outputs:
+  urls: ${queue[*].url}
+"#;
+
+fn queues_stack(names: &str) -> String {
+    format!(
+        r#"stack: teams
+region: us-east-2
+modules:
+  team:
+    source: ./modules/queues
+    for_each: [blue, green]
+    inputs: {{team: "${{each.key}}", names: {names}}}
+outputs:
+  blue: ${{module.team["blue"].urls}}
+"#
+    )
+}
+
+#[test]
+fn a_collection_inside_a_module_is_recorded_at_its_nested_address() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("modules/queues")).unwrap();
+    std::fs::write(env.path("modules/queues/stack.yaml"), QUEUE_MODULE).unwrap();
+    env.write_stack(&queues_stack("[jobs, mail]"));
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    let added = "Resources: 4 added, 0 changed, 0 destroyed.";
+    assert!(out.stdout.contains(added), "{}", out.stdout);
+    let address = r#"module.team["green"].queue["mail"]"#;
+    let shown = env.stackctl(&["state", "show", address]).ok();
+    assert!(shown.stdout.contains("green-mail"), "{}", shown.stdout);
+    assert_eq!(env.stackctl(&["plan", "--detailed-exitcode"]).code, 0);
+    // One more name: a queue more in each instance of the module, and nothing else.
+    env.take_calls();
+    env.write_stack(&queues_stack("[jobs, mail, audit]"));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let calls = env.take_calls();
+    let sent: Vec<&str> = mutating(&calls)
+        .iter()
+        .map(|c| c.operation.as_str())
+        .collect();
+    assert_eq!(sent, ["CreateQueue", "CreateQueue"]);
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+}
