@@ -52,6 +52,12 @@ fn validated(stack: &str, module: &str) -> (tempfile::TempDir, Result<Validated,
     (dir, v)
 }
 
+/// Asserts that `message` is in `err`, and that `what` is said there once.
+fn told_once(err: &str, message: &str, what: &str) {
+    assert_contains!(err, message);
+    assert_eq!(err.matches(what).count(), 1, "{err}");
+}
+
 fn text(v: &Validated, id: &str, prop: &str) -> String {
     let node = &v.stack.decls[id].property(prop).unwrap().value;
     node.as_str()
@@ -99,12 +105,8 @@ fn a_missing_input_is_told_where_the_module_is_declared() {
         &STACK.replace("    inputs: {name: \"${each.key}\"}\n", ""),
         MODULE,
     );
-    let err = v.unwrap_err();
-    assert_contains!(
-        err,
-        "stack.yaml:5: `modules.app.inputs`: input `name` is missing"
-    );
-    assert_eq!(err.matches("input `name` is missing").count(), 1, "{err}");
+    let message = "stack.yaml:5: `modules.app.inputs`: input `name` is missing";
+    told_once(&v.unwrap_err(), message, "input `name` is missing");
 }
 
 #[test]
@@ -226,12 +228,8 @@ fn a_splat_over_one_module_instance_is_a_list_of_one() {
 fn a_reference_a_module_cannot_make_is_told_once() {
     let module = MODULE.replace("name: /app/${var.name}", "name: /app/${nope.name}");
     let (_dir, v) = validated(&STACK.replace("[web-1, web-2]", "[web-1]"), &module);
-    let err = v.unwrap_err();
-    assert_contains!(
-        err,
-        "`module.app[\"web-1\"].logs`, property `name`: `${nope.name}`: a module refers only to its own resources"
-    );
-    assert_eq!(err.matches("property `name`").count(), 1, "{err}");
+    let message = "`module.app[\"web-1\"].logs`, property `name`: `${nope.name}`: a module refers only to its own resources";
+    told_once(&v.unwrap_err(), message, "property `name`");
 }
 
 /// An output's error names it as the stack's outputs are named.
@@ -270,12 +268,10 @@ outputs:
 ";
 
 const QUEUE_STACK: &str = "stack: demo
-variables:
-  fleet: [web-1, web-2]
 modules:
   app:
     source: ./modules/app
-    for_each: ${var.fleet}
+    for_each: [web-1, web-2]
     inputs: {prefix: \"${each.key}\", names: [x, y]}
 outputs:
   urls: ${module.app[\"web-2\"].urls}

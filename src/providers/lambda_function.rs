@@ -328,6 +328,19 @@ fn conflict(e: &ProviderError) -> bool {
     e.is("ResourceConflictException")
 }
 
+/// What CreateFunction and UpdateFunctionConfiguration both take from the
+/// properties, set on either call's builder (the two share no trait).
+macro_rules! configured {
+    ($req:expr, $r:expr) => {
+        $req.role($r.required_str("role")?)
+            .handler($r.str("handler").unwrap_or("bootstrap"))
+            .runtime(Runtime::from($r.required_str("runtime")?))
+            .timeout($r.i64("timeout").unwrap_or(3) as i32)
+            .memory_size($r.i64("memory_size").unwrap_or(128) as i32)
+            .description($r.str("description").unwrap_or_default())
+    };
+}
+
 #[async_trait]
 impl Provider for LambdaFunction {
     fn derive(&self, props: &mut Props, stack_dir: &Path) -> Result<(), (&'static str, String)> {
@@ -366,23 +379,15 @@ impl Provider for LambdaFunction {
         let name = r.required_str("function_name")?;
         let zip = read_zip(cx, r).await?;
         let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
-            send!(cx
-                .lambda()
-                .create_function()
-                .function_name(name)
-                .role(r.required_str("role")?)
-                .handler(r.str("handler").unwrap_or("bootstrap"))
-                .runtime(Runtime::from(r.required_str("runtime")?))
+            let req = cx.lambda().create_function().function_name(name);
+            send!(configured!(req, r)
                 .code(
                     FunctionCode::builder()
                         .zip_file(Blob::new(zip.clone()))
                         .build(),
                 )
                 .set_architectures(architectures(r))
-                .timeout(r.i64("timeout").unwrap_or(3) as i32)
-                .memory_size(r.i64("memory_size").unwrap_or(128) as i32)
                 .set_environment(environment(r))
-                .description(r.str("description").unwrap_or_default())
                 .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))
         })
         .await?;
@@ -434,19 +439,11 @@ impl Provider for LambdaFunction {
                 Duration::from_secs(180),
                 |e| role_not_ready(e) || conflict(e),
                 || async {
-                    send!(cx
-                        .lambda()
-                        .update_function_configuration()
-                        .function_name(name)
-                        .role(r.required_str("role")?)
-                        .handler(r.str("handler").unwrap_or("bootstrap"))
-                        .runtime(Runtime::from(r.required_str("runtime")?))
-                        .timeout(r.i64("timeout").unwrap_or(3) as i32)
-                        .memory_size(r.i64("memory_size").unwrap_or(128) as i32)
-                        .environment(
-                            environment(r).unwrap_or_else(|| Environment::builder().build()),
-                        )
-                        .description(r.str("description").unwrap_or_default()))
+                    let req = cx.lambda().update_function_configuration();
+                    // No environment clears the one the function has.
+                    let none = || Environment::builder().build();
+                    send!(configured!(req.function_name(name), r)
+                        .environment(environment(r).unwrap_or_else(none)))
                 },
             )
             .await?;
