@@ -1,5 +1,6 @@
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use aws_sdk_cloudwatchlogs::types::LogStream as Stream;
+use serde_json::Value;
 
 use super::cloudwatch_log_group::check_log_group_name;
 use super::id_parts;
@@ -8,7 +9,9 @@ use super::{
     absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
     Update,
 };
-use crate::schema::{Actions, ActsOn, Attr, Names, Prop, Props, Schema, Service, Type};
+use crate::schema::{
+    fill_format, Actions, ActsOn, Attr, Names, Prop, Props, Schema, Service, Type,
+};
 
 pub struct LogStream;
 
@@ -69,11 +72,7 @@ impl Typed for LogStream {
     const SCHEMA: &'static Schema = &SCHEMA;
 }
 
-async fn describe(
-    cx: &Ctx,
-    group: &str,
-    stream: &str,
-) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogStream>, ProviderError> {
+async fn describe(cx: &Ctx, group: &str, stream: &str) -> Result<Option<Stream>, ProviderError> {
     let got = send!(cx
         .logs()
         .describe_log_streams()
@@ -89,16 +88,34 @@ async fn describe(
         .find(|s| s.log_stream_name.as_deref() == Some(stream)))
 }
 
-fn stream_attrs(
+/// The stream's attributes from DescribeLogStreams' answer; where the
+/// answer has no ARN, the one the schema's `arn_format` makes.
+fn stream_attrs(stream: &Stream, [region, account, group, name]: [&str; 4]) -> Attrs {
+    let arn = stream.arn.clone().or_else(|| {
+        fill_format(SCHEMA.arn_format?, |field| match field {
+            "region" => Some(region.to_string()),
+            "account" => Some(account.to_string()),
+            "log_group_name" => Some(group.to_string()),
+            "name" => Some(name.to_string()),
+            _ => None,
+        })
+    });
+    attrs([("arn", arn.unwrap_or_default().into()), ("id", name.into())])
+}
+
+/// The stream's attributes, asking STS for the account only where the
+/// answer lacks the ARN.
+async fn attrs_of(
     cx: &Ctx,
-    stream: &aws_sdk_cloudwatchlogs::types::LogStream,
+    stream: &Stream,
+    group: &str,
     name: &str,
-) -> Map<String, Value> {
-    let arn = stream
-        .arn
-        .clone()
-        .unwrap_or_else(|| format!("arn:aws:logs:{}:log-stream:{name}", cx.region()));
-    attrs([("arn", arn.into()), ("id", name.into())])
+) -> Result<Attrs, ProviderError> {
+    let account = match stream.arn {
+        Some(_) => String::new(),
+        None => cx.account_id().await?,
+    };
+    Ok(stream_attrs(stream, [&cx.region(), &account, group, name]))
 }
 
 #[async_trait]
@@ -117,8 +134,9 @@ impl Provider for LogStream {
                 s.ok_or_else(|| ProviderError::unexpected("the new log stream cannot be read back"))
             })
             .map_err(|e| e.after_create(&id))?;
+        let attrs = attrs_of(cx, &stream, group, name).await;
         Ok(Created {
-            attrs: stream_attrs(cx, &stream, name),
+            attrs: attrs.map_err(|e| e.after_create(&id))?,
             physical_id: id,
         })
     }
@@ -132,7 +150,7 @@ impl Provider for LogStream {
         props.insert("name".into(), Value::from(name));
         props.insert("log_group_name".into(), Value::from(group));
         Ok(Some(Observed {
-            attrs: stream_attrs(cx, &stream, name),
+            attrs: attrs_of(cx, &stream, group, name).await?,
             props,
             owner: None,
         }))
@@ -155,5 +173,25 @@ impl Provider for LogStream {
             .log_group_name(group)
             .log_stream_name(name));
         absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_reads_as_its_arn_and_name_and_an_answer_without_arn_gets_the_schemas() {
+        let at = ["us-east-2", "123456789012", "/app/logs", "web-1"];
+        let answered = Stream::builder().arn("arn:aws:logs:x").build();
+        assert_eq!(
+            Value::Object(stream_attrs(&answered, at)),
+            serde_json::json!({"arn": "arn:aws:logs:x", "id": "web-1"})
+        );
+        let bare = Stream::builder().log_stream_name("web-1").build();
+        assert_eq!(
+            stream_attrs(&bare, at)["arn"],
+            "arn:aws:logs:us-east-2:123456789012:log-group:/app/logs:log-stream:web-1"
+        );
     }
 }

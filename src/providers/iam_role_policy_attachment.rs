@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use aws_sdk_iam::types::AttachedPolicy;
 use serde_json::Value;
 
 use super::iam_role::NO_SUCH_ENTITY;
@@ -50,6 +51,23 @@ impl Typed for RolePolicyAttachment {
     const SCHEMA: &'static Schema = &SCHEMA;
 }
 
+/// The attachment as the stack file names it, if ListAttachedRolePolicies
+/// lists the policy among the role's.
+fn observed_among(listed: &[AttachedPolicy], role: &str, arn: &str) -> Option<Observed> {
+    listed
+        .iter()
+        .find(|p| p.policy_arn.as_deref() == Some(arn))?;
+    let mut props = Props::new();
+    props.insert("role".into(), Value::from(role));
+    props.insert("policy_arn".into(), Value::from(arn));
+    let id = format!("{role}/{arn}");
+    Some(Observed {
+        props,
+        attrs: attrs([("id", Value::from(id))]),
+        owner: None,
+    })
+}
+
 #[async_trait]
 impl Provider for RolePolicyAttachment {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
@@ -78,20 +96,9 @@ impl Provider for RolePolicyAttachment {
             let Some(page) = absent(page.map_err(aws), NO_SUCH_ENTITY)? else {
                 return Ok(None);
             };
-            if page
-                .attached_policies
-                .unwrap_or_default()
-                .iter()
-                .any(|p| p.policy_arn.as_deref() == Some(arn))
-            {
-                let mut props = Props::new();
-                props.insert("role".into(), Value::from(role));
-                props.insert("policy_arn".into(), Value::from(arn));
-                return Ok(Some(Observed {
-                    props,
-                    attrs: attrs([("id", Value::from(id))]),
-                    owner: None,
-                }));
+            let listed = page.attached_policies.unwrap_or_default();
+            if let Some(found) = observed_among(&listed, role, arn) {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -110,5 +117,23 @@ impl Provider for RolePolicyAttachment {
             .role_name(role)
             .policy_arn(arn));
         absent(detached, NO_SUCH_ENTITY).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attachment_is_observed_only_when_the_role_lists_its_policy() {
+        let arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+        let listed = [AttachedPolicy::builder().policy_arn(arn).build()];
+        let found = observed_among(&listed, "lambda_role", arn).unwrap();
+        assert_eq!(
+            Value::Object(found.props.into_iter().collect()),
+            serde_json::json!({"role": "lambda_role", "policy_arn": arn})
+        );
+        assert_eq!(found.attrs["id"], format!("lambda_role/{arn}"));
+        assert!(observed_among(&listed, "lambda_role", "arn:aws:iam::1:policy/other").is_none());
     }
 }
