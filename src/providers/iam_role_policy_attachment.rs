@@ -51,16 +51,16 @@ impl Typed for RolePolicyAttachment {
     const SCHEMA: &'static Schema = &SCHEMA;
 }
 
-/// The attachment as the stack file names it, if ListAttachedRolePolicies
-/// lists the policy among the role's.
-fn observed_among(listed: &[AttachedPolicy], role: &str, arn: &str) -> Option<Observed> {
+/// The attachment `id` (`role/arn`) as the stack file names it, if
+/// ListAttachedRolePolicies lists the policy among the role's.
+fn observed_among(listed: &[AttachedPolicy], id: &str) -> Option<Observed> {
+    let (role, arn) = id_parts(&SCHEMA, id).ok()?;
     listed
         .iter()
         .find(|p| p.policy_arn.as_deref() == Some(arn))?;
     let mut props = Props::new();
     props.insert("role".into(), Value::from(role));
     props.insert("policy_arn".into(), Value::from(arn));
-    let id = format!("{role}/{arn}");
     Some(Observed {
         props,
         attrs: attrs([("id", Value::from(id))]),
@@ -85,7 +85,7 @@ impl Provider for RolePolicyAttachment {
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {
-        let (role, arn) = id_parts(&SCHEMA, id)?;
+        let (role, _) = id_parts(&SCHEMA, id)?;
         let mut pages = cx
             .iam()
             .list_attached_role_policies()
@@ -97,7 +97,7 @@ impl Provider for RolePolicyAttachment {
                 return Ok(None);
             };
             let listed = page.attached_policies.unwrap_or_default();
-            if let Some(found) = observed_among(&listed, role, arn) {
+            if let Some(found) = observed_among(&listed, id) {
                 return Ok(Some(found));
             }
         }
@@ -128,12 +128,12 @@ mod tests {
     fn an_attachment_is_observed_only_when_the_role_lists_its_policy() {
         let arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
         let listed = [AttachedPolicy::builder().policy_arn(arn).build()];
-        let found = observed_among(&listed, "lambda_role", arn).unwrap();
+        let found = observed_among(&listed, &format!("lambda_role/{arn}")).unwrap();
         assert_eq!(
             Value::Object(found.props.into_iter().collect()),
             serde_json::json!({"role": "lambda_role", "policy_arn": arn})
         );
         assert_eq!(found.attrs["id"], format!("lambda_role/{arn}"));
-        assert!(observed_among(&listed, "lambda_role", "arn:aws:iam::1:policy/other").is_none());
+        assert!(observed_among(&listed, "lambda_role/arn:aws:iam::1:policy/other").is_none());
     }
 }

@@ -328,6 +328,18 @@ fn conflict(e: &ProviderError) -> bool {
     e.is("ResourceConflictException")
 }
 
+/// What UpdateFunctionConfiguration changes: `configured!`'s properties and
+/// the environment.
+const CONFIGURATION: &[&str] = &[
+    "role",
+    "handler",
+    "runtime",
+    "timeout",
+    "memory_size",
+    "description",
+    "environment",
+];
+
 /// What CreateFunction and UpdateFunctionConfiguration both take from the
 /// properties, set on either call's builder (the two share no trait).
 macro_rules! configured {
@@ -424,16 +436,7 @@ impl Provider for LambdaFunction {
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
         let (name, r, changed) = (u.id, u.r, u.changed);
-        const CONFIG: &[&str] = &[
-            "role",
-            "handler",
-            "runtime",
-            "timeout",
-            "memory_size",
-            "environment",
-            "description",
-        ];
-        if changed.iter().any(|c| CONFIG.contains(c)) {
+        if changed.iter().any(|c| CONFIGURATION.contains(c)) {
             wait_ready(cx, name).await?;
             retry_eventual(
                 Duration::from_secs(180),
