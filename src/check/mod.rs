@@ -172,6 +172,10 @@ impl<'a> Model<'a> {
             .and_then(|v| v.as_str().map(str::to_string))
     }
 
+    pub(crate) fn int(&self, id: &str, prop: &str) -> Option<i64> {
+        self.prop(id, prop).and_then(Value::as_i64)
+    }
+
     /// The resource's ARN from its type's format.
     pub(crate) fn arn(&self, id: &str) -> Option<String> {
         let format = self.v.schema(id).arn_format?;
@@ -344,24 +348,47 @@ fn function_policy(m: &Model, function: &str) -> Vec<Policy> {
         .collect()
 }
 
+const SNS: &str = "sns.amazonaws.com";
+const ALARMS: &str = "lambda.alarms.cloudwatch.amazonaws.com";
+const INVOKE: &str = "lambda:InvokeFunction";
+
+/// A service acting for a resource of the stack: AWS sets the source's ARN
+/// and account as condition keys.
+fn from_service(service: &str, action: &str, resource: Option<String>, source: &str) -> Request {
+    Request {
+        principal: Principal::Service(service.into()),
+        action: action.into(),
+        resource: resource.unwrap_or_default(),
+        context: [
+            ("aws:SourceArn".to_string(), source.to_string()),
+            ("aws:SourceAccount".to_string(), iam::unknown(ACCOUNT)),
+        ]
+        .into(),
+    }
+}
+
+/// The access policies the stack sets on a queue.
+fn queue_policies(m: &Model, queue: &str) -> Vec<Policy> {
+    m.of_part(Part::QueuePolicy)
+        .into_iter()
+        .filter(|p| {
+            m.target(&m.text(p, "queue_url").unwrap_or_default(), &[Part::Queue]) == Some(queue)
+        })
+        .map(|p| Policy {
+            name: format!("queue policy {p}"),
+            kind: Kind::Resource,
+            document: document(m.prop(p, "policy")),
+        })
+        .collect()
+}
+
 fn alarm_links(m: &Model, report: &mut Report) {
     for alarm in m.of_part(Part::Alarm) {
         let alarm_arn = m.arn(alarm).unwrap_or_default();
         for prop in ["alarm_actions", "ok_actions", "insufficient_data_actions"] {
             for action in strings(m.prop(alarm, prop)) {
                 if let Some(function) = m.target(&action, &[Part::Function]) {
-                    let request = Request {
-                        principal: Principal::Service(
-                            "lambda.alarms.cloudwatch.amazonaws.com".into(),
-                        ),
-                        action: "lambda:InvokeFunction".into(),
-                        resource: m.arn(function).unwrap_or_default(),
-                        context: [
-                            ("aws:SourceArn".to_string(), alarm_arn.clone()),
-                            ("aws:SourceAccount".to_string(), iam::unknown(ACCOUNT)),
-                        ]
-                        .into(),
-                    };
+                    let request = from_service(ALARMS, INVOKE, m.arn(function), &alarm_arn);
                     let decision = iam::evaluate(&request, &function_policy(m, function));
                     let missing = format!(
                         "an aws_lambda_permission on `{function}` with principal lambda.alarms.cloudwatch.amazonaws.com, action lambda:InvokeFunction and source_arn ${{{alarm}.arn}} (CloudWatch invokes nothing without it)"
@@ -393,39 +420,16 @@ fn topic_links(m: &Model, report: &mut Report) {
         let topic_arn = m.text(sub, "topic_arn").unwrap_or_default();
         let endpoint = m.text(sub, "endpoint").unwrap_or_default();
         let topic = m.target(&topic_arn, &[Part::Topic]).unwrap_or(sub);
-        let context: BTreeMap<String, String> = [
-            ("aws:SourceArn".to_string(), topic_arn.clone()),
-            ("aws:SourceAccount".to_string(), iam::unknown(ACCOUNT)),
-        ]
-        .into();
         let (target, request, policies, missing) = match protocol.as_str() {
             "sqs" => {
                 let Some(queue) = m.target(&endpoint, &[Part::Queue]) else {
                     continue;
                 };
-                let policies: Vec<Policy> = m
-                    .of_part(Part::QueuePolicy)
-                    .into_iter()
-                    .filter(|p| {
-                        m.target(&m.text(p, "queue_url").unwrap_or_default(), &[Part::Queue])
-                            == Some(queue)
-                    })
-                    .map(|p| Policy {
-                        name: format!("queue policy {p}"),
-                        kind: Kind::Resource,
-                        document: document(m.prop(p, "policy")),
-                    })
-                    .collect();
                 let missing = format!(
                     "an aws_sqs_queue_policy on `{queue}` allowing Principal {{Service: sns.amazonaws.com}} sqs:SendMessage on ${{{queue}.arn}} with Condition ArnEquals aws:SourceArn ${{{topic}.arn}} (SNS drops the messages silently without it)"
                 );
-                let request = Request {
-                    principal: Principal::Service("sns.amazonaws.com".into()),
-                    action: "sqs:SendMessage".into(),
-                    resource: m.arn(queue).unwrap_or_default(),
-                    context,
-                };
-                (queue, request, policies, missing)
+                let request = from_service(SNS, "sqs:SendMessage", m.arn(queue), &topic_arn);
+                (queue, request, queue_policies(m, queue), missing)
             }
             "lambda" => {
                 let Some(function) = m.target(&endpoint, &[Part::Function]) else {
@@ -434,12 +438,7 @@ fn topic_links(m: &Model, report: &mut Report) {
                 let missing = format!(
                     "an aws_lambda_permission on `{function}` with principal sns.amazonaws.com and source_arn ${{{topic}.arn}}"
                 );
-                let request = Request {
-                    principal: Principal::Service("sns.amazonaws.com".into()),
-                    action: "lambda:InvokeFunction".into(),
-                    resource: m.arn(function).unwrap_or_default(),
-                    context,
-                };
+                let request = from_service(SNS, INVOKE, m.arn(function), &topic_arn);
                 (function, request, function_policy(m, function), missing)
             }
             _ => continue,
@@ -628,21 +627,7 @@ fn function_links(m: &Model, report: &mut Report) {
                         &[Part::Queue, Part::Topic, Part::Instance, Part::LogGroup],
                     );
                     if let Some(queue) = target.filter(|t| m.part_of(t) == Part::Queue) {
-                        target_policies.extend(
-                            m.of_part(Part::QueuePolicy)
-                                .into_iter()
-                                .filter(|p| {
-                                    m.target(
-                                        &m.text(p, "queue_url").unwrap_or_default(),
-                                        &[Part::Queue],
-                                    ) == Some(queue)
-                                })
-                                .map(|p| Policy {
-                                    name: format!("queue policy {p}"),
-                                    kind: Kind::Resource,
-                                    document: document(m.prop(p, "policy")),
-                                }),
-                        );
+                        target_policies.extend(queue_policies(m, queue));
                     }
                     let decision = iam::evaluate(&request, &target_policies);
                     let missing = need_missing(m, role, &request, &unknown_managed);
@@ -1047,15 +1032,9 @@ fn text_disagrees(m: &Model, alarm: &str, report: &mut Report) {
     let Some(text) = m.text(alarm, "alarm_description") else {
         return;
     };
-    let period = m.prop(alarm, "period").and_then(Value::as_i64).unwrap_or(0);
-    let periods = m
-        .prop(alarm, "evaluation_periods")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let datapoints = m
-        .prop(alarm, "datapoints_to_alarm")
-        .and_then(Value::as_i64)
-        .unwrap_or(periods);
+    let period = m.int(alarm, "period").unwrap_or(0);
+    let periods = m.int(alarm, "evaluation_periods").unwrap_or(1);
+    let datapoints = m.int(alarm, "datapoints_to_alarm").unwrap_or(periods);
     let words: Vec<&str> = text
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -1095,10 +1074,7 @@ fn text_disagrees(m: &Model, alarm: &str, report: &mut Report) {
 
 fn lint_functions(m: &Model, report: &mut Report) {
     for function in m.of_part(Part::Function) {
-        let timeout = m
-            .prop(function, "timeout")
-            .and_then(Value::as_i64)
-            .unwrap_or(3);
+        let timeout = m.int(function, "timeout").unwrap_or(3);
         let needs = needs_of(m, function);
         let does = |a: &str| {
             needs
@@ -1118,10 +1094,7 @@ fn lint_functions(m: &Model, report: &mut Report) {
                 continue;
             }
             for queue in resources.iter().filter_map(|r| m.target(r, &[Part::Queue])) {
-                let visibility = m
-                    .prop(queue, "visibility_timeout_seconds")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(30);
+                let visibility = m.int(queue, "visibility_timeout_seconds").unwrap_or(30);
                 if visibility < timeout {
                     report.findings.push(finding(m, "SC402", Severity::Warning, queue, "visibility_timeout_seconds",
                         format!("`{function}` may work on a message for {timeout} s, but it becomes visible again after {visibility} s and is handled twice"),
@@ -1134,10 +1107,7 @@ fn lint_functions(m: &Model, report: &mut Report) {
 
 fn lint_log_groups(m: &Model, report: &mut Report) {
     for group in m.of_part(Part::LogGroup) {
-        let days = m
-            .prop(group, "retention_in_days")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let days = m.int(group, "retention_in_days").unwrap_or(0);
         if days == 0 {
             report.findings.push(finding(
                 m,
@@ -1372,6 +1342,14 @@ mod tests {
         assert!(found, "no {rule} on {resource} in {:#?}", r.findings);
     }
 
+    /// The link is refused, and what it misses says `missing`.
+    fn assert_broken(r: &Report, from: &str, action: &str, missing: &str) {
+        let e = edge(r, from, action);
+        assert!(!e.allowed, "{e:?}");
+        let said = e.missing.as_deref().unwrap_or_default();
+        assert!(said.contains(missing), "{missing:?} not in {e:?}");
+    }
+
     fn rules_of(r: &Report) -> Vec<(&'static str, String)> {
         r.findings
             .iter()
@@ -1455,14 +1433,11 @@ mod tests {
             "source_arn: ${slow_response_alarm.arn}",
             "source_arn: arn:aws:cloudwatch:us-east-2:123456789012:alarm:other",
         ));
-        let e = edge(&r, "slow_response_alarm", "lambda:InvokeFunction");
-        assert!(!e.allowed);
-        assert!(
-            e.missing
-                .as_ref()
-                .unwrap()
-                .contains("source_arn ${slow_response_alarm.arn}"),
-            "{e:?}"
+        assert_broken(
+            &r,
+            "slow_response_alarm",
+            "lambda:InvokeFunction",
+            "source_arn ${slow_response_alarm.arn}",
         );
         assert_finding(&r, "SC601", "slow_response_alarm");
     }
@@ -1473,14 +1448,11 @@ mod tests {
             r#"ArnEquals: {"aws:SourceArn": "${lambda_topic.arn}"}"#,
             r#"ArnEquals: {"aws:SourceArn": "arn:aws:sns:us-east-2:123456789012:other"}"#,
         ));
-        let e = edge(&r, "lambda_topic", "sqs:SendMessage");
-        assert!(!e.allowed);
-        assert!(
-            e.missing
-                .as_ref()
-                .unwrap()
-                .contains("ArnEquals aws:SourceArn ${lambda_topic.arn}"),
-            "{e:?}"
+        assert_broken(
+            &r,
+            "lambda_topic",
+            "sqs:SendMessage",
+            "ArnEquals aws:SourceArn ${lambda_topic.arn}",
         );
     }
 
@@ -1496,14 +1468,11 @@ mod tests {
           - Sid: Report
 ",
         ));
-        let e = edge(&r, "remediation", "ec2:StopInstances");
-        assert!(!e.allowed);
-        assert!(
-            e.missing
-                .as_ref()
-                .unwrap()
-                .contains("policy lambda_policy statement NoStopping denies it"),
-            "{e:?}"
+        assert_broken(
+            &r,
+            "remediation",
+            "ec2:StopInstances",
+            "policy lambda_policy statement NoStopping denies it",
         );
         assert!(edge(&r, "remediation", "ec2:StartInstances").allowed);
     }
@@ -1531,14 +1500,11 @@ mod tests {
             "depends_on: [lambda_logging]",
         );
         let r = report(&src);
-        let e = edge(&r, "remediation", "ec2:StopInstances");
-        assert!(!e.allowed);
-        assert!(
-            e.missing
-                .as_ref()
-                .unwrap()
-                .contains("policy `lambda_policy` grants it but is not attached to `lambda_role`"),
-            "{e:?}"
+        assert_broken(
+            &r,
+            "remediation",
+            "ec2:StopInstances",
+            "policy `lambda_policy` grants it but is not attached to `lambda_role`",
         );
     }
 
