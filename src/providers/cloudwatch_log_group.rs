@@ -180,24 +180,6 @@ fn common_prefix(names: &[String]) -> &str {
     &first[..len]
 }
 
-/// Groups by name: pages of the groups under their common prefix, up to the
-/// last name wanted; one lookup each, in parallel, when they share no prefix.
-/// Without tags from the bulk read, each group's tag call (by name) goes out
-/// beside them, not after.
-async fn read_many(cx: &Ctx, names: &[String]) -> BatchResult {
-    let mut sorted = names.to_vec();
-    sorted.sort();
-    let tags = tags_of_each(cx, names.to_vec(), |name| async move {
-        tagging::list(SCHEMA.tagging, cx, &name).await
-    });
-    let (groups, mut tags) = tokio::try_join!(describe_many(cx, &sorted), tags)?;
-    let observing = groups.into_iter().map(|g| {
-        let tags = tags.remove(g.log_group_name.as_deref().unwrap_or_default());
-        observe(cx, g, tags)
-    });
-    observed_by_name(names, "name", observing).await
-}
-
 /// The groups of these names (sorted) that exist.
 async fn describe_many(
     cx: &Ctx,
@@ -300,10 +282,22 @@ impl Provider for LogGroup {
         Ok(Some(describe(cx, name).await?.is_some()))
     }
 
-    /// DescribeLogGroups lists groups by name prefix, 50 a page, in name
-    /// order: groups that share a prefix are read a page at a time.
+    /// Groups by name: pages of the groups under their common prefix, up to the
+    /// last name wanted; one lookup each, in parallel, when they share no prefix.
+    /// Without tags from the bulk read, each group's tag call (by name) goes out
+    /// beside them, not after.
     async fn read_many(&self, cx: &Ctx, names: &[String]) -> BatchResult {
-        read_many(cx, names).await
+        let mut sorted = names.to_vec();
+        sorted.sort();
+        let tags = tags_of_each(cx, names.to_vec(), |name| async move {
+            tagging::list(SCHEMA.tagging, cx, &name).await
+        });
+        let (groups, mut tags) = tokio::try_join!(describe_many(cx, &sorted), tags)?;
+        let observing = groups.into_iter().map(|g| {
+            let tags = tags.remove(g.log_group_name.as_deref().unwrap_or_default());
+            observe(cx, g, tags)
+        });
+        observed_by_name(names, "name", observing).await
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {

@@ -6,8 +6,8 @@ use super::cloudwatch_log_group::check_log_group_name;
 use super::id_parts;
 use super::Typed;
 use super::{
-    absent, attrs, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
-    Update,
+    absent, attrs, check_one_of, Attrs, Created, Ctx, Observed, Provider, ProviderError,
+    ReadResult, Resource, Update,
 };
 use crate::schema::{Actions, ActsOn, Attr, Names, Part, Prop, Props, Schema, Service, Type};
 
@@ -74,13 +74,6 @@ const UNITS: &[&str] = &[
     "None",
 ];
 
-fn check_unit(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        Some(u) if UNITS.contains(&u) => Ok(()),
-        _ => Err(format!("must be one of {}", UNITS.join(", "))),
-    }
-}
-
 static TRANSFORMATION: &[Prop] = &[
     Prop::new("name", Type::String, "Metric name.")
         .required()
@@ -99,7 +92,7 @@ static TRANSFORMATION: &[Prop] = &[
         Type::Float,
         "Published when events arrive but none match.",
     ),
-    Prop::new("unit", Type::String, "Unit of the metric.").check(check_unit),
+    Prop::new("unit", Type::String, "Unit of the metric.").check(|v| check_one_of(v, UNITS)),
 ];
 
 static SCHEMA: Schema = Schema {

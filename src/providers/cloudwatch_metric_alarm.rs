@@ -4,9 +4,9 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, observed_by_name, split_tags, str_list, string_map, tagging, tags_of_each,
-    tags_or, user_tags, with_tags, Attrs, BatchResult, Created, Ctx, Observed, Provider,
-    ProviderError, ReadResult, Resource, Update,
+    absent, attrs, check_one_of, exactly_one, observed_by_name, split_tags, str_list, string_map,
+    tagging, tags_of_each, tags_or, user_tags, with_tags, Attrs, BatchResult, Created, Ctx,
+    Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
@@ -26,13 +26,6 @@ const OPERATORS: &[&str] = &[
     "GreaterThanUpperThreshold",
 ];
 const MISSING_DATA: &[&str] = &["breaching", "notBreaching", "ignore", "missing"];
-
-fn one_of(allowed: &'static [&'static str]) -> impl Fn(&Value) -> Result<(), String> {
-    move |v| match v.as_str() {
-        Some(s) if allowed.contains(&s) => Ok(()),
-        _ => Err(format!("must be one of {}", allowed.join(", "))),
-    }
-}
 
 fn check_alarm_name(v: &Value) -> Result<(), String> {
     match v.as_str() {
@@ -103,20 +96,12 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
             errors.push(("datapoints_to_alarm", "must be at least 1".into()));
         }
     }
-    match (
-        p.contains_key("statistic"),
-        p.contains_key("extended_statistic"),
-    ) {
-        (true, true) => errors.push((
-            "extended_statistic",
-            "set either `statistic` or `extended_statistic`, not both".into(),
-        )),
-        (false, false) => errors.push((
-            "statistic",
-            "set `statistic` (or `extended_statistic` for a percentile)".into(),
-        )),
-        _ => {}
-    }
+    errors.extend(exactly_one(
+        p,
+        ["statistic", "extended_statistic"],
+        "set either `statistic` or `extended_statistic`, not both",
+        "set `statistic` (or `extended_statistic` for a percentile)",
+    ));
     errors
 }
 
@@ -153,7 +138,7 @@ static SCHEMA: Schema = Schema {
             Type::String,
             "SampleCount, Average, Sum, Minimum or Maximum.",
         )
-        .check(|v| one_of(STATISTICS)(v)),
+        .check(|v| check_one_of(v, STATISTICS)),
         Prop::new(
             "extended_statistic",
             Type::String,
@@ -184,14 +169,14 @@ static SCHEMA: Schema = Schema {
             "How the statistic is compared with the threshold.",
         )
         .required()
-        .check(|v| one_of(OPERATORS)(v)),
+        .check(|v| check_one_of(v, OPERATORS)),
         Prop::new(
             "treat_missing_data",
             Type::String,
             "breaching, notBreaching, ignore or missing.",
         )
         .default(Default::Str("missing"))
-        .check(|v| one_of(MISSING_DATA)(v)),
+        .check(|v| check_one_of(v, MISSING_DATA)),
         Prop::new("dimensions", Type::StringMap, "Metric dimensions.").default(Default::EmptyMap),
         actions("alarm_actions", "ARNs notified on ALARM."),
         actions("ok_actions", "ARNs notified on OK."),
@@ -381,34 +366,6 @@ fn alarm_arn(cx: &Ctx, account: &str, name: &str) -> String {
     )
 }
 
-/// Alarms by name, 100 per DescribeAlarms call, the calls in parallel. Without
-/// tags from the bulk read, each alarm's tag call goes out beside them (its
-/// ARN follows from the name), not after.
-async fn read_many(cx: &Ctx, names: &[String]) -> BatchResult {
-    let calls = names.chunks(100).map(|chunk| async move {
-        let out = send!(cx
-            .cloudwatch()
-            .describe_alarms()
-            .set_alarm_names(Some(chunk.to_vec()))
-            .max_records(100))?;
-        Ok::<_, ProviderError>(out.metric_alarms.unwrap_or_default())
-    });
-    let tags = async {
-        let account = cx.account_id().await?;
-        let arns = names.iter().map(|n| alarm_arn(cx, &account, n)).collect();
-        tags_of_each(cx, arns, |arn| async move {
-            tagging::list(SCHEMA.tagging, cx, &arn).await
-        })
-        .await
-    };
-    let (alarms, mut tags) = tokio::try_join!(futures::future::try_join_all(calls), tags)?;
-    let observing = alarms.into_iter().flatten().map(|a| {
-        let tags = tags.remove(a.alarm_arn.as_deref().unwrap_or_default());
-        observe(cx, a, tags)
-    });
-    observed_by_name(names, "alarm_name", observing).await
-}
-
 #[async_trait]
 impl Provider for MetricAlarm {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
@@ -446,9 +403,32 @@ impl Provider for MetricAlarm {
         Ok(Some(describe(cx, name).await?.is_some()))
     }
 
-    /// DescribeAlarms takes up to 100 names per call.
+    /// Alarms by name, 100 per DescribeAlarms call, the calls in parallel. Without
+    /// tags from the bulk read, each alarm's tag call goes out beside them (its
+    /// ARN follows from the name), not after.
     async fn read_many(&self, cx: &Ctx, names: &[String]) -> BatchResult {
-        read_many(cx, names).await
+        let calls = names.chunks(100).map(|chunk| async move {
+            let out = send!(cx
+                .cloudwatch()
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .max_records(100))?;
+            Ok::<_, ProviderError>(out.metric_alarms.unwrap_or_default())
+        });
+        let tags = async {
+            let account = cx.account_id().await?;
+            let arns = names.iter().map(|n| alarm_arn(cx, &account, n)).collect();
+            tags_of_each(cx, arns, |arn| async move {
+                tagging::list(SCHEMA.tagging, cx, &arn).await
+            })
+            .await
+        };
+        let (alarms, mut tags) = tokio::try_join!(futures::future::try_join_all(calls), tags)?;
+        let observing = alarms.into_iter().flatten().map(|a| {
+            let tags = tags.remove(a.alarm_arn.as_deref().unwrap_or_default());
+            observe(cx, a, tags)
+        });
+        observed_by_name(names, "alarm_name", observing).await
     }
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
@@ -518,12 +498,12 @@ mod tests {
             check_period(&json!(90)).unwrap_err(),
             "must be 10, 20, 30 or a multiple of 60 seconds"
         );
-        assert!(one_of(OPERATORS)(&json!("GreaterThanThreshold")).is_ok());
-        assert!(one_of(OPERATORS)(&json!("Above"))
+        assert!(check_one_of(&json!("GreaterThanThreshold"), OPERATORS).is_ok());
+        assert!(check_one_of(&json!("Above"), OPERATORS)
             .unwrap_err()
             .starts_with("must be one of GreaterThanOrEqualToThreshold"));
-        assert!(one_of(MISSING_DATA)(&json!("notBreaching")).is_ok());
-        assert!(one_of(MISSING_DATA)(&json!("zero")).is_err());
+        assert!(check_one_of(&json!("notBreaching"), MISSING_DATA).is_ok());
+        assert!(check_one_of(&json!("zero"), MISSING_DATA).is_err());
         assert!(check_actions(&json!(["not-an-arn"])).is_err());
     }
 

@@ -13,8 +13,8 @@ use crate::{build, package};
 
 use super::Typed;
 use super::{
-    absent, attrs, retry_eventual, split_tags, str_list, string_map, user_tags, wait_for, Attrs,
-    Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, exactly_one, retry_eventual, split_tags, str_list, string_map, user_tags,
+    wait_for, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -124,17 +124,14 @@ static ENVIRONMENT: &[Prop] = &[Prop::new(
 .sensitive()];
 
 fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
-    match (p.contains_key("filename"), p.contains_key("source")) {
-        (true, true) => vec![(
-            "source",
-            "set either `source` (a crate stackctl builds) or `filename` (a zip), not both".into(),
-        )],
-        (false, false) => vec![(
-            "filename",
-            "set `source: <crate dir>` or `filename: <zip>` for the function's code".into(),
-        )],
-        _ => Vec::new(),
-    }
+    exactly_one(
+        p,
+        ["filename", "source"],
+        "set either `source` (a crate stackctl builds) or `filename` (a zip), not both",
+        "set `source: <crate dir>` or `filename: <zip>` for the function's code",
+    )
+    .into_iter()
+    .collect()
 }
 
 static SCHEMA: Schema = Schema {

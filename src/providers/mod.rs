@@ -1273,6 +1273,28 @@ pub fn check_name(v: &Value, max: usize, extra: &str, what: &str) -> Result<(), 
     Ok(())
 }
 
+pub fn check_one_of(v: &Value, allowed: &[&str]) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if allowed.contains(&s) => Ok(()),
+        _ => Err(format!("must be one of {}", allowed.join(", "))),
+    }
+}
+
+/// Exactly one of two properties that say one thing two ways: both is an
+/// error on the second, neither on the first.
+pub fn exactly_one(
+    p: &Props,
+    [first, second]: [&'static str; 2],
+    both: &str,
+    neither: &str,
+) -> Option<(&'static str, String)> {
+    match (p.contains_key(first), p.contains_key(second)) {
+        (true, true) => Some((second, both.into())),
+        (false, false) => Some((first, neither.into())),
+        _ => None,
+    }
+}
+
 pub fn check_range(v: &Value, min: i64, max: i64) -> Result<(), String> {
     match v.as_i64() {
         Some(n) if (min..=max).contains(&n) => Ok(()),

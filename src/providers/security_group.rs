@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx, Observed,
-    Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, exactly_one, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx,
+    Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -115,17 +115,14 @@ fn check_group_name(v: &Value) -> Result<(), String> {
 }
 
 fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
-    match (p.contains_key("name"), p.contains_key("name_prefix")) {
-        (true, true) => vec![(
-            "name_prefix",
-            "set `name` or `name_prefix`, not both".into(),
-        )],
-        (false, false) => vec![(
-            "name",
-            "set `name`, or `name_prefix` for a generated unique name".into(),
-        )],
-        _ => Vec::new(),
-    }
+    exactly_one(
+        p,
+        ["name", "name_prefix"],
+        "set `name` or `name_prefix`, not both",
+        "set `name`, or `name_prefix` for a generated unique name",
+    )
+    .into_iter()
+    .collect()
 }
 
 /// The group's name: as written, or the prefix and a suffix from the create's

@@ -3,8 +3,8 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, aws, json_text, parse_json_text, Attrs, Created, Ctx, Observed, Provider,
-    ProviderError, ReadResult, Resource, Update,
+    absent, attrs, aws, check_one_of, json_text, parse_json_text, Attrs, Created, Ctx, Observed,
+    Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Type,
@@ -23,13 +23,6 @@ const PROTOCOLS: &[&str] = &[
     "email",
     "email-json",
 ];
-
-fn check_protocol(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        Some(p) if PROTOCOLS.contains(&p) => Ok(()),
-        _ => Err(format!("must be one of {}", PROTOCOLS.join(", "))),
-    }
-}
 
 fn check_filter_policy(v: &Value) -> Result<(), String> {
     let doc = match v {
@@ -58,7 +51,7 @@ static SCHEMA: Schema = Schema {
         Prop::new("protocol", Type::String, "Delivery protocol.")
             .required()
             .force_new()
-            .check(check_protocol),
+            .check(|v| check_one_of(v, PROTOCOLS)),
         Prop::new(
             "endpoint",
             Type::String,
