@@ -374,6 +374,10 @@ pub fn managed_policy(arn: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn allowed(r: &Request, policies: &[Policy]) -> bool {
+        matches!(evaluate(r, policies), Decision::Allow(_))
+    }
     use serde_json::json;
 
     fn request(
@@ -455,12 +459,9 @@ mod tests {
     #[test]
     fn not_action_allows_everything_else() {
         let p = identity(json!([{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]));
-        assert!(matches!(
-            evaluate(
-                &request(role(), "sns:Publish", "x", &[]),
-                std::slice::from_ref(&p)
-            ),
-            Decision::Allow(_)
+        assert!(allowed(
+            &request(role(), "sns:Publish", "x", &[]),
+            std::slice::from_ref(&p)
         ));
         assert_eq!(
             evaluate(&request(role(), "iam:CreateUser", "x", &[]), &[p]),
@@ -474,14 +475,8 @@ mod tests {
             identity(json!([{"Effect": "Allow", "Action": "sns:Publish", "Resource": res}]))
         };
         let r = request(role(), "sns:Publish", "arn:aws:sns:us-east-2:1:alerts", &[]);
-        assert!(matches!(
-            evaluate(&r, &[p("arn:aws:sns:*:*:alerts")]),
-            Decision::Allow(_)
-        ));
-        assert!(matches!(
-            evaluate(&r, &[p("arn:aws:sns:us-east-2:1:*")]),
-            Decision::Allow(_)
-        ));
+        assert!(allowed(&r, &[p("arn:aws:sns:*:*:alerts")]));
+        assert!(allowed(&r, &[p("arn:aws:sns:us-east-2:1:*")]));
         assert_eq!(
             evaluate(&r, &[p("arn:aws:sns:us-east-2:1:Alerts")]),
             Decision::Implicit
@@ -495,10 +490,7 @@ mod tests {
         );
         let open = request(role(), "sns:Publish", "arn:aws:sns:us-east-2:1:alerts", &[]);
         let secret = request(role(), "sns:Publish", "arn:aws:sns:us-east-2:1:secret", &[]);
-        assert!(matches!(
-            evaluate(&open, std::slice::from_ref(&p)),
-            Decision::Allow(_)
-        ));
+        assert!(allowed(&open, std::slice::from_ref(&p)));
         assert_eq!(
             evaluate(&secret, std::slice::from_ref(&p)),
             Decision::Implicit
@@ -527,11 +519,8 @@ mod tests {
             identity(json!([{"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": res}]))
         };
         let r = request(role(), "ec2:StopInstances", &instance, &[]);
-        assert!(matches!(evaluate(&r, &[p(&instance)]), Decision::Allow(_)));
-        assert!(matches!(
-            evaluate(&r, &[p("arn:aws:ec2:*:*:instance/*")]),
-            Decision::Allow(_)
-        ));
+        assert!(allowed(&r, &[p(&instance)]));
+        assert!(allowed(&r, &[p("arn:aws:ec2:*:*:instance/*")]));
         assert_eq!(
             evaluate(&r, &[p("arn:aws:ec2:us-east-2:*:instance/i-0123")]),
             Decision::Implicit
@@ -562,7 +551,7 @@ mod tests {
         let everyone = resource_policy(
             json!([{"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}]),
         );
-        assert!(matches!(evaluate(&r, &[everyone]), Decision::Allow(_)));
+        assert!(allowed(&r, &[everyone]));
     }
 
     #[test]
@@ -581,86 +570,33 @@ mod tests {
             "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:us-east-2:1:q", "Condition": cond}]),
             )
         };
-        assert!(matches!(
-            evaluate(&r, &[with(json!({"ArnEquals": {"aws:SourceArn": topic}}))]),
-            Decision::Allow(_)
-        ));
-        assert!(matches!(
-            evaluate(
-                &r,
-                &[with(
-                    json!({"ArnLike": {"AWS:SOURCEARN": "arn:aws:sns:*:1:alerts"}})
-                )]
-            ),
-            Decision::Allow(_)
-        ));
-        assert_eq!(
-            evaluate(
-                &r,
-                &[with(
-                    json!({"ArnEquals": {"aws:SourceArn": "arn:aws:sns:us-east-2:1:other"}})
-                )]
-            ),
-            Decision::Implicit
+        // The policy only allows: what it does not allow is an implicit deny.
+        let allows = |condition: Value| allowed(&r, &[with(condition)]);
+        assert!(allows(json!({"ArnEquals": {"aws:SourceArn": topic}})));
+        assert!(
+            allows(json!({"ArnLike": {"AWS:SOURCEARN": "arn:aws:sns:*:1:alerts"}})),
+            "a key in any case"
         );
-        assert!(matches!(
-            evaluate(
-                &r,
-                &[with(json!({"StringEquals": {"aws:SourceAccount": "1"}}))]
-            ),
-            Decision::Allow(_)
+        assert!(!allows(
+            json!({"ArnEquals": {"aws:SourceArn": "arn:aws:sns:us-east-2:1:other"}})
         ));
-        assert_eq!(
-            evaluate(
-                &r,
-                &[with(json!({"StringEquals": {"aws:SourceAccount": "2"}}))]
-            ),
-            Decision::Implicit
-        );
-        assert!(matches!(
-            evaluate(
-                &r,
-                &[with(
-                    json!({"StringLike": {"aws:SourceArn": "arn:aws:sns:*"}})
-                )]
-            ),
-            Decision::Allow(_)
-        ));
-        assert_eq!(
-            evaluate(
-                &r,
-                &[with(json!({"ArnLike": {"aws:SourceArn": "arn:aws:sns:*"}}))]
-            ),
-            Decision::Implicit,
-            "ArnLike compares part by part"
-        );
-        assert_eq!(
-            evaluate(
-                &r,
-                &[with(json!({"ArnNotEquals": {"aws:SourceArn": topic}}))]
-            ),
-            Decision::Implicit
-        );
-        assert_eq!(
-            evaluate(
-                &r,
-                &[with(
-                    json!({"ArnEquals": {"aws:SourceArn": topic}, "StringEquals": {"aws:SourceAccount": "2"}})
-                )]
-            ),
-            Decision::Implicit,
-            "operators AND"
+        assert!(allows(json!({"StringEquals": {"aws:SourceAccount": "1"}})));
+        assert!(!allows(json!({"StringEquals": {"aws:SourceAccount": "2"}})));
+        assert!(
+            allows(json!({"StringLike": {"aws:SourceArn": "arn:aws:sns:*"}})),
+            "* spans colons"
         );
         assert!(
-            matches!(
-                evaluate(
-                    &r,
-                    &[with(
-                        json!({"ArnEquals": {"aws:SourceArn": ["arn:aws:sns:us-east-2:1:x", topic]}})
-                    )]
-                ),
-                Decision::Allow(_)
-            ),
+            !allows(json!({"ArnLike": {"aws:SourceArn": "arn:aws:sns:*"}})),
+            "part by part"
+        );
+        assert!(!allows(json!({"ArnNotEquals": {"aws:SourceArn": topic}})));
+        let account = json!({"aws:SourceAccount": "2"});
+        let both = json!({"ArnEquals": {"aws:SourceArn": topic}, "StringEquals": account});
+        assert!(!allows(both), "operators AND");
+        let either = json!(["arn:aws:sns:us-east-2:1:x", topic]);
+        assert!(
+            allows(json!({"ArnEquals": {"aws:SourceArn": either}})),
             "values OR"
         );
     }
@@ -682,16 +618,13 @@ mod tests {
             evaluate(&r, &[with(json!({"ArnEquals": {"aws:SourceArn": "x"}}))]),
             Decision::Implicit
         );
-        assert!(matches!(
-            evaluate(
-                &r,
-                &[with(json!({"ArnEqualsIfExists": {"aws:SourceArn": "x"}}))]
-            ),
-            Decision::Allow(_)
+        assert!(allowed(
+            &r,
+            &[with(json!({"ArnEqualsIfExists": {"aws:SourceArn": "x"}}))]
         ));
-        assert!(matches!(
-            evaluate(&r, &[with(json!({"Null": {"aws:SourceArn": "true"}}))]),
-            Decision::Allow(_)
+        assert!(allowed(
+            &r,
+            &[with(json!({"Null": {"aws:SourceArn": "true"}}))]
         ));
     }
 
@@ -711,7 +644,7 @@ mod tests {
             "arn:aws:logs:us-east-2:1:log-group:/aws/lambda/f:*",
             &[],
         );
-        assert!(matches!(evaluate(&r, &[p]), Decision::Allow(_)));
+        assert!(allowed(&r, &[p]));
         assert!(managed_policy("arn:aws:iam::aws:policy/SomethingElse").is_none());
     }
 }

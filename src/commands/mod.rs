@@ -135,7 +135,7 @@ impl Session {
         operation: &str,
     ) -> Result<Session> {
         let lock = backend.lock(operation).await?;
-        if let Some(stale) = lock.took_over() {
+        if let Some(stale) = lock.holding().took_over.as_ref() {
             eprintln!(
                 "note: took over the lock of {}, which ended without releasing it",
                 stale.describe()

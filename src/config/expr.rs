@@ -565,18 +565,15 @@ mod tests {
 
     #[test]
     fn bad_references_are_explained() {
-        assert!(parse_template("${topic}")
-            .unwrap_err()
-            .contains("resource.attribute"));
-        assert!(parse_template("${topic.arn")
-            .unwrap_err()
-            .contains("unterminated"));
-        assert!(parse_template("${stack.owner}")
-            .unwrap_err()
-            .contains("not a stack value"));
-        assert!(parse_template("${Topic.arn}")
-            .unwrap_err()
-            .contains("not a valid reference"));
+        for (text, says) in [
+            ("${topic}", "resource.attribute"),
+            ("${topic.arn", "unterminated"),
+            ("${stack.owner}", "not a stack value"),
+            ("${Topic.arn}", "not a valid reference"),
+        ] {
+            let err = parse_template(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::{
     check_entry, checked, journal_context, next_entry, replay, state_context, Backend, Entry, Held,
-    LockInfo, State, StateError, BACKUPS,
+    Holding, LockInfo, State, StateError, BACKUPS,
 };
 
 /// Where a stack's state lives: `state/<stack>.json` beside the stack file.
@@ -427,10 +427,10 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 pub struct Lock {
     file: File,
     path: PathBuf,
-    pub info: LockInfo,
-    /// The holder named in the lock file when this run took the lock: a run
-    /// that ended without releasing it (the kernel released its flock).
-    pub took_over: Option<LockInfo>,
+    /// Its holder taken over: named in the lock file when this run took the
+    /// lock, a run that ended without releasing it (the kernel released its
+    /// flock).
+    pub holding: Holding,
 }
 
 fn read_info(f: &mut File) -> Option<LockInfo> {
@@ -500,8 +500,7 @@ impl Lock {
         Ok(Lock {
             file: f,
             path,
-            info,
-            took_over,
+            holding: Holding { info, took_over },
         })
     }
 
@@ -549,12 +548,8 @@ impl Lock {
 
 #[async_trait]
 impl Held for Lock {
-    fn info(&self) -> &LockInfo {
-        &self.info
-    }
-
-    fn took_over(&self) -> Option<&LockInfo> {
-        self.took_over.as_ref()
+    fn holding(&self) -> &Holding {
+        &self.holding
     }
 
     async fn release(self: Box<Self>) -> Result<(), StateError> {
@@ -568,7 +563,7 @@ impl Drop for Lock {
     /// itself goes with the file handle).
     fn drop(&mut self) {
         match read_info(&mut self.file) {
-            Some(info) if info.id == self.info.id => {
+            Some(info) if info.id == self.holding.info.id => {
                 let _ = self.file.set_len(0);
             }
             Some(info) => eprintln!(
@@ -846,7 +841,7 @@ mod tests {
         let err = Lock::acquire(&f, "plan").unwrap_err().to_string();
         assert_contains!(err, "`stackctl apply`");
         assert_contains!(err, &format!("pid {}", std::process::id()));
-        assert_contains!(err, &format!("lock id {}", lock.info.id));
+        assert_contains!(err, &format!("lock id {}", lock.holding.info.id));
         drop(lock);
         Lock::acquire(&f, "plan").unwrap();
     }
@@ -873,8 +868,8 @@ mod tests {
         )
         .unwrap();
         let lock = Lock::acquire(&f, "plan").unwrap();
-        assert_eq!(lock.info.operation, "plan");
-        assert_eq!(lock.took_over.as_ref().unwrap().id, "dead");
+        assert_eq!(lock.holding.info.operation, "plan");
+        assert_eq!(lock.holding.took_over.as_ref().unwrap().id, "dead");
     }
 
     #[test]
@@ -882,7 +877,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::for_stack(dir.path(), "demo");
         let lock = Lock::acquire(&f, "apply").unwrap();
-        let id = lock.info.id.clone();
+        let id = lock.holding.info.id.clone();
         assert!(Lock::force_unlock(&f, "wrong-id")
             .unwrap_err()
             .to_string()

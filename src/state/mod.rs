@@ -550,12 +550,18 @@ pub struct Holder {
     pub gone: bool,
 }
 
+/// Whose a lock is: this run's, and the holder it took over from.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub info: LockInfo,
+    /// The holder a crashed run left, whose lock this run took over.
+    pub took_over: Option<LockInfo>,
+}
+
 /// A lock a run holds on its state.
 #[async_trait]
 pub trait Held: Send + Sync {
-    fn info(&self) -> &LockInfo;
-    /// The holder a crashed run left, whose lock this run took over.
-    fn took_over(&self) -> Option<&LockInfo>;
+    fn holding(&self) -> &Holding;
     /// Releases it, if it is still this run's.
     async fn release(self: Box<Self>) -> Result<(), StateError>;
 }

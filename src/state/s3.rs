@@ -20,7 +20,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{
     broken_chain, check_entry, checked, journal_context, next_entry, replay, state_context,
-    Backend, Entry, Held, Holder, Lease, LockInfo, State, StateError,
+    Backend, Entry, Held, Holder, Holding, Lease, LockInfo, State, StateError,
 };
 
 pub struct S3Backend {
@@ -614,8 +614,7 @@ impl Backend for S3Backend {
                     bucket: self.bucket.clone(),
                     key: self.lock_key(),
                     etag,
-                    info,
-                    took_over,
+                    holding: Holding { info, took_over },
                     released: false,
                 }));
             }
@@ -831,8 +830,7 @@ pub struct S3Lock {
     bucket: String,
     key: String,
     etag: String,
-    info: LockInfo,
-    took_over: Option<LockInfo>,
+    holding: Holding,
     released: bool,
 }
 
@@ -860,12 +858,8 @@ impl S3Lock {
 
 #[async_trait]
 impl Held for S3Lock {
-    fn info(&self) -> &LockInfo {
-        &self.info
-    }
-
-    fn took_over(&self) -> Option<&LockInfo> {
-        self.took_over.as_ref()
+    fn holding(&self) -> &Holding {
+        &self.holding
     }
 
     async fn release(mut self: Box<Self>) -> Result<(), StateError> {
@@ -886,7 +880,7 @@ impl Drop for S3Lock {
             }
             _ => eprintln!(
                 "warning: the lock s3://{}/{} could not be released; `stackctl force-unlock {}` clears it",
-                self.bucket, self.key, self.info.id
+                self.bucket, self.key, self.holding.info.id
             ),
         }
     }
@@ -948,7 +942,10 @@ mod tests {
         let held = stalled.lock("apply").await.unwrap();
         let mut stale = stalled.load("dst").await.unwrap();
         let mut operator = crate::dst::s3_backend(&mem).unwrap();
-        operator.force_unlock(&held.info().id).await.unwrap();
+        operator
+            .force_unlock(&held.holding().info.id)
+            .await
+            .unwrap();
         let mut other = crate::dst::s3_backend(&mem).unwrap();
         let _lock = other.lock("apply").await.unwrap();
         let mut unchanged = other.load("dst").await.unwrap();
@@ -972,7 +969,10 @@ mod tests {
         let garbage = b"{".to_vec();
         let written = operator.put(crate::dst::STATE_KEY, garbage, None, false);
         written.await.unwrap();
-        let refused = operator.force_unlock(&held.info().id).await.unwrap_err();
+        let refused = operator
+            .force_unlock(&held.holding().info.id)
+            .await
+            .unwrap_err();
         assert!(
             refused
                 .to_string()
