@@ -1487,20 +1487,33 @@ mod tests {
         }
     }
 
-    fn recorded(state: &mut State, id: &str, deps: &[&str]) {
-        state.resources.insert(
-            id.into(),
-            Rec::from(ResourceState {
-                type_name: "aws_sns_topic".into(),
-                physical_id: Some(id.into()),
-                props: Props::new(),
-                attrs: Map::new(),
-                depends_on: deps.iter().map(|s| s.to_string()).collect(),
-                create_token: None,
-                sensitive: Vec::new(),
-                unfinished: None,
-            }),
-        );
+    /// A state that records these resources, each with its dependencies.
+    fn state_of(records: &[(&str, &[&str])]) -> State {
+        let mut state = State::new("s");
+        for &(id, deps) in records {
+            state.resources.insert(
+                id.into(),
+                Rec::from(ResourceState {
+                    type_name: "aws_sns_topic".into(),
+                    physical_id: Some(id.into()),
+                    props: Props::new(),
+                    attrs: Map::new(),
+                    depends_on: deps.iter().map(|s| s.to_string()).collect(),
+                    create_token: None,
+                    sensitive: Vec::new(),
+                    unfinished: None,
+                }),
+            );
+        }
+        state
+    }
+
+    fn del(id: &str) -> (StepKind, String) {
+        (StepKind::Delete, id.to_string())
+    }
+
+    fn app(id: &str) -> (StepKind, String) {
+        (StepKind::Apply, id.to_string())
     }
 
     fn plan_of(changes: Vec<Change>) -> Plan {
@@ -1518,16 +1531,12 @@ mod tests {
 
     #[test]
     fn replacement_deletes_dependents_first_and_recreates_dependencies_first() {
-        let mut state = State::new("s");
-        recorded(&mut state, "topic", &[]);
-        recorded(&mut state, "sub", &["topic"]);
+        let state = state_of(&[("topic", &[]), ("sub", &["topic"])]);
         let plan = plan_of(vec![
             change("topic", Action::Replace, &[]),
             change("sub", Action::Replace, &["topic"]),
         ]);
         let (_, needs) = build_steps(&plan, &state);
-        let del = |id: &str| (StepKind::Delete, id.to_string());
-        let app = |id: &str| (StepKind::Apply, id.to_string());
         assert!(needs[&del("topic")].contains(&del("sub")));
         assert!(needs[&app("topic")].contains(&del("topic")));
         assert!(needs[&app("sub")].contains(&app("topic")));
@@ -1545,7 +1554,6 @@ mod tests {
         ]);
         let (steps, needs) = build_steps(&plan, &state);
         let priority = priorities(&steps, &dependents_of(&needs));
-        let app = |id: &str| (StepKind::Apply, id.to_string());
         assert_eq!(priority[&app("role")].0, 3);
         assert_eq!(priority[&app("alone")].0, 1);
         assert!(priority[&app("role")] > priority[&app("alone")]);
@@ -1561,16 +1569,13 @@ mod tests {
 
     #[test]
     fn a_dependency_is_deleted_only_after_its_former_dependent_lets_go() {
-        let mut state = State::new("s");
-        recorded(&mut state, "old", &[]);
-        recorded(&mut state, "policy", &["old"]);
+        let state = state_of(&[("old", &[]), ("policy", &["old"])]);
         // `policy` no longer refers to `old`, which is removed from the file.
         let plan = plan_of(vec![
             change("policy", Action::Update, &[]),
             change("old", Action::Delete, &[]),
         ]);
         let (_, needs) = build_steps(&plan, &state);
-        assert!(needs[&(StepKind::Delete, "old".to_string())]
-            .contains(&(StepKind::Apply, "policy".to_string())));
+        assert!(needs[&del("old")].contains(&app("policy")));
     }
 }

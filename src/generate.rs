@@ -231,6 +231,12 @@ mod tests {
 
     /// The stack file for these targets (as `stackctl generate` takes them),
     /// each read with its properties and attributes.
+    /// A topic, read as `aws_sns_topic.topic`: other resources refer to it.
+    fn topic() -> (&'static str, Value, Value) {
+        let (props, attrs) = (json!({"name": "alerts"}), json!({"arn": "arn:t"}));
+        ("aws_sns_topic.topic=arn:t", props, attrs)
+    }
+
     fn rendered(read: &[(&str, Value, Value)]) -> String {
         let read: Vec<_> = read
             .iter()
@@ -249,11 +255,7 @@ mod tests {
     #[test]
     fn sensitive_values_become_variables_the_file_does_not_hold() {
         let text = rendered(&[
-            (
-                "aws_sns_topic.topic=arn:t",
-                json!({"name": "alerts"}),
-                json!({"arn": "arn:t"}),
-            ),
+            topic(),
             (
                 "aws_lambda_function.fn=f",
                 json!({"function_name": "f", "role": "arn:r", "runtime": "provided.al2023",
@@ -281,11 +283,7 @@ mod tests {
     #[test]
     fn values_another_resource_reports_become_references() {
         let text = rendered(&[
-            (
-                "aws_sns_topic.topic=arn:t",
-                json!({"name": "alerts"}),
-                json!({"arn": "arn:t"}),
-            ),
+            topic(),
             (
                 "aws_sqs_queue.queue=https://q",
                 json!({"name": "q"}),

@@ -103,9 +103,7 @@ async fn apply(v: Validated, r: &ApplyArgs, saved: Option<PlanFile>) -> Result<E
                 && !r.change.auto_approve
                 && !confirm("Do you want to perform these actions?", "--auto-approve")?
             {
-                println!("Apply cancelled.");
-                session.release().await?;
-                return Ok(ExitCode::from(1));
+                return cancelled(session, Walking::Apply).await;
             }
             (plan, values)
         }
@@ -173,6 +171,13 @@ impl Walking {
             Walking::Destroy => "Destroy",
         }
     }
+}
+
+/// The user said no: nothing was changed, and the lock is let go.
+async fn cancelled(session: Session, walking: Walking) -> Result<ExitCode> {
+    println!("{} cancelled.", walking.name());
+    session.release().await?;
+    Ok(ExitCode::from(1))
 }
 
 /// Walks the plan, records the outputs, commits the state, tells the outcome.
@@ -279,9 +284,7 @@ pub fn destroy(a: ChangeArgs) -> Result<ExitCode> {
         print!("{}", shown(&v.redactor, &plan::render(&plan)));
         let question = "Do you really want to destroy all resources of this stack?";
         if !auto_approve && !confirm(question, "--auto-approve")? {
-            println!("Destroy cancelled.");
-            session.release().await?;
-            return Ok(ExitCode::from(1));
+            return cancelled(session, Walking::Destroy).await;
         }
         println!();
         let values = stack_values(&v, &cx).await.unwrap_or_default();

@@ -587,6 +587,14 @@ mod tests {
         f.append(s).unwrap();
     }
 
+    /// The file and the state as the next run finds them after a run.
+    fn after_a_run(dir: &Path, n: i64) -> (StateFile, State) {
+        run(dir, n);
+        let mut f = StateFile::for_stack(dir, "demo");
+        let s = f.read("demo").unwrap();
+        (f, s)
+    }
+
     /// A run: read, two writes to the journal, then compaction.
     fn run(dir: &Path, n: i64) -> State {
         let mut f = StateFile::for_stack(dir, "demo");
@@ -660,9 +668,7 @@ mod tests {
     #[test]
     fn each_write_of_a_run_appends_only_what_changed() {
         let dir = tempfile::tempdir().unwrap();
-        run(dir.path(), 0);
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.read("demo").unwrap();
+        let (mut f, mut s) = after_a_run(dir.path(), 0);
         for n in 0..50 {
             let mut props = crate::schema::Props::new();
             props.insert("policy".into(), Value::from("x".repeat(1000)));
@@ -743,9 +749,7 @@ mod tests {
     #[test]
     fn a_crashed_runs_journal_is_replayed_and_a_torn_last_line_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        run(dir.path(), 0);
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.read("demo").unwrap();
+        let (mut f, mut s) = after_a_run(dir.path(), 0);
         saved_with_output(&mut f, &mut s, 42);
         // The process dies mid-append: half a line follows.
         let mut j = OpenOptions::new()
@@ -768,9 +772,7 @@ mod tests {
     #[test]
     fn saving_an_unchanged_state_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        run(dir.path(), 1);
-        let mut f = StateFile::for_stack(dir.path(), "demo");
-        let mut s = f.read("demo").unwrap();
+        let (mut f, mut s) = after_a_run(dir.path(), 1);
         let serial = s.serial;
         f.append(&mut s).unwrap();
         f.write(&mut s).unwrap();
