@@ -256,10 +256,10 @@ impl Provider for LogGroup {
         let account = finish
             .await
             .map_err(|e: ProviderError| e.after_create(name))?;
-        Ok(Created {
-            attrs: group_attrs(cx, name, &account),
-            physical_id: name.to_string(),
-        })
+        Ok(Created::new(
+            name.to_string(),
+            group_attrs(cx, name, &account),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {

@@ -174,10 +174,10 @@ async fn put(cx: &Ctx, r: &Resource<'_>) -> Result<(String, String), ProviderErr
 impl Provider for MetricFilter {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let (group, name) = put(cx, r).await?;
-        Ok(Created {
-            attrs: attrs([("id", Value::from(name.clone()))]),
-            physical_id: format!("{group}:{name}"),
-        })
+        Ok(Created::new(
+            format!("{group}:{name}"),
+            attrs([("id", Value::from(name.clone()))]),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {

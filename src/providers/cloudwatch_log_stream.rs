@@ -135,10 +135,10 @@ impl Provider for LogStream {
             })
             .map_err(|e| e.after_create(&id))?;
         let attrs = attrs_of(cx, &stream, group, name).await;
-        Ok(Created {
-            attrs: attrs.map_err(|e| e.after_create(&id))?,
-            physical_id: id,
-        })
+        Ok(Created::new(
+            id.clone(),
+            attrs.map_err(|e| e.after_create(&id))?,
+        ))
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {

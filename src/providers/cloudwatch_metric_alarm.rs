@@ -377,10 +377,10 @@ impl Provider for MetricAlarm {
                 a.ok_or_else(|| ProviderError::unexpected("the new alarm cannot be read back"))
             })
             .map_err(|e| e.after_create(name))?;
-        Ok(Created {
-            attrs: alarm_attrs(alarm.alarm_arn.as_deref().unwrap_or_default(), name),
-            physical_id: name.to_string(),
-        })
+        Ok(Created::new(
+            name.to_string(),
+            alarm_attrs(alarm.alarm_arn.as_deref().unwrap_or_default(), name),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {

@@ -142,10 +142,7 @@ async fn list(
 impl Provider for QueryDefinition {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let id = put(cx, r, None).await?;
-        Ok(Created {
-            attrs: qd_attrs(&id),
-            physical_id: id,
-        })
+        Ok(Created::new(id.clone(), qd_attrs(&id)))
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {

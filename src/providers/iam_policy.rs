@@ -206,10 +206,7 @@ impl Provider for IamPolicy {
             .policy
             .ok_or_else(|| ProviderError::unexpected("CreatePolicy returned no policy"))?;
         let arn = policy.arn.clone().unwrap_or_default();
-        Ok(Created {
-            attrs: policy_attrs(&arn, &policy),
-            physical_id: arn,
-        })
+        Ok(Created::new(arn.clone(), policy_attrs(&arn, &policy)))
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> ReadResult {

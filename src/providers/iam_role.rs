@@ -107,14 +107,14 @@ impl Provider for IamRole {
         )
         .await
         .map_err(|e| e.after_create(name))?;
-        Ok(Created {
-            physical_id: role.role_name.clone(),
-            attrs: attrs([
+        Ok(Created::new(
+            role.role_name.clone(),
+            attrs([
                 ("arn", role.arn.into()),
                 ("id", role.role_name.into()),
                 ("unique_id", role.role_id.into()),
             ]),
-        })
+        ))
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {

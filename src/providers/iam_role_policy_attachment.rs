@@ -78,10 +78,10 @@ impl Provider for RolePolicyAttachment {
             .role_name(role)
             .policy_arn(arn))?;
         let id = format!("{role}/{arn}");
-        Ok(Created {
-            attrs: attrs([("id", Value::from(id.clone()))]),
-            physical_id: id,
-        })
+        Ok(Created::new(
+            id.clone(),
+            attrs([("id", Value::from(id.clone()))]),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {

@@ -405,10 +405,10 @@ impl Provider for LambdaFunction {
             .map_err(|e| e.after_create(name))?;
         let arn = out.function_arn.unwrap_or_default();
         let sha = out.code_sha256.unwrap_or_default();
-        Ok(Created {
-            attrs: function_attrs(&arn, name, &cx.region(), &sha),
-            physical_id: name.to_string(),
-        })
+        Ok(Created::new(
+            name.to_string(),
+            function_attrs(&arn, name, &cx.region(), &sha),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, name: &str) -> ReadResult {

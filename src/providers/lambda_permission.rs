@@ -90,10 +90,10 @@ impl Provider for LambdaPermission {
         )
         .await?;
         let id = format!("{function}/{sid}");
-        Ok(Created {
-            attrs: attrs([("id", Value::from(id.clone()))]),
-            physical_id: id,
-        })
+        Ok(Created::new(
+            id.clone(),
+            attrs([("id", Value::from(id.clone()))]),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {

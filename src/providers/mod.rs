@@ -246,6 +246,13 @@ pub struct Created {
     pub attrs: Map<String, Value>,
 }
 
+impl Created {
+    pub fn new(physical_id: impl Into<String>, attrs: Attrs) -> Created {
+        let physical_id = physical_id.into();
+        Created { physical_id, attrs }
+    }
+}
+
 /// A resource type's schema, declared once beside it: `impl Typed for
 /// LogGroup { const SCHEMA: &'static Schema = &SCHEMA; }`.
 pub trait Typed {
@@ -1271,6 +1278,23 @@ pub fn check_name(v: &Value, max: usize, extra: &str, what: &str) -> Result<(), 
         return Err(format!("contains `{bad}`; {what}"));
     }
     Ok(())
+}
+
+/// A topic's or a queue's name: a FIFO one ends in `.fifo`, which counts
+/// toward its length.
+pub fn check_fifo_name(v: &Value, max: usize, what: &str) -> Result<(), String> {
+    let s = v.as_str().unwrap_or_default();
+    if s.chars().count() > max {
+        return Err(format!(
+            "must be 1 to {max} characters long, .fifo included ({what})"
+        ));
+    }
+    check_name(
+        &Value::from(s.strip_suffix(".fifo").unwrap_or(s)),
+        max,
+        "-_",
+        what,
+    )
 }
 
 pub fn check_one_of(v: &Value, allowed: &[&str]) -> Result<(), String> {

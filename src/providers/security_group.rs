@@ -358,10 +358,7 @@ impl Provider for SecurityGroup {
                 .ok_or_else(|| ProviderError::unexpected("the new group cannot be read back"))
         };
         let g = rules.await.map_err(|e| e.after_create(&id))?;
-        Ok(Created {
-            attrs: group_attrs(cx, &g),
-            physical_id: id,
-        })
+        Ok(Created::new(id, group_attrs(cx, &g)))
     }
 
     async fn read(&self, cx: &Ctx, id: &str) -> ReadResult {

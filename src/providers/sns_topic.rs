@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
+    absent, attrs, check_fifo_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
     Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
@@ -13,14 +13,8 @@ use crate::schema::{
 pub struct SnsTopic;
 
 fn check_topic_name(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or_default();
-    let base = s.strip_suffix(".fifo").unwrap_or(s);
-    check_name(
-        &Value::from(base),
-        256,
-        "-_",
-        "topic names use letters, digits, `-` and `_` (FIFO topics end in .fifo)",
-    )
+    let what = "topic names use letters, digits, `-` and `_` (FIFO topics end in .fifo)";
+    check_fifo_name(v, 256, what)
 }
 
 fn check_display_name(v: &Value) -> Result<(), String> {
@@ -97,10 +91,7 @@ impl Provider for SnsTopic {
         let arn = out
             .topic_arn
             .ok_or_else(|| ProviderError::unexpected("CreateTopic returned no TopicArn"))?;
-        Ok(Created {
-            attrs: topic_attrs(&arn),
-            physical_id: arn,
-        })
+        Ok(Created::new(arn.clone(), topic_attrs(&arn)))
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> ReadResult {
@@ -159,6 +150,18 @@ fn props_of(arn: &str, attributes: &std::collections::HashMap<String, String>) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// AWS counts the `.fifo` of a FIFO name toward its length (SQS's
+    /// quotas page; Terraform's pattern is {1,251}\.fifo).
+    #[test]
+    fn a_fifo_suffix_counts_toward_the_names_length() {
+        let name = |base: usize, suffix: &str| json!("a".repeat(base) + suffix);
+        assert!(check_topic_name(&name(256, "")).is_ok());
+        assert!(check_topic_name(&name(251, ".fifo")).is_ok());
+        let err = check_topic_name(&name(252, ".fifo")).unwrap_err();
+        assert!(err.starts_with("must be 1 to 256 characters long"), "{err}");
+        assert!(check_topic_name(&name(256, ".fifo")).is_err());
+    }
 
     #[test]
     fn a_topic_reads_its_name_from_the_arn_and_its_display_name() {

@@ -149,10 +149,7 @@ impl Provider for SnsTopicSubscription {
         let arn = out
             .subscription_arn
             .ok_or_else(|| ProviderError::unexpected("Subscribe returned no SubscriptionArn"))?;
-        Ok(Created {
-            attrs: sub_attrs(&arn),
-            physical_id: arn,
-        })
+        Ok(Created::new(arn.clone(), sub_attrs(&arn)))
     }
 
     async fn read(&self, cx: &Ctx, arn: &str) -> ReadResult {

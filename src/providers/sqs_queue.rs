@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_name, check_range, retry_eventual, split_tags, tagging, with_tags, Attrs,
-    Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, check_fifo_name, check_range, retry_eventual, split_tags, tagging, with_tags,
+    Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -17,14 +17,8 @@ use crate::schema::{
 pub struct SqsQueue;
 
 fn check_queue_name(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or_default();
-    let base = s.strip_suffix(".fifo").unwrap_or(s);
-    check_name(
-        &Value::from(base),
-        80,
-        "-_",
-        "queue names use letters, digits, `-` and `_` (FIFO queues end in .fifo)",
-    )
+    let what = "queue names use letters, digits, `-` and `_` (FIFO queues end in .fifo)";
+    check_fifo_name(v, 80, what)
 }
 
 /// Schema property ↔ SQS queue attribute, for the integer attributes.
@@ -176,10 +170,7 @@ impl Provider for SqsQueue {
         let arn = queue_arn(cx, &url)
             .await
             .map_err(|e| e.after_create(&url))?;
-        Ok(Created {
-            attrs: queue_attrs(&url, &arn),
-            physical_id: url,
-        })
+        Ok(Created::new(url.clone(), queue_attrs(&url, &arn)))
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> ReadResult {
@@ -241,6 +232,18 @@ impl Provider for SqsQueue {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// AWS counts the `.fifo` of a FIFO name toward its length (SQS's
+    /// quotas page; Terraform's pattern is {1,75}\.fifo).
+    #[test]
+    fn a_fifo_suffix_counts_toward_the_names_length() {
+        let name = |base: usize, suffix: &str| json!("a".repeat(base) + suffix);
+        assert!(check_queue_name(&name(80, "")).is_ok());
+        assert!(check_queue_name(&name(75, ".fifo")).is_ok());
+        let err = check_queue_name(&name(76, ".fifo")).unwrap_err();
+        assert!(err.starts_with("must be 1 to 80 characters long"), "{err}");
+        assert!(check_queue_name(&name(80, ".fifo")).is_err());
+    }
 
     #[test]
     fn queue_attributes_read_as_numbers_and_the_name_comes_from_the_arn() {

@@ -79,10 +79,10 @@ impl Provider for SqsQueuePolicy {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let url = r.required_str("queue_url")?;
         put_policy(cx, url, &policy_text(r)?).await?;
-        Ok(Created {
-            physical_id: url.to_string(),
-            attrs: attrs([("id", Value::from(url))]),
-        })
+        Ok(Created::new(
+            url.to_string(),
+            attrs([("id", Value::from(url))]),
+        ))
     }
 
     async fn read(&self, cx: &Ctx, url: &str) -> ReadResult {
