@@ -902,6 +902,37 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_name_and_the_fifo_setting_go_together() {
+        let queue = |props: &str| {
+            check(&format!(
+                "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties: {{{props}}}\n"
+            ))
+        };
+        refused(
+            queue("name: jobs.fifo"),
+            "stack.yaml:6: `q`, property `name`: ends in .fifo, as a FIFO queue's does: set `fifo_queue: true`, or drop the suffix",
+        );
+        refused(
+            queue("name: jobs, fifo_queue: true"),
+            "property `name`: a FIFO queue's name ends in .fifo",
+        );
+        refused(
+            queue("name: jobs, content_based_deduplication: true"),
+            "property `content_based_deduplication`: is for FIFO queues only: set `fifo_queue: true`",
+        );
+        assert!(
+            queue("name: jobs.fifo, fifo_queue: true, content_based_deduplication: true").is_ok()
+        );
+        let topic = |props: &str| {
+            check(&format!(
+                "{HEAD}resources:\n  t:\n    type: aws_sns_topic\n    properties: {{{props}}}\n"
+            ))
+        };
+        refused(topic("name: jobs.fifo"), "set `fifo_topic: true`");
+        assert!(topic("name: jobs.fifo, fifo_topic: true").is_ok());
+    }
+
+    #[test]
     fn wrong_type_and_aws_rule_violations() {
         let err = check(&format!(
             "{HEAD}resources:\n  q:\n    type: aws_sqs_queue\n    properties:\n      name: \"bad name\"\n      visibility_timeout_seconds: soon\n      delay_seconds: 901\n"

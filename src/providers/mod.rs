@@ -44,7 +44,7 @@ use serde_json::{Map, Value};
 
 use tokio::sync::OnceCell;
 
-use crate::schema::{fill_format, Props, Schema};
+use crate::schema::{fill_format, is_unknown, Props, Schema};
 use checked::Checked;
 
 /// Every resource type stackctl knows. Adding a type means adding its module and
@@ -1295,6 +1295,33 @@ pub fn check_fifo_name(v: &Value, max: usize, what: &str) -> Result<(), String> 
         "-_",
         what,
     )
+}
+
+/// A FIFO topic's or queue's rules across properties: its name ends in
+/// `.fifo` exactly when `flag` is set (AWS makes a standard one otherwise,
+/// and refuses the name), and only a FIFO one deduplicates by content.
+pub fn fifo_rules(p: &Props, flag: &'static str, kind: &str) -> Vec<(&'static str, String)> {
+    let fifo = p.get(flag).and_then(Value::as_bool).unwrap_or(false);
+    let name = p
+        .get("name")
+        .filter(|v| !is_unknown(v))
+        .and_then(Value::as_str);
+    let mut errors = Vec::new();
+    match (fifo, name.map(|n| n.ends_with(".fifo"))) {
+        (true, Some(false)) => errors.push(("name", format!("a FIFO {kind}'s name ends in .fifo"))),
+        (false, Some(true)) => errors.push((
+            "name",
+            format!(
+                "ends in .fifo, as a FIFO {kind}'s does: set `{flag}: true`, or drop the suffix"
+            ),
+        )),
+        _ => {}
+    }
+    if !fifo && p.get("content_based_deduplication") == Some(&Value::Bool(true)) {
+        let message = format!("is for FIFO {kind}s only: set `{flag}: true`");
+        errors.push(("content_based_deduplication", message));
+    }
+    errors
 }
 
 pub fn check_one_of(v: &Value, allowed: &[&str]) -> Result<(), String> {

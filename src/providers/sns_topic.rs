@@ -3,8 +3,8 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_fifo_name, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed,
-    Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, check_fifo_name, fifo_rules, split_tags, tagging, with_tags, Attrs, Created,
+    Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -40,6 +40,11 @@ static SCHEMA: Schema = Schema {
         )
         .default(Default::Str(""))
         .check(check_display_name),
+        Prop::new("fifo_topic", Type::Bool, "A FIFO topic (its name ends in .fifo): it delivers in order within a message group, each message once.")
+            .default(Default::Bool(false))
+            .force_new(),
+        Prop::new("content_based_deduplication", Type::Bool, "For a FIFO topic: a message's deduplication id is the SHA-256 of its body.")
+            .default(Default::Bool(false)),
         Prop::tags(),
     ],
     attrs: &[
@@ -47,6 +52,7 @@ static SCHEMA: Schema = Schema {
         Attr::new("id", "Topic ARN (Terraform's id)."),
     ],
     tagging: Tagging::Sns,
+    cross_check: Some(|p| fifo_rules(p, "fifo_topic", "topic")),
     identity: &["name"],
     arn_format: Some("arn:aws:sns:{region}:{account}:{name}"),
     id_format: Some("arn:aws:sns:{region}:{account}:{name}"),
@@ -87,6 +93,11 @@ impl Provider for SnsTopic {
         if let Some(d) = r.str("display_name").filter(|d| !d.is_empty()) {
             req = req.attributes("DisplayName", d);
         }
+        for (prop, attribute) in FIFO_ATTRS {
+            if r.bool(prop) == Some(true) {
+                req = req.attributes(*attribute, "true");
+            }
+        }
         let out = send!(req)?;
         let arn = out
             .topic_arn
@@ -117,13 +128,24 @@ impl Provider for SnsTopic {
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
         let (arn, r, changed) = (u.id, u.r, u.changed);
-        if changed.contains(&"display_name") {
+        let display_name = r.str("display_name").unwrap_or_default().to_string();
+        let dedup = r.bool("content_based_deduplication").unwrap_or(false);
+        let sets = [
+            ("display_name", "DisplayName", display_name),
+            (
+                "content_based_deduplication",
+                "ContentBasedDeduplication",
+                dedup.to_string(),
+            ),
+        ];
+        // SetTopicAttributes sets one attribute a call.
+        for (_, attribute, value) in sets.into_iter().filter(|(p, ..)| changed.contains(p)) {
             send!(cx
                 .sns()
                 .set_topic_attributes()
                 .topic_arn(arn)
-                .attribute_name("DisplayName")
-                .attribute_value(r.str("display_name").unwrap_or_default()))?;
+                .attribute_name(attribute)
+                .attribute_value(value))?;
         }
         Ok(topic_attrs(arn))
     }
@@ -135,15 +157,27 @@ impl Provider for SnsTopic {
     }
 }
 
+/// Schema property ↔ topic attribute, for those only a FIFO topic has.
+const FIFO_ATTRS: &[(&str, &str)] = &[
+    ("fifo_topic", "FifoTopic"),
+    ("content_based_deduplication", "ContentBasedDeduplication"),
+];
+
 /// GetTopicAttributes' answer as the stack file names it (tags aside): the
-/// name from the ARN, no display name as "".
+/// name from the ARN, no display name as "", a standard topic's FIFO
+/// settings as false.
 fn props_of(arn: &str, attributes: &std::collections::HashMap<String, String>) -> Props {
     let name = arn.rsplit(':').next().unwrap_or_default();
     let display_name = attributes.get("DisplayName").cloned().unwrap_or_default();
-    Props::from_iter([
+    let mut props = Props::from_iter([
         ("name".to_string(), Value::from(name)),
         ("display_name".to_string(), Value::from(display_name)),
-    ])
+    ]);
+    for (prop, attribute) in FIFO_ATTRS {
+        let set = attributes.get(*attribute).is_some_and(|s| s == "true");
+        props.insert(prop.to_string(), Value::from(set));
+    }
+    props
 }
 
 #[cfg(test)]
@@ -169,11 +203,24 @@ mod tests {
         let attributes = [("DisplayName".to_string(), "Alerts".to_string())].into();
         assert_eq!(
             Value::Object(props_of(arn, &attributes)),
-            json!({"name": "alerts", "display_name": "Alerts"})
+            json!({"name": "alerts", "display_name": "Alerts", "fifo_topic": false,
+                   "content_based_deduplication": false})
         );
         assert_eq!(
             props_of(arn, &std::collections::HashMap::new())["display_name"],
             json!("")
         );
+    }
+
+    #[test]
+    fn a_fifo_topic_reads_as_one() {
+        let arn = "arn:aws:sns:us-east-2:123456789012:jobs.fifo";
+        let attributes = [("FifoTopic", "true"), ("ContentBasedDeduplication", "true")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let props = props_of(arn, &attributes);
+        assert_eq!(props["name"], json!("jobs.fifo"));
+        assert_eq!(props["fifo_topic"], json!(true));
+        assert_eq!(props["content_based_deduplication"], json!(true));
     }
 }

@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_fifo_name, check_range, retry_eventual, split_tags, tagging, with_tags,
-    Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, check_fifo_name, check_range, fifo_rules, retry_eventual, split_tags, tagging,
+    with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
+    Update,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -20,6 +21,13 @@ fn check_queue_name(v: &Value) -> Result<(), String> {
     let what = "queue names use letters, digits, `-` and `_` (FIFO queues end in .fifo)";
     check_fifo_name(v, 80, what)
 }
+
+/// Schema property ↔ SQS queue attribute, for the boolean attributes a
+/// standard queue has none of (AWS refuses them on one).
+const FIFO_ATTRS: &[(&str, Qa)] = &[
+    ("fifo_queue", Qa::FifoQueue),
+    ("content_based_deduplication", Qa::ContentBasedDeduplication),
+];
 
 /// Schema property ↔ SQS queue attribute, for the integer attributes.
 const INT_ATTRS: &[(&str, Qa)] = &[
@@ -54,6 +62,11 @@ static SCHEMA: Schema = Schema {
         Prop::new("delay_seconds", Type::Int, "Delivery delay, 0-900 s.")
             .default(Default::Int(0))
             .check(|v| check_range(v, 0, 900)),
+        Prop::new("fifo_queue", Type::Bool, "A FIFO queue (its name ends in .fifo): in order within a message group, each message once.")
+            .default(Default::Bool(false))
+            .force_new(),
+        Prop::new("content_based_deduplication", Type::Bool, "For a FIFO queue: a message's deduplication id is the SHA-256 of its body.")
+            .default(Default::Bool(false)),
         Prop::tags(),
     ],
     attrs: &[
@@ -62,6 +75,7 @@ static SCHEMA: Schema = Schema {
         Attr::new("url", "Queue URL."),
     ],
     tagging: Tagging::Sqs,
+    cross_check: Some(|p| fifo_rules(p, "fifo_queue", "queue")),
     identity: &["name"],
     arn_format: Some("arn:aws:sqs:{region}:{account}:{name}"),
     names: &[
@@ -96,6 +110,10 @@ fn props_of(attributes: &HashMap<Qa, String>) -> Props {
         if let Some(n) = attributes.get(attr).and_then(|s| s.parse::<i64>().ok()) {
             props.insert(prop.to_string(), Value::from(n));
         }
+    }
+    for (prop, attr) in FIFO_ATTRS {
+        let set = attributes.get(attr).is_some_and(|s| s == "true");
+        props.insert(prop.to_string(), Value::from(set));
     }
     props
 }
@@ -146,6 +164,11 @@ impl Provider for SqsQueue {
         for (prop, attr) in INT_ATTRS {
             if let Some(n) = r.i64(prop) {
                 attributes.insert(attr.clone(), n.to_string());
+            }
+        }
+        for (prop, attr) in FIFO_ATTRS {
+            if r.bool(prop) == Some(true) {
+                attributes.insert(attr.clone(), "true".to_string());
             }
         }
         let tags: HashMap<_, _> = r.tags_with_ownership(cx).into_iter().collect();
@@ -201,10 +224,13 @@ impl Provider for SqsQueue {
 
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
         let (url, r, changed) = (u.id, u.r, u.changed);
+        let dedup = ("content_based_deduplication", Qa::ContentBasedDeduplication);
         let attributes: HashMap<_, _> = INT_ATTRS
             .iter()
-            .filter(|(prop, _)| changed.contains(prop))
-            .filter_map(|(prop, attr)| Some((attr.clone(), r.i64(prop)?.to_string())))
+            .filter_map(|(prop, attr)| Some((*prop, attr, r.i64(prop)?.to_string())))
+            .chain(r.bool(dedup.0).map(|b| (dedup.0, &dedup.1, b.to_string())))
+            .filter(|(prop, _, _)| changed.contains(prop))
+            .map(|(_, attr, value)| (attr.clone(), value))
             .collect();
         if !attributes.is_empty() {
             send!(cx
@@ -260,7 +286,23 @@ mod tests {
         assert_eq!(
             Value::Object(props_of(&attributes)),
             json!({"name": "inbox", "visibility_timeout_seconds": 60,
-                   "message_retention_seconds": 345600, "delay_seconds": 0})
+                   "message_retention_seconds": 345600, "delay_seconds": 0,
+                   "fifo_queue": false, "content_based_deduplication": false})
         );
+    }
+
+    #[test]
+    fn a_fifo_queue_reads_as_one() {
+        let attributes = HashMap::from([
+            (
+                Qa::QueueArn,
+                "arn:aws:sqs:us-east-2:1:jobs.fifo".to_string(),
+            ),
+            (Qa::FifoQueue, "true".to_string()),
+            (Qa::ContentBasedDeduplication, "false".to_string()),
+        ]);
+        let props = props_of(&attributes);
+        assert_eq!(props["fifo_queue"], json!(true));
+        assert_eq!(props["content_based_deduplication"], json!(false));
     }
 }

@@ -248,7 +248,7 @@ fn the_lock_is_exclusive_names_its_holder_and_is_free_after_release() {
             let held = b.lock("apply").await.unwrap();
             let err = kind.open().lock("plan").await.err().unwrap().to_string();
             assert!(err.contains("`stackctl apply`"), "{err}");
-            assert!(err.contains(&held.info().id), "{err}");
+            assert!(err.contains(&held.holding().info.id), "{err}");
             held.release().await.unwrap();
             kind.open()
                 .lock("plan")
@@ -267,7 +267,10 @@ fn a_lock_left_by_a_killed_run_on_this_machine_is_taken_over() {
         rt.block_on(async {
             kind.plant_dead_lock().await;
             let held = kind.open().lock("apply").await.unwrap();
-            assert_eq!(held.took_over().map(|h| h.id.as_str()), Some("dead-run"));
+            assert_eq!(
+                held.holding().took_over.as_ref().map(|h| h.id.as_str()),
+                Some("dead-run")
+            );
             held.release().await.unwrap();
         })
     });
@@ -373,14 +376,14 @@ fn a_run_whose_s3_lock_was_forced_away_is_told_when_it_releases() {
     };
     rt.block_on(async {
         let first = kind.open().lock("apply").await.unwrap();
-        let id = first.info().id.clone();
+        let id = first.holding().info.id.clone();
         kind.open().force_unlock(&id).await.unwrap();
         let second = kind.open().lock("apply").await.unwrap();
         let lost = first.release().await.unwrap_err().to_string();
         assert!(lost.contains("is no longer this run's"), "{lost}");
         let err = kind.open().lock("plan").await.err().unwrap().to_string();
         assert!(
-            err.contains(&second.info().id),
+            err.contains(&second.holding().info.id),
             "the new holder's lock stays: {err}"
         );
         second.release().await.unwrap();

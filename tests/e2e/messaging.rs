@@ -509,3 +509,92 @@ fn the_stack_init_writes_applies_and_destroys_as_written() {
         .unwrap()
         .is_empty());
 }
+
+const FIFO: &str = r#"stack: fifo
+region: us-east-2
+resources:
+  jobs:
+    type: aws_sns_topic
+    properties:
+      name: jobs.fifo
+      fifo_topic: true
+  work:
+    type: aws_sqs_queue
+    properties:
+      name: work.fifo
+      fifo_queue: true
+"#;
+
+fn topic_attr(env: &Env, arn: &str, name: &str) -> Option<String> {
+    let out = env
+        .rt
+        .block_on(env.sns().get_topic_attributes().topic_arn(arn).send())
+        .ok()?;
+    out.attributes?.remove(name)
+}
+
+/// A FIFO topic and queue are made FIFO (a `.fifo` name alone makes AWS refuse
+/// the topic, and the queue where moto does not), read back as written, and
+/// switch content-based deduplication in place.
+#[test]
+fn fifo_topics_and_queues_are_created_fifo_and_deduplicate_in_place() {
+    let env = Env::new();
+    env.write_stack(FIFO);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let state = env.state("fifo");
+    let topic = state["resources"]["jobs"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queue = state["resources"]["work"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        topic_attr(&env, &topic, "FifoTopic").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        queue_attr(&env, &queue, QueueAttributeName::FifoQueue).as_deref(),
+        Some("true")
+    );
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "read back as written: {}", out.stdout);
+
+    let deduplicating = FIFO
+        .replace(
+            "fifo_topic: true",
+            "fifo_topic: true\n      content_based_deduplication: true",
+        )
+        .replace(
+            "fifo_queue: true",
+            "fifo_queue: true\n      content_based_deduplication: true",
+        );
+    env.write_stack(&deduplicating);
+    env.take_calls();
+    let out = env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert!(
+        out.stdout.contains("0 added, 2 changed, 0 destroyed"),
+        "{}",
+        out.stdout
+    );
+    let calls = env.take_calls();
+    let names: Vec<&str> = mutating(&calls)
+        .iter()
+        .map(|c| c.operation.as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(
+        count(&calls, "SetTopicAttributes") + count(&calls, "SetQueueAttributes"),
+        2
+    );
+    assert_eq!(
+        topic_attr(&env, &topic, "ContentBasedDeduplication").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        queue_attr(&env, &queue, QueueAttributeName::ContentBasedDeduplication).as_deref(),
+        Some("true")
+    );
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+}
