@@ -66,6 +66,10 @@ pub enum Compare {
     Json,
     /// A list whose order AWS does not keep.
     Set,
+    /// A set whose members may each hold several of these list fields: a
+    /// member stands for one member per element (a firewall rule with two
+    /// CIDR blocks is two rules to AWS, which may group them otherwise).
+    SetPer(&'static [&'static str]),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -592,10 +596,11 @@ pub fn coerce(ty: &Type, value: Value) -> Result<Value, String> {
                         names(props)
                     ));
                 };
-                out.insert(
-                    k,
-                    coerce(&p.ty, v).map_err(|e| format!("`{}` {e}", p.name))?,
-                );
+                let v = coerce(&p.ty, v).map_err(|e| format!("`{}` {e}", p.name))?;
+                if let Some(check) = p.check.filter(|_| !contains_unknown(&v)) {
+                    check(&v).map_err(|e| format!("`{}` {e}", p.name))?;
+                }
+                out.insert(k, v);
             }
             for p in props.iter().filter(|p| p.required) {
                 if !out.contains_key(p.name) {
@@ -647,7 +652,42 @@ pub fn normalize(compare: Compare, value: &Value) -> Value {
         Compare::Json => sort_keys(&parse_if_text(value)),
         Compare::Policy => normalize_policy(&parse_if_text(value), ""),
         Compare::Set => sort_sets(&sort_keys(value)),
+        Compare::SetPer(fields) => sort_sets(&sort_keys(&one_per_element(value, fields))),
     }
+}
+
+fn one_per_element(value: &Value, fields: &[&str]) -> Value {
+    let Value::Array(members) = value else {
+        return value.clone();
+    };
+    let mut out = Vec::new();
+    for member in members {
+        let Value::Object(m) = member else {
+            out.push(member.clone());
+            continue;
+        };
+        let rest: Map<String, Value> = m
+            .iter()
+            .filter(|(k, _)| !fields.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for field in fields {
+            for element in m
+                .get(*field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut one = rest.clone();
+                one.insert(field.to_string(), Value::Array(vec![element.clone()]));
+                out.push(Value::Object(one));
+            }
+        }
+        if fields.iter().all(|f| !m.contains_key(*f)) {
+            out.push(member.clone());
+        }
+    }
+    Value::Array(out)
 }
 
 /// The form a value is shown in when it changed: as compared, with map keys
@@ -851,6 +891,25 @@ mod tests {
         let a = json!([{"protocol": "tcp", "cidr_blocks": ["b", "a"]}, {"protocol": "udp", "cidr_blocks": ["c"]}]);
         let b = json!([{"cidr_blocks": ["c"], "protocol": "udp"}, {"protocol": "tcp", "cidr_blocks": ["a", "b"]}]);
         assert!(equivalent(Compare::Set, &a, &b));
+    }
+
+    /// A rule with two CIDR blocks is the two rules AWS answers with, and a
+    /// rule it answers with that the other side lacks is a difference.
+    #[test]
+    fn a_member_with_several_sources_is_one_member_per_source() {
+        let per = Compare::SetPer(&["cidr_blocks", "ipv6_cidr_blocks"]);
+        let written =
+            json!([{"protocol": "tcp", "cidr_blocks": ["a", "b"], "ipv6_cidr_blocks": ["c"]}]);
+        let answered = json!([
+            {"protocol": "tcp", "ipv6_cidr_blocks": ["c"]},
+            {"protocol": "tcp", "cidr_blocks": ["b"]},
+            {"protocol": "tcp", "cidr_blocks": ["a"]},
+        ]);
+        assert!(equivalent(per, &written, &answered));
+        assert!(!equivalent(Compare::Set, &written, &answered));
+        let by_hand =
+            json!([{"protocol": "tcp", "cidr_blocks": ["a", "b"], "ipv6_cidr_blocks": ["c", "d"]}]);
+        assert!(!equivalent(per, &by_hand, &answered));
     }
 
     #[test]

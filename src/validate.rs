@@ -902,6 +902,34 @@ mod tests {
     }
 
     #[test]
+    fn a_security_group_rules_fields_are_checked_as_aws_would() {
+        let group = |rule: &str| {
+            check(&format!("{HEAD}resources:\n  web:\n    type: aws_security_group\n    properties:\n      name: web\n      ingress:\n        - {{{rule}}}\n"))
+        };
+        refused(
+            group("from_port: 443, to_port: 443, protocol: TCP, cidr_blocks: [10.0.0.0/8]"),
+            "stack.yaml:9: `web`, property `ingress`: item 1: `protocol` must be tcp, udp, icmp, icmpv6 or -1",
+        );
+        refused(
+            group("from_port: 443, to_port: 443, protocol: tcp, cidr_blocks: [nonsense]"),
+            "item 1: `cidr_blocks` must be CIDR blocks such as 203.0.113.0/24 (`nonsense` is not)",
+        );
+        refused(
+            group("from_port: 443, to_port: 443, protocol: tcp, ipv6_cidr_blocks: [10.0.0.0/8]"),
+            "item 1: `ipv6_cidr_blocks` must be IPv6 CIDR blocks such as 2001:db8::/32 (`10.0.0.0/8` is not)",
+        );
+        refused(
+            group("from_port: 443, to_port: 443, protocol: tcp"),
+            "rule 1 allows no one: give it cidr_blocks, ipv6_cidr_blocks, security_groups or prefix_list_ids",
+        );
+        refused(
+            group("from_port: 0, to_port: 65535, protocol: \"-1\", cidr_blocks: [10.0.0.0/8]"),
+            "rule 1: with protocol -1 (all traffic) from_port and to_port are 0",
+        );
+        assert!(group("from_port: 22, to_port: 22, protocol: tcp, ipv6_cidr_blocks: [\"2001:db8::/32\"], security_groups: [sg-0123456789abcdef0]").is_ok());
+    }
+
+    #[test]
     fn a_fifo_name_and_the_fifo_setting_go_together() {
         let queue = |props: &str| {
             check(&format!(

@@ -759,7 +759,8 @@ fn lint_security_groups(m: &Model, report: &mut Report) {
             let from = rule.get("from_port").and_then(Value::as_i64).unwrap_or(0);
             let to = rule.get("to_port").and_then(Value::as_i64).unwrap_or(0);
             let all = rule.get("protocol").and_then(Value::as_str) == Some("-1");
-            for cidr in strings(rule.get("cidr_blocks")) {
+            let cidrs = [rule.get("cidr_blocks"), rule.get("ipv6_cidr_blocks")];
+            for cidr in cidrs.into_iter().flat_map(strings) {
                 if cidr != "0.0.0.0/0" && cidr != "::/0" {
                     continue;
                 }
@@ -1425,6 +1426,16 @@ mod tests {
                 .unwrap()
                 + 1
         );
+    }
+
+    #[test]
+    fn ssh_open_to_every_ipv6_address_is_open_to_the_internet() {
+        let r = report(
+            &TUTORIAL
+                .replace("filename: fn.zip", "filename: Cargo.toml")
+                .replace("cidr_blocks: [0.0.0.0/0]}", "ipv6_cidr_blocks: [\"::/0\"]}"),
+        );
+        assert_finding(&r, "SC201", "ssh");
     }
 
     #[test]

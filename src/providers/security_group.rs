@@ -2,7 +2,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, TagSpecification};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, TagSpecification,
+    UserIdGroupPair,
+};
 use serde_json::{json, Map, Value};
 
 use super::Typed;
@@ -17,41 +20,108 @@ use crate::schema::{
 
 pub struct SecurityGroup;
 
-fn check_cidrs(v: &Value) -> Result<(), String> {
+/// CIDR blocks of one IP version: `203.0.113.0/24`, `2001:db8::/32`.
+fn check_cidrs(v: &Value, v6: bool) -> Result<(), String> {
+    let (kind, example) = match v6 {
+        false => ("", "203.0.113.0/24"),
+        true => ("IPv6 ", "2001:db8::/32"),
+    };
     for c in str_list(Some(v)) {
-        let (ip, bits) = c
-            .split_once('/')
-            .ok_or_else(|| format!("`{c}` is not a CIDR block such as 203.0.113.0/24"))?;
-        let bits: u8 = bits
-            .parse()
-            .map_err(|_| format!("`{c}` has a bad prefix length"))?;
-        let v4 = ip.parse::<std::net::Ipv4Addr>().is_ok() && bits <= 32;
-        let v6 = ip.parse::<std::net::Ipv6Addr>().is_ok() && bits <= 128;
-        if !v4 && !v6 {
-            return Err(format!("`{c}` is not a CIDR block such as 203.0.113.0/24"));
+        let parsed = c.split_once('/').and_then(|(ip, bits)| {
+            let bits: u8 = bits.parse().ok()?;
+            match v6 {
+                false => (ip.parse::<std::net::Ipv4Addr>().is_ok() && bits <= 32).then_some(()),
+                true => (ip.parse::<std::net::Ipv6Addr>().is_ok() && bits <= 128).then_some(()),
+            }
+        });
+        if parsed.is_none() {
+            return Err(format!(
+                "must be {kind}CIDR blocks such as {example} (`{c}` is not)"
+            ));
         }
     }
     Ok(())
 }
 
+fn check_prefixed(v: &Value, prefix: &str, what: &str) -> Result<(), String> {
+    match str_list(Some(v))
+        .into_iter()
+        .find(|id| !id.starts_with(prefix))
+    {
+        Some(id) => Err(format!("must be {what} ids ({prefix}...; `{id}` is not)")),
+        None => Ok(()),
+    }
+}
+
+/// Where a rule's traffic comes from (ingress) or goes to (egress): each
+/// element of each is a rule of its own to AWS.
+const SOURCES: &[&str] = &[
+    "cidr_blocks",
+    "ipv6_cidr_blocks",
+    "security_groups",
+    "prefix_list_ids",
+];
+
 static RULE: &[Prop] = &[
     Prop::new("from_port", Type::Int, "First port (0 with protocol -1).").required(),
     Prop::new("to_port", Type::Int, "Last port (0 with protocol -1).").required(),
-    Prop::new("protocol", Type::String, "tcp, udp, icmp or -1 (all).")
-        .required()
-        .check(|v| match v.as_str() {
-            Some("tcp" | "udp" | "icmp" | "icmpv6" | "-1") => Ok(()),
-            _ => Err("must be tcp, udp, icmp, icmpv6 or -1".into()),
-        }),
+    Prop::new(
+        "protocol",
+        Type::String,
+        "tcp, udp, icmp, icmpv6 or -1 (all).",
+    )
+    .required()
+    .check(|v| match v.as_str() {
+        Some("tcp" | "udp" | "icmp" | "icmpv6" | "-1") => Ok(()),
+        _ => Err("must be tcp, udp, icmp, icmpv6 or -1".into()),
+    }),
     Prop::new(
         "cidr_blocks",
         Type::List(&Type::String),
         "IPv4 CIDR blocks.",
     )
-    .required()
-    .check(check_cidrs),
+    .check(|v| check_cidrs(v, false)),
+    Prop::new(
+        "ipv6_cidr_blocks",
+        Type::List(&Type::String),
+        "IPv6 CIDR blocks.",
+    )
+    .check(|v| check_cidrs(v, true)),
+    Prop::new(
+        "security_groups",
+        Type::List(&Type::String),
+        "Security group ids (sg-...): traffic from (ingress) or to (egress) their members.",
+    )
+    .check(|v| check_prefixed(v, "sg-", "security group")),
+    Prop::new(
+        "prefix_list_ids",
+        Type::List(&Type::String),
+        "Managed prefix list ids (pl-...).",
+    )
+    .check(|v| check_prefixed(v, "pl-", "prefix list")),
     Prop::new("description", Type::String, "Rule description."),
 ];
+
+/// What AWS refuses of a rule as a whole.
+fn check_rules(v: &Value) -> Result<(), String> {
+    for (i, rule) in v.as_array().into_iter().flatten().enumerate() {
+        let n = i + 1;
+        if !SOURCES.iter().any(|s| {
+            rule.get(*s)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        }) {
+            return Err(format!("rule {n} allows no one: give it cidr_blocks, ipv6_cidr_blocks, security_groups or prefix_list_ids"));
+        }
+        let port = |k: &str| rule.get(k).and_then(Value::as_i64).unwrap_or(0);
+        if rule.get("protocol").and_then(Value::as_str) == Some("-1")
+            && (port("from_port"), port("to_port")) != (0, 0)
+        {
+            return Err(format!("rule {n}: with protocol -1 (all traffic) from_port and to_port are 0 (AWS keeps no ports for it)"));
+        }
+    }
+    Ok(())
+}
 
 static RULES: Type = Type::List(&Type::Object(RULE));
 
@@ -76,8 +146,12 @@ static SCHEMA: Schema = Schema {
         }),
         Prop::new("description", Type::String, "Description.").default(Default::Str("Managed by stackctl")).force_new(),
         Prop::new("vpc_id", Type::String, "VPC (default: the default VPC).").force_new(),
-        Prop::new("ingress", RULES, "Inbound rules.").compare(Compare::Set),
-        Prop::new("egress", RULES, "Outbound rules.").compare(Compare::Set),
+        Prop::new("ingress", RULES, "Inbound rules.")
+            .compare(Compare::SetPer(SOURCES))
+            .check(check_rules),
+        Prop::new("egress", RULES, "Outbound rules.")
+            .compare(Compare::SetPer(SOURCES))
+            .check(check_rules),
         Prop::tags(),
     ],
     attrs: &[
@@ -148,72 +222,151 @@ pub fn tag_spec(kind: ResourceType, tags: Vec<(String, String)>) -> TagSpecifica
         .build()
 }
 
-/// One rule per CIDR block: the unit AWS authorizes and revokes.
+/// Where one rule's traffic comes from or goes to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    Ipv4(String),
+    Ipv6(String),
+    Group(String),
+    PrefixList(String),
+}
+
+impl Source {
+    fn of(field: &str, value: String) -> Option<Source> {
+        Some(match field {
+            "cidr_blocks" => Source::Ipv4(value),
+            "ipv6_cidr_blocks" => Source::Ipv6(value),
+            "security_groups" => Source::Group(value),
+            "prefix_list_ids" => Source::PrefixList(value),
+            _ => return None,
+        })
+    }
+
+    /// The rule's field for it, and its value.
+    fn field(&self) -> (&'static str, &str) {
+        match self {
+            Source::Ipv4(v) => ("cidr_blocks", v),
+            Source::Ipv6(v) => ("ipv6_cidr_blocks", v),
+            Source::Group(v) => ("security_groups", v),
+            Source::PrefixList(v) => ("prefix_list_ids", v),
+        }
+    }
+}
+
+/// One rule per source: the unit AWS authorizes and revokes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rule {
     protocol: String,
     from: i64,
     to: i64,
-    cidr: String,
+    source: Source,
     description: Option<String>,
 }
 
 fn rules_of(v: Option<&Value>) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for r in v.and_then(Value::as_array).into_iter().flatten() {
-        for cidr in str_list(r.get("cidr_blocks")) {
-            out.insert(Rule {
-                protocol: r
-                    .get("protocol")
-                    .and_then(Value::as_str)
-                    .unwrap_or("-1")
-                    .to_string(),
-                from: r.get("from_port").and_then(Value::as_i64).unwrap_or(0),
-                to: r.get("to_port").and_then(Value::as_i64).unwrap_or(0),
-                cidr,
-                description: r
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            });
+        let protocol = r.get("protocol").and_then(Value::as_str).unwrap_or("-1");
+        let description = r.get("description").and_then(Value::as_str);
+        for field in SOURCES {
+            for value in str_list(r.get(*field)) {
+                out.insert(Rule {
+                    protocol: protocol.to_string(),
+                    from: r.get("from_port").and_then(Value::as_i64).unwrap_or(0),
+                    to: r.get("to_port").and_then(Value::as_i64).unwrap_or(0),
+                    source: Source::of(field, value).expect("a source field"),
+                    description: description.map(str::to_string),
+                });
+            }
         }
     }
     out
 }
 
 fn permissions(rules: &BTreeSet<Rule>) -> Vec<IpPermission> {
-    rules
-        .iter()
-        .map(|r| {
-            let all = r.protocol == "-1";
-            IpPermission::builder()
-                .ip_protocol(&r.protocol)
-                .set_from_port((!all).then_some(r.from as i32))
-                .set_to_port((!all).then_some(r.to as i32))
-                .ip_ranges(
-                    IpRange::builder()
-                        .cidr_ip(&r.cidr)
-                        .set_description(r.description.clone())
-                        .build(),
-                )
-                .build()
-        })
+    rules.iter().map(permission).collect()
+}
+
+fn permission(r: &Rule) -> IpPermission {
+    let all = r.protocol == "-1";
+    let description = r.description.clone();
+    let p = IpPermission::builder()
+        .ip_protocol(&r.protocol)
+        .set_from_port((!all).then_some(r.from as i32))
+        .set_to_port((!all).then_some(r.to as i32));
+    match &r.source {
+        Source::Ipv4(cidr) => p.ip_ranges(
+            IpRange::builder()
+                .cidr_ip(cidr)
+                .set_description(description)
+                .build(),
+        ),
+        Source::Ipv6(cidr) => p.ipv6_ranges(
+            Ipv6Range::builder()
+                .cidr_ipv6(cidr)
+                .set_description(description)
+                .build(),
+        ),
+        Source::Group(id) => p.user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(id)
+                .set_description(description)
+                .build(),
+        ),
+        Source::PrefixList(id) => p.prefix_list_ids(
+            PrefixListId::builder()
+                .prefix_list_id(id)
+                .set_description(description)
+                .build(),
+        ),
+    }
+    .build()
+}
+
+/// Every source of a permission, with its description: rules set by hand
+/// (an IPv6 range, another group) are read as well as the stack's own.
+fn sources_of(p: IpPermission) -> Vec<(Source, Option<String>)> {
+    let ipv4 = p
+        .ip_ranges
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.cidr_ip.map(Source::Ipv4), r.description));
+    let ipv6 = p
+        .ipv6_ranges
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.cidr_ipv6.map(Source::Ipv6), r.description));
+    let groups = p
+        .user_id_group_pairs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| (g.group_id.map(Source::Group), g.description));
+    let lists = p
+        .prefix_list_ids
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (l.prefix_list_id.map(Source::PrefixList), l.description));
+    ipv4.chain(ipv6)
+        .chain(groups)
+        .chain(lists)
+        .filter_map(|(source, description)| Some((source?, description.filter(|d| !d.is_empty()))))
         .collect()
 }
 
-/// AWS's rules in the shape of the schema, CIDRs grouped per port range.
+/// AWS's rules in the shape of the schema, one rule per source.
 fn rules_value(perms: Vec<IpPermission>) -> Value {
     let mut rules = Vec::new();
     for p in perms {
-        let protocol = p.ip_protocol.unwrap_or_else(|| "-1".into());
-        let (from, to) = if protocol == "-1" {
-            (0, 0)
-        } else {
-            (p.from_port.unwrap_or(0), p.to_port.unwrap_or(0))
+        let protocol = p.ip_protocol.clone().unwrap_or_else(|| "-1".into());
+        let (from, to) = match protocol.as_str() {
+            "-1" => (0, 0),
+            _ => (p.from_port.unwrap_or(0), p.to_port.unwrap_or(0)),
         };
-        for range in p.ip_ranges.unwrap_or_default() {
-            let mut rule = json!({"from_port": from, "to_port": to, "protocol": protocol, "cidr_blocks": [range.cidr_ip.unwrap_or_default()]});
-            if let Some(d) = range.description.filter(|d| !d.is_empty()) {
+        for (source, description) in sources_of(p) {
+            let (field, value) = source.field();
+            let mut rule =
+                json!({"from_port": from, "to_port": to, "protocol": protocol, field: [value]});
+            if let Some(d) = description {
                 rule["description"] = Value::from(d);
             }
             rules.push(rule);
@@ -503,5 +656,37 @@ mod tests {
                 {"from_port": 0, "to_port": 0, "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"]},
             ])
         );
+    }
+
+    /// What the console adds beside a stack's IPv4 rules is read too: else
+    /// it would stay open, unseen.
+    #[test]
+    fn ipv6_ranges_other_groups_and_prefix_lists_read_as_rules_of_their_own() {
+        let ssh = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+            .user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id("sg-1")
+                    .user_id("123456789012")
+                    .description("bastion")
+                    .build(),
+            )
+            .prefix_list_ids(PrefixListId::builder().prefix_list_id("pl-1").build())
+            .build();
+        let read = rules_value(vec![ssh]);
+        assert_eq!(
+            read,
+            json!([
+                {"from_port": 22, "to_port": 22, "protocol": "tcp", "ipv6_cidr_blocks": ["::/0"]},
+                {"from_port": 22, "to_port": 22, "protocol": "tcp", "security_groups": ["sg-1"], "description": "bastion"},
+                {"from_port": 22, "to_port": 22, "protocol": "tcp", "prefix_list_ids": ["pl-1"]},
+            ])
+        );
+        let rules = rules_of(Some(&read));
+        let sent = permissions(&rules);
+        assert_eq!(rules_of(Some(&rules_value(sent))), rules, "read as sent");
     }
 }

@@ -4,6 +4,7 @@
 mod backends;
 mod census;
 mod envs;
+mod firewall;
 mod fleet;
 mod hostile;
 mod import;
