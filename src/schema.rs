@@ -78,6 +78,8 @@ pub enum Default {
     Bool(bool),
     Str(&'static str),
     EmptyMap,
+    /// Any other value, as JSON text (a test parses every one).
+    Json(&'static str),
 }
 
 impl Default {
@@ -87,6 +89,7 @@ impl Default {
             Default::Bool(b) => Value::Bool(b),
             Default::Str(s) => Value::from(s),
             Default::EmptyMap => Value::Object(Map::new()),
+            Default::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
         }
     }
 }

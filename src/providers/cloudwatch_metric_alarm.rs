@@ -108,6 +108,7 @@ fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
 /// A list of ARNs notified on one state, in any order.
 const fn actions(name: &'static str, doc: &'static str) -> Prop {
     Prop::new(name, Type::List(&Type::String), doc)
+        .default(Default::Json("[]"))
         .takes(&[("*", Names::Arn)])
         .compare(Compare::Set)
         .check(check_actions)

@@ -6,7 +6,9 @@ use super::{
     absent, attrs, aws, str_list, Attrs, Created, Ctx, Observed, Provider, ProviderError,
     ReadResult, Resource, Update,
 };
-use crate::schema::{Actions, ActsOn, Attr, Compare, Names, Prop, Props, Schema, Service, Type};
+use crate::schema::{
+    Actions, ActsOn, Attr, Compare, Default, Names, Prop, Props, Schema, Service, Type,
+};
 
 /// A saved CloudWatch Logs Insights query.
 pub struct QueryDefinition;
@@ -63,6 +65,7 @@ static SCHEMA: Schema = Schema {
             Type::List(&Type::String),
             "Log groups the query runs on.",
         )
+        .default(Default::Json("[]"))
         .takes(&[("aws_cloudwatch_log_group", Names::Name)])
         .compare(Compare::Set),
         Prop::new("query_string", Type::String, "The query.")

@@ -161,6 +161,7 @@ static SCHEMA: Schema = Schema {
             Type::List(&Type::String),
             "[x86_64] or [arm64].",
         )
+        .default(Default::Json(r#"["x86_64"]"#))
         .compare(Compare::Set)
         .check(check_architectures),
         Prop::new("timeout", Type::Int, "Seconds, 1-900.")
@@ -174,6 +175,7 @@ static SCHEMA: Schema = Schema {
             Type::Object(ENVIRONMENT),
             "Environment: {variables: {...}}.",
         )
+        .default(Default::Json(r#"{"variables": {}}"#))
         .check(check_environment),
         Prop::new("description", Type::String, "Description.").default(Default::Str("")),
         Prop::new(

@@ -1359,6 +1359,53 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A property the stack file leaves out is compared with AWS only through
+    /// its default: without one, a value set by hand in the console would
+    /// never show in a plan. These are left out on purpose, AWS choosing
+    /// when the stack does not (or, for `ingress` and `egress`, unmanaged
+    /// when left out, as docs/resources.md says).
+    #[test]
+    fn every_optional_property_is_compared_or_chosen_by_aws() {
+        let aws_chooses = [
+            "aws_ami.filter",
+            "aws_cloudwatch_metric_alarm.statistic",
+            "aws_cloudwatch_metric_alarm.extended_statistic",
+            "aws_cloudwatch_metric_alarm.datapoints_to_alarm",
+            "aws_instance.vpc_security_group_ids",
+            "aws_instance.subnet_id",
+            "aws_instance.key_name",
+            "aws_lambda_function.filename",
+            "aws_lambda_function.source",
+            "aws_lambda_permission.source_arn",
+            "aws_lambda_permission.source_account",
+            "aws_security_group.name",
+            "aws_security_group.name_prefix",
+            "aws_security_group.vpc_id",
+            "aws_security_group.ingress",
+            "aws_security_group.egress",
+        ];
+        for p in all() {
+            let s = p.schema();
+            for prop in s
+                .props
+                .iter()
+                .filter(|p| !p.required && !p.computed && p.default.is_none())
+            {
+                let name = format!("{}.{}", s.type_name, prop.name);
+                assert!(
+                    aws_chooses.contains(&name.as_str()),
+                    "{name}: give it a default"
+                );
+            }
+            for prop in s.props.iter() {
+                if let Some(crate::schema::Default::Json(text)) = prop.default {
+                    let parsed = serde_json::from_str::<Value>(text);
+                    assert!(parsed.is_ok(), "{}.{}: {text}", s.type_name, prop.name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn registry_names_are_unique_and_schemas_consistent() {
         let mut names: Vec<_> = all().map(|p| p.schema().type_name).collect();

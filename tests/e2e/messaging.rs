@@ -598,3 +598,68 @@ fn fifo_topics_and_queues_are_created_fifo_and_deduplicate_in_place() {
     );
     env.stackctl(&["destroy", "--auto-approve"]).ok();
 }
+
+const ALARM: &str = r#"stack: alarm
+region: us-east-2
+resources:
+  alerts:
+    type: aws_sns_topic
+    properties: {name: alarm-alerts}
+  slow:
+    type: aws_cloudwatch_metric_alarm
+    properties:
+      alarm_name: slow
+      namespace: App
+      metric_name: Slow
+      statistic: Sum
+      period: 60
+      evaluation_periods: 1
+      threshold: 1
+      comparison_operator: GreaterThanOrEqualToThreshold
+      alarm_actions: ["${alerts.arn}"]
+"#;
+
+/// OK and INSUFFICIENT_DATA actions the stack file never names, added by hand:
+/// the plan shows them, and apply takes them away.
+#[test]
+fn alarm_actions_added_by_hand_are_drift() {
+    let env = Env::new();
+    env.write_stack(ALARM);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let topic = env.state("alarm")["resources"]["alerts"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_hand = env
+        .cloudwatch()
+        .put_metric_alarm()
+        .alarm_name("slow")
+        .namespace("App")
+        .metric_name("Slow")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        )
+        .alarm_actions(&topic)
+        .ok_actions(&topic)
+        .insufficient_data_actions(&topic);
+    env.rt.block_on(by_hand.send()).unwrap();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("ok_actions, insufficient_data_actions changed outside")
+            || out
+                .stdout
+                .contains("insufficient_data_actions, ok_actions changed outside"),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+}

@@ -461,3 +461,43 @@ fn a_public_value_that_also_sits_in_a_sensitive_map_stays_readable() {
         plan.stdout
     );
 }
+
+/// A variable set by hand on a function whose stack file names no
+/// environment: the plan shows the change, masked, and apply takes it away.
+#[test]
+fn an_environment_set_by_hand_on_a_function_without_one_is_drift() {
+    let env = Env::new();
+    write_zip(&env);
+    let bare = "  bare:\n    type: aws_lambda_function\n    properties:\n      function_name: secrets_bare\n      role: ${role.arn}\n      runtime: provided.al2023\n      filename: fn.zip\noutputs:\n";
+    env.write_stack(&stack(API_KEY).replace("outputs:\n", bare));
+    let var = format!("db_password={PASSWORD}");
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    set_environment_by_hand(&env, "secrets_bare", &[("HAND_ONLY", BARE_BY_HAND)]);
+    let out = env.stackctl(&["plan", "--detailed-exitcode", "--var", &var]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("bare (aws_lambda_function): environment changed outside"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(BARE_BY_HAND), "{}", out.stdout);
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    let lambda = aws_sdk_lambda::Client::new(&env.sdk());
+    let config = env
+        .rt
+        .block_on(
+            lambda
+                .get_function_configuration()
+                .function_name("secrets_bare")
+                .send(),
+        )
+        .unwrap();
+    let vars = config
+        .environment
+        .and_then(|e| e.variables)
+        .unwrap_or_default();
+    assert!(vars.is_empty(), "{vars:?}");
+}
