@@ -250,7 +250,12 @@ fn dependencies(
         if stack.decls.contains_key(dep) {
             deps.insert(dep.clone());
         } else {
-            let message = format!("`depends_on` names `{dep}`, which is not declared");
+            let mut message = format!("`depends_on` names `{dep}`, which is not declared");
+            if let Some(id) =
+                expr::terraform_address(dep).filter(|id| stack.decls.contains_key(*id))
+            {
+                message.push_str(&format!(" (a resource is named by its id alone: `{id}`)"));
+            }
             diags.push(Diagnostic::new(*span, message).at(&decl.id));
         }
     }
@@ -927,6 +932,15 @@ mod tests {
             "rule 1: with protocol -1 (all traffic) from_port and to_port are 0",
         );
         assert!(group("from_port: 22, to_port: 22, protocol: tcp, ipv6_cidr_blocks: [\"2001:db8::/32\"], security_groups: [sg-0123456789abcdef0]").is_ok());
+    }
+
+    #[test]
+    fn terraforms_type_dot_name_is_answered_with_the_id_alone() {
+        let src = format!("{HEAD}resources:\n  alerts:\n    type: aws_sns_topic\n    properties: {{name: a}}\n  q:\n    type: aws_sqs_queue\n    depends_on: [aws_sns_topic.alerts]\n    properties: {{name: q}}\n");
+        refused(
+            check(&src),
+            "stack.yaml:9: `q`: `depends_on` names `aws_sns_topic.alerts`, which is not declared (a resource is named by its id alone: `alerts`)",
+        );
     }
 
     #[test]

@@ -341,8 +341,19 @@ fn parse_ref(inner: &str) -> Result<Ref, String> {
             id: id.to_string(),
             attr: tail.to_string(),
         }),
-        _ => Err(format!("`${{{inner}}}` is not a valid reference")),
+        _ => Err(match terraform_address(inner) {
+            Some(short) => format!("`${{{inner}}}` is not a valid reference; a resource is named by its id alone, without its type: `${{{short}}}`"),
+            None => format!("`${{{inner}}}` is not a valid reference"),
+        }),
     }
+}
+
+/// Terraform's `aws_sns_topic.alerts.arn` (or `data.aws_ami.base.id`) as this
+/// tool spells it: `alerts.arn`.
+pub fn terraform_address(text: &str) -> Option<&str> {
+    let text = text.strip_prefix("data.").unwrap_or(text);
+    let (kind, rest) = text.split_once('.')?;
+    (kind.starts_with("aws_") && rest.split('.').all(is_ident)).then_some(rest)
 }
 
 /// Splits a string into literal text and references. `$${` is a literal `${`.
@@ -570,6 +581,14 @@ mod tests {
             ("${topic.arn", "unterminated"),
             ("${stack.owner}", "not a stack value"),
             ("${Topic.arn}", "not a valid reference"),
+            (
+                "${aws_sns_topic.alerts.arn}",
+                "a resource is named by its id alone, without its type: `${alerts.arn}`",
+            ),
+            (
+                "${data.aws_ami.base.id}",
+                "a resource is named by its id alone, without its type: `${base.id}`",
+            ),
         ] {
             let err = parse_template(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
