@@ -7,12 +7,13 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_fifo_name, check_range, fifo_rules, retry_eventual, split_tags, tagging,
-    with_tags, Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource,
-    Update,
+    absent, attrs, check_fifo_name, check_range, fifo_rules, json_text, parse_json_text,
+    retry_eventual, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed, Provider,
+    ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
-    Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
+    is_unknown, Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
+    Type,
 };
 
 pub struct SqsQueue;
@@ -34,7 +35,30 @@ const INT_ATTRS: &[(&str, Qa)] = &[
     ("visibility_timeout_seconds", Qa::VisibilityTimeout),
     ("message_retention_seconds", Qa::MessageRetentionPeriod),
     ("delay_seconds", Qa::DelaySeconds),
+    (
+        "receive_wait_time_seconds",
+        Qa::ReceiveMessageWaitTimeSeconds,
+    ),
 ];
+
+/// A redrive policy: where messages go after `maxReceiveCount` receives.
+fn check_redrive(v: &Value) -> Result<(), String> {
+    let policy = parse_json_text(&json_text(v));
+    if policy == Value::String(String::new()) {
+        return Ok(());
+    }
+    // Only an ARN written out is checked, not a reference known after apply.
+    let arn = policy.get("deadLetterTargetArn");
+    let written = arn
+        .filter(|a| !is_unknown(a))
+        .and_then(Value::as_str)
+        .is_none_or(|a| a.starts_with("arn:"));
+    let count = policy.get("maxReceiveCount").and_then(Value::as_i64);
+    match (arn, count) {
+        (Some(_), Some(1..=1000)) if written => Ok(()),
+        _ => Err("must be {deadLetterTargetArn: <queue ARN>, maxReceiveCount: <1 to 1000>}".into()),
+    }
+}
 
 static SCHEMA: Schema = Schema {
     type_name: "aws_sqs_queue",
@@ -62,6 +86,12 @@ static SCHEMA: Schema = Schema {
         Prop::new("delay_seconds", Type::Int, "Delivery delay, 0-900 s.")
             .default(Default::Int(0))
             .check(|v| check_range(v, 0, 900)),
+        Prop::new("receive_wait_time_seconds", Type::Int, "Long polling: how long a receive waits for a message, 0-20 s.")
+            .default(Default::Int(0))
+            .check(|v| check_range(v, 0, 20)),
+        Prop::new("redrive_policy", Type::Json, "The dead-letter queue: {deadLetterTargetArn: ${dlq.arn}, maxReceiveCount: 5}. Left out: none.")
+            .default(Default::Str(""))
+            .check(check_redrive),
         Prop::new("fifo_queue", Type::Bool, "A FIFO queue (its name ends in .fifo): in order within a message group, each message once.")
             .default(Default::Bool(false))
             .force_new(),
@@ -115,6 +145,10 @@ fn props_of(attributes: &HashMap<Qa, String>) -> Props {
         let set = attributes.get(attr).is_some_and(|s| s == "true");
         props.insert(prop.to_string(), Value::from(set));
     }
+    let redrive = attributes
+        .get(&Qa::RedrivePolicy)
+        .map_or("", String::as_str);
+    props.insert("redrive_policy".into(), parse_json_text(redrive));
     props
 }
 
@@ -171,6 +205,14 @@ impl Provider for SqsQueue {
                 attributes.insert(attr.clone(), "true".to_string());
             }
         }
+        if let Some(redrive) = r
+            .props
+            .get("redrive_policy")
+            .map(json_text)
+            .filter(|t| !t.is_empty())
+        {
+            attributes.insert(Qa::RedrivePolicy, redrive);
+        }
         let tags: HashMap<_, _> = r.tags_with_ownership(cx).into_iter().collect();
         let name = r.required_str("name")?;
         // AWS refuses a queue name for 60 s after a queue of that name was deleted,
@@ -225,10 +267,16 @@ impl Provider for SqsQueue {
     async fn update(&self, cx: &Ctx, u: &Update<'_>) -> Result<Attrs, ProviderError> {
         let (url, r, changed) = (u.id, u.r, u.changed);
         let dedup = ("content_based_deduplication", Qa::ContentBasedDeduplication);
+        let redrive = ("redrive_policy", Qa::RedrivePolicy);
         let attributes: HashMap<_, _> = INT_ATTRS
             .iter()
             .filter_map(|(prop, attr)| Some((*prop, attr, r.i64(prop)?.to_string())))
             .chain(r.bool(dedup.0).map(|b| (dedup.0, &dedup.1, b.to_string())))
+            .chain(
+                r.props
+                    .get(redrive.0)
+                    .map(|v| (redrive.0, &redrive.1, json_text(v))),
+            )
             .filter(|(prop, _, _)| changed.contains(prop))
             .map(|(_, attr, value)| (attr.clone(), value))
             .collect();
@@ -287,8 +335,37 @@ mod tests {
             Value::Object(props_of(&attributes)),
             json!({"name": "inbox", "visibility_timeout_seconds": 60,
                    "message_retention_seconds": 345600, "delay_seconds": 0,
-                   "fifo_queue": false, "content_based_deduplication": false})
+                   "fifo_queue": false, "content_based_deduplication": false,
+                   "redrive_policy": ""})
         );
+    }
+
+    #[test]
+    fn a_redrive_policy_names_a_queue_and_a_count_aws_allows() {
+        let policy = |count: i64| json!({"deadLetterTargetArn": "arn:aws:sqs:us-east-2:1:dead", "maxReceiveCount": count});
+        assert!(check_redrive(&policy(5)).is_ok());
+        assert!(check_redrive(&policy(0)).is_err());
+        assert!(check_redrive(&policy(1001)).is_err());
+        assert!(check_redrive(&json!({"maxReceiveCount": 5})).is_err());
+        assert!(
+            check_redrive(&json!({"deadLetterTargetArn": "dead", "maxReceiveCount": 5})).is_err()
+        );
+        let known_later =
+            json!({"deadLetterTargetArn": crate::schema::unknown(), "maxReceiveCount": 5});
+        assert!(check_redrive(&known_later).is_ok());
+    }
+
+    #[test]
+    fn a_redrive_policy_reads_as_json_and_none_as_empty() {
+        let arn = (Qa::QueueArn, "arn:aws:sqs:us-east-2:1:jobs".to_string());
+        let redrive =
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-2:1:dead","maxReceiveCount":5}"#;
+        let with = HashMap::from([arn.clone(), (Qa::RedrivePolicy, redrive.to_string())]);
+        assert_eq!(
+            props_of(&with)["redrive_policy"]["maxReceiveCount"],
+            json!(5)
+        );
+        assert_eq!(props_of(&HashMap::from([arn]))["redrive_policy"], json!(""));
     }
 
     #[test]

@@ -663,3 +663,81 @@ fn alarm_actions_added_by_hand_are_drift() {
     assert_eq!(out.code, 0, "{}", out.stdout);
     env.stackctl(&["destroy", "--auto-approve"]).ok();
 }
+
+const DEAD_LETTERS: &str = r#"stack: dlq
+region: us-east-2
+resources:
+  dead:
+    type: aws_sqs_queue
+    properties: {name: jobs-dead}
+  jobs:
+    type: aws_sqs_queue
+    properties:
+      name: jobs
+      receive_wait_time_seconds: 20
+      redrive_policy:
+        deadLetterTargetArn: ${dead.arn}
+        maxReceiveCount: 5
+"#;
+
+/// A queue's dead-letter queue and long polling are applied and read back as
+/// written; set by hand on a queue that names neither, they are drift.
+#[test]
+fn a_dead_letter_queue_and_long_polling_are_managed() {
+    let env = Env::new();
+    env.write_stack(DEAD_LETTERS);
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let state = env.state("dlq");
+    let jobs = state["resources"]["jobs"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dead = state["resources"]["dead"]["physical_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let redrive = queue_attr(&env, &jobs, QueueAttributeName::RedrivePolicy).unwrap();
+    let redrive: Value = serde_json::from_str(&redrive).unwrap();
+    let dead_arn = queue_attr(&env, &dead, QueueAttributeName::QueueArn).unwrap();
+    let jobs_arn = queue_attr(&env, &jobs, QueueAttributeName::QueueArn).unwrap();
+    assert_eq!(redrive["deadLetterTargetArn"], dead_arn.as_str());
+    assert_eq!(
+        queue_attr(
+            &env,
+            &jobs,
+            QueueAttributeName::ReceiveMessageWaitTimeSeconds
+        )
+        .as_deref(),
+        Some("20")
+    );
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "read back as written: {}", out.stdout);
+
+    let by_hand = env
+        .sqs()
+        .set_queue_attributes()
+        .queue_url(&dead)
+        .attributes(QueueAttributeName::ReceiveMessageWaitTimeSeconds, "10")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{jobs_arn}","maxReceiveCount":3}}"#),
+        );
+    env.rt.block_on(by_hand.send()).unwrap();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "dead (aws_sqs_queue): receive_wait_time_seconds, redrive_policy changed outside"
+        ),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        queue_attr(&env, &dead, QueueAttributeName::RedrivePolicy).unwrap_or_default(),
+        ""
+    );
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+}
