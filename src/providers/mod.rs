@@ -44,7 +44,7 @@ use serde_json::{Map, Value};
 
 use tokio::sync::OnceCell;
 
-use crate::schema::{fill_format, is_unknown, Props, Schema};
+use crate::schema::{fill_format, is_unknown, Prop, Props, Schema, Type};
 use checked::Checked;
 
 /// Every resource type stackctl knows. Adding a type means adding its module and
@@ -1297,6 +1297,22 @@ pub fn check_fifo_name(v: &Value, max: usize, what: &str) -> Result<(), String> 
     )
 }
 
+/// A FIFO topic's or queue's setting (`fifo_topic`, `fifo_queue`): fixed
+/// when it is created.
+pub const fn fifo(flag: &'static str, doc: &'static str) -> Prop {
+    Prop::new(flag, Type::Bool, doc)
+        .default(crate::schema::Default::Bool(false))
+        .force_new()
+}
+
+/// A FIFO topic's or queue's deduplication by content, the same on both.
+pub const CONTENT_BASED_DEDUPLICATION: Prop = Prop::new(
+    "content_based_deduplication",
+    Type::Bool,
+    "For a FIFO topic or queue: a message's deduplication id is the SHA-256 of its body.",
+)
+.default(crate::schema::Default::Bool(false));
+
 /// A FIFO topic's or queue's rules across properties: its name ends in
 /// `.fifo` exactly when `flag` is set (AWS makes a standard one otherwise,
 /// and refuses the name), and only a FIFO one deduplicates by content.
@@ -1403,6 +1419,25 @@ mod tests {
                     assert!(parsed.is_ok(), "{}.{}: {text}", s.type_name, prop.name);
                 }
             }
+        }
+    }
+
+    /// AWS counts the `.fifo` of a FIFO name toward its length (SQS's quotas
+    /// page; Terraform's patterns are {1,75}\.fifo and {1,251}\.fifo).
+    #[test]
+    fn a_fifo_suffix_counts_toward_the_names_length() {
+        for (type_name, max) in [("aws_sqs_queue", 80), ("aws_sns_topic", 256)] {
+            let schema = lookup(type_name).unwrap().schema();
+            let check = schema.prop("name").and_then(|p| p.check).unwrap();
+            let name = |base: usize, suffix: &str| Value::from("a".repeat(base) + suffix);
+            assert!(check(&name(max, "")).is_ok());
+            assert!(check(&name(max - 5, ".fifo")).is_ok());
+            let err = check(&name(max - 4, ".fifo")).unwrap_err();
+            assert!(
+                err.starts_with(&format!("must be 1 to {max} characters long")),
+                "{err}"
+            );
+            assert!(check(&name(max, ".fifo")).is_err());
         }
     }
 

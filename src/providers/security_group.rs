@@ -326,30 +326,23 @@ fn permission(r: &Rule) -> IpPermission {
 /// Every source of a permission, with its description: rules set by hand
 /// (an IPv6 range, another group) are read as well as the stack's own.
 fn sources_of(p: IpPermission) -> Vec<(Source, Option<String>)> {
-    let ipv4 = p
-        .ip_ranges
-        .unwrap_or_default()
+    let mut sources = Vec::new();
+    for r in p.ip_ranges.unwrap_or_default() {
+        sources.push((r.cidr_ip.map(Source::Ipv4), r.description));
+    }
+    for r in p.ipv6_ranges.unwrap_or_default() {
+        sources.push((r.cidr_ipv6.map(Source::Ipv6), r.description));
+    }
+    for g in p.user_id_group_pairs.unwrap_or_default() {
+        sources.push((g.group_id.map(Source::Group), g.description));
+    }
+    for l in p.prefix_list_ids.unwrap_or_default() {
+        sources.push((l.prefix_list_id.map(Source::PrefixList), l.description));
+    }
+    let described = |d: Option<String>| d.filter(|d| !d.is_empty());
+    sources
         .into_iter()
-        .map(|r| (r.cidr_ip.map(Source::Ipv4), r.description));
-    let ipv6 = p
-        .ipv6_ranges
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| (r.cidr_ipv6.map(Source::Ipv6), r.description));
-    let groups = p
-        .user_id_group_pairs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|g| (g.group_id.map(Source::Group), g.description));
-    let lists = p
-        .prefix_list_ids
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| (l.prefix_list_id.map(Source::PrefixList), l.description));
-    ipv4.chain(ipv6)
-        .chain(groups)
-        .chain(lists)
-        .filter_map(|(source, description)| Some((source?, description.filter(|d| !d.is_empty()))))
+        .filter_map(|(source, description)| Some((source?, described(description))))
         .collect()
 }
 

@@ -3,8 +3,9 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_fifo_name, fifo_rules, split_tags, tagging, with_tags, Attrs, Created,
-    Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, check_fifo_name, fifo, fifo_rules, split_tags, tagging, with_tags, Attrs,
+    Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
+    CONTENT_BASED_DEDUPLICATION,
 };
 use crate::schema::{
     Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging, Type,
@@ -40,11 +41,8 @@ static SCHEMA: Schema = Schema {
         )
         .default(Default::Str(""))
         .check(check_display_name),
-        Prop::new("fifo_topic", Type::Bool, "A FIFO topic (its name ends in .fifo): it delivers in order within a message group, each message once.")
-            .default(Default::Bool(false))
-            .force_new(),
-        Prop::new("content_based_deduplication", Type::Bool, "For a FIFO topic: a message's deduplication id is the SHA-256 of its body.")
-            .default(Default::Bool(false)),
+        fifo("fifo_topic", "A FIFO topic (its name ends in .fifo): it delivers in order within a message group, each message once."),
+        CONTENT_BASED_DEDUPLICATION,
         Prop::tags(),
     ],
     attrs: &[
@@ -184,18 +182,6 @@ fn props_of(arn: &str, attributes: &std::collections::HashMap<String, String>) -
 mod tests {
     use super::*;
     use serde_json::json;
-
-    /// AWS counts the `.fifo` of a FIFO name toward its length (SQS's
-    /// quotas page; Terraform's pattern is {1,251}\.fifo).
-    #[test]
-    fn a_fifo_suffix_counts_toward_the_names_length() {
-        let name = |base: usize, suffix: &str| json!("a".repeat(base) + suffix);
-        assert!(check_topic_name(&name(256, "")).is_ok());
-        assert!(check_topic_name(&name(251, ".fifo")).is_ok());
-        let err = check_topic_name(&name(252, ".fifo")).unwrap_err();
-        assert!(err.starts_with("must be 1 to 256 characters long"), "{err}");
-        assert!(check_topic_name(&name(256, ".fifo")).is_err());
-    }
 
     #[test]
     fn a_topic_reads_its_name_from_the_arn_and_its_display_name() {

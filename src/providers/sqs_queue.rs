@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, check_fifo_name, check_range, fifo_rules, json_text, parse_json_text,
+    absent, attrs, check_fifo_name, check_range, fifo, fifo_rules, json_text, parse_json_text,
     retry_eventual, split_tags, tagging, with_tags, Attrs, Created, Ctx, Observed, Provider,
-    ProviderError, ReadResult, Resource, Update,
+    ProviderError, ReadResult, Resource, Update, CONTENT_BASED_DEDUPLICATION,
 };
 use crate::schema::{
     is_unknown, Actions, ActsOn, Attr, Default, Names, Part, Prop, Props, Schema, Service, Tagging,
@@ -92,11 +92,8 @@ static SCHEMA: Schema = Schema {
         Prop::new("redrive_policy", Type::Json, "The dead-letter queue: {deadLetterTargetArn: ${dlq.arn}, maxReceiveCount: 5}. Left out: none.")
             .default(Default::Str(""))
             .check(check_redrive),
-        Prop::new("fifo_queue", Type::Bool, "A FIFO queue (its name ends in .fifo): in order within a message group, each message once.")
-            .default(Default::Bool(false))
-            .force_new(),
-        Prop::new("content_based_deduplication", Type::Bool, "For a FIFO queue: a message's deduplication id is the SHA-256 of its body.")
-            .default(Default::Bool(false)),
+        fifo("fifo_queue", "A FIFO queue (its name ends in .fifo): in order within a message group, each message once."),
+        CONTENT_BASED_DEDUPLICATION,
         Prop::tags(),
     ],
     attrs: &[
@@ -307,30 +304,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// AWS counts the `.fifo` of a FIFO name toward its length (SQS's
-    /// quotas page; Terraform's pattern is {1,75}\.fifo).
-    #[test]
-    fn a_fifo_suffix_counts_toward_the_names_length() {
-        let name = |base: usize, suffix: &str| json!("a".repeat(base) + suffix);
-        assert!(check_queue_name(&name(80, "")).is_ok());
-        assert!(check_queue_name(&name(75, ".fifo")).is_ok());
-        let err = check_queue_name(&name(76, ".fifo")).unwrap_err();
-        assert!(err.starts_with("must be 1 to 80 characters long"), "{err}");
-        assert!(check_queue_name(&name(80, ".fifo")).is_err());
+    /// GetQueueAttributes' answer of a queue named `name`.
+    fn answer(name: &str, attributes: &[(Qa, &str)]) -> HashMap<Qa, String> {
+        let arn = format!("arn:aws:sqs:us-east-2:123456789012:{name}");
+        let given = attributes.iter().map(|(a, v)| (a.clone(), v.to_string()));
+        given.chain([(Qa::QueueArn, arn)]).collect()
     }
 
     #[test]
     fn queue_attributes_read_as_numbers_and_the_name_comes_from_the_arn() {
-        let attributes = HashMap::from([
-            (
-                Qa::QueueArn,
-                "arn:aws:sqs:us-east-2:123456789012:inbox".to_string(),
-            ),
-            (Qa::VisibilityTimeout, "60".to_string()),
-            (Qa::MessageRetentionPeriod, "345600".to_string()),
-            (Qa::DelaySeconds, "0".to_string()),
-            (Qa::ApproximateNumberOfMessages, "3".to_string()),
-        ]);
+        let attributes = answer(
+            "inbox",
+            &[
+                (Qa::VisibilityTimeout, "60"),
+                (Qa::MessageRetentionPeriod, "345600"),
+                (Qa::DelaySeconds, "0"),
+                (Qa::ApproximateNumberOfMessages, "3"),
+            ],
+        );
         assert_eq!(
             Value::Object(props_of(&attributes)),
             json!({"name": "inbox", "visibility_timeout_seconds": 60,
@@ -357,28 +348,23 @@ mod tests {
 
     #[test]
     fn a_redrive_policy_reads_as_json_and_none_as_empty() {
-        let arn = (Qa::QueueArn, "arn:aws:sqs:us-east-2:1:jobs".to_string());
         let redrive =
             r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-2:1:dead","maxReceiveCount":5}"#;
-        let with = HashMap::from([arn.clone(), (Qa::RedrivePolicy, redrive.to_string())]);
+        let with = answer("jobs", &[(Qa::RedrivePolicy, redrive)]);
         assert_eq!(
             props_of(&with)["redrive_policy"]["maxReceiveCount"],
             json!(5)
         );
-        assert_eq!(props_of(&HashMap::from([arn]))["redrive_policy"], json!(""));
+        assert_eq!(props_of(&answer("jobs", &[]))["redrive_policy"], json!(""));
     }
 
     #[test]
     fn a_fifo_queue_reads_as_one() {
-        let attributes = HashMap::from([
-            (
-                Qa::QueueArn,
-                "arn:aws:sqs:us-east-2:1:jobs.fifo".to_string(),
-            ),
-            (Qa::FifoQueue, "true".to_string()),
-            (Qa::ContentBasedDeduplication, "false".to_string()),
-        ]);
-        let props = props_of(&attributes);
+        let fifo = [
+            (Qa::FifoQueue, "true"),
+            (Qa::ContentBasedDeduplication, "false"),
+        ];
+        let props = props_of(&answer("jobs.fifo", &fifo));
         assert_eq!(props["fifo_queue"], json!(true));
         assert_eq!(props["content_based_deduplication"], json!(false));
     }
