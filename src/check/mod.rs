@@ -1075,6 +1075,11 @@ fn text_disagrees(m: &Model, alarm: &str, report: &mut Report) {
 
 fn lint_functions(m: &Model, report: &mut Report) {
     for function in m.of_part(Part::Function) {
+        if m.int(function, "reserved_concurrent_executions") == Some(0) {
+            report.findings.push(finding(m, "SC403", Severity::Error, function, "reserved_concurrent_executions",
+                "its reserved concurrency is 0: Lambda throttles every invocation, so it never runs".into(),
+                "leave reserved_concurrent_executions out, or reserve at least 1"));
+        }
         let timeout = m.int(function, "timeout").unwrap_or(3);
         let needs = needs_of(m, function);
         let does = |a: &str| {
@@ -1426,6 +1431,18 @@ mod tests {
                 .unwrap()
                 + 1
         );
+    }
+
+    #[test]
+    fn a_function_with_no_concurrency_never_runs() {
+        let throttled = SEED.replace(
+            "      timeout: 300\n",
+            "      timeout: 300\n      reserved_concurrent_executions: 0\n",
+        );
+        assert_finding(&report(&throttled), "SC403", "remediation");
+        assert!(!rules_of(&report(SEED))
+            .iter()
+            .any(|(rule, _)| *rule == "SC403"));
     }
 
     #[test]

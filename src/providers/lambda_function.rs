@@ -179,6 +179,16 @@ static SCHEMA: Schema = Schema {
         .check(check_environment),
         Prop::new("description", Type::String, "Description.").default(Default::Str("")),
         Prop::new(
+            "reserved_concurrent_executions",
+            Type::Int,
+            "Invocations it may run at once, reserved from the account's limit: 0 throttles every invocation, -1 reserves none.",
+        )
+        .default(Default::Int(-1))
+        .check(|v| match v.as_i64() {
+            Some(n) if (-1..=i64::from(i32::MAX)).contains(&n) => Ok(()),
+            _ => Err("must be -1 (none reserved) or a number of invocations, 0 or more".into()),
+        }),
+        Prop::new(
             "filename",
             Type::String,
             "Path of a zip with the code, relative to the stack file.",
@@ -219,8 +229,14 @@ static SCHEMA: Schema = Schema {
     part: Part::Function,
     actions: Actions {
         read: &["lambda:GetFunction", "lambda:GetFunctionConfiguration"],
-        create: &["lambda:CreateFunction", "iam:PassRole"],
-        update: &["lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration", "iam:PassRole"],
+        create: &["lambda:CreateFunction", "iam:PassRole", "lambda:PutFunctionConcurrency"],
+        update: &[
+            "lambda:UpdateFunctionCode",
+            "lambda:UpdateFunctionConfiguration",
+            "iam:PassRole",
+            "lambda:PutFunctionConcurrency",
+            "lambda:DeleteFunctionConcurrency",
+        ],
         delete: &["lambda:DeleteFunction"],
         on: ActsOn::Itself,
     },
@@ -402,9 +418,15 @@ impl Provider for LambdaFunction {
                 .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))
         })
         .await?;
-        wait_ready(cx, name)
-            .await
-            .map_err(|e| e.after_create(name))?;
+        let reserved = r.i64(RESERVED).filter(|n| *n != -1);
+        let ready = async {
+            wait_ready(cx, name).await?;
+            match reserved {
+                Some(_) => set_concurrency(cx, name, r).await,
+                None => Ok(()),
+            }
+        };
+        ready.await.map_err(|e| e.after_create(name))?;
         let arn = out.function_arn.unwrap_or_default();
         let sha = out.code_sha256.unwrap_or_default();
         Ok(Created::new(
@@ -424,6 +446,10 @@ impl Provider for LambdaFunction {
         let sha = c.code_sha256.clone().unwrap_or_default();
         let arn = c.function_arn.clone().unwrap_or_default();
         let mut p = props_of(name, c);
+        let reserved = out
+            .concurrency
+            .and_then(|c| c.reserved_concurrent_executions);
+        p.insert(RESERVED.into(), Value::from(reserved.map_or(-1, i64::from)));
         let (tags, owner) = split_tags(out.tags.unwrap_or_default());
         p.insert("tags".into(), tags);
         Ok(Some(Observed {
@@ -472,6 +498,9 @@ impl Provider for LambdaFunction {
             })
             .await?;
         }
+        if changed.contains(&RESERVED) {
+            set_concurrency(cx, name, r).await?;
+        }
         let config = wait_ready(cx, name).await?;
         let (arn, sha) = (
             config.function_arn.unwrap_or_default(),
@@ -483,6 +512,26 @@ impl Provider for LambdaFunction {
     async fn delete(&self, cx: &Ctx, name: &str, _props: &Props) -> Result<(), ProviderError> {
         let deleted = send!(cx.lambda().delete_function().function_name(name));
         absent(deleted, &["ResourceNotFoundException"]).map(|_| ())
+    }
+}
+
+const RESERVED: &str = "reserved_concurrent_executions";
+
+/// The function's reserved concurrency as the stack file says: -1 reserves
+/// none (the function shares the account's unreserved pool).
+async fn set_concurrency(cx: &Ctx, name: &str, r: &Resource<'_>) -> Result<(), ProviderError> {
+    match r.i64(RESERVED).unwrap_or(-1) {
+        -1 => send!(cx
+            .lambda()
+            .delete_function_concurrency()
+            .function_name(name))
+        .map(|_| ()),
+        n => send!(cx
+            .lambda()
+            .put_function_concurrency()
+            .function_name(name)
+            .reserved_concurrent_executions(n as i32))
+        .map(|_| ()),
     }
 }
 

@@ -501,3 +501,48 @@ fn an_environment_set_by_hand_on_a_function_without_one_is_drift() {
         .unwrap_or_default();
     assert!(vars.is_empty(), "{vars:?}");
 }
+
+/// A reserved concurrency set by hand (0 stops the function) is drift on a
+/// function whose stack file reserves none, and apply takes it away; one the
+/// stack file sets is read back as written.
+#[test]
+fn a_reserved_concurrency_set_by_hand_is_drift() {
+    let env = Env::new();
+    write_zip(&env);
+    let var = format!("db_password={PASSWORD}");
+    env.write_stack(&stack(API_KEY));
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    let lambda = aws_sdk_lambda::Client::new(&env.sdk());
+    let stop = lambda
+        .put_function_concurrency()
+        .function_name("secrets_function")
+        .reserved_concurrent_executions(0);
+    env.rt.block_on(stop.send()).unwrap();
+    let out = env.stackctl(&["plan", "--detailed-exitcode", "--var", &var]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("~ reserved_concurrent_executions = 0 -> -1"),
+        "{}",
+        out.stdout
+    );
+    env.take_calls();
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    let calls = env.take_calls();
+    assert_eq!(
+        crate::support::count(&calls, "DeleteFunctionConcurrency"),
+        1
+    );
+
+    let reserved = stack(API_KEY).replace(
+        "      filename: fn.zip\n",
+        "      filename: fn.zip\n      reserved_concurrent_executions: 5\n",
+    );
+    env.write_stack(&reserved);
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    let out = env.stackctl(&["plan", "--detailed-exitcode", "--var", &var]);
+    assert_eq!(out.code, 0, "read back as written: {}", out.stdout);
+}

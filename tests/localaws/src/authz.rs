@@ -339,7 +339,10 @@ fn lambda_needs(operation: &str, p: &Params, region: &str) -> Option<Vec<Need>> 
         | "UpdateFunctionCode"
         | "AddPermission"
         | "GetPolicy"
-        | "RemovePermission" => function(p.path.get(2)?),
+        | "RemovePermission"
+        | "GetFunctionConcurrency"
+        | "PutFunctionConcurrency"
+        | "DeleteFunctionConcurrency" => function(p.path.get(2)?),
         "TagResource" | "UntagResource" | "ListTags" => p.path.get(2)?.clone(),
         _ => return None,
     };

@@ -16,6 +16,8 @@
 //!   each token's answer.
 //! - AddPermission with a statement id the function's policy already has is a
 //!   ResourceConflictException on AWS; moto adds a second statement.
+//! - GetFunction's answer has `Concurrency` whenever the function has a
+//!   reserved concurrency, 0 included; moto leaves it out for 0.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -307,6 +309,38 @@ impl Bridge {
         }
         logs_response(200, json!({"success": true}))
     }
+}
+
+/// moto leaves `Concurrency` out of GetFunction's answer when the reserved
+/// concurrency is 0 (it tests the number's truth); AWS includes it (API
+/// reference, GetFunction: Concurrency). The proxy asks moto's
+/// GetFunctionConcurrency and puts the answer in.
+pub(crate) async fn function_concurrency(
+    moto: &crate::Moto<'_>,
+    path: &str,
+    response: Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    let (mut parts, b) = response.into_parts();
+    let bytes = http_body_util::BodyExt::collect(b)
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    if answer.get("Concurrency").is_none() {
+        let name = path.split('?').next().unwrap_or(path).rsplit('/').next();
+        let route = format!(
+            "/2019-09-30/functions/{}/concurrency",
+            name.unwrap_or_default()
+        );
+        let reserved = moto.get(&route).await;
+        if let Some(n) = reserved.and_then(|v| v["ReservedConcurrentExecutions"].as_i64()) {
+            answer["Concurrency"] = json!({"ReservedConcurrentExecutions": n});
+        }
+    }
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Full::new(Bytes::from(answer.to_string())))
 }
 
 /// moto answers GetBucketVersioning with a `GetBucketVersioningResponse`

@@ -647,6 +647,9 @@ fn rest_operation(method: &str, path: &str) -> String {
         ("POST", [_, "functions", _, "policy"]) => "AddPermission",
         ("GET", [_, "functions", _, "policy"]) => "GetPolicy",
         ("DELETE", [_, "functions", _, "policy", _]) => "RemovePermission",
+        ("GET", [_, "functions", _, "concurrency"]) => "GetFunctionConcurrency",
+        ("PUT", [_, "functions", _, "concurrency"]) => "PutFunctionConcurrency",
+        ("DELETE", [_, "functions", _, "concurrency"]) => "DeleteFunctionConcurrency",
         ("GET", [_, "tags", ..]) => "ListTags",
         ("POST", [_, "tags", ..]) => "TagResource",
         ("DELETE", [_, "tags", ..]) => "UntagResource",
@@ -977,6 +980,9 @@ async fn forward(
         Ok(r) => r,
         Err(e) => return error_response(502, &format!("proxy could not reach moto: {e}")),
     };
+    if response.status().is_success() && (service, operation) == ("lambda", "GetFunction") {
+        return bridge::function_concurrency(moto, path_and_query, response).await;
+    }
     if response.status().is_success() {
         for (target, request) in follow_up {
             let _ = moto.json(&target, &request).await;
