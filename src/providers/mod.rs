@@ -1377,9 +1377,11 @@ mod tests {
 
     /// A property the stack file leaves out is compared with AWS only through
     /// its default: without one, a value set by hand in the console would
-    /// never show in a plan. These are left out on purpose, AWS choosing
-    /// when the stack does not (or, for `ingress` and `egress`, unmanaged
-    /// when left out, as docs/resources.md says).
+    /// never show in a plan. These have none on purpose: AWS chooses when the
+    /// file does not (a VPC, a subnet, `datapoints_to_alarm`), the file sets
+    /// one of a pair (`filename` or `source`), a permission's condition is
+    /// part of a statement that is replaced, never updated, or the property
+    /// is unmanaged when left out (`ingress`, `egress`, as documented).
     #[test]
     fn every_optional_property_is_compared_or_chosen_by_aws() {
         let aws_chooses = [
