@@ -418,19 +418,20 @@ impl Provider for LambdaFunction {
                 .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))
         })
         .await?;
-        let reserved = r.i64(RESERVED).filter(|n| *n != -1);
+        // Reserving none is what a new function has: no call for it.
+        let reserves = r.i64(RESERVED).is_some_and(|n| n != -1);
         let ready = async {
             wait_ready(cx, name).await?;
-            match reserved {
-                Some(_) => set_concurrency(cx, name, r).await,
-                None => Ok(()),
+            match reserves {
+                true => set_concurrency(cx, name, r).await,
+                false => Ok(()),
             }
         };
         ready.await.map_err(|e| e.after_create(name))?;
         let arn = out.function_arn.unwrap_or_default();
         let sha = out.code_sha256.unwrap_or_default();
         Ok(Created::new(
-            name.to_string(),
+            name,
             function_attrs(&arn, name, &cx.region(), &sha),
         ))
     }

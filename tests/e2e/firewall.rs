@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::{IpPermission, Ipv6Range, UserIdGroupPair};
 
-use crate::support::{count, mutating, Env};
+use crate::support::{count, mutating_operations, Env};
 
 const STACK: &str = r#"stack: firewall
 region: us-east-2
@@ -15,14 +15,6 @@ resources:
       ingress:
         - {from_port: 443, to_port: 443, protocol: tcp, cidr_blocks: [10.0.0.0/8, 192.168.0.0/16]}
 "#;
-
-fn group_id(env: &Env) -> String {
-    let state = env.state("firewall");
-    state["resources"]["web"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 #[test]
 fn a_rule_with_two_cidr_blocks_is_no_change_once_applied() {
@@ -41,7 +33,7 @@ fn rules_added_by_hand_are_drift_and_apply_revokes_them() {
     let env = Env::new();
     env.write_stack(STACK);
     env.stackctl(&["apply", "--auto-approve"]).ok();
-    let id = group_id(&env);
+    let id = env.physical_id("firewall", "web");
     let ec2 = env.ec2();
     let other = env
         .rt
@@ -85,10 +77,7 @@ fn rules_added_by_hand_are_drift_and_apply_revokes_them() {
     env.take_calls();
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let calls = env.take_calls();
-    let sent: Vec<&str> = mutating(&calls)
-        .iter()
-        .map(|c| c.operation.as_str())
-        .collect();
+    let sent = mutating_operations(&calls);
     assert_eq!(sent, ["RevokeSecurityGroupIngress"], "{sent:?}");
     let group = env
         .rt

@@ -1,6 +1,6 @@
 //! A fleet: one stack file, one set of resources per instance key.
 
-use crate::support::{mutating, Env};
+use crate::support::{mutating_operations, Env};
 
 /// Per key: an instance, its log group, the filter that counts its slow
 /// responses and the alarm on that count; one topic for all of them.
@@ -117,10 +117,7 @@ fn one_more_key_creates_only_its_resources() {
         out.stdout
     );
     let calls = env.take_calls();
-    let mut sent: Vec<&str> = mutating(&calls)
-        .iter()
-        .map(|c| c.operation.as_str())
-        .collect();
+    let mut sent = mutating_operations(&calls);
     sent.sort();
     assert_eq!(
         sent,
@@ -211,10 +208,7 @@ fn a_move_into_a_collection_renames_the_record_and_rebuilds_nothing() {
         out.stdout
     );
     let calls = env.take_calls();
-    let sent: Vec<&str> = mutating(&calls)
-        .iter()
-        .map(|c| c.operation.as_str())
-        .collect();
+    let sent = mutating_operations(&calls);
     assert_eq!(sent, ["TagLogGroup"], "only the ownership tag changes");
     let after = env.state("fleet");
     assert_eq!(after["resources"]["logs[\"web-1\"]"]["physical_id"], before);
@@ -397,9 +391,8 @@ fn the_seed_stack_moves_into_a_module_per_instance_without_rebuilding_anything()
     assert!(out.stdout.contains("Resources: 0 added,"), "{}", out.stdout);
     assert!(out.stdout.contains(", 0 destroyed."), "{}", out.stdout);
     let calls = env.take_calls();
-    let made: Vec<&str> = mutating(&calls)
-        .iter()
-        .map(|c| c.operation.as_str())
+    let made: Vec<&str> = mutating_operations(&calls)
+        .into_iter()
         .filter(|o| {
             o.starts_with("Create")
                 || o.starts_with("Delete")
@@ -518,10 +511,7 @@ fn a_collection_inside_a_module_is_recorded_at_its_nested_address() {
     env.write_stack(&queues_stack("[jobs, mail, audit]"));
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let calls = env.take_calls();
-    let sent: Vec<&str> = mutating(&calls)
-        .iter()
-        .map(|c| c.operation.as_str())
-        .collect();
+    let sent = mutating_operations(&calls);
     assert_eq!(sent, ["CreateQueue", "CreateQueue"]);
     env.stackctl(&["destroy", "--auto-approve"]).ok();
 }

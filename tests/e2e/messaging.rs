@@ -4,7 +4,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use localaws::Fault;
 use serde_json::Value;
 
-use crate::support::{count, mutating, Env};
+use crate::support::{count, mutating, mutating_operations, Env};
 
 const STACK: &str = r#"stack: messaging
 region: us-east-2
@@ -92,19 +92,9 @@ fn messaging_stack_lifecycle() {
         "{}",
         out.stdout
     );
-    let state = env.state("messaging");
-    let topic_arn = state["resources"]["alerts"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let queue_url = state["resources"]["inbox"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let sub_arn = state["resources"]["inbox_subscription"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let topic_arn = env.physical_id("messaging", "alerts");
+    let queue_url = env.physical_id("messaging", "inbox");
+    let sub_arn = env.physical_id("messaging", "inbox_subscription");
     let queue_arn = queue_attr(&env, &queue_url, QueueAttributeName::QueueArn).unwrap();
     let sub = subscription(&env, &sub_arn);
     assert_eq!(sub["Endpoint"], queue_arn);
@@ -541,15 +531,8 @@ fn fifo_topics_and_queues_are_created_fifo_and_deduplicate_in_place() {
     let env = Env::new();
     env.write_stack(FIFO);
     env.stackctl(&["apply", "--auto-approve"]).ok();
-    let state = env.state("fifo");
-    let topic = state["resources"]["jobs"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let queue = state["resources"]["work"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let topic = env.physical_id("fifo", "jobs");
+    let queue = env.physical_id("fifo", "work");
     assert_eq!(
         topic_attr(&env, &topic, "FifoTopic").as_deref(),
         Some("true")
@@ -579,10 +562,7 @@ fn fifo_topics_and_queues_are_created_fifo_and_deduplicate_in_place() {
         out.stdout
     );
     let calls = env.take_calls();
-    let names: Vec<&str> = mutating(&calls)
-        .iter()
-        .map(|c| c.operation.as_str())
-        .collect();
+    let names = mutating_operations(&calls);
     assert_eq!(names.len(), 2, "{names:?}");
     assert_eq!(
         count(&calls, "SetTopicAttributes") + count(&calls, "SetQueueAttributes"),
@@ -626,10 +606,7 @@ fn alarm_actions_added_by_hand_are_drift() {
     let env = Env::new();
     env.write_stack(ALARM);
     env.stackctl(&["apply", "--auto-approve"]).ok();
-    let topic = env.state("alarm")["resources"]["alerts"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let topic = env.physical_id("alarm", "alerts");
     let by_hand = env
         .cloudwatch()
         .put_metric_alarm()
@@ -687,15 +664,8 @@ fn a_dead_letter_queue_and_long_polling_are_managed() {
     let env = Env::new();
     env.write_stack(DEAD_LETTERS);
     env.stackctl(&["apply", "--auto-approve"]).ok();
-    let state = env.state("dlq");
-    let jobs = state["resources"]["jobs"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let dead = state["resources"]["dead"]["physical_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let jobs = env.physical_id("dlq", "jobs");
+    let dead = env.physical_id("dlq", "dead");
     let redrive = queue_attr(&env, &jobs, QueueAttributeName::RedrivePolicy).unwrap();
     let redrive: Value = serde_json::from_str(&redrive).unwrap();
     let dead_arn = queue_attr(&env, &dead, QueueAttributeName::QueueArn).unwrap();

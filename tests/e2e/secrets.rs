@@ -330,18 +330,25 @@ fn set_environment_by_hand(env: &Env, function: &str, vars: &[(&str, &str)]) {
         .unwrap();
 }
 
+/// Applies the stack with a second function, `secrets_bare`, whose stack
+/// file names no environment; the `--var` the stack needs.
+fn applied_with_a_bare_function(env: &Env) -> String {
+    write_zip(env);
+    let bare = "  bare:\n    type: aws_lambda_function\n    properties:\n      function_name: secrets_bare\n      role: ${role.arn}\n      runtime: provided.al2023\n      filename: fn.zip\noutputs:\n";
+    env.write_stack(&stack(API_KEY).replace("outputs:\n", bare));
+    let var = format!("db_password={PASSWORD}");
+    env.stackctl(&["apply", "--auto-approve", "--var", &var])
+        .ok();
+    var
+}
+
 /// Sensitivity belongs to the property: every value under a function's
 /// environment is masked, whichever keys the stack file names, in every
 /// output, after an import too; generated configuration holds none of them.
 #[test]
 fn environment_values_the_stack_file_never_named_are_masked_everywhere() {
     let env = Env::new();
-    write_zip(&env);
-    let bare = "  bare:\n    type: aws_lambda_function\n    properties:\n      function_name: secrets_bare\n      role: ${role.arn}\n      runtime: provided.al2023\n      filename: fn.zip\noutputs:\n";
-    env.write_stack(&stack(API_KEY).replace("outputs:\n", bare));
-    let var = format!("db_password={PASSWORD}");
-    env.stackctl(&["apply", "--auto-approve", "--var", &var])
-        .ok();
+    let var = applied_with_a_bare_function(&env);
     set_environment_by_hand(
         &env,
         "secrets_function",
@@ -467,12 +474,7 @@ fn a_public_value_that_also_sits_in_a_sensitive_map_stays_readable() {
 #[test]
 fn an_environment_set_by_hand_on_a_function_without_one_is_drift() {
     let env = Env::new();
-    write_zip(&env);
-    let bare = "  bare:\n    type: aws_lambda_function\n    properties:\n      function_name: secrets_bare\n      role: ${role.arn}\n      runtime: provided.al2023\n      filename: fn.zip\noutputs:\n";
-    env.write_stack(&stack(API_KEY).replace("outputs:\n", bare));
-    let var = format!("db_password={PASSWORD}");
-    env.stackctl(&["apply", "--auto-approve", "--var", &var])
-        .ok();
+    let var = applied_with_a_bare_function(&env);
     set_environment_by_hand(&env, "secrets_bare", &[("HAND_ONLY", BARE_BY_HAND)]);
     let out = env.stackctl(&["plan", "--detailed-exitcode", "--var", &var]);
     assert_eq!(out.code, 2, "{}", out.stdout);

@@ -105,6 +105,13 @@ impl Env {
         recorded_state(self.dir.path(), stack).expect("a state")
     }
 
+    /// The physical id the state of `stack` records for `id`.
+    pub fn physical_id(&self, stack: &str, id: &str) -> String {
+        let state = self.state(stack);
+        let id = state["resources"][id]["physical_id"].as_str();
+        id.expect("a recorded physical id").to_string()
+    }
+
     pub fn take_calls(&self) -> Vec<Call> {
         self.aws.take_calls()
     }
@@ -222,6 +229,14 @@ fn passthrough() -> Vec<(&'static str, std::ffi::OsString)> {
 
 pub fn mutating(calls: &[Call]) -> Vec<&Call> {
     calls.iter().filter(|c| c.is_mutating()).collect()
+}
+
+/// The operations of the calls that could change something, in order.
+pub fn mutating_operations(calls: &[Call]) -> Vec<&str> {
+    mutating(calls)
+        .into_iter()
+        .map(|c| c.operation.as_str())
+        .collect()
 }
 
 pub fn count(calls: &[Call], operation: &str) -> usize {
