@@ -935,6 +935,37 @@ mod tests {
     }
 
     #[test]
+    fn a_functions_layers_and_vpc_are_checked_as_lambda_would() {
+        // Any file stands for the zip: validation only hashes it.
+        let function = |props: &str| {
+            check(&format!("{HEAD}resources:\n  f:\n    type: aws_lambda_function\n    properties: {{function_name: f, role: \"arn:aws:iam::123456789012:role/r\", runtime: provided.al2023, filename: Cargo.toml, {props}}}\n"))
+        };
+        let layer = |n: u32| format!("arn:aws:lambda:us-east-2:123456789012:layer:tools:{n}");
+        let six: Vec<String> = (1..=6).map(layer).collect();
+        refused(
+            function(&format!("layers: [{}]", six.join(", "))),
+            "property `layers`: names 6 layers; a function takes at most 5",
+        );
+        refused(
+            function("layers: [\"arn:aws:lambda:us-east-2:123456789012:layer:tools\"]"),
+            "must be a layer version ARN: arn:aws:lambda:<region>:<account>:layer:<name>:<version>",
+        );
+        refused(
+            function("vpc_config: {subnet_ids: [subnet-1], security_group_ids: []}"),
+            "property `vpc_config`: must name subnets and security groups both, or neither (no VPC)",
+        );
+        refused(
+            function("vpc_config: {subnet_ids: [subnet-1]}"),
+            "property `vpc_config`: is missing required key `security_group_ids`",
+        );
+        assert!(function(&format!(
+            "layers: [{}], vpc_config: {{subnet_ids: [subnet-1], security_group_ids: [sg-1]}}",
+            layer(3)
+        ))
+        .is_ok());
+    }
+
+    #[test]
     fn terraforms_type_dot_name_is_answered_with_the_id_alone() {
         let src = format!("{HEAD}resources:\n  alerts:\n    type: aws_sns_topic\n    properties: {{name: a}}\n  q:\n    type: aws_sqs_queue\n    depends_on: [aws_sns_topic.alerts]\n    properties: {{name: q}}\n");
         refused(

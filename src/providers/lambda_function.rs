@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
-    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
+    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State, VpcConfig,
 };
 use serde_json::{Map, Value};
 
@@ -123,6 +123,65 @@ static ENVIRONMENT: &[Prop] = &[Prop::new(
 )
 .sensitive()];
 
+/// Layer version ARNs, at most five (Lambda's limit), applied in order.
+fn check_layers(v: &Value) -> Result<(), String> {
+    let layers = str_list(Some(v));
+    if layers.len() > 5 {
+        return Err(format!(
+            "names {} layers; a function takes at most 5",
+            layers.len()
+        ));
+    }
+    match layers.iter().find(|l| !is_layer_version_arn(l)) {
+        Some(l) => Err(format!(
+            "`{l}` must be a layer version ARN: arn:aws:lambda:<region>:<account>:layer:<name>:<version>"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn is_layer_version_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    matches!(parts.as_slice(),
+        ["arn", partition, "lambda", region, account, "layer", name, version]
+            if partition.starts_with("aws") && !region.is_empty() && !account.is_empty()
+                && !name.is_empty() && version.parse::<u64>().is_ok())
+}
+
+static VPC_CONFIG: &[Prop] = &[
+    Prop::new(
+        "subnet_ids",
+        Type::List(&Type::String),
+        "Subnets (subnet-...) the function's network interfaces go in.",
+    )
+    .required(),
+    Prop::new(
+        "security_group_ids",
+        Type::List(&Type::String),
+        "Security groups (sg-...) of those interfaces.",
+    )
+    .required(),
+];
+
+/// Both lists empty (no VPC) or both given, within Lambda's limits.
+fn check_vpc_config(v: &Value) -> Result<(), String> {
+    let (subnets, groups) = (
+        str_list(v.get("subnet_ids")).len(),
+        str_list(v.get("security_group_ids")).len(),
+    );
+    match (subnets, groups) {
+        (0, 0) => Ok(()),
+        (0, _) | (_, 0) => {
+            Err("must name subnets and security groups both, or neither (no VPC)".into())
+        }
+        (17.., _) => Err(format!("names {subnets} subnets; Lambda takes at most 16")),
+        (_, 6..) => Err(format!(
+            "names {groups} security groups; Lambda takes at most 5"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn cross_check(p: &Props) -> Vec<(&'static str, String)> {
     exactly_one(
         p,
@@ -179,6 +238,21 @@ static SCHEMA: Schema = Schema {
         .check(check_environment),
         Prop::new("description", Type::String, "Description.").default(Default::Str("")),
         Prop::new(
+            "layers",
+            Type::List(&Type::String),
+            "Layer version ARNs, at most 5, applied in this order. Left out: none.",
+        )
+        .default(Default::Json("[]"))
+        .check(check_layers),
+        Prop::new(
+            "vpc_config",
+            Type::Object(VPC_CONFIG),
+            "The VPC it runs in: {subnet_ids: [...], security_group_ids: [...]}; the role must allow ec2:CreateNetworkInterface. Left out: none.",
+        )
+        .default(Default::Json(r#"{"subnet_ids": [], "security_group_ids": []}"#))
+        .compare(Compare::Set)
+        .check(check_vpc_config),
+        Prop::new(
             "reserved_concurrent_executions",
             Type::Int,
             "Invocations it may run at once, reserved from the account's limit: 0 throttles every invocation, -1 reserves none.",
@@ -229,13 +303,26 @@ static SCHEMA: Schema = Schema {
     part: Part::Function,
     actions: Actions {
         read: &["lambda:GetFunction", "lambda:GetFunctionConfiguration"],
-        create: &["lambda:CreateFunction", "iam:PassRole", "lambda:PutFunctionConcurrency"],
+        // Lambda checks the caller may read the layers and the VPC it names.
+        create: &[
+            "lambda:CreateFunction",
+            "iam:PassRole",
+            "lambda:PutFunctionConcurrency",
+            "lambda:GetLayerVersion",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeVpcs",
+        ],
         update: &[
             "lambda:UpdateFunctionCode",
             "lambda:UpdateFunctionConfiguration",
             "iam:PassRole",
             "lambda:PutFunctionConcurrency",
             "lambda:DeleteFunctionConcurrency",
+            "lambda:GetLayerVersion",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeVpcs",
         ],
         delete: &["lambda:DeleteFunction"],
         on: ActsOn::Itself,
@@ -296,6 +383,20 @@ fn environment(r: &Resource<'_>) -> Option<Environment> {
     )
 }
 
+fn layers(r: &Resource<'_>) -> Vec<String> {
+    str_list(r.props.get("layers"))
+}
+
+/// The VPC as the stack file says; empty lists detach the function from one.
+fn vpc_config(r: &Resource<'_>) -> VpcConfig {
+    let vpc = r.props.get("vpc_config");
+    let list = |field| Some(str_list(vpc.and_then(|v| v.get(field))));
+    VpcConfig::builder()
+        .set_subnet_ids(list("subnet_ids"))
+        .set_security_group_ids(list("security_group_ids"))
+        .build()
+}
+
 fn architectures(r: &Resource<'_>) -> Option<Vec<Architecture>> {
     let list = str_list(r.props.get("architectures"));
     (!list.is_empty()).then(|| {
@@ -334,9 +435,13 @@ async fn wait_ready(cx: &Ctx, name: &str) -> Result<GetFunctionConfigurationOutp
     .await
 }
 
-/// Right after a role is created Lambda may not be able to assume it yet.
+/// Right after a role is created Lambda may not be able to assume it yet, nor
+/// see the network-interface rights just granted to it for a VPC.
 fn role_not_ready(e: &ProviderError) -> bool {
-    e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
+    e.is("InvalidParameterValueException")
+        && (e.message.contains("cannot be assumed")
+            || e.message
+                .contains("does not have permissions to call CreateNetworkInterface"))
 }
 
 fn conflict(e: &ProviderError) -> bool {
@@ -353,6 +458,8 @@ const CONFIGURATION: &[&str] = &[
     "memory_size",
     "description",
     "environment",
+    "layers",
+    "vpc_config",
 ];
 
 /// What CreateFunction and UpdateFunctionConfiguration both take from the
@@ -405,6 +512,7 @@ impl Provider for LambdaFunction {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("function_name")?;
         let zip = read_zip(cx, r).await?;
+        let in_a_vpc = !vpc_config(r).subnet_ids().is_empty();
         let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
             let req = cx.lambda().create_function().function_name(name);
             send!(configured!(req, r)
@@ -415,6 +523,8 @@ impl Provider for LambdaFunction {
                 )
                 .set_architectures(architectures(r))
                 .set_environment(environment(r))
+                .set_layers(Some(layers(r)).filter(|l| !l.is_empty()))
+                .set_vpc_config(in_a_vpc.then(|| vpc_config(r)))
                 .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))
         })
         .await?;
@@ -471,8 +581,13 @@ impl Provider for LambdaFunction {
                     let req = cx.lambda().update_function_configuration();
                     // No environment clears the one the function has.
                     let none = || Environment::builder().build();
+                    // Layers and the VPC only when they change: sending a VPC
+                    // again may make Lambda set up its interfaces again.
+                    let sent = |prop| changed.contains(&prop);
                     send!(configured!(req.function_name(name), r)
-                        .environment(environment(r).unwrap_or_else(none)))
+                        .environment(environment(r).unwrap_or_else(none))
+                        .set_layers(sent("layers").then(|| layers(r)))
+                        .set_vpc_config(sent("vpc_config").then(|| vpc_config(r))))
                 },
             )
             .await?;
@@ -549,6 +664,17 @@ fn props_of(name: &str, c: aws_sdk_lambda::types::FunctionConfiguration) -> Prop
         .map(|a| Value::from(a.as_str()))
         .collect();
     let vars = c.environment.and_then(|e| e.variables).unwrap_or_default();
+    let layers: Vec<Value> = c
+        .layers
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| l.arn.map(Value::from))
+        .collect();
+    let vpc = c.vpc_config.as_ref();
+    let vpc = serde_json::json!({
+        "subnet_ids": vpc.map(|v| v.subnet_ids()).unwrap_or_default(),
+        "security_group_ids": vpc.map(|v| v.security_group_ids()).unwrap_or_default(),
+    });
     let text = |v: Option<String>| Value::from(v.unwrap_or_default());
     Props::from_iter(
         [
@@ -564,6 +690,8 @@ fn props_of(name: &str, c: aws_sdk_lambda::types::FunctionConfiguration) -> Prop
                 serde_json::json!({"variables": user_tags(vars)}),
             ),
             ("description", text(c.description)),
+            ("layers", Value::Array(layers)),
+            ("vpc_config", vpc),
             ("source_code_hash", text(c.code_sha256)),
         ]
         .map(|(k, v)| (k.to_string(), v)),
@@ -598,6 +726,7 @@ mod tests {
                    "handler": "bootstrap", "runtime": "provided.al2023",
                    "architectures": ["x86_64"], "timeout": 3, "memory_size": 128,
                    "environment": {"variables": {"TOPIC_ARN": "t"}}, "description": "",
+                   "layers": [], "vpc_config": {"subnet_ids": [], "security_group_ids": []},
                    "source_code_hash": "abc="})
         );
     }

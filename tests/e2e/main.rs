@@ -6,6 +6,7 @@ mod census;
 mod envs;
 mod firewall;
 mod fleet;
+mod function;
 mod hostile;
 mod import;
 mod lambda;
