@@ -80,6 +80,9 @@ pub enum Default {
     EmptyMap,
     /// Any other value, as JSON text (a test parses every one).
     Json(&'static str),
+    /// No value: AWS keeps none when the file names none, so one set by hand
+    /// is drift (`2 -> null`) and an update leaves it out, which clears it.
+    Unset,
 }
 
 impl Default {
@@ -90,6 +93,7 @@ impl Default {
             Default::Str(s) => Value::from(s),
             Default::EmptyMap => Value::Object(Map::new()),
             Default::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            Default::Unset => Value::Null,
         }
     }
 }
@@ -181,6 +185,11 @@ impl Prop {
         self.derived_from = Some(prop);
         self
     }
+    /// Left out of the file, it is compared as absent at AWS.
+    pub fn unset_when_absent(&self) -> bool {
+        self.default == Some(Default::Unset)
+    }
+
     pub const fn check(mut self, c: Check) -> Prop {
         self.check = Some(c);
         self
@@ -498,7 +507,7 @@ impl Schema {
     /// Fills schema defaults for properties the user left out.
     pub fn with_defaults(&self, props: &Props) -> Props {
         let mut out = props.clone();
-        for p in self.props {
+        for p in self.props.iter().filter(|p| !p.unset_when_absent()) {
             if let (None, Some(d)) = (out.get(p.name), p.default) {
                 out.insert(p.name.to_string(), d.to_json());
             }

@@ -396,13 +396,11 @@ pub fn diff(schema: &Schema, desired: &Props, before: &Props) -> (Vec<String>, V
     let mut changed = Vec::new();
     let mut replace = Vec::new();
     for prop in schema.props {
-        let Some(want) = desired.get(prop.name) else {
-            continue; // not managed: AWS decides
-        };
-        let differs = match before.get(prop.name) {
-            _ if contains_unknown(want) => true,
-            Some(have) => !schema::equivalent(prop.compare, want, have),
-            None => true,
+        let differs = match (desired.get(prop.name), before.get(prop.name)) {
+            (None, have) => prop.unset_when_absent() && have.is_some(),
+            (Some(want), _) if contains_unknown(want) => true,
+            (Some(want), Some(have)) => !schema::equivalent(prop.compare, want, have),
+            (Some(_), None) => true,
         };
         if differs {
             changed.push(prop.name.to_string());
@@ -687,8 +685,10 @@ fn drifted(schema: &Schema, rec: &ResourceState, observed: &Props) -> (Vec<Strin
     let mut drift = Vec::new();
     let mut finished = Vec::new();
     for p in schema.props {
-        let (Some(applied), Some(now)) = (rec.props.get(p.name), observed.get(p.name)) else {
-            continue;
+        let (applied, now) = match (rec.props.get(p.name), observed.get(p.name)) {
+            (Some(applied), Some(now)) => (applied, now),
+            (None, Some(now)) if p.unset_when_absent() => (&Value::Null, now),
+            _ => continue,
         };
         if schema::equivalent(p.compare, applied, now) {
             continue;
@@ -932,6 +932,29 @@ mod tests {
             json!(0),
             "defaults are filled"
         );
+    }
+
+    #[test]
+    fn a_property_unset_when_left_out_differs_only_where_aws_holds_a_value() {
+        let alarm = providers::lookup("aws_cloudwatch_metric_alarm")
+            .unwrap()
+            .schema();
+        let written = crate::schema::props(json!({"evaluation_periods": 3}));
+        let at_aws = |extra: Value| {
+            let mut p = written.clone();
+            p.extend(crate::schema::props(extra));
+            p
+        };
+        let changed = |before: &Props| diff(alarm, &written, before).0;
+        assert!(changed(&at_aws(json!({}))).is_empty());
+        assert_eq!(
+            changed(&at_aws(json!({"datapoints_to_alarm": 2}))),
+            ["datapoints_to_alarm"]
+        );
+        // Not so for one AWS chooses when the file does not.
+        let group = providers::lookup("aws_security_group").unwrap().schema();
+        let vpc = crate::schema::props(json!({"vpc_id": "vpc-1"}));
+        assert!(diff(group, &Props::new(), &vpc).0.is_empty());
     }
 
     #[test]

@@ -139,12 +139,14 @@ static SCHEMA: Schema = Schema {
             Type::String,
             "SampleCount, Average, Sum, Minimum or Maximum.",
         )
+        .default(Default::Unset)
         .check(|v| check_one_of(v, STATISTICS)),
         Prop::new(
             "extended_statistic",
             Type::String,
             "A percentile such as p99 (instead of statistic).",
-        ),
+        )
+        .default(Default::Unset),
         Prop::new(
             "period",
             Type::Int,
@@ -161,8 +163,9 @@ static SCHEMA: Schema = Schema {
         Prop::new(
             "datapoints_to_alarm",
             Type::Int,
-            "How many of them must breach (default: all).",
-        ),
+            "How many of them must breach (left out: all).",
+        )
+        .default(Default::Unset),
         Prop::new("threshold", Type::Float, "The value compared against.").required(),
         Prop::new(
             "comparison_operator",

@@ -1376,19 +1376,16 @@ mod tests {
     use serde_json::json;
 
     /// A property the stack file leaves out is compared with AWS only through
-    /// its default: without one, a value set by hand in the console would
-    /// never show in a plan. These have none on purpose: AWS chooses when the
-    /// file does not (a VPC, a subnet, `datapoints_to_alarm`), the file sets
-    /// one of a pair (`filename` or `source`), a permission's condition is
+    /// its default (`Unset`: as absent): without one, a value set by hand in
+    /// the console would never show in a plan. These have none on purpose:
+    /// AWS chooses when the file does not (a VPC, a subnet), the file sets one
+    /// of a pair (`filename` or `source`), a permission's condition is
     /// part of a statement that is replaced, never updated, or the property
     /// is unmanaged when left out (`ingress`, `egress`, as documented).
     #[test]
     fn every_optional_property_is_compared_or_chosen_by_aws() {
         let aws_chooses = [
             "aws_ami.filter",
-            "aws_cloudwatch_metric_alarm.statistic",
-            "aws_cloudwatch_metric_alarm.extended_statistic",
-            "aws_cloudwatch_metric_alarm.datapoints_to_alarm",
             "aws_instance.vpc_security_group_ids",
             "aws_instance.subnet_id",
             "aws_instance.key_name",

@@ -641,6 +641,55 @@ fn alarm_actions_added_by_hand_are_drift() {
     env.stackctl(&["destroy", "--auto-approve"]).ok();
 }
 
+/// "2 out of 3" set by hand on an alarm whose stack file says every period
+/// must breach: the plan shows it, and apply puts AWS's "none" back.
+#[test]
+fn datapoints_to_alarm_set_by_hand_is_drift() {
+    let env = Env::new();
+    env.write_stack(&ALARM.replace("evaluation_periods: 1", "evaluation_periods: 3"));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let topic = env.physical_id("alarm", "alerts");
+    let by_hand = env
+        .cloudwatch()
+        .put_metric_alarm()
+        .alarm_name("slow")
+        .namespace("App")
+        .metric_name("Slow")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(3)
+        .datapoints_to_alarm(2)
+        .threshold(1.0)
+        .comparison_operator(
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        )
+        .alarm_actions(&topic);
+    env.rt.block_on(by_hand.send()).unwrap();
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("slow (aws_cloudwatch_metric_alarm): datapoints_to_alarm changed outside"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("datapoints_to_alarm = 2 -> null"),
+        "{}",
+        out.stdout
+    );
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let alarms = env.rt.block_on(
+        env.cloudwatch()
+            .describe_alarms()
+            .alarm_names("slow")
+            .send(),
+    );
+    let alarm = &alarms.unwrap().metric_alarms.unwrap()[0];
+    assert_eq!(alarm.datapoints_to_alarm, None);
+    env.stackctl(&["plan", "--detailed-exitcode"]).ok();
+}
+
 const DEAD_LETTERS: &str = r#"stack: dlq
 region: us-east-2
 resources:
