@@ -345,9 +345,32 @@ pub fn evaluate(request: &Request, policies: &[Policy]) -> Decision {
 
 /// AWS managed policies a stack may attach, as AWS publishes them (only the
 /// statements that matter for the pipeline's links).
+/// What a function in a VPC needs for Lambda to make its network interfaces
+/// (AWS's AWSLambdaVPCAccessExecutionRole grants them, with the logs).
+pub const VPC_ACCESS: &[&str] = &[
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+];
+
 pub fn managed_policy(arn: &str) -> Option<Value> {
     let name = arn.rsplit('/').next()?;
     let doc = match name {
+        "AWSLambdaVPCAccessExecutionRole" => {
+            let mut actions = vec![
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ];
+            actions.extend(VPC_ACCESS);
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
+            })
+        }
         "AWSLambdaBasicExecutionRole" => serde_json::json!({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow",

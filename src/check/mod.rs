@@ -505,7 +505,22 @@ fn needs_of(m: &Model, function: &str) -> Vec<(Vec<String>, Vec<String>)> {
     if let Some(source) = m.text(function, "source") {
         out.extend(manifest_needs(m, function, &m.v.stack.dir().join(source)));
     }
+    if in_a_vpc(m, function) {
+        // Lambda makes the function's network interfaces with its role's
+        // rights, and refuses a function whose role lacks them.
+        out.push((
+            iam::VPC_ACCESS.iter().map(|a| a.to_string()).collect(),
+            vec!["*".into()],
+        ));
+    }
     out
+}
+
+fn in_a_vpc(m: &Model, function: &str) -> bool {
+    m.prop(function, "vpc_config")
+        .and_then(|v| v.get("subnet_ids"))
+        .and_then(Value::as_array)
+        .is_some_and(|subnets| !subnets.is_empty())
 }
 
 fn manifest_needs(m: &Model, function: &str, crate_dir: &Path) -> Vec<(Vec<String>, Vec<String>)> {
@@ -666,6 +681,9 @@ fn need_missing(m: &Model, role: &str, request: &Request, unknown_managed: &[Str
         request.action,
         iam::readable(&request.resource)
     );
+    if iam::VPC_ACCESS.contains(&request.action.as_str()) {
+        text.push_str(" (for a function in a VPC: attach arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole)");
+    }
     if !unknown_managed.is_empty() {
         text.push_str(&format!(
             " (stackctl cannot read {}: not in its table of AWS managed policies)",
@@ -1443,6 +1461,33 @@ mod tests {
         assert!(!rules_of(&report(SEED))
             .iter()
             .any(|(rule, _)| *rule == "SC403"));
+    }
+
+    #[test]
+    fn a_function_in_a_vpc_needs_its_role_to_make_network_interfaces() {
+        let in_a_vpc = SEED.replace(
+            "      timeout: 300\n",
+            "      timeout: 300\n      vpc_config: {subnet_ids: [subnet-1], security_group_ids: [sg-1]}\n",
+        );
+        let r = report(&in_a_vpc);
+        assert_broken(
+            &r,
+            "remediation",
+            "ec2:CreateNetworkInterface",
+            "attach arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+        );
+        let vpc_access = in_a_vpc.replace(
+            "service-role/AWSLambdaBasicExecutionRole",
+            "service-role/AWSLambdaVPCAccessExecutionRole",
+        );
+        assert!(
+            edge(
+                &report(&vpc_access),
+                "remediation",
+                "ec2:CreateNetworkInterface"
+            )
+            .allowed
+        );
     }
 
     #[test]
