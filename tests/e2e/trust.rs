@@ -125,6 +125,60 @@ fn a_dropped_connection_after_any_create_converges_to_one_of_each() {
     }
 }
 
+/// The seed stack with a reservation, whose create is a second call.
+fn seeded_with_reserved_concurrency() -> Env {
+    let env = Env::new();
+    let stack = seed_stack_with_zip(&env);
+    assert!(stack.contains("      timeout: 300\n"));
+    env.write_stack(&stack.replace(
+        "      timeout: 300\n",
+        "      timeout: 300\n      reserved_concurrent_executions: 5\n",
+    ));
+    env
+}
+
+/// Applies with the network going down right after AWS acted on the
+/// function's reservation: the apply fails; the outage ends.
+fn apply_losing_the_reservation_then_the_network(env: &Env) {
+    env.aws.inject(Fault::lose_answer_then_outage(
+        "lambda",
+        "PutFunctionConcurrency",
+        Duration::from_secs(8),
+    ));
+    // Three attempts fit in the outage.
+    let first = env
+        .command(&["apply", "--auto-approve"])
+        .env("AWS_MAX_ATTEMPTS", "3")
+        .output()
+        .unwrap();
+    assert_ne!(first.status.code(), Some(0), "the network went down");
+    env.aws.wait_for_outage_to_end();
+}
+
+/// A function's create is two calls when it reserves concurrency, and the
+/// second one's answer is lost. The function stays recorded, and the next
+/// run settles the reservation instead of making a second function.
+#[test]
+fn a_lost_answer_to_a_functions_reservation_converges() {
+    let env = seeded_with_reserved_concurrency();
+    apply_losing_the_reservation_then_the_network(&env);
+    converges_then_destroys(&env, "PutFunctionConcurrency: answer lost, then no network");
+}
+
+/// Two faults in one run: the answer to CreateFunction is lost (the SDK's
+/// retry finds the function made), then the reservation's.
+#[test]
+fn lost_answers_to_a_functions_create_and_its_reservation_converge() {
+    let env = seeded_with_reserved_concurrency();
+    env.aws
+        .inject(Fault::lose_answer("lambda", "CreateFunction"));
+    apply_losing_the_reservation_then_the_network(&env);
+    converges_then_destroys(
+        &env,
+        "CreateFunction and PutFunctionConcurrency: answers lost",
+    );
+}
+
 /// The creates CI tries with the network going down: the untagged ones a
 /// connect error after the lost answer wedged, and the one that made two.
 const CI_OUTAGE_CREATES: &[&str] = &["Subscribe", "PutMetricFilter", "RunInstances"];
