@@ -599,6 +599,26 @@ resources:
       alarm_actions: ["${alerts.arn}"]
 "#;
 
+/// ALARM's `slow` as its stack file writes it (but its evaluation periods),
+/// for a change by hand to start from.
+fn alarm_as_written(
+    env: &Env,
+    topic: &str,
+) -> aws_sdk_cloudwatch::operation::put_metric_alarm::builders::PutMetricAlarmFluentBuilder {
+    env.cloudwatch()
+        .put_metric_alarm()
+        .alarm_name("slow")
+        .namespace("App")
+        .metric_name("Slow")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .threshold(1.0)
+        .comparison_operator(
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        )
+        .alarm_actions(topic)
+}
+
 /// OK and INSUFFICIENT_DATA actions the stack file never names, added by hand:
 /// the plan shows them, and apply takes them away.
 #[test]
@@ -607,20 +627,8 @@ fn alarm_actions_added_by_hand_are_drift() {
     env.write_stack(ALARM);
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let topic = env.physical_id("alarm", "alerts");
-    let by_hand = env
-        .cloudwatch()
-        .put_metric_alarm()
-        .alarm_name("slow")
-        .namespace("App")
-        .metric_name("Slow")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .period(60)
+    let by_hand = alarm_as_written(&env, &topic)
         .evaluation_periods(1)
-        .threshold(1.0)
-        .comparison_operator(
-            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
-        )
-        .alarm_actions(&topic)
         .ok_actions(&topic)
         .insufficient_data_actions(&topic);
     env.rt.block_on(by_hand.send()).unwrap();
@@ -649,21 +657,9 @@ fn datapoints_to_alarm_set_by_hand_is_drift() {
     env.write_stack(&ALARM.replace("evaluation_periods: 1", "evaluation_periods: 3"));
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let topic = env.physical_id("alarm", "alerts");
-    let by_hand = env
-        .cloudwatch()
-        .put_metric_alarm()
-        .alarm_name("slow")
-        .namespace("App")
-        .metric_name("Slow")
-        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .period(60)
+    let by_hand = alarm_as_written(&env, &topic)
         .evaluation_periods(3)
-        .datapoints_to_alarm(2)
-        .threshold(1.0)
-        .comparison_operator(
-            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
-        )
-        .alarm_actions(&topic);
+        .datapoints_to_alarm(2);
     env.rt.block_on(by_hand.send()).unwrap();
     let out = env.stackctl(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.code, 2, "{}", out.stdout);

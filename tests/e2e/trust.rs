@@ -137,21 +137,20 @@ fn seeded_with_reserved_concurrency() -> Env {
     env
 }
 
-/// Applies with the network going down right after AWS acted on the
-/// function's reservation: the apply fails; the outage ends.
-fn apply_losing_the_reservation_then_the_network(env: &Env) {
-    env.aws.inject(Fault::lose_answer_then_outage(
-        "lambda",
-        "PutFunctionConcurrency",
-        Duration::from_secs(8),
-    ));
-    // Three attempts fit in the outage.
+/// Applies with the network going down right after AWS acted on `op`: its
+/// answer is lost and its retries cannot connect, so the apply fails; then
+/// the outage ends.
+fn apply_through_an_outage_after(env: &Env, service: &str, op: &str) {
+    let outage = Duration::from_secs(8);
+    env.aws
+        .inject(Fault::lose_answer_then_outage(service, op, outage));
+    // Three attempts fit in the outage (the default six take up to 31 s).
     let first = env
         .command(&["apply", "--auto-approve"])
         .env("AWS_MAX_ATTEMPTS", "3")
         .output()
         .unwrap();
-    assert_ne!(first.status.code(), Some(0), "the network went down");
+    assert_ne!(first.status.code(), Some(0), "{op}: the network went down");
     env.aws.wait_for_outage_to_end();
 }
 
@@ -161,7 +160,7 @@ fn apply_losing_the_reservation_then_the_network(env: &Env) {
 #[test]
 fn a_lost_answer_to_a_functions_reservation_converges() {
     let env = seeded_with_reserved_concurrency();
-    apply_losing_the_reservation_then_the_network(&env);
+    apply_through_an_outage_after(&env, "lambda", "PutFunctionConcurrency");
     converges_then_destroys(&env, "PutFunctionConcurrency: answer lost, then no network");
 }
 
@@ -172,7 +171,7 @@ fn lost_answers_to_a_functions_create_and_its_reservation_converge() {
     let env = seeded_with_reserved_concurrency();
     env.aws
         .inject(Fault::lose_answer("lambda", "CreateFunction"));
-    apply_losing_the_reservation_then_the_network(&env);
+    apply_through_an_outage_after(&env, "lambda", "PutFunctionConcurrency");
     converges_then_destroys(
         &env,
         "CreateFunction and PutFunctionConcurrency: answers lost",
@@ -194,19 +193,7 @@ fn an_answer_lost_then_no_connection_for_a_while_converges_to_one_of_each() {
             continue;
         }
         let env = seeded();
-        env.aws.inject(Fault::lose_answer_then_outage(
-            service,
-            op,
-            Duration::from_secs(8),
-        ));
-        // Three attempts fit in the outage (the default six take up to 31 s).
-        let first = env
-            .command(&["apply", "--auto-approve"])
-            .env("AWS_MAX_ATTEMPTS", "3")
-            .output()
-            .unwrap();
-        assert_ne!(first.status.code(), Some(0), "{op}: the network went down");
-        env.aws.wait_for_outage_to_end();
+        apply_through_an_outage_after(&env, service, op);
         converges_then_destroys(
             &env,
             &format!("{op}: answer lost, then 8 s without a connection"),
