@@ -627,6 +627,7 @@ fn function_links(m: &Model, report: &mut Report) {
         report.edges.push(e);
 
         let (policies, unknown_managed) = role_policies(m, role);
+        let boundary = boundary_of(m, role, report);
         for (actions, resources) in needs_of(m, function) {
             for resource in resources {
                 for action in &actions {
@@ -645,7 +646,12 @@ fn function_links(m: &Model, report: &mut Report) {
                         target_policies.extend(queue_policies(m, queue));
                     }
                     let decision = iam::evaluate(&request, &target_policies);
-                    let missing = need_missing(m, role, &request, &unknown_managed);
+                    let (decision, missing) = match within(decision, &request, boundary.as_ref()) {
+                        Ok(decision) => {
+                            (decision, need_missing(m, role, &request, &unknown_managed))
+                        }
+                        Err((decision, missing)) => (decision, missing),
+                    };
                     let to = target.map_or_else(|| iam::readable(&resource), str::to_string);
                     let e = edge(function, &to, &request, &decision, missing);
                     broken(report, m, "SC603", function, None, &e);
@@ -653,6 +659,57 @@ fn function_links(m: &Model, report: &mut Report) {
                 }
             }
         }
+    }
+}
+
+/// The role's permissions boundary where stackctl can read it: a policy of
+/// the stack or an AWS managed one it knows. One it cannot read is a warning,
+/// and the role's links are proven by its policies alone.
+fn boundary_of(m: &Model, role: &str, report: &mut Report) -> Option<Policy> {
+    let arn = m.text(role, "permissions_boundary")?;
+    let (name, document) = match m.target(&arn, &[Part::Policy]) {
+        Some(p) => (format!("`{p}`"), document(m.prop(p, "policy"))),
+        None => match iam::managed_policy(&arn) {
+            Some(doc) => (arn.clone(), doc),
+            None => {
+                report.findings.push(finding(m, "SC606", Severity::Warning, role, "permissions_boundary",
+                    format!("`{role}`'s permissions boundary {arn} is not in the stack: what the role's policies grant is proven without it"),
+                    "declare the boundary policy in the stack, or make sure by hand that it allows what the function needs"));
+                return None;
+            }
+        },
+    };
+    let name = format!("permissions boundary {name}");
+    Some(Policy {
+        name,
+        kind: Kind::Identity,
+        document,
+    })
+}
+
+/// A decision of the role's policies, bounded: the boundary must allow what
+/// they allow. `Err` carries the refusal and what would lift it.
+fn within(
+    decision: Decision,
+    request: &Request,
+    boundary: Option<&Policy>,
+) -> Result<Decision, (Decision, String)> {
+    let (Decision::Allow(mut by), Some(boundary)) = (decision.clone(), boundary) else {
+        return Ok(decision);
+    };
+    let lift = format!(
+        "the role's {} must allow {} on {} too",
+        boundary.name,
+        request.action,
+        iam::readable(&request.resource)
+    );
+    match iam::evaluate(request, std::slice::from_ref(boundary)) {
+        Decision::Allow(bounds) => {
+            by.extend(bounds);
+            Ok(Decision::Allow(by))
+        }
+        Decision::Deny(denied) => Err((Decision::Deny(denied), lift)),
+        Decision::Implicit => Err((Decision::Implicit, lift)),
     }
 }
 
@@ -1488,6 +1545,56 @@ mod tests {
             )
             .allowed
         );
+    }
+
+    /// The seed stack, its role bounded by `arn`, and a boundary policy of the
+    /// stack allowing `actions`.
+    fn bounded(arn: &str, actions: &str) -> String {
+        let policy = format!("  boundary:\n    type: aws_iam_policy\n    properties:\n      name: boundary\n      policy:\n        Version: \"2012-10-17\"\n        Statement:\n          - {{Effect: Allow, Action: {actions}, Resource: \"*\"}}\n\n  lambda_role:\n");
+        SEED.replacen("  lambda_role:\n", &policy, 1).replacen(
+            "      name: lambda_iam_role01\n",
+            &format!("      name: lambda_iam_role01\n      permissions_boundary: {arn}\n"),
+            1,
+        )
+    }
+
+    #[test]
+    fn a_permissions_boundary_takes_what_it_does_not_allow() {
+        let r = report(&bounded("${boundary.arn}", "[\"sns:Publish\", \"logs:*\"]"));
+        assert_broken(
+            &r,
+            "remediation",
+            "ec2:StopInstances",
+            "the role's permissions boundary `boundary` must allow ec2:StopInstances",
+        );
+        assert!(edge(&r, "remediation", "sns:Publish").allowed);
+    }
+
+    #[test]
+    fn a_permissions_boundary_allowing_everything_needed_breaks_no_link() {
+        let r = report(&bounded("${boundary.arn}", "\"*\""));
+        assert!(
+            !rules_of(&r).iter().any(|(rule, _)| rule.starts_with("SC6")),
+            "{:#?}",
+            r.findings
+        );
+        let stop = edge(&r, "remediation", "ec2:StopInstances");
+        assert!(
+            stop.by
+                .iter()
+                .any(|by| by.contains("permissions boundary `boundary`")),
+            "{stop:?}"
+        );
+    }
+
+    #[test]
+    fn a_permissions_boundary_outside_the_stack_is_a_warning() {
+        let r = report(&bounded(
+            "arn:aws:iam::123456789012:policy/org-boundary",
+            "\"*\"",
+        ));
+        assert_finding(&r, "SC606", "lambda_role");
+        assert!(edge(&r, "remediation", "ec2:StopInstances").allowed);
     }
 
     #[test]

@@ -15,6 +15,14 @@ use crate::schema::{
 /// A customer managed policy. Its id is its ARN.
 pub struct IamPolicy;
 
+/// A managed policy's ARN: AWS's own or an account's.
+pub(super) fn check_policy_arn(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if s.starts_with("arn:") && s.contains(":policy/") => Ok(()),
+        _ => Err("must be a policy ARN such as arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".into()),
+    }
+}
+
 static SCHEMA: Schema = Schema {
     type_name: "aws_iam_policy",
     service: Service::Iam,

@@ -41,6 +41,14 @@ static SCHEMA: Schema = Schema {
         )
         .required()
         .check(check_policy_document),
+        Prop::new(
+            "permissions_boundary",
+            Type::String,
+            "ARN of the managed policy that bounds what the role's policies can grant. Left out: none.",
+        )
+        .takes(&[("aws_iam_policy", Names::Arn)])
+        .default(Default::Unset)
+        .check(super::iam_policy::check_policy_arn),
         Prop::tags(),
     ],
     attrs: &[
@@ -61,8 +69,14 @@ static SCHEMA: Schema = Schema {
     part: Part::Role,
     actions: Actions {
         read: &["iam:GetRole"],
-        create: &["iam:CreateRole"],
-        update: &["iam:UpdateAssumeRolePolicy", "iam:UpdateRole"],
+        // IAM asks for PutRolePermissionsBoundary on a create with one too.
+        create: &["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
+        update: &[
+            "iam:UpdateAssumeRolePolicy",
+            "iam:UpdateRole",
+            "iam:PutRolePermissionsBoundary",
+            "iam:DeleteRolePermissionsBoundary",
+        ],
         delete: &["iam:DeleteRole"],
         on: ActsOn::Itself,
     },
@@ -91,7 +105,7 @@ impl Provider for IamRole {
         if let Some(d) = r.str("description").filter(|d| !d.is_empty()) {
             req = req.description(d);
         }
-        let role = send!(req)?
+        let role = send!(req.set_permissions_boundary(r.str(BOUNDARY).map(str::to_string)))?
             .role
             .ok_or_else(|| ProviderError::unexpected("CreateRole returned no role"))?;
         // IAM is eventually consistent: wait until the role can be read back
@@ -155,6 +169,9 @@ impl Provider for IamRole {
                     r.props.get("assume_role_policy").unwrap_or(&Value::Null),
                 )))?;
         }
+        if changed.contains(&BOUNDARY) {
+            set_boundary(cx, name, r.str(BOUNDARY)).await?;
+        }
         if changed.contains(&"description") {
             send!(cx
                 .iam()
@@ -180,10 +197,28 @@ impl Provider for IamRole {
     }
 }
 
+const BOUNDARY: &str = "permissions_boundary";
+
+async fn set_boundary(cx: &Ctx, name: &str, arn: Option<&str>) -> Result<(), ProviderError> {
+    match arn {
+        Some(arn) => send!(cx
+            .iam()
+            .put_role_permissions_boundary()
+            .role_name(name)
+            .permissions_boundary(arn))
+        .map(drop),
+        None => send!(cx.iam().delete_role_permissions_boundary().role_name(name)).map(drop),
+    }
+}
+
 /// GetRole's answer as the stack file names it (tags aside): the trust
-/// policy URL-decoded into JSON.
+/// policy URL-decoded into JSON, and the boundary only where there is one.
 fn props_of(role: &aws_sdk_iam::types::Role) -> Props {
     let mut props = Props::new();
+    let boundary = role.permissions_boundary.as_ref();
+    if let Some(arn) = boundary.and_then(|b| b.permissions_boundary_arn.clone()) {
+        props.insert(BOUNDARY.into(), Value::from(arn));
+    }
     props.insert("name".into(), Value::from(role.role_name.clone()));
     let description = role.description.clone().unwrap_or_default();
     props.insert("description".into(), Value::from(description));

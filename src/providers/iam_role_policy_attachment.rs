@@ -27,10 +27,7 @@ static SCHEMA: Schema = Schema {
             .takes(&[("aws_iam_policy", Names::Arn)])
             .required()
             .force_new()
-            .check(|v| match v.as_str() {
-                Some(s) if s.starts_with("arn:") && s.contains(":policy/") => Ok(()),
-                _ => Err("must be a policy ARN such as arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole".into()),
-            }),
+            .check(super::iam_policy::check_policy_arn),
     ],
     attrs: &[Attr::new("id", "`<role>/<policy_arn>`.")],
     identity: &["role", "policy_arn"],

@@ -15,6 +15,7 @@ mod perf;
 mod permissions;
 mod review;
 mod review_page;
+mod roles;
 mod secrets;
 mod seed;
 mod simulate;

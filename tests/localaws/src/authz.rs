@@ -305,6 +305,8 @@ fn iam_resource(operation: &str, p: &Params) -> Option<String> {
         | "ListRoleTags"
         | "UpdateAssumeRolePolicy"
         | "UpdateRole"
+        | "PutRolePermissionsBoundary"
+        | "DeleteRolePermissionsBoundary"
         | "AttachRolePolicy"
         | "DetachRolePolicy"
         | "ListAttachedRolePolicies" => role(p)?,
