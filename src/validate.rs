@@ -537,6 +537,36 @@ fn collection_error(stack: &Stack, r: &Ref, id: &str) -> Option<String> {
 /// The references of a property that names resources (`queue_url`,
 /// `alarm_actions`) which name one of another type or in another form
 /// (`${q.arn}` where the queue's URL belongs), with the attribute that fits.
+/// `misnamed` for a property and, inside a block or a list of blocks, for
+/// each of its fields that takes a resource (`vpc_config.security_group_ids`).
+fn misnamed_within<'n>(
+    stack: &Stack,
+    name: &str,
+    prop: &schema::Prop,
+    node: &'n Node,
+) -> Vec<(String, &'n Node)> {
+    let mut out = misnamed(stack, name, prop.takes, node);
+    let (schema::Type::Object(fields) | schema::Type::List(&schema::Type::Object(fields))) =
+        prop.ty
+    else {
+        return out;
+    };
+    let blocks: Vec<&Node> = match &node.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    };
+    for (block, field) in blocks
+        .into_iter()
+        .flat_map(|b| fields.iter().map(move |f| (b, f)))
+    {
+        if let Some(value) = block.get(field.name) {
+            let name = format!("{name}.{}", field.name);
+            out.extend(misnamed_within(stack, &name, field, value));
+        }
+    }
+    out
+}
+
 /// Only a string that is wholly a reference is judged: text around one
 /// builds a value of its own.
 fn misnamed<'n>(
@@ -749,7 +779,7 @@ impl PropertyCheck<'_> {
                 ok = false;
             }
         }
-        for (message, n) in misnamed(self.stack, &p.name, prop.takes, &p.value) {
+        for (message, n) in misnamed_within(self.stack, &p.name, prop, &p.value) {
             self.error(n.span, message, &p.name);
             ok = false;
         }
@@ -963,6 +993,22 @@ mod tests {
             layer(3)
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn a_reference_inside_a_block_is_checked_for_the_form_its_field_takes() {
+        let sg =
+            "  sg:\n    type: aws_security_group\n    properties: {name: sg, description: d}\n";
+        let function = format!("{HEAD}resources:\n{sg}  f:\n    type: aws_lambda_function\n    properties: {{function_name: f, role: \"arn:aws:iam::123456789012:role/r\", runtime: provided.al2023, filename: Cargo.toml, vpc_config: {{subnet_ids: [subnet-1], security_group_ids: [\"${{sg.arn}}\"]}}}}\n");
+        refused(
+            check(&function),
+            "`vpc_config.security_group_ids` takes the id of an aws_security_group, and `${sg.arn}` is its ARN: use `${sg.id}`",
+        );
+        let rule = format!("{HEAD}resources:\n{sg}  web:\n    type: aws_security_group\n    properties:\n      name: web\n      ingress:\n        - {{from_port: 443, to_port: 443, protocol: tcp, security_groups: [\"${{sg.arn}}\"]}}\n");
+        refused(
+            check(&rule),
+            "`ingress.security_groups` takes the id of an aws_security_group, and `${sg.arn}` is its ARN: use `${sg.id}`",
+        );
     }
 
     #[test]

@@ -160,6 +160,7 @@ static VPC_CONFIG: &[Prop] = &[
         Type::List(&Type::String),
         "Security groups (sg-...) of those interfaces.",
     )
+    .takes(&[("aws_security_group", Names::Id)])
     .required(),
 ];
 

@@ -92,6 +92,7 @@ static RULE: &[Prop] = &[
         Type::List(&Type::String),
         "Security group ids (sg-...): traffic from (ingress) or to (egress) their members.",
     )
+    .takes(&[("aws_security_group", Names::Id)])
     .check(|v| check_prefixed(v, "sg-", "security group")),
     Prop::new(
         "prefix_list_ids",
