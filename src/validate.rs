@@ -1012,6 +1012,15 @@ mod tests {
     }
 
     #[test]
+    fn depends_on_written_as_one_id_is_answered_with_the_list() {
+        let src = format!("{HEAD}resources:\n  alerts:\n    type: aws_sns_topic\n    properties: {{name: a}}\n  q:\n    type: aws_sqs_queue\n    depends_on: alerts\n    properties: {{name: q}}\n");
+        refused(
+            check(&src),
+            "stack.yaml:9: `q`: `depends_on` must be a list of logical ids: `depends_on: [alerts]`",
+        );
+    }
+
+    #[test]
     fn terraforms_type_dot_name_is_answered_with_the_id_alone() {
         let src = format!("{HEAD}resources:\n  alerts:\n    type: aws_sns_topic\n    properties: {{name: a}}\n  q:\n    type: aws_sqs_queue\n    depends_on: [aws_sns_topic.alerts]\n    properties: {{name: q}}\n");
         refused(

@@ -787,6 +787,10 @@ fn declaration_entry(decl: &mut Decl, k: &Node, v: &Node, diags: &mut Vec<Diagno
                 }
             }
             NodeKind::Null => {}
+            NodeKind::Str(one) => diags.push(at(
+                v.span,
+                &format!("`depends_on` must be a list of logical ids: `depends_on: [{one}]`"),
+            )),
             _ => diags.push(at(v.span, "`depends_on` must be a list of logical ids")),
         },
         "needs" => decl.needs = needs(&id, v, diags),
