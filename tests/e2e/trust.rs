@@ -344,6 +344,54 @@ fn kill_9_during_destroy_at_any_call_then_destroy_finishes() {
     eprintln!("crash sweep, destroy: {points} points, each destroyed to nothing");
 }
 
+/// The seed destroy's mutating calls, each once, as (service, operation).
+fn seed_deletes() -> Vec<(String, String)> {
+    let env = seeded();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    env.take_calls();
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+    let mut deletes: Vec<(String, String)> = crate::support::mutating(&env.take_calls())
+        .into_iter()
+        .map(|c| (c.service.clone(), c.operation.clone()))
+        .collect();
+    deletes.dedup();
+    deletes
+}
+
+/// The deletes CI tries (the rest with the full sweep): one per service.
+const CI_DELETES: &[&str] = &[
+    "DeleteQueryDefinition",
+    "Unsubscribe",
+    "DeleteAlarms",
+    "RemovePermission",
+    "TerminateInstances",
+];
+
+/// AWS acts on a delete and its answer is lost: the SDK's retry finds it
+/// gone, which is what destroy wanted, so the same run finishes.
+#[test]
+fn a_lost_answer_to_any_delete_is_taken_as_done() {
+    let deletes = seed_deletes();
+    assert!(deletes.len() >= 15, "{deletes:?}");
+    for (service, op) in deletes
+        .iter()
+        .filter(|(_, op)| full_sweep() || CI_DELETES.contains(&op.as_str()))
+    {
+        let env = seeded();
+        env.stackctl(&["apply", "--auto-approve"]).ok();
+        env.aws.inject(Fault::lose_answer(service, op));
+        env.take_calls();
+        let out = env.stackctl(&["destroy", "--auto-approve"]);
+        assert_eq!(out.code, 0, "{op}: answer lost\n{}", out.stderr);
+        let lost = env
+            .take_calls()
+            .iter()
+            .any(|c| c.operation == *op && c.status == 500);
+        assert!(lost, "{op}: the fault was never met");
+        assert_eq!(census::count(&env), census::nothing(), "{op}: answer lost");
+    }
+}
+
 /// The seed stack with another description for its security group: a
 /// replacement, made before the old group is deleted.
 fn new_group_description(env: &Env) {
