@@ -684,14 +684,18 @@ fn one_per_element(value: &Value, fields: &[&str]) -> Value {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for field in fields {
-            for element in m
-                .get(*field)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            let elements = match m.get(*field) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|e| Value::Array(vec![e.clone()]))
+                    .collect(),
+                // A flag that names a source (a group's `self`) is one.
+                Some(flag @ Value::Bool(true)) => vec![flag.clone()],
+                _ => Vec::new(),
+            };
+            for element in elements {
                 let mut one = rest.clone();
-                one.insert(field.to_string(), Value::Array(vec![element.clone()]));
+                one.insert(field.to_string(), element);
                 out.push(Value::Object(one));
             }
         }
@@ -922,6 +926,21 @@ mod tests {
         let by_hand =
             json!([{"protocol": "tcp", "cidr_blocks": ["a", "b"], "ipv6_cidr_blocks": ["c", "d"]}]);
         assert!(!equivalent(per, &by_hand, &answered));
+    }
+
+    /// `self: true` beside a CIDR block is two sources: AWS answers the group
+    /// itself as a rule of its own.
+    #[test]
+    fn a_flag_that_names_a_source_is_one_member_of_its_own() {
+        let per = Compare::SetPer(&["cidr_blocks", "self"]);
+        let written = json!([{"protocol": "tcp", "self": true, "cidr_blocks": ["a"]}]);
+        let answered = json!([
+            {"protocol": "tcp", "cidr_blocks": ["a"]},
+            {"protocol": "tcp", "self": true},
+        ]);
+        assert!(equivalent(per, &written, &answered));
+        let without = json!([{"protocol": "tcp", "self": false, "cidr_blocks": ["a"]}]);
+        assert!(!equivalent(per, &without, &answered));
     }
 
     #[test]

@@ -955,7 +955,7 @@ mod tests {
         );
         refused(
             group("from_port: 443, to_port: 443, protocol: tcp"),
-            "rule 1 allows no one: give it cidr_blocks, ipv6_cidr_blocks, security_groups or prefix_list_ids",
+            "rule 1 allows no one: give it cidr_blocks, ipv6_cidr_blocks, security_groups, prefix_list_ids or self: true",
         );
         refused(
             group("from_port: 0, to_port: 65535, protocol: \"-1\", cidr_blocks: [10.0.0.0/8]"),

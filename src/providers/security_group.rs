@@ -54,12 +54,13 @@ fn check_prefixed(v: &Value, prefix: &str, what: &str) -> Result<(), String> {
 }
 
 /// Where a rule's traffic comes from (ingress) or goes to (egress): each
-/// element of each is a rule of its own to AWS.
+/// element of each, and `self: true`, is a rule of its own to AWS.
 const SOURCES: &[&str] = &[
     "cidr_blocks",
     "ipv6_cidr_blocks",
     "security_groups",
     "prefix_list_ids",
+    "self",
 ];
 
 static RULE: &[Prop] = &[
@@ -100,6 +101,11 @@ static RULE: &[Prop] = &[
         "Managed prefix list ids (pl-...).",
     )
     .check(|v| check_prefixed(v, "pl-", "prefix list")),
+    Prop::new(
+        "self",
+        Type::Bool,
+        "The group itself: traffic from (ingress) or to (egress) its own members.",
+    ),
     Prop::new("description", Type::String, "Rule description."),
 ];
 
@@ -107,12 +113,12 @@ static RULE: &[Prop] = &[
 fn check_rules(v: &Value) -> Result<(), String> {
     for (i, rule) in v.as_array().into_iter().flatten().enumerate() {
         let n = i + 1;
-        if !SOURCES.iter().any(|s| {
-            rule.get(*s)
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-        }) {
-            return Err(format!("rule {n} allows no one: give it cidr_blocks, ipv6_cidr_blocks, security_groups or prefix_list_ids"));
+        let names_one = |source: &Value| match source {
+            Value::Array(a) => !a.is_empty(),
+            other => other == &Value::Bool(true),
+        };
+        if !SOURCES.iter().filter_map(|s| rule.get(*s)).any(names_one) {
+            return Err(format!("rule {n} allows no one: give it cidr_blocks, ipv6_cidr_blocks, security_groups, prefix_list_ids or self: true"));
         }
         let port = |k: &str| rule.get(k).and_then(Value::as_i64).unwrap_or(0);
         if rule.get("protocol").and_then(Value::as_str) == Some("-1")
@@ -264,21 +270,26 @@ struct Rule {
     description: Option<String>,
 }
 
-fn rules_of(v: Option<&Value>) -> BTreeSet<Rule> {
+/// The rules of the group `own` as the schema writes them, one per source.
+fn rules_of(v: Option<&Value>, own: &str) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for r in v.and_then(Value::as_array).into_iter().flatten() {
         let protocol = r.get("protocol").and_then(Value::as_str).unwrap_or("-1");
         let description = r.get("description").and_then(Value::as_str);
-        for field in SOURCES {
-            for value in str_list(r.get(*field)) {
-                out.insert(Rule {
-                    protocol: protocol.to_string(),
-                    from: r.get("from_port").and_then(Value::as_i64).unwrap_or(0),
-                    to: r.get("to_port").and_then(Value::as_i64).unwrap_or(0),
-                    source: Source::of(field, value).expect("a source field"),
-                    description: description.map(str::to_string),
-                });
-            }
+        let itself = (r.get("self") == Some(&Value::Bool(true))).then(|| Source::Group(own.into()));
+        let listed = SOURCES.iter().flat_map(|field| {
+            str_list(r.get(*field))
+                .into_iter()
+                .filter_map(|v| Source::of(field, v))
+        });
+        for source in itself.into_iter().chain(listed) {
+            out.insert(Rule {
+                protocol: protocol.to_string(),
+                from: r.get("from_port").and_then(Value::as_i64).unwrap_or(0),
+                to: r.get("to_port").and_then(Value::as_i64).unwrap_or(0),
+                source,
+                description: description.map(str::to_string),
+            });
         }
     }
     out
@@ -347,8 +358,9 @@ fn sources_of(p: IpPermission) -> Vec<(Source, Option<String>)> {
         .collect()
 }
 
-/// AWS's rules in the shape of the schema, one rule per source.
-fn rules_value(perms: Vec<IpPermission>) -> Value {
+/// AWS's rules of the group `own` in the shape of the schema, one rule per
+/// source; the group itself as `self: true`.
+fn rules_value(perms: Vec<IpPermission>, own: &str) -> Value {
     let mut rules = Vec::new();
     for p in perms {
         let protocol = p.ip_protocol.clone().unwrap_or_else(|| "-1".into());
@@ -357,9 +369,12 @@ fn rules_value(perms: Vec<IpPermission>) -> Value {
             _ => (p.from_port.unwrap_or(0), p.to_port.unwrap_or(0)),
         };
         for (source, description) in sources_of(p) {
-            let (field, value) = source.field();
+            let (field, value) = match &source {
+                Source::Group(id) if id == own => ("self", Value::Bool(true)),
+                other => (other.field().0, json!([other.field().1])),
+            };
             let mut rule =
-                json!({"from_port": from, "to_port": to, "protocol": protocol, field: [value]});
+                json!({"from_port": from, "to_port": to, "protocol": protocol, field: value});
             if let Some(d) = description {
                 rule["description"] = Value::from(d);
             }
@@ -406,7 +421,10 @@ async fn current_rules(cx: &Ctx, id: &str, egress: bool) -> Result<BTreeSet<Rule
     } else {
         g.ip_permissions
     };
-    Ok(rules_of(Some(&rules_value(perms.unwrap_or_default()))))
+    Ok(rules_of(
+        Some(&rules_value(perms.unwrap_or_default(), id)),
+        id,
+    ))
 }
 
 /// Makes the group's rules in one direction match `want`, from what AWS has.
@@ -496,9 +514,9 @@ impl Provider for SecurityGroup {
             .group_id
             .ok_or_else(|| ProviderError::unexpected("CreateSecurityGroup returned no GroupId"))?;
         let rules = async {
-            settle_rules(cx, &id, false, &rules_of(r.props.get("ingress"))).await?;
+            settle_rules(cx, &id, false, &rules_of(r.props.get("ingress"), &id)).await?;
             if r.props.contains_key("egress") {
-                settle_rules(cx, &id, true, &rules_of(r.props.get("egress"))).await?;
+                settle_rules(cx, &id, true, &rules_of(r.props.get("egress"), &id)).await?;
             }
             describe(cx, &id)
                 .await?
@@ -522,11 +540,11 @@ impl Provider for SecurityGroup {
         p.insert("vpc_id".into(), Value::from(g.vpc_id.unwrap_or_default()));
         p.insert(
             "ingress".into(),
-            rules_value(g.ip_permissions.unwrap_or_default()),
+            rules_value(g.ip_permissions.unwrap_or_default(), id),
         );
         p.insert(
             "egress".into(),
-            rules_value(g.ip_permissions_egress.unwrap_or_default()),
+            rules_value(g.ip_permissions_egress.unwrap_or_default(), id),
         );
         let (tags, owner) = split_tags(
             g.tags
@@ -548,10 +566,10 @@ impl Provider for SecurityGroup {
             .await?
             .ok_or_else(|| ProviderError::unexpected(format!("security group {id} is gone")))?;
         if changed.contains(&"ingress") {
-            settle_rules(cx, id, false, &rules_of(r.props.get("ingress"))).await?;
+            settle_rules(cx, id, false, &rules_of(r.props.get("ingress"), id)).await?;
         }
         if changed.contains(&"egress") {
-            settle_rules(cx, id, true, &rules_of(r.props.get("egress"))).await?;
+            settle_rules(cx, id, true, &rules_of(r.props.get("egress"), id)).await?;
         }
         Ok(group_attrs(cx, &g))
     }
@@ -643,7 +661,7 @@ mod tests {
             .ip_ranges(range("0.0.0.0/0", None))
             .build();
         assert_eq!(
-            rules_value(vec![ssh, all]),
+            rules_value(vec![ssh, all], OWN),
             json!([
                 {"from_port": 22, "to_port": 22, "protocol": "tcp", "cidr_blocks": ["10.0.0.0/8"], "description": "office"},
                 {"from_port": 22, "to_port": 22, "protocol": "tcp", "cidr_blocks": ["192.168.0.0/16"]},
@@ -670,7 +688,7 @@ mod tests {
             )
             .prefix_list_ids(PrefixListId::builder().prefix_list_id("pl-1").build())
             .build();
-        let read = rules_value(vec![ssh]);
+        let read = rules_value(vec![ssh], OWN);
         assert_eq!(
             read,
             json!([
@@ -679,8 +697,34 @@ mod tests {
                 {"from_port": 22, "to_port": 22, "protocol": "tcp", "prefix_list_ids": ["pl-1"]},
             ])
         );
-        let rules = rules_of(Some(&read));
+        let rules = rules_of(Some(&read), OWN);
         let sent = permissions(&rules);
-        assert_eq!(rules_of(Some(&rules_value(sent))), rules, "read as sent");
+        assert_eq!(
+            rules_of(Some(&rules_value(sent, OWN)), OWN),
+            rules,
+            "read as sent"
+        );
     }
+
+    #[test]
+    fn the_group_itself_reads_as_self_and_is_sent_as_the_group() {
+        let own = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(5432)
+            .to_port(5432)
+            .user_id_group_pairs(UserIdGroupPair::builder().group_id(OWN).build())
+            .build();
+        let read = rules_value(vec![own], OWN);
+        assert_eq!(
+            read,
+            json!([{"from_port": 5432, "to_port": 5432, "protocol": "tcp", "self": true}])
+        );
+        let rules = rules_of(Some(&read), OWN);
+        assert_eq!(
+            rules.iter().map(|r| &r.source).collect::<Vec<_>>(),
+            [&Source::Group(OWN.into())]
+        );
+    }
+
+    const OWN: &str = "sg-own";
 }

@@ -96,3 +96,32 @@ fn rules_added_by_hand_are_drift_and_apply_revokes_them() {
     assert_eq!(count(&env.take_calls(), "RevokeSecurityGroupIngress"), 0);
     env.stackctl(&["destroy", "--auto-approve"]).ok();
 }
+
+/// `self: true` (Terraform's spelling) lets the group's own members in: it is
+/// authorized as the group itself, beside the rule's CIDR block, and reads
+/// back as written.
+#[test]
+fn a_rule_from_the_group_itself_is_the_group_and_reads_back_as_self() {
+    let env = Env::new();
+    env.write_stack(&STACK.replace(
+        "cidr_blocks: [10.0.0.0/8, 192.168.0.0/16]}",
+        "self: true, cidr_blocks: [10.0.0.0/8]}",
+    ));
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let id = env.physical_id("firewall", "web");
+    let groups = env
+        .rt
+        .block_on(env.ec2().describe_security_groups().group_ids(&id).send());
+    let ingress = groups.unwrap().security_groups.unwrap()[0]
+        .ip_permissions()
+        .to_vec();
+    let pairs: Vec<_> = ingress
+        .iter()
+        .flat_map(|p| p.user_id_group_pairs())
+        .collect();
+    assert_eq!(pairs.len(), 1, "{ingress:?}");
+    assert_eq!(pairs[0].group_id(), Some(id.as_str()));
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    env.stackctl(&["destroy", "--auto-approve"]).ok();
+}
