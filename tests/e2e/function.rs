@@ -110,3 +110,41 @@ fn a_vpc_and_layers_the_stack_file_names_read_back_as_written() {
     assert_eq!(subnets, [subnet]);
     env.stackctl(&["plan", "--detailed-exitcode"]).ok();
 }
+
+/// Code uploaded by hand in the console: the plan shows it, and apply puts
+/// the stack's zip back.
+#[test]
+fn code_uploaded_by_hand_is_drift_and_apply_restores_the_stacks() {
+    let env = applied_seed_stack();
+    let ours = env.function_config().code_sha256.unwrap();
+    let zip = stackctl::package::zip(&mut [stackctl::package::Entry {
+        name: "bootstrap",
+        data: b"#!/bin/sh\necho patched in the console\n",
+        mode: 0o755,
+    }])
+    .unwrap();
+    let by_hand = env
+        .lambda()
+        .update_function_code()
+        .function_name(FUNCTION)
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(zip));
+    env.rt.block_on(by_hand.send()).unwrap();
+
+    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "remediation (aws_lambda_function): source_code_hash changed outside stackctl"
+        ),
+        "{}",
+        out.stdout
+    );
+    env.take_calls();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    assert_eq!(
+        mutating_operations(&env.take_calls()),
+        ["UpdateFunctionCode"]
+    );
+    assert_eq!(env.function_config().code_sha256.unwrap(), ours);
+    env.stackctl(&["plan", "--detailed-exitcode"]).ok();
+}
