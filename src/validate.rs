@@ -985,6 +985,10 @@ mod tests {
             "property `vpc_config`: must name subnets and security groups both, or neither (no VPC)",
         );
         refused(
+            function("vpc_config: {subnet_ids: [10.0.1.0/24], security_group_ids: [sg-1]}"),
+            "`subnet_ids` must be subnet ids (subnet-...; `10.0.1.0/24` is not)",
+        );
+        refused(
             function("vpc_config: {subnet_ids: [subnet-1]}"),
             "property `vpc_config`: is missing required key `security_group_ids`",
         );

@@ -672,6 +672,14 @@ fn boundary_of(m: &Model, role: &str, report: &mut Report) -> Option<Policy> {
         None => match iam::managed_policy(&arn) {
             Some(doc) => (arn.clone(), doc),
             None => {
+                // Once per role, however many functions run as it.
+                if report
+                    .findings
+                    .iter()
+                    .any(|f| f.rule == "SC606" && f.resource == role)
+                {
+                    return None;
+                }
                 report.findings.push(finding(m, "SC606", Severity::Warning, role, "permissions_boundary",
                     format!("`{role}`'s permissions boundary {arn} is not in the stack: what the role's policies grant is proven without it"),
                     "declare the boundary policy in the stack, or make sure by hand that it allows what the function needs"));

@@ -154,14 +154,16 @@ static VPC_CONFIG: &[Prop] = &[
         Type::List(&Type::String),
         "Subnets (subnet-...) the function's network interfaces go in.",
     )
-    .required(),
+    .required()
+    .check(|v| super::check_prefixed(v, "subnet-", "subnet")),
     Prop::new(
         "security_group_ids",
         Type::List(&Type::String),
         "Security groups (sg-...) of those interfaces.",
     )
     .takes(&[("aws_security_group", Names::Id)])
-    .required(),
+    .required()
+    .check(|v| super::check_prefixed(v, "sg-", "security group")),
 ];
 
 /// Both lists empty (no VPC) or both given, within Lambda's limits.

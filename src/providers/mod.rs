@@ -1362,6 +1362,17 @@ pub fn exactly_one(
     }
 }
 
+/// A list of ids AWS generates with this prefix (`sg-`, `subnet-`).
+pub fn check_prefixed(v: &Value, prefix: &str, what: &str) -> Result<(), String> {
+    match str_list(Some(v))
+        .into_iter()
+        .find(|id| !id.starts_with(prefix))
+    {
+        Some(id) => Err(format!("must be {what} ids ({prefix}...; `{id}` is not)")),
+        None => Ok(()),
+    }
+}
+
 pub fn check_range(v: &Value, min: i64, max: i64) -> Result<(), String> {
     match v.as_i64() {
         Some(n) if (min..=max).contains(&n) => Ok(()),

@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use super::Typed;
 use super::{
-    absent, attrs, exactly_one, retry_eventual, split_tags, str_list, tagging, Attrs, Created, Ctx,
-    Observed, Provider, ProviderError, ReadResult, Resource, Update,
+    absent, attrs, check_prefixed, exactly_one, retry_eventual, split_tags, str_list, tagging,
+    Attrs, Created, Ctx, Observed, Provider, ProviderError, ReadResult, Resource, Update,
 };
 use crate::schema::{
     is_unknown, unknown, Actions, ActsOn, Attr, Compare, Default, Names, Part, Prop, Props, Schema,
@@ -41,16 +41,6 @@ fn check_cidrs(v: &Value, v6: bool) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn check_prefixed(v: &Value, prefix: &str, what: &str) -> Result<(), String> {
-    match str_list(Some(v))
-        .into_iter()
-        .find(|id| !id.starts_with(prefix))
-    {
-        Some(id) => Err(format!("must be {what} ids ({prefix}...; `{id}` is not)")),
-        None => Ok(()),
-    }
 }
 
 /// Where a rule's traffic comes from (ingress) or goes to (egress): each
