@@ -1341,10 +1341,20 @@ pub fn fifo_rules(p: &Props, flag: &'static str, kind: &str) -> Vec<(&'static st
 }
 
 pub fn check_one_of(v: &Value, allowed: &[&str]) -> Result<(), String> {
-    match v.as_str() {
-        Some(s) if allowed.contains(&s) => Ok(()),
-        _ => Err(format!("must be one of {}", allowed.join(", "))),
+    let written = v.as_str().unwrap_or_default();
+    if allowed.contains(&written) {
+        return Ok(());
     }
+    // AWS's enums are case-sensitive: `sum` and `not_breaching` are refused.
+    let meant = allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(written))
+        .copied()
+        .or_else(|| crate::spelling::nearest(written, allowed));
+    let hint = meant.map_or(String::new(), |m| {
+        format!(" (`{written}`: did you mean `{m}`?)")
+    });
+    Err(format!("must be one of {}{hint}", allowed.join(", ")))
 }
 
 /// Exactly one of two properties that say one thing two ways: both is an
@@ -1385,6 +1395,23 @@ pub fn check_range(v: &Value, min: i64, max: i64) -> Result<(), String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_value_of_another_case_or_spelling_is_answered_with_awss() {
+        let statistics = ["SampleCount", "Average", "Sum"];
+        assert_eq!(
+            check_one_of(&json!("sum"), &statistics).unwrap_err(),
+            "must be one of SampleCount, Average, Sum (`sum`: did you mean `Sum`?)"
+        );
+        let missing = ["breaching", "notBreaching", "ignore", "missing"];
+        assert!(check_one_of(&json!("not_breaching"), &missing)
+            .unwrap_err()
+            .ends_with("did you mean `notBreaching`?)"));
+        assert_eq!(
+            check_one_of(&json!("x"), &statistics).unwrap_err(),
+            "must be one of SampleCount, Average, Sum"
+        );
+    }
 
     /// A property the stack file leaves out is compared with AWS only through
     /// its default (`Unset`: as absent): without one, a value set by hand in
