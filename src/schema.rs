@@ -185,6 +185,7 @@ impl Prop {
         self.derived_from = Some(prop);
         self
     }
+
     /// Left out of the file, it is compared as absent at AWS.
     pub fn unset_when_absent(&self) -> bool {
         self.default == Some(Default::Unset)
