@@ -515,7 +515,7 @@ impl Provider for LambdaFunction {
     async fn create(&self, cx: &Ctx, r: &Resource<'_>) -> Result<Created, ProviderError> {
         let name = r.required_str("function_name")?;
         let zip = read_zip(cx, r).await?;
-        let in_a_vpc = !vpc_config(r).subnet_ids().is_empty();
+        let vpc = Some(vpc_config(r)).filter(|v| !v.subnet_ids().is_empty());
         let out = retry_eventual(Duration::from_secs(180), role_not_ready, || async {
             let req = cx.lambda().create_function().function_name(name);
             send!(configured!(req, r)
@@ -527,7 +527,7 @@ impl Provider for LambdaFunction {
                 .set_architectures(architectures(r))
                 .set_environment(environment(r))
                 .set_layers(Some(layers(r)).filter(|l| !l.is_empty()))
-                .set_vpc_config(in_a_vpc.then(|| vpc_config(r)))
+                .set_vpc_config(vpc.clone())
                 .set_tags(Some(r.tags_with_ownership(cx).into_iter().collect())))
         })
         .await?;

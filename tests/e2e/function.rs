@@ -4,7 +4,7 @@
 
 use aws_sdk_lambda::types::VpcConfig;
 
-use crate::support::{applied_seed_stack, mutating_operations, seed_stack_with_zip, Env};
+use crate::support::{applied_seed_stack, seed_stack_with_zip, Env};
 
 const FUNCTION: &str = "lambda_function01";
 
@@ -63,21 +63,10 @@ fn a_vpc_and_layers_attached_by_hand_are_drift_and_apply_detaches_them() {
         .layers(layer(&env));
     env.rt.block_on(by_hand.send()).unwrap();
 
-    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
-    assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(
-        out.stdout.contains(
-            "remediation (aws_lambda_function): layers, vpc_config changed outside stackctl"
-        ),
-        "{}",
-        out.stdout
+    env.plan_shows_drift(
+        "remediation (aws_lambda_function): layers, vpc_config changed outside stackctl",
     );
-    env.take_calls();
-    env.stackctl(&["apply", "--auto-approve"]).ok();
-    assert_eq!(
-        mutating_operations(&env.take_calls()),
-        ["UpdateFunctionConfiguration"]
-    );
+    assert_eq!(env.apply_sending(), ["UpdateFunctionConfiguration"]);
     let config = env.function_config();
     assert!(config.layers().is_empty(), "{:?}", config.layers);
     let subnets = config
@@ -130,21 +119,10 @@ fn code_uploaded_by_hand_is_drift_and_apply_restores_the_stacks() {
         .zip_file(aws_sdk_lambda::primitives::Blob::new(zip));
     env.rt.block_on(by_hand.send()).unwrap();
 
-    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
-    assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(
-        out.stdout.contains(
-            "remediation (aws_lambda_function): source_code_hash changed outside stackctl"
-        ),
-        "{}",
-        out.stdout
+    env.plan_shows_drift(
+        "remediation (aws_lambda_function): source_code_hash changed outside stackctl",
     );
-    env.take_calls();
-    env.stackctl(&["apply", "--auto-approve"]).ok();
-    assert_eq!(
-        mutating_operations(&env.take_calls()),
-        ["UpdateFunctionCode"]
-    );
+    assert_eq!(env.apply_sending(), ["UpdateFunctionCode"]);
     assert_eq!(env.function_config().code_sha256.unwrap(), ours);
     env.stackctl(&["plan", "--detailed-exitcode"]).ok();
 }

@@ -661,19 +661,10 @@ fn datapoints_to_alarm_set_by_hand_is_drift() {
         .evaluation_periods(3)
         .datapoints_to_alarm(2);
     env.rt.block_on(by_hand.send()).unwrap();
-    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
-    assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(
-        out.stdout
-            .contains("slow (aws_cloudwatch_metric_alarm): datapoints_to_alarm changed outside"),
-        "{}",
-        out.stdout
+    let plan = env.plan_shows_drift(
+        "slow (aws_cloudwatch_metric_alarm): datapoints_to_alarm changed outside",
     );
-    assert!(
-        out.stdout.contains("datapoints_to_alarm = 2 -> null"),
-        "{}",
-        out.stdout
-    );
+    assert!(plan.contains("datapoints_to_alarm = 2 -> null"), "{plan}");
     env.stackctl(&["apply", "--auto-approve"]).ok();
     let alarms = env.rt.block_on(
         env.cloudwatch()

@@ -3,7 +3,7 @@
 //! take from the remediation function what it needs.
 
 use crate::census;
-use crate::support::{applied_seed_stack, mutating_operations, seed_stack_with_zip, Env};
+use crate::support::{applied_seed_stack, seed_stack_with_zip, Env};
 
 const ROLE: &str = "lambda_iam_role01";
 
@@ -34,20 +34,10 @@ fn a_permissions_boundary_set_by_hand_is_drift_and_apply_removes_it() {
         .permissions_boundary(&arn);
     env.rt.block_on(by_hand.send()).unwrap();
 
-    let out = env.stackctl(&["plan", "--detailed-exitcode"]);
-    assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(
-        out.stdout
-            .contains("lambda_role (aws_iam_role): permissions_boundary changed outside stackctl"),
-        "{}",
-        out.stdout
+    env.plan_shows_drift(
+        "lambda_role (aws_iam_role): permissions_boundary changed outside stackctl",
     );
-    env.take_calls();
-    env.stackctl(&["apply", "--auto-approve"]).ok();
-    assert_eq!(
-        mutating_operations(&env.take_calls()),
-        ["DeleteRolePermissionsBoundary"]
-    );
+    assert_eq!(env.apply_sending(), ["DeleteRolePermissionsBoundary"]);
     assert_eq!(boundary_of(&env), None);
     env.stackctl(&["plan", "--detailed-exitcode"]).ok();
 }

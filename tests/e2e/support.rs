@@ -116,6 +116,28 @@ impl Env {
         self.aws.take_calls()
     }
 
+    /// The next plan has changes and reports `drift` ("id (type): property
+    /// changed outside stackctl"); its text.
+    #[track_caller]
+    pub fn plan_shows_drift(&self, drift: &str) -> String {
+        let out = self.stackctl(&["plan", "--detailed-exitcode"]);
+        assert_eq!(out.code, 2, "{}", out.stdout);
+        assert!(out.stdout.contains(drift), "{}", out.stdout);
+        out.stdout
+    }
+
+    /// Applies, and the operations of the calls it sent that could change
+    /// something, in order.
+    pub fn apply_sending(&self) -> Vec<String> {
+        self.take_calls();
+        self.stackctl(&["apply", "--auto-approve"]).ok();
+        let calls = self.take_calls();
+        mutating_operations(&calls)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// SDK configuration for the tests' own checks. It goes through the proxy,
     /// which serves what moto lacks; take_calls() before asserting on calls.
     pub fn sdk(&self) -> aws_config::SdkConfig {
