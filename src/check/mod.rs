@@ -1602,6 +1602,18 @@ mod tests {
             "\"*\"",
         ));
         assert_finding(&r, "SC606", "lambda_role");
+        let second = "  second:\n    type: aws_lambda_function\n    properties: {function_name: second, role: \"${lambda_role.arn}\", runtime: provided.al2023, filename: Cargo.toml}\n\n  boundary:\n";
+        let two = bounded("arn:aws:iam::123456789012:policy/org-boundary", "\"*\"").replacen(
+            "  boundary:\n",
+            second,
+            1,
+        );
+        let said = report(&two)
+            .findings
+            .iter()
+            .filter(|f| f.rule == "SC606")
+            .count();
+        assert_eq!(said, 1, "once for the role its two functions share");
         assert!(edge(&r, "remediation", "ec2:StopInstances").allowed);
     }
 

@@ -4,7 +4,9 @@
 
 use aws_sdk_lambda::types::VpcConfig;
 
-use crate::support::{applied_seed_stack, seed_stack_with_zip, Env};
+use localaws::Fault;
+
+use crate::support::{applied_seed_stack, count, seed_stack_with_zip, Env};
 
 const FUNCTION: &str = "lambda_function01";
 
@@ -125,4 +127,24 @@ fn code_uploaded_by_hand_is_drift_and_apply_restores_the_stacks() {
     assert_eq!(env.apply_sending(), ["UpdateFunctionCode"]);
     assert_eq!(env.function_config().code_sha256.unwrap(), ours);
     env.stackctl(&["plan", "--detailed-exitcode"]).ok();
+}
+
+/// Right after its role is made or granted more, Lambda may refuse the role
+/// for a while (IAM is eventually consistent): both refusals are waited out,
+/// and the function is created once.
+#[test]
+fn a_role_lambda_cannot_use_yet_is_waited_for() {
+    let env = Env::new();
+    env.write_stack(&seed_stack_with_zip(&env));
+    for message in [
+        "The role defined for the function cannot be assumed by Lambda.",
+        "The provided execution role does not have permissions to call CreateNetworkInterface on EC2",
+    ] {
+        let refusal = Fault::coded("lambda", "CreateFunction", 400, "InvalidParameterValueException", message);
+        env.aws.inject(refusal);
+    }
+    env.take_calls();
+    env.stackctl(&["apply", "--auto-approve"]).ok();
+    let calls = env.take_calls();
+    assert_eq!(count(&calls, "CreateFunction"), 3);
 }
